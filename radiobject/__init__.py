@@ -1,0 +1,50 @@
+"""radiobject: a chunked store for 3D medical images, built for training.
+
+Public names: ``Volume``, ``VolumeCollection``, ``RadiObject``, ``WriteOptions``,
+``StorageOptions``, ``Codec``, ``ImageData`` and the typed errors in ``radiobject.errors``.
+"""
+
+from radiobject.errors import (
+    AlignmentError,
+    DicomError,
+    DuplicateIdError,
+    ImageReadError,
+    InvalidIdError,
+    NiftiReadError,
+    NotFoundError,
+    RadiObjectError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+    TiffError,
+)
+from radiobject.formats.image import ImageData
+from radiobject.options import WriteOptions
+from radiobject.storage import Codec, StorageOptions, StoreLocation
+from radiobject.volume import Volume
+from radiobject.collection import VolumeCollection  # noqa: E402
+from radiobject.radi_object import RadiObject  # noqa: E402
+
+__all__ = [
+    "AlignmentError",
+    "Codec",
+    "DicomError",
+    "DuplicateIdError",
+    "ImageData",
+    "ImageReadError",
+    "InvalidIdError",
+    "NiftiReadError",
+    "NotFoundError",
+    "RadiObjectError",
+    "StorageOptions",
+    "StoreError",
+    "StoreExistsError",
+    "StoreLocation",
+    "StoreNotFoundError",
+    "TiffError",
+    "RadiObject",
+    "Volume",
+    "VolumeCollection",
+    "WriteOptions",
+]
+__version__ = "0.2.0"

@@ -1,0 +1,41 @@
+"""``.loc`` / ``.iloc`` accessors shared by collections and RadiObjects (label vs position)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+def positions(key: Any, n: int) -> list[int] | int:
+    """Positions selected by an int, a slice, a list of ints or a boolean mask over ``n`` items."""
+    if isinstance(key, (int, np.integer)):
+        i = int(key) + n if key < 0 else int(key)
+        if not 0 <= i < n:
+            raise IndexError(f"position {key} out of range for {n} items")
+        return i
+    if isinstance(key, slice):
+        return list(range(n))[key]
+    arr = np.asarray(key)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise IndexError(f"boolean mask of length {arr.shape} for {n} items")
+        return [int(i) for i in np.flatnonzero(arr)]
+    return [int(positions(int(k), n)) for k in arr.ravel()]  # type: ignore[arg-type]
+
+
+class Indexer(Generic[T, V]):
+    """``obj.loc[...]`` / ``obj.iloc[...]``: one key -> ``one(key)``; many -> ``many(keys)``."""
+
+    def __init__(self, one: Callable[[Any], T], many: Callable[[Sequence[Any]], V], normalise: Callable[[Any], Any]):
+        self._one, self._many, self._normalise = one, many, normalise
+
+    def __getitem__(self, key: Any) -> T | V:
+        sel = self._normalise(key)
+        if isinstance(sel, list):
+            return self._many(sel)
+        return self._one(sel)

@@ -1,0 +1,42 @@
+"""Entry point of the ``radiobject`` command: builds the parser from the command modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module defines ``register(subparsers) -> None``, adding its commands with
+# ``parser.set_defaults(func=callable(args) -> int)``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "radiobject.cli.ingest",
+    "radiobject.cli.inspect",
+    "radiobject.cli.tiff",
+    "radiobject.cli.bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command module's sub-commands."""
+    parser = argparse.ArgumentParser(prog="radiobject", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a command group not built yet
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""``VolumeCollection``: volumes of one kind plus their ``obs`` table; views are ID subsets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from radiobject._indexing import Indexer, positions
+from radiobject.bulk import IngestItem, IngestReport, write_items
+from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError, StoreNotFoundError
+from radiobject.formats.image import ImageData
+from radiobject.ids import validate_collection_name, validate_id
+from radiobject.options import WriteOptions
+from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.storage import files
+from radiobject.storage.location import StoreLocation
+from radiobject.storage.options import StorageOptions
+from radiobject.storage.registry import get_backend
+from radiobject.storage.tables import FragmentTable
+from radiobject.volume import Volume
+from radiobject.volume_info import VolumeInfo
+
+MARKER = "collection.json"
+FORMAT = "radiobject-collection"
+
+
+class _State:
+    """What all views of one stored collection share: location, settings, cached ``obs``."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        try:
+            meta = files.read_json(files.join(location.uri, MARKER), location.storage)
+        except FileNotFoundError:
+            raise StoreNotFoundError(location.uri, "no radiobject collection here") from None
+        if meta.get("format") != FORMAT:
+            raise StoreNotFoundError(location.uri, f"{MARKER} is not a radiobject collection marker")
+        self.location = location
+        self.name: str = meta["name"]
+        self.backend: str = meta["backend"]
+        self._obs: pd.DataFrame | None = None
+        self._pos: dict[str, int] = {}
+
+    @property
+    def obs(self) -> pd.DataFrame:
+        if self._obs is None:
+            df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
+            if "obs_subject_id" not in df.columns:
+                df["obs_subject_id"] = pd.Series([], dtype=str)
+            self._obs = df
+            self._pos = {k: i for i, k in enumerate(df["obs_id"].tolist())}
+        return self._obs
+
+    def position(self, obs_id: str) -> int:
+        self.obs  # noqa: B018 - loads the table and the index
+        try:
+            return self._pos[obs_id]
+        except KeyError:
+            raise NotFoundError("obs_id", obs_id, f"collection {self.location.uri}") from None
+
+    def invalidate(self) -> None:
+        self._obs, self._pos = None, {}
+
+
+class VolumeCollection:
+    """Volumes of one kind (e.g. all T1w) with one ``obs`` row per volume.
+
+    ``VolumeCollection(uri)`` opens a stored collection. ``iloc[i]`` / ``loc["id"]`` give a
+    ``Volume``; slices, lists and masks give a view (same API, fewer volumes). Volumes are
+    addressed by ``obs_id``, never by position, so order changes and appends cannot mix them up.
+    """
+
+    def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None:
+        self._state = _State(StoreLocation(uri, storage or StorageOptions()))
+        self._ids: tuple[str, ...] | None = None
+
+    @classmethod
+    def _view(cls, state: _State, ids: Sequence[str] | None) -> "VolumeCollection":
+        obj = cls.__new__(cls)
+        obj._state, obj._ids = state, None if ids is None else tuple(ids)
+        return obj
+
+    @classmethod
+    def open(cls, location: StoreLocation) -> "VolumeCollection":
+        """Opens from a picklable location."""
+        return cls(location.uri, storage=location.storage)
+
+    # ---------------------------------------------------------------- creating
+    @classmethod
+    def create(
+        cls,
+        uri: str,
+        *,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        exist_ok: bool = False,
+    ) -> "VolumeCollection":
+        """Creates an empty collection (its name defaults to the last path component)."""
+        opts, storage = options or WriteOptions(), storage or StorageOptions()
+        name = validate_collection_name(name or uri.rstrip("/").rsplit("/", 1)[-1])
+        marker = files.join(uri, MARKER)
+        if files.exists(marker, storage):
+            if not exist_ok:
+                raise StoreExistsError(uri, "a collection already exists here")
+            return cls(uri, storage=storage)
+        files.makedirs(uri, storage)
+        files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "name": name, "backend": opts.backend}, storage)
+        return cls(uri, storage=storage)
+
+    @classmethod
+    def from_items(
+        cls,
+        uri: str,
+        items: Iterable[IngestItem],
+        *,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "VolumeCollection":
+        """Creates a collection and writes ``items`` into it (the bulk path every ``from_*`` uses)."""
+        coll = cls.create(uri, name=name, options=options, storage=storage)
+        coll.write(items, options=options, progress=progress)
+        coll.compact()
+        return coll
+
+    @classmethod
+    def from_images(
+        cls,
+        uri: str,
+        images: Mapping[str, ImageData],
+        *,
+        subject_ids: Mapping[str, str] | None = None,
+        obs: pd.DataFrame | None = None,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "VolumeCollection":
+        """From ``{obs_id: ImageData}``; subjects default to the obs IDs; ``obs`` adds columns."""
+        extra = _columns_by_id(obs)
+        items = [
+            IngestItem(k, (subject_ids or {}).get(k, k), img, extra.get(k, {}), img.source) for k, img in images.items()
+        ]
+        return cls.from_items(uri, items, name=name, options=options, storage=storage)
+
+    @classmethod
+    def from_volumes(
+        cls,
+        uri: str,
+        volumes: Mapping[str, Volume] | Iterable[Volume],
+        *,
+        subject_ids: Mapping[str, str] | None = None,
+        obs: pd.DataFrame | None = None,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "VolumeCollection":
+        """Copies stored volumes (a mapping obs_id -> Volume, or Volumes that carry an obs_id)."""
+        if not isinstance(volumes, Mapping):
+            vols = list(volumes)
+            missing = [v.uri for v in vols if v.obs_id is None]
+            if missing:
+                raise ValueError(f"volumes without obs_id need a mapping obs_id -> Volume: {missing[:3]}")
+            volumes = {str(v.obs_id): v for v in vols}
+        extra = _columns_by_id(obs)
+        items = [
+            IngestItem(k, (subject_ids or {}).get(k, k), v.to_image, extra.get(k, {}), v.info.source)
+            for k, v in volumes.items()
+        ]
+        return cls.from_items(uri, items, name=name, options=options, storage=storage)
+
+    @classmethod
+    def from_niftis(
+        cls,
+        uri: str,
+        paths_or_glob: PathSpec,
+        *,
+        subject_pattern: str | None = None,
+        reorient: bool = False,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "VolumeCollection":
+        """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
+        from functools import partial
+
+        from radiobject.formats.nifti import read_nifti
+
+        paths = expand_paths(paths_or_glob)
+        items = []
+        for p in paths:
+            sid = subject_id_from_path(p, paths_or_glob, subject_pattern)
+            items.append(IngestItem(sid, sid, partial(read_nifti, p, reorient=reorient), source=os.path.abspath(p)))
+        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+
+    @classmethod
+    def from_dicoms(
+        cls,
+        uri: str,
+        series_folders: Mapping[str, str] | PathSpec,
+        *,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "VolumeCollection":
+        """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name)."""
+        from functools import partial
+
+        from radiobject.formats.dicom import read_dicom_series
+
+        if not isinstance(series_folders, Mapping):
+            spec = series_folders
+            folders = [str(spec)] if isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec) else expand_paths(spec)
+            series_folders = {subject_id_from_path(f, spec): f for f in folders}
+        items = [IngestItem(k, k, partial(read_dicom_series, f), source=os.path.abspath(str(f))) for k, f in series_folders.items()]
+        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+
+    def write(
+        self,
+        items: Iterable[IngestItem],
+        *,
+        options: WriteOptions | None = None,
+        skip_existing: bool = False,
+        on_error: str = "raise",
+        progress: bool | str = False,
+    ) -> IngestReport:
+        """Writes more volumes into this collection (append). See ``radiobject.bulk.write_items``."""
+        opts = options or WriteOptions(backend=self.backend_name)
+        if opts.backend != self.backend_name:
+            opts = WriteOptions(self.backend_name, opts.chunks, opts.codec, opts.workers, opts.commit_every)
+        backend = get_backend(self.backend_name, self.location.storage)
+        existing = frozenset(self._state.obs["obs_id"].tolist())
+        try:
+            return write_items(
+                self.uri, items, backend, opts, existing=existing, skip_existing=skip_existing,
+                on_error=on_error, progress=progress,
+            )
+        finally:
+            self._state.invalidate()
+
+    def append(
+        self,
+        image: ImageData | Volume,
+        obs_id: str,
+        obs_subject_id: str | None = None,
+        *,
+        options: WriteOptions | None = None,
+        **columns: Any,
+    ) -> Volume:
+        """Adds one volume; its cost does not depend on how many volumes exist."""
+        img = image.to_image() if isinstance(image, Volume) else image
+        self.write([IngestItem(obs_id, obs_subject_id or obs_id, img, columns, img.source)], options=options)
+        return self._state_volume(obs_id)
+
+    def compact(self) -> None:
+        """Folds the ``obs`` fragments into one (faster opening after many appends)."""
+        FragmentTable(files.join(self.uri, "obs"), "obs_id", self.location.storage).compact()
+        self._state.invalidate()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def name(self) -> str:
+        return self._state.name
+
+    @property
+    def uri(self) -> str:
+        return self._state.location.uri
+
+    @property
+    def location(self) -> StoreLocation:
+        return self._state.location
+
+    @property
+    def backend_name(self) -> str:
+        return self._state.backend
+
+    @property
+    def is_view(self) -> bool:
+        return self._ids is not None
+
+    @property
+    def obs_ids(self) -> list[str]:
+        if self._ids is not None:
+            return list(self._ids)
+        return self._state.obs["obs_id"].tolist()
+
+    @property
+    def obs(self) -> pd.DataFrame:
+        """One row per volume (of this view, in view order)."""
+        df = self._state.obs
+        if self._ids is None:
+            return df.copy()
+        return df.iloc[[self._state.position(i) for i in self._ids]].reset_index(drop=True)
+
+    @property
+    def obs_subject_ids(self) -> list[str]:
+        """The subject of each volume, in order."""
+        return self.obs["obs_subject_id"].tolist()
+
+    @property
+    def subject_ids(self) -> list[str]:
+        """The distinct subjects, in order of first appearance."""
+        return list(dict.fromkeys(self.obs_subject_ids))
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._ids is not None else len(self._state.obs)
+
+    def __contains__(self, obs_id: object) -> bool:
+        if self._ids is not None:
+            return obs_id in self._ids
+        self._state.obs  # noqa: B018
+        return obs_id in self._state._pos
+
+    def __iter__(self) -> Iterator[Volume]:
+        for k in self.obs_ids:
+            yield self._state_volume(k)
+
+    def __repr__(self) -> str:
+        kind = "view of " if self.is_view else ""
+        return f"VolumeCollection({kind}{self.uri!r}, name={self.name!r}, volumes={len(self)})"
+
+    def _state_volume(self, obs_id: str) -> Volume:
+        row = self._state.obs.iloc[self._state.position(obs_id)]
+        info = VolumeInfo.from_row(row, self.backend_name)
+        return Volume(files.join(self.uri, "volumes", obs_id), storage=self.location.storage, info=info)
+
+    def volume(self, obs_id: str) -> Volume:
+        """The volume with this obs ID (in this view)."""
+        if self._ids is not None and obs_id not in self._ids:
+            raise NotFoundError("obs_id", obs_id, f"this view of {self.uri}")
+        return self._state_volume(validate_id(obs_id))
+
+    def by_subject(self, subject_id: str) -> Volume:
+        """The single volume of a subject; ``NotFoundError`` / ``DuplicateIdError`` otherwise."""
+        obs = self.obs
+        hits = obs.loc[obs["obs_subject_id"] == subject_id, "obs_id"].tolist()
+        if not hits:
+            raise NotFoundError("subject", subject_id, f"collection {self.name!r}")
+        if len(hits) > 1:
+            raise DuplicateIdError("subject (several volumes)", subject_id, f"collection {self.name!r}")
+        return self._state_volume(hits[0])
+
+    def select(self, obs_ids: Sequence[str]) -> "VolumeCollection":
+        """A view with these obs IDs, in this order."""
+        for k in obs_ids:
+            if k not in self:
+                raise NotFoundError("obs_id", k, f"collection {self.uri}")
+        return VolumeCollection._view(self._state, list(obs_ids))
+
+    def select_subjects(self, subject_ids: Sequence[str]) -> "VolumeCollection":
+        """A view with the volumes of these subjects (in subject order)."""
+        obs = self.obs
+        order = {s: i for i, s in enumerate(subject_ids)}
+        keep = obs[obs["obs_subject_id"].isin(order)]
+        keep = keep.assign(_o=keep["obs_subject_id"].map(order)).sort_values("_o", kind="stable")
+        return VolumeCollection._view(self._state, keep["obs_id"].tolist())
+
+    @property
+    def iloc(self) -> Indexer[Volume, "VolumeCollection"]:
+        """Position -> Volume; slice / list / mask -> view."""
+        ids = self.obs_ids
+        return Indexer(lambda i: self._state_volume(ids[i]), lambda ps: self.select([ids[p] for p in ps]),
+                       lambda key: positions(key, len(ids)))
+
+    @property
+    def loc(self) -> Indexer[Volume, "VolumeCollection"]:
+        """obs ID -> Volume; list of IDs -> view."""
+        return Indexer(self.volume, self.select, lambda key: key if isinstance(key, str) else list(key))
+
+    def to_collection(self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None) -> "VolumeCollection":
+        """Writes this collection (or view) as a new collection: geometry, dtype and obs kept."""
+        obs = self.obs
+        reserved = set(VolumeInfo("x", "zarr", (1,), "u1", (1,), (0.0,) * 16).to_row()) | {"obs_subject_id"}
+        user_cols = [c for c in obs.columns if c not in reserved]
+        items = [
+            IngestItem(r.obs_id, r.obs_subject_id, self._state_volume(r.obs_id).to_image,
+                       {c: getattr(r, c) for c in user_cols}, str(r.source))
+            for r in obs.itertuples(index=False)
+        ]
+        return VolumeCollection.from_items(uri, items, name=self.name, options=options or WriteOptions(self.backend_name), storage=storage or self.location.storage)
+
+
+def _columns_by_id(obs: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
+    if obs is None:
+        return {}
+    if "obs_id" not in obs.columns:
+        raise ValueError("obs must have an 'obs_id' column")
+    return {str(r.pop("obs_id")): r for r in obs.to_dict("records")}

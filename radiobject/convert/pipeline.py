@@ -1,0 +1,316 @@
+"""The out-of-core region conversion: TIFF regions -> OME-Zarr images, shard by shard.
+
+Each region is written level by level. Level 0 is read from the TIFF tiles a block touches
+(tifffile's Zarr store) and written one whole shard (0.5) / block of chunks (0.4) at a time;
+level k+1 is computed from level k in the output, block by block. Workers (threads or processes)
+each hold one block at a time, so peak memory is bounded by ``workers x block_bytes`` whatever
+the image size. A failing region is reported and removed; the other regions still convert.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from radiobject.convert.downsample import downsample
+from radiobject.convert.options import ConvertOptions, auto_chunk_size, block_size, level_count
+from radiobject.convert.source import Region, RegionSource, find_regions
+from radiobject.convert.writer import ImageLayout, create_image, finalize_image, open_level, plan_levels
+from radiobject.formats.tiff import affine_from_info
+
+__all__ = ["ConversionPlan", "RegionResult", "convert_regions", "convert_tiff", "plan_region"]
+
+
+class Progress(Protocol):
+    """What the pipeline needs of a progress bar (``tqdm`` fits)."""
+
+    total: Any
+
+    def update(self, n: int = 1) -> Any: ...
+
+    def refresh(self) -> Any: ...
+
+
+@dataclass
+class ConversionPlan:
+    """A region opened and laid out, not yet written."""
+
+    region: Region
+    source: RegionSource
+    output: Path
+    chunk: int
+    chunk_auto: bool
+    block: int
+    levels: tuple  # tuple[LevelLayout, ...]
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of work blocks over all levels."""
+        return sum(len(list(_blocks(self.source.axes, lv.shape, lv.shards, c_group))) for lv, c_group in
+                   zip(self.levels, [self.c_group] + [1] * (len(self.levels) - 1)))
+
+    @property
+    def c_group(self) -> int:
+        """Channels per level-0 block: all of an interleaved (RGB) source, else one."""
+        if "c" not in self.source.axes:
+            return 1
+        return self.source.shape[self.source.axes.index("c")] if self.source.channel_chunk > 1 else 1
+
+
+@dataclass
+class RegionResult:
+    """Outcome of one region: timing, sizes and the error if it failed."""
+
+    name: str
+    inputs: list[str]
+    output: str
+    ok: bool
+    error: str | None = None
+    seconds: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    shape: tuple[int, ...] = ()
+    axes: str = ""
+    n_levels: int = 0
+    chunk: int = 0
+    level_shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+    @property
+    def mb_per_s(self) -> float:
+        """Uncompressed input megabytes (1e6) converted per second."""
+        return self.bytes_in / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ratio(self) -> float:
+        """Uncompressed level-0 bytes over bytes on disk (all levels)."""
+        return self.bytes_in / self.bytes_out if self.bytes_out else 0.0
+
+
+def plan_region(region: Region, out_dir: str | Path, options: ConvertOptions,
+                output: str | Path | None = None) -> ConversionPlan:
+    """Opens the region's files (tags only) and decides chunk, shard and level shapes."""
+    source = RegionSource.open(region, options.series)
+    axes, shape = source.axes, source.shape
+    h, w = shape[axes.index("y")], shape[axes.index("x")]
+    n_c = shape[axes.index("c")] if "c" in axes else 1
+    item = source.dtype.itemsize
+    chunk = options.chunk_size or auto_chunk_size(h, w, n_c, item)
+    c_group = n_c if "c" in axes and source.channel_chunk > 1 else 1
+    block = block_size(chunk, c_group, item, options.block_bytes)
+    if options.ngff_version == "0.4":
+        block = max(chunk, block)  # no shards: a block is still a whole number of chunks
+    n_levels = level_count((h, w), options.min_size, options.pyramid_levels)
+    levels = plan_levels(axes, shape, n_levels, chunk, block, options.downsample_z)
+    out = Path(output) if output is not None else Path(out_dir) / f"{region.name}.ome.zarr"
+    return ConversionPlan(region, source, out, chunk, options.chunk_size is None, block, levels)
+
+
+def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: int) -> Iterator[dict[str, Any]]:
+    """Work blocks: an int for t / z (and c unless grouped), slices for y / x (one shard each)."""
+    ranges = []
+    for a, n, e in zip(axes, shape, edge):
+        if a in "yx":
+            ranges.append([slice(i, min(i + e, n)) for i in range(0, n, e)])
+        elif a == "c" and c_group > 1:
+            ranges.append([slice(i, min(i + c_group, n)) for i in range(0, n, c_group)])
+        else:
+            ranges.append(list(range(n)))
+    for combo in product(*ranges):
+        yield dict(zip(axes, combo))
+
+
+def _write_level0(source: RegionSource, path: str, key: dict[str, Any]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Reads one block from the TIFFs and writes it; returns (channels, per-channel min, max)."""
+    data = source.read(key)
+    arr = open_level(path, 0)
+    arr[tuple(key[a] for a in source.axes)] = data
+    kept = [a for a in source.axes if not isinstance(key[a], int)]
+    if "c" in kept:
+        ci = kept.index("c")
+        other = tuple(i for i in range(data.ndim) if i != ci)
+        c = key["c"]
+        channels = list(range(c.start, c.stop))
+        return channels, data.min(axis=other), data.max(axis=other)
+    channel = key["c"] if "c" in key else 0
+    return [channel], np.array([data.min()]), np.array([data.max()])
+
+
+def _write_downsampled(axes: str, path: str, level: int, key: dict[str, Any], labels: bool,
+                       downsample_z: bool, sub: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Computes one block of ``level`` from ``level - 1`` in sub-blocks of ``sub`` output pixels."""
+    src, dst = open_level(path, level - 1), open_level(path, level)
+    ys, xs = key["y"], key["x"]
+    out = np.empty((ys.stop - ys.start, xs.stop - xs.start), dtype=dst.dtype)
+    for y0 in range(ys.start, ys.stop, sub):
+        for x0 in range(xs.start, xs.stop, sub):
+            y1, x1 = min(y0 + sub, ys.stop), min(x0 + sub, xs.stop)
+            read_key = []
+            factors = []
+            for a in axes:
+                if a == "y":
+                    read_key.append(slice(2 * y0, 2 * y1)); factors.append(2)  # noqa: E702
+                elif a == "x":
+                    read_key.append(slice(2 * x0, 2 * x1)); factors.append(2)  # noqa: E702
+                elif a == "z" and downsample_z:
+                    read_key.append(slice(2 * key["z"], 2 * key["z"] + 2)); factors.append(2)  # noqa: E702
+                else:
+                    read_key.append(key[a])
+            block = np.asarray(src[tuple(read_key)])
+            small = downsample(block, factors, labels)
+            if small.ndim == 3:
+                small = small[0]
+            out[y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = small
+    dst[tuple(key[a] for a in axes)] = out
+    return [], np.empty(0), np.empty(0)
+
+
+def _executor(options: ConvertOptions) -> Executor:
+    if options.executor == "process":
+        return ProcessPoolExecutor(options.n_workers, mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(options.n_workers, thread_name_prefix="radiobject-convert")
+
+
+def _run(pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limit: int,
+         on_result: Callable[[Any], None]) -> None:
+    """Submits with at most ``limit`` tasks in flight (bounded memory); re-raises the first error."""
+    pending: set[Future] = set()
+    try:
+        for args in arg_sets:
+            if len(pending) >= limit:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    on_result(f.result())
+            pending.add(pool.submit(fn, *args))
+        for f in list(pending):
+            pending.discard(f)
+            on_result(f.result())
+    finally:
+        for f in pending:
+            f.cancel()
+        wait(pending)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        tmin, tmax = float(info.min), float(info.max)
+    else:
+        tmin, tmax = float(np.nanmin(lo)), float(np.nanmax(hi))
+    return [(tmin, tmax, float(a), float(b)) for a, b in zip(lo, hi)]
+
+
+def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
+                 progress: Progress | None = None) -> RegionResult:
+    """Writes one planned region; on error removes the partial output and reports it."""
+    src = plan.source
+    result = RegionResult(plan.region.name, [str(p) for p in plan.region.inputs], str(plan.output), False,
+                          bytes_in=src.nbytes, shape=src.shape, axes=src.axes, n_levels=len(plan.levels),
+                          chunk=plan.chunk, level_shapes=[lv.shape for lv in plan.levels])
+    t0 = time.perf_counter()
+    done = 0
+    n_c = src.shape[src.axes.index("c")] if "c" in src.axes else 1
+    lo = np.full(n_c, np.inf)
+    hi = np.full(n_c, -np.inf)
+
+    def tick(res: Any) -> None:
+        nonlocal done
+        channels, mins, maxs = res
+        for ch, a, b in zip(channels, mins, maxs):
+            lo[ch] = min(lo[ch], float(a))
+            hi[ch] = max(hi[ch], float(b))
+        done += 1
+        if progress is not None:
+            progress.update(1)
+
+    limit = 2 * options.n_workers
+    try:
+        layout: ImageLayout = create_image(plan.output, src.axes, src.dtype, plan.levels, options)
+        path = layout.path
+        lv0 = plan.levels[0]
+        _run(pool, _write_level0, ((src, path, k) for k in _blocks(src.axes, lv0.shape, lv0.shards, plan.c_group)),
+             limit, tick)
+        for level in range(1, len(plan.levels)):
+            lv = plan.levels[level]
+            sub = max(lv.chunks[src.axes.index("y")], layout.block_edge(level) // 2)
+            args = ((src.axes, path, level, k, options.labels, options.downsample_z, sub)
+                    for k in _blocks(src.axes, lv.shape, lv.shards, 1))
+            _run(pool, _write_downsampled, args, limit, tick)
+        names = src.channel_names or [plan.region.name]
+        extra = {"source": [str(p) for p in plan.region.inputs], "labels": options.labels,
+                 "physical_size": src.info.physical_size, "units": src.info.units, "tiff_kind": src.info.kind}
+        finalize_image(layout, physical_size=src.info.physical_size, units=src.info.units, channel_names=names,
+                       channel_colors=src.channel_colors or ["FFFFFF"] * len(names),
+                       windows=_windows(src.dtype, lo, hi), affine=affine_from_info(src.info),
+                       options=options, name=plan.region.name, extra=extra)
+        result.ok = True
+    except Exception as exc:  # noqa: BLE001 - one region's failure must not stop the others
+        result.error = f"{type(exc).__name__}: {exc}"
+        if plan.output.exists() and not isinstance(exc, FileExistsError):
+            shutil.rmtree(plan.output, ignore_errors=True)
+        if progress is not None:
+            progress.update(max(plan.n_tasks - done, 0))
+    result.seconds = time.perf_counter() - t0
+    if result.ok:
+        result.bytes_out = _dir_size(plan.output)
+    return result
+
+
+def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
+                    options: ConvertOptions | None = None, regions: Sequence[str] | None = None,
+                    progress: Progress | None = None,
+                    on_plan: Callable[[list[ConversionPlan | RegionResult]], None] | None = None,
+                    ) -> list[RegionResult]:
+    """Converts every region found in ``inputs`` to ``out_dir/<region>.ome.zarr``.
+
+    Regions that cannot be opened or written come back with ``ok=False`` and the reason; the
+    rest still convert. ``progress.total`` is set to the number of work blocks.
+    """
+    options = options or ConvertOptions()
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    plans: list[ConversionPlan | RegionResult] = []
+    for region in find_regions(inputs, regions):
+        try:
+            plans.append(plan_region(region, out_dir, options))
+        except Exception as exc:  # noqa: BLE001
+            plans.append(RegionResult(region.name, [str(p) for p in region.inputs],
+                                      str(Path(out_dir) / f"{region.name}.ome.zarr"), False,
+                                      error=f"{type(exc).__name__}: {exc}"))
+    if on_plan is not None:
+        on_plan(plans)
+    if progress is not None:
+        progress.total = sum(p.n_tasks for p in plans if isinstance(p, ConversionPlan))
+        progress.refresh()
+    results: list[RegionResult] = []
+    with _executor(options) as pool:
+        for plan in plans:
+            results.append(plan if isinstance(plan, RegionResult) else execute_plan(plan, options, pool, progress))
+    return results
+
+
+def convert_tiff(path: str | os.PathLike[str], output: str | os.PathLike[str],
+                 options: ConvertOptions | None = None, progress: Progress | None = None) -> RegionResult:
+    """Converts one TIFF file to the OME-Zarr image at ``output`` (returns the result; check ``ok``)."""
+    options = options or ConvertOptions()
+    region = Region(Path(path).name, (Path(path),))
+    try:
+        plan = plan_region(region, Path(output).parent, options, output)
+    except Exception as exc:  # noqa: BLE001
+        return RegionResult(region.name, [str(path)], str(output), False, error=f"{type(exc).__name__}: {exc}")
+    if progress is not None:
+        progress.total = plan.n_tasks
+    with _executor(options) as pool:
+        return execute_plan(plan, options, pool, progress)

@@ -1,0 +1,142 @@
+"""Creates the OME-Zarr image layout (Zarr v3 sharded for NGFF 0.5, Zarr v2 for 0.4) and writes
+its metadata once every level is complete."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from radiobject.convert.options import ConvertOptions, v2_compressor, v3_compressors
+from radiobject.errors import StoreExistsError
+from radiobject.formats.ngff import (
+    image_attributes,
+    multiscales_metadata,
+    omero_metadata,
+    validate_image_attributes,
+)
+
+__all__ = ["LevelLayout", "ImageLayout", "create_image", "finalize_image", "open_level"]
+
+
+@dataclass(frozen=True)
+class LevelLayout:
+    """One pyramid level: array shape, chunk and shard (== chunk for v2) shapes, in ``axes`` order."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """The whole output image: axes, dtype and the levels, largest first."""
+
+    path: str
+    axes: str
+    dtype: np.dtype
+    levels: tuple[LevelLayout, ...]
+    zarr_format: int
+
+    def block_edge(self, level: int) -> int:
+        """y/x edge of a work block at ``level`` (one shard)."""
+        return self.levels[level].shards[self.axes.index("y")]
+
+
+def plan_levels(axes: str, shape: tuple[int, ...], n_levels: int, chunk: int, block: int,
+                downsample_z: bool) -> tuple[LevelLayout, ...]:
+    """Shapes halve in y / x (and z when asked), floor-sized; chunks are 1 along t / c / z."""
+    out = []
+    cur = tuple(shape)
+    for _ in range(n_levels):
+        chunks = tuple(min(chunk, n) if a in "yx" else 1 for a, n in zip(axes, cur))
+        shards = tuple(min(-(-min(block, n) // c) * c, -(-n // c) * c) if a in "yx" else 1
+                       for a, n, c in zip(axes, cur, chunks))
+        out.append(LevelLayout(cur, chunks, shards))
+        cur = tuple(max(n // 2, 1) if (a in "yx" or (a == "z" and downsample_z)) else n
+                    for a, n in zip(axes, cur))
+    return tuple(out)
+
+
+def create_image(path: str | Path, axes: str, dtype: np.dtype, levels: tuple[LevelLayout, ...],
+                 options: ConvertOptions) -> ImageLayout:
+    """Creates the group and one empty array per level (``"0"``, ``"1"`` ...).
+
+    Raises:
+        StoreExistsError: ``path`` exists and ``options.overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists():
+        if not options.overwrite:
+            raise StoreExistsError(str(path), "output exists (use overwrite)")
+        shutil.rmtree(path)
+    v3 = options.ngff_version == "0.5"
+    group = zarr.open_group(str(path), mode="w", zarr_format=3 if v3 else 2)
+    for i, lv in enumerate(levels):
+        kwargs: dict[str, Any] = dict(name=str(i), shape=lv.shape, dtype=dtype, chunks=lv.chunks, fill_value=0)
+        if v3:
+            kwargs.update(shards=lv.shards if lv.shards != lv.chunks else None,
+                          compressors=v3_compressors(options.compression, options.compression_level),
+                          dimension_names=list(axes))
+        else:
+            comp = v2_compressor(options.compression, options.compression_level)
+            kwargs.update(compressors=comp, chunk_key_encoding={"name": "v2", "separator": "/"})
+        group.create_array(**kwargs)
+    return ImageLayout(str(path), axes, np.dtype(dtype), levels, 3 if v3 else 2)
+
+
+_CACHE: dict[tuple[str, int, int], zarr.Array] = {}
+
+
+def open_level(path: str, level: int) -> zarr.Array:
+    """The array of one level, opened once per process (for workers)."""
+    import os
+
+    key = (path, level, os.getpid())
+    arr = _CACHE.get(key)
+    if arr is None:
+        arr = zarr.open_array(f"{path}/{level}", mode="r+")
+        _CACHE[key] = arr
+    return arr
+
+
+def forget(path: str) -> None:
+    """Drops cached handles of an image (after it is complete)."""
+    for k in [k for k in _CACHE if k[0] == path]:
+        del _CACHE[k]
+
+
+def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], units: dict[str, str | None],
+                   channel_names: list[str], channel_colors: list[str],
+                   windows: list[tuple[float, float, float, float]] | None, affine: np.ndarray,
+                   options: ConvertOptions, name: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """Writes (and validates) the NGFF group attributes; returns them."""
+    axes = layout.axes
+    base = [float(physical_size.get(a, 1.0)) if a != "c" else 1.0 for a in axes]
+    scales, translations = [], []
+    for lv in layout.levels:
+        factors = [layout.levels[0].shape[i] / lv.shape[i] if a in "zyx" else 1.0 for i, a in enumerate(axes)]
+        factors = [float(2 ** round(np.log2(f))) if f > 0 else 1.0 for f in factors]
+        scales.append([b * f for b, f in zip(base, factors)])
+        translations.append([b * (f - 1) / 2 for b, f in zip(base, factors)])
+    ms = multiscales_metadata(axes, scales, units=units, level_translations=translations, name=name,
+                              version=options.ngff_version, downscale_type="mode" if options.labels else "mean")
+    omero = None
+    if not options.labels and "c" in axes:
+        omero = omero_metadata(channel_names, channel_colors, windows, version=options.ngff_version, name=name)
+    elif not options.labels:
+        omero = omero_metadata([channel_names[0] if channel_names else name], ["FFFFFF"], windows,
+                               version=options.ngff_version, name=name)
+    attrs = image_attributes(ms, omero=omero, affine=affine, extra=extra, version=options.ngff_version)
+    if "c" not in axes and omero is not None:
+        # a channel-less image still gets a rendering window, which NGFF readers accept
+        pass
+    validate_image_attributes(attrs, options.ngff_version, [lv.shape for lv in layout.levels])
+    group = zarr.open_group(layout.path, mode="r+")
+    group.attrs.update(attrs)
+    forget(layout.path)
+    return attrs

@@ -1,0 +1,48 @@
+"""DICOM ingest: series discovery, dcm2niix-grade geometry, decoding, RTSTRUCT / SEG labels.
+
+Public entry points::
+
+    read_dicom_series(folder_or_files, *, series_uid=None, resample_tilt=False,
+                      resample_gaps=False, include_patient=False, decoder="auto") -> ImageData
+    read_dicom_folder(root, ...) -> list[(SeriesInfo, ImageData | DicomError)]
+    discover_series(folder_or_files) -> Discovery
+    read_rtstruct(rtstruct_path, reference) -> (ImageData, {roi_name: label})
+    read_dicom_seg(seg_path, reference=None) -> (ImageData, {segment_label: value})
+"""
+
+from radiobject.formats.dicom.decode import apply_modality_lut, decode_pixels
+from radiobject.formats.dicom.discover import Discovery, SeriesInfo, discover_series
+from radiobject.formats.dicom.errors import (
+    DicomError,
+    MissingDecoderError,
+    MultipleSeriesError,
+    NotDicomError,
+    SeriesGeometryError,
+    SkippedSeriesError,
+)
+from radiobject.formats.dicom.header import header_fields
+from radiobject.formats.dicom.series import (
+    DicomFolderResult,
+    iter_dicom_folder,
+    read_dicom_folder,
+    read_dicom_series,
+)
+
+__all__ = [
+    "DicomError",
+    "DicomFolderResult",
+    "Discovery",
+    "MissingDecoderError",
+    "MultipleSeriesError",
+    "NotDicomError",
+    "SeriesGeometryError",
+    "SeriesInfo",
+    "SkippedSeriesError",
+    "apply_modality_lut",
+    "decode_pixels",
+    "discover_series",
+    "header_fields",
+    "iter_dicom_folder",
+    "read_dicom_folder",
+    "read_dicom_series",
+]

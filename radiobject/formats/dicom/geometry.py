@@ -1,0 +1,201 @@
+"""Slice geometry: ordering along the slice normal, the voxel -> RAS affine, gaps and gantry tilt.
+
+Voxel order is NIfTI-like: ``i`` = DICOM column, ``j`` = DICOM row, ``k`` = slice (sorted along
+the slice normal ``cross(row_cos, col_cos)``). ``ImageOrientationPatient`` gives the direction of
+increasing column index (first triplet) and of increasing row index (second triplet);
+``PixelSpacing`` is ``[row spacing, column spacing]``, so the first triplet is scaled by
+``PixelSpacing[1]``. The slice column of the affine is the mean step between consecutive
+``ImagePositionPatient`` values, never ``SliceThickness``: with gantry tilt this step is not along
+the normal and the affine carries the exact shear. DICOM patient space is LPS; the returned
+affines are RAS (first two rows negated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+#: relative deviation of one slice step from the median step that counts as a gap / uneven spacing
+SPACING_TOLERANCE = 0.05
+#: tilt (degrees) between the slice step and the normal above which a series counts as tilted
+TILT_TOLERANCE_DEG = 0.1
+
+
+def slice_normal(iop: np.ndarray) -> np.ndarray:
+    """Unit normal ``cross(row_cos, col_cos)`` of an ImageOrientationPatient 6-vector."""
+    iop = np.asarray(iop, dtype=np.float64)
+    n = np.cross(iop[:3], iop[3:])
+    return n / np.linalg.norm(n)
+
+
+def plane_affine_lps(iop: np.ndarray, pixel_spacing: tuple[float, float], origin: np.ndarray,
+                     step: np.ndarray) -> np.ndarray:
+    """4x4 voxel (col, row, slice) -> LPS affine from orientation, spacing, first position and step."""
+    iop = np.asarray(iop, dtype=np.float64)
+    aff = np.eye(4)
+    aff[:3, 0] = iop[:3] * float(pixel_spacing[1])
+    aff[:3, 1] = iop[3:] * float(pixel_spacing[0])
+    aff[:3, 2] = np.asarray(step, dtype=np.float64)
+    aff[:3, 3] = np.asarray(origin, dtype=np.float64)
+    return aff
+
+
+def lps_to_ras(aff: np.ndarray) -> np.ndarray:
+    """Convert a voxel -> LPS affine into voxel -> RAS."""
+    return LPS_TO_RAS @ np.asarray(aff, dtype=np.float64)
+
+
+@dataclass
+class SliceGeometry:
+    """Geometry of a sorted stack of slice positions.
+
+    Attributes:
+        order: indices that sort the input positions along the slice normal.
+        distances: sorted projections of the positions on the normal (mm).
+        step: mean vector between consecutive sorted positions (LPS mm); the affine's slice column.
+        spacing: ``|step . normal|``-free slice spacing = median distance between slices (mm).
+        uniform: False when one step deviates from the median by more than SPACING_TOLERANCE.
+        tilt_deg: angle between ``step`` and the normal (gantry tilt), 0 for a single slice.
+        warnings: human-readable findings (gaps, uneven spacing, tilt).
+    """
+
+    order: np.ndarray
+    distances: np.ndarray
+    step: np.ndarray
+    spacing: float
+    uniform: bool
+    tilt_deg: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tilted(self) -> bool:
+        """True when the slice step is not along the normal (gantry tilt / sheared stack)."""
+        return self.tilt_deg > TILT_TOLERANCE_DEG
+
+
+def analyse_positions(positions: np.ndarray, iop: np.ndarray,
+                      fallback_spacing: float | None = None) -> SliceGeometry:
+    """Sort slice positions along the normal, derive the step, find gaps and tilt.
+
+    Args:
+        positions: (n, 3) ImagePositionPatient values (one per distinct slice).
+        iop: the shared ImageOrientationPatient.
+        fallback_spacing: spacing for a single slice (SpacingBetweenSlices / SliceThickness).
+    """
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    normal = slice_normal(iop)
+    d = pos @ normal
+    order = np.argsort(d, kind="stable")
+    pos, d = pos[order], d[order]
+    warnings: list[str] = []
+    if len(pos) < 2:
+        sp = float(fallback_spacing or 1.0)
+        return SliceGeometry(order, d, normal * sp, sp, True, 0.0, warnings)
+    steps = np.diff(pos, axis=0)
+    dd = np.diff(d)
+    med = float(np.median(dd))
+    uniform = bool(np.all(np.abs(dd - med) <= SPACING_TOLERANCE * max(med, 1e-6)))
+    if not uniform:
+        bad = [(i, float(x)) for i, x in enumerate(dd) if abs(x - med) > SPACING_TOLERANCE * med]
+        kinds = "missing slices" if all(x > med for _, x in bad) else "non-uniform slice spacing"
+        desc = ", ".join(f"slices {i}-{i + 1}: {x:.3f} mm" for i, x in bad[:10])
+        warnings.append(f"{kinds}: median spacing {med:.3f} mm but {desc}; stored raw slices "
+                        "(the affine uses the mean step; resample with resample_gaps=True)")
+    step = steps.mean(axis=0)
+    cosang = abs(float(step @ normal)) / max(float(np.linalg.norm(step)), 1e-12)
+    tilt = math.degrees(math.acos(min(1.0, cosang)))
+    if tilt > TILT_TOLERANCE_DEG:
+        warnings.append(f"gantry tilt / sheared stack of {tilt:.2f} degrees: stored raw slices with "
+                        "the exact shear affine (resample with resample_tilt=True for dcm2niix _Tilt)")
+    return SliceGeometry(order, d, step, med, uniform, tilt, warnings)
+
+
+def resample_tilt(data: np.ndarray, affine_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove gantry-tilt shear as dcm2niix ``_Tilt`` does: shift each slice along the row axis.
+
+    Each slice keeps its plane; it is moved along ``j`` (DICOM rows) by the in-plane component of
+    its offset, by linear interpolation, into a grid widened in ``j`` to hold every shifted slice.
+    The new affine is orthogonal (slice column = the step's component along the normal).
+
+    Args:
+        data: (x, y, z[, ...]) raw slices.
+        affine_ras: the exact sheared voxel -> RAS affine of ``data``.
+
+    Returns:
+        ``(resampled, new_affine)``; values are rounded back to integers for integer input.
+    """
+    a = np.asarray(affine_ras, dtype=np.float64)
+    ci, cj, ck = a[:3, 0], a[:3, 1], a[:3, 2]
+    normal = np.cross(ci, cj)
+    normal /= np.linalg.norm(normal)
+    kn = normal * float(ck @ normal)
+    # slice k's voxel (i, j) lies at origin + i ci + j cj + k ck = origin + i ci + (j + k s) cj + k kn
+    s = float((ck - kn) @ cj) / float(cj @ cj)  # in-plane shift per slice in j voxels
+    nz = data.shape[2]
+    shifts = s * np.arange(nz)
+    lo = min(0.0, float(shifts.min()))
+    hi = max(0.0, float(shifts.max()))
+    pad_lo = int(math.ceil(-lo - 1e-6))
+    pad_hi = int(math.ceil(hi - 1e-6))
+    ny = data.shape[1]
+    ny_out = ny + pad_lo + pad_hi
+    out = np.zeros((data.shape[0], ny_out) + data.shape[2:], dtype=np.float64)
+    jj = np.arange(ny_out, dtype=np.float64) - pad_lo  # output j in raw slice-0 voxel units
+    for k in range(nz):
+        src = jj - shifts[k]  # raw j that lands on output j
+        j0 = np.floor(src).astype(int)
+        w = src - j0
+        ok0 = (j0 >= 0) & (j0 < ny)
+        ok1 = (j0 + 1 >= 0) & (j0 + 1 < ny)
+        sl = data[:, :, k].astype(np.float64)
+        v = np.zeros((data.shape[0], ny_out) + data.shape[3:])
+        wshape = (1, ny_out) + (1,) * (data.ndim - 3)
+        v += np.where(ok0.reshape(wshape), sl[:, np.clip(j0, 0, ny - 1)], 0) * (1 - w).reshape(wshape)
+        v += np.where(ok1.reshape(wshape), sl[:, np.clip(j0 + 1, 0, ny - 1)], 0) * w.reshape(wshape)
+        out[:, :, k] = v
+    new = a.copy()
+    new[:3, 2] = kn
+    new[:3, 3] = a[:3, 3] - pad_lo * cj
+    if np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        out = np.clip(np.rint(out), info.min, info.max).astype(data.dtype)
+    else:
+        out = out.astype(data.dtype)
+    return out, new
+
+
+def resample_uniform(data: np.ndarray, distances: np.ndarray, affine_ras: np.ndarray,
+                     normal_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resample slices at uneven distances onto an even grid (like dcm2niix ``_Eq``).
+
+    The new spacing is the smallest step; slices are linearly interpolated between neighbours.
+
+    Args:
+        data: (x, y, z[, ...]) raw slices, sorted.
+        distances: the slices' positions along the normal (mm), ascending.
+        affine_ras: the raw affine (its origin is kept).
+        normal_ras: unit slice normal in RAS.
+    """
+    d = np.asarray(distances, dtype=np.float64) - float(distances[0])
+    step = float(np.min(np.diff(d)))
+    n = int(round(d[-1] / step)) + 1
+    spacing = d[-1] / (n - 1)
+    targets = np.arange(n) * spacing
+    idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
+    w = (targets - d[idx]) / (d[idx + 1] - d[idx])
+    shape = (1, 1, n) + (1,) * (data.ndim - 3)
+    lo = np.take(data, idx, axis=2).astype(np.float64)
+    hi = np.take(data, idx + 1, axis=2).astype(np.float64)
+    out = lo * (1 - w.reshape(shape)) + hi * w.reshape(shape)
+    if np.issubdtype(data.dtype, np.integer):
+        out = np.rint(out)
+    new = np.asarray(affine_ras, dtype=np.float64).copy()
+    new[:3, 2] = np.asarray(normal_ras) * spacing
+    return out.astype(data.dtype), new
+
+
+__all__ = ["SliceGeometry", "analyse_positions", "lps_to_ras", "plane_affine_lps", "resample_tilt",
+           "resample_uniform", "slice_normal"]

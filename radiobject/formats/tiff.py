@@ -1,0 +1,512 @@
+"""TIFF / OME-TIFF / SVS readers (tifffile), lazy through tifffile's Zarr 3 store interface.
+
+Every image is described in the NGFF axis vocabulary ``t, c, z, y, x``:
+
+* OME-TIFF: axes, sizes, physical sizes and channel names come from the OME-XML
+  (tifffile parses ``DimensionOrder`` and the ``TiffData`` blocks into the series axes).
+* samples per pixel (RGB, interleaved or planar ``S``) become channels ``c``;
+* a plain multi-page TIFF (``I`` / ``Q`` page axis) becomes ``z``;
+* pyramids (SubIFDs, SVS, OME pyramids, NDPI ...) expose their levels, largest first.
+
+Pixels are never read at open time: :class:`LazyTiffArray` reads only the tiles / strips that a
+slice touches, and can be pickled (it re-opens the file by path in the new process).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+import zarr
+
+from radiobject.errors import TiffError
+from radiobject.formats.image import ImageData
+
+__all__ = ["LazyTiffArray", "TiffInfo", "affine_from_info", "open_tiff_array", "read_tiff", "tiff_info"]
+
+#: NGFF axis order; every reader output uses a subsequence of it.
+NGFF_ORDER = "tczyx"
+#: OME / TIFF length units -> NGFF (UDUNITS-2) unit names.
+_UNITS = {
+    "µm": "micrometer", "um": "micrometer", "μm": "micrometer", "micron": "micrometer",
+    "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
+    "pm": "picometer", "Å": "angstrom", "in": "inch", "inch": "inch",
+    "s": "second", "ms": "millisecond", "µs": "microsecond", "min": "minute", "h": "hour",
+}
+#: size of one unit in millimetres (for the voxel -> mm affine).
+_MM_PER_UNIT = {
+    "micrometer": 1e-3, "nanometer": 1e-6, "millimeter": 1.0, "centimeter": 10.0, "meter": 1e3,
+    "picometer": 1e-9, "angstrom": 1e-7, "inch": 25.4,
+}
+_RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
+_PALETTE = ("0000FF", "00FF00", "FF0000", "FFFFFF", "FFFF00", "FF00FF", "00FFFF", "FF8000")
+
+
+@dataclass(frozen=True)
+class TiffInfo:
+    """What a TIFF series holds, read from the tags / OME-XML only (no pixel I/O).
+
+    Attributes:
+        path: the file.
+        kind: ``"ome"``, ``"svs"``, ``"imagej"``, ``"ndpi"``, ... or ``"generic"``.
+        series: the series index described; ``n_series`` how many the file has.
+        axes: NGFF axes present, a subsequence of ``"tczyx"`` (always ends in ``"yx"``).
+        shape: level-0 shape in ``axes`` order.
+        levels: the shape of every pyramid level in ``axes`` order, largest first.
+        dtype: pixel type.
+        physical_size: spacing per spatial/time axis present (``{"x": 0.29, ...}``); 1.0 when unknown.
+        units: NGFF unit per axis in ``physical_size`` (``"micrometer"``), ``None`` when unknown.
+        channel_names / channel_colors: one per channel (hex ``RRGGBB``), empty without ``c``.
+        compression: the TIFF compression scheme name of level 0 (``"JPEG"``, ``"NONE"``, ...).
+        tile: (height, width) of a tile, or ``None`` for strips.
+        source_axes: tifffile's axes string of the series (e.g. ``"TCYX"``, ``"YXS"``).
+    """
+
+    path: str
+    kind: str
+    series: int
+    n_series: int
+    axes: str
+    shape: tuple[int, ...]
+    levels: tuple[tuple[int, ...], ...]
+    dtype: np.dtype
+    physical_size: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str | None] = field(default_factory=dict)
+    channel_names: tuple[str, ...] = ()
+    channel_colors: tuple[str, ...] = ()
+    compression: str = "NONE"
+    tile: tuple[int, int] | None = None
+    source_axes: str = ""
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels (1 without a ``c`` axis)."""
+        return self.shape[self.axes.index("c")] if "c" in self.axes else 1
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size of level 0 in bytes."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+def _map_axes(src: str, shape: tuple[int, ...], path: str) -> list[str | None]:
+    """Maps each tifffile axis letter to an NGFF axis, or ``None`` for a length-1 axis to drop."""
+    out: list[str | None] = []
+    letters = set(src)
+    for letter, size in zip(src, shape):
+        name: str | None
+        if letter in "TCZYX":
+            name = letter.lower()
+        elif letter == "S":
+            name = None if size == 1 and "C" in letters else "c"
+        elif letter in "IQ" and "Z" not in letters:
+            name = "z"
+        elif letter in "IQR" and "T" not in letters:
+            name = "t"
+        else:
+            name = None
+        if name is None and size != 1:
+            raise TiffError(path, f"unsupported axis {letter!r} (size {size}) in series axes {src!r}")
+        out.append(name)
+    named = [n for n in out if n]
+    if len(set(named)) != len(named):
+        if named.count("c") > 1 and [s for a, s in zip(out, shape) if a == "c"].count(1) >= 1:
+            # C and S both present but one of them has length 1: drop that one
+            idx = next(i for i, (a, s) in enumerate(zip(out, shape)) if a == "c" and s == 1)
+            out[idx] = None
+        else:
+            raise TiffError(path, f"unsupported axes {src!r}: two axes map to the same NGFF axis")
+    if "y" not in out or "x" not in out:
+        raise TiffError(path, f"series axes {src!r} have no Y and X")
+    return out
+
+
+def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
+    p = Path(path)
+    if not p.is_file():
+        raise TiffError(p, "file not found")
+    try:
+        return tifffile.TiffFile(p)
+    except tifffile.TiffFileError as exc:
+        raise TiffError(p, f"not a TIFF file or truncated header ({exc})") from exc
+    except (OSError, ValueError, struct.error) as exc:
+        raise TiffError(p, f"cannot parse TIFF structure ({exc})") from exc
+
+
+def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
+    """Raises :class:`TiffError` for unsupported compression or data past the end of the file."""
+    size = int(tif.filehandle.size)
+    for level in series.levels:
+        for page in level.pages:
+            if page is None:
+                continue
+            keyframe = getattr(page, "keyframe", page)
+            comp = keyframe.compression
+            if comp != 1:
+                try:
+                    tifffile.TIFF.DECOMPRESSORS[comp]
+                except (KeyError, ValueError, ImportError) as exc:
+                    raise TiffError(path, f"unsupported compression {int(comp)} ({exc})") from exc
+            offsets, counts = page.dataoffsets, page.databytecounts
+            if len(offsets) and len(counts):
+                end = max(int(o) + int(c) for o, c in zip(offsets, counts))
+                if end > size:
+                    raise TiffError(path, f"truncated: image data ends at byte {end}, file has {size}")
+
+
+def _unit(name: str | None) -> str | None:
+    if not name:
+        return None
+    return _UNITS.get(name, name if name in _MM_PER_UNIT else None)
+
+
+def _ome_pixels(tif: tifffile.TiffFile, series: int) -> ET.Element | None:
+    """The ``Pixels`` element of the OME ``Image`` behind ``series`` (matched by name, else index)."""
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return None
+    images = [e for e in root if e.tag.endswith("Image")]
+    if not images:
+        return None
+    name = tif.series[series].name
+    chosen = next((im for im in images if im.get("Name") == name), None)
+    if chosen is None:
+        chosen = images[min(series, len(images) - 1)]
+    return next((e for e in chosen if e.tag.endswith("Pixels")), None)
+
+
+def _ome_color(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        rgba = int(value) & 0xFFFFFFFF
+    except ValueError:
+        return None
+    return f"{rgba >> 24 & 255:02X}{rgba >> 16 & 255:02X}{rgba >> 8 & 255:02X}"
+
+
+def _svs_metadata(description: str) -> dict[str, Any]:
+    try:
+        return dict(tifffile.tifffile.svs_description_metadata(description))
+    except Exception:  # malformed description: no physical size
+        return {}
+
+
+def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, float], dict[str, str | None],
+                                                                  list[str], list[str | None]]:
+    """Physical sizes, units, channel names and colors from OME-XML, SVS, ImageJ or resolution tags."""
+    size: dict[str, float] = {}
+    units: dict[str, str | None] = {}
+    names: list[str] = []
+    colors: list[str | None] = []
+    pixels = _ome_pixels(tif, s)
+    page = tif.series[s].levels[0].keyframe
+    if pixels is not None:
+        for ax in "xyz":
+            v = pixels.get(f"PhysicalSize{ax.upper()}")
+            if v is not None:
+                size[ax] = float(v)
+                units[ax] = _unit(pixels.get(f"PhysicalSize{ax.upper()}Unit", "µm"))
+        if pixels.get("TimeIncrement") is not None:
+            size["t"] = float(pixels.get("TimeIncrement"))
+            units["t"] = _unit(pixels.get("TimeIncrementUnit", "s"))
+        for ch in (e for e in pixels if e.tag.endswith("Channel")):
+            spp = int(ch.get("SamplesPerPixel", "1") or 1)
+            base = ch.get("Name")
+            for k in range(spp):
+                names.append(f"{base}" if base and spp == 1 else (f"{base} {'RGB'[k] if spp == 3 else k}"
+                                                                  if base else ""))
+                colors.append(_ome_color(ch.get("Color")) if spp == 1 else None)
+    elif tif.is_svs and "MPP" in _svs_metadata(tif.pages.first.description):
+        mpp = float(_svs_metadata(tif.pages.first.description)["MPP"])
+        size.update(x=mpp, y=mpp)
+        units.update(x="micrometer", y="micrometer")
+    else:
+        try:
+            rx, ry = page.resolution
+            runit = int(page.resolutionunit)
+        except Exception:  # pragma: no cover - exotic tags
+            rx = ry = 0
+            runit = 1
+        per = {2: 25400.0, 3: 10000.0}.get(runit)
+        if per and rx > 0 and ry > 0 and (rx, ry) != (1, 1):  # 1 pixel / unit = placeholder
+            size.update(x=per / rx, y=per / ry)
+            units.update(x="micrometer", y="micrometer")
+        ij = tif.imagej_metadata or {}
+        if ij:
+            unit = _unit(str(ij.get("unit", "")).replace("\\u00B5", "µ")) or units.get("x")
+            if rx > 0 and ry > 0 and runit == 1:  # ImageJ stores pixels per unit without a unit tag
+                size.update(x=1.0 / rx, y=1.0 / ry)
+                units.update(x=unit, y=unit)
+            if "spacing" in ij:
+                size["z"] = float(ij["spacing"])
+                units["z"] = unit
+    for ax in "tzyx":
+        if ax in axes:
+            size.setdefault(ax, 1.0)
+            units.setdefault(ax, None)
+    size = {k: v for k, v in size.items() if k in axes}
+    units = {k: v for k, v in units.items() if k in axes}
+    return size, units, names, colors
+
+
+def _channels(info_axes: str, shape: tuple[int, ...], src_axes: str, photometric: int,
+              names: list[str], colors: list[str | None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if "c" not in info_axes:
+        return (), ()
+    n = shape[info_axes.index("c")]
+    rgb = "S" in src_axes and photometric in (2, 6) and n in (3, 4)  # RGB / YCbCr
+    if len(names) != n or not any(names):
+        names = [("R", "G", "B", "A")[i] for i in range(n)] if rgb else [f"Channel {i}" for i in range(n)]
+    elif rgb:
+        names = [nm or "RGBA"[i] for i, nm in enumerate(names)]
+    if len(colors) != n or not all(colors):
+        default = _RGB_COLORS if rgb else (("FFFFFF",) if n == 1 else _PALETTE)
+        colors = [c or default[i % len(default)] for i, c in enumerate(colors + [None] * (n - len(colors)))][:n]
+    return tuple(str(x) for x in names), tuple(str(c) for c in colors)
+
+
+def tiff_info(path: str | os.PathLike[str], series: int = 0) -> TiffInfo:
+    """Describes one series of a TIFF file from its tags and OME-XML, without reading pixels.
+
+    Raises:
+        TiffError: not a TIFF, truncated, unsupported compression or axes, no such series.
+    """
+    with _open_tifffile(path) as tif:
+        return _info(tif, series, str(path))
+
+
+def _info(tif: tifffile.TiffFile, series: int, path: str) -> TiffInfo:
+    if not tif.series:
+        raise TiffError(path, "no image series found")
+    if not 0 <= series < len(tif.series):
+        raise TiffError(path, f"series {series} out of range (file has {len(tif.series)})")
+    s = tif.series[series]
+    _check_pages(tif, s, path)
+    mapping = _map_axes(s.axes, s.shape, path)
+    axes = "".join(a for a in NGFF_ORDER if a in mapping)
+    levels = []
+    for lvl in s.levels:
+        m = dict(zip(mapping, lvl.shape))
+        levels.append(tuple(int(m[a]) for a in axes))
+    keyframe = s.levels[0].keyframe
+    size, units, names, colors = _physical(tif, series, axes)
+    cn, cc = _channels(axes, levels[0], s.axes, int(keyframe.photometric), names, colors)
+    kind = next((k for k in ("ome", "svs", "imagej", "ndpi", "scn", "qpi", "philips", "lsm", "stk")
+                 if getattr(tif, f"is_{k}", False)), "generic")
+    return TiffInfo(
+        path=path, kind=kind, series=series, n_series=len(tif.series), axes=axes, shape=levels[0],
+        levels=tuple(levels), dtype=np.dtype(s.dtype), physical_size=size, units=units,
+        channel_names=cn, channel_colors=cc, compression=tifffile.COMPRESSION(keyframe.compression).name,
+        tile=(int(keyframe.tilelength), int(keyframe.tilewidth)) if keyframe.is_tiled else None,
+        source_axes=s.axes,
+    )
+
+
+class LazyTiffArray:
+    """A lazy, picklable view of one pyramid level of one TIFF series, in chosen NGFF axis order.
+
+    ``axes`` is a permutation of the series' NGFF axes, optionally with extra length-1 axes
+    (e.g. ``"xyzc"`` for a ``"cyx"`` image). Basic slicing (ints / slices with step) reads only
+    the tiles or strips it touches through tifffile's Zarr 3 store.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], series: int = 0, level: int = 0,
+                 axes: str | None = None) -> None:
+        self.path, self.series, self.level = str(path), int(series), int(level)
+        self._lock = threading.Lock()
+        self._tif: tifffile.TiffFile | None = None
+        self._zarr: Any = None
+        self._pid = -1
+        tif = self._open()
+        s = tif.series[self.series]
+        if not 0 <= self.level < len(s.levels):
+            raise TiffError(self.path, f"level {self.level} out of range (series has {len(s.levels)})")
+        lvl = s.levels[self.level]
+        self.src_axes: str = s.axes
+        self.src_shape: tuple[int, ...] = tuple(int(n) for n in lvl.shape)
+        self._map = _map_axes(s.axes, self.src_shape, self.path)
+        self.ngff_axes = "".join(a for a in NGFF_ORDER if a in self._map)
+        self.axes = axes or self.ngff_axes
+        if set(self.axes) - set(NGFF_ORDER) or len(set(self.axes)) != len(self.axes) or not set(
+                self.ngff_axes) <= set(self.axes):
+            raise ValueError(f"axes {self.axes!r} must contain {self.ngff_axes!r} and only 'tczyx'")
+        sizes = {a: n for a, n in zip(self._map, self.src_shape) if a}
+        self.shape: tuple[int, ...] = tuple(sizes.get(a, 1) for a in self.axes)
+        self.dtype: np.dtype = np.dtype(lvl.dtype)
+
+    # -- file handling (re-opened per process) --------------------------------------------------
+    def _open(self) -> tifffile.TiffFile:
+        if self._tif is None or self._pid != os.getpid():
+            with self._lock:
+                if self._tif is None or self._pid != os.getpid():
+                    self._tif = _open_tifffile(self.path)
+                    self._zarr = None
+                    self._pid = os.getpid()
+        return self._tif
+
+    @property
+    def zarr_array(self) -> zarr.Array:
+        """The underlying read-only Zarr array over the TIFF, in tifffile's axis order."""
+        tif = self._open()
+        if self._zarr is None:
+            with self._lock:
+                if self._zarr is None:
+                    store = tif.series[self.series].aszarr(level=self.level)
+                    self._zarr = zarr.open_array(store, mode="r")
+        return self._zarr
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_tif=None, _zarr=None, _pid=-1, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Closes the file handle (it re-opens on the next read)."""
+        if self._tif is not None:
+            self._tif.close()
+        self._tif, self._zarr = None, None
+
+    # -- array protocol --------------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """The TIFF tile / strip shape in ``axes`` order (what one read decodes)."""
+        src = dict(zip(self._map, self.zarr_array.chunks))
+        return tuple(int(src.get(a) or 1) for a in self.axes)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out.astype(dtype) if dtype is not None else out
+
+    def __repr__(self) -> str:
+        return (f"LazyTiffArray({self.path!r}, series={self.series}, level={self.level}, "
+                f"axes={self.axes!r}, shape={self.shape}, dtype={self.dtype})")
+
+    def _normalize(self, key: Any) -> list[int | slice]:
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(key) + 1)
+            key = key[:i] + fill + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim:
+            raise IndexError(f"too many indices for array of {self.ndim} dimensions")
+        out: list[int | slice] = []
+        for k, n in zip(key, self.shape):
+            if isinstance(k, (int, np.integer)):
+                k = int(k) + n if k < 0 else int(k)
+                if not 0 <= k < n:
+                    raise IndexError(f"index {k} out of range for axis of size {n}")
+                out.append(k)
+            elif isinstance(k, slice):
+                out.append(slice(*k.indices(n)))
+            else:
+                raise TypeError(f"only ints, slices and Ellipsis are supported, got {type(k).__name__}")
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        keys = dict(zip(self.axes, self._normalize(key)))
+        src_key = tuple(keys[a] if a else 0 for a in self._map)
+        try:
+            data = np.asarray(self.zarr_array[src_key])
+        except TiffError:
+            raise
+        except Exception as exc:
+            raise TiffError(self.path, f"cannot decode pixel data ({type(exc).__name__}: {exc})") from exc
+        kept = [a for a, k in zip(self._map, src_key) if a and isinstance(k, slice)]
+        # transpose the kept source axes into output order, then insert the missing length-1 axes
+        out_axes = [a for a in self.axes if isinstance(keys[a], slice)]
+        order = [a for a in out_axes if a in kept]
+        data = np.transpose(data, [kept.index(a) for a in order])
+        shape = [data.shape[order.index(a)] if a in kept else len(range(*keys[a].indices(1)))
+                 for a in out_axes]
+        return data.reshape(shape)
+
+
+def open_tiff_array(path: str | os.PathLike[str], series: int = 0, level: int = 0,
+                    axes: str | None = None) -> LazyTiffArray:
+    """A lazy array over one level of one series, in NGFF order (``"tczyx"`` subset) by default.
+
+    Raises:
+        TiffError: not a TIFF, truncated, unsupported compression, bad series / level.
+    """
+    info = tiff_info(path, series)  # validates compression and truncation before any read
+    if not 0 <= level < len(info.levels):
+        raise TiffError(path, f"level {level} out of range (series has {len(info.levels)})")
+    return LazyTiffArray(path, series, level, axes)
+
+
+def affine_from_info(info: TiffInfo, level: int = 0) -> np.ndarray:
+    """Voxel (x, y, z) -> millimetre affine; unknown units count as millimetres."""
+    affine = np.eye(4)
+    for i, ax in enumerate("xyz"):
+        spacing = info.physical_size.get(ax, 1.0)
+        unit = info.units.get(ax)
+        factor = 1.0
+        if ax in "xy" and level:
+            base = info.levels[0][info.axes.index(ax)]
+            factor = base / max(info.levels[level][info.axes.index(ax)], 1)
+        affine[i, i] = spacing * factor * (_MM_PER_UNIT.get(unit, 1.0) if unit else 1.0)
+    return affine
+
+
+def read_tiff(path: str | os.PathLike[str], series: int = 0, level: int = 0) -> ImageData:
+    """Reads one pyramid level of one TIFF series as a lazy :class:`ImageData`.
+
+    The array is a :class:`LazyTiffArray` in ``x, y, z[, c][, t]`` order (``z`` is always present,
+    length 1 for a 2D image), matching the medical-image convention of :class:`ImageData`;
+    the affine maps (x, y, z) voxel indices to millimetres (microns / 1000). Metadata keeps the
+    native physical sizes and units, the NGFF axes, channel names / colors and the pyramid shapes.
+
+    Raises:
+        TiffError: not a TIFF, truncated, unsupported compression, bad series / level.
+    """
+    info = tiff_info(path, series)
+    if not 0 <= level < len(info.levels):
+        raise TiffError(path, f"level {level} out of range (series has {len(info.levels)})")
+    axes = "xyz" + ("c" if "c" in info.axes else "") + ("t" if "t" in info.axes else "")
+    array = LazyTiffArray(path, series, level, axes)
+    metadata: dict[str, Any] = {
+        "format": "tiff", "tiff_kind": info.kind, "series": series, "level": level,
+        "n_series": info.n_series, "axes": axes, "ngff_axes": info.axes,
+        "source_axes": info.source_axes,
+        "levels": [list(shape) for shape in info.levels],
+        "physical_size": dict(info.physical_size), "units": dict(info.units),
+        "channel_names": list(info.channel_names), "channel_colors": list(info.channel_colors),
+        "compression": info.compression,
+    }
+    if info.tile is not None:
+        metadata["tile"] = list(info.tile)
+    return ImageData(array=array, affine=affine_from_info(info, level), metadata=metadata, source=str(path))
+
+
+def level_downsampling(info: TiffInfo) -> list[float]:
+    """The x/y downsampling factor of each level relative to level 0 (1.0, 2.0, 4.0 ...)."""
+    ix = info.axes.index("x")
+    return [info.levels[0][ix] / max(lv[ix], 1) for lv in info.levels]

@@ -1,0 +1,88 @@
+"""Expanding user path specs (a glob, a folder, a list) and deriving subject IDs from paths."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from radiobject.errors import ImageReadError
+
+PathSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".tif", ".tiff", ".svs")
+
+
+def expand_paths(spec: PathSpec, suffixes: Iterable[str] = _IMAGE_SUFFIXES) -> list[str]:
+    """A sorted list of files: a glob pattern, a folder (its image files), a file, or a list."""
+    if isinstance(spec, (str, os.PathLike)):
+        text = str(spec)
+        if glob.has_magic(text):
+            found = sorted(glob.glob(text, recursive=True))
+        elif os.path.isdir(text):
+            sfx = tuple(s.lower() for s in suffixes)
+            found = sorted(str(p) for p in Path(text).iterdir() if str(p).lower().endswith(sfx))
+        elif os.path.exists(text):
+            found = [text]
+        else:
+            raise ImageReadError(text, "no such file, folder or glob match")
+        if not found:
+            raise ImageReadError(text, "matched no files")
+        return found
+    return [str(p) for p in spec]
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out += "(?:(.*)/)?"
+            i += 3
+        elif pattern[i] == "*":
+            out += "([^/]*)"
+            i += 1
+        elif pattern[i] == "?":
+            out += "([^/])"
+            i += 1
+        elif pattern[i] == "[":
+            j = pattern.index("]", i)
+            out += "(" + pattern[i : j + 1] + ")"
+            i = j + 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + "$")
+
+
+def strip_image_suffix(name: str) -> str:
+    """``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``."""
+    low = name.lower()
+    for s in sorted(_IMAGE_SUFFIXES, key=len, reverse=True):
+        if low.endswith(s):
+            return name[: -len(s)]
+    return name
+
+
+def subject_id_from_path(path: str, spec: PathSpec | None = None, subject_pattern: str | None = None) -> str:
+    """The subject ID of ``path``.
+
+    - ``subject_pattern``: a regex searched in the path; its first group (or ``subject`` group).
+    - else, when ``spec`` is a glob: the text the wildcards matched (joined by ``_``; a wildcard
+      that matched only an image suffix is ignored).
+    - else the file name without its image suffix (for folders: the folder name).
+    """
+    if subject_pattern is not None:
+        m = re.search(subject_pattern, path)
+        if not m:
+            raise ImageReadError(path, f"subject pattern {subject_pattern!r} does not match the path")
+        return m.group("subject") if "subject" in m.groupdict() else m.group(1 if m.groups() else 0)
+    if isinstance(spec, (str, os.PathLike)) and glob.has_magic(str(spec)):
+        m = _glob_regex(str(spec)).match(path)
+        if m:
+            parts = [strip_image_suffix(g) for g in m.groups() if g]
+            parts = [p for p in parts if p]
+            if parts:
+                return "_".join(parts)
+    return strip_image_suffix(Path(path.rstrip("/")).name)

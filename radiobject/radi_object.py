@@ -1,0 +1,378 @@
+"""``RadiObject``: subjects x collections, with a subject table ``obs_meta``; views are subsets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from radiobject._indexing import Indexer, positions
+from radiobject.bulk import IngestItem, IngestReport
+from radiobject.collection import VolumeCollection
+from radiobject.errors import AlignmentError, NotFoundError, StoreExistsError, StoreNotFoundError
+from radiobject.formats.image import ImageData
+from radiobject.ids import validate_collection_name, validate_id
+from radiobject.options import WriteOptions
+from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.storage import files
+from radiobject.storage.location import StoreLocation
+from radiobject.storage.options import StorageOptions
+from radiobject.storage.tables import FragmentTable
+from radiobject.subject_filter import Condition, filter_mask
+
+MARKER = "radiobject.json"
+FORMAT = "radiobject"
+SUBJECT = "obs_subject_id"
+
+
+class RadiObject:
+    """A cohort store: ``obs_meta`` (one row per subject) and named ``VolumeCollection``s.
+
+    ``RadiObject(uri)`` opens a store (backend detected). ``radi.T1w`` / ``radi["T1w"]`` give a
+    collection restricted to this object's subjects; ``loc`` / ``iloc`` / ``filter`` give views
+    whose collections contain only the view's subjects; ``view.to_radi_object(uri)`` writes one.
+    """
+
+    def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None:
+        location = StoreLocation(uri, storage or StorageOptions())
+        try:
+            meta = files.read_json(files.join(uri, MARKER), location.storage)
+        except FileNotFoundError:
+            raise StoreNotFoundError(uri, "no radiobject store here (radiobject.json missing)") from None
+        if meta.get("format") != FORMAT:
+            raise StoreNotFoundError(uri, f"{MARKER} is not a radiobject store marker")
+        self._location = location
+        self._backend: str = meta["backend"]
+        self._subjects: tuple[str, ...] | None = None
+        self._obs_meta: pd.DataFrame | None = None
+        self._collections: dict[str, VolumeCollection] = {}
+
+    def _view(self, subjects: Sequence[str]) -> "RadiObject":
+        obj = RadiObject.__new__(RadiObject)
+        obj.__dict__.update(self.__dict__)
+        obj._subjects = tuple(subjects)
+        obj._collections = self._collections  # shared cache of opened collections
+        return obj
+
+    @classmethod
+    def open(cls, location: StoreLocation) -> "RadiObject":
+        """Opens from a picklable location (use in worker processes)."""
+        return cls(location.uri, storage=location.storage)
+
+    # ---------------------------------------------------------------- creating
+    @classmethod
+    def create(cls, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None,
+               exist_ok: bool = False) -> "RadiObject":
+        """Creates an empty store with the backend of ``options`` (recorded, detected on open)."""
+        opts, storage = options or WriteOptions(), storage or StorageOptions()
+        marker = files.join(uri, MARKER)
+        if files.exists(marker, storage):
+            if exist_ok:
+                return cls(uri, storage=storage)
+            raise StoreExistsError(uri, "a radiobject store already exists here")
+        files.makedirs(uri, storage)
+        files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "backend": opts.backend}, storage)
+        return cls(uri, storage=storage)
+
+    @classmethod
+    def from_items(
+        cls,
+        uri: str,
+        items: Mapping[str, Iterable[IngestItem]],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "RadiObject":
+        """Creates a store from ``{collection: items}`` (the path every ``from_*`` takes)."""
+        radi = cls.create(uri, options=options, storage=storage)
+        for name, its in items.items():
+            radi.add_collection(name, its, options=options, progress=progress)
+        radi.add_subjects(obs_meta if obs_meta is not None else pd.DataFrame({SUBJECT: radi._collection_subjects()}))
+        return cls(uri, storage=storage)
+
+    @classmethod
+    def from_volume_collections(
+        cls,
+        uri: str,
+        collections: Mapping[str, VolumeCollection],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "RadiObject":
+        """Copies collections (or views) into a new store; subjects from ``obs_meta`` or the volumes."""
+        items: dict[str, list[IngestItem]] = {}
+        for name, coll in collections.items():
+            items[name] = [
+                IngestItem(r["obs_id"], r[SUBJECT], coll.volume(r["obs_id"]).to_image, {}, str(r.get("source", "")))
+                for r in coll.obs.to_dict("records")
+            ]
+        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage)
+
+    @classmethod
+    def from_images(
+        cls,
+        uri: str,
+        images: Mapping[str, Mapping[str, ImageData | Callable[[], ImageData]]],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        validate_alignment: bool = True,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "RadiObject":
+        """From ``{collection: {subject_id: ImageData or loader}}`` (obs ID = subject ID)."""
+        if validate_alignment:
+            check_alignment({c: {s: _geometry_of(v) for s, v in per.items()} for c, per in images.items()})
+        items = {c: [IngestItem(s, s, v, {}, getattr(v, "source", "")) for s, v in per.items()] for c, per in images.items()}
+        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage)
+
+    @classmethod
+    def from_niftis(
+        cls,
+        uri: str,
+        images: Mapping[str, PathSpec],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        validate_alignment: bool = True,
+        subject_pattern: str | None = None,
+        reorient: bool = False,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "RadiObject":
+        """From NIfTI files per collection: a glob, a folder or a list each.
+
+        Subject IDs come from what a glob's wildcard matched (``data/*/t1.nii.gz``), a
+        ``subject_pattern`` regex, or the file name. With ``validate_alignment`` every subject's
+        volumes must share shape and affine (headers are checked before any pixel is written).
+        """
+        from radiobject.formats.nifti import load_header, read_nifti
+
+        by_coll: dict[str, dict[str, str]] = {}
+        for name, spec in images.items():
+            per: dict[str, str] = {}
+            for p in expand_paths(spec):
+                sid = subject_id_from_path(p, spec, subject_pattern)
+                if sid in per:
+                    raise AlignmentError(sid, f"two files for collection {name!r}: {per[sid]} and {p}")
+                per[sid] = p
+            by_coll[name] = per
+        if validate_alignment:
+            geo: dict[str, dict[str, tuple[tuple[int, ...], np.ndarray]]] = {}
+            for name, per in by_coll.items():
+                geo[name] = {}
+                for s, p in per.items():
+                    img = load_header(p)
+                    aff = np.asarray(img.affine) if not reorient else _canonical_affine(img)
+                    geo[name][s] = (tuple(img.shape[:3]) if not reorient else _canonical_shape(img), aff)
+            check_alignment(geo, paths=by_coll)
+        items = {
+            name: [IngestItem(s, s, partial(read_nifti, p, reorient=reorient), {}, os.path.abspath(p)) for s, p in per.items()]
+            for name, per in by_coll.items()
+        }
+        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
+
+    def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
+                       skip_existing: bool = False, on_error: str = "raise", progress: bool | str = False) -> IngestReport:
+        """Creates (or extends) collection ``name`` with ``items``; new subjects join ``obs_meta``."""
+        name = validate_collection_name(name)
+        opts = options or WriteOptions(backend=self._backend)
+        if opts.backend != self._backend:
+            opts = WriteOptions(self._backend, opts.chunks, opts.codec, opts.workers, opts.commit_every)
+        coll = VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage, exist_ok=True)
+        report = coll.write(items, options=opts, skip_existing=skip_existing, on_error=on_error,
+                            progress=progress if not isinstance(progress, bool) or not progress else name)
+        self._collections.pop(name, None)
+        return report
+
+    def add_subjects(self, obs_meta: pd.DataFrame) -> None:
+        """Adds (or updates) subject rows; ``obs_meta`` needs an ``obs_subject_id`` column."""
+        if SUBJECT not in obs_meta.columns:
+            raise ValueError(f"obs_meta needs an {SUBJECT!r} column (got {list(obs_meta.columns)})")
+        df = obs_meta.copy()
+        df[SUBJECT] = [validate_id(s, "subject id") for s in df[SUBJECT]]
+        if df[SUBJECT].duplicated().any():
+            dup = df.loc[df[SUBJECT].duplicated(), SUBJECT].iloc[0]
+            raise AlignmentError(str(dup), "appears twice in obs_meta")
+        known = set(df[SUBJECT]) | set(self._all_subjects())
+        missing = [s for s in self._collection_subjects() if s not in known]
+        if missing:
+            df = pd.concat([df, pd.DataFrame({SUBJECT: missing})], ignore_index=True)
+        if len(df):
+            self._meta_table().append(df)
+        self._obs_meta = None
+
+    def compact(self) -> None:
+        """Folds every table's fragments into one (faster opens after many appends)."""
+        self._meta_table().compact()
+        for name in self._all_collection_names():
+            VolumeCollection(self._coll_uri(name), storage=self._location.storage).compact()
+        self._obs_meta = None
+
+    # ------------------------------------------------------------------ reading
+    def _meta_table(self) -> FragmentTable:
+        return FragmentTable(files.join(self.uri, "obs_meta"), SUBJECT, self._location.storage)
+
+    def _coll_uri(self, name: str) -> str:
+        return files.join(self.uri, "collections", name)
+
+    def _all_collection_names(self) -> list[str]:
+        return files.listdir(files.join(self.uri, "collections"), self._location.storage)
+
+    def _all_subjects(self) -> list[str]:
+        return self._full_obs_meta()[SUBJECT].tolist()
+
+    def _collection_subjects(self) -> list[str]:
+        out: dict[str, None] = {}
+        for name in self._all_collection_names():
+            out.update(dict.fromkeys(self._collection(name).obs_subject_ids))
+        return list(out)
+
+    def _full_obs_meta(self) -> pd.DataFrame:
+        if self._obs_meta is None:
+            self._obs_meta = self._meta_table().read()
+        return self._obs_meta
+
+    def _collection(self, name: str) -> VolumeCollection:
+        if name not in self._collections:
+            self._collections[name] = VolumeCollection(self._coll_uri(name), storage=self._location.storage)
+        return self._collections[name]
+
+    @property
+    def uri(self) -> str:
+        return self._location.uri
+
+    @property
+    def location(self) -> StoreLocation:
+        return self._location
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend
+
+    @property
+    def is_view(self) -> bool:
+        return self._subjects is not None
+
+    @property
+    def obs_subject_ids(self) -> list[str]:
+        """Subject IDs of this object (a view: its subjects, in view order)."""
+        return list(self._subjects) if self._subjects is not None else self._all_subjects()
+
+    @property
+    def obs_meta(self) -> pd.DataFrame:
+        """The subject table (pandas), restricted to and ordered like this object's subjects."""
+        df = self._full_obs_meta()
+        if self._subjects is None:
+            return df.copy()
+        return df.set_index(SUBJECT).loc[list(self._subjects)].reset_index()
+
+    @property
+    def collection_names(self) -> list[str]:
+        return self._all_collection_names()
+
+    def __len__(self) -> int:
+        return len(self.obs_subject_ids)
+
+    def __repr__(self) -> str:
+        kind = "view of " if self.is_view else ""
+        return f"RadiObject({kind}{self.uri!r}, subjects={len(self)}, collections={self.collection_names})"
+
+    def __getitem__(self, name: str) -> VolumeCollection:
+        if name not in self.collection_names:
+            raise NotFoundError("collection", name, f"store {self.uri}")
+        coll = self._collection(name)
+        return coll if self._subjects is None else coll.select_subjects(self._subjects)
+
+    def __getattr__(self, name: str) -> VolumeCollection:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except NotFoundError:
+            raise AttributeError(f"{type(self).__name__} has no attribute or collection {name!r}") from None
+
+    def select(self, subject_ids: Sequence[str]) -> "RadiObject":
+        """A view with these subjects, in this order."""
+        known = set(self.obs_subject_ids)
+        for s in subject_ids:
+            if s not in known:
+                raise NotFoundError("subject", s, f"store {self.uri}")
+        return self._view(list(subject_ids))
+
+    @property
+    def loc(self) -> Indexer["RadiObject", "RadiObject"]:
+        """Subject ID (or list of IDs) -> view."""
+        return Indexer(lambda s: self.select([s]), self.select, lambda key: key if isinstance(key, str) else list(key))
+
+    @property
+    def iloc(self) -> Indexer["RadiObject", "RadiObject"]:
+        """Position (or slice / list / mask) -> view."""
+        ids = self.obs_subject_ids
+        return Indexer(lambda i: self.select([ids[i]]), lambda ps: self.select([ids[p] for p in ps]),
+                       lambda key: positions(key, len(ids)))
+
+    def filter(self, *conditions: Condition, **equals: Any) -> "RadiObject":
+        """Subjects whose ``obs_meta`` rows meet every condition (no code is ``eval``-ed).
+
+        ``radi.filter(site="A")``, ``radi.filter(("age", ">", 50), ("grade", "in", [2, 3]))``,
+        or a boolean mask / callable ``df -> mask`` over ``obs_meta``.
+        """
+        meta = self.obs_meta
+        mask = filter_mask(meta, conditions, equals)
+        return self._view(meta.loc[mask, SUBJECT].tolist())
+
+    def to_radi_object(self, uri: str, *, options: WriteOptions | None = None,
+                       storage: StorageOptions | None = None) -> "RadiObject":
+        """Writes this object (a view: only its subjects) as a new store, geometry intact."""
+        colls = {name: self[name] for name in self.collection_names}
+        return RadiObject.from_volume_collections(
+            uri, colls, obs_meta=self.obs_meta, options=options or WriteOptions(self._backend),
+            storage=storage or self._location.storage,
+        )
+
+
+def _geometry_of(v: ImageData | Callable[[], ImageData]) -> tuple[tuple[int, ...], np.ndarray]:
+    img = v if isinstance(v, ImageData) else v()
+    return img.shape[:3], img.affine
+
+
+def _canonical_affine(img: Any) -> np.ndarray:
+    import nibabel as nib
+
+    return nib.as_closest_canonical(img).affine
+
+
+def _canonical_shape(img: Any) -> tuple[int, ...]:
+    import nibabel as nib
+
+    return tuple(nib.as_closest_canonical(img).shape[:3])
+
+
+def check_alignment(
+    geometry: Mapping[str, Mapping[str, tuple[tuple[int, ...], np.ndarray]]],
+    *,
+    paths: Mapping[str, Mapping[str, str]] | None = None,
+    atol: float = 1e-4,
+) -> None:
+    """``AlignmentError`` when a subject's volumes differ in (spatial) shape or affine."""
+    first: dict[str, tuple[str, tuple[int, ...], np.ndarray]] = {}
+    for coll, per in geometry.items():
+        for subject, (shape, affine) in per.items():
+            if subject not in first:
+                first[subject] = (coll, shape, affine)
+                continue
+            c0, s0, a0 = first[subject]
+            where = ""
+            if paths:
+                where = f" ({paths[c0][subject]} vs {paths[coll][subject]})"
+            if tuple(shape[:3]) != tuple(s0[:3]):
+                raise AlignmentError(subject, f"shape {tuple(shape)} in {coll!r} != {tuple(s0)} in {c0!r}{where}")
+            if not np.allclose(affine, a0, atol=atol):
+                raise AlignmentError(subject, f"affine of {coll!r} differs from {c0!r}{where}")

@@ -1,0 +1,178 @@
+"""The backend interface: what a storage engine must do for the data model, and nothing more.
+
+A backend stores n-dimensional arrays (one per volume) with JSON attributes. Tables, groups and
+small JSON documents live beside them as plain objects (``radiobject.storage.files``), the same for
+every backend, so that the catalog is one standard columnar format (Parquet) whatever the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from radiobject.storage.options import StorageOptions
+
+Region = tuple[slice, ...]
+
+#: Codecs every backend implements. ``blosc-*`` use blosc with byte shuffle; ``zstd`` and
+#: ``gzip`` are plain (with a byte-shuffle filter on TileDB).
+CODECS: tuple[str, ...] = ("blosc-lz4", "blosc-zstd", "zstd", "gzip", "none")
+
+
+@dataclass(frozen=True)
+class Codec:
+    """A lossless compression setting: ``name`` from :data:`CODECS`, ``level`` 1-9 (zstd up to 22)."""
+
+    name: str = "blosc-lz4"
+    level: int = 5
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        if self.name not in CODECS:
+            raise ValueError(f"unknown codec {self.name!r}; choose one of {', '.join(CODECS)}")
+        if not 0 <= self.level <= 22:
+            raise ValueError(f"codec level {self.level} out of range 0-22")
+
+    @classmethod
+    def parse(cls, text: str, level: int | None = None) -> "Codec":
+        """``"zstd"`` / ``"blosc-lz4:5"`` -> Codec (``level`` overrides the suffix)."""
+        name, _, lvl = text.partition(":")
+        default = 3 if name in ("zstd", "blosc-zstd") else 5
+        return cls(name, level if level is not None else int(lvl or default))
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """Shape, dtype, inner chunk shape, codec and (Zarr only) shard shape of an array."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    codec: Codec = Codec()
+    shards: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.chunks) != len(self.shape):
+            raise ValueError(f"chunks {self.chunks} do not match the {len(self.shape)}-d shape {self.shape}")
+        if any(c < 1 for c in self.chunks) or any(s < 1 for s in self.shape):
+            raise ValueError(f"shape {self.shape} and chunks {self.chunks} must be positive")
+        if self.shards is not None and any(s % c for s, c in zip(self.shards, self.chunks, strict=True)):
+            raise ValueError(f"shard shape {self.shards} is not a multiple of chunks {self.chunks}")
+
+
+#: The default inner chunk edge (voxels) of spatial axes: small enough that an unaligned patch
+#: decodes little beyond itself, large enough that a whole volume is few chunks (see README).
+DEFAULT_CHUNK_EDGE = 32
+#: Upper bound on the voxels of one shard (one object in the store); larger volumes get several.
+MAX_SHARD_VOXELS = 1 << 27
+
+
+def default_chunks(shape: tuple[int, ...], edge: int = DEFAULT_CHUNK_EDGE) -> tuple[int, ...]:
+    """Isotropic ``edge``-voxel chunks over the first three axes, 1 along any further axis."""
+    return tuple(min(edge, s) if i < 3 else 1 for i, s in enumerate(shape))
+
+
+def default_shards(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """The shard shape: the whole volume rounded up to chunks, halved until under the voxel cap."""
+    shard = [math.ceil(s / c) * c for s, c in zip(shape, chunks, strict=True)]
+    while math.prod(shard) > MAX_SHARD_VOXELS:
+        axis = int(np.argmax([s // c for s, c in zip(shard, chunks, strict=True)]))
+        if shard[axis] == chunks[axis]:
+            break
+        shard[axis] = math.ceil(shard[axis] // chunks[axis] / 2) * chunks[axis]
+    return tuple(shard)
+
+
+def normalize_region(region: Any, shape: tuple[int, ...]) -> tuple[Region, tuple[int, ...]]:
+    """Turns an index (ints, slices with step 1, Ellipsis) into full slices plus the axes to drop.
+
+    Returns ``(region, squeeze_axes)``: one slice per axis clipped to the shape, and the axes that
+    were indexed by an integer (to be removed from the result).
+    """
+    if not isinstance(region, tuple):
+        region = (region,)
+    if any(r is Ellipsis for r in region):
+        i = next(k for k, r in enumerate(region) if r is Ellipsis)
+        fill = (slice(None),) * (len(shape) - len(region) + 1)
+        region = region[:i] + fill + region[i + 1 :]
+    if len(region) > len(shape):
+        raise IndexError(f"too many indices ({len(region)}) for a {len(shape)}-d volume")
+    region = region + (slice(None),) * (len(shape) - len(region))
+    out: list[slice] = []
+    squeeze: list[int] = []
+    for axis, (r, n) in enumerate(zip(region, shape, strict=True)):
+        if isinstance(r, (int, np.integer)):
+            i = int(r) + n if r < 0 else int(r)
+            if not 0 <= i < n:
+                raise IndexError(f"index {r} out of range for axis {axis} of size {n}")
+            out.append(slice(i, i + 1))
+            squeeze.append(axis)
+        elif isinstance(r, slice):
+            start, stop, step = r.indices(n)
+            if step != 1:
+                raise IndexError("only step-1 slices are read from storage; slice the result instead")
+            out.append(slice(start, max(start, stop)))
+        else:
+            raise IndexError(f"unsupported index {r!r}: use ints and step-1 slices")
+    return tuple(out), tuple(squeeze)
+
+
+def region_shape(region: Region) -> tuple[int, ...]:
+    """The shape of a normalised region."""
+    return tuple(r.stop - r.start for r in region)
+
+
+class ArrayHandle(ABC):
+    """An open array. Handles are per process: never share one across ``fork``."""
+
+    spec: ArraySpec
+    attrs: Mapping[str, Any]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.spec.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.spec.dtype)
+
+    @abstractmethod
+    def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
+        """Reads a normalised region, into ``out`` (C-contiguous, right shape/dtype) when given."""
+
+    @abstractmethod
+    def write(self, region: Region, data: np.ndarray) -> None:
+        """Writes ``data`` into a normalised region."""
+
+
+class Backend(ABC):
+    """A storage engine for arrays. Stateless apart from its ``StorageOptions``; picklable."""
+
+    name: ClassVar[str]
+
+    def __init__(self, storage: StorageOptions | None = None) -> None:
+        self.storage = storage or StorageOptions()
+
+    @abstractmethod
+    def create_array(self, uri: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> ArrayHandle:
+        """Creates (overwriting any partial leftover) an array at ``uri`` and returns it open."""
+
+    @abstractmethod
+    def open_array(self, uri: str) -> ArrayHandle:
+        """Opens an existing array; raises ``StoreNotFoundError`` when there is none."""
+
+    @abstractmethod
+    def is_array(self, uri: str) -> bool:
+        """True when an array of this backend exists at ``uri``."""
+
+    @abstractmethod
+    def delete_array(self, uri: str) -> None:
+        """Removes the array at ``uri`` (no error when absent)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.storage,))

@@ -1,0 +1,268 @@
+"""``Volume``: one stored image with its geometry. Lazy: pixels are read on demand, by region."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from radiobject import geometry
+from radiobject.formats.image import ImageData
+from radiobject.geometry import Plane
+from radiobject.options import WriteOptions
+from radiobject.storage.base import ArrayHandle, Backend, Region, normalize_region, region_shape
+from radiobject.storage.location import StoreLocation
+from radiobject.storage.options import StorageOptions
+from radiobject.storage.registry import detect_backend, get_backend
+from radiobject.volume_info import VolumeInfo
+from radiobject.writer import write_image
+
+
+class Volume:
+    """One image (3D or 4D) in a store, addressed by URI; geometry known without pixel I/O.
+
+    Open an existing volume with ``Volume(uri)``; create one with ``from_numpy``, ``from_image``,
+    ``from_nifti``, ``from_dicom`` or ``from_tiff``. Objects are cheap, picklable and safe across
+    ``fork`` / ``spawn``: the backend handle is reopened lazily in each process.
+    """
+
+    def __init__(self, uri: str, *, storage: StorageOptions | None = None, info: VolumeInfo | None = None) -> None:
+        self._location = StoreLocation(uri, storage or StorageOptions())
+        self._handle: ArrayHandle | None = None
+        self._pid = -1
+        if info is None:
+            backend = detect_backend(uri, self._location.storage)
+            handle = backend.open_array(uri)
+            info = VolumeInfo.from_attrs(None, backend.name, handle.spec, handle.attrs)
+            self._handle, self._pid = handle, os.getpid()
+        self._info = info
+
+    # ----------------------------------------------------------------- creation
+    @classmethod
+    def from_image(
+        cls,
+        uri: str,
+        image: ImageData,
+        *,
+        obs_id: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "Volume":
+        """Writes an ``ImageData`` (from any reader) as a new volume at ``uri``."""
+        opts = options or WriteOptions()
+        backend = get_backend(opts.backend, storage)
+        info = write_image(uri, image, backend, opts, obs_id)
+        return cls(uri, storage=storage, info=info)
+
+    @classmethod
+    def from_numpy(
+        cls,
+        uri: str,
+        array: np.ndarray,
+        affine: np.ndarray | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        obs_id: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "Volume":
+        """Writes a NumPy array (dtype kept) with its 4x4 affine (identity when omitted)."""
+        image = ImageData(np.asarray(array), np.eye(4) if affine is None else affine, dict(metadata or {}), "numpy")
+        return cls.from_image(uri, image, obs_id=obs_id, options=options, storage=storage)
+
+    @classmethod
+    def from_nifti(
+        cls,
+        uri: str,
+        path: str | os.PathLike[str],
+        *,
+        reorient: bool = False,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "Volume":
+        """Ingests a NIfTI-1/2 file (raw dtype; ``scl_slope`` / ``scl_inter`` kept as metadata)."""
+        from radiobject.formats.nifti import read_nifti
+
+        return cls.from_image(uri, read_nifti(path, reorient=reorient), options=options, storage=storage)
+
+    @classmethod
+    def from_dicom(
+        cls,
+        uri: str,
+        folder_or_files: str | os.PathLike[str] | list[str],
+        *,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "Volume":
+        """Ingests one DICOM series (a folder holding one series, or its files)."""
+        from radiobject.formats.dicom import read_dicom_series
+
+        return cls.from_image(uri, read_dicom_series(folder_or_files), options=options, storage=storage)
+
+    @classmethod
+    def from_tiff(
+        cls,
+        uri: str,
+        path: str | os.PathLike[str],
+        *,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> "Volume":
+        """Ingests a TIFF / OME-TIFF (level 0 of series 0), copied block by block."""
+        from radiobject.formats.tiff import read_tiff
+
+        return cls.from_image(uri, read_tiff(path), options=options, storage=storage)
+
+    # --------------------------------------------------------------- properties
+    @property
+    def uri(self) -> str:
+        return self._location.uri
+
+    @property
+    def location(self) -> StoreLocation:
+        """Picklable address of this volume's array."""
+        return self._location
+
+    @property
+    def info(self) -> VolumeInfo:
+        """The catalog facts (shape, dtype, affine, metadata, source)."""
+        return self._info
+
+    @property
+    def obs_id(self) -> str | None:
+        return self._info.obs_id
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._info.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self._info.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._info.dtype)
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return self._info.chunks
+
+    @property
+    def affine(self) -> np.ndarray:
+        """4x4 voxel -> RAS+ world (mm), float64, exactly as ingested."""
+        return self._info.affine
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the first three array axes."""
+        return geometry.spacing(self._info.affine)
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes such as ``"RAS"``."""
+        return geometry.orientation(self._info.affine)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._info.metadata)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __repr__(self) -> str:
+        return f"Volume({self.uri!r}, shape={self.shape}, dtype={self.dtype}, orientation={self.orientation})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._location, self._info))
+
+    # -------------------------------------------------------------------- reads
+    def _array(self) -> ArrayHandle:
+        if self._handle is None or self._pid != os.getpid():
+            backend: Backend = get_backend(self._info.backend, self._location.storage)
+            self._handle, self._pid = backend.open_array(self.uri), os.getpid()
+        return self._handle
+
+    def read(self, region: Region | Any = (), out: np.ndarray | None = None, *, scaled: bool = False) -> np.ndarray:
+        """Reads a region (ints, step-1 slices, Ellipsis), only the chunks it touches.
+
+        ``out``: a preallocated C-contiguous buffer of the region's shape and dtype to fill.
+        ``scaled=True`` applies a recorded ``scl_slope`` / ``scl_inter`` and returns float32.
+        """
+        norm, squeeze = normalize_region(region, self.shape)
+        if out is not None and (out.shape != region_shape(norm) or out.dtype != self.dtype or scaled):
+            raise ValueError(f"out must be a {region_shape(norm)} {self.dtype} array (and scaled=False)")
+        data = self._array().read(norm, out)
+        if squeeze:
+            data = data.reshape(tuple(n for i, n in enumerate(data.shape) if i not in squeeze))
+        return self._scale(data) if scaled else data
+
+    def _scale(self, data: np.ndarray) -> np.ndarray:
+        slope = self._info.metadata.get("scl_slope")
+        inter = self._info.metadata.get("scl_inter")
+        if slope in (None, 0) or (slope == 1 and not inter):
+            return data
+        return (data.astype(np.float32) * np.float32(slope) + np.float32(inter or 0.0)).astype(np.float32)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read(key)
+
+    def to_numpy(self, out: np.ndarray | None = None, *, scaled: bool = False) -> np.ndarray:
+        """The whole volume (into ``out`` when given)."""
+        return self.read((), out, scaled=scaled)
+
+    def plane(self, plane: Plane, index: int) -> np.ndarray:
+        """An anatomical plane, chosen from the affine (not from the array's axis order).
+
+        ``index`` counts from the L (sagittal), P (coronal) or I (axial) end. The 2D result is laid out in RAS order of its
+        two in-plane world axes (first axis toward R or A, second toward A or S), so the same anatomy
+        gives the same picture whatever the storage orientation. 4D volumes keep trailing axes.
+        """
+        axis, flip, rest = geometry.plane_axis(self.affine, plane)
+        n = self.shape[axis]
+        if not -n <= index < n:
+            raise IndexError(f"{plane} index {index} out of range for {n} slices ({self.uri})")
+        index %= n
+        region = [slice(None)] * self.ndim
+        region[axis] = (n - 1 - index) if flip else index
+        data = self.read(tuple(region))
+        remaining = [a for a in range(3) if a != axis]
+        order = [remaining.index(a) for a, _ in rest] + list(range(2, data.ndim))
+        data = data.transpose(order)
+        for k, (_, f) in enumerate(rest):
+            if f:
+                data = np.flip(data, axis=k)
+        return np.ascontiguousarray(data)
+
+    def axial(self, index: int) -> np.ndarray:
+        """Axial plane ``index`` counted from inferior; result indexed [R-L axis, A-P axis]."""
+        return self.plane("axial", index)
+
+    def sagittal(self, index: int) -> np.ndarray:
+        """Sagittal plane ``index`` counted from the left; result indexed [A-P axis, S-I axis]."""
+        return self.plane("sagittal", index)
+
+    def coronal(self, index: int) -> np.ndarray:
+        """Coronal plane ``index`` counted from posterior; result indexed [R-L axis, S-I axis]."""
+        return self.plane("coronal", index)
+
+    def n_slices(self, plane: Plane) -> int:
+        """Number of planes of a kind (the length of the array axis normal to it)."""
+        return self.shape[geometry.plane_axis(self.affine, plane)[0]]
+
+    # ------------------------------------------------------------------- export
+    def to_image(self) -> ImageData:
+        """Pixels + geometry + metadata as an ``ImageData`` (reads the whole volume)."""
+        return ImageData(self.to_numpy(), self.affine, self.metadata, self._info.source)
+
+    def to_nifti(self, path: str | os.PathLike[str]) -> None:
+        """Writes a NIfTI file with the exact affine and dtype (scaling written back to the header)."""
+        from radiobject.formats.nifti import write_nifti
+
+        write_nifti(path, self.to_numpy(), self.affine, self.metadata)
+
+
+def _rebuild(location: StoreLocation, info: VolumeInfo) -> Volume:
+    return Volume(location.uri, storage=location.storage, info=info)

@@ -1,0 +1,79 @@
+"""What is known about a stored volume without reading its pixels: one catalog row."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from radiobject import geometry
+from radiobject.storage.base import ArraySpec, Codec
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """Shape, dtype, geometry and provenance of one stored volume (an ``obs`` row)."""
+
+    obs_id: str | None
+    backend: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+    affine_flat: tuple[float, ...]
+    codec: Codec = Codec()
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    source: str = ""
+
+    @property
+    def affine(self) -> np.ndarray:
+        return np.array(self.affine_flat, dtype=np.float64).reshape(4, 4)
+
+    @classmethod
+    def from_attrs(cls, obs_id: str | None, backend: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> "VolumeInfo":
+        """From an array's spec and stored attributes."""
+        return cls(
+            obs_id=obs_id if obs_id is not None else attrs.get("obs_id"),
+            backend=backend,
+            shape=tuple(int(s) for s in spec.shape),
+            dtype=str(spec.dtype),
+            chunks=tuple(int(c) for c in spec.chunks),
+            affine_flat=tuple(float(v) for v in attrs["affine"]),
+            codec=spec.codec,
+            metadata=dict(attrs.get("metadata") or {}),
+            source=str(attrs.get("source") or ""),
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """The catalog (``obs``) columns describing this volume."""
+        aff = self.affine
+        return {
+            "obs_id": self.obs_id,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "spacing": list(geometry.spacing(aff)),
+            "orientation": geometry.orientation(aff),
+            "affine": list(self.affine_flat),
+            "chunks": list(self.chunks),
+            "codec": f"{self.codec.name}:{self.codec.level}",
+            "source": self.source,
+            "metadata": json.dumps(self.metadata, sort_keys=True),
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], backend: str) -> "VolumeInfo":
+        """Inverse of ``to_row``."""
+        name, _, level = str(row["codec"]).partition(":")
+        return cls(
+            obs_id=str(row["obs_id"]),
+            backend=backend,
+            shape=tuple(int(s) for s in row["shape"]),
+            dtype=str(row["dtype"]),
+            chunks=tuple(int(c) for c in row["chunks"]),
+            affine_flat=tuple(float(v) for v in row["affine"]),
+            codec=Codec(name, int(level or 0)),
+            metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+            source=str(row.get("source") or ""),
+        )

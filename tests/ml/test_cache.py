@@ -1,0 +1,220 @@
+"""Caches: LRU byte budgets, atomic multi-process fills, and one shared copy per node (USS / PSS)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from ml.cache import (
+    CacheStrategy,
+    DiskCache,
+    InMemoryCache,
+    NoCache,
+    SharedMemoryCache,
+    cache_key,
+    make_cache,
+)
+
+MB = 1 << 20
+
+
+def _arr(i: int, nbytes: int = 40_000) -> np.ndarray:
+    """A deterministic array per key index, so any process can check what it read."""
+    return np.random.default_rng(i).random(nbytes // 8)
+
+
+@pytest.fixture
+def shm_cache():
+    cache = SharedMemoryCache(8 * MB)
+    yield cache
+    cache.close()
+    assert not cache.path.exists()
+
+
+def test_cache_key_format_and_escaping():
+    assert cache_key("s3://b/store", "T1w", "sub-01") == "s3://b/store|T1w|sub-01|full"
+    assert cache_key("/x", "c", "o", (slice(0, 64), slice(5, 69), slice(None, 3))) == "/x|c|o|0:64,5:69,:3"
+    assert cache_key("a|b", "c", "d") != cache_key("a", "b|c", "d")
+
+
+def test_no_cache_always_loads():
+    cache, calls = NoCache(), []
+    for _ in range(3):
+        cache.get_or_load("k", lambda: calls.append(1) or np.ones(3))
+    assert len(calls) == 3 and cache.get("k") is None
+
+
+def test_in_memory_lru_bounded_in_bytes():
+    cache = InMemoryCache(max_bytes=100_000)
+    for i in range(3):
+        cache.put(f"k{i}", _arr(i))  # 40 kB each: the third evicts the oldest
+    assert "k0" not in cache and "k1" in cache and "k2" in cache and cache.nbytes == 80_000
+    cache.get("k1")  # k1 becomes most recent -> k2 is evicted next
+    cache.put("k3", _arr(3))
+    assert "k2" not in cache and "k1" in cache and "k3" in cache
+    cache.put("huge", np.zeros(200_000, dtype=np.uint8))  # over budget: not stored, nothing evicted
+    assert "huge" not in cache and len(cache) == 2
+    got = cache.get("k3")
+    np.testing.assert_array_equal(got, _arr(3))
+    with pytest.raises(ValueError):
+        got[0] = 1  # read-only
+    clone = pickle.loads(pickle.dumps(cache))  # a spawned worker starts empty: no copy shipped
+    assert len(clone) == 0 and clone.max_bytes == 100_000
+
+
+def test_in_memory_cache_is_thread_safe():
+    cache = InMemoryCache(max_bytes=400_000)
+
+    def hammer(t: int) -> None:
+        for i in range(300):
+            key = f"k{(i * 7 + t) % 25}"
+            got = cache.get_or_load(key, lambda: _arr(int(key[1:]), 8_000))
+            assert got[0] == _arr(int(key[1:]), 8_000)[0]
+
+    threads = [threading.Thread(target=hammer, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert cache.nbytes == sum(v.nbytes for v in cache._items.values()) <= 400_000
+
+
+@pytest.mark.parametrize("kind", ["disk", "shm"])
+def test_disk_like_cache_roundtrip_lru_and_damage(kind, tmp_path, shm_cache):
+    cache = DiskCache(tmp_path / "c", max_bytes=100_000) if kind == "disk" else SharedMemoryCache(100_000)
+    try:
+        for i in range(2):
+            cache.put(f"k{i}", _arr(i))
+        got = cache.get("k0")  # k0 is now the most recently used
+        assert isinstance(got, np.memmap) and not got.flags.writeable
+        np.testing.assert_array_equal(got, _arr(0))
+        cache.put("k2", _arr(2))  # 3 x ~40 kB > 100 kB: the least recently used (k1) goes
+        assert "k1" not in cache and "k0" in cache and "k2" in cache
+        assert cache.nbytes <= 100_000 and len(cache) == 2
+        # only .npy files, no pickle: each file is a plain array
+        files = list(cache.path.rglob("*.npy"))
+        assert len(files) == 2 and np.load(files[0], allow_pickle=False).dtype == np.float64
+        files[0].write_bytes(b"\x93NUMPY garbage")  # a damaged file is a miss, and removed
+        assert sum(k in cache for k in ("k0", "k2")) == 1 and len(list(cache.path.rglob("*.npy"))) == 1
+        with pytest.raises(TypeError):
+            cache.put("obj", np.array([object()]))
+        assert pickle.loads(pickle.dumps(cache)).path == cache.path
+    finally:
+        if kind == "shm":
+            cache.close()
+
+
+def test_factory_and_enum(tmp_path):
+    assert isinstance(make_cache(CacheStrategy.NONE), NoCache)
+    assert isinstance(make_cache("in_memory", max_bytes=10), InMemoryCache)
+    disk = make_cache(CacheStrategy.DISK, max_bytes=10, path=tmp_path)
+    assert isinstance(disk, DiskCache) and disk.path == tmp_path
+    shm = make_cache(CacheStrategy.SHARED_MEMORY, max_bytes=MB)
+    try:
+        assert isinstance(shm, SharedMemoryCache) and str(shm.path).startswith("/dev/shm/")
+    finally:
+        shm.close()
+    with pytest.raises(ValueError, match="path"):
+        make_cache("disk")
+    with pytest.raises(ValueError):
+        make_cache("bogus")
+    with pytest.raises(ValueError, match="free"):
+        SharedMemoryCache(1 << 60)
+
+
+# ---- several processes --------------------------------------------------------------------------
+
+def _fill(cache, seed: int, n_keys: int, rounds: int, out: "mp.Queue") -> None:
+    """Worker: get_or_load random keys; every value read must be whole and correct."""
+    rng = np.random.default_rng(seed)
+    bad = 0
+    for _ in range(rounds):
+        i = int(rng.integers(n_keys))
+        got = cache.get_or_load(f"key-{i}", lambda: _arr(i))
+        bad += not np.array_equal(got, _arr(i))
+    out.put((seed, bad, cache.hits))
+
+
+@pytest.mark.parametrize("kind", ["disk", "shm"])
+def test_two_processes_fill_the_same_cache_concurrently(kind, tmp_path, shm_cache):
+    # budget for ~10 of the 30 keys, so both processes also evict concurrently
+    cache = DiskCache(tmp_path / "c", 10 * 40_200) if kind == "disk" else SharedMemoryCache(10 * 40_200)
+    try:
+        ctx = mp.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_fill, args=(cache, s, 30, 400, out)) for s in (1, 2)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
+        assert all(bad == 0 for _, bad, _ in results), results
+        assert all(hits > 0 for _, _, hits in results), results  # they did reuse entries
+        assert not list(cache.path.rglob("*.tmp"))  # every write was published or cleaned up
+        assert 0 < cache.nbytes <= cache.max_bytes
+        for f in cache.path.rglob("*.npy"):  # every file left is a whole, valid array
+            assert np.load(f, allow_pickle=False).shape == (5000,)
+    finally:
+        if kind == "shm":
+            cache.close()
+
+
+def _touch_all(cache_or_path, private: bool, ready: "mp.Barrier", out: "mp.Queue") -> None:
+    """Worker: read the cached volume fully; report how much memory became private (USS)."""
+    proc = psutil.Process()
+    before = proc.memory_full_info()
+    if private:
+        arr = np.load(cache_or_path, allow_pickle=False)  # what a per-worker cache would hold
+    else:
+        arr = cache_or_path.get("volume")
+    total = float(arr.sum(dtype=np.float64))  # touches every page
+    ready.wait(timeout=60)  # all readers hold their mapping when memory is measured
+    after = proc.memory_full_info()
+    out.put({"uss": after.uss - before.uss, "pss": after.pss - before.pss,
+             "rss": after.rss - before.rss, "sum": total})
+    ready.wait(timeout=60)
+
+
+def _readers(target_arg, private: bool, n: int) -> list[dict]:
+    ctx = mp.get_context("spawn")
+    out, ready = ctx.Queue(), ctx.Barrier(n)
+    procs = [ctx.Process(target=_touch_all, args=(target_arg, private, ready, out)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    res = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return res
+
+
+def test_shared_memory_cache_is_one_copy_per_node_not_one_per_worker(tmp_path):
+    """3 readers of a 64 MB cached volume: shared = ~0 private bytes each; private copy = 64 MB each."""
+    n, size = 3, 64 * MB
+    volume = np.random.default_rng(0).random(size // 8).astype(np.float64)
+    cache = SharedMemoryCache(2 * size)
+    try:
+        cache.put("volume", volume)
+        shared = _readers(cache, private=False, n=n)
+        np.save(tmp_path / "v.npy", volume)
+        private = _readers(tmp_path / "v.npy", private=True, n=n)
+    finally:
+        cache.close()
+    expect = float(volume.sum(dtype=np.float64))
+    assert all(r["sum"] == pytest.approx(expect) for r in shared + private)
+    for r in shared:  # each reader maps the same tmpfs pages: RSS grows, private memory does not
+        assert r["rss"] > 0.9 * size and r["uss"] < 0.1 * size, r
+        assert r["pss"] < 0.6 * size, r  # its proportional share: ~size / n
+    for r in private:  # the control really does make one private copy per process
+        assert r["uss"] > 0.9 * size, r
+    print(f"\nper reader, {n} readers of {size / MB:.0f} MB: shared USS "
+          f"{[round(r['uss'] / MB, 1) for r in shared]} MB, PSS {[round(r['pss'] / MB, 1) for r in shared]} MB; "
+          f"private-copy USS {[round(r['uss'] / MB, 1) for r in private]} MB")
