@@ -25,7 +25,7 @@ from radiobject.options import WriteOptions
 from radiobject.storage.base import Backend
 from radiobject.storage.files import join
 from radiobject.storage.tables import FragmentTable
-from radiobject.volume_info import VolumeInfo
+from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
 from radiobject.writer import write_image
 
 Loader = Callable[[], ImageData]
@@ -80,7 +80,7 @@ def obs_row(info: VolumeInfo, item: IngestItem) -> dict[str, Any]:
     row = info.to_row()
     row["obs_subject_id"] = item.obs_subject_id
     for k, v in item.columns.items():
-        if k in row:
+        if k in CATALOG_COLUMNS:
             raise RadiObjectError(f"obs column {k!r} of {item.obs_id!r} is reserved")
         row[k] = v
     return row

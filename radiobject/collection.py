@@ -21,7 +21,7 @@ from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 from radiobject.volume import Volume
-from radiobject.volume_info import VolumeInfo
+from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
 
 MARKER = "collection.json"
 FORMAT = "radiobject-collection"
@@ -374,13 +374,10 @@ class VolumeCollection:
 
     def to_collection(self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None) -> "VolumeCollection":
         """Writes this collection (or view) as a new collection: geometry, dtype and obs kept."""
-        obs = self.obs
-        reserved = set(VolumeInfo("x", "zarr", (1,), "u1", (1,), (0.0,) * 16).to_row()) | {"obs_subject_id"}
-        user_cols = [c for c in obs.columns if c not in reserved]
         items = [
-            IngestItem(r.obs_id, r.obs_subject_id, self._state_volume(r.obs_id).to_image,
-                       {c: getattr(r, c) for c in user_cols}, str(r.source))
-            for r in obs.itertuples(index=False)
+            IngestItem(r["obs_id"], r["obs_subject_id"], self._state_volume(r["obs_id"]).to_image,
+                       {c: v for c, v in r.items() if c not in CATALOG_COLUMNS}, str(r["source"]))
+            for r in self.obs.to_dict("records")
         ]
         return VolumeCollection.from_items(uri, items, name=self.name, options=options or WriteOptions(self.backend_name), storage=storage or self.location.storage)
 

@@ -33,7 +33,7 @@ def spacing(affine: np.ndarray) -> tuple[float, float, float]:
 
 def orientation(affine: np.ndarray) -> str:
     """Axis codes such as ``"RAS"`` or ``"LPI"``: where each array axis points (nibabel's rule)."""
-    return "".join(aff2axcodes(np.asarray(affine)))
+    return "".join(c or "?" for c in aff2axcodes(np.asarray(affine)))
 
 
 def plane_axis(affine: np.ndarray, plane: Plane) -> tuple[int, bool, tuple[tuple[int, bool], tuple[int, bool]]]:
@@ -51,3 +51,16 @@ def plane_axis(affine: np.ndarray, plane: Plane) -> tuple[int, bool, tuple[tuple
     axis, flip = world_to_array[normal]
     rest = tuple(world_to_array[w] for w in range(3) if w != normal)
     return axis, flip, rest  # type: ignore[return-value]
+
+
+def to_canonical(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """How to reorder an array to RAS+: ``(ornt, new_affine, new_shape)`` (no data touched).
+
+    Apply with ``nibabel.orientations.apply_orientation(array, ornt)``; trailing axes are kept.
+    """
+    from nibabel.orientations import inv_ornt_aff
+
+    ornt = io_orientation(np.asarray(affine))
+    new_affine = np.asarray(affine) @ inv_ornt_aff(ornt, shape[:3])
+    new_shape = tuple(int(shape[int(a)]) for a in np.argsort(ornt[:, 0])) + tuple(shape[3:])
+    return ornt, new_affine, new_shape

@@ -15,6 +15,7 @@ from radiobject.bulk import IngestItem, IngestReport
 from radiobject.collection import VolumeCollection
 from radiobject.errors import AlignmentError, NotFoundError, StoreExistsError, StoreNotFoundError
 from radiobject.formats.image import ImageData
+from radiobject.geometry import to_canonical
 from radiobject.ids import validate_collection_name, validate_id
 from radiobject.options import WriteOptions
 from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
@@ -169,8 +170,10 @@ class RadiObject:
                 geo[name] = {}
                 for s, p in per.items():
                     img = load_header(p)
-                    aff = np.asarray(img.affine) if not reorient else _canonical_affine(img)
-                    geo[name][s] = (tuple(img.shape[:3]) if not reorient else _canonical_shape(img), aff)
+                    aff, shape = np.asarray(img.affine), tuple(img.shape)
+                    if reorient:
+                        _, aff, shape = to_canonical(aff, shape)
+                    geo[name][s] = (shape[:3], aff)
             check_alignment(geo, paths=by_coll)
         items = {
             name: [IngestItem(s, s, partial(read_nifti, p, reorient=reorient), {}, os.path.abspath(p)) for s, p in per.items()]
@@ -341,18 +344,6 @@ class RadiObject:
 def _geometry_of(v: ImageData | Callable[[], ImageData]) -> tuple[tuple[int, ...], np.ndarray]:
     img = v if isinstance(v, ImageData) else v()
     return img.shape[:3], img.affine
-
-
-def _canonical_affine(img: Any) -> np.ndarray:
-    import nibabel as nib
-
-    return nib.as_closest_canonical(img).affine
-
-
-def _canonical_shape(img: Any) -> tuple[int, ...]:
-    import nibabel as nib
-
-    return tuple(nib.as_closest_canonical(img).shape[:3])
 
 
 def check_alignment(

@@ -13,6 +13,12 @@ from radiobject import geometry
 from radiobject.storage.base import ArraySpec, Codec
 
 
+#: ``obs`` columns written by the store itself (user columns may not use these names).
+CATALOG_COLUMNS: frozenset[str] = frozenset(
+    {"obs_id", "obs_subject_id", "shape", "dtype", "spacing", "orientation", "affine", "chunks", "codec", "source", "metadata"}
+)
+
+
 @dataclass(frozen=True)
 class VolumeInfo:
     """Shape, dtype, geometry and provenance of one stored volume (an ``obs`` row)."""

@@ -75,11 +75,11 @@ class ConvertOptions:
 def auto_chunk_size(height: int, width: int, n_channels: int, itemsize: int,
                     target_bytes: int = AUTO_CHUNK_BYTES) -> int:
     """The y/x chunk edge: the largest power of two in [256, 2048] whose chunk column over all
-    channels stays within ``target_bytes`` (about 32 MB) and that is at most a quarter of the
+    channels stays within ``target_bytes`` (about 32 MB) and that is at most half the
     longest edge (so that small images still get several chunks)."""
     n = MAX_CHUNK
     longest = max(height, width)
-    while n > MIN_CHUNK and (n * n * n_channels * itemsize > target_bytes or n > longest / 4):
+    while n > MIN_CHUNK and (n * n * n_channels * itemsize > target_bytes or n > longest / 2):
         n //= 2
     return n
 

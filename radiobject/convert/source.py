@@ -16,6 +16,7 @@ from radiobject.formats.tiff import LazyTiffArray, TiffInfo, open_tiff_array, ti
 __all__ = ["Region", "RegionSource", "find_regions"]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf", ".tf8", ".ndpi", ".scn", ".qptiff")
+_PALETTE = ("0000FF", "00FF00", "FF0000", "FFFFFF", "FFFF00", "FF00FF", "00FFFF", "FF8000")
 REGION_PATTERN = re.compile(r"(?<![A-Za-z0-9])(R\d{3,})(?![0-9])")
 
 
@@ -115,7 +116,7 @@ class RegionSource:
                 names.extend(info.channel_names)
             else:
                 names.extend([_stem(p)] if k == 1 else [f"{_stem(p)} {i}" for i in range(k)])
-            colors.extend(info.channel_colors or ["FFFFFF"] * k)
+            colors.extend(info.channel_colors or [_PALETTE[(len(colors) + i) % len(_PALETTE)] for i in range(k)])
         shape = list(parts[0].shape)
         if "c" in axes:
             shape[axes.index("c")] = n_c
@@ -145,11 +146,9 @@ class RegionSource:
         if "c" not in self.axes or len(self.parts) == 1:
             return self.parts[0][tuple(key[a] for a in self.axes)]
         c = key["c"]
-        if isinstance(c, int):
+        drop_c = isinstance(c, int)
+        if drop_c:
             c = slice(c, c + 1)
-            drop_c = True
-        else:
-            drop_c = False
         start, stop, _ = c.indices(self.shape[self.axes.index("c")])
         pieces = []
         for part, off in zip(self.parts, self.c_offsets):
@@ -158,6 +157,6 @@ class RegionSource:
             if lo < hi:
                 sub = dict(key, c=slice(lo - off, hi - off))
                 pieces.append(part[tuple(sub[a] for a in self.axes)])
-        kept = [a for a in self.axes if not isinstance(key[a], int)]
+        kept = [a for a in self.axes if a == "c" or not isinstance(key[a], int)]
         data = np.concatenate(pieces, axis=kept.index("c"))
         return data.take(0, axis=kept.index("c")) if drop_c else data

@@ -9,9 +9,11 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.orientations import apply_orientation
 
 from radiobject.errors import NiftiReadError
 from radiobject.formats.image import ImageData
+from radiobject.geometry import to_canonical
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 #: Refuse headers whose voxel data would exceed this many bytes (corrupt dims) unless asked.
@@ -62,7 +64,11 @@ def _check_size(path: str, img: nib.Nifti1Image, max_bytes: int) -> None:
 def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
     """Header facts kept with the volume: scaling, codes, units, intent, description."""
     hdr = img.header
-    slope, inter = hdr.get_slope_inter()
+    # nibabel moves the file's scaling into the array proxy and blanks it in ``img.header``
+    slope = getattr(img.dataobj, "slope", None)
+    inter = getattr(img.dataobj, "inter", None)
+    if slope is not None and float(slope) == 1.0 and not inter:
+        slope, inter = None, None
     xyz_unit, t_unit = hdr.get_xyzt_units()
     return {
         "format": "nifti2" if isinstance(img, nib.Nifti2Image) else "nifti1",
@@ -91,16 +97,18 @@ def read_nifti(
     img = load_header(p)
     _check_size(p, img, max_bytes)
     meta = nifti_metadata(img)
-    if reorient:
-        meta["original_orientation"] = "".join(nib.aff2axcodes(img.affine))
-        img = nib.as_closest_canonical(img)
     try:
         raw = np.asarray(img.dataobj.get_unscaled())
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
     if raw.dtype.byteorder not in ("=", "|"):
         raw = raw.astype(raw.dtype.newbyteorder("="))
-    return ImageData(np.ascontiguousarray(raw), img.affine, meta, source=os.path.abspath(p))
+    affine = img.affine
+    if reorient:
+        meta["original_orientation"] = "".join(nib.aff2axcodes(affine))
+        ornt, affine, _ = to_canonical(affine, raw.shape)
+        raw = apply_orientation(raw, ornt)
+    return ImageData(np.ascontiguousarray(raw), affine, meta, source=os.path.abspath(p))
 
 
 def write_nifti(

@@ -25,7 +25,7 @@ def join(uri: str, *parts: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _s3fs(storage: StorageOptions, pid: int) -> Any:
+def _s3fs(storage: StorageOptions, pid: int, asynchronous: bool = False) -> Any:
     import s3fs
 
     s = storage.resolved()
@@ -33,13 +33,14 @@ def _s3fs(storage: StorageOptions, pid: int) -> Any:
     if s.endpoint_url:
         client_kwargs["endpoint_url"] = s.endpoint_url
     return s3fs.S3FileSystem(
-        key=s.key, secret=s.secret, anon=s.anon, client_kwargs=client_kwargs, use_listings_cache=False
+        key=s.key, secret=s.secret, anon=s.anon, client_kwargs=client_kwargs, use_listings_cache=False,
+        asynchronous=asynchronous,
     )
 
 
-def remote_fs(storage: StorageOptions) -> Any:
+def remote_fs(storage: StorageOptions, asynchronous: bool = False) -> Any:
     """The fsspec filesystem for ``s3://`` URIs with these options (cached per process)."""
-    return _s3fs(storage, os.getpid())
+    return _s3fs(storage, os.getpid(), asynchronous)
 
 
 def _remote_path(uri: str) -> str:

@@ -59,6 +59,14 @@ def _codec_from_metadata(meta: Mapping[str, Any]) -> Codec:
     return Codec("none", 0)
 
 
+def _spec_from_metadata(meta: Mapping[str, Any]) -> ArraySpec:
+    sharded = meta["codecs"][0]["name"] == "sharding_indexed"
+    grid = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    chunks = tuple(meta["codecs"][0]["configuration"]["chunk_shape"]) if sharded else grid
+    dtype = np.dtype(meta["data_type"]).name
+    return ArraySpec(tuple(meta["shape"]), dtype, chunks, _codec_from_metadata(meta), grid if sharded else None)
+
+
 def kvstore_spec(uri: str, storage: StorageOptions) -> dict[str, Any]:
     """The tensorstore key-value store spec for a local path or an ``s3://bucket/key`` URI."""
     if not is_remote(uri):
@@ -80,8 +88,27 @@ def kvstore_spec(uri: str, storage: StorageOptions) -> dict[str, Any]:
     return spec
 
 
+_ts_state = {"used": False, "forked_after_use": False}
+
+
+def _after_fork_in_child() -> None:
+    # tensorstore aborts a forked child that touches it once the parent has used it (its thread
+    # pools do not survive fork); such children read through zarr-python, which resets itself.
+    if _ts_state["used"]:
+        _ts_state["forked_after_use"] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def tensorstore_usable() -> bool:
+    """False in a process forked from one that had used tensorstore."""
+    return not _ts_state["forked_after_use"]
+
+
 @lru_cache(maxsize=4)
 def _context(pid: int) -> ts.Context:
+    _ts_state["used"] = True
     return ts.Context({"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}})
 
 
@@ -110,6 +137,23 @@ class ZarrArray(ArrayHandle):
 
     def write(self, region: Region, data: np.ndarray) -> None:
         self._store[region].write(np.ascontiguousarray(data)).result()
+
+
+class ZarrPythonArray(ArrayHandle):
+    """The fork-safe fallback: the same array read through zarr-python (used after ``fork``)."""
+
+    def __init__(self, array: Any, spec: ArraySpec, attrs: Mapping[str, Any]) -> None:
+        self._array, self.spec, self.attrs = array, spec, attrs
+
+    def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
+        data = self._array[region]
+        if out is None:
+            return data
+        out[...] = data
+        return out
+
+    def write(self, region: Region, data: np.ndarray) -> None:
+        self._array[region] = data
 
 
 class ZarrBackend(Backend):
@@ -165,17 +209,25 @@ class ZarrBackend(Backend):
             raise StoreNotFoundError(uri, "no Zarr array here") from None
         if meta.get("node_type") != "array":
             raise StoreNotFoundError(uri, "a Zarr group, not an array")
+        spec = _spec_from_metadata(meta)
+        if not tensorstore_usable():
+            return ZarrPythonArray(self._zarr_python(uri), spec, meta.get("attributes", {}))
         store = ts.open(
             {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": meta},
             open=True,
             assume_metadata=True,
             context=_context(os.getpid()),
         ).result()
-        inner = meta["codecs"][0]["configuration"] if meta["codecs"][0]["name"] == "sharding_indexed" else None
-        chunks = tuple(inner["chunk_shape"]) if inner else tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-        shards = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]) if inner else None
-        spec = ArraySpec(tuple(meta["shape"]), np.dtype(meta["data_type"]).name, chunks, _codec_from_metadata(meta), shards)
         return ZarrArray(store, spec, meta.get("attributes", {}))
+
+    def _zarr_python(self, uri: str) -> Any:
+        import zarr
+
+        if not is_remote(uri):
+            return zarr.open_array(store=strip_file_scheme(uri), mode="r+")
+        from zarr.storage import FsspecStore
+
+        return zarr.open_array(store=FsspecStore(files.remote_fs(self.storage, asynchronous=True), path=uri.split("://", 1)[1]), mode="r+")
 
     def is_array(self, uri: str) -> bool:
         return files.exists(files.join(uri, "zarr.json"), self.storage)

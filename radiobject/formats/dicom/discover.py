@@ -100,6 +100,8 @@ class SeriesInfo:
         datasets: the headers (pixel data deferred), one per file, in file-name order.
         split: why the UID was split ('' when not), e.g. ``'orientation 2/2'``.
         skipped_reason: set when the series is not converted (localizer, non-image object, ...).
+        duplicates: paths of files dropped because their SOPInstanceUID was already seen
+            (the same image stored twice, e.g. in two transfer syntaxes).
     """
 
     series_uid: str
@@ -107,6 +109,7 @@ class SeriesInfo:
     datasets: list[Dataset] = field(default_factory=list)
     split: str = ""
     skipped_reason: str | None = None
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def paths(self) -> list[str]:
@@ -132,6 +135,7 @@ class SeriesInfo:
             "folder": os.path.dirname(self.paths[0]),
             "split": self.split,
             "skipped_reason": self.skipped_reason,
+            "n_duplicates": len(self.duplicates),
         }
 
 
@@ -216,7 +220,13 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
         uid = str(ds.get("SeriesInstanceUID", "")) or f"no-uid:{os.path.dirname(ds.radiobject_path)}"
         by_uid.setdefault(uid, []).append(ds)
     out: list[SeriesInfo] = []
-    for uid, members in by_uid.items():
+    for uid, all_members in by_uid.items():
+        seen: set[str] = set()
+        members, dups = [], []
+        for d in all_members:
+            sop = str(d.get("SOPInstanceUID", "")) or d.radiobject_path
+            (dups if sop in seen else members).append(d)
+            seen.add(sop)
         reasons = [skip_reason(d) for d in members]
         kept = [d for d, r in zip(members, reasons) if r is None]
         skipped = [(d, r) for d, r in zip(members, reasons) if r is not None]
@@ -235,7 +245,9 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
         keys = list(groups)
         for i, k in enumerate(keys):
             split = _describe_split(keys, k) if len(keys) > 1 else ""
-            out.append(SeriesInfo(uid, uid if len(keys) == 1 else f"{uid}#{i + 1}", groups[k], split))
+            info = SeriesInfo(uid, uid if len(keys) == 1 else f"{uid}#{i + 1}", groups[k], split)
+            info.duplicates = [d.radiobject_path for d in dups] if i == 0 else []
+            out.append(info)
     out.sort(key=lambda s: (str(s.first.get("StudyInstanceUID", "")),
                             _int_or_none(s.first.get("SeriesNumber")) or 0, s.key))
     return out

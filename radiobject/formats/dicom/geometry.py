@@ -142,19 +142,22 @@ def resample_tilt(data: np.ndarray, affine_ras: np.ndarray) -> tuple[np.ndarray,
     pad_hi = int(math.ceil(hi - 1e-6))
     ny = data.shape[1]
     ny_out = ny + pad_lo + pad_hi
+    fill = float(data.min()) if data.size else 0.0  # dcm2niix pads with the darkest value
     out = np.zeros((data.shape[0], ny_out) + data.shape[2:], dtype=np.float64)
     jj = np.arange(ny_out, dtype=np.float64) - pad_lo  # output j in raw slice-0 voxel units
     for k in range(nz):
         src = jj - shifts[k]  # raw j that lands on output j
         j0 = np.floor(src).astype(int)
         w = src - j0
-        ok0 = (j0 >= 0) & (j0 < ny)
-        ok1 = (j0 + 1 >= 0) & (j0 + 1 < ny)
+        # dcm2niix works on row-flipped images: there a sample exists when its lower neighbour
+        # does and the upper one is clamped; in our (unflipped) row order that is mirrored
+        ok = np.where(w == 0, (j0 >= 0) & (j0 < ny), (j0 + 1 >= 0) & (j0 + 1 < ny))
+        ok = ok.reshape((1, ny_out) + (1,) * (data.ndim - 3))
+        wr = w.reshape((1, ny_out) + (1,) * (data.ndim - 3))
         sl = data[:, :, k].astype(np.float64)
-        v = np.zeros((data.shape[0], ny_out) + data.shape[3:])
-        wshape = (1, ny_out) + (1,) * (data.ndim - 3)
-        v += np.where(ok0.reshape(wshape), sl[:, np.clip(j0, 0, ny - 1)], 0) * (1 - w).reshape(wshape)
-        v += np.where(ok1.reshape(wshape), sl[:, np.clip(j0 + 1, 0, ny - 1)], 0) * w.reshape(wshape)
+        lo_v = sl[:, np.clip(j0, 0, ny - 1)]
+        hi_v = sl[:, np.clip(j0 + 1, 0, ny - 1)]
+        v = np.where(ok, lo_v * (1 - wr) + hi_v * wr, fill)
         out[:, :, k] = v
     new = a.copy()
     new[:3, 2] = kn

@@ -134,6 +134,8 @@ def series_to_image(info: SeriesInfo, *, resample_tilt_: bool = False, resample_
     fallback = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
     geo = analyse_positions(np.array([g[0].ipp for g in groups]), f0.iop, fallback)
     warnings = list(geo.warnings)
+    if info.duplicates:
+        warnings.append(f"{len(info.duplicates)} duplicate file(s) (same SOPInstanceUID) ignored")
     if nz == 1 and nt > 1 and not is_enhanced(first) and not is_mosaic(first):
         warnings.append(f"all {nt} images share one slice position: stored as a single-slice series "
                         f"of {nt} volumes (x, y, 1, {nt}); check it is not duplicated images")
@@ -149,7 +151,7 @@ def series_to_image(info: SeriesInfo, *, resample_tilt_: bool = False, resample_
         values, rescale = apply_modality_lut(stack, [f.slope for f in ordered],
                                              [f.intercept for f in ordered], stack.dtype.itemsize)
     else:
-        values, rescale = stack, {"rescale_slope": None, "rescale_intercept": None, "rescale_varies": False}
+        values, rescale = stack.astype(stack.dtype.newbyteorder("=")), {"rescale_slope": None, "rescale_intercept": None, "rescale_varies": False}
     values = values.reshape((nt, nz) + values.shape[1:])
     # (t, z, rows, cols[, s]) -> (cols, rows, z, t[, s])
     axes = (3, 2, 1, 0) + ((4,) if spp > 1 else ())
@@ -271,6 +273,9 @@ def iter_dicom_folder(
                                         include_patient=include_patient, decoder=decoder)
         except DicomError as exc:
             yield info, exc
+        except Exception as exc:  # noqa: BLE001 - one odd series must not stop a folder ingest
+            where = f"series {info.key} ({os.path.dirname(info.paths[0])})"
+            yield info, DicomError(where, f"unexpected {type(exc).__name__}: {exc}")
 
 
 def read_dicom_folder(

@@ -1,0 +1,254 @@
+"""Cohort descriptions -> :class:`~radiobject.ingest.tasks.VolumeTask` s plus a subject table.
+
+Three ways to describe a cohort:
+
+* a manifest table (CSV / Parquet / DataFrame) with ``subject_id``, ``collection``, ``path`` and
+  optional ``obs_id``, ``format`` and metadata columns. A metadata column whose value is the same
+  on every row of a subject goes to ``obs_meta`` (per subject); any other goes to ``obs`` (per
+  volume). ``obs_columns`` forces columns into ``obs``; a subject table (``participants.csv``)
+  adds more ``obs_meta`` columns.
+* a glob per collection (``{"T1w": "data/*/t1.nii.gz"}``): the subject ID is the text the
+  wildcards matched (repeated parts once), or the first group of ``subject_pattern``.
+* a DICOM tree: one folder per subject under a root; every series found in a subject's folder
+  becomes one volume of the collection named after its SeriesDescription (or Modality).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from radiobject.errors import ImageReadError
+from radiobject.ingest.tasks import Problem, VolumeTask
+from radiobject.paths import _glob_regex, strip_image_suffix
+
+__all__ = [
+    "CohortPlan",
+    "SUBJECT_COLUMNS",
+    "plan_from_dicom_root",
+    "plan_from_globs",
+    "plan_from_manifest",
+    "read_table",
+    "subject_id_for",
+]
+
+#: Accepted names of the subject column (manifest and subject table), first match wins.
+SUBJECT_COLUMNS: tuple[str, ...] = ("subject_id", "obs_subject_id", "participant_id", "subject")
+_RESERVED = {"collection", "path", "obs_id", "format"}
+
+
+@dataclass
+class CohortPlan:
+    """Everything to ingest: tasks in order, the subject table, and rows already known to be bad."""
+
+    tasks: list[VolumeTask] = field(default_factory=list)
+    obs_meta: pd.DataFrame | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def collections(self) -> list[str]:
+        """Collection names in order of first appearance."""
+        return list(dict.fromkeys(t.collection for t in self.tasks))
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A CSV / TSV / Parquet file as strings-preserving DataFrame (IDs stay text: ``007``)."""
+    p = str(path)
+    low = p.lower()
+    if low.endswith((".parquet", ".pq")):
+        return pd.read_parquet(p)
+    sep = "\t" if low.endswith((".tsv", ".tsv.gz")) else ","
+    df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    for col in df.columns:  # numbers back to numbers, except ID-like columns
+        if col in SUBJECT_COLUMNS or col in _RESERVED:
+            continue
+        conv = pd.to_numeric(df[col], errors="coerce")
+        if conv.notna().sum() == df[col].notna().sum():
+            df[col] = conv
+    return df
+
+
+def _subject_column(df: pd.DataFrame, where: str) -> str:
+    for c in SUBJECT_COLUMNS:
+        if c in df.columns:
+            return c
+    raise ValueError(f"{where}: needs a subject column (one of {', '.join(SUBJECT_COLUMNS)}); got {list(df.columns)}")
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if hasattr(value, "item"):
+        return value.item()  # type: ignore[union-attr]
+    return value
+
+
+def _subject_table(subjects: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataFrame | None:
+    if subjects is None:
+        return None
+    df = read_table(subjects) if not isinstance(subjects, pd.DataFrame) else subjects.copy()
+    col = _subject_column(df, "subject table")
+    df = df.rename(columns={col: "obs_subject_id"})
+    df["obs_subject_id"] = df["obs_subject_id"].astype(str)
+    return df
+
+
+def _merge_meta(meta: pd.DataFrame, extra: pd.DataFrame | None, subjects: list[str]) -> pd.DataFrame:
+    if extra is not None:
+        extra = extra[extra["obs_subject_id"].isin(subjects)]
+        meta = meta.merge(extra, on="obs_subject_id", how="left", suffixes=("", "_subjects"))
+    return meta
+
+
+def plan_from_manifest(
+    manifest: pd.DataFrame | str | os.PathLike[str],
+    *,
+    subjects: pd.DataFrame | str | os.PathLike[str] | None = None,
+    obs_columns: Sequence[str] = (),
+    base_dir: str | os.PathLike[str] | None = None,
+) -> CohortPlan:
+    """A plan from a manifest table (see the module doc); relative paths are resolved against
+    ``base_dir`` (default: the manifest's folder)."""
+    if isinstance(manifest, pd.DataFrame):
+        df, base = manifest.copy(), str(base_dir or os.getcwd())
+    else:
+        df, base = read_table(manifest), str(base_dir or Path(manifest).resolve().parent)
+    scol = _subject_column(df, "manifest")
+    for c in ("collection", "path"):
+        if c not in df.columns:
+            raise ValueError(f"manifest needs a {c!r} column; got {list(df.columns)}")
+    df = df.reset_index(drop=True)
+    df[scol] = df[scol].map(lambda v: "" if v is None or v != v else str(v))
+    meta_cols = [c for c in df.columns if c not in _RESERVED and c != scol]
+    unknown = [c for c in obs_columns if c not in meta_cols]
+    if unknown:
+        raise ValueError(f"obs columns {unknown} are not in the manifest ({meta_cols})")
+    per_subject = [c for c in meta_cols if c not in obs_columns and (df.groupby(scol)[c].nunique(dropna=False) <= 1).all()]
+    per_volume = [c for c in meta_cols if c not in per_subject]
+    plan = CohortPlan()
+    for i, r in enumerate(df.to_dict("records")):
+        path = "" if r["path"] is None or r["path"] != r["path"] else str(r["path"])
+        if path and not os.path.isabs(path):
+            path = os.path.join(base, path)
+        sid = r[scol]
+        obs_id = str(r["obs_id"]) if "obs_id" in r and r["obs_id"] == r["obs_id"] and r["obs_id"] not in (None, "") else sid
+        fmt = str(r["format"]).lower() if "format" in r and isinstance(r.get("format"), str) else "auto"
+        task = VolumeTask(str(r["collection"]), sid, obs_id, path, fmt,
+                          columns={c: _clean(r[c]) for c in per_volume}, row=f"manifest row {i + 2}")
+        if not path:
+            plan.problems.append(Problem(task.collection, sid, obs_id, task.row, "no path given"))
+        elif not sid:
+            plan.problems.append(Problem(task.collection, sid, obs_id, task.row, "no subject ID given"))
+        else:
+            plan.tasks.append(task)
+    subjects_seen = list(dict.fromkeys(t.subject_id for t in plan.tasks))
+    meta = df[[scol, *per_subject]].drop_duplicates(scol).rename(columns={scol: "obs_subject_id"})
+    meta = meta[meta["obs_subject_id"].isin(subjects_seen)].reset_index(drop=True)
+    plan.obs_meta = _merge_meta(meta, _subject_table(subjects), subjects_seen)
+    return plan
+
+
+def subject_id_for(path: str, spec: str, subject_pattern: str | None = None) -> str:
+    """The subject ID of ``path`` matched by glob ``spec``: the first group (or ``subject`` group)
+    of ``subject_pattern`` when given, else the wildcard parts (suffix-stripped, repeats once,
+    joined by ``_``), else the file name without its image suffix."""
+    if subject_pattern is not None:
+        m = re.search(subject_pattern, path)
+        if not m:
+            raise ImageReadError(path, f"subject pattern {subject_pattern!r} does not match the path")
+        return m.group("subject") if "subject" in m.groupdict() else m.group(1 if m.groups() else 0)
+    m = _glob_regex(spec).match(path)
+    if m:
+        parts = [strip_image_suffix(g) for g in m.groups() if g]
+        parts = list(dict.fromkeys(p for p in parts if p))
+        if parts:
+            return "_".join(parts)
+    return strip_image_suffix(Path(path.rstrip("/")).name)
+
+
+def plan_from_globs(
+    images: Mapping[str, str | Sequence[str]],
+    *,
+    subject_pattern: str | None = None,
+    subjects: pd.DataFrame | str | os.PathLike[str] | None = None,
+) -> CohortPlan:
+    """A plan from ``{collection: glob}`` (a glob may match files or DICOM series folders)."""
+    plan = CohortPlan()
+    for name, spec in images.items():
+        specs = [spec] if isinstance(spec, str) else list(spec)
+        for s in specs:
+            found = sorted(glob.glob(s, recursive=True)) if glob.has_magic(s) else ([s] if os.path.exists(s) else [])
+            if not found:
+                plan.problems.append(Problem(name, "", "", s, "glob matched no files"))
+                continue
+            for p in found:
+                try:
+                    sid = subject_id_for(p, s, subject_pattern)
+                except ImageReadError as exc:
+                    plan.problems.append(Problem(name, "", "", os.path.abspath(p), exc.reason))
+                    continue
+                plan.tasks.append(VolumeTask(name, sid, sid, p, row=f"{name}={s}"))
+    subjects_seen = list(dict.fromkeys(t.subject_id for t in plan.tasks))
+    meta = pd.DataFrame({"obs_subject_id": subjects_seen})
+    plan.obs_meta = _merge_meta(meta, _subject_table(subjects), subjects_seen)
+    return plan
+
+
+def _collection_name(text: str, fallback: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_\-]+", "_", text.strip()).strip("_-")
+    if not name:
+        name = fallback
+    if not re.match(r"[A-Za-z_]", name):
+        name = "s_" + name
+    return name[:100]
+
+
+def plan_from_dicom_root(
+    root: str | os.PathLike[str],
+    *,
+    collection_key: str = "description",
+    subjects: pd.DataFrame | str | os.PathLike[str] | None = None,
+) -> CohortPlan:
+    """A plan from a DICOM tree ``root/<subject>/...``: every usable series of a subject is one
+    volume. ``collection_key``: ``description`` (SeriesDescription, else Modality), ``modality``
+    or ``series_number``. Skipped series (localizers, RTSTRUCT, SEG) and subjects with two series
+    of one collection are reported, not guessed."""
+    from radiobject.formats.dicom import discover_series
+
+    if collection_key not in ("description", "modality", "series_number"):
+        raise ValueError(f"collection_key must be description, modality or series_number, not {collection_key!r}")
+    plan = CohortPlan()
+    base = Path(root)
+    if not base.is_dir():
+        raise ImageReadError(str(root), "DICOM root is not a folder")
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        sid = folder.name
+        disc = discover_series(folder)
+        if not disc.series:
+            plan.problems.append(Problem("", sid, sid, str(folder), f"no DICOM series found ({len(disc.skipped_files)} other files)"))
+        for s in disc.series:
+            d = s.to_dict()
+            modality = d["modality"] or "image"
+            if collection_key == "modality":
+                coll = _collection_name(modality, "image")
+            elif collection_key == "series_number":
+                coll = _collection_name(f"series_{d['series_number']}", "series")
+            else:
+                coll = _collection_name(d["series_description"] or modality, modality)
+            if s.split:
+                coll = _collection_name(f"{coll}_{s.key.rsplit('#', 1)[-1]}", coll)
+            if s.skipped_reason is not None:
+                plan.problems.append(Problem(coll, sid, sid, d["folder"], f"series {s.key} skipped: {s.skipped_reason}"))
+                continue
+            columns = {"series_uid": s.series_uid, "modality": d["modality"], "series_number": d["series_number"]}
+            plan.tasks.append(VolumeTask(coll, sid, sid, d["folder"], "dicom", tuple(s.paths), columns,
+                                         row=f"{folder.name}: series {s.key}"))
+    subjects_seen = list(dict.fromkeys(t.subject_id for t in plan.tasks))
+    plan.obs_meta = _merge_meta(pd.DataFrame({"obs_subject_id": subjects_seen}), _subject_table(subjects), subjects_seen)
+    return plan

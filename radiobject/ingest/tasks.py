@@ -1,0 +1,330 @@
+"""Ingest tasks: one planned volume per row, format detection, loading, and cohort validation.
+
+A :class:`VolumeTask` is a plain, picklable description (paths and IDs, no pixels). Validation
+turns bad rows into :class:`Problem` s (reported per item with the reason) and leaves the rest to
+be written; :func:`to_ingest_item` makes the store's :class:`~radiobject.bulk.IngestItem` with a
+lazy loader (a module-level ``partial``, so it travels to worker processes and Dask workers).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from radiobject.bulk import IngestItem
+from radiobject.errors import ImageReadError
+from radiobject.formats.image import ImageData
+from radiobject.ids import validate_collection_name, validate_id
+
+__all__ = [
+    "FORMATS",
+    "Problem",
+    "VolumeTask",
+    "canonicalize",
+    "detect_format",
+    "find_problems",
+    "image_geometry",
+    "load_image",
+    "to_ingest_item",
+]
+
+#: Formats the ingest reads; ``auto`` detects from the file content.
+FORMATS: tuple[str, ...] = ("auto", "nifti", "dicom", "tiff")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+@dataclass(frozen=True)
+class VolumeTask:
+    """One volume to ingest.
+
+    Attributes:
+        collection: target collection name.
+        subject_id: ``obs_subject_id``.
+        obs_id: volume ID inside the collection (defaults to the subject ID).
+        path: a file, or a folder (one DICOM series).
+        format: one of :data:`FORMATS`.
+        files: for DICOM series found by discovery, the member files (else empty).
+        columns: extra ``obs`` columns of this volume.
+        row: where it came from (manifest row number, glob, series key) for messages.
+    """
+
+    collection: str
+    subject_id: str
+    obs_id: str
+    path: str
+    format: str = "auto"
+    files: tuple[str, ...] = ()
+    columns: dict[str, Any] = field(default_factory=dict)
+    row: str = ""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A task that will not be written, and why (shown in the summary and the JSON report)."""
+
+    collection: str
+    subject_id: str
+    obs_id: str
+    source: str
+    reason: str
+
+
+def _suffix_format(path: str) -> str | None:
+    low = path.lower()
+    if low.endswith((".nii", ".nii.gz")):
+        return "nifti"
+    if low.endswith((".dcm", ".dcm.gz", ".ima")):
+        return "dicom"
+    if low.endswith((".tif", ".tiff", ".svs", ".ndpi", ".btf")):
+        return "tiff"
+    return None
+
+
+def _content_format(head: bytes) -> str | None:
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") in (348, 540):
+        return "nifti"
+    if len(head) >= 4 and int.from_bytes(head[:4], "big") in (348, 540):
+        return "nifti"
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head[:4] in _TIFF_MAGIC:
+        return "tiff"
+    if len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[4:6] in (b"UL", b"OB", b"UI", b"CS", b"SH"):
+        return "dicom"  # no preamble, explicit VR group 0002 / 0008
+    return None
+
+
+def detect_format(path: str) -> str:
+    """``nifti`` / ``dicom`` / ``tiff`` from the file content (a folder is a DICOM series).
+
+    Raises ``ImageReadError`` naming the file when it does not exist, cannot be read, is none of
+    these formats, or its name promises a different format than its content.
+    """
+    if os.path.isdir(path):
+        return "dicom"
+    if not os.path.exists(path):
+        raise ImageReadError(path, "file does not exist")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+        if head[:2] == b"\x1f\x8b":
+            try:
+                with gzip.open(path, "rb") as g:
+                    head = g.read(132)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise ImageReadError(path, f"gzip file cannot be decompressed ({exc})") from exc
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read ({exc})") from exc
+    by_content = _content_format(head)
+    by_name = _suffix_format(path)
+    if by_content is None:
+        if not head:
+            raise ImageReadError(path, "empty file")
+        raise ImageReadError(path, "wrong format: not a NIfTI, DICOM or TIFF file")
+    if by_name is not None and by_name != by_content:
+        raise ImageReadError(path, f"wrong format: the name says {by_name} but the content is {by_content}")
+    return by_content
+
+
+def canonicalize(image: ImageData) -> ImageData:
+    """The image with its first three axes permuted / flipped to RAS+ (nibabel's rule), affine updated."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    ornt = io_orientation(image.affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return image
+    data = np.asarray(image.array)
+    out = np.ascontiguousarray(apply_orientation(data, ornt))
+    affine = image.affine @ inv_ornt_aff(ornt, data.shape[:3])
+    meta = dict(image.metadata)
+    from radiobject.geometry import orientation
+
+    meta.setdefault("original_orientation", orientation(image.affine))
+    return ImageData(out, affine, meta, image.source)
+
+
+def load_image(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = ()) -> ImageData:
+    """Reads one volume (NIfTI file, DICOM series folder / files, or TIFF); RAS+ when ``canonical``."""
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt == "nifti":
+        from radiobject.formats.nifti import read_nifti
+
+        return read_nifti(path, reorient=canonical)
+    if fmt == "dicom":
+        from radiobject.formats.dicom import read_dicom_series
+
+        image = read_dicom_series(list(files) if files else path)
+    elif fmt == "tiff":
+        from radiobject.formats.tiff import read_tiff
+
+        image = read_tiff(path)
+    else:
+        raise ImageReadError(path, f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return canonicalize(image) if canonical else image
+
+
+def image_geometry(task: VolumeTask, canonical: bool = False) -> tuple[tuple[int, ...], np.ndarray]:
+    """(spatial shape, affine) of a task's image: NIfTI / TIFF from the header, DICOM by reading."""
+    fmt = detect_format(task.path) if task.format == "auto" else task.format
+    if fmt == "nifti":
+        from radiobject.formats.nifti import load_header
+
+        img = load_header(task.path)
+        if canonical:
+            import nibabel as nib
+
+            img = nib.as_closest_canonical(img)
+        return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=np.float64)
+    if fmt == "tiff":
+        from radiobject.formats.tiff import affine_from_info, tiff_info
+
+        info = tiff_info(task.path)
+        return tuple(int(s) for s in info.shape[:3]), affine_from_info(info)
+    image = load_image(task.path, fmt, canonical, task.files)
+    return tuple(image.shape[:3]), image.affine
+
+
+def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:
+    """The store's lazy ``IngestItem`` for a task (pixels are read when it is written)."""
+    loader: Callable[[], ImageData] = partial(load_image, task.path, task.format, canonical, tuple(task.files))
+    source = os.path.abspath(task.path)
+    return IngestItem(task.obs_id, task.subject_id, loader, dict(task.columns), source)
+
+
+def _problem(t: VolumeTask, reason: str) -> Problem:
+    return Problem(t.collection, t.subject_id, t.obs_id, os.path.abspath(t.path) if t.path else t.row, reason)
+
+
+def _check_ids(tasks: Iterable[VolumeTask]) -> tuple[list[VolumeTask], list[Problem]]:
+    ok: list[VolumeTask] = []
+    bad: list[Problem] = []
+    for t in tasks:
+        try:
+            validate_collection_name(t.collection)
+            validate_id(t.subject_id, "subject id")
+            validate_id(t.obs_id, "obs_id")
+        except ValueError as exc:
+            bad.append(_problem(t, str(exc)))
+            continue
+        ok.append(t)
+    return ok, bad
+
+
+def _check_duplicates(tasks: list[VolumeTask]) -> tuple[list[VolumeTask], list[Problem]]:
+    groups: dict[tuple[str, str], list[VolumeTask]] = defaultdict(list)
+    for t in tasks:
+        groups[(t.collection, t.obs_id)].append(t)
+    ok, bad = [], []
+    for t in tasks:
+        dup = groups[(t.collection, t.obs_id)]
+        if len(dup) > 1:
+            others = ", ".join(d.row or d.path for d in dup)
+            bad.append(_problem(t, f"duplicate: {len(dup)} rows for subject {t.subject_id!r} / obs_id {t.obs_id!r} "
+                                   f"in collection {t.collection!r} ({others}); none ingested"))
+        else:
+            ok.append(t)
+    return ok, bad
+
+
+def _check_paths(tasks: list[VolumeTask], workers: int) -> tuple[list[VolumeTask], list[Problem]]:
+    def check(t: VolumeTask) -> str | None:
+        if t.files:
+            missing = [f for f in t.files if not os.path.exists(f)]
+            return f"{len(missing)} series file(s) missing, e.g. {missing[0]}" if missing else None
+        try:
+            fmt = detect_format(t.path)
+        except ImageReadError as exc:
+            return exc.reason
+        if t.format not in ("auto", fmt):
+            return f"wrong format: expected {t.format}, the content is {fmt}"
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        reasons = list(pool.map(check, tasks))
+    ok = [t for t, r in zip(tasks, reasons, strict=True) if r is None]
+    bad = [_problem(t, r) for t, r in zip(tasks, reasons, strict=True) if r is not None]
+    return ok, bad
+
+
+def _check_alignment(
+    tasks: list[VolumeTask], canonical: bool, workers: int, atol: float
+) -> tuple[list[VolumeTask], list[Problem]]:
+    by_subject: dict[str, list[VolumeTask]] = defaultdict(list)
+    for t in tasks:
+        by_subject[t.subject_id].append(t)
+    multi = [t for ts in by_subject.values() if len({x.collection for x in ts}) > 1 for t in ts]
+
+    def geo(t: VolumeTask) -> tuple[tuple[int, ...], np.ndarray] | str:
+        try:
+            return image_geometry(t, canonical)
+        except Exception as exc:  # noqa: BLE001 - reported per item
+            return f"unreadable header: {exc}"
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        found = dict(zip([id(t) for t in multi], pool.map(geo, multi), strict=True))
+    failed_subjects: dict[str, str] = {}
+    header_errors: dict[int, str] = {}
+    for sid, ts in by_subject.items():
+        ref: tuple[VolumeTask, tuple[int, ...], np.ndarray] | None = None
+        for t in ts:
+            g = found.get(id(t))
+            if g is None:
+                continue
+            if isinstance(g, str):
+                header_errors[id(t)] = g
+                continue
+            if ref is None:
+                ref = (t, *g)
+                continue
+            t0, shape0, aff0 = ref
+            if tuple(g[0]) != tuple(shape0):
+                failed_subjects[sid] = (f"misaligned: shape {tuple(g[0])} in {t.collection!r} ({t.path}) != "
+                                        f"{tuple(shape0)} in {t0.collection!r} ({t0.path})")
+                break
+            if not np.allclose(g[1], aff0, atol=atol):
+                failed_subjects[sid] = (f"misaligned: affine of {t.collection!r} ({t.path}) differs from "
+                                        f"{t0.collection!r} ({t0.path}) by up to {np.abs(g[1] - aff0).max():.4g}")
+                break
+    ok, bad = [], []
+    for t in tasks:
+        if id(t) in header_errors:
+            bad.append(_problem(t, header_errors[id(t)]))
+        elif t.subject_id in failed_subjects:
+            bad.append(_problem(t, failed_subjects[t.subject_id]))
+        else:
+            ok.append(t)
+    return ok, bad
+
+
+def find_problems(
+    tasks: Sequence[VolumeTask],
+    *,
+    validate_alignment: bool = False,
+    canonical: bool = False,
+    check_files: bool = True,
+    workers: int = 4,
+    atol: float = 1e-4,
+) -> tuple[list[VolumeTask], list[Problem]]:
+    """Splits tasks into (to write, problems): invalid IDs, duplicate subject/collection rows,
+    missing / unreadable / wrong-format files and, with ``validate_alignment``, subjects whose
+    volumes differ in shape or affine (every volume of such a subject is held back, so no image is
+    stored without its label). Order of the remaining tasks is kept."""
+    ok, problems = _check_ids(tasks)
+    ok, bad = _check_duplicates(ok)
+    problems += bad
+    if check_files:
+        ok, bad = _check_paths(ok, workers)
+        problems += bad
+    if validate_alignment:
+        ok, bad = _check_alignment(ok, canonical, workers, atol)
+        problems += bad
+    return ok, problems
