@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,7 +92,7 @@ def write_items(
     backend: Backend,
     options: WriteOptions,
     *,
-    existing: frozenset[str] = frozenset(),
+    existing: Container[str] = frozenset(),
     skip_existing: bool = False,
     on_error: str = "raise",
     progress: bool | str = False,

@@ -10,7 +10,8 @@ import pandas as pd
 
 from radiobject._indexing import Indexer, positions
 from radiobject.bulk import IngestItem, IngestReport, write_items
-from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError, StoreNotFoundError
+from radiobject.catalog import FORMAT, MARKER, CatalogState
+from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
 from radiobject.ids import validate_collection_name, validate_id
 from radiobject.options import WriteOptions
@@ -23,47 +24,6 @@ from radiobject.storage.tables import FragmentTable
 from radiobject.volume import Volume
 from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
 
-MARKER = "collection.json"
-FORMAT = "radiobject-collection"
-
-
-class _State:
-    """What all views of one stored collection share: location, settings, cached ``obs``."""
-
-    def __init__(self, location: StoreLocation) -> None:
-        try:
-            meta = files.read_json(files.join(location.uri, MARKER), location.storage)
-        except FileNotFoundError:
-            raise StoreNotFoundError(location.uri, "no radiobject collection here") from None
-        if meta.get("format") != FORMAT:
-            raise StoreNotFoundError(location.uri, f"{MARKER} is not a radiobject collection marker")
-        self.location = location
-        self.name: str = meta["name"]
-        self.backend: str = meta["backend"]
-        self._obs: pd.DataFrame | None = None
-        self._pos: dict[str, int] = {}
-
-    @property
-    def obs(self) -> pd.DataFrame:
-        if self._obs is None:
-            df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
-            if "obs_subject_id" not in df.columns:
-                df["obs_subject_id"] = pd.Series([], dtype=str)
-            self._obs = df
-            self._pos = {k: i for i, k in enumerate(df["obs_id"].tolist())}
-        return self._obs
-
-    def position(self, obs_id: str) -> int:
-        self.obs  # noqa: B018 - loads the table and the index
-        try:
-            return self._pos[obs_id]
-        except KeyError:
-            raise NotFoundError("obs_id", obs_id, f"collection {self.location.uri}") from None
-
-    def invalidate(self) -> None:
-        self._obs, self._pos = None, {}
-
-
 class VolumeCollection:
     """Volumes of one kind (e.g. all T1w) with one ``obs`` row per volume.
 
@@ -73,11 +33,11 @@ class VolumeCollection:
     """
 
     def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None:
-        self._state = _State(StoreLocation(uri, storage or StorageOptions()))
+        self._state = CatalogState(StoreLocation(uri, storage or StorageOptions()))
         self._ids: tuple[str, ...] | None = None
 
     @classmethod
-    def _view(cls, state: _State, ids: Sequence[str] | None) -> "VolumeCollection":
+    def _view(cls, state: CatalogState, ids: Sequence[str] | None) -> "VolumeCollection":
         obj = cls.__new__(cls)
         obj._state, obj._ids = state, None if ids is None else tuple(ids)
         return obj
@@ -234,14 +194,10 @@ class VolumeCollection:
         if opts.backend != self.backend_name:
             opts = WriteOptions(self.backend_name, opts.chunks, opts.codec, opts.workers, opts.commit_every)
         backend = get_backend(self.backend_name, self.location.storage)
-        existing = frozenset(self._state.obs["obs_id"].tolist())
-        try:
-            return write_items(
-                self.uri, items, backend, opts, existing=existing, skip_existing=skip_existing,
-                on_error=on_error, progress=progress,
-            )
-        finally:
-            self._state.invalidate()
+        return write_items(
+            self.uri, items, backend, opts, existing=self._state.known_ids(), skip_existing=skip_existing,
+            on_error=on_error, progress=progress, on_commit=self._state.committed,
+        )
 
     def append(
         self,

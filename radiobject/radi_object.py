@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
@@ -12,8 +13,9 @@ import pandas as pd
 
 from radiobject._indexing import Indexer, positions
 from radiobject.bulk import IngestItem, IngestReport
+from radiobject.alignment import check_alignment, geometry_of
 from radiobject.collection import VolumeCollection
-from radiobject.errors import AlignmentError, NotFoundError, StoreExistsError, StoreNotFoundError
+from radiobject.errors import AlignmentError, ImageReadError, NotFoundError, StoreExistsError, StoreNotFoundError
 from radiobject.formats.image import ImageData
 from radiobject.geometry import to_canonical
 from radiobject.ids import validate_collection_name, validate_id
@@ -129,7 +131,7 @@ class RadiObject:
     ) -> "RadiObject":
         """From ``{collection: {subject_id: ImageData or loader}}`` (obs ID = subject ID)."""
         if validate_alignment:
-            check_alignment({c: {s: _geometry_of(v) for s, v in per.items()} for c, per in images.items()})
+            check_alignment({c: {s: geometry_of(v) for s, v in per.items()} for c, per in images.items()})
         items = {c: [IngestItem(s, s, v, {}, getattr(v, "source", "")) for s, v in per.items()] for c, per in images.items()}
         return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage)
 
@@ -179,6 +181,36 @@ class RadiObject:
             name: [IngestItem(s, s, partial(read_nifti, p, reorient=reorient), {}, os.path.abspath(p)) for s, p in per.items()]
             for name, per in by_coll.items()
         }
+        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
+
+    @classmethod
+    def from_dicoms(
+        cls,
+        uri: str,
+        images: Mapping[str, PathSpec],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        subject_pattern: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "RadiObject":
+        """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
+
+        Each matched folder holds one series; the subject ID is what the glob's wildcard matched
+        (or ``subject_pattern``'s group). Geometry follows the DICOM reader (see ``formats.dicom``).
+        """
+        from radiobject.formats.dicom import read_dicom_series
+
+        items: dict[str, list[IngestItem]] = {}
+        for name, spec in images.items():
+            folders = sorted(glob.glob(str(spec))) if isinstance(spec, (str, os.PathLike)) else [str(p) for p in spec]
+            if not folders:
+                raise ImageReadError(str(spec), "matched no DICOM series folders")
+            items[name] = []
+            for f in folders:
+                sid = subject_id_from_path(f, spec, subject_pattern)
+                items[name].append(IngestItem(sid, sid, partial(read_dicom_series, f), {}, os.path.abspath(f)))
         return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
 
     def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
@@ -339,31 +371,3 @@ class RadiObject:
             uri, colls, obs_meta=self.obs_meta, options=options or WriteOptions(self._backend),
             storage=storage or self._location.storage,
         )
-
-
-def _geometry_of(v: ImageData | Callable[[], ImageData]) -> tuple[tuple[int, ...], np.ndarray]:
-    img = v if isinstance(v, ImageData) else v()
-    return img.shape[:3], img.affine
-
-
-def check_alignment(
-    geometry: Mapping[str, Mapping[str, tuple[tuple[int, ...], np.ndarray]]],
-    *,
-    paths: Mapping[str, Mapping[str, str]] | None = None,
-    atol: float = 1e-4,
-) -> None:
-    """``AlignmentError`` when a subject's volumes differ in (spatial) shape or affine."""
-    first: dict[str, tuple[str, tuple[int, ...], np.ndarray]] = {}
-    for coll, per in geometry.items():
-        for subject, (shape, affine) in per.items():
-            if subject not in first:
-                first[subject] = (coll, shape, affine)
-                continue
-            c0, s0, a0 = first[subject]
-            where = ""
-            if paths:
-                where = f" ({paths[c0][subject]} vs {paths[coll][subject]})"
-            if tuple(shape[:3]) != tuple(s0[:3]):
-                raise AlignmentError(subject, f"shape {tuple(shape)} in {coll!r} != {tuple(s0)} in {c0!r}{where}")
-            if not np.allclose(affine, a0, atol=atol):
-                raise AlignmentError(subject, f"affine of {coll!r} differs from {c0!r}{where}")

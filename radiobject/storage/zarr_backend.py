@@ -83,9 +83,51 @@ def kvstore_spec(uri: str, storage: StorageOptions) -> dict[str, Any]:
     spec["aws_region"] = s.region
     if s.anon:
         spec["aws_credentials"] = {"type": "anonymous"}
+    elif s.key and s.secret:
+        token = dict(s.extra).get("session_token")
+        if token is None and s.key == os.environ.get("AWS_ACCESS_KEY_ID"):
+            token = os.environ.get("AWS_SESSION_TOKEN")
+        creds, config = _credentials_files(s.key, s.secret, token, s.region, os.getpid())
+        spec["aws_credentials"] = {"type": "profile", "profile": _PROFILE, "credentials_file": creds,
+                                   "config_file": config}
     else:
-        spec["aws_credentials"] = {"type": "environment"}
+        spec["aws_credentials"] = {"type": "default"}  # environment, ~/.aws, then instance metadata
     return spec
+
+
+_PROFILE = "radiobject"
+
+
+@lru_cache(maxsize=16)
+def _credentials_files(key: str, secret: str, token: str | None, region: str | None, pid: int) -> tuple[str, str]:
+    """Private (0600) AWS credentials + config files holding one profile, per process and key pair.
+
+    tensorstore takes explicit S3 keys only through a profile (its provider needs both files);
+    writing them there, not into ``os.environ``, keeps two stores with different keys apart.
+    """
+    import atexit
+    import tempfile
+
+    out = []
+    for suffix, text in (
+        ("credentials", f"[{_PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+                        + (f"aws_session_token = {token}\n" if token else "")),
+        ("config", f"[profile {_PROFILE}]\nregion = {region or 'us-east-1'}\n"),
+    ):
+        fd, path = tempfile.mkstemp(prefix=f"radiobject-aws-{suffix}-", suffix=".ini")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        atexit.register(_unlink_quietly, path)
+        out.append(path)
+    return out[0], out[1]
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 _ts_state = {"used": False, "forked_after_use": False}
@@ -110,14 +152,6 @@ def tensorstore_usable() -> bool:
 def _context(pid: int) -> ts.Context:
     _ts_state["used"] = True
     return ts.Context({"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}})
-
-
-def _env_credentials(storage: StorageOptions) -> None:
-    """tensorstore reads S3 credentials from the environment; put explicit ones there."""
-    s = storage.resolved()
-    if s.key and s.secret:
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", s.key)
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", s.secret)
 
 
 class ZarrArray(ArrayHandle):
@@ -162,8 +196,6 @@ class ZarrBackend(Backend):
     name = "zarr"
 
     def _kv(self, uri: str) -> dict[str, Any]:
-        if is_remote(uri):
-            _env_credentials(self.storage)
         return kvstore_spec(uri, self.storage)
 
     def create_array(self, uri: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> ArrayHandle:

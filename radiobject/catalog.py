@@ -1,0 +1,89 @@
+"""The shared, cached state of one stored collection: its marker and its ``obs`` catalog.
+
+All views of a collection share one ``CatalogState``; the catalog is read once per process and
+kept current by this process's own commits, so an append never re-reads the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from radiobject.errors import NotFoundError, StoreNotFoundError
+from radiobject.storage import files
+from radiobject.storage.location import StoreLocation
+from radiobject.storage.tables import FragmentTable
+
+MARKER = "collection.json"
+FORMAT = "radiobject-collection"
+
+
+class CatalogState:
+    """What all views of one stored collection share: location, settings, cached ``obs``."""
+
+    def __init__(self, location: StoreLocation) -> None:
+        try:
+            meta = files.read_json(files.join(location.uri, MARKER), location.storage)
+        except FileNotFoundError:
+            raise StoreNotFoundError(location.uri, "no radiobject collection here") from None
+        if meta.get("format") != FORMAT:
+            raise StoreNotFoundError(location.uri, f"{MARKER} is not a radiobject collection marker")
+        self.location = location
+        self.name: str = meta["name"]
+        self.backend: str = meta["backend"]
+        self._obs: pd.DataFrame | None = None
+        self._pos: dict[str, int] = {}
+        self._new_rows: list[dict[str, Any]] = []  # committed by this process, not merged yet
+        self._new_ids: set[str] = set()
+
+    def _load(self) -> None:
+        if self._obs is None:
+            df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
+            if "obs_subject_id" not in df.columns:
+                df["obs_subject_id"] = pd.Series([], dtype=str)
+            self._obs = df
+            self._pos = {k: i for i, k in enumerate(df["obs_id"].tolist())}
+
+    @property
+    def obs(self) -> pd.DataFrame:
+        self._load()
+        assert self._obs is not None
+        if self._new_rows:
+            start = len(self._obs)
+            self._obs = pd.concat([self._obs, pd.DataFrame(self._new_rows)], ignore_index=True)
+            self._pos.update({r["obs_id"]: start + i for i, r in enumerate(self._new_rows)})
+            self._new_rows, self._new_ids = [], set()
+        return self._obs
+
+    def known_ids(self) -> "KnownIds":
+        """Committed obs IDs, kept current by this process's own commits (no re-read per append)."""
+        self._load()
+        return KnownIds(self)
+
+    def committed(self, rows: list[dict[str, Any]]) -> None:
+        """Records rows this process just committed (cheap: no table re-read)."""
+        if self._obs is None:
+            return
+        self._new_rows.extend(rows)
+        self._new_ids.update(r["obs_id"] for r in rows)
+
+    def position(self, obs_id: str) -> int:
+        self.obs  # noqa: B018 - loads the table and the index
+        try:
+            return self._pos[obs_id]
+        except KeyError:
+            raise NotFoundError("obs_id", obs_id, f"collection {self.location.uri}") from None
+
+    def invalidate(self) -> None:
+        self._obs, self._pos, self._new_rows, self._new_ids = None, {}, [], set()
+
+
+class KnownIds:
+    """A live, read-only set view of a collection's committed obs IDs."""
+
+    def __init__(self, state: CatalogState) -> None:
+        self._state = state
+
+    def __contains__(self, obs_id: object) -> bool:
+        return obs_id in self._state._pos or obs_id in self._state._new_ids
