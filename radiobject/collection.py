@@ -67,6 +67,9 @@ class VolumeCollection:
                 raise StoreExistsError(uri, "a collection already exists here")
             return cls(uri, storage=storage)
         files.makedirs(uri, storage)
+        backend = get_backend(opts.backend, storage)
+        backend.create_group(uri, {"radiobject": {"kind": "collection", "name": name}})
+        backend.create_group(files.join(uri, "volumes"), {"radiobject": {"kind": "volumes"}})
         files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "name": name, "backend": opts.backend}, storage)
         return cls(uri, storage=storage)
 

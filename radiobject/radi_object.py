@@ -24,6 +24,7 @@ from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
+from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 from radiobject.subject_filter import Condition, filter_mask
 
@@ -53,6 +54,7 @@ class RadiObject:
         self._subjects: tuple[str, ...] | None = None
         self._obs_meta: pd.DataFrame | None = None
         self._collections: dict[str, VolumeCollection] = {}
+        self._names: list[str] | None = None
 
     def _view(self, subjects: Sequence[str]) -> "RadiObject":
         obj = RadiObject.__new__(RadiObject)
@@ -78,6 +80,9 @@ class RadiObject:
                 return cls(uri, storage=storage)
             raise StoreExistsError(uri, "a radiobject store already exists here")
         files.makedirs(uri, storage)
+        backend = get_backend(opts.backend, storage)
+        backend.create_group(uri, {"radiobject": {"kind": "store", "version": 1}})
+        backend.create_group(files.join(uri, "collections"), {"radiobject": {"kind": "collections"}})
         files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "backend": opts.backend}, storage)
         return cls(uri, storage=storage)
 
@@ -224,6 +229,7 @@ class RadiObject:
         report = coll.write(items, options=opts, skip_existing=skip_existing, on_error=on_error,
                             progress=progress if not isinstance(progress, bool) or not progress else name)
         self._collections.pop(name, None)
+        self._names = None
         return report
 
     def add_subjects(self, obs_meta: pd.DataFrame) -> None:
@@ -258,7 +264,11 @@ class RadiObject:
         return files.join(self.uri, "collections", name)
 
     def _all_collection_names(self) -> list[str]:
-        return files.listdir(files.join(self.uri, "collections"), self._location.storage)
+        if self._names is None:
+            root = files.join(self.uri, "collections")
+            names = get_backend(self._backend, self._location.storage).members(root)
+            self._names = [n for n in names if files.exists(files.join(root, n, "collection.json"), self._location.storage)]
+        return list(self._names)
 
     def _all_subjects(self) -> list[str]:
         return self._full_obs_meta()[SUBJECT].tolist()

@@ -174,5 +174,23 @@ class Backend(ABC):
     def delete_array(self, uri: str) -> None:
         """Removes the array at ``uri`` (no error when absent)."""
 
+    def create_group(self, uri: str, attrs: Mapping[str, Any]) -> None:
+        """Creates a group (a Zarr group / a TileDB group) holding ``attrs``."""
+        from radiobject.storage.groups import create_group
+
+        create_group(self.name, uri, attrs, self.storage)
+
+    def group_attrs(self, uri: str) -> dict[str, Any]:
+        """The attributes of the group at ``uri``."""
+        from radiobject.storage.groups import group_attrs
+
+        return group_attrs(self.name, uri, self.storage)
+
+    def members(self, uri: str) -> list[str]:
+        """Names of the children of the group at ``uri``."""
+        from radiobject.storage.groups import members
+
+        return members(uri, self.storage)
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.storage,))

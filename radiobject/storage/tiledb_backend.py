@@ -35,6 +35,13 @@ def _ctx(storage: StorageOptions, pid: int) -> tiledb.Ctx:
         cfg["vfs.s3.region"] = s.region
     if s.key and s.secret:
         cfg.update({"vfs.s3.aws_access_key_id": s.key, "vfs.s3.aws_secret_access_key": s.secret})
+        token = dict(s.extra).get("session_token")
+        if token is None and s.key == os.environ.get("AWS_ACCESS_KEY_ID"):
+            token = os.environ.get("AWS_SESSION_TOKEN")
+        if token:
+            cfg["vfs.s3.aws_session_token"] = token
+    if s.anon:
+        cfg["vfs.s3.no_sign_request"] = "true"
     return tiledb.Ctx(tiledb.Config(cfg))
 
 
@@ -105,7 +112,7 @@ class TileDBBackend(Backend):
         ]
         schema = tiledb.ArraySchema(
             domain=tiledb.Domain(*dims, ctx=ctx),
-            attrs=[tiledb.Attr(name=ATTR, dtype=dtype, filters=_filters(spec.codec), ctx=ctx)],
+            attrs=[tiledb.Attr(name=ATTR, dtype=dtype, filters=_filters(spec.codec), fill=dtype.type(0), ctx=ctx)],
             sparse=False,
             cell_order="col-major",
             tile_order="col-major",
