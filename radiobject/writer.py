@@ -17,7 +17,7 @@ import numpy as np
 from radiobject.formats.image import ImageData
 from radiobject.geometry import validate_affine
 from radiobject.options import WriteOptions
-from radiobject.storage.base import ArraySpec, Backend, Region, default_chunks, default_shards
+from radiobject.storage.base import MAX_SHARD_VOXELS, ArraySpec, Backend, Region, default_chunks, default_shards
 from radiobject.volume_info import VolumeInfo
 
 #: Bytes per block when copying a lazy source (bounded memory whatever the volume size).
@@ -80,11 +80,13 @@ def write_image(
     if dtype.byteorder not in ("=", "|"):
         dtype = dtype.newbyteorder("=")
     chunks = _chunks_for(shape, options)
-    shards = default_shards(shape, chunks) if backend.name == "zarr" else None
+    eager = isinstance(image.array, np.ndarray)
+    cap = MAX_SHARD_VOXELS if eager else max(1, min(MAX_SHARD_VOXELS, BLOCK_BYTES // dtype.itemsize))
+    shards = default_shards(shape, chunks, cap) if backend.name == "zarr" else None
     spec = ArraySpec(shape, dtype.name, chunks, options.codec, shards)
     handle = backend.create_array(uri, spec, volume_attrs(image, obs_id))
     full = tuple(slice(0, s) for s in shape)
-    if isinstance(image.array, np.ndarray):
+    if eager:
         handle.write(full, image.array.astype(dtype, copy=False))
     else:
         for region in blocks(shape, copy_blocks(shape, shards or chunks, dtype.itemsize)):

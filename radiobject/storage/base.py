@@ -77,10 +77,12 @@ def default_chunks(shape: tuple[int, ...], edge: int = DEFAULT_CHUNK_EDGE) -> tu
     return tuple(min(edge, s) if i < 3 else 1 for i, s in enumerate(shape))
 
 
-def default_shards(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
-    """The shard shape: the whole volume rounded up to chunks, halved until under the voxel cap."""
+def default_shards(
+    shape: tuple[int, ...], chunks: tuple[int, ...], max_voxels: int = MAX_SHARD_VOXELS
+) -> tuple[int, ...]:
+    """The shard shape: the whole volume rounded up to chunks, halved until under ``max_voxels``."""
     shard = [math.ceil(s / c) * c for s, c in zip(shape, chunks, strict=True)]
-    while math.prod(shard) > MAX_SHARD_VOXELS:
+    while math.prod(shard) > max_voxels:
         axis = int(np.argmax([s // c for s, c in zip(shard, chunks, strict=True)]))
         if shard[axis] == chunks[axis]:
             break
