@@ -6,11 +6,13 @@ Public entry points::
                       resample_gaps=False, include_patient=False, decoder="auto") -> ImageData
     read_dicom_folder(root, ...) -> list[(SeriesInfo, ImageData | DicomError)]
     discover_series(folder_or_files) -> Discovery
+    is_dicom(path) -> bool                     # file or folder, cheap (for auto-detection)
     read_rtstruct(rtstruct_path, reference) -> (ImageData, {roi_name: label})
     read_dicom_seg(seg_path, reference=None) -> (ImageData, {segment_label: value})
 """
 
 from radiobject.formats.dicom.decode import apply_modality_lut, decode_pixels
+from radiobject.formats.dicom.detect import is_dicom
 from radiobject.formats.dicom.discover import Discovery, SeriesInfo, discover_series
 from radiobject.formats.dicom.errors import (
     DicomError,
@@ -21,6 +23,8 @@ from radiobject.formats.dicom.errors import (
     SkippedSeriesError,
 )
 from radiobject.formats.dicom.header import header_fields
+from radiobject.formats.dicom.rtstruct import read_rtstruct
+from radiobject.formats.dicom.seg import read_dicom_seg
 from radiobject.formats.dicom.series import (
     DicomFolderResult,
     iter_dicom_folder,
@@ -42,7 +46,10 @@ __all__ = [
     "decode_pixels",
     "discover_series",
     "header_fields",
+    "is_dicom",
     "iter_dicom_folder",
     "read_dicom_folder",
+    "read_dicom_seg",
     "read_dicom_series",
+    "read_rtstruct",
 ]

@@ -30,7 +30,9 @@ from radiobject.formats.dicom.errors import DicomError, NotDicomError
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-_DEFER = 64 * 1024  # pixel data (and other elements) larger than this are read on demand
+_DEFER = (
+    64 * 1024
+)  # pixel data (and other elements) larger than this are read on demand
 
 
 def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
@@ -52,8 +54,12 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
             with gzip.open(path, "rb") as gz:
                 src = io.BytesIO(gz.read())
         except (OSError, EOFError) as exc:
-            raise NotDicomError(path, f"gzip file cannot be decompressed: {exc}") from exc
-    kwargs: dict[str, Any] = {"defer_size": _DEFER} if defer and isinstance(src, str) else {}
+            raise NotDicomError(
+                path, f"gzip file cannot be decompressed: {exc}"
+            ) from exc
+    kwargs: dict[str, Any] = (
+        {"defer_size": _DEFER} if defer and isinstance(src, str) else {}
+    )
     try:
         try:
             ds = pydicom.dcmread(src, **kwargs)
@@ -62,19 +68,29 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
                 src.seek(0)
             ds = pydicom.dcmread(src, force=True, **kwargs)
             if "SOPClassUID" not in ds and not ("Rows" in ds and "PixelData" in ds):
-                raise NotDicomError(path, "not a DICOM file (no DICM prefix, no SOP class / pixel data)")
+                raise NotDicomError(
+                    path, "not a DICOM file (no DICM prefix, no SOP class / pixel data)"
+                )
     except NotDicomError:
         raise
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds on garbage / truncation
-        raise NotDicomError(path, f"not a readable DICOM file: {type(exc).__name__}: {exc}") from exc
-    sop = str(ds.get("SOPClassUID", "")) or str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
+    except Exception as exc:
+        raise NotDicomError(
+            path, f"not a readable DICOM file: {type(exc).__name__}: {exc}"
+        ) from exc
+    sop = str(ds.get("SOPClassUID", "")) or str(
+        getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "")
+    )
     if sop == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
-        raise NotDicomError(path, "DICOMDIR (ignored: the tree walk finds the files it lists)")
+        raise NotDicomError(
+            path, "DICOMDIR (ignored: the tree walk finds the files it lists)"
+        )
     ds.radiobject_path = path  # type: ignore[attr-defined]
     return ds
 
 
-def iter_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+def iter_files(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[str]:
     """All regular files under a folder (recursive, sorted), or the given file list."""
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
@@ -85,7 +101,11 @@ def iter_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         out = []
         for dirpath, dirnames, filenames in os.walk(p):
             dirnames.sort()
-            out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
+            out.extend(
+                os.path.join(dirpath, f)
+                for f in sorted(filenames)
+                if not f.startswith(".")
+            )
         return out
     return [str(s) for s in source]
 
@@ -157,14 +177,21 @@ def _int_or_none(v: Any) -> int | None:
 def image_type(ds: Dataset) -> list[str]:
     """ImageType values, upper-case ([] when absent)."""
     v = ds.get("ImageType", [])
-    return [str(x).upper() for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])]
+    return [
+        str(x).upper()
+        for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])
+    ]
 
 
 def _orientation(ds: Dataset) -> tuple[float, ...] | None:
     iop = ds.get("ImageOrientationPatient")
     if iop is None and "SharedFunctionalGroupsSequence" in ds:
         try:
-            iop = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+            iop = (
+                ds.SharedFunctionalGroupsSequence[0]
+                .PlaneOrientationSequence[0]
+                .ImageOrientationPatient
+            )
         except (AttributeError, IndexError):
             iop = None
     if iop is None or len(iop) != 6:
@@ -178,7 +205,11 @@ def skip_reason(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", ""))
     if sop == SEG_SOP_CLASS:
         return "DICOM-SEG label object (read it with read_dicom_seg)"
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+    if (
+        "PixelData" not in ds
+        and "FloatPixelData" not in ds
+        and "DoubleFloatPixelData" not in ds
+    ):
         return f"non-image object (Modality {modality or '?'}, SOP class {sop or '?'})"
     itype = image_type(ds)
     if "LOCALIZER" in itype or "SCOUT" in itype:
@@ -190,8 +221,14 @@ def skip_reason(ds: Dataset) -> str | None:
 
 def _complex_component(ds: Dataset) -> str:
     itype = image_type(ds)
-    for token, name in (("P", "phase"), ("PHASE", "phase"), ("R", "real"), ("REAL", "real"),
-                        ("I", "imaginary"), ("IMAGINARY", "imaginary")):
+    for token, name in (
+        ("P", "phase"),
+        ("PHASE", "phase"),
+        ("R", "real"),
+        ("REAL", "real"),
+        ("I", "imaginary"),
+        ("IMAGINARY", "imaginary"),
+    ):
         if token in itype[2:]:
             return name
     return ""
@@ -201,11 +238,17 @@ def _split_key(ds: Dataset) -> tuple[Any, ...]:
     iop = _orientation(ds)
     iop_key = tuple(np.round(np.asarray(iop), 3).tolist()) if iop is not None else None
     echo = _int_or_none(ds.get("EchoNumbers"))
-    return (iop_key, int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), echo, _complex_component(ds))
+    return (
+        iop_key,
+        int(ds.get("Rows", 0)),
+        int(ds.get("Columns", 0)),
+        echo,
+        _complex_component(ds),
+    )
 
 
 def _describe_split(keys: list[tuple[Any, ...]], key: tuple[Any, ...]) -> str:
-    parts = []
+    parts = [key[5]] if len(key) > 5 else []
     names = ("orientation", "matrix", "matrix", "echo", "component")
     for i, name in enumerate(names):
         if len({k[i] for k in keys}) > 1:
@@ -213,11 +256,46 @@ def _describe_split(keys: list[tuple[Any, ...]], key: tuple[Any, ...]) -> str:
     return ", ".join(dict.fromkeys(parts)) + f" ({keys.index(key) + 1}/{len(keys)})"
 
 
+def _acquisition_groups(members: list[Dataset]) -> list[list[Dataset]] | None:
+    """Split classic single-frame images by AcquisitionNumber when the UID mixes acquisitions.
+
+    Only done when the images do not form a regular grid (unequal image counts per slice
+    position) but each acquisition on its own does; a regular 4D series (fMRI, where every volume
+    has its own AcquisitionNumber) is left alone.
+    """
+    acqs = {_int_or_none(d.get("AcquisitionNumber")) for d in members}
+    if len(acqs) < 2 or any("ImagePositionPatient" not in d for d in members):
+        return None
+    iop = _orientation(members[0])
+    if iop is None:
+        return None
+    normal = np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
+
+    def regular(ds_list: list[Dataset]) -> bool:
+        pos = [
+            round(float(np.dot(normal, [float(x) for x in d.ImagePositionPatient])), 2)
+            for d in ds_list
+        ]
+        counts = {p: pos.count(p) for p in pos}
+        return len(set(counts.values())) == 1
+
+    if regular(members):
+        return None
+    groups: dict[int | None, list[Dataset]] = {}
+    for d in members:
+        groups.setdefault(_int_or_none(d.get("AcquisitionNumber")), []).append(d)
+    parts = [groups[k] for k in sorted(groups, key=lambda a: (a is None, a or 0))]
+    return parts if all(regular(g) for g in parts) else None
+
+
 def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
     """Group headers by SeriesInstanceUID and split mixed UIDs (orientation, size, echo, component)."""
     by_uid: dict[str, list[Dataset]] = {}
     for ds in datasets:
-        uid = str(ds.get("SeriesInstanceUID", "")) or f"no-uid:{os.path.dirname(ds.radiobject_path)}"
+        uid = (
+            str(ds.get("SeriesInstanceUID", ""))
+            or f"no-uid:{os.path.dirname(ds.radiobject_path)}"
+        )
         by_uid.setdefault(uid, []).append(ds)
     out: list[SeriesInfo] = []
     for uid, all_members in by_uid.items():
@@ -235,21 +313,43 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
             for d, r in skipped:
                 by_reason.setdefault(r, []).append(d)
             for r, ds_list in by_reason.items():
-                suffix = "" if not kept and len(by_reason) == 1 else f"#skipped{len(out)}"
+                suffix = (
+                    "" if not kept and len(by_reason) == 1 else f"#skipped{len(out)}"
+                )
                 out.append(SeriesInfo(uid, uid + suffix, ds_list, skipped_reason=r))
         if not kept:
             continue
         groups: dict[tuple[Any, ...], list[Dataset]] = {}
         for d in kept:
             groups.setdefault(_split_key(d), []).append(d)
+        for k in list(
+            groups
+        ):  # mixed acquisitions within one orientation / echo / component
+            parts = _acquisition_groups(groups[k])
+            if parts:
+                del groups[k]
+                for part in parts:
+                    groups[
+                        k
+                        + (
+                            f"acquisition {_int_or_none(part[0].get('AcquisitionNumber'))}",
+                        )
+                    ] = part
         keys = list(groups)
         for i, k in enumerate(keys):
             split = _describe_split(keys, k) if len(keys) > 1 else ""
-            info = SeriesInfo(uid, uid if len(keys) == 1 else f"{uid}#{i + 1}", groups[k], split)
+            info = SeriesInfo(
+                uid, uid if len(keys) == 1 else f"{uid}#{i + 1}", groups[k], split
+            )
             info.duplicates = [d.radiobject_path for d in dups] if i == 0 else []
             out.append(info)
-    out.sort(key=lambda s: (str(s.first.get("StudyInstanceUID", "")),
-                            _int_or_none(s.first.get("SeriesNumber")) or 0, s.key))
+    out.sort(
+        key=lambda s: (
+            str(s.first.get("StudyInstanceUID", "")),
+            _int_or_none(s.first.get("SeriesNumber")) or 0,
+            s.key,
+        )
+    )
     return out
 
 
@@ -275,4 +375,12 @@ def discover_series(
     return Discovery(group_series(headers), skipped)
 
 
-__all__ = ["Discovery", "SeriesInfo", "discover_series", "group_series", "iter_files", "read_header", "skip_reason"]
+__all__ = [
+    "Discovery",
+    "SeriesInfo",
+    "discover_series",
+    "group_series",
+    "iter_files",
+    "read_header",
+    "skip_reason",
+]

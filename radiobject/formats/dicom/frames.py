@@ -67,7 +67,9 @@ def spacing_of(ds: Dataset, path: str) -> tuple[float, float]:
     """(row, column) PixelSpacing, falling back to ImagerPixelSpacing."""
     ps = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if ps is None or len(ps) != 2:
-        raise SeriesGeometryError(path, "no PixelSpacing: cannot build a patient-space affine")
+        raise SeriesGeometryError(
+            path, "no PixelSpacing: cannot build a patient-space affine"
+        )
     return float(ps[0]), float(ps[1])
 
 
@@ -77,8 +79,11 @@ def classic_frames(ds: Dataset, index: int) -> list[Frame]:
     iop = ds.get("ImageOrientationPatient")
     ipp = ds.get("ImagePositionPatient")
     if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
-        raise SeriesGeometryError(path, "no ImagePositionPatient / ImageOrientationPatient "
-                                        "(not a cross-sectional image)")
+        raise SeriesGeometryError(
+            path,
+            "no ImagePositionPatient / ImageOrientationPatient "
+            "(not a cross-sectional image)",
+        )
     iop_a = np.asarray([float(x) for x in iop])
     ipp_a = np.asarray([float(x) for x in ipp])
     sp = spacing_of(ds, path)
@@ -87,11 +92,43 @@ def classic_frames(ds: Dataset, index: int) -> list[Frame]:
     rows, cols = int(ds.Rows), int(ds.Columns)
     n = int(_num(ds.get("NumberOfFrames"), 1) or 1)
     if n == 1:
-        return [Frame(index, None, None, ipp_a, iop_a, sp, rows, cols, slope, inter, order_key(ds))]
+        return [
+            Frame(
+                index,
+                None,
+                None,
+                ipp_a,
+                iop_a,
+                sp,
+                rows,
+                cols,
+                slope,
+                inter,
+                order_key(ds),
+            )
+        ]
     offsets = ds.get("GridFrameOffsetVector")  # RT dose / NM: frames along the normal
     normal = np.cross(iop_a[:3], iop_a[3:])
     out = []
     for f in range(n):
-        pos = ipp_a + normal * float(offsets[f]) if offsets is not None and len(offsets) == n else ipp_a
-        out.append(Frame(index, f, None, pos, iop_a, sp, rows, cols, slope, inter, order_key(ds, (f,))))
+        pos = (
+            ipp_a + normal * float(offsets[f])
+            if offsets is not None and len(offsets) == n
+            else ipp_a
+        )
+        out.append(
+            Frame(
+                index,
+                f,
+                None,
+                pos,
+                iop_a,
+                sp,
+                rows,
+                cols,
+                slope,
+                inter,
+                order_key(ds, (f,)),
+            )
+        )
     return out

@@ -31,8 +31,12 @@ def slice_normal(iop: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n)
 
 
-def plane_affine_lps(iop: np.ndarray, pixel_spacing: tuple[float, float], origin: np.ndarray,
-                     step: np.ndarray) -> np.ndarray:
+def plane_affine_lps(
+    iop: np.ndarray,
+    pixel_spacing: tuple[float, float],
+    origin: np.ndarray,
+    step: np.ndarray,
+) -> np.ndarray:
     """4x4 voxel (col, row, slice) -> LPS affine from orientation, spacing, first position and step."""
     iop = np.asarray(iop, dtype=np.float64)
     aff = np.eye(4)
@@ -76,8 +80,9 @@ class SliceGeometry:
         return self.tilt_deg > TILT_TOLERANCE_DEG
 
 
-def analyse_positions(positions: np.ndarray, iop: np.ndarray,
-                      fallback_spacing: float | None = None) -> SliceGeometry:
+def analyse_positions(
+    positions: np.ndarray, iop: np.ndarray, fallback_spacing: float | None = None
+) -> SliceGeometry:
     """Sort slice positions along the normal, derive the step, find gaps and tilt.
 
     Args:
@@ -99,21 +104,35 @@ def analyse_positions(positions: np.ndarray, iop: np.ndarray,
     med = float(np.median(dd))
     uniform = bool(np.all(np.abs(dd - med) <= SPACING_TOLERANCE * max(med, 1e-6)))
     if not uniform:
-        bad = [(i, float(x)) for i, x in enumerate(dd) if abs(x - med) > SPACING_TOLERANCE * med]
-        kinds = "missing slices" if all(x > med for _, x in bad) else "non-uniform slice spacing"
+        bad = [
+            (i, float(x))
+            for i, x in enumerate(dd)
+            if abs(x - med) > SPACING_TOLERANCE * med
+        ]
+        kinds = (
+            "missing slices"
+            if all(x > med for _, x in bad)
+            else "non-uniform slice spacing"
+        )
         desc = ", ".join(f"slices {i}-{i + 1}: {x:.3f} mm" for i, x in bad[:10])
-        warnings.append(f"{kinds}: median spacing {med:.3f} mm but {desc}; stored raw slices "
-                        "(the affine uses the mean step; resample with resample_gaps=True)")
+        warnings.append(
+            f"{kinds}: median spacing {med:.3f} mm but {desc}; stored raw slices "
+            "(the affine uses the mean step; resample with resample_gaps=True)"
+        )
     step = steps.mean(axis=0)
     cosang = abs(float(step @ normal)) / max(float(np.linalg.norm(step)), 1e-12)
     tilt = math.degrees(math.acos(min(1.0, cosang)))
     if tilt > TILT_TOLERANCE_DEG:
-        warnings.append(f"gantry tilt / sheared stack of {tilt:.2f} degrees: stored raw slices with "
-                        "the exact shear affine (resample with resample_tilt=True for dcm2niix _Tilt)")
+        warnings.append(
+            f"gantry tilt / sheared stack of {tilt:.2f} degrees: stored raw slices with "
+            "the exact shear affine (resample with resample_tilt=True for dcm2niix _Tilt)"
+        )
     return SliceGeometry(order, d, step, med, uniform, tilt, warnings)
 
 
-def resample_tilt(data: np.ndarray, affine_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def resample_tilt(
+    data: np.ndarray, affine_ras: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Remove gantry-tilt shear as dcm2niix ``_Tilt`` does: shift each slice along the row axis.
 
     Each slice keeps its plane; it is moved along ``j`` (DICOM rows) by the in-plane component of
@@ -138,13 +157,17 @@ def resample_tilt(data: np.ndarray, affine_ras: np.ndarray) -> tuple[np.ndarray,
     shifts = s * np.arange(nz)
     lo = min(0.0, float(shifts.min()))
     hi = max(0.0, float(shifts.max()))
-    pad_lo = int(math.ceil(-lo - 1e-6))
-    pad_hi = int(math.ceil(hi - 1e-6))
+    pad_lo = math.ceil(-lo - 1e-6)
+    pad_hi = math.ceil(hi - 1e-6)
     ny = data.shape[1]
     ny_out = ny + pad_lo + pad_hi
-    fill = float(data.min()) if data.size else 0.0  # dcm2niix pads with the darkest value
+    fill = (
+        float(data.min()) if data.size else 0.0
+    )  # dcm2niix pads with the darkest value
     out = np.zeros((data.shape[0], ny_out) + data.shape[2:], dtype=np.float64)
-    jj = np.arange(ny_out, dtype=np.float64) - pad_lo  # output j in raw slice-0 voxel units
+    jj = (
+        np.arange(ny_out, dtype=np.float64) - pad_lo
+    )  # output j in raw slice-0 voxel units
     for k in range(nz):
         src = jj - shifts[k]  # raw j that lands on output j
         j0 = np.floor(src).astype(int)
@@ -170,8 +193,12 @@ def resample_tilt(data: np.ndarray, affine_ras: np.ndarray) -> tuple[np.ndarray,
     return out, new
 
 
-def resample_uniform(data: np.ndarray, distances: np.ndarray, affine_ras: np.ndarray,
-                     normal_ras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def resample_uniform(
+    data: np.ndarray,
+    distances: np.ndarray,
+    affine_ras: np.ndarray,
+    normal_ras: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample slices at uneven distances onto an even grid (like dcm2niix ``_Eq``).
 
     The new spacing is the smallest step; slices are linearly interpolated between neighbours.
@@ -179,12 +206,13 @@ def resample_uniform(data: np.ndarray, distances: np.ndarray, affine_ras: np.nda
     Args:
         data: (x, y, z[, ...]) raw slices, sorted.
         distances: the slices' positions along the normal (mm), ascending.
-        affine_ras: the raw affine (its origin is kept).
+        affine_ras: the raw affine (its origin is kept; its slice column's direction too, so a
+            sheared (tilted) stack stays sheared).
         normal_ras: unit slice normal in RAS.
     """
     d = np.asarray(distances, dtype=np.float64) - float(distances[0])
     step = float(np.min(np.diff(d)))
-    n = int(round(d[-1] / step)) + 1
+    n = round(d[-1] / step) + 1
     spacing = d[-1] / (n - 1)
     targets = np.arange(n) * spacing
     idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
@@ -196,9 +224,24 @@ def resample_uniform(data: np.ndarray, distances: np.ndarray, affine_ras: np.nda
     if np.issubdtype(data.dtype, np.integer):
         out = np.rint(out)
     new = np.asarray(affine_ras, dtype=np.float64).copy()
-    new[:3, 2] = np.asarray(normal_ras) * spacing
+    step = new[
+        :3, 2
+    ]  # keep the step's direction (a gantry-tilt shear survives), new length
+    along = float(step @ np.asarray(normal_ras))
+    new[:3, 2] = (
+        step * (spacing / along)
+        if abs(along) > 1e-9
+        else np.asarray(normal_ras) * spacing
+    )
     return out.astype(data.dtype), new
 
 
-__all__ = ["SliceGeometry", "analyse_positions", "lps_to_ras", "plane_affine_lps", "resample_tilt",
-           "resample_uniform", "slice_normal"]
+__all__ = [
+    "SliceGeometry",
+    "analyse_positions",
+    "lps_to_ras",
+    "plane_affine_lps",
+    "resample_tilt",
+    "resample_uniform",
+    "slice_normal",
+]

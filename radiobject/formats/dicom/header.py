@@ -15,21 +15,66 @@ from pydicom.valuerep import PersonName
 
 #: kept for every series (when present)
 SERIES_FIELDS: tuple[str, ...] = (
-    "Modality", "Manufacturer", "ManufacturerModelName", "SoftwareVersions", "SeriesDescription",
-    "ProtocolName", "SeriesNumber", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID",
-    "SOPClassUID", "ImageType", "BodyPartExamined", "PatientPosition", "ImageOrientationPatient",
-    "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "MagneticFieldStrength",
-    "RepetitionTime", "EchoTime", "InversionTime", "FlipAngle", "EchoTrainLength", "SequenceName",
-    "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "ReceiveCoilName",
-    "PixelBandwidth", "KVP", "XRayTubeCurrent", "Exposure", "ConvolutionKernel",
-    "ReconstructionDiameter", "GantryDetectorTilt", "ContrastBolusAgent", "Units",
-    "PhotometricInterpretation", "BitsAllocated", "BitsStored", "PixelRepresentation",
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "SoftwareVersions",
+    "SeriesDescription",
+    "ProtocolName",
+    "SeriesNumber",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+    "SOPClassUID",
+    "ImageType",
+    "BodyPartExamined",
+    "PatientPosition",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "MagneticFieldStrength",
+    "RepetitionTime",
+    "EchoTime",
+    "InversionTime",
+    "FlipAngle",
+    "EchoTrainLength",
+    "SequenceName",
+    "ScanningSequence",
+    "SequenceVariant",
+    "ScanOptions",
+    "MRAcquisitionType",
+    "ReceiveCoilName",
+    "PixelBandwidth",
+    "KVP",
+    "XRayTubeCurrent",
+    "Exposure",
+    "ConvolutionKernel",
+    "ReconstructionDiameter",
+    "GantryDetectorTilt",
+    "ContrastBolusAgent",
+    "Units",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
 )
 #: added only with ``include_patient=True``
 PATIENT_FIELDS: tuple[str, ...] = (
-    "PatientID", "PatientName", "PatientBirthDate", "PatientSex", "PatientAge", "PatientWeight",
-    "StudyDate", "StudyTime", "SeriesDate", "AcquisitionDate", "AccessionNumber", "StudyID",
-    "InstitutionName", "ReferringPhysicianName",
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientWeight",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "AcquisitionDate",
+    "AccessionNumber",
+    "StudyID",
+    "InstitutionName",
+    "ReferringPhysicianName",
 )
 
 
@@ -70,7 +115,11 @@ def header_fields(ds: Dataset, *, include_patient: bool = False) -> dict[str, An
                 out[name] = to_json(v)
     if "ImageOrientationPatient" not in out and "SharedFunctionalGroupsSequence" in ds:
         try:
-            iop = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+            iop = (
+                ds.SharedFunctionalGroupsSequence[0]
+                .PlaneOrientationSequence[0]
+                .ImageOrientationPatient
+            )
             out["ImageOrientationPatient"] = to_json(iop)
         except (AttributeError, IndexError):
             pass

@@ -38,28 +38,46 @@ def mosaic_layout(ds: Dataset) -> tuple[int, int, int, int]:
     path = str(getattr(ds, "radiobject_path", ""))
     try:
         n = int(csareader.get_n_mosaic(_csa(ds)))
-    except Exception as exc:  # noqa: BLE001
-        raise SeriesGeometryError(path, f"mosaic without a readable CSA NumberOfImagesInMosaic: {exc}") from exc
-    m = int(math.ceil(math.sqrt(n)))
+    except Exception as exc:
+        raise SeriesGeometryError(
+            path, f"mosaic without a readable CSA NumberOfImagesInMosaic: {exc}"
+        ) from exc
+    m = math.ceil(math.sqrt(n))
     return n, m, int(ds.Rows) // m, int(ds.Columns) // m
 
 
 def mosaic_frames(ds: Dataset, index: int) -> list[Frame]:
     """One frame per mosaic tile, positions along the CSA slice normal."""
     base = classic_frames(ds, index)[0]
-    n, m, tr, tc = mosaic_layout(ds)
+    n, _, tr, tc = mosaic_layout(ds)
     normal = csareader.get_slice_normal(_csa(ds))
     iop = base.iop
     if normal is None:
         normal = np.cross(iop[:3], iop[3:])
     normal = np.asarray(normal, dtype=np.float64)
-    spacing = _num(ds.get("SpacingBetweenSlices"), 0.0) or _num(ds.get("SliceThickness"), 1.0)
+    spacing = _num(ds.get("SpacingBetweenSlices"), 0.0) or _num(
+        ds.get("SliceThickness"), 1.0
+    )
     rs, cs = base.pixel_spacing
-    shift = iop[3:] * rs * (int(ds.Rows) - tr) / 2 + iop[:3] * cs * (int(ds.Columns) - tc) / 2
+    shift = (
+        iop[3:] * rs * (int(ds.Rows) - tr) / 2
+        + iop[:3] * cs * (int(ds.Columns) - tc) / 2
+    )
     first = base.ipp + shift
     return [
-        Frame(index, None, t, first + normal * spacing * t, iop, base.pixel_spacing, tr, tc,
-              base.slope, base.intercept, base.order)
+        Frame(
+            index,
+            None,
+            t,
+            first + normal * spacing * t,
+            iop,
+            base.pixel_spacing,
+            tr,
+            tc,
+            base.slope,
+            base.intercept,
+            base.order,
+        )
         for t in range(n)
     ]
 
@@ -67,4 +85,4 @@ def mosaic_frames(ds: Dataset, index: int) -> list[Frame]:
 def extract_tile(mosaic: np.ndarray, tile: int, m: int, tr: int, tc: int) -> np.ndarray:
     """Cut tile ``tile`` (row-major over an ``m`` x ``m`` grid) out of a decoded mosaic."""
     r, c = divmod(tile, m)
-    return mosaic[r * tr:(r + 1) * tr, c * tc:(c + 1) * tc]
+    return mosaic[r * tr : (r + 1) * tr, c * tc : (c + 1) * tc]

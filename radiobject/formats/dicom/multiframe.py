@@ -2,8 +2,8 @@
 
 Each frame takes its position, orientation, pixel spacing and rescale from the Per-frame
 Functional Groups Sequence, falling back to the Shared Functional Groups Sequence. Frames at the
-same position are ordered by the frame's DimensionIndexValues (then TemporalPositionIndex and
-frame number) so that a 4D enhanced file comes out in acquisition order.
+same position are ordered by TemporalPositionIndex, then DimensionIndexValues, then frame
+number so that a 4D enhanced file comes out in acquisition order.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from radiobject.formats.dicom.errors import SeriesGeometryError
 from radiobject.formats.dicom.frames import Frame, _num
@@ -19,7 +20,10 @@ from radiobject.formats.dicom.frames import Frame, _num
 
 def is_enhanced(ds: Dataset) -> bool:
     """True when the data set carries functional groups (enhanced multi-frame IODs)."""
-    return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
+    return (
+        "PerFrameFunctionalGroupsSequence" in ds
+        or "SharedFunctionalGroupsSequence" in ds
+    )
 
 
 def _item(groups: list[Dataset], seq: str) -> Dataset | None:
@@ -33,8 +37,16 @@ def enhanced_frames(ds: Dataset, index: int) -> list[Frame]:
     """One :class:`Frame` per frame of an enhanced multi-frame data set."""
     path = str(getattr(ds, "radiobject_path", ""))
     n = int(_num(ds.get("NumberOfFrames"), 1) or 1)
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
-    per = list(ds.PerFrameFunctionalGroupsSequence) if "PerFrameFunctionalGroupsSequence" in ds else []
+    shared = (
+        ds.SharedFunctionalGroupsSequence[0]
+        if "SharedFunctionalGroupsSequence" in ds
+        else None
+    )
+    per = (
+        list(ds.PerFrameFunctionalGroupsSequence)
+        if "PerFrameFunctionalGroupsSequence" in ds
+        else []
+    )
     out: list[Frame] = []
     for f in range(n):
         groups = [per[f] if f < len(per) else None, shared]
@@ -42,19 +54,51 @@ def enhanced_frames(ds: Dataset, index: int) -> list[Frame]:
         ori = _item(groups, "PlaneOrientationSequence")
         meas = _item(groups, "PixelMeasuresSequence")
         if pos is None or ori is None or meas is None or "PixelSpacing" not in meas:
-            raise SeriesGeometryError(path, f"frame {f + 1}: no plane position / orientation / pixel "
-                                            "measures in the functional groups")
+            raise SeriesGeometryError(
+                path,
+                f"frame {f + 1}: no plane position / orientation / pixel "
+                "measures in the functional groups",
+            )
         trans = _item(groups, "PixelValueTransformationSequence")
-        slope = _num(trans.get("RescaleSlope"), 1.0) if trans is not None else _num(ds.get("RescaleSlope"), 1.0)
-        inter = _num(trans.get("RescaleIntercept"), 0.0) if trans is not None else _num(ds.get("RescaleIntercept"), 0.0)
+        slope = (
+            _num(trans.get("RescaleSlope"), 1.0)
+            if trans is not None
+            else _num(ds.get("RescaleSlope"), 1.0)
+        )
+        inter = (
+            _num(trans.get("RescaleIntercept"), 0.0)
+            if trans is not None
+            else _num(ds.get("RescaleIntercept"), 0.0)
+        )
         content = _item(groups, "FrameContentSequence")
         key: tuple[Any, ...] = ()
         if content is not None:
-            key = (tuple(int(v) for v in (content.get("DimensionIndexValues") or [])),
-                   _num(content.get("TemporalPositionIndex")))
+            div = content.get("DimensionIndexValues")
+            div = (
+                []
+                if div is None
+                else list(div)
+                if isinstance(div, (list, MultiValue))
+                else [div]
+            )
+            key = (
+                _num(content.get("TemporalPositionIndex")),
+                tuple(int(v) for v in div),
+            )
         ps = meas.PixelSpacing
-        out.append(Frame(index, f, None, np.asarray([float(x) for x in pos.ImagePositionPatient]),
-                         np.asarray([float(x) for x in ori.ImageOrientationPatient]),
-                         (float(ps[0]), float(ps[1])), int(ds.Rows), int(ds.Columns),
-                         slope or 1.0, inter, (*key, f)))
+        out.append(
+            Frame(
+                index,
+                f,
+                None,
+                np.asarray([float(x) for x in pos.ImagePositionPatient]),
+                np.asarray([float(x) for x in ori.ImageOrientationPatient]),
+                (float(ps[0]), float(ps[1])),
+                int(ds.Rows),
+                int(ds.Columns),
+                slope or 1.0,
+                inter,
+                (*key, f),
+            )
+        )
     return out

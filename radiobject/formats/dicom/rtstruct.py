@@ -34,14 +34,17 @@ def _fill(ij: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _perimeter(ij: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
-    rr, cc = polygon_perimeter(np.rint(ij[:, 0]), np.rint(ij[:, 1]), shape=shape, clip=False)
+    rr, cc = polygon_perimeter(
+        np.rint(ij[:, 0]), np.rint(ij[:, 1]), shape=shape, clip=False
+    )
     ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
     mask[rr[ok], cc[ok]] = True
     return mask
 
 
 def read_rtstruct(
-    rtstruct: str | os.PathLike[str], reference: ImageData | str | os.PathLike[str],
+    rtstruct: str | os.PathLike[str],
+    reference: ImageData | str | os.PathLike[str],
 ) -> tuple[ImageData, dict[str, int]]:
     """Rasterise an RTSTRUCT onto the grid of its image series.
 
@@ -67,11 +70,16 @@ def read_rtstruct(
             ds = pydicom.dcmread(path)
         except pydicom.errors.InvalidDicomError:  # no preamble / file meta
             ds = pydicom.dcmread(path, force=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DicomError(path, f"cannot read RTSTRUCT: {exc}") from exc
-    if str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
+    if (
+        str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS
+        and ds.get("Modality") != "RTSTRUCT"
+    ):
         raise DicomError(path, f"not an RTSTRUCT (Modality {ds.get('Modality')})")
-    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
+    names = {
+        int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])
+    }
     table = {name: i + 1 for i, name in enumerate(names.values())}
     value_of = {num: table[name] for num, name in names.items()}
     shape3 = tuple(int(s) for s in reference.shape[:3])
@@ -88,21 +96,33 @@ def read_rtstruct(
             table[name] = value = len(table) + 1
         per_slice: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for c in roi.get("ContourSequence", []):
-            if str(c.get("ContourGeometricType", "CLOSED_PLANAR")) not in ("CLOSED_PLANAR", ""):
+            if str(c.get("ContourGeometricType", "CLOSED_PLANAR")) not in (
+                "CLOSED_PLANAR",
+                "",
+            ):
                 continue
             pts = np.asarray(c.ContourData, dtype=np.float64).reshape(-1, 3)
             pts[:, :2] *= -1  # LPS -> RAS
             vox = (inv @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]
             k = int(np.rint(vox[:, 2].mean()))
             if np.abs(vox[:, 2] - k).max() > SLICE_TOLERANCE:
-                warnings.append(f"ROI {name!r}: a contour lies {np.abs(vox[:, 2] - k).max():.2f} slices "
-                                "off the nearest slice centre")
+                warnings.append(
+                    f"ROI {name!r}: a contour lies {np.abs(vox[:, 2] - k).max():.2f} slices "
+                    "off the nearest slice centre"
+                )
             if not 0 <= k < shape3[2]:
-                warnings.append(f"ROI {name!r}: a contour lies outside the reference volume (slice {k})")
+                warnings.append(
+                    f"ROI {name!r}: a contour lies outside the reference volume (slice {k})"
+                )
                 continue
-            xor, edge = per_slice.get(k, (np.zeros(shape3[:2], bool), np.zeros(shape3[:2], bool)))
-            per_slice[k] = (xor ^ (_fill(vox[:, :2], shape3[:2]) | _perimeter(vox[:, :2], shape3[:2])),
-                            edge | _perimeter(vox[:, :2], shape3[:2]))
+            xor, edge = per_slice.get(
+                k, (np.zeros(shape3[:2], bool), np.zeros(shape3[:2], bool))
+            )
+            per_slice[k] = (
+                xor
+                ^ (_fill(vox[:, :2], shape3[:2]) | _perimeter(vox[:, :2], shape3[:2])),
+                edge | _perimeter(vox[:, :2], shape3[:2]),
+            )
         for k, (xor, edge) in per_slice.items():
             m = xor | edge
             clash = np.unique(labels[:, :, k][m & (labels[:, :, k] > 0)])
@@ -114,6 +134,10 @@ def read_rtstruct(
         owner[value] = name
     if not table:
         raise DicomError(path, "RTSTRUCT has no ROIs")
-    meta: dict[str, Any] = {"format": "dicom-rtstruct", "labels": dict(table), "warnings": warnings,
-                            "reference_series_uid": reference.metadata.get("series_uid")}
+    meta: dict[str, Any] = {
+        "format": "dicom-rtstruct",
+        "labels": dict(table),
+        "warnings": warnings,
+        "reference_series_uid": reference.metadata.get("series_uid"),
+    }
     return ImageData(labels, reference.affine.copy(), meta, source=path), dict(table)

@@ -21,7 +21,11 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from radiobject.formats.dicom.decode import apply_modality_lut, decode_pixels, transfer_syntax
+from radiobject.formats.dicom.decode import (
+    apply_modality_lut,
+    decode_pixels,
+    transfer_syntax,
+)
 from radiobject.formats.dicom.discover import Discovery, SeriesInfo, discover_series
 from radiobject.formats.dicom.errors import (
     DicomError,
@@ -35,12 +39,19 @@ from radiobject.formats.dicom.geometry import (
     analyse_positions,
     lps_to_ras,
     plane_affine_lps,
-    resample_tilt,
     resample_uniform,
     slice_normal,
 )
+from radiobject.formats.dicom.geometry import (
+    resample_tilt as _resample_tilt,
+)
 from radiobject.formats.dicom.header import header_fields
-from radiobject.formats.dicom.mosaic import extract_tile, is_mosaic, mosaic_frames, mosaic_layout
+from radiobject.formats.dicom.mosaic import (
+    extract_tile,
+    is_mosaic,
+    mosaic_frames,
+    mosaic_layout,
+)
 from radiobject.formats.dicom.multiframe import enhanced_frames, is_enhanced
 from radiobject.formats.image import ImageData
 
@@ -53,7 +64,11 @@ def frames_of(ds: Dataset, index: int) -> list[Frame]:
     """The frames of one data set (mosaic tiles, enhanced frames, or the classic image)."""
     if is_mosaic(ds):
         return mosaic_frames(ds, index)
-    if is_enhanced(ds) and int(ds.get("NumberOfFrames", 1) or 1) >= 1 and "PerFrameFunctionalGroupsSequence" in ds:
+    if (
+        is_enhanced(ds)
+        and int(ds.get("NumberOfFrames", 1) or 1) >= 1
+        and "PerFrameFunctionalGroupsSequence" in ds
+    ):
         return enhanced_frames(ds, index)
     return classic_frames(ds, index)
 
@@ -62,15 +77,24 @@ def _check_consistent(frames: list[Frame], where: str) -> None:
     f0 = frames[0]
     for f in frames[1:]:
         if (f.rows, f.cols) != (f0.rows, f0.cols):
-            raise SeriesGeometryError(where, f"mixed image sizes {f0.rows}x{f0.cols} and {f.rows}x{f.cols}")
+            raise SeriesGeometryError(
+                where, f"mixed image sizes {f0.rows}x{f0.cols} and {f.rows}x{f.cols}"
+            )
         if np.abs(f.iop - f0.iop).max() > 1e-3:
-            raise SeriesGeometryError(where, "mixed slice orientations in one series "
-                                             f"({np.round(f0.iop, 4).tolist()} vs {np.round(f.iop, 4).tolist()})")
+            raise SeriesGeometryError(
+                where,
+                "mixed slice orientations in one series "
+                f"({np.round(f0.iop, 4).tolist()} vs {np.round(f.iop, 4).tolist()})",
+            )
         if np.abs(np.subtract(f.pixel_spacing, f0.pixel_spacing)).max() > 1e-4:
-            raise SeriesGeometryError(where, f"mixed pixel spacing {f0.pixel_spacing} vs {f.pixel_spacing}")
+            raise SeriesGeometryError(
+                where, f"mixed pixel spacing {f0.pixel_spacing} vs {f.pixel_spacing}"
+            )
 
 
-def _group_positions(frames: list[Frame], normal: np.ndarray, where: str) -> list[list[Frame]]:
+def _group_positions(
+    frames: list[Frame], normal: np.ndarray, where: str
+) -> list[list[Frame]]:
     d = np.array([f.ipp @ normal for f in frames])
     order = np.argsort(d, kind="stable")
     groups: list[list[Frame]] = []
@@ -82,9 +106,12 @@ def _group_positions(frames: list[Frame], normal: np.ndarray, where: str) -> lis
         last = d[i] if last is None or d[i] - last > POSITION_TOLERANCE_MM else last
     counts = [len(g) for g in groups]
     if len(set(counts)) > 1:
-        raise SeriesGeometryError(where, "inconsistent number of images per slice position "
-                                         f"(between {min(counts)} and {max(counts)} over {len(groups)} "
-                                         "positions): incomplete or mixed acquisition")
+        raise SeriesGeometryError(
+            where,
+            "inconsistent number of images per slice position "
+            f"(between {min(counts)} and {max(counts)} over {len(groups)} "
+            "positions): incomplete or mixed acquisition",
+        )
     for g in groups:
         g.sort(key=lambda f: f.order)
     return groups
@@ -102,7 +129,9 @@ class _PixelCache:
         ds = self.datasets[f.ds_index]
         arr = self.cache.get(f.ds_index)
         if arr is None:
-            arr = decode_pixels(ds, getattr(ds, "radiobject_path", ""), backend=self.decoder)
+            arr = decode_pixels(
+                ds, getattr(ds, "radiobject_path", ""), backend=self.decoder
+            )
             self.cache[f.ds_index] = arr
         if f.tile is not None:
             if f.ds_index not in self.layout:
@@ -116,8 +145,14 @@ class _PixelCache:
         return arr
 
 
-def series_to_image(info: SeriesInfo, *, resample_tilt_: bool = False, resample_gaps: bool = False,
-                    include_patient: bool = False, decoder: str = "auto") -> ImageData:
+def series_to_image(
+    info: SeriesInfo,
+    *,
+    resample_tilt: bool = False,
+    resample_gaps: bool = False,
+    include_patient: bool = False,
+    decoder: str = "auto",
+) -> ImageData:
     """Convert one discovered series to an :class:`ImageData` (see :func:`read_dicom_series`)."""
     where = f"series {info.key} ({os.path.dirname(info.paths[0])})"
     if info.skipped_reason:
@@ -131,14 +166,20 @@ def series_to_image(info: SeriesInfo, *, resample_tilt_: bool = False, resample_
     groups = _group_positions(frames, normal, where)
     nz, nt = len(groups), len(groups[0])
     first = info.first
-    fallback = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+    fallback = float(
+        first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0
+    )
     geo = analyse_positions(np.array([g[0].ipp for g in groups]), f0.iop, fallback)
     warnings = list(geo.warnings)
     if info.duplicates:
-        warnings.append(f"{len(info.duplicates)} duplicate file(s) (same SOPInstanceUID) ignored")
+        warnings.append(
+            f"{len(info.duplicates)} duplicate file(s) (same SOPInstanceUID) ignored"
+        )
     if nz == 1 and nt > 1 and not is_enhanced(first) and not is_mosaic(first):
-        warnings.append(f"all {nt} images share one slice position: stored as a single-slice series "
-                        f"of {nt} volumes (x, y, 1, {nt}); check it is not duplicated images")
+        warnings.append(
+            f"all {nt} images share one slice position: stored as a single-slice series "
+            f"of {nt} volumes (x, y, 1, {nt}); check it is not duplicated images"
+        )
     cache = _PixelCache(info.datasets, decoder)
     ordered = [g[t] for t in range(nt) for g in groups]  # t-major, z-minor
     sample = cache.get(ordered[0])
@@ -148,25 +189,41 @@ def series_to_image(info: SeriesInfo, *, resample_tilt_: bool = False, resample_
     cache.cache.clear()
     spp = int(first.get("SamplesPerPixel", 1))
     if spp == 1:
-        values, rescale = apply_modality_lut(stack, [f.slope for f in ordered],
-                                             [f.intercept for f in ordered], stack.dtype.itemsize)
+        values, rescale = apply_modality_lut(
+            stack,
+            [f.slope for f in ordered],
+            [f.intercept for f in ordered],
+            stack.dtype.itemsize,
+        )
     else:
-        values, rescale = stack.astype(stack.dtype.newbyteorder("=")), {"rescale_slope": None, "rescale_intercept": None, "rescale_varies": False}
+        values, rescale = (
+            stack.astype(stack.dtype.newbyteorder("=")),
+            {"rescale_slope": None, "rescale_intercept": None, "rescale_varies": False},
+        )
     values = values.reshape((nt, nz) + values.shape[1:])
     # (t, z, rows, cols[, s]) -> (cols, rows, z, t[, s])
     axes = (3, 2, 1, 0) + ((4,) if spp > 1 else ())
     array = values.transpose(axes)
     if nt == 1:
         array = array[:, :, :, 0]
-    affine = lps_to_ras(plane_affine_lps(f0.iop, f0.pixel_spacing, groups[0][0].ipp, geo.step))
-    resampled = None
-    if geo.tilted and resample_tilt_:
-        array, affine = resample_tilt(np.asarray(array), affine)
-        resampled = "tilt"
-    elif not geo.uniform and resample_gaps and nz > 2:
-        array, affine = resample_uniform(np.asarray(array), geo.distances, affine,
-                                         (LPS_TO_RAS[:3, :3] @ normal))
-        resampled = "gaps"
+    affine = lps_to_ras(
+        plane_affine_lps(f0.iop, f0.pixel_spacing, groups[0][0].ipp, geo.step)
+    )
+    done: list[str] = []
+    if not geo.uniform and resample_gaps and nz > 2:
+        array, affine = resample_uniform(
+            np.asarray(array), geo.distances, affine, (LPS_TO_RAS[:3, :3] @ normal)
+        )
+        done.append("gaps")
+    if geo.tilted and resample_tilt:
+        if not geo.uniform and not done:
+            warnings.append(
+                "tilt resampled with the mean slice step although spacing is uneven "
+                "(pass resample_gaps=True too)"
+            )
+        array, affine = _resample_tilt(np.asarray(array), affine)
+        done.append("tilt")
+    resampled = "+".join(done) or None
     meta: dict[str, Any] = {
         "format": "dicom",
         "series_uid": info.series_uid,
@@ -185,7 +242,9 @@ def series_to_image(info: SeriesInfo, *, resample_tilt_: bool = False, resample_
         "warnings": warnings,
         "dicom": header_fields(first, include_patient=include_patient),
     }
-    return ImageData(array=array, affine=affine, metadata=meta, source=os.path.dirname(info.paths[0]))
+    return ImageData(
+        array=array, affine=affine, metadata=meta, source=os.path.dirname(info.paths[0])
+    )
 
 
 def _pick(disc: Discovery, series_uid: str | None, where: str) -> SeriesInfo:
@@ -195,8 +254,11 @@ def _pick(disc: Discovery, series_uid: str | None, where: str) -> SeriesInfo:
         if len(match) == 1 or (match and all(s.key == match[0].key for s in match)):
             return match[0]
         if len(match) > 1:
-            raise MultipleSeriesError(where, f"series UID {series_uid} was split into "
-                                             f"{', '.join(s.key + ' (' + s.split + ')' for s in match)}: pass a key")
+            raise MultipleSeriesError(
+                where,
+                f"series UID {series_uid} was split into "
+                f"{', '.join(s.key + ' (' + s.split + ')' for s in match)}: pass a key",
+            )
         raise DicomError(where, f"no series with UID / key {series_uid}")
     if len(usable) == 1:
         return usable[0]
@@ -204,10 +266,18 @@ def _pick(disc: Discovery, series_uid: str | None, where: str) -> SeriesInfo:
         if disc.series:
             reasons = "; ".join(f"{s.key}: {s.skipped_reason}" for s in disc.series)
             raise SkippedSeriesError(where, f"no convertible series ({reasons})")
-        raise DicomError(where, f"no DICOM images found ({len(disc.skipped_files)} non-DICOM files)")
-    raise MultipleSeriesError(where, f"{len(usable)} series found, pass series_uid= one of: "
-                                     + ", ".join(f"{s.key} ({s.to_dict()['series_description']}"
-                                                 f"{', ' + s.split if s.split else ''})" for s in usable))
+        raise DicomError(
+            where, f"no DICOM images found ({len(disc.skipped_files)} non-DICOM files)"
+        )
+    raise MultipleSeriesError(
+        where,
+        f"{len(usable)} series found, pass series_uid= one of: "
+        + ", ".join(
+            f"{s.key} ({s.to_dict()['series_description']}"
+            f"{', ' + s.split if s.split else ''})"
+            for s in usable
+        ),
+    )
 
 
 def read_dicom_series(
@@ -244,13 +314,24 @@ def read_dicom_series(
         MissingDecoderError: a compressed transfer syntax has no installed decoder.
         DicomError: anything else (no DICOM files, truncated pixel data, ...).
     """
-    where = str(source) if isinstance(source, (str, os.PathLike)) else f"{len(source)} files"
+    where = (
+        str(source)
+        if isinstance(source, (str, os.PathLike))
+        else f"{len(source)} files"
+    )
     disc = discover_series(source)
     info = _pick(disc, series_uid, where)
-    img = series_to_image(info, resample_tilt_=resample_tilt, resample_gaps=resample_gaps,
-                          include_patient=include_patient, decoder=decoder)
+    img = series_to_image(
+        info,
+        resample_tilt=resample_tilt,
+        resample_gaps=resample_gaps,
+        include_patient=include_patient,
+        decoder=decoder,
+    )
     if disc.skipped_files:
-        img.metadata["warnings"].append(f"{len(disc.skipped_files)} non-DICOM file(s) skipped")
+        img.metadata["warnings"].append(
+            f"{len(disc.skipped_files)} non-DICOM file(s) skipped"
+        )
         img.metadata["skipped_files"] = [list(x) for x in disc.skipped_files]
     return img
 
@@ -262,15 +343,28 @@ class DicomFolderResult(list):
 
 
 def iter_dicom_folder(
-    root: PathLike | Sequence[PathLike], *, resample_tilt: bool = False, resample_gaps: bool = False,
-    include_patient: bool = False, decoder: str = "auto", discovery: Discovery | None = None,
+    root: PathLike | Sequence[PathLike],
+    *,
+    resample_tilt: bool = False,
+    resample_gaps: bool = False,
+    include_patient: bool = False,
+    decoder: str = "auto",
+    discovery: Discovery | None = None,
 ) -> Iterator[tuple[SeriesInfo, ImageData | DicomError]]:
     """Like :func:`read_dicom_folder` but yields one series at a time (one volume in memory)."""
     disc = discovery or discover_series(root)
     for info in disc.series:
         try:
-            yield info, series_to_image(info, resample_tilt_=resample_tilt, resample_gaps=resample_gaps,
-                                        include_patient=include_patient, decoder=decoder)
+            yield (
+                info,
+                series_to_image(
+                    info,
+                    resample_tilt=resample_tilt,
+                    resample_gaps=resample_gaps,
+                    include_patient=include_patient,
+                    decoder=decoder,
+                ),
+            )
         except DicomError as exc:
             yield info, exc
         except Exception as exc:  # noqa: BLE001 - one odd series must not stop a folder ingest
@@ -298,8 +392,15 @@ def read_dicom_folder(
         :class:`SkippedSeriesError`; ``.skipped_files`` holds ``(path, reason)`` of non-DICOM files.
     """
     disc = discover_series(root)
-    out = DicomFolderResult(iter_dicom_folder(root, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
-                                              include_patient=include_patient, decoder=decoder,
-                                              discovery=disc))
+    out = DicomFolderResult(
+        iter_dicom_folder(
+            root,
+            resample_tilt=resample_tilt,
+            resample_gaps=resample_gaps,
+            include_patient=include_patient,
+            decoder=decoder,
+            discovery=disc,
+        )
+    )
     out.skipped_files = list(disc.skipped_files)
     return out
