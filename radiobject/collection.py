@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -179,7 +180,7 @@ class VolumeCollection:
         if not isinstance(series_folders, Mapping):
             spec = series_folders
             folders = [str(spec)] if isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec) else expand_paths(spec)
-            series_folders = {subject_id_from_path(f, spec): f for f in folders}
+            series_folders = {Path(str(f).rstrip("/")).name: f for f in folders}
         items = [IngestItem(k, k, partial(read_dicom_series, f), source=os.path.abspath(str(f))) for k, f in series_folders.items()]
         return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
 

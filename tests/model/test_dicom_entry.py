@@ -1,0 +1,31 @@
+"""The store entry points over the DICOM reader: Volume / VolumeCollection / RadiObject.from_dicom(s)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from radiobject import RadiObject, Volume, VolumeCollection, WriteOptions
+from radiobject.formats.dicom import read_dicom_series
+from tests.conftest import data_path
+
+
+def test_volume_from_dicom_matches_reader(backend: str, tmp_path) -> None:
+    folder = data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010")
+    ref = read_dicom_series(folder)
+    vol = Volume.from_dicom(str(tmp_path / "ct"), folder, options=WriteOptions(backend=backend))
+    np.testing.assert_array_equal(Volume(str(tmp_path / "ct")).to_numpy(), np.asarray(ref.array))
+    assert vol.dtype == np.asarray(ref.array).dtype and np.array_equal(vol.affine, ref.affine)
+    assert vol.metadata["dicom"]["Modality"] == "CT"
+
+
+def test_collection_and_radi_object_from_dicoms(backend: str, tmp_path) -> None:
+    root = data_path("dicom", "dcm_qa_nih", "In", "20180918GE")
+    coll = VolumeCollection.from_dicoms(str(tmp_path / "c"), str(root / "mr_000[45]"), options=WriteOptions(backend=backend))
+    assert coll.obs_ids == ["mr_0004", "mr_0005"]
+    radi = RadiObject.from_dicoms(str(tmp_path / "r"), {"bold": str(root / "mr_000[67]")}, subject_pattern=r"(mr_\d+)", options=WriteOptions(backend=backend))
+    assert radi.obs_subject_ids == ["mr_0006", "mr_0007"]
+    ref = read_dicom_series(root / "mr_0006")
+    v = radi.bold.loc["mr_0006"]
+    assert v.shape == (64, 64, 15, 10)
+    np.testing.assert_array_equal(v.to_numpy(), np.asarray(ref.array))
+    assert np.array_equal(v.affine, ref.affine)
