@@ -177,25 +177,41 @@ class InMemoryCache(Cache):
             self._bytes = 0
 
 
+_LOCK_STRIPES = 64
+
+
 class DiskCache(Cache):
     """Raw ``.npy`` files under ``path``, bounded by ``max_bytes``, shared by every process using ``path``."""
 
     _SUFFIX = ".npy"
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes: int) -> None:
+    #: Seconds between sweeps that unmap this process's maps of files evicted by any process.
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, *, max_maps: int = 32) -> None:
         if max_bytes < 0:
             raise ValueError(f"{type(self).__name__}: max_bytes must be >= 0, got {max_bytes}")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
+        self.max_maps = int(max_maps)
         self.path.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        self._reset_maps()
+
+    def _reset_maps(self) -> None:
+        # Per-process open maps: a hit on a mapped file costs a stat, not a new mmap whose pages
+        # all fault again (~3 ms for a 96^3 crop of a BraTS volume vs ~0.7 ms mapped).
+        self._maps: OrderedDict[str, tuple[np.ndarray, tuple[int, int, int]]] = OrderedDict()
+        self._maps_lock = threading.Lock()
+        self._maps_pid = os.getpid()
+        self._last_sweep = time.monotonic()
 
     def __getstate__(self) -> dict:
-        return {"path": str(self.path), "max_bytes": self.max_bytes}
+        return {"path": str(self.path), "max_bytes": self.max_bytes, "max_maps": self.max_maps}
 
     def __setstate__(self, state: dict) -> None:
-        DiskCache.__init__(self, state["path"], state["max_bytes"])
+        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 32))
 
     def _file(self, key: str) -> Path:
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -204,20 +220,68 @@ class DiskCache(Cache):
     def get(self, key: str) -> np.ndarray | None:
         """The cached array, memory-mapped read-only, or ``None`` (a damaged file counts as a miss)."""
         file = self._file(key)
+        if self._maps_pid != os.getpid():  # forked: fresh lock, keep nothing from the parent
+            self._reset_maps()
         try:
-            value = np.load(file, mmap_mode="r", allow_pickle=False)
+            st = os.stat(file)
         except FileNotFoundError:
+            self._forget(key)
             self.misses += 1
             return None
-        except (ValueError, OSError):  # truncated / foreign file: drop it, treat as a miss
-            with contextlib.suppress(OSError):
-                file.unlink()
-            self.misses += 1
-            return None
+        with self._maps_lock:
+            held = self._maps.get(key)
+            if held is not None and held[1] == _identity(st):
+                self._maps.move_to_end(key)
+                value = held[0]
+            else:
+                value = None
+        if value is None:
+            try:
+                value = np.load(file, mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                self.misses += 1
+                return None
+            except (ValueError, OSError):  # truncated / foreign file: drop it, treat as a miss
+                with contextlib.suppress(OSError):
+                    file.unlink()
+                self.misses += 1
+                return None
+            self._remember(key, value, st)
         with contextlib.suppress(OSError):
             _touch(file)  # last access, for LRU eviction
+        self._sweep()
         self.hits += 1
         return value
+
+    def _remember(self, key: str, value: np.ndarray, st: os.stat_result) -> None:
+        if self.max_maps <= 0:
+            return
+        with self._maps_lock:
+            self._maps[key] = (value, _identity(st))
+            self._maps.move_to_end(key)
+            while len(self._maps) > self.max_maps:
+                self._maps.popitem(last=False)
+
+    def _forget(self, key: str) -> None:
+        with self._maps_lock:
+            self._maps.pop(key, None)
+
+    def _sweep(self, force: bool = False) -> None:
+        """Drop maps of files that were evicted or replaced, so they do not pin memory."""
+        now = time.monotonic()
+        if not force and now - self._last_sweep < self.SWEEP_SECONDS:
+            return
+        self._last_sweep = now
+        with self._maps_lock:
+            keys = list(self._maps)
+        for key in keys:
+            try:
+                st = os.stat(self._file(key))
+                stale = _identity(st) != self._maps[key][1]
+            except (FileNotFoundError, KeyError):
+                stale = True
+            if stale:
+                self._forget(key)
 
     def put(self, key: str, value: np.ndarray) -> None:
         """Write atomically (unique temporary file + ``os.replace``), then evict beyond the budget."""
@@ -227,11 +291,16 @@ class DiskCache(Cache):
         if value.nbytes > self.max_bytes:
             return
         file = self._file(key)
-        file.parent.mkdir(exist_ok=True)
+        try:
+            file.parent.mkdir(exist_ok=True)
+        except FileNotFoundError:  # the cache directory was removed (closed): keep nothing
+            return
         tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(file, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 np.save(fh, np.ascontiguousarray(value), allow_pickle=False)
+            _touch(tmp)
+            os.replace(tmp, file)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -249,9 +318,33 @@ class DiskCache(Cache):
                             st = entry.stat(follow_symlinks=False)
                             yield st.st_mtime, st.st_size, Path(entry.path)
 
+    def get_or_load(self, key: str, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array, or ``load()`` stored and returned; one loader per key across processes.
+
+        On a miss the caller takes an exclusive lock (one of 64 lock stripes, by key hash) and
+        checks again, so when several workers miss the same volume one reads the store and the
+        others map its result instead of each downloading it.
+        """
+        hit = self.get(key)
+        if hit is not None:
+            return hit
+        stripe = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % _LOCK_STRIPES
+        with self._locked(f".lock-{stripe:02d}"):
+            hit = self.get(key)
+            if hit is not None:
+                return hit
+            value = np.asarray(load())
+            self.put(key, value)
+        return _readonly(value)
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.path / ".lock", "a+b") as fh:
+    def _locked(self, name: str = ".lock") -> Iterator[None]:
+        try:
+            fh = open(self.path / name, "a+b")  # noqa: SIM115 - closed below
+        except FileNotFoundError:  # directory removed (closed cache): nothing left to protect
+            yield
+            return
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -268,6 +361,7 @@ class DiskCache(Cache):
                 with contextlib.suppress(FileNotFoundError):
                     file.unlink()
                 total -= size
+        self._sweep(force=True)
 
     @property
     def nbytes(self) -> int:
@@ -283,6 +377,13 @@ class DiskCache(Cache):
             for _, _, file in list(self._entries()):
                 with contextlib.suppress(FileNotFoundError):
                     file.unlink()
+        with self._maps_lock:
+            self._maps.clear()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    """A published file is never modified in place, only replaced: inode, device and size identify it."""
+    return st.st_ino, st.st_dev, st.st_size
 
 
 def _touch(file: Path) -> None:
@@ -331,14 +432,16 @@ class SharedMemoryCache(DiskCache):
             atexit.register(_remove_if_owner, str(self.path), self._owner)
 
     def __getstate__(self) -> dict:
-        return {"path": str(self.path), "max_bytes": self.max_bytes, "name": self.name, "owner": self._owner}
+        return {**super().__getstate__(), "name": self.name, "owner": self._owner}
 
     def __setstate__(self, state: dict) -> None:
-        DiskCache.__init__(self, state["path"], state["max_bytes"])
+        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 32))
         self.name, self._owner = state["name"], state["owner"]
 
     def close(self) -> None:
         """Remove the shared directory now (only from the creating process)."""
+        with self._maps_lock:
+            self._maps.clear()
         _remove_if_owner(str(self.path), self._owner)
 
 

@@ -18,6 +18,7 @@ Conventions (all shapes and origins in array-axis order, any number of dimension
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -214,7 +215,7 @@ class ForegroundIndex:
             shape=tuple(int(s) for s in arrays["shape"]),
             labels=tuple(int(v) for v in arrays["labels"]),
             counts=tuple(int(c) for c in arrays["counts"]),
-            indices=tuple(flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])),
+            indices=tuple(flat[a:b] for a, b in itertools.pairwise(bounds)),
         )
 
 
@@ -342,7 +343,7 @@ def grid_patch_origins(
         if p >= size:
             axes.append(np.zeros(1, dtype=np.int64))
             continue
-        step = max(1, int(math.floor(p * (1.0 - o))))
+        step = max(1, math.floor(p * (1.0 - o)))
         starts = np.arange(0, size - p + 1, step, dtype=np.int64)
         if starts[-1] != size - p:
             starts = np.append(starts, size - p)

@@ -15,7 +15,7 @@ from radiobject.storage.base import ArraySpec, Codec
 
 #: ``obs`` columns written by the store itself (user columns may not use these names).
 CATALOG_COLUMNS: frozenset[str] = frozenset(
-    {"obs_id", "obs_subject_id", "shape", "dtype", "spacing", "orientation", "affine", "chunks", "codec", "source", "metadata"}
+    {"obs_id", "obs_subject_id", "version", "shape", "dtype", "spacing", "orientation", "affine", "chunks", "codec", "source", "metadata"}
 )
 
 
@@ -32,6 +32,8 @@ class VolumeInfo:
     codec: Codec = Codec()
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
     source: str = ""
+    #: A new random token per write: part of cache keys, so a rewritten volume is never served stale.
+    version: str = ""
 
     @property
     def affine(self) -> np.ndarray:
@@ -50,6 +52,7 @@ class VolumeInfo:
             codec=spec.codec,
             metadata=dict(attrs.get("metadata") or {}),
             source=str(attrs.get("source") or ""),
+            version=str(attrs.get("version") or ""),
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -57,6 +60,7 @@ class VolumeInfo:
         aff = self.affine
         return {
             "obs_id": self.obs_id,
+            "version": self.version,
             "shape": list(self.shape),
             "dtype": self.dtype,
             "spacing": list(geometry.spacing(aff)),
@@ -82,4 +86,5 @@ class VolumeInfo:
             codec=Codec(name, int(level or 0)),
             metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
             source=str(row.get("source") or ""),
+            version=str(row.get("version") or ""),
         )

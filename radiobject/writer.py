@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -52,6 +53,7 @@ def volume_attrs(image: ImageData, obs_id: str | None) -> dict[str, Any]:
     return {
         "radiobject_volume": 1,
         "obs_id": obs_id,
+        "version": uuid.uuid4().hex,
         "affine": [float(v) for v in image.affine.ravel()],
         "metadata": json.loads(json.dumps(image.metadata, default=_json_default)),
         "source": image.source,

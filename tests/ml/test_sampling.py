@@ -41,11 +41,13 @@ def _contains(origins: np.ndarray, patch, mask: np.ndarray) -> np.ndarray:
 # ---- seeding ------------------------------------------------------------------------------------
 
 def test_item_rng_is_reproducible_and_differs_per_epoch_rank_worker_index():
-    draw = lambda **kw: item_rng(7, **kw).integers(0, 2**62, size=4).tolist()  # noqa: E731
-    base = dict(epoch=0, index=3)
+    def draw(**kw: int) -> list[int]:
+        return item_rng(7, **kw).integers(0, 2**62, size=4).tolist()
+
+    base = {"epoch": 0, "index": 3}
     assert draw(**base) == draw(**base)
-    variants = [dict(epoch=1, index=3), dict(epoch=0, index=4), dict(epoch=0, index=3, rank=1),
-                dict(epoch=0, index=3, worker=1), dict(epoch=0, index=3, stream=1)]
+    variants = [{"epoch": 1, "index": 3}, {"epoch": 0, "index": 4}, {**base, "rank": 1},
+                {**base, "worker": 1}, {**base, "stream": 1}]
     seen = {tuple(draw(**base))} | {tuple(draw(**v)) for v in variants}
     assert len(seen) == 1 + len(variants)
     assert draw(**base) != item_rng(8, **base).integers(0, 2**62, size=4).tolist()
