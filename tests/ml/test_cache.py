@@ -272,3 +272,10 @@ def test_shared_memory_cache_is_one_copy_per_node_not_one_per_worker(tmp_path):
     print(f"\nper reader, {n} readers of {size / MB:.0f} MB: shared USS "
           f"{[round(r['uss'] / MB, 1) for r in shared]} MB, PSS {[round(r['pss'] / MB, 1) for r in shared]} MB; "
           f"private-copy USS {[round(r['uss'] / MB, 1) for r in private]} MB")
+
+
+def test_cache_key_carries_the_volume_version() -> None:
+    from ml.cache import cache_key
+
+    assert cache_key("s3://b", "T1w", "x") == cache_key("s3://b", "T1w", "x", version="")
+    assert cache_key("s3://b", "T1w", "x", version="v1") != cache_key("s3://b", "T1w", "x", version="v2")

@@ -1,0 +1,181 @@
+"""Raw ``.npy`` files under a directory, shared by every process using it (:class:`DiskCache`).
+
+Writes go to a unique temporary file in the same directory and are published with ``os.replace``,
+so a reader in any process sees a whole file or none; several processes may fill it at once. Hits
+are ``np.load(mmap_mode="r")``: a patch read touches only its pages. LRU by last access (``mtime``,
+bumped on every hit; ``atime`` is unreliable under ``relatime``); eviction runs under an ``flock``
+so concurrent evictors do not over-evict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ml.cache import _files
+from ml.cache.base import Cache, _readonly
+
+__all__ = ["DiskCache"]
+
+
+class DiskCache(Cache):
+    """Raw ``.npy`` files under ``path``, bounded by ``max_bytes``, shared by every process using ``path``."""
+
+    _SUFFIX = _files.SUFFIX
+
+    #: Seconds between sweeps that unmap this process's maps of files evicted by any process.
+    SWEEP_SECONDS = 1.0
+
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, *, max_maps: int = 32) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"{type(self).__name__}: max_bytes must be >= 0, got {max_bytes}")
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.max_maps = int(max_maps)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.misses = 0
+        self._reset_maps()
+
+    def _reset_maps(self) -> None:
+        # Per-process open maps: a hit on a mapped file costs a stat, not a new mmap whose pages
+        # all fault again (~3 ms for a 96^3 crop of a BraTS volume vs ~0.7 ms mapped).
+        self._maps: OrderedDict[str, tuple[np.ndarray, tuple[int, int, int]]] = OrderedDict()
+        self._maps_lock = threading.Lock()
+        self._maps_pid = os.getpid()
+        self._last_sweep = time.monotonic()
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path), "max_bytes": self.max_bytes, "max_maps": self.max_maps}
+
+    def __setstate__(self, state: dict) -> None:
+        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 32))
+
+    def _file(self, key: str) -> Path:
+        return _files.entry_file(self.path, key)
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached array, memory-mapped read-only, or ``None`` (a damaged file counts as a miss)."""
+        file = self._file(key)
+        if self._maps_pid != os.getpid():  # forked: fresh lock, keep nothing from the parent
+            self._reset_maps()
+        try:
+            st = os.stat(file)
+        except FileNotFoundError:
+            self._forget(key)
+            self.misses += 1
+            return None
+        with self._maps_lock:
+            held = self._maps.get(key)
+            if held is not None and held[1] == _files.identity(st):
+                self._maps.move_to_end(key)
+                value = held[0]
+            else:
+                value = None
+        if value is None:
+            try:
+                value = np.load(file, mmap_mode="r", allow_pickle=False)
+            except FileNotFoundError:
+                self.misses += 1
+                return None
+            except (ValueError, OSError):  # truncated / foreign file: drop it, treat as a miss
+                with contextlib.suppress(OSError):
+                    file.unlink()
+                self.misses += 1
+                return None
+            self._remember(key, value, st)
+        with contextlib.suppress(OSError):
+            _files.touch(file)  # last access, for LRU eviction
+        self._sweep()
+        self.hits += 1
+        return value
+
+    def _remember(self, key: str, value: np.ndarray, st: os.stat_result) -> None:
+        if self.max_maps <= 0:
+            return
+        with self._maps_lock:
+            self._maps[key] = (value, _files.identity(st))
+            self._maps.move_to_end(key)
+            while len(self._maps) > self.max_maps:
+                self._maps.popitem(last=False)
+
+    def _forget(self, key: str) -> None:
+        with self._maps_lock:
+            self._maps.pop(key, None)
+
+    def _sweep(self, force: bool = False) -> None:
+        """Drop maps of files that were evicted or replaced, so they do not pin memory."""
+        now = time.monotonic()
+        if not force and now - self._last_sweep < self.SWEEP_SECONDS:
+            return
+        self._last_sweep = now
+        with self._maps_lock:
+            keys = list(self._maps)
+        for key in keys:
+            try:
+                st = os.stat(self._file(key))
+                stale = _files.identity(st) != self._maps[key][1]
+            except (FileNotFoundError, KeyError):
+                stale = True
+            if stale:
+                self._forget(key)
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        """Write atomically (unique temporary file + ``os.replace``), then evict beyond the budget."""
+        value = np.asarray(value)
+        if value.dtype.hasobject:
+            raise TypeError(f"{type(self).__name__}: cannot store object arrays (key {key!r})")
+        if value.nbytes > self.max_bytes:
+            return
+        if not _files.publish_npy(self._file(key), value):
+            return
+        self._evict()
+
+    def _entries(self) -> Iterator[tuple[float, int, Path]]:
+        return _files.entries(self.path)
+
+    def get_or_load(self, key: str, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array, or ``load()`` stored and returned; one loader per key across processes.
+
+        On a miss the caller takes an exclusive lock (one of 64 lock stripes, by key hash) and
+        checks again, so when several workers miss the same volume one reads the store and the
+        others map its result instead of each downloading it.
+        """
+        hit = self.get(key)
+        if hit is not None:
+            return hit
+        with self._locked(_files.stripe_lock_name(key)):
+            hit = self.get(key)
+            if hit is not None:
+                return hit
+            value = np.asarray(load())
+            self.put(key, value)
+        return _readonly(value)
+
+    def _locked(self, name: str = ".lock") -> contextlib.AbstractContextManager[None]:
+        return _files.locked(self.path, name)
+
+    def _evict(self) -> None:
+        _files.evict_lru(self.path, self.max_bytes)
+        self._sweep(force=True)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of ``.npy`` files in the directory (headers included), all processes together."""
+        return sum(size for _, size, _ in self._entries())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._entries())
+
+    def clear(self) -> None:
+        """Delete every entry (other processes' mapped arrays stay valid until unmapped)."""
+        _files.remove_all(self.path)
+        with self._maps_lock:
+            self._maps.clear()
