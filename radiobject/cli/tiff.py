@@ -7,7 +7,13 @@ import os
 import sys
 from typing import Any
 
-from radiobject.convert import COMPRESSIONS, ConversionPlan, ConvertOptions, RegionResult, convert_regions
+from radiobject.convert import (
+    COMPRESSIONS,
+    ConversionPlan,
+    ConvertOptions,
+    RegionResult,
+    convert_regions,
+)
 
 __all__ = ["register", "run_convert"]
 
@@ -77,7 +83,7 @@ def _print_settings(options: ConvertOptions, plans: list[ConversionPlan | Region
     print(f"  Compression:    {comp}", file=out)
     print(f"  Workers:        {options.n_workers} {options.executor}s"
           f"{' (auto-detected)' if options.workers is None else ''}", file=out)
-    levels = "auto (down to <= %d px)" % options.min_size if options.pyramid_levels is None else str(options.pyramid_levels)
+    levels = f"auto (down to <= {options.min_size} px)" if options.pyramid_levels is None else str(options.pyramid_levels)
     print(f"  Pyramid levels: {levels}; downsampling: {'mode (labels)' if options.labels else 'mean'}"
           f"{', z too' if options.downsample_z else ''}", file=out)
     fmt = "Zarr v3, sharded" if options.ngff_version == "0.5" else "Zarr v2"

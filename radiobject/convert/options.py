@@ -85,11 +85,12 @@ def auto_chunk_size(height: int, width: int, n_channels: int, itemsize: int,
 
 
 def block_size(chunk: int, n_channels_per_block: int, itemsize: int, block_bytes: int) -> int:
-    """Edge of one work block / shard: the largest multiple of ``chunk`` whose square of all
-    channels in one block fits ``block_bytes`` (at least one chunk)."""
+    """Edge of one work block / shard: ``chunk`` times the largest power of two whose square of
+    all channels in one block fits ``block_bytes`` (at least one chunk). A power of two keeps
+    half a block chunk-aligned, so level 1 can be written from the level-0 block in memory."""
     k = 1
-    while ((k + 1) * chunk) ** 2 * n_channels_per_block * itemsize <= block_bytes:
-        k += 1
+    while (2 * k * chunk) ** 2 * n_channels_per_block * itemsize <= block_bytes:
+        k *= 2
     return k * chunk
 
 

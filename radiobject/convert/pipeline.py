@@ -13,8 +13,16 @@ import multiprocessing
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -23,9 +31,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from radiobject.convert.downsample import downsample
-from radiobject.convert.options import ConvertOptions, auto_chunk_size, block_size, level_count
+from radiobject.convert.options import (
+    ConvertOptions,
+    auto_chunk_size,
+    block_size,
+    level_count,
+)
 from radiobject.convert.source import Region, RegionSource, find_regions
-from radiobject.convert.writer import ImageLayout, create_image, finalize_image, open_level, plan_levels
+from radiobject.convert.writer import (
+    ImageLayout,
+    create_image,
+    finalize_image,
+    open_level,
+    plan_levels,
+)
 from radiobject.formats.tiff import affine_from_info
 
 __all__ = ["ConversionPlan", "RegionResult", "convert_regions", "convert_tiff", "plan_region"]
@@ -52,12 +71,25 @@ class ConversionPlan:
     chunk_auto: bool
     block: int
     levels: tuple  # tuple[LevelLayout, ...]
+    fuse_level1: bool = False
+    full_width: bool = False
+
+    @property
+    def level0_edges(self) -> tuple[int, ...]:
+        """Block edges at level 0: one shard, or whole rows of shards for a stripped source."""
+        lv0 = self.levels[0]
+        if not self.full_width:
+            return lv0.shards
+        return tuple(n if a == "x" else e for a, n, e in zip(self.source.axes, lv0.shape, lv0.shards))
 
     @property
     def n_tasks(self) -> int:
-        """Number of work blocks over all levels."""
-        return sum(len(list(_blocks(self.source.axes, lv.shape, lv.shards, c_group))) for lv, c_group in
-                   zip(self.levels, [self.c_group] + [1] * (len(self.levels) - 1)))
+        """Number of work blocks over all levels (level 1 rides along level 0 when fused)."""
+        n = sum(1 for _ in _blocks(self.source.axes, self.levels[0].shape, self.level0_edges, self.c_group))
+        for i, lv in enumerate(self.levels[1:], start=1):
+            if not (i == 1 and self.fuse_level1):
+                n += sum(1 for _ in _blocks(self.source.axes, lv.shape, lv.shards, 1))
+        return n
 
     @property
     def c_group(self) -> int:
@@ -107,12 +139,15 @@ def plan_region(region: Region, out_dir: str | Path, options: ConvertOptions,
     chunk = options.chunk_size or auto_chunk_size(h, w, n_c, item)
     c_group = n_c if "c" in axes and source.channel_chunk > 1 else 1
     block = block_size(chunk, c_group, item, options.block_bytes)
-    if options.ngff_version == "0.4":
-        block = max(chunk, block)  # no shards: a block is still a whole number of chunks
     n_levels = level_count((h, w), options.min_size, options.pyramid_levels)
-    levels = plan_levels(axes, shape, n_levels, chunk, block, options.downsample_z)
+    fuse = n_levels > 1 and not options.downsample_z and block >= 2 * chunk
+    levels = plan_levels(axes, shape, n_levels, chunk, block, options.downsample_z, fuse)
     out = Path(output) if output is not None else Path(out_dir) / f"{region.name}.ome.zarr"
-    return ConversionPlan(region, source, out, chunk, options.chunk_size is None, block, levels)
+    # A compressed, stripped (untiled) source decodes whole-width strips: read whole rows of
+    # shards at once (if that fits 4 blocks) instead of decoding every strip once per block column.
+    stripped = source.parts[0].chunks[axes.index("x")] >= w > block and source.info.compression != "NONE"
+    full_width = stripped and block * w * c_group * item <= 4 * options.block_bytes
+    return ConversionPlan(region, source, out, chunk, options.chunk_size is None, block, levels, fuse, full_width)
 
 
 def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: int) -> Iterator[dict[str, Any]]:
@@ -129,19 +164,36 @@ def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: i
         yield dict(zip(axes, combo))
 
 
-def _write_level0(source: RegionSource, path: str, key: dict[str, Any]) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Reads one block from the TIFFs and writes it; returns (channels, per-channel min, max)."""
+def _write_level0(source: RegionSource, path: str, key: dict[str, Any], fuse: bool = False,
+                  labels: bool = False) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Reads one block from the TIFFs and writes it (and, fused, its level-1 half from memory);
+    returns (channels, per-channel min, max)."""
     data = source.read(key)
     arr = open_level(path, 0)
     arr[tuple(key[a] for a in source.axes)] = data
     kept = [a for a in source.axes if not isinstance(key[a], int)]
+    if fuse:
+        small = downsample(data, [2 if a in "yx" else 1 for a in kept], labels)
+        key1 = dict(key)
+        for a in "yx":
+            start = key[a].start // 2
+            key1[a] = slice(start, start + small.shape[kept.index(a)])
+        open_level(path, 1)[tuple(key1[a] for a in source.axes)] = small
     if "c" in kept:
         ci = kept.index("c")
         other = tuple(i for i in range(data.ndim) if i != ci)
         c = key["c"]
         channels = list(range(c.start, c.stop))
+        if data.dtype.kind == "f":  # NaN-aware (an all-NaN channel gives a non-finite, dropped later)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return channels, np.nanmin(data, axis=other), np.nanmax(data, axis=other)
         return channels, data.min(axis=other), data.max(axis=other)
-    channel = key["c"] if "c" in key else 0
+    channel = key.get("c", 0)
+    if data.dtype.kind == "f":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return [channel], np.array([np.nanmin(data)]), np.array([np.nanmax(data)])
     return [channel], np.array([data.min()]), np.array([data.max()])
 
 
@@ -158,11 +210,11 @@ def _write_downsampled(axes: str, path: str, level: int, key: dict[str, Any], la
             factors = []
             for a in axes:
                 if a == "y":
-                    read_key.append(slice(2 * y0, 2 * y1)); factors.append(2)  # noqa: E702
+                    read_key.append(slice(2 * y0, 2 * y1)); factors.append(2)
                 elif a == "x":
-                    read_key.append(slice(2 * x0, 2 * x1)); factors.append(2)  # noqa: E702
+                    read_key.append(slice(2 * x0, 2 * x1)); factors.append(2)
                 elif a == "z" and downsample_z:
-                    read_key.append(slice(2 * key["z"], 2 * key["z"] + 2)); factors.append(2)  # noqa: E702
+                    read_key.append(slice(2 * key["z"], 2 * key["z"] + 2)); factors.append(2)
                 else:
                     read_key.append(key[a])
             block = np.asarray(src[tuple(read_key)])
@@ -205,11 +257,14 @@ def _dir_size(path: Path) -> int:
 
 
 def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """omero windows: (type min, type max, data min, data max) per channel; finite JSON numbers."""
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    hi = np.where(np.isfinite(hi), hi, lo)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         tmin, tmax = float(info.min), float(info.max)
     else:
-        tmin, tmax = float(np.nanmin(lo)), float(np.nanmax(hi))
+        tmin, tmax = float(lo.min()), float(hi.max())
     return [(tmin, tmax, float(a), float(b)) for a, b in zip(lo, hi)]
 
 
@@ -241,9 +296,9 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
         layout: ImageLayout = create_image(plan.output, src.axes, src.dtype, plan.levels, options)
         path = layout.path
         lv0 = plan.levels[0]
-        _run(pool, _write_level0, ((src, path, k) for k in _blocks(src.axes, lv0.shape, lv0.shards, plan.c_group)),
-             limit, tick)
-        for level in range(1, len(plan.levels)):
+        blocks0 = _blocks(src.axes, lv0.shape, plan.level0_edges, plan.c_group)
+        _run(pool, _write_level0, ((src, path, k, plan.fuse_level1, options.labels) for k in blocks0), limit, tick)
+        for level in range(2 if plan.fuse_level1 else 1, len(plan.levels)):
             lv = plan.levels[level]
             sub = max(lv.chunks[src.axes.index("y")], layout.block_edge(level) // 2)
             args = ((src.axes, path, level, k, options.labels, options.downsample_z, sub)

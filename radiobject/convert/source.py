@@ -85,7 +85,7 @@ class RegionSource:
     c_offsets: list[int] = field(default_factory=list)
 
     @classmethod
-    def open(cls, region: Region, series: int = 0) -> "RegionSource":
+    def open(cls, region: Region, series: int = 0) -> RegionSource:
         """Opens every file of ``region`` (tags only) and checks that they stack.
 
         Raises:
@@ -112,7 +112,7 @@ class RegionSource:
             k = part.shape[axes.index("c")] if "c" in axes else 1
             offsets.append(n_c)
             n_c += k
-            if info.channel_names and not (stacked and k == 1 and info.channel_names[0].startswith("Channel ")):
+            if len(info.channel_names) == k and not (stacked and k == 1 and info.channel_names[0].startswith("Channel ")):
                 names.extend(info.channel_names)
             else:
                 names.extend([_stem(p)] if k == 1 else [f"{_stem(p)} {i}" for i in range(k)])

@@ -20,7 +20,7 @@ from radiobject.formats.ngff import (
     validate_image_attributes,
 )
 
-__all__ = ["LevelLayout", "ImageLayout", "create_image", "finalize_image", "open_level"]
+__all__ = ["ImageLayout", "LevelLayout", "create_image", "finalize_image", "open_level"]
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,19 @@ class ImageLayout:
 
 
 def plan_levels(axes: str, shape: tuple[int, ...], n_levels: int, chunk: int, block: int,
-                downsample_z: bool) -> tuple[LevelLayout, ...]:
-    """Shapes halve in y / x (and z when asked), floor-sized; chunks are 1 along t / c / z."""
+                downsample_z: bool, fuse_level1: bool = False) -> tuple[LevelLayout, ...]:
+    """Shapes halve in y / x (and z when asked), floor-sized; chunks are 1 along t / c / z.
+
+    Shards are ``block`` pixels in y / x (capped to the level, whole chunks); with
+    ``fuse_level1`` level 1 gets ``block / 2`` shards so that each level-0 block maps to exactly
+    one level-1 shard and can be written from memory.
+    """
     out = []
     cur = tuple(shape)
-    for _ in range(n_levels):
+    for level in range(n_levels):
+        edge = block // 2 if (level == 1 and fuse_level1) else block
         chunks = tuple(min(chunk, n) if a in "yx" else 1 for a, n in zip(axes, cur))
-        shards = tuple(min(-(-min(block, n) // c) * c, -(-n // c) * c) if a in "yx" else 1
+        shards = tuple(min(-(-min(edge, n) // c) * c, -(-n // c) * c) if a in "yx" else 1
                        for a, n, c in zip(axes, cur, chunks))
         out.append(LevelLayout(cur, chunks, shards))
         cur = tuple(max(n // 2, 1) if (a in "yx" or (a == "z" and downsample_z)) else n
@@ -70,6 +76,7 @@ def create_image(path: str | Path, axes: str, dtype: np.dtype, levels: tuple[Lev
         StoreExistsError: ``path`` exists and ``options.overwrite`` is false.
     """
     path = Path(path)
+    forget(str(path))  # never reuse handles of an earlier image at this path
     if path.exists():
         if not options.overwrite:
             raise StoreExistsError(str(path), "output exists (use overwrite)")
@@ -77,7 +84,8 @@ def create_image(path: str | Path, axes: str, dtype: np.dtype, levels: tuple[Lev
     v3 = options.ngff_version == "0.5"
     group = zarr.open_group(str(path), mode="w", zarr_format=3 if v3 else 2)
     for i, lv in enumerate(levels):
-        kwargs: dict[str, Any] = dict(name=str(i), shape=lv.shape, dtype=dtype, chunks=lv.chunks, fill_value=0)
+        kwargs: dict[str, Any] = {"name": str(i), "shape": lv.shape, "dtype": dtype, "chunks": lv.chunks,
+                                  "fill_value": 0}
         if v3:
             kwargs.update(shards=lv.shards if lv.shards != lv.chunks else None,
                           compressors=v3_compressors(options.compression, options.compression_level),
@@ -132,9 +140,6 @@ def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], unit
         omero = omero_metadata([channel_names[0] if channel_names else name], ["FFFFFF"], windows,
                                version=options.ngff_version, name=name)
     attrs = image_attributes(ms, omero=omero, affine=affine, extra=extra, version=options.ngff_version)
-    if "c" not in axes and omero is not None:
-        # a channel-less image still gets a rendering window, which NGFF readers accept
-        pass
     validate_image_attributes(attrs, options.ngff_version, [lv.shape for lv in layout.levels])
     group = zarr.open_group(layout.path, mode="r+")
     group.attrs.update(attrs)

@@ -201,9 +201,8 @@ def validate_image_attributes(
     if version is not None and found != _check_version(version):
         raise NgffError(f"metadata says NGFF version {found!r}, expected {version!r}")
     _check_version(found)
-    if version == "0.5" or found == "0.5":
-        if "multiscales" in attrs:
-            raise NgffError("0.5 metadata must live under 'ome', not at the top level")
+    if (version == "0.5" or found == "0.5") and "multiscales" in attrs:
+        raise NgffError("0.5 metadata must live under 'ome', not at the top level")
     problems: list[str] = []
     multiscales = ome.get("multiscales") or []
     if not multiscales:

@@ -63,7 +63,8 @@ class TiffInfo:
         dtype: pixel type.
         physical_size: spacing per spatial/time axis present (``{"x": 0.29, ...}``); 1.0 when unknown.
         units: NGFF unit per axis in ``physical_size`` (``"micrometer"``), ``None`` when unknown.
-        channel_names / channel_colors: one per channel (hex ``RRGGBB``), empty without ``c``.
+        channel_names / channel_colors: one per channel (hex ``RRGGBB``); without ``c``, the
+            OME name of the single channel if it has one, else empty.
         compression: the TIFF compression scheme name of level 0 (``"JPEG"``, ``"NONE"``, ...).
         tile: (height, width) of a tile, or ``None`` for strips.
         source_axes: tifffile's axes string of the series (e.g. ``"TCYX"``, ``"YXS"``).
@@ -198,7 +199,7 @@ def _ome_color(value: str | None) -> str | None:
 def _svs_metadata(description: str) -> dict[str, Any]:
     try:
         return dict(tifffile.tifffile.svs_description_metadata(description))
-    except Exception:  # malformed description: no physical size
+    except Exception:  # noqa: BLE001 - a malformed description only loses the physical size
         return {}
 
 
@@ -235,7 +236,7 @@ def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, floa
         try:
             rx, ry = page.resolution
             runit = int(page.resolutionunit)
-        except Exception:  # pragma: no cover - exotic tags
+        except Exception:  # noqa: BLE001 - exotic resolution tags only lose the physical size
             rx = ry = 0
             runit = 1
         per = {2: 25400.0, 3: 10000.0}.get(runit)
@@ -262,8 +263,8 @@ def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, floa
 
 def _channels(info_axes: str, shape: tuple[int, ...], src_axes: str, photometric: int,
               names: list[str], colors: list[str | None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if "c" not in info_axes:
-        return (), ()
+    if "c" not in info_axes:  # one channel: keep an OME name if there is one
+        return ((names[0],), (colors[0] or "FFFFFF",)) if len(names) == 1 and names[0] else ((), ())
     n = shape[info_axes.index("c")]
     rgb = "S" in src_axes and photometric in (2, 6) and n in (3, 4)  # RGB / YCbCr
     if len(names) != n or not any(names):
