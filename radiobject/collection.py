@@ -184,6 +184,30 @@ class VolumeCollection:
         items = [IngestItem(k, k, partial(read_dicom_series, f), source=os.path.abspath(str(f))) for k, f in series_folders.items()]
         return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
 
+    @classmethod
+    def from_tiffs(
+        cls,
+        uri: str,
+        paths_or_glob: PathSpec,
+        *,
+        subject_pattern: str | None = None,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "VolumeCollection":
+        """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
+        from functools import partial
+
+        from radiobject.formats.tiff import read_tiff
+
+        paths = expand_paths(paths_or_glob)
+        items = []
+        for p in paths:
+            sid = subject_id_from_path(p, paths_or_glob, subject_pattern)
+            items.append(IngestItem(sid, sid, partial(read_tiff, p), source=os.path.abspath(p)))
+        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+
     def write(
         self,
         items: Iterable[IngestItem],

@@ -29,3 +29,15 @@ def test_collection_and_radi_object_from_dicoms(backend: str, tmp_path) -> None:
     assert v.shape == (64, 64, 15, 10)
     np.testing.assert_array_equal(v.to_numpy(), np.asarray(ref.array))
     assert np.array_equal(v.affine, ref.affine)
+
+
+def test_collection_from_tiffs(backend: str, tmp_path) -> None:
+    from radiobject import VolumeCollection
+    from radiobject.formats.tiff import read_tiff
+
+    folder = data_path("tiff", "openslide")
+    coll = VolumeCollection.from_tiffs(str(tmp_path / "t"), str(folder / "boxes.tiff"), options=WriteOptions(backend=backend))
+    assert coll.obs_ids == ["boxes"]
+    ref = read_tiff(folder / "boxes.tiff")
+    np.testing.assert_array_equal(coll.loc["boxes"].to_numpy(), np.asarray(ref.array[...]))
+    assert np.array_equal(coll.loc["boxes"].affine, ref.affine)
