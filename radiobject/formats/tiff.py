@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,25 +27,17 @@ import zarr
 
 from radiobject.errors import TiffError
 from radiobject.formats.image import ImageData
+from radiobject.formats.tiff_meta import (
+    NGFF_ORDER,
+    _channels,
+    _check_pages,
+    _map_axes,
+    _physical,
+    affine_from_info,
+    level_downsampling,  # noqa: F401 - re-exported: public name of this module before the split
+)
 
 __all__ = ["LazyTiffArray", "TiffInfo", "affine_from_info", "open_tiff_array", "read_tiff", "tiff_info"]
-
-#: NGFF axis order; every reader output uses a subsequence of it.
-NGFF_ORDER = "tczyx"
-#: OME / TIFF length units -> NGFF (UDUNITS-2) unit names.
-_UNITS = {
-    "µm": "micrometer", "um": "micrometer", "μm": "micrometer", "micron": "micrometer",
-    "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
-    "pm": "picometer", "Å": "angstrom", "in": "inch", "inch": "inch",
-    "s": "second", "ms": "millisecond", "µs": "microsecond", "min": "minute", "h": "hour",
-}
-#: size of one unit in millimetres (for the voxel -> mm affine).
-_MM_PER_UNIT = {
-    "micrometer": 1e-3, "nanometer": 1e-6, "millimeter": 1.0, "centimeter": 10.0, "meter": 1e3,
-    "picometer": 1e-9, "angstrom": 1e-7, "inch": 25.4,
-}
-_RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
-_PALETTE = ("0000FF", "00FF00", "FF0000", "FFFFFF", "FFFF00", "FF00FF", "00FFFF", "FF8000")
 
 
 @dataclass(frozen=True)
@@ -97,38 +88,6 @@ class TiffInfo:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
-def _map_axes(src: str, shape: tuple[int, ...], path: str) -> list[str | None]:
-    """Maps each tifffile axis letter to an NGFF axis, or ``None`` for a length-1 axis to drop."""
-    out: list[str | None] = []
-    letters = set(src)
-    for letter, size in zip(src, shape):
-        name: str | None
-        if letter in "TCZYX":
-            name = letter.lower()
-        elif letter == "S":
-            name = None if size == 1 and "C" in letters else "c"
-        elif letter in "IQ" and "Z" not in letters:
-            name = "z"
-        elif letter in "IQR" and "T" not in letters:
-            name = "t"
-        else:
-            name = None
-        if name is None and size != 1:
-            raise TiffError(path, f"unsupported axis {letter!r} (size {size}) in series axes {src!r}")
-        out.append(name)
-    named = [n for n in out if n]
-    if len(set(named)) != len(named):
-        if named.count("c") > 1 and [s for a, s in zip(out, shape) if a == "c"].count(1) >= 1:
-            # C and S both present but one of them has length 1: drop that one
-            idx = next(i for i, (a, s) in enumerate(zip(out, shape)) if a == "c" and s == 1)
-            out[idx] = None
-        else:
-            raise TiffError(path, f"unsupported axes {src!r}: two axes map to the same NGFF axis")
-    if "y" not in out or "x" not in out:
-        raise TiffError(path, f"series axes {src!r} have no Y and X")
-    return out
-
-
 def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
     p = Path(path)
     if not p.is_file():
@@ -139,142 +98,6 @@ def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
         raise TiffError(p, f"not a TIFF file or truncated header ({exc})") from exc
     except (OSError, ValueError, struct.error) as exc:
         raise TiffError(p, f"cannot parse TIFF structure ({exc})") from exc
-
-
-def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
-    """Raises :class:`TiffError` for unsupported compression or data past the end of the file."""
-    size = int(tif.filehandle.size)
-    for level in series.levels:
-        for page in level.pages:
-            if page is None:
-                continue
-            keyframe = getattr(page, "keyframe", page)
-            comp = keyframe.compression
-            if comp != 1:
-                try:
-                    tifffile.TIFF.DECOMPRESSORS[comp]
-                except (KeyError, ValueError, ImportError) as exc:
-                    raise TiffError(path, f"unsupported compression {int(comp)} ({exc})") from exc
-            offsets, counts = page.dataoffsets, page.databytecounts
-            if len(offsets) and len(counts):
-                end = max(int(o) + int(c) for o, c in zip(offsets, counts))
-                if end > size:
-                    raise TiffError(path, f"truncated: image data ends at byte {end}, file has {size}")
-
-
-def _unit(name: str | None) -> str | None:
-    if not name:
-        return None
-    return _UNITS.get(name, name if name in _MM_PER_UNIT else None)
-
-
-def _ome_pixels(tif: tifffile.TiffFile, series: int) -> ET.Element | None:
-    """The ``Pixels`` element of the OME ``Image`` behind ``series`` (matched by name, else index)."""
-    if not tif.is_ome or not tif.ome_metadata:
-        return None
-    try:
-        root = ET.fromstring(tif.ome_metadata)
-    except ET.ParseError:
-        return None
-    images = [e for e in root if e.tag.endswith("Image")]
-    if not images:
-        return None
-    name = tif.series[series].name
-    chosen = next((im for im in images if im.get("Name") == name), None)
-    if chosen is None:
-        chosen = images[min(series, len(images) - 1)]
-    return next((e for e in chosen if e.tag.endswith("Pixels")), None)
-
-
-def _ome_color(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        rgba = int(value) & 0xFFFFFFFF
-    except ValueError:
-        return None
-    return f"{rgba >> 24 & 255:02X}{rgba >> 16 & 255:02X}{rgba >> 8 & 255:02X}"
-
-
-def _svs_metadata(description: str) -> dict[str, Any]:
-    try:
-        return dict(tifffile.tifffile.svs_description_metadata(description))
-    except Exception:  # noqa: BLE001 - a malformed description only loses the physical size
-        return {}
-
-
-def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, float], dict[str, str | None],
-                                                                  list[str], list[str | None]]:
-    """Physical sizes, units, channel names and colors from OME-XML, SVS, ImageJ or resolution tags."""
-    size: dict[str, float] = {}
-    units: dict[str, str | None] = {}
-    names: list[str] = []
-    colors: list[str | None] = []
-    pixels = _ome_pixels(tif, s)
-    page = tif.series[s].levels[0].keyframe
-    if pixels is not None:
-        for ax in "xyz":
-            v = pixels.get(f"PhysicalSize{ax.upper()}")
-            if v is not None:
-                size[ax] = float(v)
-                units[ax] = _unit(pixels.get(f"PhysicalSize{ax.upper()}Unit", "µm"))
-        if pixels.get("TimeIncrement") is not None:
-            size["t"] = float(pixels.get("TimeIncrement"))
-            units["t"] = _unit(pixels.get("TimeIncrementUnit", "s"))
-        for ch in (e for e in pixels if e.tag.endswith("Channel")):
-            spp = int(ch.get("SamplesPerPixel", "1") or 1)
-            base = ch.get("Name")
-            for k in range(spp):
-                names.append(f"{base}" if base and spp == 1 else (f"{base} {'RGB'[k] if spp == 3 else k}"
-                                                                  if base else ""))
-                colors.append(_ome_color(ch.get("Color")) if spp == 1 else None)
-    elif tif.is_svs and "MPP" in _svs_metadata(tif.pages.first.description):
-        mpp = float(_svs_metadata(tif.pages.first.description)["MPP"])
-        size.update(x=mpp, y=mpp)
-        units.update(x="micrometer", y="micrometer")
-    else:
-        try:
-            rx, ry = page.resolution
-            runit = int(page.resolutionunit)
-        except Exception:  # noqa: BLE001 - exotic resolution tags only lose the physical size
-            rx = ry = 0
-            runit = 1
-        per = {2: 25400.0, 3: 10000.0}.get(runit)
-        if per and rx > 0 and ry > 0 and (rx, ry) != (1, 1):  # 1 pixel / unit = placeholder
-            size.update(x=per / rx, y=per / ry)
-            units.update(x="micrometer", y="micrometer")
-        ij = tif.imagej_metadata or {}
-        if ij:
-            unit = _unit(str(ij.get("unit", "")).replace("\\u00B5", "µ")) or units.get("x")
-            if rx > 0 and ry > 0 and runit == 1:  # ImageJ stores pixels per unit without a unit tag
-                size.update(x=1.0 / rx, y=1.0 / ry)
-                units.update(x=unit, y=unit)
-            if "spacing" in ij:
-                size["z"] = float(ij["spacing"])
-                units["z"] = unit
-    for ax in "tzyx":
-        if ax in axes:
-            size.setdefault(ax, 1.0)
-            units.setdefault(ax, None)
-    size = {k: v for k, v in size.items() if k in axes}
-    units = {k: v for k, v in units.items() if k in axes}
-    return size, units, names, colors
-
-
-def _channels(info_axes: str, shape: tuple[int, ...], src_axes: str, photometric: int,
-              names: list[str], colors: list[str | None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if "c" not in info_axes:  # one channel: keep an OME name if there is one
-        return ((names[0],), (colors[0] or "FFFFFF",)) if len(names) == 1 and names[0] else ((), ())
-    n = shape[info_axes.index("c")]
-    rgb = "S" in src_axes and photometric in (2, 6) and n in (3, 4)  # RGB / YCbCr
-    if len(names) != n or not any(names):
-        names = [("R", "G", "B", "A")[i] for i in range(n)] if rgb else [f"Channel {i}" for i in range(n)]
-    elif rgb:
-        names = [nm or "RGBA"[i] for i, nm in enumerate(names)]
-    if len(colors) != n or not all(colors):
-        default = _RGB_COLORS if rgb else (("FFFFFF",) if n == 1 else _PALETTE)
-        colors = [c or default[i % len(default)] for i, c in enumerate(colors + [None] * (n - len(colors)))][:n]
-    return tuple(str(x) for x in names), tuple(str(c) for c in colors)
 
 
 def tiff_info(path: str | os.PathLike[str], series: int = 0) -> TiffInfo:
@@ -463,20 +286,6 @@ def open_tiff_array(path: str | os.PathLike[str], series: int = 0, level: int = 
     return LazyTiffArray(path, series, level, axes)
 
 
-def affine_from_info(info: TiffInfo, level: int = 0) -> np.ndarray:
-    """Voxel (x, y, z) -> millimetre affine; unknown units count as millimetres."""
-    affine = np.eye(4)
-    for i, ax in enumerate("xyz"):
-        spacing = info.physical_size.get(ax, 1.0)
-        unit = info.units.get(ax)
-        factor = 1.0
-        if ax in "xy" and level:
-            base = info.levels[0][info.axes.index(ax)]
-            factor = base / max(info.levels[level][info.axes.index(ax)], 1)
-        affine[i, i] = spacing * factor * (_MM_PER_UNIT.get(unit, 1.0) if unit else 1.0)
-    return affine
-
-
 def read_tiff(path: str | os.PathLike[str], series: int = 0, level: int = 0) -> ImageData:
     """Reads one pyramid level of one TIFF series as a lazy :class:`ImageData`.
 
@@ -505,9 +314,3 @@ def read_tiff(path: str | os.PathLike[str], series: int = 0, level: int = 0) -> 
     if info.tile is not None:
         metadata["tile"] = list(info.tile)
     return ImageData(array=array, affine=affine_from_info(info, level), metadata=metadata, source=str(path))
-
-
-def level_downsampling(info: TiffInfo) -> list[float]:
-    """The x/y downsampling factor of each level relative to level 0 (1.0, 2.0, 4.0 ...)."""
-    ix = info.axes.index("x")
-    return [info.levels[0][ix] / max(lv[ix], 1) for lv in info.levels]
