@@ -1,16 +1,21 @@
 """Writing many volumes into one collection: parallel, committed in fragments, resumable.
 
-A volume becomes visible only when the ``obs`` fragment holding its row is committed, which
-happens after its array is complete. A crash therefore leaves at most unreferenced arrays, which
-the next run overwrites; ``skip_existing`` makes a re-run finish only what is missing.
+Each item is written by :func:`write_one` (the store's single write path, ``write_image``) on an
+executor — threads by default, or any ``(submit, as_completed)`` pair: a process pool, a Dask
+client. The caller commits the returned ``obs`` rows in input order, ``commit_every`` at a time,
+only after their arrays are complete: a volume becomes visible when its row is committed, so a
+crash leaves at most unreferenced arrays (overwritten by the next run), and ``skip_existing``
+makes a re-run finish only what is missing.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import time
-from collections.abc import Callable, Container, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +27,16 @@ from radiobject.errors import RadiObjectError
 from radiobject.formats.image import ImageData
 from radiobject.ids import validate_id
 from radiobject.options import WriteOptions
-from radiobject.storage.base import Backend
 from radiobject.storage.files import join
+from radiobject.storage.options import StorageOptions
+from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
 from radiobject.writer import write_image
 
 Loader = Callable[[], ImageData]
+#: ``submit(fn, *args) -> future`` and ``as_completed(futures) -> iterator`` (concurrent.futures or Dask).
+Submitter = tuple[Callable[..., Any], Callable[[Sequence[Any]], Iterable[Any]]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,18 @@ class IngestReport:
         self.results.extend(other.results)
 
 
+@dataclass
+class VolumeWritten:
+    """What a worker sends back for one item: its ``obs`` row, or the error text."""
+
+    obs_id: str
+    row: dict[str, Any] | None
+    seconds: float
+    nbytes: int
+    error: str = ""
+    exception: BaseException | None = None  # the original, when it pickles (re-raised typed)
+
+
 def obs_row(info: VolumeInfo, item: IngestItem) -> dict[str, Any]:
     """The ``obs`` row of a written volume: catalog facts then the user's columns."""
     row = info.to_row()
@@ -86,29 +106,40 @@ def obs_row(info: VolumeInfo, item: IngestItem) -> dict[str, Any]:
     return row
 
 
-def write_items(
-    collection_uri: str,
-    items: Iterable[IngestItem],
-    backend: Backend,
-    options: WriteOptions,
-    *,
-    existing: Container[str] = frozenset(),
-    skip_existing: bool = False,
-    on_error: str = "raise",
-    progress: bool | str = False,
-    on_commit: Callable[[list[dict[str, Any]]], None] | None = None,
-) -> IngestReport:
-    """Writes ``items`` as volumes of the collection at ``collection_uri``.
+def write_one(
+    collection_uri: str, item: IngestItem, backend: str, storage: StorageOptions, options: WriteOptions
+) -> VolumeWritten:
+    """Loads and writes one item as ``collection_uri/volumes/<obs_id>``; runs in any worker."""
+    t0 = time.perf_counter()
+    try:
+        info = write_image(join(collection_uri, "volumes", item.obs_id), item.image(),
+                           get_backend(backend, storage), options, item.obs_id)
+        row = obs_row(info, item)
+    except Exception as exc:  # noqa: BLE001 - reported per item
+        return VolumeWritten(item.obs_id, None, time.perf_counter() - t0, 0, f"{type(exc).__name__}: {exc}",
+                             exc if _pickles(exc) else None)
+    nbytes = math.prod(info.shape) * np.dtype(info.dtype).itemsize
+    return VolumeWritten(item.obs_id, row, time.perf_counter() - t0, nbytes)
 
-    ``existing``: obs IDs already committed; they are skipped with ``skip_existing`` and are an
-    error otherwise. ``on_error="collect"`` records failures and goes on; ``"raise"`` re-raises the
-    first one after committing what was complete. ``on_commit`` sees each committed batch of rows.
-    """
-    table = FragmentTable(join(collection_uri, "obs"), "obs_id", backend.storage)
-    items = list(items)
-    report = IngestReport()
-    seen: set[str] = set()
-    todo: list[IngestItem] = []
+
+def _pickles(exc: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - any failure means: send the text only
+        return False
+    return True
+
+
+def executor_submitter(executor: Executor) -> Submitter:
+    """The ``(submit, as_completed)`` pair of a ``concurrent.futures`` executor."""
+    return executor.submit, futures_as_completed
+
+
+def _plan(
+    collection_uri: str, items: Iterable[IngestItem], existing: Container[str], skip_existing: bool
+) -> tuple[list[IngestItem], IngestReport]:
+    """Validates IDs, rejects duplicates, and sets aside what is already committed."""
+    report, seen, todo = IngestReport(), set(), []
     for item in items:
         validate_id(item.obs_id, "obs_id")
         validate_id(item.obs_subject_id, "subject id")
@@ -121,73 +152,98 @@ def write_items(
             report.results.append(ItemResult(item.obs_id, item.obs_subject_id, "present", source=item.source))
         else:
             todo.append(item)
+    return todo, report
 
-    pending_rows: list[dict[str, Any]] = []
+
+def write_items(
+    collection_uri: str,
+    items: Iterable[IngestItem],
+    backend: str,
+    storage: StorageOptions,
+    options: WriteOptions,
+    *,
+    existing: Container[str] = frozenset(),
+    skip_existing: bool = False,
+    on_error: str = "raise",
+    progress: bool | str = False,
+    on_commit: Callable[[list[dict[str, Any]]], None] | None = None,
+    submitter: Submitter | None = None,
+) -> IngestReport:
+    """Writes ``items`` as volumes of the collection at ``collection_uri``.
+
+    ``existing``: obs IDs already committed; skipped with ``skip_existing``, an error otherwise.
+    ``on_error="collect"`` records failures and goes on; ``"raise"`` stops at the first failure
+    (after committing the complete prefix) with a ``RadiObjectError`` naming the item.
+    ``on_commit`` sees each committed batch of rows. ``submitter``: where items are written
+    (default: ``options.workers`` threads in this process).
+    """
+    todo, report = _plan(collection_uri, items, existing, skip_existing)
+    if submitter is None:
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            return _run(collection_uri, todo, report, backend, storage, options, executor_submitter(pool),
+                        on_error, progress, on_commit)
+    return _run(collection_uri, todo, report, backend, storage, options, submitter, on_error, progress, on_commit)
+
+
+def _run(
+    collection_uri: str,
+    todo: list[IngestItem],
+    report: IngestReport,
+    backend: str,
+    storage: StorageOptions,
+    options: WriteOptions,
+    submitter: Submitter,
+    on_error: str,
+    progress: bool | str,
+    on_commit: Callable[[list[dict[str, Any]]], None] | None,
+) -> IngestReport:
+    submit, as_completed = submitter
+    table = FragmentTable(join(collection_uri, "obs"), "obs_id", storage)
+    futures = [submit(write_one, collection_uri, it, backend, storage, options) for it in todo]
+    position = {f: i for i, f in enumerate(futures)}
     finished: dict[int, dict[str, Any] | None] = {}  # input position -> row (None: failed)
-    next_pos = 0
-    first_error: BaseException | None = None
+    pending: list[dict[str, Any]] = []
+    next_pos, first_error, first_exc = 0, "", None
 
     def commit() -> None:
-        if pending_rows:
-            table.append(pd.DataFrame(pending_rows))
+        if pending:
+            table.append(pd.DataFrame(pending))
             if on_commit is not None:
-                on_commit(list(pending_rows))
-            pending_rows.clear()
-
-    def settle() -> None:
-        """Moves finished rows to the commit buffer in input order (deterministic obs order)."""
-        nonlocal next_pos
-        while next_pos in finished:
-            row = finished.pop(next_pos)
-            next_pos += 1
-            if row is not None:
-                pending_rows.append(row)
-                if len(pending_rows) >= options.commit_every:
-                    commit()
-
-    def run(item: IngestItem) -> tuple[VolumeInfo, float]:
-        t0 = time.perf_counter()
-        info = write_image(join(collection_uri, "volumes", item.obs_id), item.image(), backend, options, item.obs_id)
-        return info, time.perf_counter() - t0
+                on_commit(list(pending))
+            pending.clear()
 
     desc = progress if isinstance(progress, str) else collection_uri.rsplit("/", 1)[-1]
     bar = tqdm(total=len(todo), desc=desc, unit="vol", disable=not progress)
-    with ThreadPoolExecutor(max_workers=options.workers) as pool:
-        queue = iter(enumerate(todo))
-        running: dict[Future[tuple[VolumeInfo, float]], tuple[int, IngestItem]] = {}
-
-        def refill() -> None:
-            while len(running) < options.workers * 2 and first_error is None:
-                nxt = next(queue, None)
-                if nxt is None:
-                    return
-                running[pool.submit(run, nxt[1])] = nxt
-
-        refill()
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                pos, item = running.pop(fut)
-                bar.update(1)
-                try:
-                    info, secs = fut.result()
-                except Exception as exc:  # noqa: BLE001 - reported per item
-                    finished[pos] = None
-                    report.results.append(
-                        ItemResult(item.obs_id, item.obs_subject_id, "failed", error=str(exc), source=item.source)
-                    )
-                    if on_error == "raise" and first_error is None:
-                        first_error = exc
-                    continue
-                finished[pos] = obs_row(info, item)
-                nbytes = math.prod(info.shape) * np.dtype(info.dtype).itemsize
-                report.results.append(
-                    ItemResult(item.obs_id, item.obs_subject_id, "written", secs, nbytes, source=item.source)
-                )
-            settle()
-            refill()
+    for fut in as_completed(futures):
+        pos = position[fut]
+        item = todo[pos]
+        try:
+            res: VolumeWritten = fut.result()
+        except Exception as exc:  # noqa: BLE001 - a worker died or could not run the task
+            res = VolumeWritten(item.obs_id, None, 0.0, 0, f"{type(exc).__name__}: {exc}")
+        bar.update(1)
+        finished[pos] = res.row
+        status = "failed" if res.row is None else "written"
+        report.results.append(ItemResult(item.obs_id, item.obs_subject_id, status, res.seconds, res.nbytes,
+                                         res.error, item.source))
+        if res.row is None and not first_error:
+            first_error = f"{item.obs_id} ({item.source or 'in memory'}): {res.error}"
+            first_exc = res.exception
+        while next_pos in finished:  # commit in input order: deterministic obs order
+            row = finished.pop(next_pos)
+            next_pos += 1
+            if row is not None:
+                pending.append(row)
+                if len(pending) >= options.commit_every:
+                    commit()
+        if first_error and on_error == "raise":
+            for f in futures:
+                f.cancel()
+            break
     commit()
     bar.close()
-    if first_error is not None:
-        raise first_error
+    if first_error and on_error == "raise":
+        if isinstance(first_exc, Exception):
+            raise first_exc
+        raise RadiObjectError(f"writing {collection_uri} stopped at the first failure: {first_error}")
     return report

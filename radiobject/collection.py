@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from radiobject._indexing import Indexer, positions
-from radiobject.bulk import IngestItem, IngestReport, write_items
+from radiobject.bulk import IngestItem, IngestReport, Submitter, write_items
 from radiobject.catalog import FORMAT, MARKER, CatalogState
 from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
@@ -216,15 +217,18 @@ class VolumeCollection:
         skip_existing: bool = False,
         on_error: str = "raise",
         progress: bool | str = False,
+        submitter: Submitter | None = None,
     ) -> IngestReport:
-        """Writes more volumes into this collection (append). See ``radiobject.bulk.write_items``."""
-        opts = options or WriteOptions(backend=self.backend_name)
-        if opts.backend != self.backend_name:
-            opts = WriteOptions(self.backend_name, opts.chunks, opts.codec, opts.workers, opts.commit_every)
-        backend = get_backend(self.backend_name, self.location.storage)
+        """Writes more volumes into this collection (append). See ``radiobject.bulk.write_items``.
+
+        ``submitter``: ``(submit, as_completed)`` of a process pool or a Dask client to write the
+        volumes elsewhere (default: ``options.workers`` threads here).
+        """
+        opts = replace(options or WriteOptions(), backend=self.backend_name)
         return write_items(
-            self.uri, items, backend, opts, existing=self._state.known_ids(), skip_existing=skip_existing,
-            on_error=on_error, progress=progress, on_commit=self._state.committed,
+            self.uri, items, self.backend_name, self.location.storage, opts, existing=self._state.known_ids(),
+            skip_existing=skip_existing, on_error=on_error, progress=progress, on_commit=self._state.committed,
+            submitter=submitter,
         )
 
     def append(

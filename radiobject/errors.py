@@ -7,16 +7,29 @@ class RadiObjectError(Exception):
     """Base class of every error raised by radiobject."""
 
 
-class InvalidIdError(RadiObjectError, ValueError):
+class _Picklable:
+    """Errors whose ``__init__`` takes several fields pickle by those fields (worker processes)."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), tuple(getattr(self, f) for f in self._fields))
+
+
+class InvalidIdError(_Picklable, RadiObjectError, ValueError):
     """A subject ID, obs ID or collection name is not safe to use as a path component."""
+
+    _fields = ("kind", "value", "reason")
 
     def __init__(self, kind: str, value: object, reason: str) -> None:
         self.kind, self.value, self.reason = kind, value, reason
         super().__init__(f"invalid {kind} {value!r}: {reason}")
 
 
-class StoreError(RadiObjectError):
+class StoreError(_Picklable, RadiObjectError):
     """A store cannot be created, opened or read."""
+
+    _fields = ("uri", "reason")
 
     def __init__(self, uri: str, reason: str) -> None:
         self.uri, self.reason = uri, reason
@@ -31,8 +44,10 @@ class StoreExistsError(StoreError, FileExistsError):
     """A store, collection or volume already exists where a new one was to be written."""
 
 
-class NotFoundError(RadiObjectError, KeyError):
+class NotFoundError(_Picklable, RadiObjectError, KeyError):
     """An obs ID, subject ID or collection name is not in the store."""
+
+    _fields = ("kind", "key", "where")
 
     def __init__(self, kind: str, key: object, where: str) -> None:
         self.kind, self.key, self.where = kind, key, where
@@ -42,16 +57,20 @@ class NotFoundError(RadiObjectError, KeyError):
         return str(self.args[0])
 
 
-class DuplicateIdError(RadiObjectError, ValueError):
+class DuplicateIdError(_Picklable, RadiObjectError, ValueError):
     """The same obs ID (or subject / collection pair) was given twice."""
+
+    _fields = ("kind", "key", "where")
 
     def __init__(self, kind: str, key: object, where: str) -> None:
         self.kind, self.key, self.where = kind, key, where
         super().__init__(f"duplicate {kind} {key!r} in {where}")
 
 
-class ImageReadError(RadiObjectError):
+class ImageReadError(_Picklable, RadiObjectError):
     """An input image file cannot be read: not the expected format, truncated, or absurd."""
+
+    _fields = ("path", "reason")
 
     def __init__(self, path: object, reason: str) -> None:
         self.path, self.reason = str(path), reason
@@ -74,8 +93,10 @@ class TiffError(ImageReadError):
     """A TIFF / OME-TIFF file cannot be read or converted."""
 
 
-class AlignmentError(RadiObjectError, ValueError):
+class AlignmentError(_Picklable, RadiObjectError, ValueError):
     """Volumes of one subject (e.g. image and label) differ in shape or affine."""
+
+    _fields = ("subject", "reason")
 
     def __init__(self, subject: str, reason: str) -> None:
         self.subject, self.reason = subject, reason

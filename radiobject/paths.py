@@ -69,8 +69,8 @@ def subject_id_from_path(path: str, spec: PathSpec | None = None, subject_patter
     """The subject ID of ``path``.
 
     - ``subject_pattern``: a regex searched in the path; its first group (or ``subject`` group).
-    - else, when ``spec`` is a glob: the text the wildcards matched (joined by ``_``; a wildcard
-      that matched only an image suffix is ignored).
+    - else, when ``spec`` is a glob: the text the wildcards matched (joined by ``_``, a repeated
+      part once; a wildcard that matched only an image suffix is ignored).
     - else the file name without its image suffix (for folders: the folder name).
     """
     if subject_pattern is not None:
@@ -82,7 +82,7 @@ def subject_id_from_path(path: str, spec: PathSpec | None = None, subject_patter
         m = _glob_regex(str(spec)).match(path)
         if m:
             parts = [strip_image_suffix(g) for g in m.groups() if g]
-            parts = [p for p in parts if p]
+            parts = list(dict.fromkeys(p for p in parts if p))  # sub-*/anat/sub-*_T1w -> one part
             if parts:
                 return "_".join(parts)
     return strip_image_suffix(Path(path.rstrip("/")).name)

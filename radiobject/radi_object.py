@@ -6,13 +6,14 @@ import glob
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from radiobject._indexing import Indexer, positions
-from radiobject.bulk import IngestItem, IngestReport
+from radiobject.bulk import IngestItem, IngestReport, Submitter
 from radiobject.alignment import check_alignment, geometry_of
 from radiobject.collection import VolumeCollection
 from radiobject.errors import AlignmentError, ImageReadError, NotFoundError, StoreExistsError, StoreNotFoundError
@@ -219,18 +220,18 @@ class RadiObject:
         return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
 
     def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
-                       skip_existing: bool = False, on_error: str = "raise", progress: bool | str = False) -> IngestReport:
-        """Creates (or extends) collection ``name`` with ``items``; new subjects join ``obs_meta``."""
+                       skip_existing: bool = False, on_error: str = "raise", progress: bool | str = False,
+                       submitter: Submitter | None = None) -> IngestReport:
+        """Creates (or extends) collection ``name`` with ``items``; see ``VolumeCollection.write``."""
         name = validate_collection_name(name)
-        opts = options or WriteOptions(backend=self._backend)
-        if opts.backend != self._backend:
-            opts = WriteOptions(self._backend, opts.chunks, opts.codec, opts.workers, opts.commit_every)
-        coll = VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage, exist_ok=True)
-        report = coll.write(items, options=opts, skip_existing=skip_existing, on_error=on_error,
-                            progress=progress if not isinstance(progress, bool) or not progress else name)
-        self._collections.pop(name, None)
-        self._names = None
-        return report
+        opts = replace(options or WriteOptions(), backend=self._backend)
+        if name not in self._all_collection_names():
+            VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage)
+            self._names = None
+        return self._collection(name).write(
+            items, options=opts, skip_existing=skip_existing, on_error=on_error,
+            progress=name if progress is True else progress, submitter=submitter,
+        )
 
     def add_subjects(self, obs_meta: pd.DataFrame) -> None:
         """Adds (or updates) subject rows; ``obs_meta`` needs an ``obs_subject_id`` column."""

@@ -111,7 +111,11 @@ def _bench_codec(cfg: Config) -> Codec:
 def _write_ts_zarr(path: str, data: np.ndarray, cfg: Config, chunks: tuple[int, ...]) -> None:
     import tensorstore as ts
 
-    from radiobject.storage.zarr_backend import DIMENSION_NAMES, _codec_chain, kvstore_spec
+    from radiobject.storage.zarr_backend import (
+        DIMENSION_NAMES,
+        _codec_chain,
+        kvstore_spec,
+    )
 
     chain = _codec_chain(_bench_codec(cfg), data.dtype.itemsize)
     for c in chain:

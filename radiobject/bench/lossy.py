@@ -23,13 +23,14 @@ SSIM_CROP = 96
 
 @dataclass(frozen=True)
 class LossySetting:
-    """A codec with its parameters: ``kind`` is ``"3d"`` (per chunk) or ``"2d"`` (per axial slice)."""
+    """A codec with its parameters: ``kind`` is ``"3d"`` (per chunk) or ``"2d"`` (per axial slice);
+    ``decode(blob, shape, dtype)`` returns the block."""
 
     codec: str
     param: str
     kind: str
     encode: Callable[[np.ndarray], bytes]
-    decode: Callable[[bytes], np.ndarray]
+    decode: Callable[[bytes, tuple[int, ...], np.dtype], np.ndarray]
 
 
 def _available(name: str) -> bool:
@@ -41,45 +42,59 @@ def _available(name: str) -> bool:
 
 def settings_for(data: np.ndarray, quick: bool = True) -> list[LossySetting]:
     """Lossy (and lossless reference) settings that apply to ``data``'s dtype, given what imagecodecs
-    has. Error bounds are in the data's own units (HU for CT, intensity for MRI); the synthetic
-    volumes' noise sigma is 12 of those units."""
+    has. Error bounds are in the data's own units (HU for CT, intensity for MRI; the synthetic
+    volumes' noise sigma is 12 of those units). Integer data goes to the 2-D codecs as unsigned
+    ``bitspersample``-bit samples (offset by its minimum), so that their quality targets refer to the
+    data's real range."""
     import imagecodecs as ic
 
     out: list[LossySetting] = []
-    is_int = np.issubdtype(data.dtype, np.integer)
-    tolerances = (1.0, 4.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0)
-    if _available("zfp"):
-        for tol in tolerances:  # ZFP has no int16: encode float32, round back to the integer dtype
+    is_int = bool(np.issubdtype(data.dtype, np.integer))
+    tolerances = (2.0, 8.0) if quick else (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    f32 = np.float32
+    if _available("zfp"):  # ZFP has no int16: encode float32, round back to the integer dtype
+        for tol in tolerances:
             out.append(LossySetting("zfp", f"tolerance={tol:g}", "3d",
-                                    lambda a, t=tol: ic.zfp_encode(a.astype(np.float32), mode="a", level=t),
-                                    ic.zfp_decode))
+                                    lambda a, t=tol: ic.zfp_encode(a.astype(f32), mode="a", level=t),
+                                    lambda b, shape, dt: ic.zfp_decode(b)))
     if _available("sz3"):
         for tol in tolerances:
             out.append(LossySetting("sz3", f"abs={tol:g}", "3d",
-                                    lambda a, t=tol: ic.sz3_encode(a.astype(np.float32), mode="abs", abs=t),
-                                    ic.sz3_decode))
-    if _available("jpeg2k") and is_int and data.dtype.itemsize <= 2:
-        out.append(LossySetting("jpeg2k", "lossless", "2d", lambda a: ic.jpeg2k_encode(a, reversible=True),
-                                ic.jpeg2k_decode))
-        for psnr in ((60, 50) if quick else (70, 60, 50, 40)):
-            out.append(LossySetting("jpeg2k", f"psnr={psnr}dB", "2d", lambda a, q=psnr: ic.jpeg2k_encode(a, level=q),
-                                    ic.jpeg2k_decode))
-    if _available("jpegxl"):
-        offset = int(-data.min()) if is_int and data.min() < 0 else 0
+                                    lambda a, t=tol: ic.sz3_encode(a.astype(f32), mode="abs", abs=t),
+                                    lambda b, shape, dt: ic.sz3_decode(b, shape, np.dtype(f32))))
+    offset = int(-data.min()) if is_int and data.min() < 0 else 0
+    span = int(data.max()) + offset if is_int else 0
+    if is_int and 0 < span < 65536:
+        bps = max(8, int(np.ceil(np.log2(span + 1))))
 
-        def jxl_in(a: np.ndarray) -> np.ndarray:  # JPEG XL: uint16 / float32 only
-            return (a.astype(np.int32) + offset).astype(np.uint16) if is_int else a.astype(np.float32)
+        def to_u16(a: np.ndarray) -> np.ndarray:
+            return (a.astype(np.int32) + offset).astype(np.uint16)
 
-        def jxl_out(b: bytes) -> np.ndarray:
-            d = ic.jpegxl_decode(b)
-            return d.astype(np.int32) - offset if is_int else d
+        def from_u16(d: np.ndarray) -> np.ndarray:
+            return d.astype(np.int32) - offset
 
-        if not is_int or data.max() + offset < 65536:
-            out.append(LossySetting("jpegxl", "lossless", "2d", lambda a: ic.jpegxl_encode(jxl_in(a), lossless=True),
-                                    jxl_out))
-            for dist in ((0.5, 2.0) if quick else (0.25, 0.5, 1.0, 2.0, 4.0)):
-                out.append(LossySetting("jpegxl", f"distance={dist:g}", "2d",
-                                        lambda a, d=dist: ic.jpegxl_encode(jxl_in(a), distance=d, effort=3), jxl_out))
+        if _available("jpeg2k"):
+            out.append(LossySetting("jpeg2k", "lossless", "2d",
+                                    lambda a: ic.jpeg2k_encode(to_u16(a), reversible=True, bitspersample=bps),
+                                    lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))))
+            for psnr in ((80, 60) if quick else (90, 80, 70, 60, 50)):
+                out.append(LossySetting("jpeg2k", f"psnr={psnr}dB", "2d",
+                                        lambda a, q=psnr: ic.jpeg2k_encode(to_u16(a), level=q, bitspersample=bps),
+                                        lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))))
+        jxl_in: Callable[[np.ndarray], np.ndarray] = to_u16
+        jxl_out: Callable[[np.ndarray], np.ndarray] = from_u16
+        jxl_bps: int | None = bps
+    else:
+        jxl_in, jxl_out, jxl_bps = (lambda a: a.astype(f32)), (lambda d: d), None
+    if _available("jpegxl") and (is_int and 0 < span < 65536 or data.dtype == f32):
+        out.append(LossySetting("jpegxl", "lossless", "2d",
+                                lambda a: ic.jpegxl_encode(jxl_in(a), lossless=True, bitspersample=jxl_bps, effort=3),
+                                lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))))
+        for dist in ((0.5, 2.0) if quick else (0.25, 0.5, 1.0, 2.0, 4.0)):
+            out.append(LossySetting("jpegxl", f"distance={dist:g}", "2d",
+                                    lambda a, d=dist: ic.jpegxl_encode(jxl_in(a), distance=d, effort=3,
+                                                                       bitspersample=jxl_bps),
+                                    lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))))
     return out
 
 
@@ -89,6 +104,10 @@ def _blocks(shape: tuple[int, ...], kind: str) -> list[tuple[slice, ...]]:
     ranges = [range(0, n, CHUNK) for n in shape]
     return [tuple(slice(s, min(s + CHUNK, n)) for s, n in zip(starts, shape, strict=True))
             for starts in itertools.product(*ranges)]
+
+
+def _bounds(region: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    return tuple(slice(*r.indices(n)[:2]) for r, n in zip(region, shape, strict=True))
 
 
 def _ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
@@ -113,7 +132,10 @@ def measure_lossy(data: np.ndarray, setting: LossySetting) -> dict[str, Any]:
     restored = np.empty(data.shape, dtype=data.dtype)
     t = time.perf_counter()
     for region, blob in zip(blocks, encoded, strict=True):
-        block = np.asarray(setting.decode(blob))
+        shape = tuple(r.stop - r.start for r in _bounds(region, data.shape))
+        if setting.kind == "2d":
+            shape = shape[:2]
+        block = np.asarray(setting.decode(blob, shape, data.dtype))
         if np.issubdtype(data.dtype, np.integer):
             block = np.clip(np.rint(block), np.iinfo(data.dtype).min, np.iinfo(data.dtype).max)
         restored[region] = block.reshape(restored[region].shape)

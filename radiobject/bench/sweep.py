@@ -5,6 +5,10 @@ preallocated buffer, checked bit-exact against the original), random *unaligned*
 one slice in each plane, and open + first voxel. Sizes and file counts come from the files on disk.
 tensorstore's decoded-chunk cache is off while timing (``cold_chunk_cache``) so that repeated reads
 measure decoding rather than cache hits; the OS page cache is warm (the files were just written).
+All configurations of a volume are written first, then timed in interleaved rounds; each probe keeps
+its best time over rounds and the row reports the median over probes (full volume: the best). On a
+shared machine the minimum is the least disturbed estimate, and interleaving spreads load bursts
+over all configurations instead of penalising whichever ran during one.
 """
 
 from __future__ import annotations
@@ -42,12 +46,18 @@ DEFAULT = ("blosc-lz4", 5, "byte", (32, 32, 32), True)
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """How much to measure: patch edge, number of random patches / slices, full-read repetitions."""
+    """How much to measure: the main patch edge (and ``extra_patches`` edges), number of random
+    patches / slices, full reads per round (best of ``reps``), reads per probe per round
+    (``region_reps``) and interleaved ``rounds``; each probe keeps its best time, the row the median
+    over probes."""
 
     patch: int = 64
     n_patches: int = 10
     n_slices: int = 3
-    reps: int = 3
+    reps: int = 2
+    region_reps: int = 1
+    rounds: int = 3
+    extra_patches: tuple[int, ...] = ()
     seed: int = 0
 
 
@@ -74,7 +84,7 @@ def plan(shape: tuple[int, ...], mode: str = "quick") -> list[Config]:
     levels = {"blosc-lz4": (1, 3, 5, 7, 9) if full else (1, 5, 9), "blosc-zstd": (1, 3, 5, 7, 9) if full else (1, 3, 5, 9),
               "zstd": (1, 3, 5, 7, 9, 15) if full else (1, 3, 9), "gzip": (1, 3, 5, 7, 9) if full else (1, 6)}
     if mode == "tiny":
-        levels = {"blosc-lz4": (1, 5), "blosc-zstd": (3,), "zstd": (3,), "gzip": (6,)}
+        levels = {"blosc-lz4": (5,), "blosc-zstd": (3,), "zstd": (3,), "gzip": (6,)}
     for chunks in ((base, clip_chunks((64,) * 3, shape)) if full else (base,)):
         for codec, lv in levels.items():
             for level in lv:
@@ -94,11 +104,11 @@ def plan(shape: tuple[int, ...], mode: str = "quick") -> list[Config]:
         cfgs.append(Config("tiledb", "blosc-lz4", 5, "byte", chunks, False))
     c64 = clip_chunks((64,) * 3, shape)
     tgrid = [(c, lv, sh) for c in ("blosc-lz4", "zstd", "gzip") for lv in (1, 5, 9) for sh in ("none", "byte", "bit")] \
-        if full else [("zstd", 3, "byte"), ("blosc-lz4", 5, "bit")]
+        if full else [("zstd", 3, "byte"), ("blosc-lz4", 5, "bit")][: 1 if mode == "tiny" else 2]
     for codec, level, sh in tgrid:
         cfgs.append(Config("tiledb", codec, level, sh, c64, False))
     # D. zarr-python, Zarr format 2 vs 3 (sharded and not), same codec
-    for chunks in (cands if full else [base, c64]):
+    for chunks in (cands if full else [base] if mode == "tiny" else [base, c64]):
         cfgs.append(Config("zarr-python-v2", "blosc-lz4", 5, "byte", chunks, False))
         cfgs.append(Config("zarr-python-v3", "blosc-lz4", 5, "byte", chunks, False))
         cfgs.append(Config("zarr-python-v3", "blosc-lz4", 5, "byte", chunks, True))
@@ -122,20 +132,29 @@ def _unaligned_starts(n: int, p: int, rng: np.random.Generator, count: int) -> l
 class Probes:
     """The regions every configuration of one volume is timed on (the same for all)."""
 
-    patches: list[tuple[slice, ...]]
+    patch_sets: dict[int, list[tuple[slice, ...]]]
     slices: dict[str, list[int]]
     patch_edge: int
 
+    @property
+    def patches(self) -> list[tuple[slice, ...]]:
+        """The patches of the main edge."""
+        return self.patch_sets[self.patch_edge]
+
 
 def make_probes(shape: tuple[int, ...], opts: SweepOptions) -> Probes:
-    """Random unaligned patches and random slice indices for ``shape`` (seeded)."""
+    """Random unaligned cubic patches (per edge, clipped to the volume) and slice indices (seeded)."""
     rng = np.random.default_rng(opts.seed)
-    p = min(opts.patch, *shape)
-    starts = [_unaligned_starts(n, p, rng, opts.n_patches) for n in shape]
-    patches = [tuple(slice(s[i], s[i] + p) for s in starts) for i in range(opts.n_patches)]
+    sets: dict[int, list[tuple[slice, ...]]] = {}
+    for edge in (opts.patch, *opts.extra_patches):
+        p = min(edge, *shape)
+        if p in sets:
+            continue
+        starts = [_unaligned_starts(n, p, rng, opts.n_patches) for n in shape]
+        sets[p] = [tuple(slice(s[i], s[i] + p) for s in starts) for i in range(opts.n_patches)]
     planes = {"sagittal": 0, "coronal": 1, "axial": 2}  # identity affine: x = L-R, y = P-A, z = I-S
     slices = {k: [int(i) for i in rng.integers(0, shape[a], size=opts.n_slices)] for k, a in planes.items()}
-    return Probes(patches, slices, p)
+    return Probes(sets, slices, min(opts.patch, *shape))
 
 
 def _plane_region(shape: tuple[int, ...], plane: str, index: int) -> tuple[slice, ...]:
@@ -143,17 +162,19 @@ def _plane_region(shape: tuple[int, ...], plane: str, index: int) -> tuple[slice
     return tuple(slice(index, index + 1) if a == axis else slice(0, n) for a, n in enumerate(shape))
 
 
-def _median_ms(fn: Callable[[], Any], reps: int) -> float:
+def _min_ms(fn: Callable[[], Any], reps: int) -> float:
+    """Best of ``reps`` timings (ms): the least disturbed by other processes on a shared machine."""
     times = []
-    for _ in range(reps):
+    for _ in range(max(1, reps)):
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(times))
+    return float(min(times))
 
 
-def measure(cfg: Config, data: np.ndarray, path: str, probes: Probes, opts: SweepOptions) -> dict[str, Any]:
-    """Writes ``data`` with ``cfg`` at ``path`` and measures it; returns one result row."""
+def prepare(cfg: Config, data: np.ndarray, path: str) -> dict[str, Any]:
+    """Writes ``data`` with ``cfg`` at ``path``; returns the row with write time, size, file count,
+    open + first voxel and the bit-exact check of a full read."""
     chunks = clip_chunks(cfg.chunks, data.shape)
     row: dict[str, Any] = {"engine": cfg.engine, "codec": cfg.codec, "level": cfg.level, "shuffle": cfg.shuffle,
                            "chunks": chunk_label(chunks), "chunk_kib": math.prod(chunks) * data.itemsize / 1024,
@@ -168,34 +189,59 @@ def measure(cfg: Config, data: np.ndarray, path: str, probes: Probes, opts: Swee
     reader.read(tuple(slice(0, 1) for _ in data.shape), np.empty((1,) * data.ndim, data.dtype))
     row["open_ms"] = (time.perf_counter() - t) * 1e3
     full = np.empty_like(data)
-    whole = tuple(slice(0, n) for n in data.shape)
-    reader.read(whole, full)  # first read (untimed): also the bit-exact check
+    reader.read(tuple(slice(0, n) for n in data.shape), full)
     row["exact"] = bool(np.array_equal(full, data))
-    row["full_ms"] = _median_ms(lambda: reader.read(whole, full), opts.reps)
-    row["full_mbps"] = data.nbytes / 1e6 / (row["full_ms"] / 1e3)
-    p = probes.patch_edge
-    out = np.empty((p,) * data.ndim, data.dtype)
-    times = []
-    for region in probes.patches:
-        t = time.perf_counter()
-        reader.read(region, out)
-        times.append((time.perf_counter() - t) * 1e3)
-        row["exact"] = row["exact"] and bool(np.array_equal(out, data[region]))
-    row["patch_ms"] = float(np.median(times))
-    row["patch_edge"] = p
-    row["patch_chunks"] = float(np.mean([chunks_touched(r, chunks) for r in probes.patches]))
+    return row
+
+
+def time_reads(cfg: Config, data: np.ndarray, path: str, probes: Probes, opts: SweepOptions,
+               best: dict[str, list[float]], check: bool) -> bool:
+    """One timing round through a fresh handle: every probe read ``region_reps`` times; ``best``
+    keeps each probe's minimum over rounds. Returns False when a patch differs from the original."""
+    reader = open_reader(cfg, path)
+    exact = True
+
+    def keep(key: str, values: list[float]) -> None:
+        old = best.get(key)
+        best[key] = values if old is None else [min(a, b) for a, b in zip(old, values, strict=True)]
+
+    whole = tuple(slice(0, n) for n in data.shape)
+    full = np.empty_like(data)
+    keep("full_ms", [_min_ms(lambda: reader.read(whole, full), opts.reps)])
+    for edge, patches in probes.patch_sets.items():
+        out = np.empty(tuple(r.stop - r.start for r in patches[0]), data.dtype)
+        times = []
+        for region in patches:
+            times.append(_min_ms(lambda r=region, o=out: reader.read(r, o), opts.region_reps))
+            if check:
+                exact = exact and bool(np.array_equal(out, data[region]))
+        keep(f"patch{edge}_ms", times)
     for plane, indices in probes.slices.items():
-        ts = []
+        times = []
         for i in indices:
             region = _plane_region(data.shape, plane, i)
             buf = np.empty(tuple(r.stop - r.start for r in region), data.dtype)
-            t = time.perf_counter()
-            reader.read(region, buf)
-            ts.append((time.perf_counter() - t) * 1e3)
-        row[f"{plane}_ms"] = float(np.median(ts))
+            times.append(_min_ms(lambda r=region, b=buf: reader.read(r, b), opts.region_reps))
+        keep(f"{plane}_ms", times)
+    return exact
+
+
+def finish(row: dict[str, Any], best: dict[str, list[float]], data: np.ndarray, probes: Probes) -> None:
+    """Medians over probes of the per-probe minima; the main patch edge is also ``patch_ms``."""
+    for key, values in best.items():
+        row[key] = float(np.median(values))
+    row["patch_ms"] = row[f"patch{probes.patch_edge}_ms"]
+    row["patch_edge"] = probes.patch_edge
+    chunks = tuple(int(c) for c in row["chunks"].split("x"))
+    row["patch_chunks"] = float(np.mean([chunks_touched(r, chunks) for r in probes.patches]))
+    row["full_mbps"] = data.nbytes / 1e6 / (row["full_ms"] / 1e3)
     row["slice_max_ms"] = max(row["axial_ms"], row["coronal_ms"], row["sagittal_ms"])
-    del reader
-    return row
+
+
+def _error_row(cfg: Config, shape: tuple[int, ...], exc: Exception) -> dict[str, Any]:
+    return {"engine": cfg.engine, "codec": cfg.codec, "level": cfg.level, "shuffle": cfg.shuffle,
+            "chunks": chunk_label(clip_chunks(cfg.chunks, shape)), "sharded": cfg.sharded, "label": cfg.label(),
+            "error": f"{type(exc).__name__}: {exc}"}
 
 
 def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]], list[Config]] | None = None,
@@ -203,6 +249,9 @@ def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]
               progress: Callable[[str], None] | None = None, keep: bool = False) -> list[dict[str, Any]]:
     """Measures every configuration on every volume; returns rows (one per volume x config).
 
+    All configurations of a volume are written first; reads are then timed in ``opts.rounds``
+    interleaved rounds (each round visits every configuration), keeping each probe's best time,
+    so that a burst of load from other processes does not land on one configuration only.
     ``configs(shape)`` picks the configurations (default: :func:`plan` in ``mode``). Stores are
     written under ``workdir`` (a temporary folder when ``None``) and removed unless ``keep``.
     """
@@ -216,19 +265,36 @@ def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]
                 data = np.ascontiguousarray(data)
                 probes = make_probes(data.shape, opts)
                 cfgs = pick(data.shape)
+                done: list[tuple[Config, str, dict[str, Any], dict[str, list[float]]]] = []
                 for k, cfg in enumerate(cfgs):
                     path = os.path.join(tmp, f"{name}-{k:03d}")
                     try:
-                        row = measure(cfg, data, path, probes, opts)
+                        row = prepare(cfg, data, path)
                     except Exception as exc:  # noqa: BLE001 - one failing engine must not end the sweep
-                        row = {"engine": cfg.engine, "codec": cfg.codec, "level": cfg.level, "shuffle": cfg.shuffle,
-                               "chunks": chunk_label(clip_chunks(cfg.chunks, data.shape)), "sharded": cfg.sharded,
-                               "label": cfg.label(), "error": f"{type(exc).__name__}: {exc}"}
+                        row = _error_row(cfg, data.shape, exc)
                     row.update({"volume": name, "shape": "x".join(map(str, data.shape)), "dtype": data.dtype.name,
                                 "raw_mb": data.nbytes / 1e6})
                     rows.append(row)
+                    done.append((cfg, path, row, {}))
                     if progress:
-                        progress(_progress_line(k + 1, len(cfgs), name, row))
+                        progress(f"[{name} write {k + 1}/{len(cfgs)}] {cfg.label()}: " + (row.get("error") or
+                                 f"x{row['ratio']:.2f}, {row['n_files']} files, {row['write_s']:.2f} s"))
+                for rnd in range(opts.rounds):
+                    for cfg, path, row, best in done:
+                        if "error" in row:
+                            continue
+                        try:
+                            ok = time_reads(cfg, data, path, probes, opts, best, check=rnd == 0)
+                            row["exact"] = row["exact"] and ok
+                        except Exception as exc:  # noqa: BLE001
+                            row["error"] = f"{type(exc).__name__}: {exc}"
+                    if progress:
+                        progress(f"[{name}] timing round {rnd + 1}/{opts.rounds} done")
+                for k, (cfg, path, row, best) in enumerate(done):
+                    if "error" not in row:
+                        finish(row, best, data, probes)
+                    if progress:
+                        progress(_progress_line(k + 1, len(done), name, row))
                     if not keep:
                         shutil.rmtree(path, ignore_errors=True)
     finally:

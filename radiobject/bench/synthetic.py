@@ -96,5 +96,5 @@ def synthetic_volume(kind: str, scale: float = 1.0, seed: int = 0) -> np.ndarray
     base = {"mri": MRI_SHAPE, "ct": CT_SHAPE}.get(kind)
     if base is None:
         raise ValueError(f"unknown synthetic volume {kind!r}; choose 'mri' or 'ct'")
-    shape = tuple(max(8, int(round(n * scale))) for n in base)
+    shape = tuple(max(8, round(n * scale)) for n in base)
     return (mri_like if kind == "mri" else ct_like)(shape, seed)  # type: ignore[arg-type]

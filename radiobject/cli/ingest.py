@@ -144,13 +144,13 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     storage = storage_from_args(args)
-    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    log = lambda msg: print(msg, file=sys.stderr)
     print(f"ingesting {len(plan.tasks)} volume(s) in {len(plan.collections)} collection(s) "
           f"into {args.out} ({args.backend}, {codec.name}:{codec.level}, {args.workers} "
           f"{'Dask' if args.scheduler else args.executor} worker(s))", file=sys.stderr)
-    common = dict(options=options, storage=storage, canonical=args.canonical,
-                  validate_alignment=args.validate_alignment, fail_fast=args.fail_fast,
-                  progress=not args.no_progress, log=log)
+    common: dict[str, Any] = {"options": options, "storage": storage, "canonical": args.canonical,
+                              "validate_alignment": args.validate_alignment, "fail_fast": args.fail_fast,
+                              "progress": not args.no_progress, "log": log}
     try:
         if args.scheduler:
             from radiobject.ingest.dask import run_ingest_dask

@@ -17,19 +17,20 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from radiobject.bulk import IngestReport, ItemResult
 from radiobject.collection import VolumeCollection
 from radiobject.ingest.manifest import CohortPlan
-from radiobject.ingest.remote import AsCompleted, Submit, executor_submit, write_collection_remote
+from radiobject.bulk import Submitter, executor_submitter
 from radiobject.ingest.tasks import Problem, VolumeTask, find_problems, to_ingest_item
 from radiobject.options import WriteOptions
 from radiobject.radi_object import RadiObject
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
 
-__all__ = ["CohortReport", "EXECUTORS", "MARKER", "run_ingest"]
+__all__ = ["EXECUTORS", "MARKER", "CohortReport", "run_ingest"]
 
 #: Written last by every run: ``{"complete": bool, "counts": {...}, "finished": ISO time}``.
 MARKER = "ingest.json"
@@ -61,11 +62,13 @@ class CohortReport:
 
     def count(self, status: str) -> int:
         """Items with this status (``written``, ``present`` or ``failed``)."""
-        return sum(r["status"] == status for r in self.rows())
+        n = sum(rep.count(status) for rep in self.collections.values())
+        return n + (len(self.problems) if status == "failed" else 0)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows() if r["status"] == "failed"]
+        out = [r for r in self.rows() if r["status"] == "failed"] if self.count("failed") else []
+        return out
 
     @property
     def ok(self) -> bool:
@@ -78,25 +81,27 @@ class CohortReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable report (the CLI's ``--json``)."""
-        per = {}
+        rows = self.rows()
+        per: dict[str, dict[str, int]] = {}
         for name in dict.fromkeys([*self.collections, *(p.collection for p in self.problems)]):
-            rows = [r for r in self.rows() if r["collection"] == name]
-            per[name] = {s: sum(r["status"] == s for r in rows) for s in ("written", "present", "failed")}
+            per[name] = {"written": 0, "present": 0, "failed": 0}
+        for r in rows:
+            per[r["collection"]][r["status"]] += 1
         return {
             "uri": self.uri, "backend": self.backend, "ok": self.ok, "aborted": self.aborted,
             "seconds": round(self.seconds, 3), "subjects_added": self.subjects_added,
             "counts": {s: self.count(s) for s in ("written", "present", "failed")},
-            "bytes_written": self.bytes_written, "collections": per, "items": self.rows(),
+            "bytes_written": self.bytes_written, "collections": per, "items": rows,
         }
 
     def summary_table(self, max_failures: int = 50) -> str:
         """The end-of-run table: per collection ingested / already present / failed, then reasons."""
         d = self.to_dict()
-        lines = [f"{'collection':<20} {'ingested':>9} {'present':>9} {'failed':>7}"]
+        lines = [f"{'collection':<20} {'ingested':>9} {'already present':>16} {'failed':>7}"]
         for name, c in d["collections"].items():
-            lines.append(f"{name or '-':<20} {c['written']:>9} {c['present']:>9} {c['failed']:>7}")
+            lines.append(f"{name or '-':<20} {c['written']:>9} {c['present']:>16} {c['failed']:>7}")
         c = d["counts"]
-        lines.append(f"{'total':<20} {c['written']:>9} {c['present']:>9} {c['failed']:>7}")
+        lines.append(f"{'total':<20} {c['written']:>9} {c['present']:>16} {c['failed']:>7}")
         mb = self.bytes_written / 1e6
         rate = f", {c['written'] / self.seconds:.1f} volumes/s, {mb / self.seconds:.1f} MB/s" if self.seconds > 0 else ""
         lines.append(f"{mb:.1f} MB written in {self.seconds:.2f} s{rate}; {self.subjects_added} subject(s) added")
@@ -117,18 +122,25 @@ def _subjects_to_add(radi: RadiObject, plan_meta: pd.DataFrame | None, ingested:
     """Rows for subjects with at least one stored volume that are new or changed in ``obs_meta``."""
     meta = plan_meta if plan_meta is not None else pd.DataFrame({"obs_subject_id": ingested})
     meta = meta[meta["obs_subject_id"].isin(set(ingested))]
-    missing = [s for s in ingested if s not in set(meta["obs_subject_id"])]
+    have = set(meta["obs_subject_id"].tolist())
+    missing = [s for s in ingested if s not in have]
     if missing:
         meta = pd.concat([meta, pd.DataFrame({"obs_subject_id": missing})], ignore_index=True)
     current = radi.obs_meta.set_index("obs_subject_id")
-    keep = []
-    for row in meta.to_dict("records"):
-        sid = row["obs_subject_id"]
-        if sid not in current.index:
-            keep.append(True)
-            continue
-        old = current.loc[sid]
-        keep.append(any(k not in old.index or not _same(old[k], v) for k, v in row.items() if k != "obs_subject_id"))
+    known = meta["obs_subject_id"].isin(current.index).to_numpy()
+    keep = ~known
+    cols = [c for c in meta.columns if c != "obs_subject_id"]
+    if known.any() and cols:
+        if any(c not in current.columns for c in cols):
+            keep = np.ones(len(meta), dtype=bool)
+        else:
+            sub = meta[known]
+            old = current.loc[sub["obs_subject_id"].tolist(), cols].reset_index(drop=True)
+            new = sub[cols].reset_index(drop=True)
+            changed = np.array([any(not _same(o, n) for o, n in zip(ro, rn, strict=True))
+                                for ro, rn in zip(old.itertuples(index=False), new.itertuples(index=False), strict=True)],
+                               dtype=bool)
+            keep[np.flatnonzero(known)] = changed
     return meta[keep].reset_index(drop=True)
 
 
@@ -154,8 +166,9 @@ def run_ingest(
     validate_alignment: bool = False,
     fail_fast: bool = False,
     executor: str = "thread",
-    submitter: tuple[Submit, AsCompleted] | None = None,
+    submitter: Submitter | None = None,
     progress: bool = False,
+    compact: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> CohortReport:
     """Ingests ``plan`` into the store at ``uri`` (created when absent, extended otherwise).
@@ -170,6 +183,8 @@ def run_ingest(
         submitter: ``(submit, as_completed)`` of an external executor (Dask; see
             ``radiobject.ingest.dask``); overrides ``executor``.
         progress: show a progress bar per collection.
+        compact: when anything was written, fold the tables' fragments into one at the end (opening
+            a 10,000-volume store then reads one Parquet file per table, not hundreds).
         log: receives one-line notes (e.g. the backend of an existing store).
     """
     t0 = time.perf_counter()
@@ -198,21 +213,14 @@ def run_ingest(
         import multiprocessing as mp
 
         pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("spawn"))
-        submitter = executor_submit(pool)
+        submitter = executor_submitter(pool)
     on_error = "raise" if fail_fast else "collect"
     try:
         for name, ts in by_coll.items():
             items = [to_ingest_item(t, canonical) for t in ts]
             try:
-                if submitter is None:
-                    rep = radi.add_collection(name, items, options=opts, skip_existing=True, on_error=on_error,
-                                              progress=name if progress else False)
-                else:
-                    coll = VolumeCollection.create(files.join(uri, "collections", name), name=name, options=opts,
-                                                   storage=storage, exist_ok=True)
-                    rep = write_collection_remote(coll.uri, items, radi.backend_name, storage, opts, *submitter,
-                                                  existing=frozenset(coll.obs_ids), on_error=on_error,
-                                                  progress=name if progress else False)
+                rep = radi.add_collection(name, items, options=opts, skip_existing=True, on_error=on_error,
+                                          progress=name if progress else False, submitter=submitter)
             except Exception as exc:  # noqa: BLE001 - fail-fast stop: report what happened
                 report.aborted = f"collection {name!r}: {exc}"
                 rep = _report_from_store(radi, name, ts, str(exc))
@@ -230,10 +238,12 @@ def run_ingest(
     if len(add):
         radi.add_subjects(add)
     report.subjects_added = len(add)
+    if compact and (report.count("written") or len(add)):
+        radi.compact()
     report.seconds = time.perf_counter() - t0
     marker = {"format": "radiobject-ingest", "complete": report.ok, "aborted": report.aborted,
               "counts": {s: report.count(s) for s in ("written", "present", "failed")},
-              "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     files.write_json_atomic(files.join(uri, MARKER), json.loads(json.dumps(marker)), storage)
     return report
 

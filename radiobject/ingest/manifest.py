@@ -26,11 +26,12 @@ import pandas as pd
 
 from radiobject.errors import ImageReadError
 from radiobject.ingest.tasks import Problem, VolumeTask
-from radiobject.paths import _glob_regex, strip_image_suffix
+from radiobject.paths import subject_id_from_path
+from radiobject.volume_info import CATALOG_COLUMNS
 
 __all__ = [
-    "CohortPlan",
     "SUBJECT_COLUMNS",
+    "CohortPlan",
     "plan_from_dicom_root",
     "plan_from_globs",
     "plan_from_manifest",
@@ -82,7 +83,7 @@ def _subject_column(df: pd.DataFrame, where: str) -> str:
 
 
 def _clean(value: object) -> object:
-    if isinstance(value, float) and value != value:  # NaN
+    if isinstance(value, float) and pd.isna(value):
         return None
     if hasattr(value, "item"):
         return value.item()  # type: ignore[union-attr]
@@ -124,13 +125,17 @@ def plan_from_manifest(
         if c not in df.columns:
             raise ValueError(f"manifest needs a {c!r} column; got {list(df.columns)}")
     df = df.reset_index(drop=True)
-    df[scol] = df[scol].map(lambda v: "" if v is None or v != v else str(v))
+    df[scol] = df[scol].map(lambda v: "" if v is None or pd.isna(v) else str(v))
     meta_cols = [c for c in df.columns if c not in _RESERVED and c != scol]
     unknown = [c for c in obs_columns if c not in meta_cols]
     if unknown:
         raise ValueError(f"obs columns {unknown} are not in the manifest ({meta_cols})")
     per_subject = [c for c in meta_cols if c not in obs_columns and (df.groupby(scol)[c].nunique(dropna=False) <= 1).all()]
     per_volume = [c for c in meta_cols if c not in per_subject]
+    clash = [c for c in per_volume if c in CATALOG_COLUMNS]
+    if clash:
+        raise ValueError(f"manifest columns {clash} clash with obs columns the store writes itself "
+                         f"({', '.join(sorted(CATALOG_COLUMNS))}); rename them")
     plan = CohortPlan()
     for i, r in enumerate(df.to_dict("records")):
         path = "" if r["path"] is None or r["path"] != r["path"] else str(r["path"])
@@ -155,21 +160,8 @@ def plan_from_manifest(
 
 
 def subject_id_for(path: str, spec: str, subject_pattern: str | None = None) -> str:
-    """The subject ID of ``path`` matched by glob ``spec``: the first group (or ``subject`` group)
-    of ``subject_pattern`` when given, else the wildcard parts (suffix-stripped, repeats once,
-    joined by ``_``), else the file name without its image suffix."""
-    if subject_pattern is not None:
-        m = re.search(subject_pattern, path)
-        if not m:
-            raise ImageReadError(path, f"subject pattern {subject_pattern!r} does not match the path")
-        return m.group("subject") if "subject" in m.groupdict() else m.group(1 if m.groups() else 0)
-    m = _glob_regex(spec).match(path)
-    if m:
-        parts = [strip_image_suffix(g) for g in m.groups() if g]
-        parts = list(dict.fromkeys(p for p in parts if p))
-        if parts:
-            return "_".join(parts)
-    return strip_image_suffix(Path(path.rstrip("/")).name)
+    """The subject ID of ``path`` matched by glob ``spec`` (see ``radiobject.paths.subject_id_from_path``)."""
+    return subject_id_from_path(path, spec, subject_pattern)
 
 
 def plan_from_globs(

@@ -184,13 +184,20 @@ def image_geometry(task: VolumeTask, canonical: bool = False) -> tuple[tuple[int
 
             img = nib.as_closest_canonical(img)
         return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=np.float64)
-    if fmt == "tiff":
-        from radiobject.formats.tiff import affine_from_info, tiff_info
+    image = load_image(task.path, fmt, False, task.files)  # TIFF stays lazy: no pixel I/O
+    shape = tuple(int(s) for s in image.shape[:3])
+    return _canonical_geometry(shape, image.affine) if canonical else (shape, image.affine)
 
-        info = tiff_info(task.path)
-        return tuple(int(s) for s in info.shape[:3]), affine_from_info(info)
-    image = load_image(task.path, fmt, canonical, task.files)
-    return tuple(image.shape[:3]), image.affine
+
+def _canonical_geometry(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
+    """Shape and affine after ``canonicalize``, computed without touching pixels."""
+    from nibabel.orientations import inv_ornt_aff, io_orientation
+
+    ornt = io_orientation(affine)
+    new_shape = [0, 0, 0]
+    for axis, (world, _) in enumerate(ornt):
+        new_shape[int(world)] = shape[axis]
+    return tuple(new_shape), affine @ inv_ornt_aff(ornt, shape)
 
 
 def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:

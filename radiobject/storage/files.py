@@ -32,15 +32,18 @@ def _s3fs(storage: StorageOptions, pid: int, asynchronous: bool = False) -> Any:
     client_kwargs: dict[str, Any] = {"region_name": s.region}
     if s.endpoint_url:
         client_kwargs["endpoint_url"] = s.endpoint_url
+    token = dict(s.extra).get("session_token")
+    if token is None and s.key and s.key == os.environ.get("AWS_ACCESS_KEY_ID"):
+        token = os.environ.get("AWS_SESSION_TOKEN")
     return s3fs.S3FileSystem(
-        key=s.key, secret=s.secret, anon=s.anon, client_kwargs=client_kwargs, use_listings_cache=False,
+        key=s.key, secret=s.secret, token=token, anon=s.anon, client_kwargs=client_kwargs, use_listings_cache=False,
         asynchronous=asynchronous,
     )
 
 
 def remote_fs(storage: StorageOptions, asynchronous: bool = False) -> Any:
     """The fsspec filesystem for ``s3://`` URIs with these options (cached per process)."""
-    return _s3fs(storage, os.getpid(), asynchronous)
+    return _s3fs(storage.resolved(), os.getpid(), asynchronous)  # resolved: env changes give a new client
 
 
 def _remote_path(uri: str) -> str:
@@ -69,7 +72,8 @@ def write_bytes_atomic(uri: str, data: bytes, storage: StorageOptions) -> None:
         return
     path = strip_file_scheme(uri)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")  # hidden: listings skip it
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()

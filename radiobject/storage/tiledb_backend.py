@@ -101,7 +101,7 @@ class TileDBBackend(Backend):
     name = "tiledb"
 
     def _ctx(self) -> tiledb.Ctx:
-        return _ctx(self.storage, os.getpid())
+        return _ctx(self.storage.resolved(), os.getpid())  # resolved: env changes give a new context
 
     def create_array(self, uri: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> ArrayHandle:
         dtype = np.dtype(spec.dtype)
