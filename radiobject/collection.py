@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,6 +26,7 @@ from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 from radiobject.volume import Volume
 from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
+
 
 class VolumeCollection:
     """Volumes of one kind (e.g. all T1w) with one ``obs`` row per volume.
@@ -151,15 +153,9 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
-        from functools import partial
-
         from radiobject.formats.nifti import read_nifti
 
-        paths = expand_paths(paths_or_glob)
-        items = []
-        for p in paths:
-            sid = subject_id_from_path(p, paths_or_glob, subject_pattern)
-            items.append(IngestItem(sid, sid, partial(read_nifti, p, reorient=reorient), source=os.path.abspath(p)))
+        items = _file_items(paths_or_glob, subject_pattern, partial(read_nifti, reorient=reorient))
         return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
 
     @classmethod
@@ -174,8 +170,6 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name)."""
-        from functools import partial
-
         from radiobject.formats.dicom import read_dicom_series
 
         if not isinstance(series_folders, Mapping):
@@ -198,15 +192,9 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
-        from functools import partial
-
         from radiobject.formats.tiff import read_tiff
 
-        paths = expand_paths(paths_or_glob)
-        items = []
-        for p in paths:
-            sid = subject_id_from_path(p, paths_or_glob, subject_pattern)
-            items.append(IngestItem(sid, sid, partial(read_tiff, p), source=os.path.abspath(p)))
+        items = _file_items(paths_or_glob, subject_pattern, read_tiff)
         return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
 
     def write(
@@ -368,6 +356,15 @@ class VolumeCollection:
             for r in self.obs.to_dict("records")
         ]
         return VolumeCollection.from_items(uri, items, name=self.name, options=options or WriteOptions(self.backend_name), storage=storage or self.location.storage)
+
+
+def _file_items(spec: PathSpec, subject_pattern: str | None, reader: Callable[[str], ImageData]) -> list[IngestItem]:
+    """One lazily-read item per file; obs ID = subject ID, taken from the path."""
+    items = []
+    for p in expand_paths(spec):
+        sid = subject_id_from_path(p, spec, subject_pattern)
+        items.append(IngestItem(sid, sid, partial(reader, p), source=os.path.abspath(p)))
+    return items
 
 
 def _columns_by_id(obs: pd.DataFrame | None) -> dict[str, dict[str, Any]]:

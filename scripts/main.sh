@@ -15,7 +15,7 @@ $RO sample-cohort "$WORK/cohort" --subjects 8
 $RO ingest "$WORK/store.radi" \
   --images "T1w=$WORK/cohort/*/anat/*_T1w.nii.gz" "FLAIR=$WORK/cohort/*/anat/*_FLAIR.nii.gz" \
            "seg=$WORK/cohort/*/anat/*_seg.nii.gz" \
-  --subject-pattern '(sub-[0-9]+)' --obs-meta "$WORK/cohort/participants.csv" --validate-alignment --workers 2
+  --subjects "$WORK/cohort/participants.csv" --validate-alignment --workers 2
 $RO info "$WORK/store.radi"
 $RO verify "$WORK/store.radi"
 .venv/bin/python examples/quickstart_train.py --store "$WORK/store.radi" --steps 12

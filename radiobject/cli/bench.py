@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from radiobject.cli._args import positive_int
+
 __all__ = ["register", "run_bench_storage", "run_recommend", "storage_bench"]
 
 
@@ -15,13 +17,6 @@ def _scale(value: str) -> float:
     if not 0.01 <= x <= 4:
         raise argparse.ArgumentTypeError(f"scale must be in 0.01..4, got {x}")
     return x
-
-
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +39,7 @@ def register(subparsers: Any) -> None:
     grp.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests
     p.add_argument("--scale", type=_scale, default=1.0, help="size factor of the synthetic volumes (default 1)")
     p.add_argument("--synthetic", default="mri,ct", help="synthetic volumes without INPUT (default mri,ct)")
-    p.add_argument("--patch", type=_positive, default=64, help="random patch edge (default 64)")
+    p.add_argument("--patch", type=positive_int, default=64, help="random patch edge (default 64)")
     p.add_argument("--no-lossy", action="store_true", help="skip the lossy codec measurements")
     p.add_argument("--keep", action="store_true", help="keep the written stores under OUT/stores")
     p.set_defaults(func=run_bench_storage)
@@ -60,7 +55,7 @@ def register(subparsers: Any) -> None:
     r.add_argument("--storage", choices=("local", "s3"), default="local", help="where the store will live")
     r.add_argument("--scale", type=_scale, default=1.0, help="size factor of the synthetic volume (default 1)")
     r.add_argument("--s3-latency-ms", type=float, default=20.0, help="assumed S3 request latency (default 20)")
-    r.add_argument("--s3-concurrency", type=_positive, default=16, help="assumed parallel S3 requests (default 16)")
+    r.add_argument("--s3-concurrency", type=positive_int, default=16, help="assumed parallel S3 requests (default 16)")
     r.add_argument("--size-weight", type=float, default=1.0,
                    help="weight of stored size against access time in the score (default 1)")
     r.set_defaults(func=run_recommend)

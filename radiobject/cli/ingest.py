@@ -118,7 +118,11 @@ def run_sample_cohort(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> Any:
-    from radiobject.ingest.manifest import plan_from_dicom_root, plan_from_globs, plan_from_manifest
+    from radiobject.ingest.manifest import (
+        plan_from_dicom_root,
+        plan_from_globs,
+        plan_from_manifest,
+    )
 
     if args.manifest:
         cols = [c for c in args.obs_columns.split(",") if c]

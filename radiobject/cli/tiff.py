@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from radiobject.cli._args import int_in, positive_int
 from radiobject.convert import (
     COMPRESSIONS,
     ConversionPlan,
@@ -16,20 +17,6 @@ from radiobject.convert import (
 )
 
 __all__ = ["register", "run_convert"]
-
-
-def _level(value: str) -> int:
-    n = int(value)
-    if not 1 <= n <= 9:
-        raise argparse.ArgumentTypeError(f"compression level must be 1-9, got {n}")
-    return n
-
-
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 def register(subparsers: Any) -> None:
@@ -43,14 +30,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF files or folders")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--workers", type=_positive, default=None, help="parallel workers (default: CPU count)")
+    p.add_argument("--workers", type=positive_int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--executor", choices=("thread", "process"), default="thread",
                    help="worker kind (default: thread)")
-    p.add_argument("--chunk-size", type=_positive, default=None,
+    p.add_argument("--chunk-size", type=positive_int, default=None,
                    help="y/x chunk edge in pixels (default: auto, about 32 MB per chunk over all channels)")
     p.add_argument("--compression", choices=COMPRESSIONS, default="blosc", help="codec (default: blosc)")
-    p.add_argument("--compression-level", type=_level, default=5, help="1 (fast) .. 9 (small); default 5")
-    p.add_argument("--pyramid-levels", type=_positive, default=None,
+    p.add_argument("--compression-level", type=int_in(1, 9, "compression level"), default=5, help="1 (fast) .. 9 (small); default 5")
+    p.add_argument("--pyramid-levels", type=positive_int, default=None,
                    help="levels including full resolution (default: halve until <= 512 px)")
     p.add_argument("--regions", nargs="+", default=None, metavar="R", help="only these regions (e.g. R000 R001)")
     p.add_argument("--ngff-version", choices=("0.5", "0.4"), default="0.5",

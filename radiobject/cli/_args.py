@@ -1,0 +1,22 @@
+"""Argument types shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def int_in(lo: int, hi: int | None = None, what: str = "value") -> Callable[[str], int]:
+    """An argparse type accepting integers in ``[lo, hi]`` (no upper bound when ``hi`` is None)."""
+
+    def parse(text: str) -> int:
+        n = int(text)
+        if n < lo or (hi is not None and n > hi):
+            bound = f"{lo}-{hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, got {n}")
+        return n
+
+    return parse
+
+
+positive_int = int_in(1, what="count")
