@@ -1,0 +1,126 @@
+"""Grid inference aggregation into a NEW collection of the store, out of core.
+
+``GridAggregator`` receives model outputs for the grid patches of ``create_inference_dataloader``
+(in any order), accumulates them per volume (a running sum and a coverage count, only for
+volumes with patches still missing), and as soon as a volume's last patch arrives it averages the
+overlaps, optionally takes the arg-max, and writes the volume through the store's own write path
+(``RadiObject.add_collection`` -> ``VolumeCollection.write`` with an ``IngestItem``) with the
+subject's affine. Memory holds only the volumes in flight (one or two with an ordered loader),
+never the whole prediction set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from radiobject.bulk import IngestItem
+from radiobject.collection import VolumeCollection
+from radiobject.formats.image import ImageData
+from radiobject.options import WriteOptions
+from radiobject.radi_object import RadiObject
+
+from ml.datasets import GridPatchDataset
+from ml.sampling import patch_slices
+
+__all__ = ["GridAggregator"]
+
+
+class GridAggregator:
+    """Collects patch predictions and writes each finished volume into collection ``name``.
+
+    Args:
+        radi: the store to write into (a new collection is created; it must not exist yet unless
+            ``exist_ok``).
+        dataset: the ``GridPatchDataset`` of the inference loader (its grid tells when a volume is
+            complete).
+        name: the new collection's name.
+        argmax: store ``argmax`` over channels (uint8 labels) instead of the averaged channels.
+        dtype: stored dtype of averaged predictions (float32 default).
+        options: write options (default: the store's backend).
+    """
+
+    def __init__(self, radi: RadiObject, dataset: GridPatchDataset, name: str, *, argmax: bool = False,
+                 dtype: Any = np.float32, options: WriteOptions | None = None, exist_ok: bool = False) -> None:
+        self.radi = RadiObject.open(radi.location)  # fresh: sees collections written since radi was opened
+        if name in self.radi.collection_names and not exist_ok:
+            raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
+        self.dataset = dataset
+        self.name = name
+        self.argmax = argmax
+        self.dtype = np.dtype(dtype)
+        self.options = options or WriteOptions(backend=radi.backend_name)
+        self._sum: dict[int, np.ndarray] = {}
+        self._count: dict[int, np.ndarray] = {}
+        self._seen: dict[int, set[int]] = {}
+        self.written: list[str] = []
+
+    @property
+    def in_flight(self) -> int:
+        """Volumes with some but not all patches received."""
+        return len(self._sum)
+
+    def add_batch(self, predictions: torch.Tensor | np.ndarray, batch: dict[str, Any]) -> list[str]:
+        """Adds a batch of outputs ``(B, C, *patch)`` for the batch's samples; returns subjects written."""
+        preds = predictions.detach().float().cpu().numpy() if isinstance(predictions, torch.Tensor) \
+            else np.asarray(predictions, dtype=np.float32)
+        indices = batch["index"]
+        indices = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
+        done = []
+        for k, index in enumerate(indices):
+            done += self.add(int(index), preds[k])
+        return done
+
+    def add(self, index: int, prediction: np.ndarray) -> list[str]:
+        """Adds the output ``(C, *patch)`` of grid sample ``index``; writes its volume when complete."""
+        ds = self.dataset
+        subj = ds.subject_of(index)
+        shape = ds.reader.shapes[subj]
+        pred = np.asarray(prediction, dtype=np.float32)
+        if pred.ndim == 3:
+            pred = pred[None]
+        if tuple(pred.shape[1:]) != ds.patch_size:
+            raise ValueError(f"prediction of shape {pred.shape} does not match patch {ds.patch_size} "
+                             f"(subject {ds.reader.subject_ids[subj]!r})")
+        seen = self._seen.setdefault(subj, set())
+        if index in seen:
+            return []
+        if subj not in self._sum:
+            self._sum[subj] = np.zeros((pred.shape[0], *shape), np.float32)
+            self._count[subj] = np.zeros(shape, np.uint16)
+        origin = ds.origins[subj][index - ds.patches_of(subj).start]
+        src, dst = patch_slices(origin, ds.patch_size, shape)
+        self._sum[subj][(slice(None), *src)] += pred[(slice(None), *dst)]
+        self._count[subj][src] += 1
+        seen.add(index)
+        if len(seen) == len(ds.patches_of(subj)):
+            return [self._write(subj)]
+        return []
+
+    def _write(self, subj: int) -> str:
+        total, count = self._sum.pop(subj), self._count.pop(subj)
+        self._seen[subj] = set(self.dataset.patches_of(subj))
+        mean = total / np.maximum(count, 1)[None]
+        if self.argmax:
+            out = np.argmax(mean, axis=0).astype(np.uint8)
+        else:
+            out = (mean[0] if mean.shape[0] == 1 else np.moveaxis(mean, 0, -1)).astype(self.dtype)
+        reader = self.dataset.reader
+        sid = reader.subject_ids[subj]
+        image = ImageData(out, reader.affine(subj), {"prediction_of": list(reader.modalities)}, f"prediction:{sid}")
+        self.radi.add_collection(self.name, [IngestItem(sid, sid, image, {}, image.source)], options=self.options)
+        self.written.append(sid)
+        return sid
+
+    def finalize(self, subjects: Sequence[str] | None = None) -> VolumeCollection:
+        """Checks that every volume was completed and returns the new collection (compacted)."""
+        if self._sum:
+            missing = [self.dataset.reader.subject_ids[s] for s in self._sum]
+            raise RuntimeError(f"collection {self.name!r}: patches missing for subjects {missing}")
+        radi = RadiObject.open(self.radi.location)
+        coll = radi[self.name]
+        coll.compact()
+        return coll

@@ -1,0 +1,341 @@
+"""Thin map-style datasets over a ``VolumeReader``: full volume, random patch, 2D slice, grid patch.
+
+Samples are plain dicts that MONAI dict transforms (``keys=["image", "label"]``) and TorchIO
+transforms (``include=["image", "label"], label_keys=["label"]``) accept unchanged:
+
+* ``image``: float32 tensor ``(C, *spatial)``, modalities stacked as channels;
+* ``label``: integer tensor ``(1, *spatial)`` (when the reader has a label collection);
+* ``subject_id`` (str), ``index`` (int, the sample index);
+* ``affine``: float64 ``(4, 4)`` of the sample itself (shifted to the patch / slice origin);
+* ``spacing``: float64 ``(3,)`` mm; ``patch_origin``: int64 ``(3,)`` voxel origin in the volume.
+
+Randomness is a pure function of ``(seed, epoch, index)`` (``ml.sampling.item_rng`` with the global
+sample index), so patches differ every epoch, a rerun repeats them, and they do not depend on the
+world size or on ``num_workers`` (an elastic resume draws the very patches the first run would have).
+Indices may be ints or ``(epoch, index)`` pairs (what ``ml.distributed.RadiSampler`` yields, so the
+epoch reaches persistent workers). An exception while loading surfaces as a ``SampleError`` naming
+the subject.
+
+Batched reads: the loader factories set ``batched_reads`` and use :func:`collate`; then, when a
+dataset has no per-sample transforms, ``__getitems__`` reads a whole batch of patches straight into
+one preallocated ``(B, C, *patch)`` buffer (one copy from the cache, or the store decoding straight
+into it) and returns it already collated, identical to collating the samples one by one.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from radiobject.errors import RadiObjectError
+
+from ml.cache import InMemoryCache, NoCache
+from ml.reader import VolumeReader, as_region
+from ml.sampling import (
+    class_ratio_patch_origins,
+    foreground_patch_origins,
+    grid_patch_origins,
+    item_rng,
+    uniform_patch_origins,
+)
+
+__all__ = [
+    "GridPatchDataset",
+    "LoadingMode",
+    "PatchDataset",
+    "RadiDataset",
+    "SampleError",
+    "SliceDataset",
+    "VolumeDataset",
+    "collate",
+]
+
+Transform = Callable[[dict[str, Any]], Any]
+
+
+def collate(batch: Any) -> Any:
+    """``default_collate``, except that a batch already collated by ``__getitems__`` passes through."""
+    if isinstance(batch, dict):
+        return batch
+    return default_collate(batch)
+
+
+class LoadingMode(str, enum.Enum):
+    """What one sample is: a whole volume, a random patch, or a 2D slice."""
+
+    FULL_VOLUME = "full_volume"
+    PATCH = "patch"
+    SLICE_2D = "slice_2d"
+
+
+class SampleError(RadiObjectError):
+    """Loading or transforming one sample failed; the message names the subject and the store."""
+
+
+class RadiDataset(Dataset):
+    """Base class: index bookkeeping, epoch, transforms and error naming. Subclasses build samples."""
+
+    def __init__(self, reader: VolumeReader, *, transforms: Transform | None = None, seed: int = 0) -> None:
+        self.reader = reader
+        self.transforms = transforms
+        self.seed = int(seed)
+        self.epoch = 0
+        #: When set, every epoch draws like this one (validation: the same patches every epoch).
+        self.fixed_epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for plain-int indices (the sampler passes it along with each index otherwise)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def subject_of(self, index: int) -> int:
+        """The reader position of the subject sample ``index`` comes from."""
+        raise NotImplementedError
+
+    def build(self, index: int, epoch: int) -> dict[str, Any]:
+        """The untransformed sample ``index`` of ``epoch``."""
+        raise NotImplementedError
+
+    #: Set by the loader factories together with ``collate``: ``__getitems__`` may then return a
+    #: whole batch read straight into one preallocated buffer (when there are no transforms).
+    batched_reads = False
+
+    def _key(self, key: int | tuple[int, int]) -> tuple[int, int]:
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
+        if self.fixed_epoch is not None:
+            epoch = self.fixed_epoch
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample {index} out of range for {len(self)} samples")
+        return epoch, index
+
+    def _error(self, index: int, epoch: int, exc: Exception) -> SampleError:
+        try:
+            subject = self.reader.subject_ids[self.subject_of(index)]
+        except Exception:  # noqa: BLE001
+            subject = "?"
+        return SampleError(f"subject {subject!r} (sample {index}, epoch {epoch}) of store "
+                           f"{self.reader.location.uri}: {type(exc).__name__}: {exc}")
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = self._key(key)
+        try:
+            sample = self.build(index, epoch)
+            return self.transforms(sample) if self.transforms is not None else sample
+        except Exception as exc:  # noqa: BLE001 - re-raised with the subject named
+            raise self._error(index, epoch, exc) from exc
+
+    def __getitems__(self, keys: list[Any]) -> Any:
+        """A batch: collated directly when ``batched_reads`` and no transforms, else a list of samples."""
+        if self.batched_reads and self.transforms is None and hasattr(self, "build_batch"):
+            return self.build_batch([self._key(k) for k in keys])
+        return [self[k] for k in keys]
+
+    def _sample(self, index: int, subj: int, image: np.ndarray, label: np.ndarray | None,
+                origin: Sequence[int]) -> dict[str, Any]:
+        affine = self.reader.affine(subj).copy()
+        affine[:3, 3] += affine[:3, :3] @ np.asarray(origin, dtype=np.float64)
+        out: dict[str, Any] = {"image": torch.from_numpy(image)}
+        if label is not None:
+            out["label"] = torch.from_numpy(label)
+        out["subject_id"] = self.reader.subject_ids[subj]
+        out["index"] = index
+        out["affine"] = torch.from_numpy(affine)
+        out["spacing"] = torch.from_numpy(self.reader.spacing(subj))
+        out["patch_origin"] = torch.as_tensor(np.asarray(origin, dtype=np.int64))
+        return out
+
+
+class VolumeDataset(RadiDataset):
+    """One sample per subject: the whole volume (``LoadingMode.FULL_VOLUME``)."""
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def subject_of(self, index: int) -> int:
+        return index
+
+    def build(self, index: int, epoch: int) -> dict[str, Any]:
+        r = self.reader
+        image = np.ascontiguousarray(r.read_image(index))
+        label = np.ascontiguousarray(r.read_label(index)) if r.label else None
+        return self._sample(index, index, image, label, (0, 0, 0))
+
+
+class PatchDataset(RadiDataset):
+    """``patches_per_volume`` random patches per subject per epoch (``LoadingMode.PATCH``).
+
+    Sample ``k`` is patch ``k % patches_per_volume`` of subject ``k // patches_per_volume``; the
+    samplers of ``ml.distributed`` keep a subject's patches consecutive, so with
+    ``patches_per_volume > 1`` one volume load serves them all (like TorchIO's ``Queue``): when the
+    reader has no cache, a small per-process buffer of ``volume_buffer_bytes`` keeps recent volumes.
+
+    Args:
+        patch_size: patch shape (3 ints); patches larger than the volume are zero-padded.
+        sampler: ``"uniform"``, ``"foreground"`` (centred on a label voxel with probability
+            ``foreground_prob``) or a ``{label value: weight}`` mapping (class ratios; key 0 =
+            uniform). Label-driven modes use foreground indices stored beside each label volume.
+    """
+
+    def __init__(
+        self,
+        reader: VolumeReader,
+        patch_size: Sequence[int],
+        *,
+        patches_per_volume: int = 1,
+        sampler: str | Mapping[int, float] = "uniform",
+        foreground_prob: float = 0.5,
+        transforms: Transform | None = None,
+        seed: int = 0,
+        volume_buffer_bytes: int = 512 << 20,
+    ) -> None:
+        if patches_per_volume < 1:
+            raise ValueError(f"patches_per_volume must be >= 1, got {patches_per_volume}")
+        if sampler != "uniform" and reader.label is None:
+            raise ValueError(f"sampler {sampler!r} needs a label collection")
+        if patches_per_volume > 1 and isinstance(reader.cache, NoCache) and volume_buffer_bytes > 0:
+            reader = reader.with_cache(InMemoryCache(volume_buffer_bytes))
+        super().__init__(reader, transforms=transforms, seed=seed)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        if len(self.patch_size) != 3:
+            raise ValueError(f"patch_size must be 3 ints, got {patch_size!r}")
+        self.patches_per_volume = int(patches_per_volume)
+        self.sampler = sampler
+        self.foreground_prob = float(foreground_prob)
+
+    def __len__(self) -> int:
+        return len(self.reader) * self.patches_per_volume
+
+    def subject_of(self, index: int) -> int:
+        return index // self.patches_per_volume
+
+    def origin(self, index: int, epoch: int) -> np.ndarray:
+        """The patch origin of sample ``index`` in ``epoch`` (pure function of seed, epoch, index)."""
+        subj = self.subject_of(index)
+        rng = item_rng(self.seed, epoch, index)
+        shape = self.reader.shapes[subj]
+        if self.sampler == "uniform":
+            return uniform_patch_origins(shape, self.patch_size, 1, rng)[0]
+        from ml.foreground import foreground_index
+
+        fg = foreground_index(self.reader, subj)
+        sid = self.reader.subject_ids[subj]
+        if self.sampler == "foreground":
+            draw = foreground_patch_origins(fg, self.patch_size, 1, rng, foreground_prob=self.foreground_prob,
+                                            subject=sid)
+        elif isinstance(self.sampler, Mapping):
+            draw = class_ratio_patch_origins(fg, self.patch_size, 1, rng, ratios=self.sampler, subject=sid)
+        else:
+            raise ValueError(f"unknown sampler {self.sampler!r}: use 'uniform', 'foreground' or a ratio mapping")
+        return draw.origins[0]
+
+    def build(self, index: int, epoch: int) -> dict[str, Any]:
+        subj = self.subject_of(index)
+        origin = self.origin(index, epoch)
+        image, label = self.reader.read_patch(subj, origin, self.patch_size)
+        return self._sample(index, subj, image, label, origin)
+
+    def build_batch(self, keys: list[tuple[int, int]]) -> dict[str, Any]:
+        """The collated batch of ``(epoch, index)`` keys, each patch read once into one buffer."""
+        r = self.reader
+        subjects = [self.subject_of(i) for _, i in keys]
+        channels = {r.num_channels(s) for s in subjects}
+        if len(channels) != 1:  # mixed channel counts cannot share a buffer: per-sample path
+            return collate([self[k] for k in keys])
+        image = np.empty((len(keys), channels.pop(), *self.patch_size), np.float32)
+        label = np.empty((len(keys), 1, *self.patch_size), r.label_dtype()) if r.label else None
+        origins = np.empty((len(keys), 3), np.int64)
+        affines = np.empty((len(keys), 4, 4), np.float64)
+        for k, ((epoch, index), subj) in enumerate(zip(keys, subjects)):
+            try:
+                origins[k] = self.origin(index, epoch)
+                r.read_patch_into(subj, origins[k], self.patch_size, image[k], label[k] if label is not None else None)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the subject named
+                raise self._error(index, epoch, exc) from exc
+            affines[k] = r.affine(subj)
+            affines[k, :3, 3] += affines[k, :3, :3] @ origins[k].astype(np.float64)
+        out: dict[str, Any] = {"image": torch.from_numpy(image)}
+        if label is not None:
+            out["label"] = torch.from_numpy(label)
+        out["subject_id"] = [r.subject_ids[s] for s in subjects]
+        out["index"] = torch.tensor([i for _, i in keys], dtype=torch.int64)
+        out["affine"] = torch.from_numpy(affines)
+        out["spacing"] = torch.from_numpy(np.stack([r.spacing(s) for s in subjects]))
+        out["patch_origin"] = torch.from_numpy(origins)
+        return out
+
+
+class SliceDataset(RadiDataset):
+    """Every 2D slice along ``plane`` of every subject (``LoadingMode.SLICE_2D``).
+
+    ``plane``: ``"axial"``, ``"coronal"``, ``"sagittal"`` (resolved per subject from its affine) or
+    an array axis (0, 1, 2). Images are ``(C, a, b)``: the two remaining array axes, in array order.
+    """
+
+    def __init__(self, reader: VolumeReader, plane: str | int = "axial", *, transforms: Transform | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(reader, transforms=transforms, seed=seed)
+        self.plane = plane
+        counts = [reader.shapes[i][reader.slice_region(i, plane, 0)[1]] for i in range(len(reader))]
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def subject_of(self, index: int) -> int:
+        return int(np.searchsorted(self._starts, index, side="right") - 1)
+
+    def build(self, index: int, epoch: int) -> dict[str, Any]:
+        subj = self.subject_of(index)
+        position = index - int(self._starts[subj])
+        region, axis = self.reader.slice_region(subj, self.plane, position)
+        image = np.ascontiguousarray(np.squeeze(self.reader.read_image(subj, region), axis=1 + axis))
+        label = None
+        if self.reader.label:
+            label = np.ascontiguousarray(np.squeeze(self.reader.read_label(subj, region), axis=1 + axis))
+        return self._sample(index, subj, image, label, [r.start for r in region])
+
+
+class GridPatchDataset(RadiDataset):
+    """A regular grid of patches over every subject, for sliding-window inference.
+
+    Origins come from ``ml.sampling.grid_patch_origins`` (``overlap`` as in MONAI's
+    ``sliding_window_inference``); patches larger than a volume are zero-padded at the end.
+    Pair with ``ml.aggregate.GridAggregator`` to write predictions back into the store.
+    """
+
+    def __init__(self, reader: VolumeReader, patch_size: Sequence[int], *, overlap: float = 0.0,
+                 transforms: Transform | None = None, with_label: bool = False) -> None:
+        super().__init__(reader, transforms=transforms)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.overlap = overlap
+        self.with_label = with_label
+        self.origins = [grid_patch_origins(s, self.patch_size, overlap) for s in reader.shapes]
+        self._starts = np.concatenate([[0], np.cumsum([len(o) for o in self.origins])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def subject_of(self, index: int) -> int:
+        return int(np.searchsorted(self._starts, index, side="right") - 1)
+
+    def patches_of(self, subject: int) -> range:
+        """The sample indices of one subject's grid."""
+        return range(int(self._starts[subject]), int(self._starts[subject + 1]))
+
+    def build(self, index: int, epoch: int) -> dict[str, Any]:
+        subj = self.subject_of(index)
+        origin = self.origins[subj][index - int(self._starts[subj])]
+        image, label = self.reader.read_patch(subj, origin, self.patch_size, with_label=self.with_label)
+        return self._sample(index, subj, image, label, origin)
+
+
+def region_of(origin: Sequence[int], patch_size: Sequence[int]) -> tuple[slice, ...]:
+    """Slices of a patch (helper for users cropping their own arrays the same way)."""
+    return as_region(origin, patch_size)

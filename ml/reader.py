@@ -1,0 +1,364 @@
+"""``VolumeReader``: a frozen, picklable handle on (subjects x collections) of a store, for loaders.
+
+The reader carries only plain data (the store's ``StoreLocation``, collection names, subject and
+obs IDs, shapes and affines) plus a cache object. Everything that holds an open backend handle (the
+``RadiObject``, its collections and ``Volume`` objects) is created lazily in the process that reads
+and is re-created when the process ID changes, so one reader may be pickled into DataLoader workers
+under ``fork``, ``spawn`` or ``forkserver``, or inherited by a forked child, without ever sharing a
+TileDB context or a tensorstore handle across processes.
+
+Reads go through the cache: when a cache is configured and a whole volume fits its budget, the
+whole volume is cached once (decoded) and patches are cropped from it; otherwise only the chunks a
+region touches are read from the store.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from radiobject.errors import AlignmentError, NotFoundError
+from radiobject.geometry import plane_axis
+from radiobject.radi_object import RadiObject
+from radiobject.storage.location import StoreLocation
+from radiobject.volume import Volume
+
+from ml.cache import Cache, NoCache, cache_key
+
+__all__ = ["VolumeReader", "as_region"]
+
+Region = tuple[slice, ...]
+
+
+def as_region(origin: Sequence[int], size: Sequence[int]) -> Region:
+    """``origin`` / ``size`` -> a tuple of slices (no clipping)."""
+    return tuple(slice(int(o), int(o) + int(s)) for o, s in zip(origin, size, strict=True))
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeReader:
+    """Subjects x collections of one store, readable from any process.
+
+    Attributes:
+        location: where the store lives (``radi.location``).
+        modalities: image collections, stacked as channels in this order.
+        label: the label collection, or ``None``.
+        subject_ids: the subjects, in dataset order.
+        obs_ids: per subject, the obs ID in each of ``modalities`` (+ ``label`` last when set).
+        shapes: per subject, the spatial (first three axes) shape, shared by all its volumes.
+        affines: per subject, the 4x4 affine flattened to 16 floats.
+        cache: where decoded volumes are kept (``NoCache()`` by default).
+    """
+
+    location: StoreLocation
+    modalities: tuple[str, ...]
+    label: str | None
+    subject_ids: tuple[str, ...]
+    obs_ids: tuple[tuple[str, ...], ...]
+    shapes: tuple[tuple[int, ...], ...]
+    affines: tuple[tuple[float, ...], ...]
+    cache: Cache = field(default_factory=NoCache)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_radi(
+        cls,
+        radi: RadiObject,
+        modalities: Sequence[str] | str,
+        label: str | None = None,
+        *,
+        cache: Cache | None = None,
+        subjects: Sequence[str] | None = None,
+        atol: float = 1e-4,
+    ) -> "VolumeReader":
+        """A reader over ``radi``'s subjects (or ``subjects``) having a volume in every collection.
+
+        Reads only the ``obs`` tables (no pixels). Raises ``NotFoundError`` for an unknown
+        collection or a subject that lacks one of the collections, and ``AlignmentError`` when a
+        subject's volumes differ in spatial shape or affine.
+        """
+        mods = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        if not mods:
+            raise ValueError("VolumeReader: give at least one image collection in modalities")
+        names = [*mods, label] if label else list(mods)
+        wanted = list(subjects) if subjects is not None else radi.obs_subject_ids
+        rows: dict[str, dict[str, tuple[str, tuple[int, ...], tuple[float, ...]]]] = {}
+        for name in names:
+            obs = radi[name].obs
+            per: dict[str, tuple[str, tuple[int, ...], tuple[float, ...]]] = {}
+            for r in obs.to_dict("records"):
+                sid = str(r["obs_subject_id"])
+                if sid in per:
+                    raise AlignmentError(sid, f"has several volumes in collection {name!r}; select one per subject")
+                per[sid] = (str(r["obs_id"]), tuple(int(s) for s in r["shape"]), tuple(float(v) for v in r["affine"]))
+            rows[name] = per
+        obs_ids, shapes, affines = [], [], []
+        for sid in wanted:
+            ids = []
+            first: tuple[str, tuple[int, ...], tuple[float, ...]] | None = None
+            for name in names:
+                if sid not in rows[name]:
+                    raise NotFoundError("subject", sid, f"collection {name!r} of {radi.uri}")
+                oid, shape, aff = rows[name][sid]
+                ids.append(oid)
+                if first is None:
+                    first = (name, shape, aff)
+                    continue
+                if shape[:3] != first[1][:3]:
+                    raise AlignmentError(sid, f"shape {shape} in {name!r} != {first[1]} in {first[0]!r}")
+                if not np.allclose(aff, first[2], atol=atol):
+                    raise AlignmentError(sid, f"affine of {name!r} differs from {first[0]!r}")
+            assert first is not None
+            obs_ids.append(tuple(ids))
+            shapes.append(tuple(first[1][:3]))
+            affines.append(first[2])
+        return cls(radi.location, mods, label, tuple(wanted), tuple(obs_ids), tuple(shapes), tuple(affines),
+                   cache if cache is not None else NoCache())
+
+    def subset(self, indices: Sequence[int]) -> "VolumeReader":
+        """A reader over the subjects at ``indices`` (same store, same cache)."""
+        idx = [int(i) for i in indices]
+        return VolumeReader(self.location, self.modalities, self.label,
+                            tuple(self.subject_ids[i] for i in idx), tuple(self.obs_ids[i] for i in idx),
+                            tuple(self.shapes[i] for i in idx), tuple(self.affines[i] for i in idx), self.cache)
+
+    def with_cache(self, cache: Cache) -> "VolumeReader":
+        """The same reader reading through ``cache``."""
+        return VolumeReader(self.location, self.modalities, self.label, self.subject_ids, self.obs_ids,
+                            self.shapes, self.affines, cache)
+
+    # --------------------------------------------------------- per-process state
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    def _local(self) -> dict[str, Any]:
+        """This process's open objects; rebuilt after ``fork`` (PID check) or unpickling."""
+        local = self.__dict__.get("_proc")
+        if local is None or local["pid"] != os.getpid():
+            local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}}
+            object.__setattr__(self, "_proc", local)
+        return local
+
+    @property
+    def radi(self) -> RadiObject:
+        """The store, opened once per process from ``location``."""
+        local = self._local()
+        if local["radi"] is None:
+            local["radi"] = RadiObject.open(self.location)
+        return local["radi"]
+
+    def volume(self, index: int, collection: str) -> Volume:
+        """The ``Volume`` of subject ``index`` in ``collection`` (opened once per process)."""
+        local = self._local()
+        key = (index, collection)
+        vol = local["volumes"].get(key)
+        if vol is None:
+            names = [*self.modalities, self.label] if self.label else list(self.modalities)
+            try:
+                oid = self.obs_ids[index][names.index(collection)]
+            except ValueError:
+                raise NotFoundError("collection", collection, "this reader") from None
+            vol = self.radi[collection].volume(oid)
+            local["volumes"][key] = vol
+        return vol
+
+    # -------------------------------------------------------------------- facts
+    def __len__(self) -> int:
+        return len(self.subject_ids)
+
+    def __repr__(self) -> str:
+        return (f"VolumeReader({self.location.uri!r}, modalities={list(self.modalities)}, label={self.label!r}, "
+                f"subjects={len(self)}, cache={type(self.cache).__name__})")
+
+    def affine(self, index: int) -> np.ndarray:
+        """4x4 float64 affine of subject ``index``."""
+        return np.asarray(self.affines[index], dtype=np.float64).reshape(4, 4)
+
+    def spacing(self, index: int) -> np.ndarray:
+        """Voxel size (mm) along the three array axes."""
+        return np.sqrt((self.affine(index)[:3, :3] ** 2).sum(axis=0))
+
+    def index_of(self, subject_id: str) -> int:
+        """Position of ``subject_id`` in this reader."""
+        try:
+            return self.subject_ids.index(subject_id)
+        except ValueError:
+            raise NotFoundError("subject", subject_id, repr(self)) from None
+
+    def num_channels(self, index: int = 0) -> int:
+        """Image channels of a subject: one per 3D modality, ``t`` per 4D (x, y, z, t) modality."""
+        local = self._local()
+        if index not in local["channels"]:
+            local["channels"][index] = sum(
+                1 if self.volume(index, m).ndim == 3 else int(np.prod(self.volume(index, m).shape[3:]))
+                for m in self.modalities)
+        return local["channels"][index]
+
+    # -------------------------------------------------------------------- reads
+    def read_raw(self, index: int, collection: str, region: Region | None = None) -> np.ndarray:
+        """A region (spatial slices; trailing axes whole) of one volume, stored dtype, through the cache.
+
+        With a cache whose budget holds the whole volume, the whole volume is cached (decoded once
+        per process, or once per node for shared-memory / disk caches) and the region is a view of
+        it (read-only). Otherwise only the chunks the region touches are read.
+        """
+        vol = self.volume(index, collection)
+        full_region = region is None
+        if region is None:
+            region = tuple(slice(0, s) for s in vol.shape[:3])
+        region = tuple(region) + (slice(None),) * (vol.ndim - len(region))
+        cache = self.cache
+        if not isinstance(cache, NoCache) and vol.nbytes <= cache.max_bytes:
+            key = cache_key(self.location.uri, collection, self.obs_ids[index][self._col(collection)])
+            full = cache.get_or_load(key, vol.to_numpy)
+            return full if full_region else full[region]
+        return vol.read(region)
+
+    def _col(self, collection: str) -> int:
+        names = [*self.modalities, self.label] if self.label else list(self.modalities)
+        return names.index(collection)
+
+    def read_image(self, index: int, region: Region | None = None, *, dtype: Any = np.float32) -> np.ndarray:
+        """Channels-first image ``(C, *region)``: modalities stacked (4D ones contribute ``t`` channels).
+
+        Intensities are converted to ``dtype`` with any stored NIfTI ``scl_slope`` / ``scl_inter``.
+        """
+        parts = []
+        for m in self.modalities:
+            data = self.read_raw(index, m, region)
+            vol = self.volume(index, m)
+            if data.ndim == 3:
+                data = data[None]  # a view: the dtype conversion below makes the only copy
+            else:  # (x, y, z, t...) -> channels first
+                data = np.moveaxis(data.reshape(*data.shape[:3], -1), -1, 0)
+            parts.append(_scaled(data, vol.metadata, dtype))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def read_label(self, index: int, region: Region | None = None) -> np.ndarray:
+        """Label ``(1, *region)`` in its stored integer dtype (bool -> uint8; >32-bit unsigned -> int64)."""
+        if self.label is None:
+            raise ValueError(f"{self!r} has no label collection")
+        data = np.asarray(self.read_raw(index, self.label, region))
+        return _label_dtype(data)[None]
+
+    def read_patch(self, index: int, origin: Sequence[int], patch_size: Sequence[int], *,
+                   with_label: bool = True, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+        """Image ``(C, *patch)`` and label ``(1, *patch)`` at ``origin``; outside the volume is 0."""
+        from ml.sampling import patch_slices
+
+        shape = self.shapes[index]
+        src, dst = patch_slices(origin, patch_size, shape)
+        inside = all(d.start == 0 and d.stop == p for d, p in zip(dst, patch_size, strict=True))
+        image = self.read_image(index, src, dtype=dtype)
+        label = self.read_label(index, src) if (with_label and self.label) else None
+        if not inside:
+            image = _pad_into(image, dst, patch_size)
+            label = _pad_into(label, dst, patch_size) if label is not None else None
+        return np.ascontiguousarray(image), (np.ascontiguousarray(label) if label is not None else None)
+
+    def read_patch_into(self, index: int, origin: Sequence[int], patch_size: Sequence[int], image: np.ndarray,
+                        label: np.ndarray | None = None) -> None:
+        """Writes the patch at ``origin`` into preallocated ``image`` ``(C, *patch)`` (and ``label`` ``(1, *patch)``).
+
+        The only copy is the one into ``image``: from the cached volume, or, without a cache, the
+        store decodes straight into the buffer when the patch lies inside the volume. Outside the
+        volume the buffers are zero-filled.
+        """
+        from ml.sampling import patch_slices
+
+        src, dst = patch_slices(origin, patch_size, self.shapes[index])
+        inside = all(d.start == 0 and d.stop == p for d, p in zip(dst, patch_size, strict=True))
+        if not inside:
+            image[...] = 0
+            if label is not None:
+                label[...] = 0
+        c = 0
+        for m in self.modalities:
+            vol = self.volume(index, m)
+            n = 1 if vol.ndim == 3 else int(np.prod(vol.shape[3:]))
+            target = image[(slice(c, c + n), *dst)]
+            self._read_into(index, m, src, target)
+            slope, inter = vol.metadata.get("scl_slope"), vol.metadata.get("scl_inter")
+            if slope not in (None, 0) and not (slope == 1 and not inter):
+                target *= np.asarray(slope, dtype=target.dtype)
+                target += np.asarray(inter or 0.0, dtype=target.dtype)
+            c += n
+        if label is not None and self.label is not None:
+            self._read_into(index, self.label, src, label[(slice(0, 1), *dst)])
+
+    def _read_into(self, index: int, collection: str, src: Region, target: np.ndarray) -> None:
+        """``target`` ``(n, *region)``: the region of one volume, channels first, converted to its dtype."""
+        vol = self.volume(index, collection)
+        cache = self.cache
+        if isinstance(cache, NoCache) or vol.nbytes > cache.max_bytes:
+            if vol.ndim == 3 and target[0].flags.c_contiguous and target.dtype == vol.dtype:
+                vol.read(src, out=target[0])
+                return
+            block = vol.read(tuple(src) + (slice(None),) * (vol.ndim - 3))
+        else:
+            block = self.read_raw(index, collection, src)
+        if vol.ndim == 3:
+            np.copyto(target[0], block, casting="unsafe")
+        else:
+            np.copyto(target, np.moveaxis(block.reshape(*block.shape[:3], -1), -1, 0), casting="unsafe")
+
+    def label_dtype(self) -> np.dtype:
+        """The dtype labels are delivered in (see ``read_label``)."""
+        if self.label is None:
+            raise ValueError(f"{self!r} has no label collection")
+        return _label_dtype(np.empty(0, self.volume(0, self.label).dtype)).dtype
+
+    def slice_region(self, index: int, plane: str | int, position: int) -> tuple[Region, int]:
+        """Region of one 2D slice: ``plane`` is ``"axial"`` / ``"coronal"`` / ``"sagittal"`` or an array axis."""
+        axis = plane if isinstance(plane, int) else plane_axis(self.affine(index), plane)[0]  # type: ignore[arg-type]
+        shape = self.shapes[index]
+        if not 0 <= position < shape[axis]:
+            raise IndexError(f"slice {position} out of range for axis {axis} of size {shape[axis]} "
+                             f"(subject {self.subject_ids[index]!r})")
+        region = [slice(0, s) for s in shape]
+        region[axis] = slice(position, position + 1)
+        return tuple(region), int(axis)
+
+    def scattered_points(self, index: int, points: np.ndarray, collection: str | None = None,
+                         *, threads: int = 8) -> np.ndarray:
+        """Values at integer voxel ``points`` (n, 3) of one volume; each needed chunk read once, in parallel."""
+        from ml.points import scattered_points
+
+        name = collection or self.modalities[0]
+        return scattered_points(self.volume(index, name), points, cache=self.cache, threads=threads,
+                                key_prefix=(self.location.uri, name, self.obs_ids[index][self._col(name)]))
+
+
+def _scaled(data: np.ndarray, metadata: dict[str, Any], dtype: Any) -> np.ndarray:
+    slope, inter = metadata.get("scl_slope"), metadata.get("scl_inter")
+    out = data.astype(dtype, copy=True) if np.dtype(dtype) != data.dtype or not data.flags.writeable else data
+    if slope not in (None, 0) and not (slope == 1 and not inter):
+        out *= np.asarray(slope, dtype=out.dtype)
+        out += np.asarray(inter or 0.0, dtype=out.dtype)
+    return out
+
+
+def _label_dtype(data: np.ndarray) -> np.ndarray:
+    if data.dtype == np.bool_:
+        return data.astype(np.uint8)
+    if data.dtype.kind == "f":
+        return data.astype(np.int64)
+    if data.dtype.kind == "u" and data.dtype.itemsize >= 4:
+        return data.astype(np.int64)
+    if data.dtype.kind == "u" and data.dtype.itemsize == 2:
+        return data.astype(np.int32)
+    return data
+
+
+def _pad_into(data: np.ndarray, dst: Region, patch_size: Sequence[int]) -> np.ndarray:
+    out = np.zeros((data.shape[0], *[int(p) for p in patch_size]), dtype=data.dtype)
+    out[(slice(None), *dst)] = data
+    return out
