@@ -9,7 +9,6 @@ batches for ``state_dict()`` / ``load_state_dict()`` (exact mid-epoch resume) an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from ml.cache import Cache, CacheStrategy, make_cache
 from ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, RadiDataset, SliceDataset, VolumeDataset, collate
 from ml.distributed import RadiSampler
 from ml.reader import VolumeReader
+from ml.threads import worker_init_fn
 
 __all__ = [
     "RadiDataLoader",
@@ -46,21 +46,9 @@ def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True)
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread per library inside each worker process.
-
-    Uses ``ml.threads.worker_init_fn`` when present; otherwise limits torch and the OpenMP/BLAS
-    pools here (decoding threads fight the other workers for the same cores).
-    """
-    try:
-        from ml.threads import worker_init_fn  # type: ignore[import-not-found]
-    except ImportError:
-        worker_init_fn = None
-    if worker_init_fn is not None:
-        worker_init_fn(worker_id)
-        return
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLOSC_NTHREADS"):
-        os.environ[var] = "1"
-    torch.set_num_threads(1)
+    """DataLoader ``worker_init_fn``: one thread per library inside each worker process
+    (decoding threads would fight the other workers for the same cores); see ``ml.threads``."""
+    worker_init_fn(worker_id)
 
 
 class RadiDataLoader(DataLoader):

@@ -71,7 +71,8 @@ def scattered_points(
         if isinstance(cache, NoCache):
             block = volume.read(region)
         else:
-            block = cache.get_or_load(cache_key(*prefix, region), lambda: volume.read(region))
+            key = cache_key(*prefix, region, version=volume.info.version)
+            block = cache.get_or_load(key, lambda: volume.read(region))
         mine = order[bounds[k]:bounds[k + 1]]
         local = pts[mine] - lo
         out[mine] = block[local[:, 0], local[:, 1], local[:, 2]]

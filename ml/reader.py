@@ -217,7 +217,8 @@ class VolumeReader:
         region = tuple(region) + (slice(None),) * (vol.ndim - len(region))
         cache = self.cache
         if not isinstance(cache, NoCache) and vol.nbytes <= cache.max_bytes:
-            key = cache_key(self.location.uri, collection, self.obs_ids[index][self._col(collection)])
+            key = cache_key(self.location.uri, collection, self.obs_ids[index][self._col(collection)],
+                            version=vol.info.version)  # a rewritten volume is never served stale
             full = cache.get_or_load(key, vol.to_numpy)
             return full if full_region else full[region]
         return vol.read(region)
