@@ -142,13 +142,16 @@ def _loader(dataset: RadiDataset, sampler: RadiSampler, *, batch_size: int, num_
             pin_memory: bool | None, device: torch.device | str | None, persistent_workers: bool | None,
             prefetch_factor: int | None, timeout: float, multiprocessing_context: Any,
             drop_last: bool = False, collate_fn: Callable[[list[Any]], Any] | None = None,
-            worker_init_fn: Callable[[int], None] | None = None, worker_mode: str = "processes") -> RadiDataLoader:
+            worker_init_fn: Callable[[int], None] | None = None, worker_mode: str = "auto") -> RadiDataLoader:
     cuda = torch.cuda.is_available()
     dev = torch.device(device) if device is not None else None
     if pin_memory is None:
         pin_memory = cuda and (dev is None or dev.type == "cuda")
-    if worker_mode not in ("processes", "threads"):
-        raise ValueError(f"worker_mode must be 'processes' or 'threads', got {worker_mode!r}")
+    if worker_mode not in ("auto", "processes", "threads"):
+        raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {worker_mode!r}")
+    if worker_mode == "auto":  # measured: threads win unless per-sample Python transforms hold the GIL
+        explicit = multiprocessing_context is not None or getattr(dataset, "transforms", None) is not None
+        worker_mode = "processes" if explicit else "threads"
     threads = num_workers if worker_mode == "threads" else 0
     if threads:
         num_workers = 0
@@ -196,7 +199,7 @@ def create_training_dataloader(
     prefetch_factor: int | None = None,
     timeout: float = 0,
     multiprocessing_context: Any = None,
-    worker_mode: str = "processes",
+    worker_mode: str = "auto",
     drop_last: bool = False,
 ) -> RadiDataLoader:
     """Shuffled training batches: random patches (``patch_size``), full volumes or 2D slices.
@@ -217,9 +220,11 @@ def create_training_dataloader(
         device: deliver batches on this device (non-blocking copies); ``pin_memory`` defaults to
             ``True`` when CUDA is present.
         timeout: seconds to wait for a worker batch before raising (0 = forever).
-        worker_mode: ``"processes"`` (DataLoader worker processes) or ``"threads"``: ``num_workers``
-            threads in this process build whole batches (no batch pickling between processes;
-            faster for cached or in-RAM data on few cores; use with the Zarr backend or a cache).
+        worker_mode: ``"threads"``: ``num_workers`` threads in this process build whole batches (no
+            batch pickling between processes; measured faster on few cores); ``"processes"``:
+            DataLoader worker processes; ``"auto"`` (default): processes when ``transforms`` or a
+            ``multiprocessing_context`` is given (per-sample Python transforms hold the GIL),
+            threads otherwise.
     """
     reader = build_reader(radi, modalities, label, cache=cache_strategy, cache_bytes=cache_bytes,
                           cache_path=cache_path, subjects=subjects)
@@ -275,7 +280,7 @@ def create_validation_dataloader(
     prefetch_factor: int | None = None,
     timeout: float = 0,
     multiprocessing_context: Any = None,
-    worker_mode: str = "processes",
+    worker_mode: str = "auto",
     **training_only: Any,
 ) -> RadiDataLoader:
     """Validation batches in a fixed order, each sample exactly once across ranks (no padding).
@@ -325,7 +330,7 @@ def create_inference_dataloader(
     pin_memory: bool | None = None,
     timeout: float = 0,
     multiprocessing_context: Any = None,
-    worker_mode: str = "processes",
+    worker_mode: str = "auto",
     label: str | None = None,
 ) -> RadiDataLoader:
     """Grid patches over every subject (sliding window), in order, each exactly once across ranks.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -69,11 +70,13 @@ class TileDBArray(ArrayHandle):
         self._uri, self._ctx = uri, ctx
         self.spec, self.attrs = spec, attrs
         self._reader: tiledb.DenseArray | None = None
+        self._lock = threading.Lock()  # one query at a time per open array (loader threads share it)
 
     def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
-        if self._reader is None:
-            self._reader = tiledb.open(self._uri, mode="r", ctx=self._ctx)
-        data = self._reader[region]
+        with self._lock:
+            if self._reader is None:
+                self._reader = tiledb.open(self._uri, mode="r", ctx=self._ctx)
+            data = self._reader[region]
         data = data[ATTR] if isinstance(data, Mapping) else data
         if out is None:
             return data

@@ -181,3 +181,24 @@ def test_thread_workers_give_the_same_batches(radi):
     assert got == ref
     with pytest.raises(ValueError, match="worker_mode"):
         create_training_dataloader(radi, num_workers=2, worker_mode="fibers", **kw)
+
+
+def test_auto_worker_mode(radi, tmp_path):
+    kw = dict(modalities=["T1w"], label="seg", patch_size=(6, 6, 6), batch_size=2)
+    plain = create_training_dataloader(radi, num_workers=2, **kw)
+    assert plain.threads == 2 and plain.num_workers == 0  # no per-sample Python: threads (measured faster)
+    with_tf = create_training_dataloader(radi, num_workers=2, transforms=lambda s: s, **kw)
+    assert with_tf.threads == 0 and with_tf.num_workers == 2  # transforms hold the GIL: processes
+    ctx = create_training_dataloader(radi, num_workers=2, multiprocessing_context="spawn", **kw)
+    assert ctx.num_workers == 2
+
+
+def test_thread_worker_error_names_the_subject(tmp_path):
+    import shutil
+
+    store = make_store(tmp_path / "broken", "zarr", n=4, shape=(16, 16, 12))
+    shutil.rmtree(tmp_path / "broken" / "collections" / "T1w" / "volumes" / "sub-01")
+    loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), batch_size=1,
+                                        num_workers=2, worker_mode="threads")
+    with pytest.raises(Exception, match="sub-01"):
+        _epoch(loader, 0)
