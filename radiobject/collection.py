@@ -16,6 +16,7 @@ from radiobject.bulk import IngestItem, IngestReport, Submitter, write_items
 from radiobject.catalog import FORMAT, MARKER, CatalogState
 from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
+from radiobject.frames import CatalogFrame
 from radiobject.ids import validate_collection_name, validate_id
 from radiobject.options import WriteOptions
 from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
@@ -266,12 +267,12 @@ class VolumeCollection:
         return self._state.obs["obs_id"].tolist()
 
     @property
-    def obs(self) -> pd.DataFrame:
+    def obs(self) -> CatalogFrame:
         """One row per volume (of this view, in view order)."""
         df = self._state.obs
-        if self._ids is None:
-            return df.copy()
-        return df.iloc[[self._state.position(i) for i in self._ids]].reset_index(drop=True)
+        if self._ids is not None:
+            df = df.iloc[[self._state.position(i) for i in self._ids]].reset_index(drop=True)
+        return CatalogFrame(df.copy())
 
     @property
     def obs_subject_ids(self) -> list[str]:

@@ -18,6 +18,7 @@ from radiobject.alignment import check_alignment, geometry_of
 from radiobject.collection import VolumeCollection
 from radiobject.errors import AlignmentError, ImageReadError, NotFoundError, StoreExistsError, StoreNotFoundError
 from radiobject.formats.image import ImageData
+from radiobject.frames import CatalogFrame
 from radiobject.geometry import to_canonical
 from radiobject.ids import validate_collection_name, validate_id
 from radiobject.options import WriteOptions
@@ -312,12 +313,15 @@ class RadiObject:
         return list(self._subjects) if self._subjects is not None else self._all_subjects()
 
     @property
-    def obs_meta(self) -> pd.DataFrame:
-        """The subject table (pandas), restricted to and ordered like this object's subjects."""
+    def obs_meta(self) -> CatalogFrame:
+        """The subject table (pandas), restricted to and ordered like this object's subjects.
+
+        ``radi.obs_meta.read()`` returns the same table (the spelling of radiobject 0.1).
+        """
         df = self._full_obs_meta()
-        if self._subjects is None:
-            return df.copy()
-        return df.set_index(SUBJECT).loc[list(self._subjects)].reset_index()
+        if self._subjects is not None:
+            df = df.set_index(SUBJECT).loc[list(self._subjects)].reset_index()
+        return CatalogFrame(df.copy())
 
     @property
     def collection_names(self) -> list[str]:

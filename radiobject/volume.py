@@ -248,6 +248,11 @@ class Volume:
         """Coronal plane ``index`` counted from posterior; result indexed [R-L axis, S-I axis]."""
         return self.plane("coronal", index)
 
+    # the names of radiobject 0.1 (``volume.axial_slice(100)``)
+    axial_slice = axial
+    sagittal_slice = sagittal
+    coronal_slice = coronal
+
     def n_slices(self, plane: Plane) -> int:
         """Number of planes of a kind (the length of the array axis normal to it)."""
         return self.shape[geometry.plane_axis(self.affine, plane)[0]]

@@ -124,3 +124,18 @@ def test_alignment_validation_rejects_before_writing(tmp_path) -> None:
 def test_open_missing_store(tmp_path) -> None:
     with pytest.raises(StoreNotFoundError, match="radiobject.json"):
         RadiObject(str(tmp_path / "nothing"))
+
+
+def test_seed_spellings(cohort) -> None:
+    """What users of radiobject 0.1 type: obs_meta.read(), loc / iloc by ID and position, axial_slice."""
+    radi, t1, _ = cohort
+    obs = radi.obs_meta.read()
+    assert isinstance(obs, pd.DataFrame) and list(obs["obs_subject_id"]) == SUBJECTS
+    assert list(radi.obs_meta.read(columns=["age"]).columns) == ["age"]
+    chosen = obs[obs["site"] == "B"]["obs_subject_id"].tolist()
+    assert chosen == ["P-002", "P-001"]
+    vol = radi.loc["P-002"].T1w.iloc[0]
+    np.testing.assert_array_equal(vol.to_numpy(), t1["P-002"].array)
+    np.testing.assert_array_equal(vol.axial_slice(3), vol.axial(3))
+    assert radi.iloc[3].obs_subject_ids == ["P-001"]
+    assert type(radi.obs_meta[["age"]]) is pd.DataFrame and len(radi.T1w.obs.read()) == 4
