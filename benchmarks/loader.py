@@ -158,7 +158,8 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
         from ml.cache import make_cache
         from ml.datasets import PatchDataset, collate
         from ml.distributed import RadiSampler
-        from ml.loaders import RadiDataLoader, worker_init
+        from ml.loaders import RadiDataLoader
+        from ml.threads import worker_init_fn as worker_init
         from ml.reader import VolumeReader
         from radiobject import RadiObject
 

@@ -19,7 +19,7 @@ from ml.cache import Cache, CacheStrategy, make_cache
 from ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, RadiDataset, SliceDataset, VolumeDataset, collate
 from ml.distributed import RadiSampler
 from ml.reader import VolumeReader
-from ml.threads import worker_init_fn
+from ml.threads import worker_init_fn as limit_worker_threads  # one thread per library per worker
 
 __all__ = [
     "RadiDataLoader",
@@ -29,7 +29,6 @@ __all__ = [
     "create_validation_dataloader",
     "to_device",
     "train_steps",
-    "worker_init",
 ]
 
 
@@ -43,12 +42,6 @@ def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True)
         return type(batch)(to_device(v, device, non_blocking) for v in batch) if not hasattr(batch, "_fields") \
             else type(batch)(*(to_device(v, device, non_blocking) for v in batch))
     return batch
-
-
-def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread per library inside each worker process
-    (decoding threads would fight the other workers for the same cores); see ``ml.threads``."""
-    worker_init_fn(worker_id)
 
 
 class RadiDataLoader(DataLoader):
@@ -160,7 +153,7 @@ def _loader(dataset: RadiDataset, sampler: RadiSampler, *, batch_size: int, num_
         kwargs.update(
             persistent_workers=bool(persistent_workers) if persistent_workers is not None else False,
             prefetch_factor=prefetch_factor or 2, timeout=timeout,
-            multiprocessing_context=multiprocessing_context, worker_init_fn=worker_init_fn or worker_init)
+            multiprocessing_context=multiprocessing_context, worker_init_fn=worker_init_fn or limit_worker_threads)
     if collate_fn is None:  # whole batches read straight into one buffer (see RadiDataset.__getitems__)
         dataset.batched_reads = True
         collate_fn = collate

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.cache import _files
-from ml.cache.base import Cache, _readonly
+from ml.cache.base import Cache
 
 __all__ = ["DiskCache"]
 
@@ -151,13 +151,8 @@ class DiskCache(Cache):
         hit = self.get(key)
         if hit is not None:
             return hit
-        with self._locked(_files.stripe_lock_name(key)):
-            hit = self.get(key)
-            if hit is not None:
-                return hit
-            value = np.asarray(load())
-            self.put(key, value)
-        return _readonly(value)
+        with self._locked(_files.stripe_lock_name(key)):  # one loader per key across processes
+            return super().get_or_load(key, load)
 
     def _locked(self, name: str = ".lock") -> contextlib.AbstractContextManager[None]:
         return _files.locked(self.path, name)

@@ -1,4 +1,4 @@
-"""Argument types shared by the command modules."""
+"""Helpers shared by the command modules: argument types and number formatting."""
 
 from __future__ import annotations
 
@@ -20,3 +20,12 @@ def int_in(lo: int, hi: int | None = None, what: str = "value") -> Callable[[str
 
 
 positive_int = int_in(1, what="count")
+
+
+def human_bytes(n: float) -> str:
+    """``1234567`` -> ``"1.2 MB"`` (decimal units)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from radiobject.cli._args import human_bytes
 from radiobject.cli.ingest import add_storage_arguments, storage_from_args
 
 __all__ = ["register", "run_export", "run_info", "run_qc", "run_verify", "store_info"]
@@ -59,14 +60,6 @@ def _open(args: argparse.Namespace) -> Any:
     from radiobject.radi_object import RadiObject
 
     return RadiObject(args.uri, storage=storage_from_args(args))
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _stored_bytes(uri: str, storage: Any) -> int | None:
@@ -123,9 +116,9 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{'collection':<16} {'volumes':>8} {'shape(s)':<22} {'dtype':<10} {'codec':<14} {'raw':>10} {'stored':>10} {'ratio':>6}")
     for name, c in info["collections"].items():
         shapes = ", ".join(list(c["shapes"])[:2]) + (" ..." if len(c["shapes"]) > 2 else "")
-        stored = _human(c["stored_bytes"]) if c["stored_bytes"] is not None else "?"
+        stored = human_bytes(c["stored_bytes"]) if c["stored_bytes"] is not None else "?"
         print(f"{name:<16} {c['volumes']:>8} {shapes:<22} {','.join(c['dtypes']):<10} {','.join(c['codecs']):<14} "
-              f"{_human(c['raw_bytes']):>10} {stored:>10} {c['ratio'] or '':>6}")
+              f"{human_bytes(c['raw_bytes']):>10} {stored:>10} {c['ratio'] or '':>6}")
     return 0
 
 

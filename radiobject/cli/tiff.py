@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from radiobject.cli._args import int_in, positive_int
+from radiobject.cli._args import human_bytes, int_in, positive_int
 from radiobject.convert import (
     COMPRESSIONS,
     ConversionPlan,
@@ -50,14 +50,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_convert)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def _print_settings(options: ConvertOptions, plans: list[ConversionPlan | RegionResult], out: Any) -> None:
     ok = [p for p in plans if isinstance(p, ConversionPlan)]
     chunks = sorted({p.chunk for p in ok})
@@ -77,7 +69,7 @@ def _print_settings(options: ConvertOptions, plans: list[ConversionPlan | Region
     print(f"  NGFF version:   {options.ngff_version} ({fmt})", file=out)
     for p in ok:
         print(f"  {p.region.name}: {len(p.region.inputs)} file(s), shape {dict(zip(p.source.axes, p.source.shape))} "
-              f"{p.source.dtype}, {len(p.levels)} levels, {_human(p.source.nbytes)} -> {p.output}", file=out)
+              f"{p.source.dtype}, {len(p.levels)} levels, {human_bytes(p.source.nbytes)} -> {p.output}", file=out)
     out.flush()
 
 
@@ -86,7 +78,7 @@ def _print_summary(results: list[RegionResult], out: Any) -> None:
     print(f"  {'region':<24} {'status':<7} {'time s':>8} {'input':>10} {'output':>10} {'ratio':>6} {'MB/s':>8}", file=out)
     for r in results:
         status = "ok" if r.ok else "FAILED"
-        print(f"  {r.name:<24} {status:<7} {r.seconds:>8.2f} {_human(r.bytes_in):>10} {_human(r.bytes_out):>10} "
+        print(f"  {r.name:<24} {status:<7} {r.seconds:>8.2f} {human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
               f"{r.ratio:>6.2f} {r.mb_per_s:>8.1f}", file=out)
         if not r.ok:
             print(f"    error: {r.error}", file=out)
@@ -94,7 +86,7 @@ def _print_summary(results: list[RegionResult], out: Any) -> None:
     total_s = sum(r.seconds for r in results)
     total_in = sum(r.bytes_in for r in done)
     print(f"  {len(done)}/{len(results)} regions converted in {total_s:.2f} s; "
-          f"{_human(total_in)} -> {_human(sum(r.bytes_out for r in done))}", file=out)
+          f"{human_bytes(total_in)} -> {human_bytes(sum(r.bytes_out for r in done))}", file=out)
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -355,16 +355,8 @@ def iter_dicom_folder(
     disc = discovery or discover_series(root)
     for info in disc.series:
         try:
-            yield (
-                info,
-                series_to_image(
-                    info,
-                    resample_tilt=resample_tilt,
-                    resample_gaps=resample_gaps,
-                    include_patient=include_patient,
-                    decoder=decoder,
-                ),
-            )
+            yield info, series_to_image(info, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
+                                        include_patient=include_patient, decoder=decoder)
         except DicomError as exc:
             yield info, exc
         except Exception as exc:  # noqa: BLE001 - one odd series must not stop a folder ingest
@@ -392,15 +384,7 @@ def read_dicom_folder(
         :class:`SkippedSeriesError`; ``.skipped_files`` holds ``(path, reason)`` of non-DICOM files.
     """
     disc = discover_series(root)
-    out = DicomFolderResult(
-        iter_dicom_folder(
-            root,
-            resample_tilt=resample_tilt,
-            resample_gaps=resample_gaps,
-            include_patient=include_patient,
-            decoder=decoder,
-            discovery=disc,
-        )
-    )
+    out = DicomFolderResult(iter_dicom_folder(root, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
+                                              include_patient=include_patient, decoder=decoder, discovery=disc))
     out.skipped_files = list(disc.skipped_files)
     return out
