@@ -4,6 +4,7 @@ Public names: ``Volume``, ``VolumeCollection``, ``RadiObject``, ``WriteOptions``
 ``StorageOptions``, ``Codec``, ``ImageData`` and the typed errors in ``radiobject.errors``.
 """
 
+from radiobject.collection import VolumeCollection
 from radiobject.errors import (
     AlignmentError,
     DicomError,
@@ -20,10 +21,9 @@ from radiobject.errors import (
 )
 from radiobject.formats.image import ImageData
 from radiobject.options import WriteOptions
+from radiobject.radi_object import RadiObject
 from radiobject.storage import Codec, StorageOptions, StoreLocation
 from radiobject.volume import Volume
-from radiobject.collection import VolumeCollection  # noqa: E402
-from radiobject.radi_object import RadiObject  # noqa: E402
 
 __all__ = [
     "AlignmentError",

@@ -5,22 +5,28 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import partial
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from radiobject._indexing import Indexer, positions
-from radiobject.bulk import IngestItem, IngestReport, Submitter
 from radiobject.alignment import check_alignment, geometry_of
+from radiobject.bulk import IngestItem, IngestReport, Submitter
 from radiobject.collection import VolumeCollection
-from radiobject.errors import AlignmentError, ImageReadError, NotFoundError, StoreExistsError, StoreNotFoundError
+from radiobject.errors import (
+    AlignmentError,
+    ImageReadError,
+    NotFoundError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
 from radiobject.formats.image import ImageData
 from radiobject.frames import CatalogFrame
 from radiobject.geometry import to_canonical
-from radiobject.ids import validate_collection_name, validate_id
+from radiobject.ids import validate_collection_name
 from radiobject.options import WriteOptions
 from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.storage import files
@@ -29,10 +35,10 @@ from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 from radiobject.subject_filter import Condition, filter_mask
+from radiobject.subjects import SUBJECT, subject_table
 
 MARKER = "radiobject.json"
 FORMAT = "radiobject"
-SUBJECT = "obs_subject_id"
 
 
 class RadiObject:
@@ -100,6 +106,7 @@ class RadiObject:
         progress: bool = False,
     ) -> "RadiObject":
         """Creates a store from ``{collection: items}`` (the path every ``from_*`` takes)."""
+        obs_meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
         radi = cls.create(uri, options=options, storage=storage)
         for name, its in items.items():
             radi.add_collection(name, its, options=options, progress=progress)
@@ -235,14 +242,8 @@ class RadiObject:
         )
 
     def add_subjects(self, obs_meta: pd.DataFrame) -> None:
-        """Adds (or updates) subject rows; ``obs_meta`` needs an ``obs_subject_id`` column."""
-        if SUBJECT not in obs_meta.columns:
-            raise ValueError(f"obs_meta needs an {SUBJECT!r} column (got {list(obs_meta.columns)})")
-        df = obs_meta.copy()
-        df[SUBJECT] = [validate_id(s, "subject id") for s in df[SUBJECT]]
-        if df[SUBJECT].duplicated().any():
-            dup = df.loc[df[SUBJECT].duplicated(), SUBJECT].iloc[0]
-            raise AlignmentError(str(dup), "appears twice in obs_meta")
+        """Adds (or updates) subject rows (see ``subject_table`` for the accepted ID columns)."""
+        df = subject_table(obs_meta)
         known = set(df[SUBJECT]) | set(self._all_subjects())
         missing = [s for s in self._collection_subjects() if s not in known]
         if missing:

@@ -11,7 +11,13 @@ from radiobject import geometry
 from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
 from radiobject.options import WriteOptions
-from radiobject.storage.base import ArrayHandle, Backend, Region, normalize_region, region_shape
+from radiobject.storage.base import (
+    ArrayHandle,
+    Backend,
+    Region,
+    normalize_region,
+    region_shape,
+)
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import detect_backend, get_backend

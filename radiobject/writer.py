@@ -18,7 +18,14 @@ import numpy as np
 from radiobject.formats.image import ImageData
 from radiobject.geometry import validate_affine
 from radiobject.options import WriteOptions
-from radiobject.storage.base import MAX_SHARD_VOXELS, ArraySpec, Backend, Region, default_chunks, default_shards
+from radiobject.storage.base import (
+    MAX_SHARD_VOXELS,
+    ArraySpec,
+    Backend,
+    Region,
+    default_chunks,
+    default_shards,
+)
 from radiobject.volume_info import VolumeInfo
 
 #: Bytes per block when copying a lazy source (bounded memory whatever the volume size).

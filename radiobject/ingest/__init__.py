@@ -7,9 +7,20 @@ writes a small synthetic cohort for demos and tests.
 """
 
 from radiobject.ingest.cohort import CohortReport, run_ingest
-from radiobject.ingest.manifest import CohortPlan, plan_from_dicom_root, plan_from_globs, plan_from_manifest
+from radiobject.ingest.manifest import (
+    CohortPlan,
+    plan_from_dicom_root,
+    plan_from_globs,
+    plan_from_manifest,
+)
 from radiobject.ingest.sample import SampleCohort, make_sample_cohort
-from radiobject.ingest.tasks import Problem, VolumeTask, detect_format, find_problems, load_image
+from radiobject.ingest.tasks import (
+    Problem,
+    VolumeTask,
+    detect_format,
+    find_problems,
+    load_image,
+)
 
 __all__ = [
     "CohortPlan",

@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radiobject.bulk import IngestReport, ItemResult
+from radiobject.bulk import IngestReport, ItemResult, Submitter, executor_submitter
 from radiobject.collection import VolumeCollection
 from radiobject.ingest.manifest import CohortPlan
-from radiobject.bulk import Submitter, executor_submitter
 from radiobject.ingest.tasks import Problem, VolumeTask, find_problems, to_ingest_item
 from radiobject.options import WriteOptions
 from radiobject.radi_object import RadiObject

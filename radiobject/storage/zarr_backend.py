@@ -18,7 +18,14 @@ import tensorstore as ts
 
 from radiobject.errors import StoreError, StoreNotFoundError
 from radiobject.storage import files
-from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Region, default_shards
+from radiobject.storage.base import (
+    ArrayHandle,
+    ArraySpec,
+    Backend,
+    Codec,
+    Region,
+    default_shards,
+)
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 #: Bytes of decoded chunks each process keeps (tensorstore's LRU cache pool).

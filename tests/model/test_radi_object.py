@@ -139,3 +139,15 @@ def test_seed_spellings(cohort) -> None:
     np.testing.assert_array_equal(vol.axial_slice(3), vol.axial(3))
     assert radi.iloc[3].obs_subject_ids == ["P-001"]
     assert type(radi.obs_meta[["age"]]) is pd.DataFrame and len(radi.T1w.obs.read()) == 4
+
+
+def test_obs_meta_checked_before_any_write(tmp_path) -> None:
+    bids = pd.DataFrame({"participant_id": ["a", "b"], "age": [1, 2]})  # BIDS spelling is accepted
+    radi = RadiObject.from_images(str(tmp_path / "ok"), {"T1w": {"a": image(0), "b": image(1)}}, obs_meta=bids)
+    assert list(radi.obs_meta["age"]) == [1, 2]
+    with pytest.raises(ValueError, match="obs_subject_id"):
+        RadiObject.from_images(str(tmp_path / "bad"), {"T1w": {"a": image(0)}}, obs_meta=pd.DataFrame({"x": [1]}))
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(AlignmentError, match="twice"):
+        RadiObject.from_images(str(tmp_path / "dup"), {"T1w": {"a": image(0)}},
+                               obs_meta=pd.DataFrame({"obs_subject_id": ["a", "a"]}))
