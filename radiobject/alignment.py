@@ -37,3 +37,20 @@ def check_alignment(
                 raise AlignmentError(subject, f"shape {tuple(shape)} in {coll!r} != {tuple(s0)} in {c0!r}{where}")
             if not np.allclose(affine, a0, atol=atol):
                 raise AlignmentError(subject, f"affine of {coll!r} differs from {c0!r}{where}")
+
+
+def file_geometry(path: str, fmt: str = "auto", canonical: bool = False) -> tuple[tuple[int, ...], np.ndarray]:
+    """Spatial shape and affine of an image file: from the header for NIfTI, else by reading it."""
+    from radiobject.formats.detect import detect_format, read_image
+    from radiobject.geometry import to_canonical
+
+    if (fmt if fmt != "auto" else detect_format(path)) == "nifti":
+        from radiobject.formats.nifti import load_header
+
+        img = load_header(path)
+        shape, affine = tuple(int(s) for s in img.shape), np.asarray(img.affine, dtype=np.float64)
+        if canonical:
+            _, affine, shape = to_canonical(affine, shape)
+        return shape[:3], affine
+    image = read_image(path, fmt, canonical)
+    return image.shape[:3], image.affine

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from radiobject._indexing import Indexer, positions
-from radiobject.alignment import check_alignment, geometry_of
+from radiobject.alignment import check_alignment, file_geometry, geometry_of
 from radiobject.bulk import IngestItem, IngestReport, Submitter
 from radiobject.collection import VolumeCollection
 from radiobject.errors import (
     AlignmentError,
-    ImageReadError,
     NotFoundError,
     StoreExistsError,
     StoreNotFoundError,
 )
 from radiobject.formats.image import ImageData
 from radiobject.frames import CatalogFrame
-from radiobject.geometry import to_canonical
 from radiobject.ids import validate_collection_name
 from radiobject.options import WriteOptions
 from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
@@ -163,36 +159,54 @@ class RadiObject:
         storage: StorageOptions | None = None,
         progress: bool = False,
     ) -> "RadiObject":
-        """From NIfTI files per collection: a glob, a folder or a list each.
+        """From NIfTI files per collection: a glob, a folder or a list each (see ``from_files``).
+
+        ``reorient=True`` stores every volume in RAS+ axis order (off by default: as in the file).
+        """
+        return cls.from_files(uri, images, fmt="nifti", obs_meta=obs_meta, validate_alignment=validate_alignment,
+                              subject_pattern=subject_pattern, canonical=reorient, options=options, storage=storage,
+                              progress=progress)
+
+    @classmethod
+    def from_files(
+        cls,
+        uri: str,
+        images: Mapping[str, PathSpec],
+        *,
+        fmt: str = "auto",
+        obs_meta: pd.DataFrame | None = None,
+        validate_alignment: bool = True,
+        subject_pattern: str | None = None,
+        canonical: bool = False,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "RadiObject":
+        """From image files per collection, each a glob, a folder or a list; the format (NIfTI,
+        DICOM series folder, TIFF) is detected from each file's content unless ``fmt`` names one.
 
         Subject IDs come from what a glob's wildcard matched (``data/*/t1.nii.gz``), a
         ``subject_pattern`` regex, or the file name. With ``validate_alignment`` every subject's
-        volumes must share shape and affine (headers are checked before any pixel is written).
+        volumes must share shape and affine, checked before any pixel is written (from the header
+        for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
         """
-        from radiobject.formats.nifti import load_header, read_nifti
+        from radiobject.formats.detect import read_image
+        from radiobject.formats.nifti import NIFTI_SUFFIXES
 
         by_coll: dict[str, dict[str, str]] = {}
         for name, spec in images.items():
             per: dict[str, str] = {}
-            for p in expand_paths(spec):
+            for p in expand_paths(spec, NIFTI_SUFFIXES) if fmt == "nifti" else expand_paths(spec):
                 sid = subject_id_from_path(p, spec, subject_pattern)
                 if sid in per:
                     raise AlignmentError(sid, f"two files for collection {name!r}: {per[sid]} and {p}")
                 per[sid] = p
             by_coll[name] = per
         if validate_alignment:
-            geo: dict[str, dict[str, tuple[tuple[int, ...], np.ndarray]]] = {}
-            for name, per in by_coll.items():
-                geo[name] = {}
-                for s, p in per.items():
-                    img = load_header(p)
-                    aff, shape = np.asarray(img.affine), tuple(img.shape)
-                    if reorient:
-                        _, aff, shape = to_canonical(aff, shape)
-                    geo[name][s] = (shape[:3], aff)
+            geo = {name: {s: file_geometry(p, fmt, canonical) for s, p in per.items()} for name, per in by_coll.items()}
             check_alignment(geo, paths=by_coll)
         items = {
-            name: [IngestItem(s, s, partial(read_nifti, p, reorient=reorient), {}, os.path.abspath(p)) for s, p in per.items()]
+            name: [IngestItem(s, s, partial(read_image, p, fmt, canonical), {}, os.path.abspath(p)) for s, p in per.items()]
             for name, per in by_coll.items()
         }
         return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
@@ -205,6 +219,7 @@ class RadiObject:
         *,
         obs_meta: pd.DataFrame | None = None,
         subject_pattern: str | None = None,
+        validate_alignment: bool = False,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
@@ -212,20 +227,11 @@ class RadiObject:
         """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
 
         Each matched folder holds one series; the subject ID is what the glob's wildcard matched
-        (or ``subject_pattern``'s group). Geometry follows the DICOM reader (see ``formats.dicom``).
+        (or ``subject_pattern``'s group). ``validate_alignment`` reads every series twice (off by
+        default). Geometry follows the DICOM reader (see ``formats.dicom``).
         """
-        from radiobject.formats.dicom import read_dicom_series
-
-        items: dict[str, list[IngestItem]] = {}
-        for name, spec in images.items():
-            folders = sorted(glob.glob(str(spec))) if isinstance(spec, (str, os.PathLike)) else [str(p) for p in spec]
-            if not folders:
-                raise ImageReadError(str(spec), "matched no DICOM series folders")
-            items[name] = []
-            for f in folders:
-                sid = subject_id_from_path(f, spec, subject_pattern)
-                items[name].append(IngestItem(sid, sid, partial(read_dicom_series, f), {}, os.path.abspath(f)))
-        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
+        return cls.from_files(uri, images, fmt="dicom", obs_meta=obs_meta, validate_alignment=validate_alignment,
+                              subject_pattern=subject_pattern, options=options, storage=storage, progress=progress)
 
     def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
                        skip_existing: bool = False, on_error: str = "raise", progress: bool | str = False,

@@ -41,3 +41,24 @@ def test_collection_from_tiffs(backend: str, tmp_path) -> None:
     ref = read_tiff(folder / "boxes.tiff")
     np.testing.assert_array_equal(coll.loc["boxes"].to_numpy(), np.asarray(ref.array[...]))
     assert np.array_equal(coll.loc["boxes"].affine, ref.affine)
+
+
+def test_radi_object_from_files_detects_formats(tmp_path) -> None:
+    """NIfTI, a DICOM series folder and a TIFF in one call; the format comes from the content."""
+    import nibabel as nib
+
+    from radiobject import RadiObject
+
+    ct = data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010")
+    (tmp_path / "in" / "s1").mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), np.eye(4)), tmp_path / "in" / "s1" / "t1.nii.gz")
+    radi = RadiObject.from_files(
+        str(tmp_path / "r"),
+        {"T1w": str(tmp_path / "in" / "*" / "t1.nii.gz"), "CT": [str(ct)],
+         "slide": [str(data_path("tiff", "openslide", "boxes.tiff"))]},
+        validate_alignment=False,
+    )
+    assert radi.collection_names == ["CT", "T1w", "slide"]
+    assert radi.T1w.loc["s1"].dtype == np.int16
+    np.testing.assert_array_equal(radi.CT.loc["S2010"].to_numpy(), np.asarray(read_dicom_series(ct).array))
+    assert radi.slide.loc["boxes"].shape[:2] == (300, 250)
