@@ -198,6 +198,25 @@ class VolumeCollection:
         items = _file_items(paths_or_glob, subject_pattern, read_tiff)
         return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
 
+    @classmethod
+    def from_files(
+        cls,
+        uri: str,
+        paths_or_glob: PathSpec,
+        *,
+        subject_pattern: str | None = None,
+        canonical: bool = False,
+        name: str | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> "VolumeCollection":
+        """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
+        from radiobject.formats.detect import read_image
+
+        items = _file_items(paths_or_glob, subject_pattern, partial(read_image, fmt="auto", canonical=canonical))
+        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+
     def write(
         self,
         items: Iterable[IngestItem],

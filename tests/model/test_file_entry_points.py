@@ -62,3 +62,12 @@ def test_radi_object_from_files_detects_formats(tmp_path) -> None:
     assert radi.T1w.loc["s1"].dtype == np.int16
     np.testing.assert_array_equal(radi.CT.loc["S2010"].to_numpy(), np.asarray(read_dicom_series(ct).array))
     assert radi.slide.loc["boxes"].shape[:2] == (300, 250)
+
+
+def test_collection_from_files_mixed(tmp_path) -> None:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.ones((2, 3, 4), np.uint8), np.eye(4)), tmp_path / "a.nii")
+    coll = VolumeCollection.from_files(str(tmp_path / "c"), [str(tmp_path / "a.nii"),
+                                                            str(data_path("tiff", "openslide", "boxes.tiff"))])
+    assert coll.obs_ids == ["a", "boxes"] and coll.loc["a"].dtype == np.uint8
