@@ -92,43 +92,12 @@ def classic_frames(ds: Dataset, index: int) -> list[Frame]:
     rows, cols = int(ds.Rows), int(ds.Columns)
     n = int(_num(ds.get("NumberOfFrames"), 1) or 1)
     if n == 1:
-        return [
-            Frame(
-                index,
-                None,
-                None,
-                ipp_a,
-                iop_a,
-                sp,
-                rows,
-                cols,
-                slope,
-                inter,
-                order_key(ds),
-            )
-        ]
+        return [Frame(index, None, None, ipp_a, iop_a, sp, rows, cols, slope, inter, order_key(ds))]
     offsets = ds.get("GridFrameOffsetVector")  # RT dose / NM: frames along the normal
+    along = offsets is not None and len(offsets) == n
     normal = np.cross(iop_a[:3], iop_a[3:])
-    out = []
-    for f in range(n):
-        pos = (
-            ipp_a + normal * float(offsets[f])
-            if offsets is not None and len(offsets) == n
-            else ipp_a
-        )
-        out.append(
-            Frame(
-                index,
-                f,
-                None,
-                pos,
-                iop_a,
-                sp,
-                rows,
-                cols,
-                slope,
-                inter,
-                order_key(ds, (f,)),
-            )
-        )
-    return out
+    return [
+        Frame(index, f, None, ipp_a + normal * float(offsets[f]) if along else ipp_a, iop_a, sp, rows, cols,
+              slope, inter, order_key(ds, (f,)))
+        for f in range(n)
+    ]
