@@ -184,7 +184,7 @@ def _moto(work: str) -> tuple[subprocess.Popen[bytes], StorageOptions]:
 
 def bench_s3(cohort_dir: str, work: str, backend: str, patch: int) -> dict[str, Any]:
     """Patch loader throughput: local, S3 without cache, S3 with a disk cache cold then warm."""
-    from ml.loaders import create_training_dataloader
+    from radiobject.ml.loaders import create_training_dataloader
 
     proc, storage = _moto(work)
     try:

@@ -155,12 +155,12 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
 
         return DataLoader(InRam(), shuffle=True, **common)
     if name.startswith("radi_"):
-        from ml.cache import make_cache
-        from ml.datasets import PatchDataset, collate
-        from ml.distributed import RadiSampler
-        from ml.loaders import RadiDataLoader
-        from ml.threads import worker_init_fn as worker_init
-        from ml.reader import VolumeReader
+        from radiobject.ml.cache import make_cache
+        from radiobject.ml.datasets import PatchDataset, collate
+        from radiobject.ml.distributed import RadiSampler
+        from radiobject.ml.loaders import RadiDataLoader
+        from radiobject.ml.threads import worker_init_fn as worker_init
+        from radiobject.ml.reader import VolumeReader
         from radiobject import RadiObject
 
         threads = name.endswith("_threads")  # worker_mode="threads": num_workers threads, one process

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from ml import CacheStrategy, create_training_dataloader, set_epoch
+from radiobject.ml import CacheStrategy, create_training_dataloader, set_epoch
 from radiobject import RadiObject
 
 

@@ -4,7 +4,7 @@ Public names: ``Volume``, ``VolumeCollection``, ``RadiObject``, ``WriteOptions``
 ``StorageOptions``, ``Codec``, ``ImageData`` and the typed errors in ``radiobject.errors``.
 """
 
-from radiobject.collection import VolumeCollection
+from radiobject.model.collection import VolumeCollection
 from radiobject.errors import (
     AlignmentError,
     DicomError,
@@ -20,10 +20,10 @@ from radiobject.errors import (
     TiffError,
 )
 from radiobject.formats.image import ImageData
-from radiobject.options import WriteOptions
-from radiobject.radi_object import RadiObject
+from radiobject.model.options import WriteOptions
+from radiobject.model.radi_object import RadiObject
 from radiobject.storage import Codec, StorageOptions, StoreLocation
-from radiobject.volume import Volume
+from radiobject.model.volume import Volume
 
 __all__ = [
     "AlignmentError",

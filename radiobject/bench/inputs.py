@@ -39,7 +39,7 @@ def load_input(path: str) -> tuple[str, np.ndarray]:
     from radiobject.storage.registry import BACKEND_NAMES, get_backend
 
     if any(get_backend(b).is_array(path) for b in BACKEND_NAMES):
-        from radiobject.volume import Volume
+        from radiobject.model.volume import Volume
 
         return name, _first_3d(Volume(path).to_numpy())
     if os.path.isdir(path) or path.lower().endswith(".dcm"):

@@ -138,7 +138,7 @@ def _plan(args: argparse.Namespace) -> Any:
 def run_ingest_command(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest``."""
     from radiobject.ingest.cohort import run_ingest
-    from radiobject.options import WriteOptions
+    from radiobject.model.options import WriteOptions
 
     try:
         codec = Codec.parse(args.compression, args.level)

@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from radiobject.radi_object import RadiObject
+    from radiobject.model.radi_object import RadiObject
 
     return RadiObject(args.uri, storage=storage_from_args(args))
 
@@ -159,7 +159,7 @@ def verify_store(radi: Any, quick: bool = False) -> list[str]:
             oid = row["obs_id"]
             try:
                 vol = coll.volume(oid)
-                from radiobject.volume import Volume
+                from radiobject.model.volume import Volume
 
                 fresh = Volume(vol.uri, storage=radi.location.storage)  # from the array's own attributes
                 if tuple(fresh.shape) != tuple(int(s) for s in row["shape"]) or str(fresh.dtype) != row["dtype"]:

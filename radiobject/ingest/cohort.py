@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radiobject.bulk import IngestReport, ItemResult, Submitter, executor_submitter
-from radiobject.collection import VolumeCollection
+from radiobject.model.bulk import IngestReport, ItemResult, Submitter, executor_submitter
+from radiobject.model.collection import VolumeCollection
 from radiobject.ingest.manifest import CohortPlan
 from radiobject.ingest.tasks import Problem, VolumeTask, find_problems, to_ingest_item
-from radiobject.options import WriteOptions
-from radiobject.radi_object import RadiObject
+from radiobject.model.options import WriteOptions
+from radiobject.model.radi_object import RadiObject
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
 
@@ -178,7 +178,7 @@ def run_ingest(
         canonical: reorient every image to RAS+ before writing.
         validate_alignment: hold back subjects whose volumes differ in shape / affine.
         fail_fast: stop at the first problem (validation: before anything is written).
-        executor: ``thread`` (in-process, ``radiobject.bulk``) or ``process`` (a spawn pool).
+        executor: ``thread`` (in-process, ``radiobject.model.bulk``) or ``process`` (a spawn pool).
         submitter: ``(submit, as_completed)`` of an external executor (Dask; see
             ``radiobject.ingest.dask``); overrides ``executor``.
         progress: show a progress bar per collection.

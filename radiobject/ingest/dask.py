@@ -1,6 +1,6 @@
 """The cohort ingest on a Dask cluster: workers write volumes, the client commits.
 
-Each item becomes one Dask task running :func:`radiobject.bulk.write_one` (the
+Each item becomes one Dask task running :func:`radiobject.model.bulk.write_one` (the
 store's write path) on a worker, which returns the ``obs`` row; the client commits rows in input
 order once their arrays are complete. The store is therefore identical to a serial ingest, and
 as crash-safe / resumable. Workers must reach the store (a shared file system or ``s3://``) and

@@ -26,8 +26,8 @@ import pandas as pd
 
 from radiobject.errors import ImageReadError
 from radiobject.ingest.tasks import Problem, VolumeTask
-from radiobject.paths import subject_id_from_path
-from radiobject.volume_info import CATALOG_COLUMNS
+from radiobject.model.paths import subject_id_from_path
+from radiobject.model.volume_info import CATALOG_COLUMNS
 
 __all__ = [
     "SUBJECT_COLUMNS",
@@ -160,7 +160,7 @@ def plan_from_manifest(
 
 
 def subject_id_for(path: str, spec: str, subject_pattern: str | None = None) -> str:
-    """The subject ID of ``path`` matched by glob ``spec`` (see ``radiobject.paths.subject_id_from_path``)."""
+    """The subject ID of ``path`` matched by glob ``spec`` (see ``radiobject.model.paths.subject_id_from_path``)."""
     return subject_id_from_path(path, spec, subject_pattern)
 
 

@@ -2,7 +2,7 @@
 
 A :class:`VolumeTask` is a plain, picklable description (paths and IDs, no pixels). Validation
 turns bad rows into :class:`Problem` s (reported per item with the reason) and leaves the rest to
-be written; :func:`to_ingest_item` makes the store's :class:`~radiobject.bulk.IngestItem` with a
+be written; :func:`to_ingest_item` makes the store's :class:`~radiobject.model.bulk.IngestItem` with a
 lazy loader (a module-level ``partial``, so it travels to worker processes and Dask workers).
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from radiobject.bulk import IngestItem
+from radiobject.model.bulk import IngestItem
 from radiobject.errors import ImageReadError
 from radiobject.formats.detect import FORMATS, canonicalize, detect_format
 from radiobject.formats.detect import read_image as load_image
 from radiobject.formats.image import ImageData
-from radiobject.ids import validate_collection_name, validate_id
+from radiobject.model.ids import validate_collection_name, validate_id
 
 __all__ = [
     "FORMATS",

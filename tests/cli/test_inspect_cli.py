@@ -13,7 +13,7 @@ import pytest
 from radiobject import RadiObject
 from radiobject.cli.main import main
 from radiobject.ingest import make_sample_cohort, plan_from_manifest, run_ingest
-from radiobject.options import WriteOptions
+from radiobject.model.options import WriteOptions
 
 
 @pytest.fixture

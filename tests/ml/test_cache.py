@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 
-from ml.cache import (
+from radiobject.ml.cache import (
     CacheStrategy,
     DiskCache,
     InMemoryCache,
@@ -147,7 +147,7 @@ def test_factory_and_enum(tmp_path):
 
 
 def test_shared_memory_dir_is_removed_when_its_creator_exits():
-    code = ("import numpy as np; from ml.cache import SharedMemoryCache; c = SharedMemoryCache(10**6); "
+    code = ("import numpy as np; from radiobject.ml.cache import SharedMemoryCache; c = SharedMemoryCache(10**6); "
             "c.put('k', np.ones(10)); print(c.path)")
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
@@ -275,7 +275,7 @@ def test_shared_memory_cache_is_one_copy_per_node_not_one_per_worker(tmp_path):
 
 
 def test_cache_key_carries_the_volume_version() -> None:
-    from ml.cache import cache_key
+    from radiobject.ml.cache import cache_key
 
     assert cache_key("s3://b", "T1w", "x") == cache_key("s3://b", "T1w", "x", version="")
     assert cache_key("s3://b", "T1w", "x", version="v1") != cache_key("s3://b", "T1w", "x", version="v2")

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from ml.cache import InMemoryCache, NoCache
-from ml.datasets import GridPatchDataset, PatchDataset, SampleError, SliceDataset, VolumeDataset
-from ml.foreground import build_foreground_indices, foreground_index, foreground_uri
-from ml.points import scattered_points
-from ml.reader import VolumeReader
-from ml.sampling import EmptyLabelWarning
+from radiobject.ml.cache import InMemoryCache, NoCache
+from radiobject.ml.datasets import GridPatchDataset, PatchDataset, SampleError, SliceDataset, VolumeDataset
+from radiobject.ml.foreground import build_foreground_indices, foreground_index, foreground_uri
+from radiobject.ml.points import scattered_points
+from radiobject.ml.reader import VolumeReader
+from radiobject.ml.sampling import EmptyLabelWarning
 from radiobject.errors import NotFoundError
 from radiobject.storage import files
 from tests.ml._stores import coded_volume, decode_origin, make_store
@@ -164,7 +164,7 @@ def test_scattered_points_reads_each_chunk_once(reader):
 
 @pytest.mark.parametrize("cache", [NoCache(), InMemoryCache(1 << 24)])
 def test_batched_reads_equal_per_sample_collation(reader, cache):
-    from ml.datasets import collate
+    from radiobject.ml.datasets import collate
 
     ds = PatchDataset(reader.with_cache(cache), (8, 30, 8), seed=1)  # taller than the volume on y: padded
     keys = [(0, 0), (0, 3), (1, 2)]

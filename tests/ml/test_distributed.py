@@ -21,7 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as tmp_mp
 from torch.utils.data import DistributedSampler
 
-from ml.distributed import RadiSampler, create_distributed_dataloader, set_epoch
+from radiobject.ml.distributed import RadiSampler, create_distributed_dataloader, set_epoch
 from tests.ml._stores import make_store
 
 SHAPE = (12, 12, 8)

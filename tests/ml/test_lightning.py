@@ -36,7 +36,7 @@ class _Model(pl.LightningModule):
 
 
 def _fit(store, ckpt_dir, max_steps, resume=None):
-    from ml.lightning import RadiObjectDataModule
+    from radiobject.ml.lightning import RadiObjectDataModule
 
     dm = RadiObjectDataModule(store, modalities="T1w", label="seg", patch_size=(8, 8, 8), batch_size=2,
                               train_subjects=[f"sub-{i:02d}" for i in range(5)])

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from ml import CacheStrategy, LoadingMode, create_inference_dataloader, create_training_dataloader
-from ml import create_validation_dataloader
-from ml.aggregate import GridAggregator
-from ml.distributed import set_epoch
-from ml.loaders import to_device
+from radiobject.ml import CacheStrategy, LoadingMode, create_inference_dataloader, create_training_dataloader
+from radiobject.ml import create_validation_dataloader
+from radiobject.ml.aggregate import GridAggregator
+from radiobject.ml.distributed import set_epoch
+from radiobject.ml.loaders import to_device
 from radiobject import RadiObject
 from tests.ml._stores import coded_volume, decode_origin, make_store
 
@@ -163,7 +163,7 @@ def test_inference_grid_aggregates_into_a_new_collection(radi, tmp_path):
 
 
 def test_train_steps_smoke_run(radi):
-    from ml.loaders import train_steps
+    from radiobject.ml.loaders import train_steps
 
     loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8),
                                         batch_size=2)

@@ -15,7 +15,7 @@ from torch.utils.data import (
     get_worker_info,
 )
 
-from ml.partition import (
+from radiobject.ml.partition import (
     consumed_after,
     epoch_order,
     rank_indices,

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from ml.sampling import (
+from radiobject.ml.sampling import (
     EmptyLabelWarning,
     ForegroundIndex,
     class_ratio_patch_origins,

@@ -11,7 +11,7 @@ import torch
 import zarr
 from torch.utils.data import DataLoader, Dataset
 
-from ml.threads import (
+from radiobject.ml.threads import (
     THREAD_ENV_VARS,
     limit_threads,
     make_worker_init_fn,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ml import create_training_dataloader
-from ml.datasets import PatchDataset
-from ml.reader import VolumeReader
+from radiobject.ml import create_training_dataloader
+from radiobject.ml.datasets import PatchDataset
+from radiobject.ml.reader import VolumeReader
 from tests.ml._stores import make_store
 
 SHAPE = (16, 16, 12)

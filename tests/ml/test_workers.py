@@ -11,8 +11,8 @@ import shutil
 import pytest
 import torch
 
-from ml import CacheStrategy, create_training_dataloader
-from ml.distributed import set_epoch
+from radiobject.ml import CacheStrategy, create_training_dataloader
+from radiobject.ml.distributed import set_epoch
 from tests.ml._stores import decode_origin, make_store
 
 SHAPE = (16, 16, 12)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from radiobject import InvalidIdError, NotFoundError, RadiObjectError, Volume, VolumeCollection, WriteOptions
-from radiobject.bulk import IngestItem
+from radiobject.model.bulk import IngestItem
 from tests.model.helpers import image
 
 

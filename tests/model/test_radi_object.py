@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from radiobject import AlignmentError, NotFoundError, RadiObject, StoreNotFoundError, WriteOptions
-from radiobject.bulk import IngestItem
+from radiobject.model.bulk import IngestItem
 from tests.model.helpers import image, write_nifti_cohort
 
 SUBJECTS = ["P-009", "P-002", "P-005", "P-001"]  # unsorted on purpose

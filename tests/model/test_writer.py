@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import radiobject.writer as writer
+import radiobject.model.writer as writer
 from radiobject import ImageData, Volume, WriteOptions
-from radiobject.writer import blocks
+from radiobject.model.writer import blocks
 
 
 class CountingArray:

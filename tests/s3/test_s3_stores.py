@@ -71,7 +71,7 @@ def test_cli_with_s3_options_and_env(cohort: SampleCohort, s3_server: StorageOpt
 
 def test_ml_loader_from_s3_with_disk_cache(cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str,
                                            tmp_path: Path, backend: str) -> None:
-    loaders = pytest.importorskip("ml.loaders")
+    loaders = pytest.importorskip("radiobject.ml.loaders")
     uri = f"{s3_prefix}/ml"
     assert run_ingest(uri, plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend),
                       storage=s3_server).ok

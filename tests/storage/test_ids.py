@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radiobject.errors import InvalidIdError
-from radiobject.ids import validate_collection_name, validate_id
+from radiobject.model.ids import validate_collection_name, validate_id
 
 
 @pytest.mark.parametrize("good", ["sub-01", "BraTS_2021_00001", "P.1+2=3@x,y", "a b", "7"])

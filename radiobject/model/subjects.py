@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from radiobject.errors import AlignmentError
-from radiobject.ids import validate_id
+from radiobject.model.ids import validate_id
 
 SUBJECT = "obs_subject_id"
 

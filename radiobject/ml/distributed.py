@@ -27,7 +27,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from ml.partition import ShardMode, epoch_order, rank_indices
+from radiobject.ml.partition import ShardMode, epoch_order, rank_indices
 
 __all__ = ["RadiSampler", "create_distributed_dataloader", "set_epoch"]
 
@@ -216,7 +216,7 @@ def create_distributed_dataloader(radi: Any, *, rank: int | None = None, world_s
     ``stage="val"``: fixed order, each sample exactly once across ranks. Other keyword arguments
     are those of ``create_training_dataloader`` / ``create_validation_dataloader``.
     """
-    from ml.loaders import create_training_dataloader, create_validation_dataloader
+    from radiobject.ml.loaders import create_training_dataloader, create_validation_dataloader
 
     world, r = _dist_default(world_size, rank)
     if stage == "train":

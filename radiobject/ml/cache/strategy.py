@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 import os
 
-from ml.cache.base import Cache, NoCache
-from ml.cache.disk import DiskCache
-from ml.cache.memory import InMemoryCache
-from ml.cache.shared import SharedMemoryCache
+from radiobject.ml.cache.base import Cache, NoCache
+from radiobject.ml.cache.disk import DiskCache
+from radiobject.ml.cache.memory import InMemoryCache
+from radiobject.ml.cache.shared import SharedMemoryCache
 
 __all__ = ["CacheStrategy", "make_cache"]
 

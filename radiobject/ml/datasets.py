@@ -34,9 +34,9 @@ from torch.utils.data import Dataset, default_collate
 
 from radiobject.errors import RadiObjectError
 
-from ml.cache import InMemoryCache, NoCache
-from ml.reader import VolumeReader, as_region
-from ml.sampling import (
+from radiobject.ml.cache import InMemoryCache, NoCache
+from radiobject.ml.reader import VolumeReader, as_region
+from radiobject.ml.sampling import (
     class_ratio_patch_origins,
     foreground_patch_origins,
     grid_patch_origins,
@@ -222,7 +222,7 @@ class PatchDataset(RadiDataset):
         shape = self.reader.shapes[subj]
         if self.sampler == "uniform":
             return uniform_patch_origins(shape, self.patch_size, 1, rng)[0]
-        from ml.foreground import foreground_index
+        from radiobject.ml.foreground import foreground_index
 
         fg = foreground_index(self.reader, subj)
         sid = self.reader.subject_ids[subj]

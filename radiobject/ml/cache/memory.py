@@ -7,7 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ml.cache.base import Cache, _readonly
+from radiobject.ml.cache.base import Cache, _readonly
 
 __all__ = ["InMemoryCache"]
 

@@ -16,11 +16,11 @@ for a writable copy) and refuses values larger than its budget. Keys come from :
 
 from __future__ import annotations
 
-from ml.cache.base import Cache, NoCache, cache_key
-from ml.cache.disk import DiskCache
-from ml.cache.memory import InMemoryCache
-from ml.cache.shared import SharedMemoryCache
-from ml.cache.strategy import CacheStrategy, make_cache
+from radiobject.ml.cache.base import Cache, NoCache, cache_key
+from radiobject.ml.cache.disk import DiskCache
+from radiobject.ml.cache.memory import InMemoryCache
+from radiobject.ml.cache.shared import SharedMemoryCache
+from radiobject.ml.cache.strategy import CacheStrategy, make_cache
 
 __all__ = [
     "Cache",

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from radiobject.bulk import IngestItem
-from radiobject.collection import VolumeCollection
+from radiobject.model.bulk import IngestItem
+from radiobject.model.collection import VolumeCollection
 from radiobject.formats.image import ImageData
-from radiobject.options import WriteOptions
-from radiobject.radi_object import RadiObject
+from radiobject.model.options import WriteOptions
+from radiobject.model.radi_object import RadiObject
 
-from ml.datasets import GridPatchDataset
-from ml.sampling import patch_slices
+from radiobject.ml.datasets import GridPatchDataset
+from radiobject.ml.sampling import patch_slices
 
 __all__ = ["GridAggregator"]
 

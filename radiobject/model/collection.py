@@ -11,22 +11,22 @@ from typing import Any
 
 import pandas as pd
 
-from radiobject._indexing import Indexer, positions
-from radiobject.bulk import IngestItem, IngestReport, Submitter, write_items
-from radiobject.catalog import FORMAT, MARKER, CatalogState
+from radiobject.model.indexing import Indexer, positions
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter, write_items
+from radiobject.model.catalog import FORMAT, MARKER, CatalogState
 from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
-from radiobject.frames import CatalogFrame
-from radiobject.ids import validate_collection_name, validate_id
-from radiobject.options import WriteOptions
-from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.frames import CatalogFrame
+from radiobject.model.ids import validate_collection_name, validate_id
+from radiobject.model.options import WriteOptions
+from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
-from radiobject.volume import Volume
-from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
+from radiobject.model.volume import Volume
+from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
 
 
 class VolumeCollection:
@@ -227,7 +227,7 @@ class VolumeCollection:
         progress: bool | str = False,
         submitter: Submitter | None = None,
     ) -> IngestReport:
-        """Writes more volumes into this collection (append). See ``radiobject.bulk.write_items``.
+        """Writes more volumes into this collection (append). See ``radiobject.model.bulk.write_items``.
 
         ``submitter``: ``(submit, as_completed)`` of a process pool or a Dask client to write the
         volumes elsewhere (default: ``options.workers`` threads here).

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ml.cache import Cache, CacheStrategy, make_cache
-from ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, RadiDataset, SliceDataset, VolumeDataset, collate
-from ml.distributed import RadiSampler
-from ml.reader import VolumeReader
-from ml.threads import worker_init_fn as limit_worker_threads  # one thread per library per worker
+from radiobject.ml.cache import Cache, CacheStrategy, make_cache
+from radiobject.ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, RadiDataset, SliceDataset, VolumeDataset, collate
+from radiobject.ml.distributed import RadiSampler
+from radiobject.ml.reader import VolumeReader
+from radiobject.ml.threads import worker_init_fn as limit_worker_threads  # one thread per library per worker
 
 __all__ = [
     "RadiDataLoader",
@@ -336,7 +336,7 @@ def create_inference_dataloader(
     """
     reader = build_reader(radi, modalities, label, cache=cache_strategy, cache_bytes=cache_bytes,
                           cache_path=cache_path, subjects=subjects)
-    from ml.distributed import _dist_default
+    from radiobject.ml.distributed import _dist_default
 
     world, r = _dist_default(world_size, rank)
     if world > 1:  # whole subjects per rank, so that each rank completes (and writes) its volumes

@@ -25,14 +25,14 @@ from tqdm.auto import tqdm
 
 from radiobject.errors import RadiObjectError
 from radiobject.formats.image import ImageData
-from radiobject.ids import validate_id
-from radiobject.options import WriteOptions
+from radiobject.model.ids import validate_id
+from radiobject.model.options import WriteOptions
 from radiobject.storage.files import join
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
-from radiobject.volume_info import CATALOG_COLUMNS, VolumeInfo
-from radiobject.writer import write_image
+from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
+from radiobject.model.writer import write_image
 
 Loader = Callable[[], ImageData]
 #: ``submit(fn, *args) -> future`` and ``as_completed(futures) -> iterator`` (concurrent.futures or Dask).

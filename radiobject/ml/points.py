@@ -13,9 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from radiobject.volume import Volume
+from radiobject.model.volume import Volume
 
-from ml.cache import Cache, NoCache, cache_key
+from radiobject.ml.cache import Cache, NoCache, cache_key
 
 __all__ = ["scattered_points", "chunks_of_points"]
 

@@ -10,7 +10,7 @@ import numpy as np
 from radiobject import geometry
 from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
-from radiobject.options import WriteOptions
+from radiobject.model.options import WriteOptions
 from radiobject.storage.base import (
     ArrayHandle,
     Backend,
@@ -21,8 +21,8 @@ from radiobject.storage.base import (
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import detect_backend, get_backend
-from radiobject.volume_info import VolumeInfo
-from radiobject.writer import write_image
+from radiobject.model.volume_info import VolumeInfo
+from radiobject.model.writer import write_image
 
 
 class Volume:

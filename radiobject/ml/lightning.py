@@ -16,11 +16,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from radiobject.radi_object import RadiObject
+from radiobject.model.radi_object import RadiObject
 from radiobject.storage.location import StoreLocation
 
-from ml.cache import CacheStrategy
-from ml.loaders import (
+from radiobject.ml.cache import CacheStrategy
+from radiobject.ml.loaders import (
     RadiDataLoader,
     create_inference_dataloader,
     create_training_dataloader,

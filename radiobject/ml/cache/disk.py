@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.cache import _files
-from ml.cache.base import Cache
+from radiobject.ml.cache import _files
+from radiobject.ml.cache.base import Cache
 
 __all__ = ["DiskCache"]
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from radiobject.formats.image import ImageData
 from radiobject.geometry import validate_affine
-from radiobject.options import WriteOptions
+from radiobject.model.options import WriteOptions
 from radiobject.storage.base import (
     MAX_SHARD_VOXELS,
     ArraySpec,
@@ -26,7 +26,7 @@ from radiobject.storage.base import (
     default_chunks,
     default_shards,
 )
-from radiobject.volume_info import VolumeInfo
+from radiobject.model.volume_info import VolumeInfo
 
 #: Bytes per block when copying a lazy source (bounded memory whatever the volume size).
 BLOCK_BYTES = 256 << 20

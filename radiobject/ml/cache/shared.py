@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from ml.cache.disk import DiskCache
+from radiobject.ml.cache.disk import DiskCache
 
 __all__ = ["SharedMemoryCache"]
 

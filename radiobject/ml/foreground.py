@@ -19,8 +19,8 @@ import numpy as np
 
 from radiobject.storage import files
 
-from ml.reader import VolumeReader
-from ml.sampling import DEFAULT_MAX_PER_CLASS, ForegroundIndex
+from radiobject.ml.reader import VolumeReader
+from radiobject.ml.sampling import DEFAULT_MAX_PER_CLASS, ForegroundIndex
 
 __all__ = ["FOLDER", "build_foreground_indices", "foreground_uri", "load_foreground", "foreground_index"]
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from radiobject._indexing import Indexer, positions
-from radiobject.alignment import check_alignment, file_geometry, geometry_of
-from radiobject.bulk import IngestItem, IngestReport, Submitter
-from radiobject.collection import VolumeCollection
+from radiobject.model.indexing import Indexer, positions
+from radiobject.model.alignment import check_alignment, file_geometry, geometry_of
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter
+from radiobject.model.collection import VolumeCollection
 from radiobject.errors import (
     AlignmentError,
     NotFoundError,
@@ -21,17 +21,17 @@ from radiobject.errors import (
     StoreNotFoundError,
 )
 from radiobject.formats.image import ImageData
-from radiobject.frames import CatalogFrame
-from radiobject.ids import validate_collection_name
-from radiobject.options import WriteOptions
-from radiobject.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.frames import CatalogFrame
+from radiobject.model.ids import validate_collection_name
+from radiobject.model.options import WriteOptions
+from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
-from radiobject.subject_filter import Condition, filter_mask
-from radiobject.subjects import SUBJECT, subject_table
+from radiobject.model.subject_filter import Condition, filter_mask
+from radiobject.model.subjects import SUBJECT, subject_table
 
 MARKER = "radiobject.json"
 FORMAT = "radiobject"

@@ -23,11 +23,11 @@ import numpy as np
 
 from radiobject.errors import AlignmentError, NotFoundError
 from radiobject.geometry import plane_axis
-from radiobject.radi_object import RadiObject
+from radiobject.model.radi_object import RadiObject
 from radiobject.storage.location import StoreLocation
-from radiobject.volume import Volume
+from radiobject.model.volume import Volume
 
-from ml.cache import Cache, NoCache, cache_key
+from radiobject.ml.cache import Cache, NoCache, cache_key
 
 __all__ = ["VolumeReader", "as_region"]
 
@@ -253,7 +253,7 @@ class VolumeReader:
     def read_patch(self, index: int, origin: Sequence[int], patch_size: Sequence[int], *,
                    with_label: bool = True, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray | None]:
         """Image ``(C, *patch)`` and label ``(1, *patch)`` at ``origin``; outside the volume is 0."""
-        from ml.sampling import patch_slices
+        from radiobject.ml.sampling import patch_slices
 
         shape = self.shapes[index]
         src, dst = patch_slices(origin, patch_size, shape)
@@ -273,7 +273,7 @@ class VolumeReader:
         store decodes straight into the buffer when the patch lies inside the volume. Outside the
         volume the buffers are zero-filled.
         """
-        from ml.sampling import patch_slices
+        from radiobject.ml.sampling import patch_slices
 
         src, dst = patch_slices(origin, patch_size, self.shapes[index])
         inside = all(d.start == 0 and d.stop == p for d, p in zip(dst, patch_size, strict=True))
@@ -331,7 +331,7 @@ class VolumeReader:
     def scattered_points(self, index: int, points: np.ndarray, collection: str | None = None,
                          *, threads: int = 8) -> np.ndarray:
         """Values at integer voxel ``points`` (n, 3) of one volume; each needed chunk read once, in parallel."""
-        from ml.points import scattered_points
+        from radiobject.ml.points import scattered_points
 
         name = collection or self.modalities[0]
         return scattered_points(self.volume(index, name), points, cache=self.cache, threads=threads,
