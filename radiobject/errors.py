@@ -105,3 +105,23 @@ class AlignmentError(_Picklable, RadiObjectError, ValueError):
 
 class GeometryError(RadiObjectError, ValueError):
     """An affine or an orientation is invalid (singular, not 4x4, non-finite)."""
+
+
+class SubjectTableError(_Picklable, RadiObjectError, ValueError):
+    """A subject table (``participants.tsv`` / ``--subjects``) does not join the ingested images."""
+
+    _fields = ("table", "reason")
+
+    def __init__(self, table: str, reason: str) -> None:
+        self.table, self.reason = table, reason
+        super().__init__(f"subject table {table}: {reason}")
+
+
+class LayoutError(_Picklable, RadiObjectError, ValueError):
+    """A dataset layout (BIDS, MSD, nnU-Net) is missing a file or is inconsistent."""
+
+    _fields = ("path", "reason")
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")

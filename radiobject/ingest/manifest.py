@@ -18,20 +18,23 @@ from __future__ import annotations
 import glob
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from radiobject.errors import ImageReadError
+from radiobject.errors import ImageReadError, SubjectTableError
 from radiobject.ingest.tasks import Problem, VolumeTask
 from radiobject.model.paths import subject_id_from_path
 from radiobject.model.volume_info import CATALOG_COLUMNS
 
 __all__ = [
+    "MISSING_VALUES",
     "SUBJECT_COLUMNS",
     "CohortPlan",
+    "check_join",
     "plan_from_dicom_root",
     "plan_from_globs",
     "plan_from_manifest",
@@ -42,6 +45,8 @@ __all__ = [
 #: Accepted names of the subject column (manifest and subject table), first match wins.
 SUBJECT_COLUMNS: tuple[str, ...] = ("subject_id", "obs_subject_id", "participant_id", "subject")
 _RESERVED = {"collection", "path", "obs_id", "format"}
+#: Cell texts read as missing: empty, and BIDS' ``n/a`` (``N/A``).
+MISSING_VALUES: tuple[str, ...] = ("", "n/a", "N/A")
 
 
 @dataclass
@@ -65,7 +70,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     if low.endswith((".parquet", ".pq")):
         return pd.read_parquet(p)
     sep = "\t" if low.endswith((".tsv", ".tsv.gz")) else ","
-    df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, na_values=list(MISSING_VALUES))
     for col in df.columns:  # numbers back to numbers, except ID-like columns
         if col in SUBJECT_COLUMNS or col in _RESERVED:
             continue
@@ -102,9 +107,27 @@ def _subject_table(subjects: pd.DataFrame | str | os.PathLike[str] | None) -> pd
 
 def _merge_meta(meta: pd.DataFrame, extra: pd.DataFrame | None, subjects: list[str]) -> pd.DataFrame:
     if extra is not None:
+        check_join(extra["obs_subject_id"].tolist(), subjects)
         extra = extra[extra["obs_subject_id"].isin(subjects)]
         meta = meta.merge(extra, on="obs_subject_id", how="left", suffixes=("", "_subjects"))
     return meta
+
+
+def check_join(table_ids: Sequence[str], subjects: Sequence[str], table: str = "(--subjects)") -> None:
+    """Raises ``SubjectTableError`` when no ID of a subject table matches an image's subject (the
+    join would leave every column missing, e.g. ``01`` vs ``sub-01``); warns when only some do."""
+    have, rows = set(subjects), set(table_ids)
+    if not have or not rows:
+        return
+    hits = have & rows
+    if not hits:
+        raise SubjectTableError(table, f"none of its {len(rows)} subject IDs (e.g. {sorted(rows)[0]!r}) matches "
+                                f"one of the {len(have)} subjects found (e.g. {sorted(have)[0]!r}); "
+                                f"every subject column would be missing")
+    if len(hits) < len(have):
+        lost = sorted(have - rows)
+        warnings.warn(f"subject table {table}: {len(lost)} of {len(have)} subjects have no row "
+                      f"(e.g. {lost[0]!r}); their subject columns are missing", stacklevel=3)
 
 
 def plan_from_manifest(

@@ -34,6 +34,10 @@ def expand_paths(spec: PathSpec, suffixes: Iterable[str] = _IMAGE_SUFFIXES) -> l
     return [str(p) for p in spec]
 
 
+#: BIDS entity keys that stay part of an ID when a wildcard follows them: ``sub-*`` -> ``sub-01``.
+BIDS_ID_ENTITIES: tuple[str, ...] = ("sub", "ses")
+
+
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     out, i = "", 0
     while i < len(pattern):
@@ -41,7 +45,12 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out += "(?:(.*)/)?"
             i += 3
         elif pattern[i] == "*":
-            out += "([^/]*)"
+            entity = next((e for e in BIDS_ID_ENTITIES if pattern[:i].endswith(e + "-")
+                           and (i == len(e) + 1 or not pattern[i - len(e) - 2].isalnum())), None)
+            if entity is not None:  # the entity key is part of the ID (BIDS: sub-01, ses-pre)
+                out = out[: -len(re.escape(entity + "-"))] + f"({re.escape(entity)}-[^/_]*)"
+            else:
+                out += "([^/]*)"
             i += 1
         elif pattern[i] == "?":
             out += "([^/])"
@@ -70,7 +79,10 @@ def subject_id_from_path(path: str, spec: PathSpec | None = None, subject_patter
 
     - ``subject_pattern``: a regex searched in the path; its first group (or ``subject`` group).
     - else, when ``spec`` is a glob: the text the wildcards matched (joined by ``_``, a repeated
-      part once; a wildcard that matched only an image suffix is ignored).
+      part once; a wildcard that matched only an image suffix is ignored). A wildcard right
+      after a BIDS entity key ``sub-`` / ``ses-`` keeps the key and stops at ``_`` or ``/``:
+      ``sub-*/anat/sub-*_T1w.nii.gz`` gives ``sub-01``, and
+      ``sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz`` gives ``sub-01_ses-pre`` (subject x session).
     - else the file name without its image suffix (for folders: the folder name).
     """
     if subject_pattern is not None:

@@ -75,7 +75,7 @@ def test_glob_subject_ids(cohort: SampleCohort) -> None:
     assert plan.obs_meta["obs_subject_id"].tolist() == list(cohort.subjects)
     # two wildcards matching the same text give the ID once
     spec = str(cohort.folder / "sub-*" / "anat" / "sub-*_T1w.nii.gz")
-    assert subject_id_for(str(cohort.folder / "sub-03/anat/sub-03_T1w.nii.gz"), spec) == "03"
+    assert subject_id_for(str(cohort.folder / "sub-03/anat/sub-03_T1w.nii.gz"), spec) == "sub-03"  # BIDS: keeps sub-
     plan = plan_from_globs({"T1w": str(cohort.folder / "*/anat/*.nii.gz")}, subject_pattern=r"/(sub-\d+)_")
     assert sorted({t.subject_id for t in plan.tasks}) == list(cohort.subjects)
 
