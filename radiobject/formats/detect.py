@@ -16,6 +16,7 @@ import numpy as np
 
 from radiobject.errors import ImageReadError
 from radiobject.formats.image import ImageData
+from radiobject.formats.inputs import regular_file_size
 
 FORMATS: tuple[str, ...] = ("auto", "nifti", "dicom", "tiff")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -54,8 +55,7 @@ def detect_format(path: str) -> str:
     """
     if os.path.isdir(path):
         return "dicom"
-    if not os.path.exists(path):
-        raise ImageReadError(path, "file does not exist")
+    regular_file_size(path)  # a FIFO / device / socket is refused before it is opened
     try:
         with open(path, "rb") as f:
             head = f.read(132)

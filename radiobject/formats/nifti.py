@@ -1,7 +1,16 @@
-"""NIfTI-1 / NIfTI-2 read and write with nibabel: raw dtype kept, scaling kept as metadata."""
+"""NIfTI-1 / NIfTI-2 read and write with nibabel: raw dtype kept, scaling kept as metadata.
+
+Reading is bounded and checked: only regular files are opened (a FIFO, device or socket is refused
+before ``open``), the header's declared voxel bytes are checked against a memory budget and the
+file size before any voxel is read, and a ``.nii.gz`` is decompressed completely by this module
+(never partly by nibabel) so a wrong gzip CRC, a wrong length or a stream that ends early is a
+``NiftiReadError`` naming the file, never a silently damaged volume.
+"""
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import zlib
 from pathlib import Path
@@ -13,11 +22,30 @@ from nibabel.orientations import apply_orientation
 
 from radiobject.errors import NiftiReadError
 from radiobject.formats.image import ImageData
+from radiobject.formats.inputs import regular_file_size
 from radiobject.geometry import to_canonical
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
-#: Refuse headers whose voxel data would exceed this many bytes (corrupt dims) unless asked.
-MAX_NIFTI_BYTES = 64 << 30
+#: Deflate cannot compress more than about 1032:1, so a gzip stream of ``n`` bytes holds at most this many times ``n``.
+MAX_DEFLATE_RATIO = 1032
+_READ_BLOCK = 4 << 20
+
+
+def _default_budget() -> int:
+    env = os.environ.get("RADIOBJECT_MAX_IMAGE_BYTES")
+    if env:
+        return int(env)
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 32 << 30
+    return int(min(16 << 30, physical // 2))
+
+
+#: Memory budget of one image read: a header declaring more voxel bytes is refused before reading.
+#: Default ``min(16 GiB, half the physical memory)``; the environment variable
+#: ``RADIOBJECT_MAX_IMAGE_BYTES`` overrides it, ``read_nifti(max_bytes=...)`` per call.
+MAX_NIFTI_BYTES = _default_budget()
 
 
 def is_nifti_path(path: str | os.PathLike[str]) -> bool:
@@ -34,11 +62,15 @@ def nifti_stem(path: str | os.PathLike[str]) -> str:
     return Path(path).stem
 
 
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
 def load_header(path: str | os.PathLike[str]) -> nib.Nifti1Image:
     """Opens a NIfTI lazily (header only); typed error naming the file when it is not one."""
     p = str(path)
-    if not os.path.exists(p):
-        raise NiftiReadError(p, "file does not exist")
+    regular_file_size(p, NiftiReadError)
     try:
         img = nib.load(p)
     except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
@@ -48,30 +80,37 @@ def load_header(path: str | os.PathLike[str]) -> nib.Nifti1Image:
     return img
 
 
-def _check_size(path: str, img: nib.Nifti1Image, max_bytes: int) -> None:
-    shape = img.header.get_data_shape()
+def _declared_bytes(path: str, header: Any, max_bytes: int) -> int:
+    """Voxel bytes the header declares, after checking dims, dtype and the memory budget."""
+    shape = header.get_data_shape()
     if any(int(s) < 1 for s in shape):
         raise NiftiReadError(path, f"header dims {shape} contain an empty axis")
-    nbytes = int(np.prod(shape, dtype=np.float64)) * img.header.get_data_dtype().itemsize
+    dtype = header.get_data_dtype()
+    if dtype.fields is not None:
+        code = header.get_value_label("datatype") if hasattr(header, "get_value_label") else str(dtype)
+        raise NiftiReadError(path, f"{code} (structured / RGB) NIfTI is not supported: the store holds scalar "
+                                   f"voxels; convert it to a 4D uint8 image (one channel per colour)")
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if nbytes > max_bytes:
-        raise NiftiReadError(path, f"header dims {shape} would need {nbytes / 2**30:.1f} GiB (limit {max_bytes / 2**30:.0f} GiB)")
-    if not path.lower().endswith(".gz"):
-        needed = int(img.header.get_data_offset()) + nbytes
-        if os.path.getsize(path) < needed:
-            raise NiftiReadError(path, f"truncated: header needs {needed} bytes, file has {os.path.getsize(path)}")
+        raise NiftiReadError(path, f"header dims {shape} would need {nbytes / 2**30:.1f} GiB (limit "
+                                   f"{max_bytes / 2**30:.1f} GiB; set RADIOBJECT_MAX_IMAGE_BYTES to raise it)")
+    return nbytes
 
 
-def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
-    """Header facts kept with the volume: scaling, codes, units, intent, description."""
-    hdr = img.header
-    # nibabel moves the file's scaling into the array proxy and blanks it in ``img.header``
-    slope = getattr(img.dataobj, "slope", None)
-    inter = getattr(img.dataobj, "inter", None)
+def _check_size(path: str, img: nib.Nifti1Image, max_bytes: int) -> None:
+    nbytes = _declared_bytes(path, img.header, max_bytes)
+    size = regular_file_size(path, NiftiReadError)
+    needed = int(getattr(img.dataobj, "offset", 0) or img.header.get_data_offset()) + nbytes
+    if size < needed:
+        raise NiftiReadError(path, f"truncated: header needs {needed} bytes, file has {size}")
+
+
+def _header_metadata(hdr: Any, nifti2: bool, slope: float | None, inter: float | None) -> dict[str, Any]:
     if slope is not None and float(slope) == 1.0 and not inter:
         slope, inter = None, None
     xyz_unit, t_unit = hdr.get_xyzt_units()
     return {
-        "format": "nifti2" if isinstance(img, nib.Nifti2Image) else "nifti1",
+        "format": "nifti2" if nifti2 else "nifti1",
         "scl_slope": None if slope is None else float(slope),
         "scl_inter": None if inter is None else float(inter),
         "sform_code": int(hdr["sform_code"]),
@@ -84,26 +123,79 @@ def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
     }
 
 
+def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
+    """Header facts kept with the volume: scaling, codes, units, intent, description."""
+    # nibabel moves the file's scaling into the array proxy and blanks it in ``img.header``
+    return _header_metadata(img.header, isinstance(img, nib.Nifti2Image),
+                            getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None))
+
+
+def _decompress(path: str, limit: int) -> bytearray:
+    """The whole gzip stream of ``path`` (CRC and length checked at its end), at most ``limit`` bytes."""
+    out = bytearray()
+    try:
+        with gzip.open(path, "rb") as g:
+            while True:
+                block = g.read(_READ_BLOCK)
+                if not block:
+                    break
+                out += block
+                if len(out) > limit:
+                    raise NiftiReadError(path, f"decompresses to more than the {limit} bytes its header declares "
+                                               f"(gzip bomb or lying header)")
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise NiftiReadError(path, f"corrupt or truncated gzip stream ({exc})") from exc
+    return out
+
+
+def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
+    """(raw voxels, header, is NIfTI-2) of a ``.nii.gz``, read and checked completely."""
+    size = regular_file_size(path, NiftiReadError)
+    img = load_header(path)
+    hdr = img.header
+    nbytes = _declared_bytes(path, hdr, max_bytes)
+    offset = int(getattr(img.dataobj, "offset", 0) or hdr.get_data_offset())  # nibabel blanks vox_offset in img.header
+    if nbytes + offset > size * MAX_DEFLATE_RATIO + 1024:
+        raise NiftiReadError(path, f"header declares {nbytes + offset} bytes but a {size}-byte gzip stream "
+                                   f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)")
+    slack = max(1 << 20, nbytes // 100)
+    buf = _decompress(path, offset + nbytes + slack)
+    if len(buf) < offset + nbytes:
+        raise NiftiReadError(path, f"truncated: header needs {offset + nbytes} bytes, the stream holds {len(buf)}")
+    header = type(hdr).from_fileobj(io.BytesIO(bytes(buf[:offset])))
+    raw = np.ndarray(header.get_data_shape(), dtype=header.get_data_dtype(), buffer=buf, offset=offset, order="F")
+    return raw, header, isinstance(img, nib.Nifti2Image)
+
+
 def read_nifti(
-    path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int = MAX_NIFTI_BYTES
+    path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int | None = None
 ) -> ImageData:
     """Reads a NIfTI file: raw (unscaled) voxels in native byte order, nibabel's affine choice.
 
     ``reorient=True`` reorders the axes to RAS+ (nibabel ``as_closest_canonical``) and records the
     original orientation in the metadata. ``scl_slope`` / ``scl_inter`` are kept in the metadata;
-    ``Volume.to_numpy(scaled=True)`` applies them.
+    ``Volume.to_numpy(scaled=True)`` applies them. ``max_bytes`` (default :data:`MAX_NIFTI_BYTES`)
+    bounds the voxel bytes a header may declare; a gzip file is decompressed fully and its CRC checked.
     """
     p = str(path)
-    img = load_header(p)
-    _check_size(p, img, max_bytes)
-    meta = nifti_metadata(img)
-    try:
-        raw = np.asarray(img.dataobj.get_unscaled())
-    except (OSError, EOFError, ValueError, zlib.error) as exc:
-        raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
+    budget = MAX_NIFTI_BYTES if max_bytes is None else int(max_bytes)
+    regular_file_size(p, NiftiReadError)
+    if _is_gzip(p):
+        raw, header, nifti2 = _read_gzip(p, budget)
+        slope, inter = header.get_slope_inter()
+        meta = _header_metadata(header, nifti2, 1.0 if slope is None else slope, 0.0 if inter is None else inter)
+        affine = header.get_best_affine()
+    else:
+        img = load_header(p)
+        _check_size(p, img, budget)
+        meta = nifti_metadata(img)
+        affine = img.affine
+        try:
+            raw = np.asarray(img.dataobj.get_unscaled())
+        except (OSError, EOFError, ValueError, zlib.error) as exc:
+            raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
     if raw.dtype.byteorder not in ("=", "|"):
         raw = raw.astype(raw.dtype.newbyteorder("="))
-    affine = img.affine
     if reorient:
         meta["original_orientation"] = "".join(nib.aff2axcodes(affine))
         ornt, affine, _ = to_canonical(affine, raw.shape)

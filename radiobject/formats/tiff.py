@@ -27,6 +27,7 @@ import zarr
 
 from radiobject.errors import TiffError
 from radiobject.formats.image import ImageData
+from radiobject.formats.inputs import regular_file_size
 from radiobject.formats.tiff_meta import (
     NGFF_ORDER,
     _channels,
@@ -90,8 +91,9 @@ class TiffInfo:
 
 def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise TiffError(p, "file not found")
+    regular_file_size(p, TiffError)  # a FIFO, device or socket is refused before it is opened
     try:
         return tifffile.TiffFile(p)
     except tifffile.TiffFileError as exc:

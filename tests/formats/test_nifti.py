@@ -114,3 +114,87 @@ def test_truncated_uncompressed_and_absurd_dims(tmp_path) -> None:
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(NiftiReadError, match="does not exist"):
         read_nifti(tmp_path / "nope.nii.gz")
+
+
+# ---------------------------------------------------------------- hostile inputs (issue 10)
+def _save(path, array: np.ndarray) -> None:
+    nib.save(nib.Nifti1Image(array, np.diag([1.5, 1.5, 2.0, 1.0])), str(path))
+
+
+def test_wrong_gzip_crc_is_an_error(tmp_path) -> None:
+    p = tmp_path / "crc.nii.gz"
+    _save(p, np.arange(4000, dtype=np.int16).reshape(10, 20, 20))
+    raw = bytearray(p.read_bytes())
+    raw[-8] ^= 0xFF  # the CRC32 of the gzip trailer; the deflate data (and the voxels) are intact
+    p.write_bytes(bytes(raw))
+    assert nib.load(str(p)).shape == (10, 20, 20)  # nibabel opens it
+    with pytest.raises(NiftiReadError, match="gzip") as info:
+        read_nifti(p)
+    assert str(p) in str(info.value)
+
+
+def test_gzip_stream_ending_early_is_an_error(tmp_path) -> None:
+    p = tmp_path / "short.nii.gz"
+    _save(p, np.random.default_rng(0).integers(0, 999, (30, 30, 30)).astype(np.int16))
+    whole = p.read_bytes()
+    p.write_bytes(whole[: len(whole) - 200])  # header fits, the stream (and trailer) end early
+    with pytest.raises(NiftiReadError, match="truncated|corrupt"):
+        read_nifti(p)
+
+
+def test_header_claiming_32_gb_refused_before_reading(tmp_path) -> None:
+    p = tmp_path / "claims.nii.gz"
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.float32)
+    hdr.set_data_shape((2048, 2048, 2048))  # 32 GiB of float32
+    body = hdr.binaryblock + b"\x00" * 4 + b"\x00" * 1000
+    p.write_bytes(gzip.compress(body))
+    with pytest.raises(NiftiReadError, match="GiB|cannot hold") as info:
+        read_nifti(p, max_bytes=64 << 30)  # even under a large budget: the stream is too small to hold it
+    assert str(p) in str(info.value)
+    with pytest.raises(NiftiReadError, match="GiB"):
+        read_nifti(p, max_bytes=1 << 30)
+
+
+def test_gzip_bomb_bounded(tmp_path) -> None:
+    """A small header followed by far more decompressed data than it declares: refused, bounded."""
+    p = tmp_path / "bomb.nii.gz"
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    single = img.header.copy()
+    single.set_data_offset(352)
+    body = single.binaryblock + b"\x00" * 4 + b"\x00" * (64 << 20)  # 64 MiB after a 64-byte image
+    p.write_bytes(gzip.compress(body, 1))
+    with pytest.raises(NiftiReadError, match="more than"):
+        read_nifti(p)
+
+
+def test_rgb24_is_a_typed_error(tmp_path) -> None:
+    p = tmp_path / "rgb.nii.gz"
+    rgb = np.zeros((4, 5, 6), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(p))
+    with pytest.raises(NiftiReadError, match="RGB") as info:
+        read_nifti(p)
+    assert str(p) in str(info.value)
+
+
+@pytest.mark.timeout(20)
+def test_fifo_and_device_never_opened(tmp_path) -> None:
+    fifo = tmp_path / "pipe.nii.gz"
+    os.mkfifo(fifo)  # opening it for reading would block forever
+    with pytest.raises(NiftiReadError, match="FIFO"):
+        read_nifti(fifo)
+    with pytest.raises(NiftiReadError, match="device"):
+        read_nifti("/dev/zero")
+    with pytest.raises(NiftiReadError, match="regular file"):
+        read_nifti(tmp_path)
+
+
+def test_good_gzip_read_matches_nibabel(tmp_path) -> None:
+    p = tmp_path / "ok.nii.gz"
+    arr = np.random.default_rng(1).standard_normal((7, 8, 9)).astype(">f4")  # big-endian input
+    nib.save(nib.Nifti1Image(arr, np.diag([0.7, 0.8, 0.9, 1.0])), str(p))
+    ref = nib.load(str(p))
+    got = read_nifti(p)
+    assert got.dtype == np.float32 and got.dtype.byteorder in ("=", "|")
+    np.testing.assert_array_equal(got.array, np.asarray(ref.dataobj.get_unscaled()))
+    assert np.array_equal(got.affine, ref.affine)

@@ -1,0 +1,48 @@
+"""Guards every input read goes through: only regular files are opened, sizes come from ``stat``.
+
+A FIFO, a character or block device (``/dev/zero``), a socket or a folder handed in where a file is
+expected would block a reader forever or grow its memory without end; :func:`regular_file_size`
+refuses them with a typed error naming the path before anything is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from radiobject.errors import ImageReadError
+
+__all__ = ["file_kind", "regular_file_size"]
+
+
+def file_kind(mode: int) -> str:
+    """A short name of what a ``stat`` mode describes (``regular file``, ``FIFO``, ``device``, ...)."""
+    if stat.S_ISREG(mode):
+        return "regular file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def regular_file_size(path: str | os.PathLike[str], error: type[ImageReadError] = ImageReadError) -> int:
+    """The size of ``path`` after checking (``stat``, never ``open``) that it is a regular file.
+
+    Raises ``error(path, reason)`` when it does not exist, cannot be stat'ed, or is a FIFO,
+    device, socket or folder.
+    """
+    p = str(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error(p, "file does not exist") from None
+    except OSError as exc:
+        raise error(p, f"cannot stat ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise error(p, f"not a regular file (a {file_kind(st.st_mode)}); only regular files are read")
+    return int(st.st_size)
