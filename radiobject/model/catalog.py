@@ -75,6 +75,23 @@ class CatalogState:
         except KeyError:
             raise NotFoundError("obs_id", obs_id, f"collection {self.location.uri}") from None
 
+    def lookup(self) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+        """``(obs IDs in order, subject -> its obs IDs in order)``, built once per table state.
+
+        Rebuilt only when the cached ``obs`` frame changes (a merge of new rows, a re-read), so
+        per-call lookups (``iloc``, ``select_subjects``, ``by_subject``) do not scan the table.
+        """
+        df = self.obs
+        cached = self.__dict__.get("_lookup")
+        if cached is None or cached[0] is not df:
+            ids = tuple(df["obs_id"].tolist())
+            by_subject: dict[str, list[str]] = {}
+            for oid, sid in zip(ids, df["obs_subject_id"].tolist(), strict=True):
+                by_subject.setdefault(sid, []).append(oid)
+            cached = (df, ids, {k: tuple(v) for k, v in by_subject.items()})
+            self.__dict__["_lookup"] = cached
+        return cached[1], cached[2]
+
     def invalidate(self) -> None:
         self._obs, self._pos, self._new_rows, self._new_ids = None, {}, [], set()
 

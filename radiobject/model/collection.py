@@ -308,7 +308,10 @@ class VolumeCollection:
 
     def __contains__(self, obs_id: object) -> bool:
         if self._ids is not None:
-            return obs_id in self._ids
+            idset = self.__dict__.get("_idset")
+            if idset is None:  # built once per view: membership is O(1)
+                idset = self.__dict__["_idset"] = frozenset(self._ids)
+            return obs_id in idset
         self._state.obs  # noqa: B018
         return obs_id in self._state._pos
 
@@ -327,14 +330,13 @@ class VolumeCollection:
 
     def volume(self, obs_id: str) -> Volume:
         """The volume with this obs ID (in this view)."""
-        if self._ids is not None and obs_id not in self._ids:
+        if self._ids is not None and obs_id not in self:
             raise NotFoundError("obs_id", obs_id, f"this view of {self.uri}")
         return self._state_volume(validate_id(obs_id))
 
     def by_subject(self, subject_id: str) -> Volume:
         """The single volume of a subject; ``NotFoundError`` / ``DuplicateIdError`` otherwise."""
-        obs = self.obs
-        hits = obs.loc[obs["obs_subject_id"] == subject_id, "obs_id"].tolist()
+        hits = [k for k in self._state.lookup()[1].get(subject_id, ()) if self._ids is None or k in self]
         if not hits:
             raise NotFoundError("subject", subject_id, f"collection {self.name!r}")
         if len(hits) > 1:
@@ -350,16 +352,16 @@ class VolumeCollection:
 
     def select_subjects(self, subject_ids: Sequence[str]) -> "VolumeCollection":
         """A view with the volumes of these subjects (in subject order)."""
-        obs = self.obs
-        order = {s: i for i, s in enumerate(subject_ids)}
-        keep = obs[obs["obs_subject_id"].isin(order)]
-        keep = keep.assign(_o=keep["obs_subject_id"].map(order)).sort_values("_o", kind="stable")
-        return VolumeCollection._view(self._state, keep["obs_id"].tolist())
+        order = {s: i for i, s in enumerate(subject_ids)}  # a repeated subject: its last place
+        by_subject = self._state.lookup()[1]  # subject -> obs IDs, built once: O(len(subject_ids))
+        keep = [k for s in sorted(order, key=order.__getitem__) for k in by_subject.get(s, ())
+                if self._ids is None or k in self]
+        return VolumeCollection._view(self._state, keep)
 
     @property
     def iloc(self) -> Indexer[Volume, "VolumeCollection"]:
         """Position -> Volume; slice / list / mask -> view."""
-        ids = self.obs_ids
+        ids = self._ids if self._ids is not None else self._state.lookup()[0]  # no copy per call
         return Indexer(lambda i: self._state_volume(ids[i]), lambda ps: self.select([ids[p] for p in ps]),
                        lambda key: positions(key, len(ids)))
 

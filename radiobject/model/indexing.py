@@ -19,7 +19,7 @@ def positions(key: Any, n: int) -> list[int] | int:
             raise IndexError(f"position {key} out of range for {n} items")
         return i
     if isinstance(key, slice):
-        return list(range(n))[key]
+        return list(range(n)[key])  # a range slice: O(selected), not O(n)
     arr = np.asarray(key)
     if arr.dtype == bool:
         if arr.shape != (n,):
@@ -39,3 +39,31 @@ class Indexer(Generic[T, V]):
         if isinstance(sel, list):
             return self._many(sel)
         return self._one(sel)
+
+
+class PositionMap:
+    """IDs in order plus a hash map ``id -> position``, built once; lookups cost O(1).
+
+    Built once per opened table (or per view) and reused by every ``loc`` / ``iloc`` / ``select``
+    call, so their cost does not grow with the number of subjects. With a repeated ID the first
+    position wins.
+    """
+
+    __slots__ = ("ids", "pos", "source")
+
+    def __init__(self, ids: Sequence[str], source: object = None) -> None:
+        self.ids: tuple[str, ...] = tuple(ids)
+        self.pos: dict[str, int] = {}
+        for i, k in enumerate(self.ids):
+            self.pos.setdefault(k, i)
+        self.source = source  # what the map was built from (rebuilt when that object changes)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.pos
+
+    def position(self, key: str) -> int | None:
+        """Position of ``key``, or ``None`` when absent."""
+        return self.pos.get(key)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from radiobject.model.indexing import Indexer, positions
+from radiobject.model.indexing import Indexer, PositionMap, positions
 from radiobject.model.alignment import check_alignment, file_geometry, geometry_of
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.collection import VolumeCollection
@@ -288,6 +288,23 @@ class RadiObject:
             out.update(dict.fromkeys(self._collection(name).obs_subject_ids))
         return list(out)
 
+    def _subject_map(self) -> PositionMap:
+        """This object's subjects with an ``id -> position`` map, built once per open (or view)."""
+        source: object = self._subjects if self._subjects is not None else self._full_obs_meta()
+        cached = self.__dict__.get("_pmap")
+        if cached is None or cached.source is not source:
+            ids = source if isinstance(source, tuple) else self._full_obs_meta()[SUBJECT].tolist()
+            cached = self.__dict__["_pmap"] = PositionMap(ids, source)
+        return cached
+
+    def _root_map(self) -> PositionMap:
+        """All stored subjects -> row of the full ``obs_meta`` (shared by the views made after it)."""
+        df = self._full_obs_meta()
+        cached = self.__dict__.get("_rmap")
+        if cached is None or cached.source is not df:
+            cached = self.__dict__["_rmap"] = PositionMap(df[SUBJECT].tolist(), df)
+        return cached
+
     def _full_obs_meta(self) -> pd.DataFrame:
         if self._obs_meta is None:
             self._obs_meta = self._meta_table().read()
@@ -327,7 +344,8 @@ class RadiObject:
         """
         df = self._full_obs_meta()
         if self._subjects is not None:
-            df = df.set_index(SUBJECT).loc[list(self._subjects)].reset_index()
+            pos = self._root_map().pos  # O(view size), not a re-index of the whole table
+            df = df.iloc[[pos[s] for s in self._subjects]].reset_index(drop=True)
         return CatalogFrame(df.copy())
 
     @property
@@ -357,7 +375,8 @@ class RadiObject:
 
     def select(self, subject_ids: Sequence[str]) -> "RadiObject":
         """A view with these subjects, in this order."""
-        known = set(self.obs_subject_ids)
+        known = self._subject_map()  # built once: each call costs O(len(subject_ids))
+        self._root_map()  # built before the view copies this object's state, so views share it
         for s in subject_ids:
             if s not in known:
                 raise NotFoundError("subject", s, f"store {self.uri}")
@@ -371,7 +390,7 @@ class RadiObject:
     @property
     def iloc(self) -> Indexer["RadiObject", "RadiObject"]:
         """Position (or slice / list / mask) -> view."""
-        ids = self.obs_subject_ids
+        ids = self._subject_map().ids  # no copy per call
         return Indexer(lambda i: self.select([ids[i]]), lambda ps: self.select([ids[p] for p in ps]),
                        lambda key: positions(key, len(ids)))
 
