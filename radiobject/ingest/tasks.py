@@ -63,6 +63,8 @@ class VolumeTask:
     files: tuple[str, ...] = ()
     columns: dict[str, Any] = field(default_factory=dict)
     row: str = ""
+    #: facts stored with the volume besides its file's own (e.g. DWI ``bvals`` / ``bvecs``).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,15 @@ def _canonical_geometry(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tup
 def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:
     """The store's lazy ``IngestItem`` for a task (pixels are read when it is written)."""
     loader: Callable[[], ImageData] = partial(load_image, task.path, task.format, canonical, tuple(task.files))
+    if task.metadata:
+        loader = partial(_with_metadata, loader, dict(task.metadata))
     source = os.path.abspath(task.path)
     return IngestItem(task.obs_id, task.subject_id, loader, dict(task.columns), source)
+
+
+def _with_metadata(load: Callable[[], ImageData], extra: dict[str, Any]) -> ImageData:
+    image = load()
+    return ImageData(image.array, image.affine, {**image.metadata, **extra}, image.source)
 
 
 def _problem(t: VolumeTask, reason: str) -> Problem:
@@ -137,8 +146,8 @@ def _check_duplicates(tasks: list[VolumeTask]) -> tuple[list[VolumeTask], list[P
     ok, bad = [], []
     for t in tasks:
         dup = groups[(t.collection, t.obs_id)]
-        if len(dup) > 1:
-            others = ", ".join(d.row or d.path for d in dup)
+        if len(dup) > 1:  # the message names at most 3 rows: bounded whatever the count
+            others = ", ".join(d.row or d.path for d in dup[:3]) + (f" and {len(dup) - 3} more" if len(dup) > 3 else "")
             bad.append(_problem(t, f"duplicate: {len(dup)} rows for subject {t.subject_id!r} / obs_id {t.obs_id!r} "
                                    f"in collection {t.collection!r} ({others}); none ingested"))
         else:

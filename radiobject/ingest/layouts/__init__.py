@@ -1,0 +1,143 @@
+"""Dataset layouts users already have: BIDS, Medical Segmentation Decathlon (MSD), nnU-Net raw.
+
+``plan_bids`` / ``plan_msd`` / ``plan_nnunet`` read a dataset folder into a :class:`LayoutPlan`
+(the cohort plan plus label maps, channel names and the incomplete subjects found up front);
+``ingest_layout`` writes it through the one cohort ingest (``run_ingest``) and then stores the
+label maps and class counts with the label collections. ``export_nnunet`` writes a store back
+as an nnU-Net raw dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from radiobject.errors import LayoutError
+from radiobject.ingest.manifest import CohortPlan
+from radiobject.ingest.tasks import Problem
+
+__all__ = [
+    "INCOMPLETE_POLICIES",
+    "Incomplete",
+    "LayoutPlan",
+    "apply_incomplete_policy",
+    "find_incomplete",
+    "ingest_layout",
+]
+
+#: What ingest does with an incomplete subject: ``keep`` (ingest what there is, report it),
+#: ``skip`` (ingest none of its volumes, report it) or ``error`` (raise before writing).
+INCOMPLETE_POLICIES: tuple[str, ...] = ("keep", "skip", "error")
+
+
+@dataclass(frozen=True)
+class Incomplete:
+    """A subject missing something: ``missing`` names collections (or ``"images"`` for a
+    participants row without any image)."""
+
+    subject_id: str
+    missing: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id}: no {', '.join(self.missing)}"
+
+
+@dataclass
+class LayoutPlan:
+    """A dataset folder read as a cohort plan plus what the layout says about its collections."""
+
+    layout: str
+    root: str
+    plan: CohortPlan
+    label_maps: dict[str, Any] = field(default_factory=dict)  # collection -> LabelMap
+    collection_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    incomplete: list[Incomplete] = field(default_factory=list)
+
+    @property
+    def label_collections(self) -> list[str]:
+        return list(self.label_maps)
+
+
+def find_incomplete(plan: CohortPlan, required: Sequence[str] | None = None,
+                    table_subjects: Sequence[str] = ()) -> list[Incomplete]:
+    """Subjects lacking a ``required`` collection (default: every collection of the plan), and
+    subject-table rows (``table_subjects``) without any image."""
+    have: dict[str, set[str]] = {}
+    for t in plan.tasks:
+        have.setdefault(t.subject_id, set()).add(t.collection)
+    need = list(required) if required is not None else plan.collections
+    out = [Incomplete(s, tuple(c for c in need if c not in cs)) for s, cs in have.items()
+           if any(c not in cs for c in need)]
+    out += [Incomplete(s, ("images",)) for s in dict.fromkeys(table_subjects) if s not in have]
+    return out
+
+
+def apply_incomplete_policy(lp: LayoutPlan, policy: str) -> LayoutPlan:
+    """``keep``: unchanged; ``skip``: the incomplete subjects' volumes become problems (not
+    written); ``error``: ``LayoutError`` listing them."""
+    if policy not in INCOMPLETE_POLICIES:
+        raise ValueError(f"incomplete policy must be one of {INCOMPLETE_POLICIES}, not {policy!r}")
+    if not lp.incomplete or policy == "keep":
+        return lp
+    if policy == "error":
+        shown = "; ".join(str(i) for i in lp.incomplete[:20])
+        more = f" (and {len(lp.incomplete) - 20} more)" if len(lp.incomplete) > 20 else ""
+        raise LayoutError(lp.root, f"{len(lp.incomplete)} incomplete subject(s): {shown}{more}")
+    bad = {i.subject_id: str(i) for i in lp.incomplete}
+    plan = lp.plan
+    keep = [t for t in plan.tasks if t.subject_id not in bad]
+    skipped = [Problem(t.collection, t.subject_id, t.obs_id, t.path, f"skipped: incomplete subject ({bad[t.subject_id]})")
+               for t in plan.tasks if t.subject_id in bad]
+    meta = plan.obs_meta
+    if meta is not None:
+        meta = meta[~meta["obs_subject_id"].isin(bad)].reset_index(drop=True)
+    new = CohortPlan(keep, meta, [*plan.problems, *skipped])
+    return LayoutPlan(lp.layout, lp.root, new, lp.label_maps, lp.collection_meta, lp.incomplete)
+
+
+def ingest_layout(
+    uri: str,
+    lp: LayoutPlan,
+    *,
+    incomplete: str = "keep",
+    class_counts: bool = True,
+    log: Callable[[str], None] | None = None,
+    **run_kwargs: Any,
+) -> Any:
+    """Ingests a :class:`LayoutPlan` with ``run_ingest`` (``run_kwargs``: options, workers,
+    validate_alignment, progress, ...), then stores each label collection's label map and
+    collection facts (channel names) and records its ``class_counts``. Returns the
+    ``CohortReport``. Incomplete subjects are reported through ``log`` before anything is written."""
+    from radiobject.ingest.cohort import run_ingest
+    from radiobject.model.labels import record_class_counts, set_label_map, update_collection_meta
+    from radiobject.model.radi_object import RadiObject
+
+    if lp.incomplete and log is not None:
+        log(f"{len(lp.incomplete)} incomplete subject(s) ({incomplete}):")
+        for i in lp.incomplete[:50]:
+            log(f"  {i}")
+    lp = apply_incomplete_policy(lp, incomplete)
+    report = run_ingest(uri, lp.plan, log=log, **run_kwargs)
+    if report.aborted:
+        return report
+    radi = RadiObject(uri, storage=run_kwargs.get("storage"))
+    for name, meta in lp.collection_meta.items():
+        if name in radi.collection_names and meta:
+            update_collection_meta(radi[name], **meta)
+    for name, lm in lp.label_maps.items():
+        if name not in radi.collection_names:
+            continue
+        set_label_map(radi[name], lm)
+        if class_counts:
+            record_class_counts(radi[name], progress=bool(run_kwargs.get("progress")))
+    return report
+
+
+def obs_meta_frame(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """``{subject: {column: value}}`` -> a subject table with ``obs_subject_id`` first."""
+    df = pd.DataFrame.from_dict(dict(rows), orient="index")
+    df.index.name = "obs_subject_id"
+    return df.reset_index()

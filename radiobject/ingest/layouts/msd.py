@@ -1,0 +1,208 @@
+"""Medical Segmentation Decathlon (MSD) and nnU-Net raw datasets, read through ``dataset.json``.
+
+MSD (``TaskXX_Name/``): ``dataset.json`` lists ``training`` pairs ``{"image", "label"}``; a
+multi-modal image is one 4D file. It becomes the collections ``image`` (4D kept; channel
+names from ``modality``) and ``label`` (label map from ``labels``).
+
+nnU-Net v2 (``DatasetXXX_Name/``): ``imagesTr/{case}_{XXXX}{file_ending}`` per channel and
+``labelsTr/{case}{file_ending}``; ``dataset.json`` has ``channel_names``, ``labels``
+(``{name: value}``; region labels ``{name: [values]}`` are kept as collection facts) and
+``file_ending``. Each channel becomes a collection named by its channel name, plus ``label``.
+``export_nnunet`` writes a store back in this layout.
+
+The case ID (file name without channel and ending) is the subject ID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from radiobject.errors import LayoutError
+from radiobject.ingest.layouts import LayoutPlan, find_incomplete
+from radiobject.ingest.manifest import CohortPlan
+from radiobject.ingest.tasks import Problem, VolumeTask
+from radiobject.model.labels import LabelMap, get_label_map, label_values
+
+__all__ = ["LABEL_COLLECTION", "export_nnunet", "plan_msd", "plan_nnunet", "read_dataset_json"]
+
+#: Name of the label collection a dataset.json layout is ingested into.
+LABEL_COLLECTION = "label"
+_COLLECTION_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+def read_dataset_json(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """``root/dataset.json`` as a dict (``LayoutError`` when absent or not JSON)."""
+    path = Path(root) / "dataset.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise LayoutError(str(path), "no dataset.json (not an MSD / nnU-Net dataset folder)") from None
+    except ValueError as exc:
+        raise LayoutError(str(path), f"not valid JSON ({exc})") from None
+
+
+def _case_id(path: str, ending: str) -> str:
+    name = Path(path).name
+    return name[: -len(ending)] if name.endswith(ending) else name.split(".", 1)[0]
+
+
+def _channel_names(ds: dict[str, Any], key: str, where: str) -> list[str]:
+    raw = ds.get(key)
+    if not isinstance(raw, dict) or not raw:
+        raise LayoutError(where, f"dataset.json needs a non-empty {key!r} object ({{\"0\": \"T2\", ...}})")
+    return [str(raw[k]) for k in sorted(raw, key=lambda k: int(k))]
+
+
+def _collection_names(channels: Sequence[str]) -> list[str]:
+    """Channel names usable as collection names (``channel_<i>`` where one is not, or repeats)."""
+    names = [c if _COLLECTION_OK.match(c) and c != LABEL_COLLECTION else f"channel_{i}" for i, c in enumerate(channels)]
+    return names if len(set(names)) == len(names) else [f"channel_{i}" for i in range(len(channels))]
+
+
+def plan_msd(root: str | os.PathLike[str], *, include_test: bool = False) -> LayoutPlan:
+    """Reads an MSD task folder (``dataset.json`` with ``training`` pairs). ``include_test``
+    also ingests the ``test`` images (no labels) into ``image``; ``obs_meta`` column ``subset``
+    says ``training`` or ``test``."""
+    base = Path(root)
+    ds = read_dataset_json(base)
+    where = str(base / "dataset.json")
+    channels = _channel_names(ds, "modality", where)
+    if not isinstance(ds.get("training"), list):
+        raise LayoutError(where, "dataset.json needs a 'training' list of {image, label}")
+    plan, subset, training = CohortPlan(), {}, []
+    for i, entry in enumerate(ds["training"]):
+        if not isinstance(entry, dict) or "image" not in entry:
+            plan.problems.append(Problem("image", "", "", where, f"training entry {i} has no 'image'"))
+            continue
+        case = _case_id(entry["image"], ".nii.gz")
+        subset[case] = "training"
+        training.append(case)
+        _add(plan, "image", case, base / entry["image"], f"training[{i}].image")
+        if entry.get("label"):
+            _add(plan, LABEL_COLLECTION, case, base / entry["label"], f"training[{i}].label", optional=True)
+    if include_test:
+        for i, entry in enumerate(ds.get("test") or []):
+            rel = entry["image"] if isinstance(entry, dict) else str(entry)
+            case = _case_id(rel, ".nii.gz")
+            subset[case] = "test"
+            _add(plan, "image", case, base / rel, f"test[{i}]")
+    plan.obs_meta = pd.DataFrame({"obs_subject_id": list(subset), "subset": list(subset.values())})
+    train_plan = CohortPlan([t for t in plan.tasks if subset.get(t.subject_id) == "training"])
+    incomplete = find_incomplete(train_plan, ["image", LABEL_COLLECTION])
+    meta = {"image": {"channel_names": channels, "dataset": ds.get("name", base.name)}}
+    labels = LabelMap.parse(ds.get("labels") or {})
+    return LayoutPlan("msd", str(base), plan, {LABEL_COLLECTION: labels}, meta, incomplete)
+
+
+def _add(plan: CohortPlan, coll: str, case: str, path: Path, row: str, optional: bool = False) -> None:
+    if path.exists():
+        plan.tasks.append(VolumeTask(coll, case, case, str(path), "auto", row=row))
+    elif not optional:
+        plan.problems.append(Problem(coll, case, case, str(path), f"{row}: file listed in dataset.json is missing"))
+
+
+def plan_nnunet(root: str | os.PathLike[str]) -> LayoutPlan:
+    """Reads an nnU-Net v2 raw dataset folder (``imagesTr`` / ``labelsTr`` + ``dataset.json``)."""
+    base = Path(root)
+    ds = read_dataset_json(base)
+    where = str(base / "dataset.json")
+    channels = _channel_names(ds, "channel_names" if "channel_names" in ds else "modality", where) \
+        if ("channel_names" in ds or "modality" in ds) else _channel_names(ds, "channel_names", where)
+    ending = str(ds.get("file_ending", ".nii.gz"))
+    names = _collection_names(channels)
+    images = base / "imagesTr"
+    if not images.is_dir():
+        raise LayoutError(str(images), "nnU-Net dataset without imagesTr/")
+    pattern = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(ending) + "$")
+    plan = CohortPlan()
+    cases: dict[str, None] = {}
+    for path in sorted(images.iterdir()):
+        m = pattern.match(path.name)
+        if not m:
+            if path.name.endswith(ending):
+                plan.problems.append(Problem("", "", "", str(path), f"not named <case>_<XXXX>{ending}"))
+            continue
+        ch = int(m.group("ch"))
+        if ch >= len(names):
+            plan.problems.append(Problem("", m.group("case"), "", str(path), f"channel {ch} is not in channel_names"))
+            continue
+        cases[m.group("case")] = None
+        plan.tasks.append(VolumeTask(names[ch], m.group("case"), m.group("case"), str(path), "auto",
+                                     row=f"imagesTr/{path.name}"))
+    for case in cases:
+        lab = base / "labelsTr" / f"{case}{ending}"
+        if lab.exists():
+            plan.tasks.append(VolumeTask(LABEL_COLLECTION, case, case, str(lab), "auto", row=f"labelsTr/{lab.name}"))
+    n = ds.get("numTraining")
+    if isinstance(n, int) and n != len(cases):
+        plan.problems.append(Problem("", "", "", where, f"numTraining is {n} but imagesTr holds {len(cases)} case(s)"))
+    plan.obs_meta = pd.DataFrame({"obs_subject_id": list(cases)})
+    order = [*names, LABEL_COLLECTION]
+    plan.tasks.sort(key=lambda t: order.index(t.collection))
+    raw_labels = ds.get("labels") or {}
+    regions = {k: v for k, v in raw_labels.items() if isinstance(v, (list, tuple))}
+    label_meta: dict[str, Any] = {"file_ending": ending}
+    if regions:
+        label_meta["label_regions"] = regions
+        label_meta["regions_class_order"] = ds.get("regions_class_order")
+    meta = {name: {"channel_names": [channels[i]], "channel_index": i} for i, name in enumerate(names)}
+    meta[LABEL_COLLECTION] = label_meta
+    incomplete = find_incomplete(plan, order)
+    return LayoutPlan("nnunet", str(base), plan, {LABEL_COLLECTION: LabelMap.parse(raw_labels)}, meta, incomplete)
+
+
+def export_nnunet(
+    radi: Any,
+    out: str | os.PathLike[str],
+    *,
+    channels: Sequence[str],
+    label: str | None = LABEL_COLLECTION,
+    file_ending: str = ".nii.gz",
+    progress: bool = False,
+) -> Path:
+    """Writes ``out/imagesTr/{subject}_{XXXX}{ending}`` per channel collection (in ``channels``
+    order), ``out/labelsTr/{subject}{ending}`` from ``label`` and ``out/dataset.json``
+    (``channel_names``, ``labels`` from the label map, ``numTraining``, ``file_ending``).
+    Only subjects with every channel (and a label) are written; geometry and dtype as stored."""
+    from radiobject.model.labels import read_collection_meta
+
+    if file_ending not in (".nii.gz", ".nii"):
+        raise ValueError(f"export_nnunet writes NIfTI: file_ending must be .nii.gz or .nii, not {file_ending!r}")
+    names = [*channels, *([label] if label else [])]
+    missing = [n for n in names if n not in radi.collection_names]
+    if missing:
+        raise LayoutError(radi.uri, f"no collection(s) {missing}")
+    by_coll = {n: dict(zip(radi[n].obs_subject_ids, radi[n].obs_ids, strict=True)) for n in names}
+    cases = [s for s in radi.obs_subject_ids if all(s in by_coll[n] for n in names)]
+    root = Path(out)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    if label:
+        (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    for case in tqdm(cases, desc="export nnU-Net", disable=not progress):
+        for i, ch in enumerate(channels):
+            radi[ch].volume(by_coll[ch][case]).to_nifti(root / "imagesTr" / f"{case}_{i:04d}{file_ending}")
+        if label:
+            radi[label].volume(by_coll[label][case]).to_nifti(root / "labelsTr" / f"{case}{file_ending}")
+    channel_names = {}
+    for i, ch in enumerate(channels):
+        stored = read_collection_meta(radi[ch]).get("channel_names") or []
+        channel_names[str(i)] = stored[0] if len(stored) == 1 else ch
+    labels: dict[str, Any] = {}
+    if label:
+        lm = get_label_map(radi[label])
+        values = sorted(set(label_values(radi[label])) | (set(lm.names) if lm else set()) | {0})
+        labels = {("background" if v == 0 and (lm is None or v not in lm.names) else
+                   (lm.name(v) if lm else f"label_{v}")): v for v in values}
+        regions = read_collection_meta(radi[label]).get("label_regions") or {}
+        labels.update(regions)
+    ds = {"channel_names": channel_names, "labels": labels, "numTraining": len(cases), "file_ending": file_ending}
+    (root / "dataset.json").write_text(json.dumps(ds, indent=2))
+    return root
