@@ -4,8 +4,9 @@ Each item is written by :func:`write_one` (the store's single write path, ``writ
 executor — threads by default, or any ``(submit, as_completed)`` pair: a process pool, a Dask
 client. The caller commits the returned ``obs`` rows in input order, ``commit_every`` at a time,
 only after their arrays are complete: a volume becomes visible when its row is committed, so a
-crash leaves at most unreferenced arrays (overwritten by the next run), and ``skip_existing``
-makes a re-run finish only what is missing.
+crash leaves at most unreferenced versions (removed by ``collect_garbage``), and ``skip_existing``
+makes a re-run finish only what is missing. Every write is a new version path; each commit holds
+the collection's write lock and re-checks which obs IDs exist (see ``radiobject.model.versions``).
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from radiobject.errors import RadiObjectError
+from radiobject.errors import DuplicateIdError, RadiObjectError
 from radiobject.formats.image import ImageData
 from radiobject.model.ids import validate_id
 from radiobject.model.options import WriteOptions
+from radiobject.model.versions import LAYOUT, new_version, record_superseded, relative, volume_uri
+from radiobject.storage import files
 from radiobject.storage.files import join
+from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
@@ -107,13 +111,25 @@ def obs_row(info: VolumeInfo, item: IngestItem) -> dict[str, Any]:
 
 
 def write_one(
-    collection_uri: str, item: IngestItem, backend: str, storage: StorageOptions, options: WriteOptions
+    collection_uri: str, item: IngestItem, backend: str, storage: StorageOptions, options: WriteOptions,
+    layout: int = LAYOUT,
 ) -> VolumeWritten:
-    """Loads and writes one item as ``collection_uri/volumes/<obs_id>``; runs in any worker."""
+    """Loads and writes one item as a new version ``volumes/<obs_id>/<version>``; runs in any worker.
+
+    The path is new, so nothing a reader can see changes until the caller commits the row.
+    A symbolic link anywhere below the collection fails the item (``UnsafePathError``).
+    """
     t0 = time.perf_counter()
     try:
-        info = write_image(join(collection_uri, "volumes", item.obs_id), item.image(),
-                           get_backend(backend, storage), options, item.obs_id)
+        version = new_version()
+        uri = volume_uri(collection_uri, item.obs_id, version, layout)
+        files.check_no_symlinks(collection_uri, uri)
+        be = get_backend(backend, storage)
+        if layout >= 2 and backend == "zarr":
+            group = join(collection_uri, "volumes", item.obs_id)
+            if not files.exists(join(group, "zarr.json"), storage):  # keeps the tree a Zarr hierarchy
+                be.create_group(group, {"radiobject": {"kind": "volume", "obs_id": item.obs_id}})
+        info = write_image(uri, item.image(), be, options, item.obs_id, version)
         row = obs_row(info, item)
     except Exception as exc:  # noqa: BLE001 - reported per item
         return VolumeWritten(item.obs_id, None, time.perf_counter() - t0, 0, f"{type(exc).__name__}: {exc}",
@@ -136,7 +152,8 @@ def executor_submitter(executor: Executor) -> Submitter:
 
 
 def _plan(
-    collection_uri: str, items: Iterable[IngestItem], existing: Container[str], skip_existing: bool
+    collection_uri: str, items: Iterable[IngestItem], existing: Container[str], skip_existing: bool,
+    replace_existing: bool = False,
 ) -> tuple[list[IngestItem], IngestReport]:
     """Validates IDs, rejects duplicates, and sets aside what is already committed."""
     report, seen, todo = IngestReport(), set(), []
@@ -146,7 +163,7 @@ def _plan(
         if item.obs_id in seen:
             raise RadiObjectError(f"obs_id {item.obs_id!r} appears twice in this write to {collection_uri}")
         seen.add(item.obs_id)
-        if item.obs_id in existing:
+        if item.obs_id in existing and not replace_existing:
             if not skip_existing:
                 raise RadiObjectError(f"obs_id {item.obs_id!r} already exists in {collection_uri}")
             report.results.append(ItemResult(item.obs_id, item.obs_subject_id, "present", source=item.source))
@@ -164,86 +181,124 @@ def write_items(
     *,
     existing: Container[str] = frozenset(),
     skip_existing: bool = False,
+    replace_existing: bool = False,
     on_error: str = "raise",
     progress: bool | str = False,
     on_commit: Callable[[list[dict[str, Any]]], None] | None = None,
     submitter: Submitter | None = None,
+    layout: int = LAYOUT,
 ) -> IngestReport:
     """Writes ``items`` as volumes of the collection at ``collection_uri``.
 
-    ``existing``: obs IDs already committed; skipped with ``skip_existing``, an error otherwise.
+    ``existing``: obs IDs already committed (a hint; the commit checks again under the write
+    lock, so a volume committed meanwhile by another process is seen). An obs ID that exists is
+    replaced with ``replace_existing`` (status ``replaced``; the old version is superseded),
+    skipped with ``skip_existing`` (status ``present``), else an error (``DuplicateIdError``).
     ``on_error="collect"`` records failures and goes on; ``"raise"`` stops at the first failure
     (after committing the complete prefix) with a ``RadiObjectError`` naming the item.
     ``on_commit`` sees each committed batch of rows. ``submitter``: where items are written
     (default: ``options.workers`` threads in this process).
     """
-    todo, report = _plan(collection_uri, items, existing, skip_existing)
+    todo, report = _plan(collection_uri, items, existing, skip_existing, replace_existing)
+    run = _Run(collection_uri, backend, storage, options, layout, skip_existing, replace_existing, on_commit)
     if submitter is None:
         with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            return _run(collection_uri, todo, report, backend, storage, options, executor_submitter(pool),
-                        on_error, progress, on_commit)
-    return _run(collection_uri, todo, report, backend, storage, options, submitter, on_error, progress, on_commit)
+            return run(todo, report, executor_submitter(pool), on_error, progress)
+    return run(todo, report, submitter, on_error, progress)
 
 
-def _run(
-    collection_uri: str,
-    todo: list[IngestItem],
-    report: IngestReport,
-    backend: str,
-    storage: StorageOptions,
-    options: WriteOptions,
-    submitter: Submitter,
-    on_error: str,
-    progress: bool | str,
-    on_commit: Callable[[list[dict[str, Any]]], None] | None,
-) -> IngestReport:
-    submit, as_completed = submitter
-    table = FragmentTable(join(collection_uri, "obs"), "obs_id", storage)
-    futures = [submit(write_one, collection_uri, it, backend, storage, options) for it in todo]
-    position = {f: i for i, f in enumerate(futures)}
-    finished: dict[int, dict[str, Any] | None] = {}  # input position -> row (None: failed)
-    pending: list[dict[str, Any]] = []
-    next_pos, first_error, first_exc = 0, "", None
+class _Run:
+    """One bulk write: workers write arrays; this process commits rows in input order."""
 
-    def commit() -> None:
-        if pending:
-            table.append(pd.DataFrame(pending))
-            if on_commit is not None:
-                on_commit(list(pending))
-            pending.clear()
+    def __init__(self, collection_uri: str, backend: str, storage: StorageOptions, options: WriteOptions,
+                 layout: int, skip_existing: bool, replace_existing: bool,
+                 on_commit: Callable[[list[dict[str, Any]]], None] | None) -> None:
+        self.uri, self.backend, self.storage, self.options, self.layout = collection_uri, backend, storage, options, layout
+        self.skip_existing, self.replace_existing, self.on_commit = skip_existing, replace_existing, on_commit
+        self.table = FragmentTable(join(collection_uri, "obs"), "obs_id", storage)
 
-    desc = progress if isinstance(progress, str) else collection_uri.rsplit("/", 1)[-1]
-    bar = tqdm(total=len(todo), desc=desc, unit="vol", disable=not progress)
-    for fut in as_completed(futures):
-        pos = position[fut]
-        item = todo[pos]
-        try:
-            res: VolumeWritten = fut.result()
-        except Exception as exc:  # noqa: BLE001 - a worker died or could not run the task
-            res = VolumeWritten(item.obs_id, None, 0.0, 0, f"{type(exc).__name__}: {exc}")
-        bar.update(1)
-        finished[pos] = res.row
-        status = "failed" if res.row is None else "written"
-        report.results.append(ItemResult(item.obs_id, item.obs_subject_id, status, res.seconds, res.nbytes,
-                                         res.error, item.source))
-        if res.row is None and not first_error:
-            first_error = f"{item.obs_id} ({item.source or 'in memory'}): {res.error}"
-            first_exc = res.exception
-        while next_pos in finished:  # commit in input order: deterministic obs order
-            row = finished.pop(next_pos)
-            next_pos += 1
-            if row is not None:
-                pending.append(row)
-                if len(pending) >= options.commit_every:
-                    commit()
+    def commit(self, pending: list[dict[str, Any]], results: dict[str, ItemResult]) -> BaseException | None:
+        """Publishes ``pending`` rows under the write lock; returns the first conflict (or None)."""
+        if not pending:
+            return None
+        conflict: BaseException | None = None
+        with write_lock(self.uri, self.storage):
+            current = self.table.live_values("version")  # fresh: other writers' commits included
+            keep, superseded = [], []
+            for row in pending:
+                oid = row["obs_id"]
+                if oid not in current:
+                    keep.append(row)
+                elif self.replace_existing:
+                    keep.append(row)
+                    results[oid].status = "replaced"
+                    old = volume_uri(self.uri, oid, str(current[oid]), self.layout)
+                    if self.layout >= 2 and current[oid] != row["version"]:
+                        superseded.append(relative(self.uri, old))
+                else:  # committed meanwhile by another writer: ours is discarded, never published
+                    if self.layout >= 2:
+                        files.remove(volume_uri(self.uri, oid, row["version"], self.layout), self.storage, root=self.uri)
+                    res = results[oid]
+                    if self.skip_existing:
+                        res.status = "present"
+                    else:
+                        res.status, res.error = "failed", f"obs_id {oid!r} was committed meanwhile by another writer"
+                        conflict = conflict or DuplicateIdError("obs_id", oid, f"collection {self.uri}")
+            record_superseded(self.uri, self.storage, superseded)  # before the commit: no orphan on a crash
+            if keep:
+                self.table.append(pd.DataFrame(keep))
+        if keep and self.on_commit is not None:
+            self.on_commit(list(keep))
+        pending.clear()
+        return conflict
+
+    def __call__(self, todo: list[IngestItem], report: IngestReport, submitter: Submitter, on_error: str,
+                 progress: bool | str) -> IngestReport:
+        submit, as_completed = submitter
+        futures = [submit(write_one, self.uri, it, self.backend, self.storage, self.options, self.layout) for it in todo]
+        position = {f: i for i, f in enumerate(futures)}
+        finished: dict[int, dict[str, Any] | None] = {}  # input position -> row (None: failed)
+        pending: list[dict[str, Any]] = []
+        results: dict[str, ItemResult] = {}
+        next_pos, first_error, first_exc = 0, "", None
+
+        desc = progress if isinstance(progress, str) else self.uri.rsplit("/", 1)[-1]
+        bar = tqdm(total=len(todo), desc=desc, unit="vol", disable=not progress)
+        for fut in as_completed(futures):
+            pos = position[fut]
+            item = todo[pos]
+            try:
+                res: VolumeWritten = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died or could not run the task
+                res = VolumeWritten(item.obs_id, None, 0.0, 0, f"{type(exc).__name__}: {exc}")
+            bar.update(1)
+            finished[pos] = res.row
+            status = "failed" if res.row is None else "written"
+            result = ItemResult(item.obs_id, item.obs_subject_id, status, res.seconds, res.nbytes, res.error, item.source)
+            report.results.append(result)
+            results[item.obs_id] = result
+            if res.row is None and not first_error:
+                first_error = f"{item.obs_id} ({item.source or 'in memory'}): {res.error}"
+                first_exc = res.exception
+            while next_pos in finished:  # commit in input order: deterministic obs order
+                row = finished.pop(next_pos)
+                next_pos += 1
+                if row is not None:
+                    pending.append(row)
+                    if len(pending) >= self.options.commit_every:
+                        conflict = self.commit(pending, results)
+                        if conflict is not None and not first_error:
+                            first_error, first_exc = str(conflict), conflict
+            if first_error and on_error == "raise":
+                for f in futures:
+                    f.cancel()
+                break
+        conflict = self.commit(pending, results)
+        if conflict is not None and not first_error:
+            first_error, first_exc = str(conflict), conflict
+        bar.close()
         if first_error and on_error == "raise":
-            for f in futures:
-                f.cancel()
-            break
-    commit()
-    bar.close()
-    if first_error and on_error == "raise":
-        if isinstance(first_exc, Exception):
-            raise first_exc
-        raise RadiObjectError(f"writing {collection_uri} stopped at the first failure: {first_error}")
-    return report
+            if isinstance(first_exc, Exception):
+                raise first_exc
+            raise RadiObjectError(f"writing {self.uri} stopped at the first failure: {first_error}")
+        return report

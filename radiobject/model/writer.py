@@ -55,12 +55,15 @@ def copy_blocks(shape: tuple[int, ...], shards: tuple[int, ...], itemsize: int) 
     return tuple(block)
 
 
-def volume_attrs(image: ImageData, obs_id: str | None) -> dict[str, Any]:
-    """The attributes stored with the array: enough to rebuild the ``Volume`` without the catalog."""
+def volume_attrs(image: ImageData, obs_id: str | None, version: str | None = None) -> dict[str, Any]:
+    """The attributes stored with the array: enough to rebuild the ``Volume`` without the catalog.
+
+    ``version``: the token the catalog row will carry (a fresh one when omitted).
+    """
     return {
         "radiobject_volume": 1,
         "obs_id": obs_id,
-        "version": uuid.uuid4().hex,
+        "version": version or uuid.uuid4().hex,
         "affine": [float(v) for v in image.affine.ravel()],
         "metadata": json.loads(json.dumps(image.metadata, default=_json_default)),
         "source": image.source,
@@ -76,7 +79,8 @@ def _json_default(value: object) -> object:
 
 
 def write_image(
-    uri: str, image: ImageData, backend: Backend, options: WriteOptions, obs_id: str | None = None
+    uri: str, image: ImageData, backend: Backend, options: WriteOptions, obs_id: str | None = None,
+    version: str | None = None,
 ) -> VolumeInfo:
     """Writes ``image`` as a new array at ``uri`` and returns its ``VolumeInfo``.
 
@@ -93,7 +97,7 @@ def write_image(
     cap = MAX_SHARD_VOXELS if eager else max(1, min(MAX_SHARD_VOXELS, BLOCK_BYTES // dtype.itemsize))
     shards = default_shards(shape, chunks, cap) if backend.name == "zarr" else None
     spec = ArraySpec(shape, dtype.name, chunks, options.codec, shards)
-    handle = backend.create_array(uri, spec, volume_attrs(image, obs_id))
+    handle = backend.create_array(uri, spec, volume_attrs(image, obs_id, version))
     full = tuple(slice(0, s) for s in shape)
     if eager:
         handle.write(full, image.array.astype(dtype, copy=False))

@@ -28,17 +28,7 @@ def join(uri: str, *parts: str) -> str:
 def _s3fs(storage: StorageOptions, pid: int, asynchronous: bool = False) -> Any:
     import s3fs
 
-    s = storage.resolved()
-    client_kwargs: dict[str, Any] = {"region_name": s.region}
-    if s.endpoint_url:
-        client_kwargs["endpoint_url"] = s.endpoint_url
-    token = dict(s.extra).get("session_token")
-    if token is None and s.key and s.key == os.environ.get("AWS_ACCESS_KEY_ID"):
-        token = os.environ.get("AWS_SESSION_TOKEN")
-    return s3fs.S3FileSystem(
-        key=s.key, secret=s.secret, token=token, anon=s.anon, client_kwargs=client_kwargs, use_listings_cache=False,
-        asynchronous=asynchronous,
-    )
+    return s3fs.S3FileSystem(asynchronous=asynchronous, **storage.s3fs_kwargs())
 
 
 def remote_fs(storage: StorageOptions, asynchronous: bool = False) -> Any:
@@ -103,12 +93,52 @@ def listdir(uri: str, storage: StorageOptions) -> list[str]:
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.rstrip("/") != root)
     try:
         return sorted(os.listdir(strip_file_scheme(uri)))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
 
 
-def remove(uri: str, storage: StorageOptions) -> None:
-    """Removes a file or a whole folder; nothing happens when it is absent."""
+def check_no_symlinks(root: str, uri: str) -> None:
+    """``UnsafePathError`` unless ``uri`` lies inside ``root`` with no symbolic link below ``root``.
+
+    Every component after ``root`` (which itself may be a link the user chose) is checked with
+    ``lstat``; components that do not exist yet are fine. Object stores have no links.
+    """
+    from radiobject.errors import UnsafePathError
+
+    if is_remote(uri):
+        if not uri.rstrip("/").startswith(root.rstrip("/") + "/") and uri.rstrip("/") != root.rstrip("/"):
+            raise UnsafePathError(root, f"{uri} is outside the store")
+        return
+    base = os.path.abspath(strip_file_scheme(root))
+    path = os.path.abspath(strip_file_scheme(uri))
+    rel = os.path.relpath(path, base)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        raise UnsafePathError(root, f"{uri} is outside the store")
+    cur = base
+    for part in [] if rel == os.curdir else rel.split(os.sep):
+        cur = os.path.join(cur, part)
+        if os.path.islink(cur):
+            raise UnsafePathError(root, f"{cur} is a symbolic link; radiobject never writes or deletes through one")
+
+
+def mtime(uri: str, storage: StorageOptions) -> float | None:
+    """Seconds since the epoch of the last change of a local file or folder (``None`` if absent or remote)."""
+    if is_remote(uri):
+        return None
+    try:
+        return os.lstat(strip_file_scheme(uri)).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def remove(uri: str, storage: StorageOptions, root: str | None = None) -> None:
+    """Removes a file or a whole folder; nothing happens when it is absent.
+
+    With ``root``: first ``check_no_symlinks(root, uri)`` (``UnsafePathError``), so that a link
+    planted inside a store never makes radiobject delete the files of its target.
+    """
+    if root is not None:
+        check_no_symlinks(root, uri)
     if is_remote(uri):
         fs = remote_fs(storage)
         path = _remote_path(uri)
@@ -116,7 +146,9 @@ def remove(uri: str, storage: StorageOptions) -> None:
             fs.rm(path, recursive=True)
         return
     path = strip_file_scheme(uri)
-    if os.path.isdir(path):
+    if os.path.islink(path):
+        os.remove(path)  # the link itself, never its target
+    elif os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.exists(path):
         os.remove(path)

@@ -1,8 +1,15 @@
 """Catalog tables (``obs``, ``obs_meta``) as append-only Parquet fragments.
 
 Appending writes one new fragment: its cost does not depend on how many rows exist (no table is
-rewritten). A fragment is written atomically and is the commit point of the rows it holds, so a
-reader never sees a volume whose table row is not complete. ``compact`` folds fragments into one.
+rewritten). A fragment is written atomically (temporary name, then rename; one PUT on S3) and is
+the commit point of the rows it holds, so a reader never sees a volume whose row is not complete.
+A key written again keeps its latest row; a *tombstone* row (``TOMBSTONE`` true) deletes its key.
+
+Readers never see a half-published catalog: ``compact`` first publishes the folded fragment (which
+sorts after every fragment it folds) and only then removes the folded ones, oldest first, so any
+listing holds a suffix of the old fragments plus the new one and resolves to the same rows; a
+fragment that vanishes between a listing and its read makes the reader list again.
+Fragments are immutable, so each one is read (and parsed) once per table object.
 """
 
 from __future__ import annotations
@@ -15,10 +22,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from radiobject.errors import StoreError
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
 
 _PREFIX, _SUFFIX = "part-", ".parquet"
+#: The reserved column that marks a row as the deletion of its key.
+TOMBSTONE = "_deleted"
+_RETRIES = 50
+
+
+def _stamp(name: str) -> int:
+    try:
+        return int(name[len(_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return 0
 
 
 class FragmentTable:
@@ -27,38 +45,102 @@ class FragmentTable:
     def __init__(self, uri: str, key: str, storage: StorageOptions | None = None) -> None:
         self.uri, self.key = uri, key
         self.storage = storage or StorageOptions()
+        self._parts: dict[str, pa.Table] = {}
 
     def fragments(self) -> list[str]:
         """Fragment names in commit order."""
         return [n for n in files.listdir(self.uri, self.storage) if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
 
     def append(self, df: pd.DataFrame) -> str:
-        """Commits ``df`` as one new fragment; returns its name."""
+        """Commits ``df`` as one new fragment; returns its name.
+
+        The name sorts after every fragment listed now (commit order = name order, also when the
+        clock steps back); callers that hold the store's write lock get a strict order.
+        """
         if self.key not in df.columns:
             raise ValueError(f"table {self.uri} needs a {self.key!r} column")
-        name = f"{_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
+        last = max((_stamp(n) for n in self.fragments()), default=0)
+        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
         files.makedirs(self.uri, self.storage)
         files.write_bytes_atomic(files.join(self.uri, name), buf.getvalue(), self.storage)
         return name
 
-    def read(self) -> pd.DataFrame:
-        """All rows in commit order; a key written twice keeps its latest row."""
-        parts = [pq.read_table(io.BytesIO(files.read_bytes(files.join(self.uri, n), self.storage))) for n in self.fragments()]
+    def delete(self, keys: list[str]) -> str | None:
+        """Commits tombstones for ``keys`` (one fragment); readers no longer see those rows."""
+        if not keys:
+            return None
+        return self.append(pd.DataFrame({self.key: list(keys), TOMBSTONE: [True] * len(keys)}))
+
+    def _part(self, name: str) -> pa.Table:
+        part = self._parts.get(name)
+        if part is None:
+            part = pq.read_table(io.BytesIO(files.read_bytes(files.join(self.uri, name), self.storage)))
+            self._parts[name] = part
+        return part
+
+    def _snapshot(self) -> list[pa.Table]:
+        """The fragments of one consistent listing (listed again when one vanished meanwhile)."""
+        for attempt in range(_RETRIES):
+            names = self.fragments()
+            try:
+                parts = [self._part(n) for n in names]
+            except FileNotFoundError:
+                time.sleep(min(0.001 * 2**attempt, 0.1))  # a compaction removed it: list again
+                continue
+            for stale in set(self._parts) - set(names):
+                del self._parts[stale]
+            return parts
+        raise StoreError(self.uri, f"table fragments kept vanishing during {_RETRIES} listings")
+
+    def live_values(self, column: str) -> dict[str, object]:
+        """``{key: value of column}`` of the live keys, from a fresh listing (cheap: only 2 columns)."""
+        out: dict[str, object] = {}
+        for part in self._snapshot():
+            names = part.column_names
+            keys = part.column(self.key).to_pylist()
+            vals = part.column(column).to_pylist() if column in names else [None] * len(keys)
+            dead = part.column(TOMBSTONE).to_pylist() if TOMBSTONE in names else [None] * len(keys)
+            for k, v, d in zip(keys, vals, dead, strict=True):
+                if d:
+                    out.pop(k, None)
+                else:
+                    out[k] = v
+        return out
+
+    def read(self, *, tombstones: bool = False) -> pd.DataFrame:
+        """All rows in commit order; a key written twice keeps its latest row, deleted keys are gone.
+
+        ``tombstones=True`` keeps the deletion rows (with ``TOMBSTONE`` true) instead.
+        """
+        parts = self._snapshot()
         if not parts:
             return pd.DataFrame({self.key: pd.Series([], dtype=str)})
         table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
         df = table.to_pandas()
         if df[self.key].duplicated().any():
             df = df.drop_duplicates(self.key, keep="last")
+        if TOMBSTONE in df.columns:
+            dead = df[TOMBSTONE].fillna(False).astype(bool)
+            if not tombstones:
+                df = df[~dead].drop(columns=[TOMBSTONE])
         return df.reset_index(drop=True)
 
     def compact(self) -> None:
-        """Rewrites all fragments as one (readers in between see duplicates resolved by key)."""
+        """Folds all fragments into one; the folded ones are removed only after it is published.
+
+        Call it under the store's write lock: two compactions at once are safe (both results hold
+        the same rows) but an append between the read and the removal is kept only because its
+        fragment is not among the removed ones.
+        """
         old = self.fragments()
         if len(old) <= 1:
             return
-        self.append(self.read())
-        for name in old:
+        df = self.read()
+        if TOMBSTONE in df.columns:
+            df = df.drop(columns=[TOMBSTONE])
+        self.append(df if len(df) else pd.DataFrame({self.key: pd.Series([], dtype=str)}))
+        for name in old:  # oldest first: every listing meanwhile resolves to the same rows
             files.remove(files.join(self.uri, name), self.storage)
+            self._parts.pop(name, None)

@@ -1,0 +1,132 @@
+"""The write lock of a store: publishing steps of different writers never interleave.
+
+On a local (or NFS) disk the lock is ``fcntl.flock`` on a hidden file ``.radiobject.lock`` at the
+root of the collection or store. Waiting is bounded: after ``timeout`` seconds
+``StoreLockedError`` names the store and the holder (pid and host written into the lock file).
+The lock is re-entrant within a process (a thread that holds it may take it again); a forked
+child does not inherit it.
+
+Object stores (``s3://``) have no lock: every publishing step there is a single PUT of a uniquely
+named object, so concurrent writers of *different* volumes are safe, and the documented rule is a
+single writer per volume (see docs/integrity.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from radiobject.errors import StoreLockedError
+from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
+
+LOCK_NAME = ".radiobject.lock"
+#: Seconds a writer waits for the lock before ``StoreLockedError`` (env ``RADIOBJECT_LOCK_TIMEOUT``).
+DEFAULT_TIMEOUT = 120.0
+
+_registry_guard = threading.Lock()
+_held: dict[str, "_Held"] = {}
+
+
+class _Held:
+    def __init__(self) -> None:
+        self.rlock = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+def _reset_after_fork() -> None:
+    global _registry_guard
+    _registry_guard = threading.Lock()
+    for held in _held.values():
+        if held.fd is not None:
+            try:
+                os.close(held.fd)  # the parent's flock stays with the parent's descriptor
+            except OSError:
+                pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def lock_timeout() -> float:
+    """The configured lock timeout in seconds."""
+    try:
+        return float(os.environ.get("RADIOBJECT_LOCK_TIMEOUT", DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(200).strip()
+    except OSError:
+        text = ""
+    return text or "unknown holder"
+
+
+@contextmanager
+def write_lock(root: str, storage: StorageOptions | None = None, timeout: float | None = None) -> Iterator[None]:
+    """Holds the write lock of the store or collection at ``root`` for the ``with`` block.
+
+    Local paths: exclusive ``flock``, waiting at most ``timeout`` seconds (default
+    :func:`lock_timeout`), then ``StoreLockedError`` naming the store and the holder's pid.
+    ``s3://``: no lock (see the module docstring).
+    """
+    if is_remote(root):
+        yield
+        return
+    path = os.path.join(os.path.abspath(strip_file_scheme(root)), LOCK_NAME)
+    with _registry_guard:
+        held = _held.setdefault(path, _Held())
+    wait = lock_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + wait
+    if not held.rlock.acquire(timeout=max(wait, 0.0)):
+        raise StoreLockedError(root, f"write lock held by another thread of this process for over {wait:.0f} s")
+    try:
+        if held.depth == 0:
+            held.fd = _acquire(root, path, deadline, wait)
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+            if held.depth == 0 and held.fd is not None:
+                fd, held.fd = held.fd, None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+    finally:
+        held.rlock.release()
+
+
+def _acquire(root: str, path: str, deadline: float, wait: float) -> int:
+    if os.path.islink(path):
+        from radiobject.errors import UnsafePathError
+
+        raise UnsafePathError(root, f"{LOCK_NAME} is a symbolic link")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    pause = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise StoreLockedError(
+                    root, f"write lock {LOCK_NAME} held for over {wait:.0f} s by {_holder(path)}"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+    return fd
