@@ -107,6 +107,18 @@ class GeometryError(RadiObjectError, ValueError):
     """An affine or an orientation is invalid (singular, not 4x4, non-finite)."""
 
 
+class StoreLockedError(StoreError, TimeoutError):
+    """Another writer holds the store's write lock longer than the timeout (names its holder)."""
+
+
+class VersionMismatchError(StoreError):
+    """A volume's stored data and its catalog row disagree on the version (a torn or tampered store)."""
+
+
+class UnsafePathError(StoreError):
+    """A path inside a store is a symbolic link or leads outside the store / output folder."""
+
+
 class SubjectTableError(_Picklable, RadiObjectError, ValueError):
     """A subject table (``participants.tsv`` / ``--subjects``) does not join the ingested images."""
 

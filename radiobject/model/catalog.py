@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from radiobject.errors import NotFoundError, StoreNotFoundError
+from radiobject.model.versions import validate_rows, volume_uri
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.tables import FragmentTable
@@ -32,6 +33,8 @@ class CatalogState:
         self.location = location
         self.name: str = meta["name"]
         self.backend: str = meta["backend"]
+        #: 2: versioned volume paths (``volumes/<obs_id>/<version>``); 1: ``volumes/<obs_id>``.
+        self.layout: int = int(meta.get("layout", 1))
         self._obs: pd.DataFrame | None = None
         self._pos: dict[str, int] = {}
         self._new_rows: list[dict[str, Any]] = []  # committed by this process, not merged yet
@@ -42,6 +45,7 @@ class CatalogState:
             df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
             if "obs_subject_id" not in df.columns:
                 df["obs_subject_id"] = pd.Series([], dtype=str)
+            validate_rows(df, files.join(self.location.uri, "obs"), self.layout)
             self._obs = df
             self._pos = {k: i for i, k in enumerate(df["obs_id"].tolist())}
 
@@ -91,6 +95,10 @@ class CatalogState:
             cached = (df, ids, {k: tuple(v) for k, v in by_subject.items()})
             self.__dict__["_lookup"] = cached
         return cached[1], cached[2]
+
+    def volume_uri(self, obs_id: str, version: str) -> str:
+        """Where this collection keeps version ``version`` of volume ``obs_id``."""
+        return volume_uri(self.location.uri, obs_id, version, self.layout)
 
     def invalidate(self) -> None:
         self._obs, self._pos, self._new_rows, self._new_ids = None, {}, [], set()

@@ -27,6 +27,14 @@ from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 from radiobject.model.volume import Volume
 from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
+from radiobject.model.versions import (
+    DEFAULT_GRACE_SECONDS,
+    LAYOUT,
+    collect_garbage,
+    record_superseded,
+    relative,
+)
+from radiobject.storage.locks import write_lock
 
 
 class VolumeCollection:
@@ -72,10 +80,18 @@ class VolumeCollection:
                 raise StoreExistsError(uri, "a collection already exists here")
             return cls(uri, storage=storage)
         files.makedirs(uri, storage)
-        backend = get_backend(opts.backend, storage)
-        backend.create_group(uri, {"radiobject": {"kind": "collection", "name": name}})
-        backend.create_group(files.join(uri, "volumes"), {"radiobject": {"kind": "volumes"}})
-        files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "name": name, "backend": opts.backend}, storage)
+        with write_lock(uri, storage):  # N processes creating it at once: one creates, all open it
+            if files.exists(marker, storage):
+                if not exist_ok:
+                    raise StoreExistsError(uri, "a collection already exists here")
+                return cls(uri, storage=storage)
+            backend = get_backend(opts.backend, storage)
+            backend.create_group(uri, {"radiobject": {"kind": "collection", "name": name}})
+            backend.create_group(files.join(uri, "volumes"), {"radiobject": {"kind": "volumes"}})
+            files.write_json_atomic(
+                marker, {"format": FORMAT, "version": 1, "layout": LAYOUT, "name": name, "backend": opts.backend},
+                storage,
+            )
         return cls(uri, storage=storage)
 
     @classmethod
@@ -223,11 +239,15 @@ class VolumeCollection:
         *,
         options: WriteOptions | None = None,
         skip_existing: bool = False,
+        replace_existing: bool = False,
         on_error: str = "raise",
         progress: bool | str = False,
         submitter: Submitter | None = None,
     ) -> IngestReport:
         """Writes more volumes into this collection (append). See ``radiobject.model.bulk.write_items``.
+
+        ``replace_existing=True``: an obs ID already stored gets a new version, published
+        atomically (status ``replaced``); ``skip_existing=True`` leaves it (status ``present``).
 
         ``submitter``: ``(submit, as_completed)`` of a process pool or a Dask client to write the
         volumes elsewhere (default: ``options.workers`` threads here).
@@ -235,7 +255,8 @@ class VolumeCollection:
         opts = replace(options or WriteOptions(), backend=self.backend_name)
         return write_items(
             self.uri, items, self.backend_name, self.location.storage, opts, existing=self._state.known_ids(),
-            skip_existing=skip_existing, on_error=on_error, progress=progress, on_commit=self._state.committed,
+            skip_existing=skip_existing, replace_existing=replace_existing, layout=self._state.layout,
+            on_error=on_error, progress=progress, on_commit=self._state.committed,
             submitter=submitter,
         )
 
@@ -253,9 +274,70 @@ class VolumeCollection:
         self.write([IngestItem(obs_id, obs_subject_id or obs_id, img, columns, img.source)], options=options)
         return self._state_volume(obs_id)
 
-    def compact(self) -> None:
-        """Folds the ``obs`` fragments into one (faster opening after many appends)."""
-        FragmentTable(files.join(self.uri, "obs"), "obs_id", self.location.storage).compact()
+    def compact(self, *, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> list[str]:
+        """Folds the ``obs`` fragments into one (faster opening after many appends) and removes
+        versions superseded more than ``grace_seconds`` ago (see ``collect_garbage``).
+
+        Safe while readers open the collection (they never see a missing fragment) and while
+        other processes write (it holds the write lock). Returns the removed version paths.
+        """
+        with write_lock(self.uri, self.location.storage):
+            FragmentTable(files.join(self.uri, "obs"), "obs_id", self.location.storage).compact()
+            removed = self._collect(grace_seconds)
+        self._state.invalidate()
+        return removed
+
+    def collect_garbage(self, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> list[str]:
+        """Removes replaced / deleted versions (and versions a crashed writer left) older than
+        ``grace_seconds``; returns their paths relative to the collection.
+
+        The rule: a reader that opened the catalog before a replace keeps reading the old version
+        until it reopens; keep ``grace_seconds`` above the longest such use (default one hour;
+        ``0`` only when no reader is open).
+        """
+        with write_lock(self.uri, self.location.storage):
+            return self._collect(grace_seconds)
+
+    def _collect(self, grace_seconds: float) -> list[str]:
+        if self._state.layout < 2:
+            return []
+        table = FragmentTable(files.join(self.uri, "obs"), "obs_id", self.location.storage)
+        referenced = {relative(self.uri, self._state.volume_uri(str(k), str(v)))
+                      for k, v in table.live_values("version").items()}
+        return collect_garbage(self.uri, self.location.storage, referenced, grace_seconds)
+
+    def replace(self, obs_id: str, image: ImageData | Volume, *, obs_subject_id: str | None = None,
+                options: WriteOptions | None = None, **columns: Any) -> Volume:
+        """Writes a new version of an existing volume and publishes it in one atomic step.
+
+        Readers see the whole old or the whole new volume. The subject and the user columns of the
+        old row are kept unless given. ``NotFoundError`` when ``obs_id`` is not stored.
+        """
+        oid = validate_id(obs_id)
+        self._state.invalidate()  # fresh: another process may have changed it
+        old = self._state.obs.iloc[self._state.position(oid)].to_dict()
+        kept = {k: v for k, v in old.items() if k not in CATALOG_COLUMNS and not _missing(v)}
+        img = image.to_image() if isinstance(image, Volume) else image
+        item = IngestItem(oid, obs_subject_id or str(old["obs_subject_id"]), img, {**kept, **columns}, img.source)
+        self.write([item], options=options, replace_existing=True)
+        return self._state_volume(oid)
+
+    def delete(self, obs_ids: str | Sequence[str]) -> None:
+        """Removes volumes from the catalog in one atomic step (their data: by ``collect_garbage``).
+
+        ``NotFoundError`` (and nothing deleted) when one of them is not stored.
+        """
+        ids = [validate_id(obs_ids)] if isinstance(obs_ids, str) else [validate_id(k) for k in obs_ids]
+        table = FragmentTable(files.join(self.uri, "obs"), "obs_id", self.location.storage)
+        with write_lock(self.uri, self.location.storage):
+            current = table.live_values("version")
+            for k in ids:
+                if k not in current:
+                    raise NotFoundError("obs_id", k, f"collection {self.uri}")
+            if self._state.layout >= 2:
+                record_superseded(self.uri, self.location.storage,
+                                  [relative(self.uri, self._state.volume_uri(k, str(current[k]))) for k in ids])
+            table.delete(ids)
         self._state.invalidate()
 
     # ------------------------------------------------------------------ reading
@@ -326,7 +408,7 @@ class VolumeCollection:
     def _state_volume(self, obs_id: str) -> Volume:
         row = self._state.obs.iloc[self._state.position(obs_id)]
         info = VolumeInfo.from_row(row, self.backend_name)
-        return Volume(files.join(self.uri, "volumes", obs_id), storage=self.location.storage, info=info)
+        return Volume(self._state.volume_uri(obs_id, info.version), storage=self.location.storage, info=info)
 
     def volume(self, obs_id: str) -> Volume:
         """The volume with this obs ID (in this view)."""
@@ -395,3 +477,10 @@ def _columns_by_id(obs: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
     if "obs_id" not in obs.columns:
         raise ValueError("obs must have an 'obs_id' column")
     return {str(r.pop("obs_id")): r for r in obs.to_dict("records")}
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists / arrays: present
+        return False

@@ -22,7 +22,8 @@ from radiobject.errors import (
 )
 from radiobject.formats.image import ImageData
 from radiobject.model.frames import CatalogFrame
-from radiobject.model.ids import validate_collection_name
+from radiobject.model.ids import validate_collection_name, validate_id
+from radiobject.storage.locks import write_lock
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.storage import files
@@ -84,10 +85,15 @@ class RadiObject:
                 return cls(uri, storage=storage)
             raise StoreExistsError(uri, "a radiobject store already exists here")
         files.makedirs(uri, storage)
-        backend = get_backend(opts.backend, storage)
-        backend.create_group(uri, {"radiobject": {"kind": "store", "version": 1}})
-        backend.create_group(files.join(uri, "collections"), {"radiobject": {"kind": "collections"}})
-        files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "backend": opts.backend}, storage)
+        with write_lock(uri, storage):  # two creators at once: one creates, the other sees it
+            if files.exists(marker, storage):
+                if exist_ok:
+                    return cls(uri, storage=storage)
+                raise StoreExistsError(uri, "a radiobject store already exists here")
+            backend = get_backend(opts.backend, storage)
+            backend.create_group(uri, {"radiobject": {"kind": "store", "version": 1}})
+            backend.create_group(files.join(uri, "collections"), {"radiobject": {"kind": "collections"}})
+            files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "backend": opts.backend}, storage)
         return cls(uri, storage=storage)
 
     @classmethod
@@ -234,18 +240,59 @@ class RadiObject:
                               subject_pattern=subject_pattern, options=options, storage=storage, progress=progress)
 
     def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
-                       skip_existing: bool = False, on_error: str = "raise", progress: bool | str = False,
-                       submitter: Submitter | None = None) -> IngestReport:
-        """Creates (or extends) collection ``name`` with ``items``; see ``VolumeCollection.write``."""
+                       skip_existing: bool = False, replace_existing: bool = False, on_error: str = "raise",
+                       progress: bool | str = False, submitter: Submitter | None = None) -> IngestReport:
+        """Creates (or extends) collection ``name`` with ``items``; see ``VolumeCollection.write``.
+
+        Idempotent and race-free: N processes adding the same new collection at once create it
+        once (under its write lock) and each commits its own volumes.
+        """
         name = validate_collection_name(name)
         opts = replace(options or WriteOptions(), backend=self._backend)
-        if name not in self._all_collection_names():
-            VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage)
+        if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
+            VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage,
+                                    exist_ok=True)
             self._names = None
         return self._collection(name).write(
-            items, options=opts, skip_existing=skip_existing, on_error=on_error,
+            items, options=opts, skip_existing=skip_existing, replace_existing=replace_existing, on_error=on_error,
             progress=name if progress is True else progress, submitter=submitter,
         )
+
+    def replace_subject(self, subject_id: str, images: Mapping[str, ImageData],
+                        options: WriteOptions | None = None) -> None:
+        """Replaces the volume of ``subject_id`` in each named collection (``{collection: image}``).
+
+        Each collection's replacement is one atomic commit (``VolumeCollection.replace``); the
+        subject must have exactly one volume in each (``NotFoundError`` / ``DuplicateIdError``).
+        """
+        for name in images:
+            if name not in self.collection_names:
+                raise NotFoundError("collection", name, f"store {self.uri}")
+        for name, image in images.items():
+            coll = self._fresh_collection(name)
+            coll.replace(str(coll.by_subject(subject_id).obs_id), image, options=options)
+
+    def delete_subject(self, subject_id: str) -> None:
+        """Removes a subject: its ``obs_meta`` row first, then its volumes, collection by collection.
+
+        Each step is one atomic commit; readers that list subjects stop seeing it at the first.
+        ``NotFoundError`` when the store has no such subject.
+        """
+        table = self._meta_table()
+        with write_lock(self.uri, self._location.storage):
+            if subject_id not in table.live_values(SUBJECT):
+                raise NotFoundError("subject", subject_id, f"store {self.uri}")
+            table.delete([subject_id])
+        for name in self._all_collection_names():
+            coll = self._fresh_collection(name)
+            ids = [k for k, s in zip(coll.obs_ids, coll.obs_subject_ids, strict=True) if s == subject_id]
+            if ids:
+                coll.delete(ids)
+        self._obs_meta = None
+
+    def _fresh_collection(self, name: str) -> VolumeCollection:
+        self._collections.pop(name, None)
+        return self._collection(name)
 
     def add_subjects(self, obs_meta: pd.DataFrame) -> None:
         """Adds (or updates) subject rows (see ``subject_table`` for the accepted ID columns)."""
@@ -260,7 +307,8 @@ class RadiObject:
 
     def compact(self) -> None:
         """Folds every table's fragments into one (faster opens after many appends)."""
-        self._meta_table().compact()
+        with write_lock(self.uri, self._location.storage):
+            self._meta_table().compact()
         for name in self._all_collection_names():
             VolumeCollection(self._coll_uri(name), storage=self._location.storage).compact()
         self._obs_meta = None
@@ -307,7 +355,10 @@ class RadiObject:
 
     def _full_obs_meta(self) -> pd.DataFrame:
         if self._obs_meta is None:
-            self._obs_meta = self._meta_table().read()
+            df = self._meta_table().read()
+            for sid in df[SUBJECT].tolist() if SUBJECT in df.columns else ():  # a tampered table steers no path
+                validate_id(sid, f"subject id in {files.join(self.uri, 'obs_meta')}")
+            self._obs_meta = df
         return self._obs_meta
 
     def _collection(self, name: str) -> VolumeCollection:
