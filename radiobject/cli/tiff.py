@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from radiobject.cli._args import human_bytes, int_in, positive_int
+from radiobject.cli.ingest import add_storage_arguments, storage_from_args
 from radiobject.convert import (
     COMPRESSIONS,
     ConversionPlan,
@@ -25,11 +26,13 @@ def register(subparsers: Any) -> None:
         "convert-tiff",
         help="convert TIFF / OME-TIFF / SVS regions to OME-Zarr multiscale images",
         description="Convert TIFF / OME-TIFF / SVS files (or folders of them) to OME-Zarr pyramids, "
-        "out of core. Files whose names share a region token (R000, R001 ...) are stacked as the "
-        "channels of one image; every other file is its own image. Writes OUT/<region>.ome.zarr.",
+        "out of core. Files whose names share a sample key (the name up to a region token: "
+        "sampleA_R000_DAPI.tif -> sampleA_R000) are stacked as the channels of one image; every other "
+        "file is its own image. Writes OUT/<sample key>.ome.zarr; OUT is a folder or s3://bucket/prefix. "
+        "An image appears under its final name only once complete.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="TIFF files or folders")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", required=True, help="output folder or s3://bucket/prefix")
     p.add_argument("--workers", type=positive_int, default=None, help="parallel workers (default: CPU count)")
     p.add_argument("--executor", choices=("thread", "process"), default="thread",
                    help="worker kind (default: thread)")
@@ -39,7 +42,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--compression-level", type=int_in(1, 9, "compression level"), default=5, help="1 (fast) .. 9 (small); default 5")
     p.add_argument("--pyramid-levels", type=positive_int, default=None,
                    help="levels including full resolution (default: halve until <= 512 px)")
-    p.add_argument("--regions", nargs="+", default=None, metavar="R", help="only these regions (e.g. R000 R001)")
+    p.add_argument("--regions", nargs="+", default=None, metavar="R",
+                   help="only these regions: a token (R000: every sample's R000) or a full key (sampleA_R000)")
     p.add_argument("--ngff-version", choices=("0.5", "0.4"), default="0.5",
                    help="0.5 (Zarr v3, sharded; napari) or 0.4 (Zarr v2; QuPath, Fiji). Default 0.5")
     p.add_argument("--labels", action="store_true", help="inputs are label images (mode downsampling)")
@@ -47,6 +51,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--series", type=int, default=0, help="TIFF series to convert (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_storage_arguments(p)
     p.set_defaults(func=run_convert)
 
 
@@ -107,11 +112,14 @@ def run_convert(args: argparse.Namespace) -> int:
         return 2
     from tqdm import tqdm
 
+    from radiobject.errors import RadiObjectError
+
     bar = tqdm(total=0, unit="block", desc="convert-tiff", disable=args.no_progress, file=sys.stderr)
     try:
         results = convert_regions(args.inputs, args.output, options, regions=args.regions, progress=bar,
-                                  on_plan=lambda plans: _print_settings(options, plans, sys.stdout))
-    except ValueError as exc:  # e.g. --regions naming a region that is not there
+                                  on_plan=lambda plans: _print_settings(options, plans, sys.stdout),
+                                  storage=storage_from_args(args))
+    except (ValueError, RadiObjectError) as exc:  # e.g. --regions naming a region that is not there
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,13 +5,14 @@ Each region is written level by level. Level 0 is read from the TIFF tiles a blo
 level k+1 is computed from level k in the output, block by block. Workers (threads or processes)
 each hold one block at a time, so peak memory is bounded by ``workers x block_bytes`` whatever
 the image size. A failing region is reported and removed; the other regions still convert.
+Outputs go to a local folder or an ``s3://`` prefix and are published only when complete
+(:mod:`radiobject.convert.output`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +38,7 @@ from radiobject.convert.options import (
     block_size,
     level_count,
 )
+from radiobject.convert.output import OutputTarget, output_target
 from radiobject.convert.source import Region, RegionSource, find_regions
 from radiobject.convert.writer import (
     ImageLayout,
@@ -46,6 +48,8 @@ from radiobject.convert.writer import (
     plan_levels,
 )
 from radiobject.formats.tiff import affine_from_info
+from radiobject.storage import files
+from radiobject.storage.options import StorageOptions, is_remote
 
 __all__ = ["ConversionPlan", "RegionResult", "convert_regions", "convert_tiff", "plan_region"]
 
@@ -66,13 +70,18 @@ class ConversionPlan:
 
     region: Region
     source: RegionSource
-    output: Path
+    target: OutputTarget
     chunk: int
     chunk_auto: bool
     block: int
     levels: tuple  # tuple[LevelLayout, ...]
     fuse_level1: bool = False
     full_width: bool = False
+
+    @property
+    def output(self) -> str:
+        """The final address of the image (local path or ``s3://`` URI)."""
+        return self.target.final
 
     @property
     def level0_edges(self) -> tuple[int, ...]:
@@ -128,9 +137,15 @@ class RegionResult:
         return self.bytes_in / self.bytes_out if self.bytes_out else 0.0
 
 
-def plan_region(region: Region, out_dir: str | Path, options: ConvertOptions,
-                output: str | Path | None = None) -> ConversionPlan:
-    """Opens the region's files (tags only) and decides chunk, shard and level shapes."""
+def plan_region(region: Region, out_dir: str | os.PathLike[str], options: ConvertOptions,
+                output: str | os.PathLike[str] | None = None,
+                storage: StorageOptions | None = None) -> ConversionPlan:
+    """Opens the region's files (tags only) and decides chunk, shard and level shapes.
+
+    The output is ``out_dir/<region>.ome.zarr`` (``out_dir`` a folder or an ``s3://`` prefix,
+    reached with ``storage``), or exactly ``output`` when given.
+    """
+    target = output_target(out_dir, region.name, storage, output)
     source = RegionSource.open(region, options.series)
     axes, shape = source.axes, source.shape
     h, w = shape[axes.index("y")], shape[axes.index("x")]
@@ -142,12 +157,11 @@ def plan_region(region: Region, out_dir: str | Path, options: ConvertOptions,
     n_levels = level_count((h, w), options.min_size, options.pyramid_levels)
     fuse = n_levels > 1 and not options.downsample_z and block >= 2 * chunk
     levels = plan_levels(axes, shape, n_levels, chunk, block, options.downsample_z, fuse)
-    out = Path(output) if output is not None else Path(out_dir) / f"{region.name}.ome.zarr"
     # A compressed, stripped (untiled) source decodes whole-width strips: read whole rows of
     # shards at once (if that fits 4 blocks) instead of decoding every strip once per block column.
     stripped = source.parts[0].chunks[axes.index("x")] >= w > block and source.info.compression != "NONE"
     full_width = stripped and block * w * c_group * item <= 4 * options.block_bytes
-    return ConversionPlan(region, source, out, chunk, options.chunk_size is None, block, levels, fuse, full_width)
+    return ConversionPlan(region, source, target, chunk, options.chunk_size is None, block, levels, fuse, full_width)
 
 
 def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: int) -> Iterator[dict[str, Any]]:
@@ -164,7 +178,7 @@ def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: i
         yield dict(zip(axes, combo))
 
 
-def _write_level0(source: RegionSource, path: str, key: dict[str, Any], fuse: bool = False,
+def _write_level0(source: RegionSource, path: OutputTarget, key: dict[str, Any], fuse: bool = False,
                   labels: bool = False) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Reads one block from the TIFFs and writes it (and, fused, its level-1 half from memory);
     returns (channels, per-channel min, max)."""
@@ -197,7 +211,7 @@ def _write_level0(source: RegionSource, path: str, key: dict[str, Any], fuse: bo
     return [channel], np.array([data.min()]), np.array([data.max()])
 
 
-def _write_downsampled(axes: str, path: str, level: int, key: dict[str, Any], labels: bool,
+def _write_downsampled(axes: str, path: OutputTarget, level: int, key: dict[str, Any], labels: bool,
                        downsample_z: bool, sub: int) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Computes one block of ``level`` from ``level - 1`` in sub-blocks of ``sub`` output pixels."""
     src, dst = open_level(path, level - 1), open_level(path, level)
@@ -252,8 +266,11 @@ def _run(pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limi
         wait(pending)
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def _output_bytes(target: OutputTarget) -> int:
+    """Bytes stored under the published image (all levels and metadata)."""
+    if target.remote:
+        return int(files.remote_fs(target.storage).du(target.final.split("://", 1)[1]))
+    return sum(f.stat().st_size for f in Path(target.final).rglob("*") if f.is_file())
 
 
 def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
@@ -270,9 +287,10 @@ def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[floa
 
 def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
                  progress: Progress | None = None) -> RegionResult:
-    """Writes one planned region; on error removes the partial output and reports it."""
+    """Writes one planned region and publishes it; on error (or interrupt) removes what it wrote
+    and reports it (an interrupt is re-raised)."""
     src = plan.source
-    result = RegionResult(plan.region.name, [str(p) for p in plan.region.inputs], str(plan.output), False,
+    result = RegionResult(plan.region.name, [str(p) for p in plan.region.inputs], plan.output, False,
                           bytes_in=src.nbytes, shape=src.shape, axes=src.axes, n_levels=len(plan.levels),
                           chunk=plan.chunk, level_shapes=[lv.shape for lv in plan.levels])
     t0 = time.perf_counter()
@@ -293,8 +311,8 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
 
     limit = 2 * options.n_workers
     try:
-        layout: ImageLayout = create_image(plan.output, src.axes, src.dtype, plan.levels, options)
-        path = layout.path
+        layout: ImageLayout = create_image(plan.target, src.axes, src.dtype, plan.levels, options)
+        path = plan.target
         lv0 = plan.levels[0]
         blocks0 = _blocks(src.axes, lv0.shape, plan.level0_edges, plan.c_group)
         _run(pool, _write_level0, ((src, path, k, plan.fuse_level1, options.labels) for k in blocks0), limit, tick)
@@ -311,16 +329,20 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
                        channel_colors=src.channel_colors or ["FFFFFF"] * len(names),
                        windows=_windows(src.dtype, lo, hi), affine=affine_from_info(src.info),
                        options=options, name=plan.region.name, extra=extra)
+        plan.target.publish()
         result.ok = True
     except Exception as exc:  # noqa: BLE001 - one region's failure must not stop the others
         result.error = f"{type(exc).__name__}: {exc}"
-        if plan.output.exists() and not isinstance(exc, FileExistsError):
-            shutil.rmtree(plan.output, ignore_errors=True)
+        if not isinstance(exc, FileExistsError):  # an existing finished image is never removed
+            plan.target.abort()
         if progress is not None:
             progress.update(max(plan.n_tasks - done, 0))
+    except BaseException:  # Ctrl-C / SystemExit: nothing half-written stays behind
+        plan.target.abort()
+        raise
     result.seconds = time.perf_counter() - t0
     if result.ok:
-        result.bytes_out = _dir_size(plan.output)
+        result.bytes_out = _output_bytes(plan.target)
     return result
 
 
@@ -328,21 +350,25 @@ def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.
                     options: ConvertOptions | None = None, regions: Sequence[str] | None = None,
                     progress: Progress | None = None,
                     on_plan: Callable[[list[ConversionPlan | RegionResult]], None] | None = None,
-                    ) -> list[RegionResult]:
+                    storage: StorageOptions | None = None) -> list[RegionResult]:
     """Converts every region found in ``inputs`` to ``out_dir/<region>.ome.zarr``.
 
-    Regions that cannot be opened or written come back with ``ok=False`` and the reason; the
-    rest still convert. ``progress.total`` is set to the number of work blocks.
+    ``out_dir`` is a local folder or an ``s3://bucket/prefix`` reached with ``storage``
+    (endpoint, credentials; ``None`` fields resolve from the ``AWS_*`` environment). Regions that
+    cannot be opened or written come back with ``ok=False`` and the reason; the rest still
+    convert. ``progress.total`` is set to the number of work blocks.
     """
     options = options or ConvertOptions()
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    storage = storage or StorageOptions()
+    root = os.fspath(out_dir)
+    files.makedirs(root, storage)
     plans: list[ConversionPlan | RegionResult] = []
     for region in find_regions(inputs, regions):
         try:
-            plans.append(plan_region(region, out_dir, options))
+            plans.append(plan_region(region, root, options, storage=storage))
         except Exception as exc:  # noqa: BLE001
             plans.append(RegionResult(region.name, [str(p) for p in region.inputs],
-                                      str(Path(out_dir) / f"{region.name}.ome.zarr"), False,
+                                      files.join(root, f"{region.name}.ome.zarr"), False,
                                       error=f"{type(exc).__name__}: {exc}"))
     if on_plan is not None:
         on_plan(plans)
@@ -357,12 +383,16 @@ def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.
 
 
 def convert_tiff(path: str | os.PathLike[str], output: str | os.PathLike[str],
-                 options: ConvertOptions | None = None, progress: Progress | None = None) -> RegionResult:
-    """Converts one TIFF file to the OME-Zarr image at ``output`` (returns the result; check ``ok``)."""
+                 options: ConvertOptions | None = None, progress: Progress | None = None,
+                 storage: StorageOptions | None = None) -> RegionResult:
+    """Converts one TIFF file to the OME-Zarr image at ``output`` (a local path or an ``s3://``
+    URI reached with ``storage``); returns the result (check ``ok``)."""
     options = options or ConvertOptions()
     region = Region(Path(path).name, (Path(path),))
+    out = os.fspath(output)
+    parent = out.rstrip("/").rsplit("/", 1)[0] if is_remote(out) else str(Path(out).parent)
     try:
-        plan = plan_region(region, Path(output).parent, options, output)
+        plan = plan_region(region, parent, options, out, storage)
     except Exception as exc:  # noqa: BLE001
         return RegionResult(region.name, [str(path)], str(output), False, error=f"{type(exc).__name__}: {exc}")
     if progress is not None:

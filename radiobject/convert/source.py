@@ -22,10 +22,17 @@ REGION_PATTERN = re.compile(r"(?<![A-Za-z0-9])(R\d{3,})(?![0-9])")
 
 @dataclass(frozen=True)
 class Region:
-    """A named group of input files converted into one OME-Zarr image (files = channels)."""
+    """A named group of input files converted into one OME-Zarr image (files = channels).
+
+    Attributes:
+        name: the full sample key, e.g. ``sampleA_R000`` (also the output name).
+        inputs: the files, in name order.
+        token: the region token alone (``R000``), ``""`` for a file without one.
+    """
 
     name: str
     inputs: tuple[Path, ...]
+    token: str = ""
 
 
 def _stem(path: Path) -> str:
@@ -39,10 +46,13 @@ def _stem(path: Path) -> str:
 def find_regions(inputs: Sequence[str | os.PathLike[str]], regions: Sequence[str] | None = None) -> list[Region]:
     """Expands folders to their TIFF files and groups files into regions.
 
-    A file whose name contains a CellDIVE-style region token (``R000``, ``R001`` ...) joins that
-    region (several files of one region are stacked as channels, in name order); any other file
-    is a region of its own, named after the file. ``regions`` keeps only the named regions
-    (a missing one is an error naming what exists).
+    A file whose name contains a CellDIVE-style region token (``R000``, ``R001`` ...) joins the
+    region named by its full sample key, the name up to and including the token
+    (``sampleA_R000_DAPI.tif`` -> ``sampleA_R000``): files of one sample and region are stacked as
+    channels, in name order, while ``sampleA_R000_*`` and ``sampleB_R000_*`` stay two images. Any
+    other file is a region of its own, named after the file. ``regions`` keeps only the regions
+    named by full key or by token (``R000`` selects every sample's R000); a name matching nothing
+    is an error naming what exists.
     """
     files: list[Path] = []
     for item in inputs:
@@ -52,17 +62,19 @@ def find_regions(inputs: Sequence[str | os.PathLike[str]], regions: Sequence[str
         else:
             files.append(p)
     groups: dict[str, list[Path]] = {}
+    tokens: dict[str, str] = {}
     for f in files:
         m = REGION_PATTERN.search(f.name)
-        key = m.group(1) if m else _stem(f)
+        key = f.name[: m.end()] if m else _stem(f)
+        tokens[key] = m.group(1) if m else ""
         groups.setdefault(key, []).append(f)
-    out = [Region(k, tuple(sorted(v))) for k, v in groups.items()]
+    out = [Region(k, tuple(sorted(v)), tokens[k]) for k, v in groups.items()]
     if regions:
         wanted = list(dict.fromkeys(regions))
-        missing = [r for r in wanted if r not in groups]
+        missing = [w for w in wanted if not any(w in (r.name, r.token) for r in out)]
         if missing:
             raise ValueError(f"regions not found among the inputs: {missing} (found: {sorted(groups)})")
-        out = [r for r in out if r.name in wanted]
+        out = [r for r in out if r.name in wanted or r.token in wanted]
     return out
 
 

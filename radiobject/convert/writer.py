@@ -1,9 +1,9 @@
-"""Creates the OME-Zarr image layout (Zarr v3 sharded for NGFF 0.5, Zarr v2 for 0.4) and writes
-its metadata once every level is complete."""
+"""Creates the OME-Zarr image layout (Zarr v3 sharded for NGFF 0.5, Zarr v2 for 0.4) at an
+:class:`~radiobject.convert.output.OutputTarget` (local or S3) and writes the group's top-level
+metadata last, once every level is complete."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ import numpy as np
 import zarr
 
 from radiobject.convert.options import ConvertOptions, v2_compressor, v3_compressors
-from radiobject.errors import StoreExistsError
+from radiobject.convert.output import OutputTarget
 from radiobject.formats.ngff import (
     image_attributes,
     multiscales_metadata,
@@ -36,11 +36,16 @@ class LevelLayout:
 class ImageLayout:
     """The whole output image: axes, dtype and the levels, largest first."""
 
-    path: str
+    target: OutputTarget
     axes: str
     dtype: np.dtype
     levels: tuple[LevelLayout, ...]
     zarr_format: int
+
+    @property
+    def path(self) -> str:
+        """Where the image is being written (its final address once published)."""
+        return self.target.work
 
     def block_edge(self, level: int) -> int:
         """y/x edge of a work block at ``level`` (one shard)."""
@@ -68,24 +73,22 @@ def plan_levels(axes: str, shape: tuple[int, ...], n_levels: int, chunk: int, bl
     return tuple(out)
 
 
-def create_image(path: str | Path, axes: str, dtype: np.dtype, levels: tuple[LevelLayout, ...],
+def create_image(target: OutputTarget, axes: str, dtype: np.dtype, levels: tuple[LevelLayout, ...],
                  options: ConvertOptions) -> ImageLayout:
-    """Creates the group and one empty array per level (``"0"``, ``"1"`` ...).
+    """Creates one empty array per level (``"0"``, ``"1"`` ...) at ``target.work``, without the
+    group's top-level metadata (written by :func:`finalize_image`, last).
 
     Raises:
-        StoreExistsError: ``path`` exists and ``options.overwrite`` is false.
+        StoreExistsError: a finished image exists at ``target.final`` and ``options.overwrite``
+            is false.
     """
-    path = Path(path)
-    forget(str(path))  # never reuse handles of an earlier image at this path
-    if path.exists():
-        if not options.overwrite:
-            raise StoreExistsError(str(path), "output exists (use overwrite)")
-        shutil.rmtree(path)
+    forget(target.work)  # never reuse handles of an earlier image at this path
+    target.prepare(options.overwrite)
     v3 = options.ngff_version == "0.5"
-    group = zarr.open_group(str(path), mode="w", zarr_format=3 if v3 else 2)
+    store = target.store()
     for i, lv in enumerate(levels):
         kwargs: dict[str, Any] = {"name": str(i), "shape": lv.shape, "dtype": dtype, "chunks": lv.chunks,
-                                  "fill_value": 0}
+                                  "fill_value": 0, "zarr_format": 3 if v3 else 2}
         if v3:
             kwargs.update(shards=lv.shards if lv.shards != lv.chunks else None,
                           compressors=v3_compressors(options.compression, options.compression_level),
@@ -93,21 +96,22 @@ def create_image(path: str | Path, axes: str, dtype: np.dtype, levels: tuple[Lev
         else:
             comp = v2_compressor(options.compression, options.compression_level)
             kwargs.update(compressors=comp, chunk_key_encoding={"name": "v2", "separator": "/"})
-        group.create_array(**kwargs)
-    return ImageLayout(str(path), axes, np.dtype(dtype), levels, 3 if v3 else 2)
+        zarr.create_array(store, **kwargs)
+    target.drop_group_documents(target.work)  # zarr writes an empty parent group: not yet
+    return ImageLayout(target, axes, np.dtype(dtype), levels, 3 if v3 else 2)
 
 
 _CACHE: dict[tuple[str, int, int], zarr.Array] = {}
 
 
-def open_level(path: str, level: int) -> zarr.Array:
+def open_level(target: OutputTarget, level: int) -> zarr.Array:
     """The array of one level, opened once per process (for workers)."""
     import os
 
-    key = (path, level, os.getpid())
+    key = (target.work, level, os.getpid())
     arr = _CACHE.get(key)
     if arr is None:
-        arr = zarr.open_array(f"{path}/{level}", mode="r+")
+        arr = zarr.open_array(target.store(), path=str(level), mode="r+")
         _CACHE[key] = arr
     return arr
 
@@ -141,7 +145,6 @@ def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], unit
                                version=options.ngff_version, name=name)
     attrs = image_attributes(ms, omero=omero, affine=affine, extra=extra, version=options.ngff_version)
     validate_image_attributes(attrs, options.ngff_version, [lv.shape for lv in layout.levels])
-    group = zarr.open_group(layout.path, mode="r+")
-    group.attrs.update(attrs)
     forget(layout.path)
+    zarr.create_group(layout.target.store(), attributes=attrs, zarr_format=layout.zarr_format)
     return attrs

@@ -36,9 +36,9 @@ def test_convert_tiff_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "NGFF version:   0.4 (Zarr v2)" in text
     assert "R000" in text and "R001" not in text.split("Summary:")[1]
     assert "1/1 regions converted" in text
-    arr = zarr.open_array(str(out / "R000.ome.zarr" / "1"), mode="r")
+    arr = zarr.open_array(str(out / "scan_R000.ome.zarr" / "1"), mode="r")
     assert arr.shape == (3, 83, 219) and arr.chunks == (1, 83, 128)
-    np.testing.assert_array_equal(zarr.open_array(str(out / "R000.ome.zarr" / "0"), mode="r")[...],
+    np.testing.assert_array_equal(zarr.open_array(str(out / "scan_R000.ome.zarr" / "0"), mode="r")[...],
                                   tifffile.imread(d / "scan_R000_a.ome.tif"))
 
 
@@ -49,7 +49,7 @@ def test_convert_tiff_failure_exit_code(tmp_path: Path, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert rc == 1
     assert "FAILED" in captured.out and "not a TIFF" in captured.out and "2/3 regions converted" in captured.out
-    assert (tmp_path / "out" / "R000.ome.zarr").exists() and (tmp_path / "out" / "R001.ome.zarr").exists()
+    assert (tmp_path / "out" / "scan_R000.ome.zarr").exists() and (tmp_path / "out" / "scan_R001.ome.zarr").exists()
     assert "block" in captured.err  # the tqdm progress bar
 
 

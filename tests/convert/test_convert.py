@@ -177,29 +177,29 @@ def _region_dir(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_regions_stack_channels_and_failures_do_not_stop_others(tmp_path: Path, executor: str) -> None:
     d = _region_dir(tmp_path)
-    assert [r.name for r in find_regions([d])] == ["R000", "R001", "R002"]
+    assert [r.name for r in find_regions([d])] == ["scan_R000", "scan_R001", "scan_R002"]
     opts = ConvertOptions(workers=2, executor=executor, compression="zstd", compression_level=3)
     results = {r.name: r for r in convert_regions([d], tmp_path / "out", opts)}
-    assert results["R000"].ok and results["R001"].ok
-    assert not results["R002"].ok and "scan_R002_broken.tif" in results["R002"].error
-    assert not (tmp_path / "out" / "R002.ome.zarr").exists()
-    levels, meta = _read_ome_zarr(tmp_path / "out" / "R000.ome.zarr")
+    assert results["scan_R000"].ok and results["scan_R001"].ok
+    assert not results["scan_R002"].ok and "scan_R002_broken.tif" in results["scan_R002"].error
+    assert not (tmp_path / "out" / "scan_R002.ome.zarr").exists()
+    levels, meta = _read_ome_zarr(tmp_path / "out" / "scan_R000.ome.zarr")
     assert levels[0].shape == (2, 167, 439)
     assert meta["channel_names"] == ["scan_R000_CD45", "scan_R000_DAPI"]  # files in name order
     one = tifffile.imread(d / "scan_R000_DAPI.ome.tif")
     np.testing.assert_array_equal(levels[0], np.stack([one, one]))
-    assert results["R000"].seconds > 0 and results["R000"].bytes_out > 0
+    assert results["scan_R000"].seconds > 0 and results["scan_R000"].bytes_out > 0
 
 
 def test_region_selection(tmp_path: Path) -> None:
     d = _region_dir(tmp_path)
     results = convert_regions([d], tmp_path / "out", ConvertOptions(workers=1), regions=["R001"])
-    assert [r.name for r in results] == ["R001"] and results[0].ok
+    assert [r.name for r in results] == ["scan_R001"] and results[0].ok
     with pytest.raises(ValueError, match="R009"):
         convert_regions([d], tmp_path / "out", ConvertOptions(workers=1), regions=["R009"])
     again = convert_regions([d], tmp_path / "out", ConvertOptions(workers=1), regions=["R001"])
     assert not again[0].ok and "exists" in again[0].error
-    assert (tmp_path / "out" / "R001.ome.zarr").exists()  # an existing output is never deleted
+    assert (tmp_path / "out" / "scan_R001.ome.zarr").exists()  # an existing output is never deleted
 
 
 @pytest.mark.parametrize("compression", ["blosc", "zstd", "lz4", "none"])
@@ -264,7 +264,7 @@ def test_single_channel_ome_names_become_channel_labels(tmp_path: Path) -> None:
                          ome=True, metadata={"axes": "YX", "Channel": {"Name": marker}})
     [res] = convert_regions([d], tmp_path / "out", ConvertOptions(workers=1))
     assert res.ok, res.error
-    levels, meta = _read_ome_zarr(tmp_path / "out" / "R007.ome.zarr")
+    levels, meta = _read_ome_zarr(tmp_path / "out" / "slide_R007.ome.zarr")
     assert meta["channel_names"] == ["CD3", "DAPI"]  # files in name order: ..._cd3 before ..._dapi
     assert levels[0][:, 0, 0].tolist() == [20, 10]
 
@@ -320,5 +320,5 @@ def test_region_files_that_do_not_stack_fail_with_reason(tmp_path: Path) -> None
     tifffile.imwrite(d / "s_R004_a.tif", np.zeros((40, 50), np.uint16))
     tifffile.imwrite(d / "s_R004_b.tif", np.zeros((40, 50), np.uint8))
     results = {r.name: r for r in convert_regions([d], tmp_path / "out", ConvertOptions(workers=1))}
-    assert "s_R003_b.tif" in results["R003"].error and "size" in results["R003"].error
-    assert "s_R004_b.tif" in results["R004"].error and "dtype" in results["R004"].error
+    assert "s_R003_b.tif" in results["s_R003"].error and "size" in results["s_R003"].error
+    assert "s_R004_b.tif" in results["s_R004"].error and "dtype" in results["s_R004"].error
