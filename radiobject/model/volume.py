@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from radiobject import geometry
+from radiobject.errors import VersionMismatchError
 from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
 from radiobject.model.options import WriteOptions
@@ -188,7 +189,12 @@ class Volume:
     def _array(self) -> ArrayHandle:
         if self._handle is None or self._pid != os.getpid():
             backend: Backend = get_backend(self._info.backend, self._location.storage)
-            self._handle, self._pid = backend.open_array(self.uri), os.getpid()
+            handle = backend.open_array(self.uri)
+            stored = str(handle.attrs.get("version") or "")
+            if self._info.version and stored != self._info.version:
+                raise VersionMismatchError(self.uri, f"the catalog names version {self._info.version!r} but the "
+                                                     f"stored data is version {stored or 'unknown'!r}")
+            self._handle, self._pid = handle, os.getpid()
         return self._handle
 
     def read(self, region: Region | Any = (), out: np.ndarray | None = None, *, scaled: bool = False) -> np.ndarray:
