@@ -137,3 +137,58 @@ class LayoutError(_Picklable, RadiObjectError, ValueError):
     def __init__(self, path: str, reason: str) -> None:
         self.path, self.reason = path, reason
         super().__init__(f"{path}: {reason}")
+
+
+class ManifestError(_Picklable, RadiObjectError, ValueError):
+    """A manifest or subject table cannot be used: not a regular file, not UTF-8, unparsable, bad
+    columns. Names the file and, where known, the line (1-based, the header is line 1)."""
+
+    _fields = ("path", "line", "reason")
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        self.path, self.line, self.reason = str(path), int(line), reason
+        super().__init__(f"{path}:{line}: {reason}" if line else f"{path}: {reason}")
+
+
+class SourceChangedError(_Picklable, RadiObjectError):
+    """A stored volume's source files changed (or vanished) since it was ingested."""
+
+    _fields = ("collection", "obs_id", "path", "reason")
+
+    def __init__(self, collection: str, obs_id: str, path: str, reason: str) -> None:
+        self.collection, self.obs_id, self.path, self.reason = collection, obs_id, path, reason
+        super().__init__(f"{collection}/{obs_id}: source {path} {reason}")
+
+
+class CorruptDataError(StoreError):
+    """Stored bytes are damaged or missing: a checksum does not match, or a recorded file is absent
+    or has the wrong size. Names the store, collection, subject and the damaged chunk / file."""
+
+    _fields = ("uri", "reason", "part", "store", "collection", "subject")
+
+    def __init__(
+        self,
+        uri: str,
+        reason: str,
+        part: str = "",
+        store: str = "",
+        collection: str = "",
+        subject: str = "",
+    ) -> None:
+        self.part, self.store, self.collection, self.subject = part, store, collection, subject
+        where = ", ".join(
+            f"{k} {v!r}" for k, v in (("store", store), ("collection", collection), ("subject", subject)) if v
+        )
+        text = f"{reason}" + (f" [{part}]" if part else "") + (f" ({where})" if where else "")
+        super().__init__(uri, text)
+        self.reason = reason
+
+
+class FormatVersionError(StoreError):
+    """A piece of a store (store, collection, volume, record) has a format version this code does
+    not read, or pieces of one store disagree on their format version."""
+
+
+class RemoteStorageError(StoreError, OSError):
+    """Object storage did not answer in time, refused the connection, or failed after the retries
+    set in ``StorageOptions(timeout_s=..., retries=...)``. Names the store or object and the cause."""

@@ -28,21 +28,7 @@ META_KEY = "radiobject"
 @lru_cache(maxsize=8)
 def _ctx(storage: StorageOptions, pid: int) -> tiledb.Ctx:
     cfg: dict[str, str] = {"sm.compute_concurrency_level": "2", "sm.io_concurrency_level": "2"}
-    s = storage.resolved()
-    if s.endpoint_url:
-        scheme, host = s.endpoint_url.split("://", 1) if "://" in s.endpoint_url else ("https", s.endpoint_url)
-        cfg.update({"vfs.s3.endpoint_override": host, "vfs.s3.scheme": scheme, "vfs.s3.use_virtual_addressing": "false"})
-    if s.region:
-        cfg["vfs.s3.region"] = s.region
-    if s.key and s.secret:
-        cfg.update({"vfs.s3.aws_access_key_id": s.key, "vfs.s3.aws_secret_access_key": s.secret})
-        token = dict(s.extra).get("session_token")
-        if token is None and s.key == os.environ.get("AWS_ACCESS_KEY_ID"):
-            token = os.environ.get("AWS_SESSION_TOKEN")
-        if token:
-            cfg["vfs.s3.aws_session_token"] = token
-    if s.anon:
-        cfg["vfs.s3.no_sign_request"] = "true"
+    cfg.update(storage.tiledb_config())
     return tiledb.Ctx(tiledb.Config(cfg))
 
 

@@ -82,59 +82,7 @@ def kvstore_spec(uri: str, storage: StorageOptions) -> dict[str, Any]:
     if scheme != "s3":
         raise StoreError(uri, f"unsupported URI scheme {scheme!r} (use a local path or s3://)")
     bucket, _, path = rest.partition("/")
-    s = storage.resolved()
-    spec: dict[str, Any] = {"driver": "s3", "bucket": bucket, "path": path.rstrip("/") + "/"}
-    if s.endpoint_url:
-        spec["endpoint"] = s.endpoint_url
-        spec["host_header"] = s.endpoint_url.split("://", 1)[-1]
-    spec["aws_region"] = s.region
-    if s.anon:
-        spec["aws_credentials"] = {"type": "anonymous"}
-    elif s.key and s.secret:
-        token = dict(s.extra).get("session_token")
-        if token is None and s.key == os.environ.get("AWS_ACCESS_KEY_ID"):
-            token = os.environ.get("AWS_SESSION_TOKEN")
-        creds, config = _credentials_files(s.key, s.secret, token, s.region, os.getpid())
-        spec["aws_credentials"] = {"type": "profile", "profile": _PROFILE, "credentials_file": creds,
-                                   "config_file": config}
-    else:
-        spec["aws_credentials"] = {"type": "default"}  # environment, ~/.aws, then instance metadata
-    return spec
-
-
-_PROFILE = "radiobject"
-
-
-@lru_cache(maxsize=16)
-def _credentials_files(key: str, secret: str, token: str | None, region: str | None, pid: int) -> tuple[str, str]:
-    """Private (0600) AWS credentials + config files holding one profile, per process and key pair.
-
-    tensorstore takes explicit S3 keys only through a profile (its provider needs both files);
-    writing them there, not into ``os.environ``, keeps two stores with different keys apart.
-    """
-    import atexit
-    import tempfile
-
-    out = []
-    for suffix, text in (
-        ("credentials", f"[{_PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
-                        + (f"aws_session_token = {token}\n" if token else "")),
-        ("config", f"[profile {_PROFILE}]\nregion = {region or 'us-east-1'}\n"),
-    ):
-        fd, path = tempfile.mkstemp(prefix=f"radiobject-aws-{suffix}-", suffix=".ini")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(path, 0o600)
-        atexit.register(_unlink_quietly, path)
-        out.append(path)
-    return out[0], out[1]
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    return storage.tensorstore_s3_spec(bucket, path.rstrip("/") + "/")
 
 
 _ts_state = {"used": False, "forked_after_use": False}
