@@ -1,9 +1,12 @@
 """radiobject.ml: process-safe readers, datasets, samplers and DataLoaders over a ``RadiObject``.
 
 Public names: ``create_training_dataloader``, ``create_validation_dataloader``,
-``create_inference_dataloader``, ``CacheStrategy``, ``LoadingMode``, ``VolumeReader``, the
-``datasets`` module, and ``RadiObjectDataModule`` (imported lazily: it needs ``lightning``).
-Distributed: ``from ml.distributed import create_distributed_dataloader, set_epoch``.
+``create_inference_dataloader``, ``create_distributed_dataloader``, ``set_epoch``; the settings
+``PatchConfig``, ``CacheConfig``, ``LoaderConfig``, ``DistributedConfig``; ``CacheStrategy``,
+``LoadingMode``, ``VolumeReader``, the ``datasets`` module; typed errors and warnings
+(``IncompleteSubjectsError``, ``SplitError``, ``BatchShapeError``, ``EpochNotSetWarning``,
+``IncompleteSubjectsWarning``); and ``RadiObjectDataModule`` (imported lazily: it needs
+``lightning``). Adapters: ``radiobject.ml.adapters.monai`` / ``.torchio``.
 """
 
 from __future__ import annotations
@@ -12,15 +15,28 @@ from typing import Any
 
 from radiobject.ml import datasets
 from radiobject.ml.cache import CacheStrategy
+from radiobject.ml.collate import BatchShapeError
+from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig
 from radiobject.ml.datasets import LoadingMode
 from radiobject.ml.distributed import create_distributed_dataloader, set_epoch
 from radiobject.ml.loaders import create_inference_dataloader, create_training_dataloader, create_validation_dataloader
 from radiobject.ml.reader import VolumeReader
+from radiobject.ml.sampler import EpochNotSetWarning
+from radiobject.ml.selection import IncompleteSubjectsError, IncompleteSubjectsWarning, SplitError
 
 __all__ = [
+    "BatchShapeError",
+    "CacheConfig",
     "CacheStrategy",
+    "DistributedConfig",
+    "EpochNotSetWarning",
+    "IncompleteSubjectsError",
+    "IncompleteSubjectsWarning",
+    "LoaderConfig",
     "LoadingMode",
+    "PatchConfig",
     "RadiObjectDataModule",
+    "SplitError",
     "VolumeReader",
     "create_distributed_dataloader",
     "create_inference_dataloader",
@@ -36,4 +52,4 @@ def __getattr__(name: str) -> Any:
         from radiobject.ml.lightning import RadiObjectDataModule
 
         return RadiObjectDataModule
-    raise AttributeError(f"module 'ml' has no attribute {name!r}")
+    raise AttributeError(f"module 'radiobject.ml' has no attribute {name!r}")

@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset
 
 from radiobject.errors import RadiObjectError
 
 from radiobject.ml.cache import InMemoryCache, NoCache
+from radiobject.ml.collate import collate
 from radiobject.ml.reader import VolumeReader, as_region
 from radiobject.ml.sampling import (
     class_ratio_patch_origins,
@@ -56,13 +57,6 @@ __all__ = [
 ]
 
 Transform = Callable[[dict[str, Any]], Any]
-
-
-def collate(batch: Any) -> Any:
-    """``default_collate``, except that a batch already collated by ``__getitems__`` passes through."""
-    if isinstance(batch, dict):
-        return batch
-    return default_collate(batch)
 
 
 class LoadingMode(str, enum.Enum):
@@ -106,6 +100,9 @@ class RadiDataset(Dataset):
     #: Set by the loader factories together with ``collate``: ``__getitems__`` may then return a
     #: whole batch read straight into one preallocated buffer (when there are no transforms).
     batched_reads = False
+    #: ``image`` / ``label`` as MONAI ``MetaTensor`` s with the sample's affine (``ml.adapters.monai``);
+    #: after the transforms, ``affine`` / ``spacing`` follow the image's (possibly updated) affine.
+    meta_tensors = False
 
     def _key(self, key: int | tuple[int, int]) -> tuple[int, int]:
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
@@ -127,13 +124,18 @@ class RadiDataset(Dataset):
         epoch, index = self._key(key)
         try:
             sample = self.build(index, epoch)
-            return self.transforms(sample) if self.transforms is not None else sample
+            if not self.meta_tensors:
+                return self.transforms(sample) if self.transforms is not None else sample
+            from radiobject.ml.adapters.monai import sync_affine, to_meta
+
+            sample = to_meta(sample)
+            return sync_affine(self.transforms(sample) if self.transforms is not None else sample)
         except Exception as exc:  # noqa: BLE001 - re-raised with the subject named
             raise self._error(index, epoch, exc) from exc
 
     def __getitems__(self, keys: list[Any]) -> Any:
         """A batch: collated directly when ``batched_reads`` and no transforms, else a list of samples."""
-        if self.batched_reads and self.transforms is None and hasattr(self, "build_batch"):
+        if self.batched_reads and self.transforms is None and not self.meta_tensors and hasattr(self, "build_batch"):
             return self.build_batch([self._key(k) for k in keys])
         return [self[k] for k in keys]
 

@@ -11,7 +11,8 @@ prefetched); the module's ``state_dict`` (seed, epoch position) is saved in chec
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -19,7 +20,7 @@ import lightning.pytorch as pl
 from radiobject.model.radi_object import RadiObject
 from radiobject.storage.location import StoreLocation
 
-from radiobject.ml.cache import CacheStrategy
+from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, resolve
 from radiobject.ml.loaders import (
     RadiDataLoader,
     create_inference_dataloader,
@@ -35,45 +36,51 @@ class RadiObjectDataModule(pl.LightningDataModule):
 
     Args:
         store: a ``RadiObject``, its ``StoreLocation`` or a URI.
-        modalities / label: image collections (channels) and the label collection.
+        modalities / label: image collections (input channels) and the label collection (the
+            target; never an input channel unless named in ``modalities``).
         train_subjects / val_subjects / test_subjects / predict_subjects: subject IDs per stage
             (``None``: all subjects for train and predict; no val / test loader).
-        patch_size / patches_per_volume / sampler / foreground_prob: training patches.
-        val_patch_size: validation patches (``None``: whole volumes).
-        batch_size / val_batch_size / num_workers / cache_strategy / cache_bytes / seed: as in
-            ``create_training_dataloader``.
-        transforms / val_transforms: per-sample transforms (MONAI or TorchIO).
+        split / fold: take train / val / test subjects from ``obs_meta`` (``split`` column values
+            ``train`` / ``val`` / ``test``, or fold ``fold`` of ``fold_<k>`` / ``fold``; see
+            ``ml.selection``) for the stages whose subjects are not given.
+        patch / cache / loader: training settings (``ml.config``), or the flat keywords of
+            ``create_training_dataloader`` (``patch_size``, ``patches_per_volume``, ``sampler``,
+            ``foreground_prob``, ``batch_size``, ``num_workers``, ``cache_strategy``, ``cache_bytes``,
+            ``shard_mode``, ``timeout``, ``multiprocessing_context``, ...).
+        val_patch_size / val_batch_size: validation patches (``None``: whole volumes) and batch size.
+        seed / transforms / val_transforms / incomplete / meta_tensors: as in the loaders.
         inference_patch_size / overlap: grid for ``predict_dataloader``.
-        loader_kwargs: passed to every loader (e.g. ``timeout``, ``multiprocessing_context``).
+
+    The training loader is stateful: Lightning's checkpoint stores its position (``state_dict``,
+    counted from the batches the model has trained on, not those prefetched) and a resumed ``fit``
+    trains exactly the samples of the epoch not yet trained on, also on another world size.
     """
 
     def __init__(
         self,
         store: RadiObject | StoreLocation | str,
         *,
-        modalities: Sequence[str] | str,
+        modalities: Sequence[str] | str | None = None,
         label: str | None = None,
         train_subjects: Sequence[str] | None = None,
         val_subjects: Sequence[str] | None = None,
         test_subjects: Sequence[str] | None = None,
         predict_subjects: Sequence[str] | None = None,
-        patch_size: Sequence[int] | None = (64, 64, 64),
-        patches_per_volume: int = 1,
-        sampler: str | Mapping[int, float] = "uniform",
-        foreground_prob: float = 0.5,
+        split: bool = False,
+        fold: int | None = None,
+        patch: PatchConfig | None = None,
+        cache: CacheConfig | None = None,
+        loader: LoaderConfig | None = None,
         val_patch_size: Sequence[int] | None = None,
-        batch_size: int = 2,
         val_batch_size: int = 1,
-        num_workers: int = 0,
-        cache_strategy: CacheStrategy | str = CacheStrategy.NONE,
-        cache_bytes: int = 2 << 30,
         seed: int = 0,
         transforms: Callable[[dict[str, Any]], Any] | None = None,
         val_transforms: Callable[[dict[str, Any]], Any] | None = None,
+        incomplete: str = "error",
+        meta_tensors: bool | None = None,
         inference_patch_size: Sequence[int] = (96, 96, 96),
         overlap: float = 0.25,
-        shard_mode: str = "pad",
-        **loader_kwargs: Any,
+        **options: Any,
     ) -> None:
         super().__init__()
         if isinstance(store, RadiObject):
@@ -82,18 +89,19 @@ class RadiObjectDataModule(pl.LightningDataModule):
             self.location = store
         else:
             self.location = StoreLocation(str(store))
-        self.modalities = [modalities] if isinstance(modalities, str) else list(modalities)
+        self.modalities = [modalities] if isinstance(modalities, str) else (
+            list(modalities) if modalities is not None else None)
         self.label = label
         self.subjects = {"train": train_subjects, "val": val_subjects, "test": test_subjects,
                          "predict": predict_subjects}
-        self.train_kwargs: dict[str, Any] = dict(
-            patch_size=patch_size, patches_per_volume=patches_per_volume, sampler=sampler,
-            foreground_prob=foreground_prob, batch_size=batch_size, transforms=transforms, shard_mode=shard_mode)
-        self.val_patch_size = val_patch_size
-        self.val_batch_size = val_batch_size
-        self.val_transforms = val_transforms
-        self.common: dict[str, Any] = dict(num_workers=num_workers, cache_strategy=cache_strategy,
-                                           cache_bytes=cache_bytes, **loader_kwargs)
+        self.split, self.fold = bool(split or fold is not None), fold
+        dist_opts = {k: options.pop(k) for k in ("shard_mode",) if k in options}
+        self.patch, self.cache, self.loader, self.dist = resolve(
+            {**options, **dist_opts}, patch=patch, cache=cache, loader=loader, caller="RadiObjectDataModule")
+        self.val_patch_size = tuple(val_patch_size) if val_patch_size is not None else None
+        self.val_batch_size = int(val_batch_size)
+        self.transforms, self.val_transforms = transforms, val_transforms
+        self.incomplete, self.meta_tensors = incomplete, meta_tensors
         self.seed = int(seed)
         self.inference_patch_size = tuple(inference_patch_size)
         self.overlap = overlap
@@ -116,19 +124,32 @@ class RadiObjectDataModule(pl.LightningDataModule):
         return int(trainer.global_rank), int(trainer.world_size)
 
     def _completed_steps(self) -> int | None:
-        """Batches of the current epoch the model has trained on (Lightning's progress), if known."""
+        """Batches of the current epoch the model has trained on (Lightning's progress), if known.
+
+        ``processed``: a batch counts once its training step ran; a checkpoint saved in
+        ``on_train_batch_end`` (before Lightning marks the batch completed) includes it, and
+        Lightning marks it completed again on restore.
+        """
         trainer = getattr(self, "trainer", None)
         try:
-            return int(trainer.fit_loop.epoch_loop.batch_progress.current.completed)  # type: ignore[union-attr]
+            return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)  # type: ignore[union-attr]
         except AttributeError:
             return None
+
+    def _stage_args(self, stage: str) -> dict[str, Any]:
+        given = self.subjects[stage]
+        if given is not None or not self.split or stage == "predict":
+            return {"subjects": given}
+        return {"split": stage, "fold": self.fold}
 
     # ------------------------------------------------------------------ loaders
     def train_dataloader(self) -> RadiDataLoader:
         rank, world = self._topology()
         loader = create_training_dataloader(
-            self.radi, modalities=self.modalities, label=self.label, subjects=self.subjects["train"],
-            seed=self.seed, rank=rank, world_size=world, **self.train_kwargs, **self.common)
+            self.radi, modalities=self.modalities, label=self.label, **self._stage_args("train"),
+            patch=self.patch, cache=self.cache, loader=self.loader,
+            distributed=DistributedConfig(rank=rank, world_size=world, shard_mode=self.dist.shard_mode),
+            transforms=self.transforms, seed=self.seed, incomplete=self.incomplete, meta_tensors=self.meta_tensors)
         loader.steps_fn = self._completed_steps
         loader.sampler.len_counts_consumed = True  # Lightning counts batches across a mid-epoch restart
         if self._pending_state is not None:
@@ -138,13 +159,17 @@ class RadiObjectDataModule(pl.LightningDataModule):
         return loader
 
     def _eval_loader(self, stage: str) -> RadiDataLoader | list[Any]:
-        if self.subjects[stage] is None:
+        if self.subjects[stage] is None and not (self.split and stage in ("val", "test")):
+            return []
+        if self.split and self.fold is not None and stage == "test" and self.subjects[stage] is None:
             return []
         rank, world = self._topology()
         return create_validation_dataloader(
-            self.radi, modalities=self.modalities, label=self.label, subjects=self.subjects[stage],
-            patch_size=self.val_patch_size, batch_size=self.val_batch_size, transforms=self.val_transforms,
-            seed=self.seed, rank=rank, world_size=world, **self.common)
+            self.radi, modalities=self.modalities, label=self.label, **self._stage_args(stage),
+            patch=PatchConfig(patch_size=self.val_patch_size),
+            cache=self.cache, loader=replace(self.loader, batch_size=self.val_batch_size, drop_last=False),
+            distributed=DistributedConfig(rank=rank, world_size=world), transforms=self.val_transforms,
+            seed=self.seed, incomplete=self.incomplete, meta_tensors=self.meta_tensors)
 
     def val_dataloader(self) -> RadiDataLoader | list[Any]:
         return self._eval_loader("val")
@@ -154,12 +179,11 @@ class RadiObjectDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> RadiDataLoader:
         rank, world = self._topology()
-        common = {k: v for k, v in self.common.items() if k in ("num_workers", "cache_strategy", "cache_bytes",
-                                                                  "timeout", "multiprocessing_context")}
         return create_inference_dataloader(
             self.radi, modalities=self.modalities, subjects=self.subjects["predict"],
-            patch_size=self.inference_patch_size, overlap=self.overlap, batch_size=self.val_batch_size,
-            rank=rank, world_size=world, **common)
+            patch=PatchConfig(patch_size=self.inference_patch_size, overlap=self.overlap), cache=self.cache,
+            loader=replace(self.loader, batch_size=self.val_batch_size, drop_last=False),
+            distributed=DistributedConfig(rank=rank, world_size=world), incomplete=self.incomplete)
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

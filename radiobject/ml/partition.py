@@ -1,39 +1,44 @@
-"""Epoch order and sharding as pure functions: ``order = f(seed, epoch, rank, world, worker)``.
+"""Epoch order, sharding and resume as pure functions: the one resume model of ``radiobject.ml``.
 
-Model (the same as ``torch.utils.data.DistributedSampler``, so DDP code and Lightning keep their
-assumptions):
+Model (MosaicML Streaming's, with ``torch.utils.data.DistributedSampler``'s sharding so DDP code and
+Lightning keep their assumptions):
 
-1. the *global order* of an epoch is a permutation of ``range(num_samples)`` that depends only on
-   ``(seed, epoch)`` — never on the world size;
-2. rank ``r`` of ``world`` takes positions ``r, r + world, r + 2*world, ...`` (strided);
-3. inside a rank, DataLoader worker ``w`` of ``W`` takes batches ``w, w + W, ...`` — the order in
-   which a ``DataLoader`` hands batches back round-robin, so what the training loop receives is
-   exactly the rank's order;
-4. training equalises shards by ``"pad"`` (repeat from the start of the order, like
-   DistributedSampler) or ``"drop"`` (drop the tail); validation uses ``"exact"``: every sample
-   exactly once, shards may differ by one.
+1. the *order* of an epoch permutes *groups* (a subject's ``patches_per_volume`` consecutive
+   samples; groups of one otherwise) and depends only on ``(seed, epoch)`` — never on the world;
+2. rank ``r`` of ``world`` takes groups ``r, r + world, ...`` (:func:`rank_indices`): training
+   equalises shards by ``"pad"`` (repeat from the start, like DistributedSampler) or ``"drop"``;
+   validation uses ``"exact"`` (every sample once, shards may differ by one);
+3. ranks advance in lockstep, so after ``k`` steps of ``batch_size`` every rank has consumed the
+   first ``position = k * batch_size`` samples of its stream.
 
-Because ranks advance in lockstep (each step consumes ``batch_size`` per rank), after ``k`` steps
-the samples seen by *all* ranks together are exactly the first ``consumed = k * batch_size *
-world`` positions of the global order. Resuming therefore needs only ``(seed, epoch, consumed)``:
-:func:`remaining_order` is the unseen suffix, which is re-sharded for any new world size
-(elastic resume) and, for the same world size, continues each rank exactly where it stopped.
+The resume state is a small dict (:func:`resume_state`)::
+
+    {"epoch", "seed", "shuffle", "mode", "num_samples", "group_size",
+     "world_size", "sample_in_epoch", "segments": [[world_size, position], ...]}
+
+``segments`` records the epoch's run so far: one ``[world, position]`` per stretch run on one world
+size (a new segment starts only when a resume changes the world size). :func:`segment_streams`
+rebuilds every rank's stream of the last segment from it: a same-world resume continues each rank
+exactly where it stopped (padding included); an elastic resume re-shards exactly the samples no rank
+had consumed (:func:`unseen`) over the new world. ``sample_in_epoch`` is the number of samples
+consumed by all ranks together (informational; the segments are what resume reads).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
     "ShardMode",
-    "consumed_after",
     "epoch_order",
     "rank_indices",
-    "remaining_order",
-    "shard_indices",
-    "worker_indices",
+    "resume_state",
+    "samples_consumed",
+    "segment_streams",
+    "unseen",
 ]
 
 #: How rank shards are equalised: "pad" and "drop" for training, "exact" for validation.
@@ -61,33 +66,17 @@ def epoch_order(num_samples: int, *, seed: int, epoch: int, shuffle: bool = True
     return np.random.default_rng(ss).permutation(n).astype(np.int64)
 
 
-def remaining_order(
-    num_samples: int, *, seed: int, epoch: int, consumed: int = 0, shuffle: bool = True
-) -> np.ndarray:
-    """The not-yet-seen part of the epoch's global order after ``consumed`` samples.
-
-    ``consumed`` counts positions handed to the training loop by all ranks together (see
-    :func:`consumed_after`); positions beyond ``num_samples`` (padding) are clamped, so the result
-    never contains a padding duplicate of an already-seen sample.
-    """
-    c = _check("consumed", consumed)
-    return epoch_order(num_samples, seed=seed, epoch=epoch, shuffle=shuffle)[c:]
-
-
 def rank_indices(
     order: np.ndarray,
     *,
     rank: int,
     world_size: int,
     mode: ShardMode = "pad",
-    pad_with: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rank ``rank``'s share of ``order``: positions ``rank::world_size`` after equalising.
 
-    * ``"pad"``: append the start of ``pad_with`` (default ``order``; cyclically) until the
-      length divides by the world size; every rank gets ``ceil(len / world)``; at most
-      ``world - 1`` duplicates per epoch. :func:`shard_indices` pads a resumed remainder from the
-      start of the *full* epoch order, so a same-world resume repeats the very same padding.
+    * ``"pad"``: append the start of ``order`` (cyclically) until the length divides by the world
+      size; every rank gets ``ceil(len / world)``; at most ``world - 1`` duplicates.
     * ``"drop"``: cut the tail to a multiple of the world size; every rank gets ``len // world``.
     * ``"exact"``: no padding, no dropping; shard lengths differ by at most one and their union is
       ``order`` with each sample exactly once.
@@ -100,9 +89,8 @@ def rank_indices(
     n = order.size
     if mode == "pad":
         total = -(-n // world) * world
-        source = order if pad_with is None else np.asarray(pad_with, dtype=np.int64)
-        if total > n and source.size > 0:
-            order = np.concatenate([order, np.resize(source, total - n)])
+        if total > n and n > 0:
+            order = np.concatenate([order, np.resize(order, total - n)])
     elif mode == "drop":
         order = order[: (n // world) * world]
     elif mode != "exact":
@@ -110,61 +98,101 @@ def rank_indices(
     return order[r::world]
 
 
-def worker_indices(
-    indices: np.ndarray, *, worker: int, num_workers: int, batch_size: int = 1
-) -> np.ndarray:
-    """Worker ``worker``'s share of a rank's ``indices``: batches ``worker::num_workers``.
+def _expand(groups: np.ndarray, group_size: int) -> np.ndarray:
+    if group_size == 1:
+        return groups
+    return (groups[:, None] * group_size + np.arange(group_size, dtype=np.int64)).reshape(-1)
 
-    Batches are consecutive runs of ``batch_size`` (the last may be short). A ``DataLoader`` over
-    an iterable dataset takes one batch from each worker in turn, so interleaving the workers'
-    shares this way reproduces ``indices`` in order — the property mid-epoch resume relies on.
+
+def unseen(streams: Sequence[np.ndarray], position: int) -> np.ndarray:
+    """Samples of ``streams`` that no rank consumed in its first ``position``, in step order, once each.
+
+    Step order: position ``p`` of rank 0, of rank 1, ... then ``p + 1``; a sample that was seen
+    (or appears twice, as padding does) is kept only at its first unseen occurrence.
     """
-    w = _check("worker", worker)
-    nw = _check("num_workers", num_workers, 1)
-    bs = _check("batch_size", batch_size, 1)
-    if w >= nw:
-        raise ValueError(f"worker {w} out of range for num_workers {nw}")
-    indices = np.asarray(indices, dtype=np.int64)
-    batch_of = np.arange(indices.size) // bs
-    return indices[batch_of % nw == w]
+    pos = _check("position", position)
+    seen: set[int] = set()
+    for s in streams:
+        seen.update(np.asarray(s)[:pos].tolist())
+    out: list[int] = []
+    length = max((len(s) for s in streams), default=0)
+    for p in range(pos, length):
+        for s in streams:
+            if p < len(s):
+                v = int(s[p])
+                if v not in seen:
+                    seen.add(v)
+                    out.append(v)
+    return np.asarray(out, dtype=np.int64)
 
 
-def shard_indices(
+def segment_streams(
     num_samples: int,
     *,
     seed: int,
     epoch: int,
-    rank: int = 0,
-    world_size: int = 1,
-    worker: int = 0,
-    num_workers: int = 1,
-    batch_size: int = 1,
-    consumed: int = 0,
+    segments: Sequence[Sequence[int]],
     mode: ShardMode = "pad",
     shuffle: bool = True,
-) -> np.ndarray:
-    """Sample indices one DataLoader worker of one rank yields, in order; the full composition.
+    group_size: int = 1,
+) -> list[np.ndarray]:
+    """Every rank's full stream (sample indices) in the last of ``segments``.
 
-    ``remaining_order`` -> ``rank_indices`` (padding from the full epoch order) ->
-    ``worker_indices``. With ``num_workers=1`` it is the rank's whole share (what a map-style
-    ``Sampler.__iter__`` yields). Resuming with the same world size at a ``consumed`` reached by
-    lockstep steps yields exactly the tail of what the uninterrupted run would have yielded.
+    ``segments`` is the epoch's ``[[world_size, position], ...]`` (see the module docstring); the
+    first segment shards the epoch order by groups, each later one re-shards the samples unseen at
+    the end of the one before (sample by sample: a subject's patches may then be split over ranks).
+    Rank ``r`` yields ``streams[r][position:]`` of the last segment.
     """
-    full = epoch_order(num_samples, seed=seed, epoch=epoch, shuffle=shuffle)
-    rest = full[_check("consumed", consumed):]
-    mine = rank_indices(rest, rank=rank, world_size=world_size, mode=mode, pad_with=full)
-    return worker_indices(mine, worker=worker, num_workers=num_workers, batch_size=batch_size)
+    g = _check("group_size", group_size, 1)
+    if _check("num_samples", num_samples) % g:
+        raise ValueError(f"num_samples={num_samples} is not a multiple of group_size={g}")
+    if not segments:
+        raise ValueError("segments must name at least one [world_size, position]")
+    groups = epoch_order(num_samples // g, seed=seed, epoch=epoch, shuffle=shuffle)
+    world = _check("world_size", segments[0][0], 1)
+    streams = [_expand(rank_indices(groups, rank=r, world_size=world, mode=mode), g) for r in range(world)]
+    for (_, position), (new_world, _) in zip(segments[:-1], segments[1:]):
+        rest = unseen(streams, int(position))
+        w = _check("world_size", new_world, 1)
+        streams = [rank_indices(rest, rank=r, world_size=w, mode=mode) for r in range(w)]
+    return streams
 
 
-def consumed_after(
-    steps: int, *, batch_size: int, world_size: int, start: int = 0, shard_len: int | None = None
+def samples_consumed(
+    num_samples: int,
+    *,
+    seed: int,
+    epoch: int,
+    segments: Sequence[Sequence[int]],
+    mode: ShardMode = "pad",
+    shuffle: bool = True,
+    group_size: int = 1,
 ) -> int:
-    """Global samples consumed after ``steps`` lockstep steps since a (re)start at ``start``.
+    """Samples (with padding repeats) all ranks have consumed in the epoch so far: ``sample_in_epoch``."""
+    total = 0
+    for k in range(len(segments)):
+        streams = segment_streams(num_samples, seed=seed, epoch=epoch, segments=segments[: k + 1], mode=mode,
+                                  shuffle=shuffle, group_size=group_size)
+        total += sum(min(int(segments[k][1]), len(s)) for s in streams)
+    return total
 
-    ``shard_len`` (the per-rank shard length since that start) caps the count at the end of the
-    epoch, where the last batch may be short.
-    """
-    per_rank = _check("steps", steps) * _check("batch_size", batch_size, 1)
-    if shard_len is not None:
-        per_rank = min(per_rank, _check("shard_len", shard_len))
-    return _check("start", start) + per_rank * _check("world_size", world_size, 1)
+
+def resume_state(
+    num_samples: int,
+    *,
+    seed: int,
+    epoch: int,
+    segments: Sequence[Sequence[int]],
+    mode: ShardMode = "pad",
+    shuffle: bool = True,
+    group_size: int = 1,
+) -> dict[str, Any]:
+    """The state dict of an epoch run along ``segments`` (what samplers and loaders save)."""
+    segs = [[int(w), int(p)] for w, p in segments]
+    return {
+        "epoch": int(epoch), "seed": int(seed), "shuffle": bool(shuffle), "mode": mode,
+        "num_samples": int(num_samples), "group_size": int(group_size), "world_size": segs[-1][0],
+        "sample_in_epoch": samples_consumed(num_samples, seed=seed, epoch=epoch, segments=segs, mode=mode,
+                                            shuffle=shuffle, group_size=group_size),
+        "segments": segs,
+    }

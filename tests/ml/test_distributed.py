@@ -199,7 +199,8 @@ def test_real_ddp_two_ranks_gloo(tmp_path):
     assert sorted(len(r["val"]) for r in ranks) == [2, 3]
     # same-world resume inside DDP: first step + resumed rest = each rank's uninterrupted stream
     state = ranks[0]["state"]
-    assert state == ranks[1]["state"] and state["consumed"] == 1 and state["epoch"] == 2
+    assert state == ranks[1]["state"] and state["segments"] == [[2, 1]] and state["epoch"] == 2
+    assert state["sample_in_epoch"] == 2 and state["world_size"] == 2
     epoch2 = {r: ranks[r]["first"] + ranks[r]["rest"] for r in range(2)}
     ids2 = Counter(k[0] for r in range(2) for k in epoch2[r])
     assert ids2 == Counter({s: 1 for s in subjects})

@@ -53,7 +53,7 @@ def test_datamodule_resumes_mid_epoch_exactly(tmp_path):
     ref = _fit(store, tmp_path / "ref", max_steps=6)  # 3 batches per epoch: [2, 2, 1]
     first = _fit(store, tmp_path / "ck", max_steps=4)  # stops after batch 1 of epoch 1
     ckpt = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=False)
-    assert ckpt["RadiObjectDataModule"]["train"]["consumed"] == 2  # trained batches, not prefetched ones
+    assert ckpt["RadiObjectDataModule"]["train"]["segments"] == [[1, 2]]  # trained batches, not prefetched ones
     rest = _fit(store, tmp_path / "ck2", max_steps=6, resume=str(tmp_path / "ck" / "last.ckpt"))
     epoch1 = [ids for e, ids in ref if e == 1]
     assert first[3][1] == epoch1[0] and [ids for _, ids in rest[:2]] == epoch1[1:]  # the epoch's remainder

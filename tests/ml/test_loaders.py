@@ -94,7 +94,7 @@ def test_resume_mid_epoch_exactly(radi):
     it = iter(loader)
     first = [next(it) for _ in range(2)]
     state = loader.state_dict()
-    assert state["epoch"] == 2 and state["consumed"] == 2
+    assert state["epoch"] == 2 and state["segments"] == [[1, 2]] and state["sample_in_epoch"] == 2
     resumed = create_training_dataloader(radi, **kw)
     resumed.load_state_dict(state)
     rest = [(b["subject_id"][0], tuple(b["patch_origin"][0].tolist())) for b in resumed]

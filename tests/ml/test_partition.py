@@ -1,27 +1,20 @@
-"""Epoch order, rank/worker sharding, mid-epoch and elastic resume, as pure functions."""
+"""Epoch order, rank sharding, mid-epoch and elastic resume, as pure functions (the one resume model)."""
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import (
-    DataLoader,
-    DistributedSampler,
-    IterableDataset,
-    get_worker_info,
-)
+from torch.utils.data import DistributedSampler
 
 from radiobject.ml.partition import (
-    consumed_after,
     epoch_order,
     rank_indices,
-    remaining_order,
-    shard_indices,
-    worker_indices,
+    resume_state,
+    samples_consumed,
+    segment_streams,
+    unseen,
 )
 
 
@@ -80,91 +73,67 @@ def test_bad_arguments_raise():
         rank_indices(np.arange(4), rank=2, world_size=2)
     with pytest.raises(ValueError, match="mode"):
         rank_indices(np.arange(4), rank=0, world_size=2, mode="repeat")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="worker"):
-        worker_indices(np.arange(4), worker=2, num_workers=2)
+    with pytest.raises(ValueError, match="group_size"):
+        segment_streams(10, seed=0, epoch=0, segments=[[2, 0]], group_size=3)
 
 
-@pytest.mark.parametrize("batch_size,num_workers", [(1, 2), (3, 2), (4, 3), (5, 1)])
-def test_worker_shares_interleave_back_to_rank_order(batch_size, num_workers):
-    mine = rank_indices(epoch_order(23, seed=0, epoch=1), rank=1, world_size=2)
-    parts = [worker_indices(mine, worker=w, num_workers=num_workers, batch_size=batch_size)
-             for w in range(num_workers)]
-    batches = [[p[i:i + batch_size] for i in range(0, p.size, batch_size)] for p in parts]
-    merged = [b for group in itertools.zip_longest(*batches) for b in group if b is not None]
-    np.testing.assert_array_equal(np.concatenate(merged), mine)
-
-
-class _Shards(IterableDataset):
-    """An iterable dataset that shards with shard_indices, as the real one will."""
-
-    def __init__(self, n: int, batch_size: int) -> None:
-        self.n, self.batch_size = n, batch_size
-
-    def __iter__(self):
-        info = get_worker_info()
-        w, nw = (info.id, info.num_workers) if info else (0, 1)
-        idx = shard_indices(self.n, seed=9, epoch=4, rank=0, world_size=2, worker=w,
-                            num_workers=nw, batch_size=self.batch_size)
-        return iter(idx.tolist())
-
-
-def test_real_dataloader_with_two_workers_yields_the_rank_order():
-    """What a 2-worker DataLoader hands to the training loop is exactly the rank's order."""
-    ds = _Shards(n=29, batch_size=3)
-    loader = DataLoader(ds, batch_size=3, num_workers=2, multiprocessing_context="fork")
-    got = torch.cat(list(loader)).tolist()
-    assert got == shard_indices(29, seed=9, epoch=4, rank=0, world_size=2).tolist()
-
-
-def _run(n, *, world, batch_size, steps, consumed, seed=0, epoch=0, mode="pad"):
-    """Simulate ``steps`` lockstep steps of ``world`` ranks from ``consumed``; return what each saw."""
-    seen = []
-    for r in range(world):
-        share = shard_indices(n, seed=seed, epoch=epoch, rank=r, world_size=world,
-                              consumed=consumed, mode=mode)
-        seen.append(share[: steps * batch_size] if steps is not None else share)
-    return seen
+def _streams(n, segments, mode="pad", g=1, seed=0, epoch=0):
+    return segment_streams(n, seed=seed, epoch=epoch, segments=segments, mode=mode, group_size=g)
 
 
 @pytest.mark.parametrize("world,batch_size,steps", [(1, 4, 3), (2, 2, 5), (4, 3, 2)])
 def test_mid_epoch_resume_same_world_continues_each_rank_exactly(world, batch_size, steps):
-    n = 53
-    full = _run(n, world=world, batch_size=batch_size, steps=None, consumed=0)
-    c = consumed_after(steps, batch_size=batch_size, world_size=world)
-    resumed = _run(n, world=world, batch_size=batch_size, steps=None, consumed=c)
+    full = _streams(53, [[world, 0]])
+    pos = steps * batch_size
+    resumed = _streams(53, [[world, pos]])
     for r in range(world):
-        np.testing.assert_array_equal(resumed[r], full[r][steps * batch_size:])
+        np.testing.assert_array_equal(resumed[r][pos:], full[r][pos:])
 
 
 @pytest.mark.parametrize("mode", ["pad", "exact"])
 def test_elastic_resume_sees_exactly_the_unseen_samples(mode):
-    """Any (n, old world, new world, batch, steps): before + after = every sample; no repeats."""
+    """Any (n, worlds, batch, steps), over up to three segments: every sample; no repeats but padding."""
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        n = int(rng.integers(1, 80))
-        w_old, w_new = (int(x) for x in rng.integers(1, 7, size=2))
-        bs = int(rng.integers(1, 5))
-        shard_len = -(-n // w_old)
-        steps = int(rng.integers(0, -(-shard_len // bs) + 1))
-        before = _run(n, world=w_old, batch_size=bs, steps=steps, consumed=0, mode=mode)
-        c = consumed_after(steps, batch_size=bs, world_size=w_old, shard_len=shard_len)
-        after = _run(n, world=w_new, batch_size=bs, steps=None, consumed=c, mode=mode)
-        seen_before = np.concatenate(before)
-        seen_after = np.concatenate(after)
-        # the seen set before the stop is exactly the first `c` positions of the global order
-        order = epoch_order(n, seed=0, epoch=0)
-        assert set(seen_before.tolist()) == set(order[: min(c, n)].tolist())
-        unseen = set(range(n)) - set(seen_before.tolist())
-        if mode == "exact":  # after resume: exactly the unseen samples, each once
-            assert sorted(seen_after.tolist()) == sorted(unseen)
-        else:  # every unseen sample, plus < w_new padding duplicates so shards stay equal
-            assert unseen <= set(seen_after.tolist())
-            assert seen_after.size - len(unseen) <= w_new - 1
-            assert len({s.size for s in after}) == 1
+    for _ in range(150):
+        g = int(rng.integers(1, 4))
+        n = g * int(rng.integers(1, 30))
+        segs: list[list[int]] = []
+        seen: list[int] = []
+        for _k in range(int(rng.integers(1, 4))):
+            w = int(rng.integers(1, 6))
+            segs.append([w, 0])
+            streams = _streams(n, segs, mode, g)
+            longest = max(len(s) for s in streams)
+            pos = int(rng.integers(0, longest + 1))
+            segs[-1][1] = pos
+            seen += [int(v) for s in streams for v in s[:pos]]
+        streams = _streams(n, segs, mode, g)
+        rest = [int(v) for s in streams for v in s[segs[-1][1]:]]
+        assert set(seen) | set(rest) == set(range(n)) and not set(rest) & set(seen) - set(rest)
+        if mode == "exact":
+            assert sorted(seen + rest) == list(range(n))  # every sample exactly once in the epoch
+        else:  # padding repeats at most world - 1 samples per segment
+            assert len(seen) + len(rest) - n <= sum(w - 1 for w, _ in segs) * g
+        state = resume_state(n, seed=0, epoch=0, segments=segs, mode=mode, group_size=g)
+        assert state["sample_in_epoch"] == len(seen) and state["world_size"] == segs[-1][0]
 
 
-def test_remaining_order_is_clamped_past_the_end():
-    assert remaining_order(10, seed=0, epoch=0, consumed=12).size == 0
-    np.testing.assert_array_equal(remaining_order(10, seed=0, epoch=0, consumed=4),
-                                  epoch_order(10, seed=0, epoch=0)[4:])
-    assert consumed_after(10, batch_size=4, world_size=2, start=6, shard_len=9) == 6 + 18
+def test_unseen_keeps_step_order_and_drops_repeats():
+    streams = [np.array([0, 2, 4, 0]), np.array([1, 3, 5, 1])]
+    assert unseen(streams, 1).tolist() == [2, 3, 4, 5]
+    assert unseen(streams, 4).size == 0
+
+
+def test_group_streams_keep_a_subjects_samples_together():
+    streams = _streams(12, [[2, 0]], g=3)
+    for s in streams:
+        assert all(s[k] % 3 == 0 and s[k:k + 3].tolist() == list(range(s[k], s[k] + 3)) for k in range(0, len(s), 3))
+    assert samples_consumed(12, seed=0, epoch=0, segments=[[2, 3]], group_size=3) == 6
+
+
+def test_state_is_a_small_plain_dict():
+    state = resume_state(10_000, seed=3, epoch=7, segments=[[4, 100], [2, 50]])
+    assert set(state) == {"epoch", "seed", "shuffle", "mode", "num_samples", "group_size", "world_size",
+                          "sample_in_epoch", "segments"}
+    assert state["world_size"] == 2 and state["sample_in_epoch"] == 4 * 100 + 2 * 50
+    assert all(isinstance(v, (int, bool, str, list)) for v in state.values())

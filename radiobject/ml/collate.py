@@ -1,0 +1,94 @@
+"""Batch collation: pass-through for batches already collated, typed errors (or padding) for ragged batches.
+
+Validation and inference batches of whole volumes have one shape per subject; stacking two shapes
+fails inside torch with a bare ``RuntimeError``. :func:`collate` raises :class:`BatchShapeError`
+naming each subject and its shape instead; :func:`pad_collate` zero-pads every tensor of a batch to
+the largest shape (at the end of each axis; ``batch["shape"]`` keeps each sample's own shape, so a
+caller can crop outputs back). Samples holding MONAI ``MetaTensor`` s are collated with MONAI's
+``list_data_collate`` (batched affines and meta data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import default_collate
+
+from radiobject.errors import RadiObjectError
+
+__all__ = ["BatchShapeError", "collate", "pad_collate"]
+
+
+class BatchShapeError(RadiObjectError, ValueError):
+    """Samples of one batch have different shapes (use ``batch_size=1`` or ``pad_collate=True``)."""
+
+    def __init__(self, key: str, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.key, self.shapes = key, shapes
+        listed = ", ".join(f"{sid!r}: {tuple(s)}" for sid, s in shapes.items())
+        super().__init__(f"cannot stack {key!r} of different shapes in one batch ({listed}); use batch_size=1, "
+                         "pad_collate=True (zero-pads to the largest shape), or a transform that crops / resizes")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.shapes))
+
+
+def _ids(samples: Sequence[dict[str, Any]]) -> list[str]:
+    return [str(s.get("subject_id", f"sample {i}")) for i, s in enumerate(samples)]
+
+
+def _ragged(samples: Sequence[Any]) -> str | None:
+    if not samples or not isinstance(samples[0], dict):
+        return None
+    for key, value in samples[0].items():
+        if isinstance(value, torch.Tensor) and len({tuple(s[key].shape) for s in samples}) > 1:
+            return str(key)
+    return None
+
+
+def _is_meta(samples: Sequence[Any]) -> bool:
+    return bool(samples) and isinstance(samples[0], dict) and any(
+        type(v).__name__ == "MetaTensor" for v in samples[0].values())
+
+
+def collate(batch: Any) -> Any:
+    """``default_collate``; a batch already collated by ``__getitems__`` passes through; ragged -> typed error."""
+    if isinstance(batch, dict):
+        return batch
+    key = _ragged(batch)
+    if key is not None:
+        raise BatchShapeError(key, {sid: tuple(s[key].shape) for sid, s in zip(_ids(batch), batch)})
+    if _is_meta(batch):
+        from monai.data.utils import list_data_collate
+
+        return list_data_collate(batch)
+    return default_collate(batch)
+
+
+def pad_collate(batch: Any) -> Any:
+    """Like :func:`collate`, but tensors of different shapes are zero-padded to the largest shape.
+
+    Adds ``batch["shape"]``: ``(B, ndim)`` int64, each sample's unpadded ``image`` shape.
+    """
+    if isinstance(batch, dict) or _ragged(batch) is None:
+        out = collate(batch)
+        if isinstance(out, dict) and "image" in out and "shape" not in out and not isinstance(batch, dict):
+            out["shape"] = torch.tensor([list(s["image"].shape) for s in batch], dtype=torch.int64)
+        return out
+    shapes = torch.tensor([list(s["image"].shape) for s in batch], dtype=torch.int64)
+    padded = []
+    for s in batch:
+        item = dict(s)
+        for key, value in s.items():
+            if not isinstance(value, torch.Tensor) or value.ndim < 2:
+                continue
+            target = [max(int(b[key].shape[d]) for b in batch) for d in range(value.ndim)]
+            pad: list[int] = []
+            for d in reversed(range(value.ndim)):
+                pad += [0, target[d] - int(value.shape[d])]
+            item[key] = torch.nn.functional.pad(value, pad) if any(pad) else value
+        padded.append(item)
+    out = collate(padded)
+    out["shape"] = shapes
+    return out

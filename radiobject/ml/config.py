@@ -1,0 +1,181 @@
+"""Loader settings as frozen, picklable dataclasses, so the loader factories take a handful of arguments.
+
+* :class:`PatchConfig` — what one sample is (patch size, patches per volume, sampler, mode, plane);
+* :class:`CacheConfig` — where decoded volumes are kept (strategy, budget, path);
+* :class:`LoaderConfig` — batching and workers (batch size, workers, worker mode, device, ...);
+* :class:`DistributedConfig` — rank, world size and shard equalisation.
+
+Every factory also accepts the flat keyword spellings of the seed API (``patch_size=``,
+``batch_size=``, ``num_workers=``, ``cache_strategy=``, ``rank=``, ...): :func:`resolve` folds them
+into the configs. Giving one setting both ways (``batch_size=4`` and ``loader=LoaderConfig(...)``
+with another batch size) raises ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from radiobject.ml.cache import CacheStrategy
+
+__all__ = ["CacheConfig", "DistributedConfig", "LoaderConfig", "PatchConfig", "resolve"]
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """What one sample is.
+
+    Attributes:
+        patch_size: patch shape (3 ints) for ``LoadingMode.PATCH``; ``None``: whole volumes.
+        patches_per_volume: patches per subject per epoch (kept consecutive on one rank).
+        sampler: ``"uniform"``, ``"foreground"`` or ``{label value: weight}`` (class ratios).
+        foreground_prob: probability of a foreground-centred patch (``sampler="foreground"``).
+        loading_mode: ``LoadingMode`` value; ``None``: ``PATCH`` when ``patch_size`` else ``FULL_VOLUME``.
+        plane: slicing plane for ``LoadingMode.SLICE_2D``.
+        overlap: grid overlap for inference (MONAI ``sliding_window_inference`` convention).
+    """
+
+    patch_size: tuple[int, ...] | None = (64, 64, 64)
+    patches_per_volume: int = 1
+    sampler: str | Mapping[int, float] = "uniform"
+    foreground_prob: float = 0.5
+    loading_mode: str | None = None
+    plane: str | int = "axial"
+    overlap: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.patch_size is not None:
+            object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        if self.loading_mode is not None:
+            object.__setattr__(self, "loading_mode", str(getattr(self.loading_mode, "value", self.loading_mode)))
+        if int(self.patches_per_volume) < 1:
+            raise ValueError(f"patches_per_volume must be >= 1, got {self.patches_per_volume}")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Where decoded volumes are kept: ``strategy`` (``CacheStrategy``), ``max_bytes`` budget, ``path`` for DISK."""
+
+    strategy: CacheStrategy | str = CacheStrategy.NONE
+    max_bytes: int = 2 << 30
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", CacheStrategy(self.strategy))
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Batching and workers (the ``DataLoader`` side).
+
+    Attributes:
+        batch_size: samples per batch.
+        num_workers: worker threads or processes (see ``worker_mode``).
+        worker_mode: ``"auto"`` (processes with per-sample transforms or an explicit
+            ``multiprocessing_context``, threads otherwise), ``"threads"`` or ``"processes"``.
+        device: deliver batches on this device (non-blocking copies from pinned memory).
+        pin_memory: default ``True`` when CUDA is present.
+        persistent_workers / prefetch_factor / timeout / multiprocessing_context: as in ``DataLoader``
+            (``timeout``: seconds to wait for a worker batch, 0 = forever).
+        drop_last: drop a short last batch (training only).
+        pad_collate: validation batches of volumes with different shapes are zero-padded to the
+            largest shape (``False``: such a batch raises ``BatchShapeError`` naming the subjects).
+    """
+
+    batch_size: int = 2
+    num_workers: int = 0
+    worker_mode: str = "auto"
+    device: Any = None
+    pin_memory: bool | None = None
+    persistent_workers: bool | None = None
+    prefetch_factor: int | None = None
+    timeout: float = 0
+    multiprocessing_context: Any = None
+    drop_last: bool = False
+    pad_collate: bool = False
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.worker_mode not in ("auto", "processes", "threads"):
+            raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {self.worker_mode!r}")
+
+
+@dataclass(frozen=True)
+class DistributedConfig:
+    """Rank and world size (``None``: from ``torch.distributed``, else 0 / 1); ``shard_mode`` ``"pad"`` / ``"drop"``."""
+
+    rank: int | None = None
+    world_size: int | None = None
+    shard_mode: str = "pad"
+
+    def __post_init__(self) -> None:
+        if self.shard_mode not in ("pad", "drop"):
+            raise ValueError(f"shard_mode must be 'pad' or 'drop', got {self.shard_mode!r}")
+
+
+#: Flat (seed) keyword -> (config argument, field).
+FLAT: dict[str, tuple[str, str]] = {
+    "patch_size": ("patch", "patch_size"), "patches_per_volume": ("patch", "patches_per_volume"),
+    "sampler": ("patch", "sampler"), "foreground_prob": ("patch", "foreground_prob"),
+    "loading_mode": ("patch", "loading_mode"), "plane": ("patch", "plane"), "overlap": ("patch", "overlap"),
+    "cache_strategy": ("cache", "strategy"), "cache_bytes": ("cache", "max_bytes"), "cache_path": ("cache", "path"),
+    "batch_size": ("loader", "batch_size"), "num_workers": ("loader", "num_workers"),
+    "worker_mode": ("loader", "worker_mode"), "device": ("loader", "device"), "pin_memory": ("loader", "pin_memory"),
+    "persistent_workers": ("loader", "persistent_workers"), "prefetch_factor": ("loader", "prefetch_factor"),
+    "timeout": ("loader", "timeout"), "multiprocessing_context": ("loader", "multiprocessing_context"),
+    "drop_last": ("loader", "drop_last"), "pad_collate": ("loader", "pad_collate"),
+    "rank": ("distributed", "rank"), "world_size": ("distributed", "world_size"),
+    "shard_mode": ("distributed", "shard_mode"),
+}
+
+_C = TypeVar("_C")
+
+
+def _apply(config: _C | None, default: _C, flat: dict[str, Any], what: str) -> _C:
+    if config is None:
+        return dataclasses.replace(default, **flat) if flat else default  # type: ignore[type-var]
+    if flat:
+        clash = sorted(flat)
+        raise TypeError(f"give {clash} either as keywords or inside {what}=, not both")
+    return config
+
+
+def resolve(
+    flat: Mapping[str, Any],
+    *,
+    patch: PatchConfig | None = None,
+    cache: CacheConfig | None = None,
+    loader: LoaderConfig | None = None,
+    distributed: DistributedConfig | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    caller: str = "loader",
+) -> tuple[PatchConfig, CacheConfig, LoaderConfig, DistributedConfig]:
+    """The four configs from explicit config objects and flat (seed) keywords.
+
+    ``defaults``: per-factory defaults of flat keywords (e.g. validation's ``batch_size=1``), used
+    only for configs not given as objects. Unknown keywords raise ``TypeError`` naming ``caller``.
+    """
+    unknown = sorted(set(flat) - set(FLAT))
+    if unknown:
+        raise TypeError(f"{caller}: unexpected arguments {unknown}")
+    groups: dict[str, dict[str, Any]] = {"patch": {}, "cache": {}, "loader": {}, "distributed": {}}
+    given = {"patch": patch, "cache": cache, "loader": loader, "distributed": distributed}
+    for key, value in (defaults or {}).items():
+        group, fld = FLAT[key]
+        if given[group] is None and key not in flat:
+            groups[group][fld] = value
+    explicit: dict[str, dict[str, Any]] = {g: {} for g in groups}
+    for key, value in flat.items():
+        group, fld = FLAT[key]
+        explicit[group][fld] = value
+    out = []
+    for group, cls in (("patch", PatchConfig), ("cache", CacheConfig), ("loader", LoaderConfig),
+                       ("distributed", DistributedConfig)):
+        cfg = given[group]
+        if cfg is not None and not isinstance(cfg, cls):
+            raise TypeError(f"{caller}: {group}= must be a {cls.__name__}, got {type(cfg).__name__}")
+        out.append(_apply(cfg, cls(**groups[group]), explicit[group], group))
+    return out[0], out[1], out[2], out[3]  # type: ignore[return-value]

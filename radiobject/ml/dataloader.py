@@ -1,0 +1,144 @@
+"""``RadiDataLoader``: a ``DataLoader`` with resumable progress, optional threads and device delivery.
+
+Built by the factories of :mod:`radiobject.ml.loaders` (:func:`make_loader`). ``state_dict()`` /
+``load_state_dict()`` save and restore the epoch position through the sampler
+(:mod:`radiobject.ml.partition`'s resume model), so Lightning's own checkpointing (which calls them on
+stateful loaders) resumes exactly mid-epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from radiobject.ml.collate import collate as default_collate_fn
+from radiobject.ml.collate import pad_collate
+from radiobject.ml.datasets import RadiDataset
+from radiobject.ml.sampler import RadiSampler
+from radiobject.ml.threads import worker_init_fn as limit_worker_threads  # one thread per library per worker
+
+__all__ = ["RadiDataLoader", "make_loader", "to_device"]
+
+
+def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
+    """Moves every tensor in a (nested) batch to ``device``; other values are left as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not isinstance(batch, str):
+        return type(batch)(to_device(v, device, non_blocking) for v in batch) if not hasattr(batch, "_fields") \
+            else type(batch)(*(to_device(v, device, non_blocking) for v in batch))
+    return batch
+
+
+class RadiDataLoader(DataLoader):
+    """A ``DataLoader`` with resumable progress and optional device delivery.
+
+    ``state_dict()`` records the epoch position (batches delivered so far); a new loader given it
+    through ``load_state_dict()`` continues with exactly the samples not yet delivered (also on
+    another world size; see ``RadiSampler``). ``device`` (set by the factories) moves each batch
+    with ``non_blocking`` copies; pinned memory makes those copies asynchronous on CUDA.
+    """
+
+    device: torch.device | None = None
+    #: ``worker_mode="threads"``: batches are built by this many threads of this process (no pickling
+    #: of batches between processes; reads and copies release the GIL). 0 = the DataLoader's own path.
+    threads: int = 0
+    #: Optional: batches of the current epoch the model has consumed in total (set by the Lightning
+    #: DataModule, whose prefetching runs ahead of training); ``None`` = batches delivered here.
+    steps_fn: Callable[[], int | None] | None = None
+    _steps: int = 0
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        self._steps = 0
+        device = self.device
+        source = self._threaded() if self.threads > 0 and self.num_workers == 0 else super().__iter__()
+        for batch in source:
+            self._steps += 1
+            yield to_device(batch, device) if device is not None else batch
+
+    def _threaded(self) -> Iterator[Any]:
+        """Batches in sampler order, built ahead by ``threads`` threads (at most ``2 * threads`` in flight)."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        dataset, collate_fn = self.dataset, self.collate_fn
+        getitems = getattr(dataset, "__getitems__", None)
+
+        def load(indices: list[Any]) -> Any:
+            batch = collate_fn(getitems(indices) if getitems else [dataset[i] for i in indices])
+            if self.pin_memory and torch.cuda.is_available():
+                from torch.utils.data._utils.pin_memory import pin_memory
+
+                batch = pin_memory(batch)
+            return batch
+
+        batches = iter(self.batch_sampler)  # type: ignore[arg-type]
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="radi-loader") as pool:
+            pending = deque(pool.submit(load, b) for _, b in zip(range(2 * self.threads), batches))
+            try:
+                while pending:
+                    batch = pending.popleft().result()
+                    nxt = next(batches, None)
+                    if nxt is not None:
+                        pending.append(pool.submit(load, nxt))
+                    yield batch
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The sampler's resume point after the batches delivered in the current epoch."""
+        sampler = self.sampler
+        if not isinstance(sampler, RadiSampler):
+            raise TypeError("state_dict needs a loader built by ml.loaders (a RadiSampler)")
+        bs = self.batch_size or 1
+        absolute = self.steps_fn() if self.steps_fn is not None else None
+        if absolute is not None:
+            return sampler.state_dict(steps=absolute, batch_size=bs, absolute=True)
+        return sampler.state_dict(steps=self._steps, batch_size=bs)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()`` (possibly saved with another world size)."""
+        self.sampler.load_state_dict(state)  # type: ignore[union-attr]
+        if isinstance(self.dataset, RadiDataset):
+            self.dataset.set_epoch(state["epoch"])
+
+
+def make_loader(dataset: RadiDataset, sampler: RadiSampler, *, batch_size: int, num_workers: int,
+            pin_memory: bool | None, device: torch.device | str | None, persistent_workers: bool | None,
+            prefetch_factor: int | None, timeout: float, multiprocessing_context: Any,
+            drop_last: bool = False, collate_fn: Callable[[list[Any]], Any] | None = None,
+            worker_init_fn: Callable[[int], None] | None = None, worker_mode: str = "auto",
+            pad: bool = False) -> RadiDataLoader:
+    """A ``RadiDataLoader`` over ``dataset`` / ``sampler`` with the settings of ``ml.config.LoaderConfig``."""
+    cuda = torch.cuda.is_available()
+    dev = torch.device(device) if device is not None else None
+    if pin_memory is None:
+        pin_memory = cuda and (dev is None or dev.type == "cuda")
+    if worker_mode not in ("auto", "processes", "threads"):
+        raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {worker_mode!r}")
+    if worker_mode == "auto":  # measured: threads win unless per-sample Python transforms hold the GIL
+        explicit = multiprocessing_context is not None or getattr(dataset, "transforms", None) is not None
+        worker_mode = "processes" if explicit else "threads"
+    threads = num_workers if worker_mode == "threads" else 0
+    if threads:
+        num_workers = 0
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(
+            persistent_workers=bool(persistent_workers) if persistent_workers is not None else False,
+            prefetch_factor=prefetch_factor or 2, timeout=timeout,
+            multiprocessing_context=multiprocessing_context, worker_init_fn=worker_init_fn or limit_worker_threads)
+    if collate_fn is None:  # whole batches read straight into one buffer (see RadiDataset.__getitems__)
+        dataset.batched_reads = True
+        collate_fn = pad_collate if pad else default_collate_fn
+    loader = RadiDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                            pin_memory=bool(pin_memory), drop_last=drop_last, collate_fn=collate_fn, **kwargs)
+    loader.device = dev
+    loader.threads = threads
+    return loader

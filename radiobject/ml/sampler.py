@@ -1,0 +1,183 @@
+"""``RadiSampler`` (a ``DistributedSampler``) and ``set_epoch``.
+
+The sampler keeps ``DistributedSampler``'s interface (``num_replicas``, ``rank``, ``epoch``,
+``set_epoch``, ``shuffle``, ``seed``, ``drop_last``) so that existing DDP code and Lightning
+recognise it, and holds no sharding logic of its own: every stream, every resume point and every
+state dict comes from the pure functions of :mod:`radiobject.ml.partition` (the one resume model):
+
+* the epoch's order permutes *groups* (a subject's ``patches_per_volume`` consecutive samples) and
+  depends only on ``(seed, epoch)``; rank ``r`` takes groups ``r::world`` (pad / drop / exact);
+* each index is yielded as ``(epoch, index)`` so that persistent workers draw this epoch's patches;
+* the state is ``partition.resume_state``'s small dict (``epoch``, ``seed``, ``world_size``,
+  ``sample_in_epoch``, ``segments``); ``load_state_dict`` continues each rank exactly where it
+  stopped on the same world size, and re-shards exactly the unseen samples on another (elastic).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+from radiobject.ml.partition import ShardMode, resume_state, segment_streams
+
+__all__ = ["EpochNotSetWarning", "RadiSampler", "set_epoch"]
+
+
+class EpochNotSetWarning(UserWarning):
+    """A shuffled loader was iterated again without ``set_epoch``: it repeats the same order and patches."""
+
+
+def _dist_default(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    ready = dist.is_available() and dist.is_initialized()
+    world = num_replicas if num_replicas is not None else (dist.get_world_size() if ready else 1)
+    r = rank if rank is not None else (dist.get_rank() if ready else 0)
+    if not 0 <= r < world:
+        raise ValueError(f"rank {r} out of range for world_size {world}")
+    return int(world), int(r)
+
+
+class RadiSampler(DistributedSampler):
+    """Shards a dataset by rank; pad / drop / exact; resumable (exact and elastic).
+
+    Args:
+        dataset: a sized dataset (``len(dataset)`` samples).
+        num_replicas / rank: world size and rank (default: from ``torch.distributed``, else 1 / 0).
+        shuffle: a new global order every epoch (``False``: index order, for validation).
+        seed: base seed; the order is a function of ``(seed, epoch)`` only.
+        drop_last: ``DistributedSampler``'s flag; ``True`` selects ``mode="drop"``.
+        mode: ``"pad"`` (default for training), ``"drop"`` or ``"exact"`` (validation).
+        group_size: consecutive samples kept together on one rank (``patches_per_volume``);
+            ``len(dataset)`` must be a multiple of it.
+
+    Iterating a shuffled sampler twice on the same epoch without ``set_epoch`` (or
+    ``load_state_dict``) in between warns with :class:`EpochNotSetWarning`.
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
+                 seed: int = 0, drop_last: bool = False, *, mode: ShardMode | None = None, group_size: int = 1) -> None:
+        world, r = _dist_default(num_replicas, rank)
+        self.dataset = dataset
+        self.num_replicas = world
+        self.rank = r
+        self.epoch = 0
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.mode: ShardMode = mode or ("drop" if drop_last else "pad")
+        if self.mode not in ("pad", "drop", "exact"):
+            raise ValueError(f"mode must be 'pad', 'drop' or 'exact', got {self.mode!r}")
+        self.group_size = int(group_size)
+        if self.group_size < 1 or len(dataset) % self.group_size:
+            raise ValueError(f"len(dataset)={len(dataset)} is not a multiple of group_size={group_size}")
+        #: ``len()`` counts the samples consumed before a resume too (trainers such as Lightning keep
+        #: counting batches across a mid-epoch restart and compare with ``len(loader)``).
+        self.len_counts_consumed = False
+        self._pending: tuple[int, list[list[int]]] | None = None  # a loaded resume point: (epoch, segments)
+        self._active: tuple[int, list[list[int]]] | None = None   # the epoch being iterated: (epoch, segments)
+        self._epoch_set = True        # set_epoch / load_state_dict called since the last pass began
+        self._last_pass: int | None = None
+
+    # ---------------------------------------------------------------- streams
+    def segments(self) -> list[list[int]]:
+        """The ``[[world_size, position], ...]`` of the current epoch (see ``ml.partition``)."""
+        if self._active is not None and self._active[0] == self.epoch:
+            return self._active[1]
+        if self._pending is not None and self._pending[0] == self.epoch:
+            return self._pending[1]
+        return [[self.num_replicas, 0]]
+
+    def _streams(self, segments: list[list[int]]) -> list[np.ndarray]:
+        return segment_streams(len(self.dataset), seed=self.seed, epoch=self.epoch, segments=segments,
+                               mode=self.mode, shuffle=self.shuffle, group_size=self.group_size)
+
+    def indices(self) -> np.ndarray:
+        """What this rank yields this epoch (after any resume point), as sample indices."""
+        segs = self.segments()
+        return self._streams(segs)[self.rank][segs[-1][1]:]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        if (not self._epoch_set and self._last_pass == self.epoch and self.shuffle
+                and getattr(self.dataset, "fixed_epoch", None) is None):
+            warnings.warn(f"epoch {self.epoch} iterated again without set_epoch: the same order and patches as "
+                          "the last pass; call radiobject.ml.set_epoch(loader, epoch) at the start of every epoch",
+                          EpochNotSetWarning, stacklevel=2)
+        self._epoch_set, self._last_pass = False, self.epoch
+        segs = [list(s) for s in self.segments()]
+        self._pending = None
+        self._active = (self.epoch, segs)
+        epoch = self.epoch
+        for i in self._streams(segs)[self.rank][segs[-1][1]:].tolist():
+            yield (epoch, i)
+
+    def __len__(self) -> int:
+        segs = self.segments()
+        stream = self._streams(segs)[self.rank]
+        n = max(int(stream.size) - segs[-1][1], 0)
+        if self.len_counts_consumed:
+            n += sum(p for _, p in segs)
+        return n
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch (a new order each epoch). Call before iterating, as with DistributedSampler.
+
+        A loaded resume point applies while the epoch stays the saved one; another epoch starts fresh.
+        """
+        self.epoch = int(epoch)
+        self._epoch_set = True
+        if self._pending is not None and self._pending[0] != self.epoch:
+            self._pending = None
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self, steps: int = 0, batch_size: int = 1, *, absolute: bool = False) -> dict[str, Any]:
+        """``partition.resume_state`` after ``steps`` batches of ``batch_size`` per rank (lockstep).
+
+        ``steps`` counts batches since this pass started (after any resume point), or since the
+        epoch began when ``absolute`` (Lightning's batch progress). Every rank of a lockstep run
+        produces the same dict.
+        """
+        segs = [list(s) for s in self.segments()]
+        done = int(steps) * int(batch_size)
+        before = sum(p for _, p in segs[:-1])
+        position = done - before if absolute else segs[-1][1] + done
+        length = len(self._streams(segs)[self.rank])
+        segs[-1][1] = max(0, min(position, length))
+        return resume_state(len(self.dataset), seed=self.seed, epoch=self.epoch, segments=segs, mode=self.mode,
+                            shuffle=self.shuffle, group_size=self.group_size)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume: the next pass of epoch ``state["epoch"]`` yields only what was not yet consumed.
+
+        Same world size: each rank continues exactly where it stopped. Another world size: the
+        samples no rank had consumed are re-sharded over the new ranks (training pads / drops as
+        configured, validation exact), each exactly once.
+        """
+        for key, mine in (("num_samples", len(self.dataset)), ("group_size", self.group_size), ("mode", self.mode)):
+            if state.get(key) != mine:
+                raise ValueError(f"resume state has {key}={state.get(key)!r}, this loader has {mine!r} "
+                                 "(same dataset, patches_per_volume and shard mode needed)")
+        self.seed, self.shuffle = int(state["seed"]), bool(state["shuffle"])
+        self.epoch = int(state["epoch"])
+        segs = [[int(w), int(p)] for w, p in state["segments"]]
+        if segs[-1][0] != self.num_replicas:
+            segs.append([self.num_replicas, 0])
+        self._pending = (self.epoch, segs)
+        self._active = None
+        self._epoch_set = True
+
+
+def set_epoch(loader: Any, epoch: int) -> None:
+    """Sets the epoch on a loader's sampler (and dataset): call at the start of every epoch."""
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    if batch_sampler is not None and hasattr(getattr(batch_sampler, "sampler", None), "set_epoch"):
+        batch_sampler.sampler.set_epoch(epoch)
+    dataset = getattr(loader, "dataset", None)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
