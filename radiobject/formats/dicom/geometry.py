@@ -125,115 +125,9 @@ def analyse_positions(
     if tilt > TILT_TOLERANCE_DEG:
         warnings.append(
             f"gantry tilt / sheared stack of {tilt:.2f} degrees: stored raw slices with "
-            "the exact shear affine (resample with resample_tilt=True for dcm2niix _Tilt)"
+            "the exact shear affine (resample_tilt=True resamples it like dcm2niix _Tilt)"
         )
     return SliceGeometry(order, d, step, med, uniform, tilt, warnings)
-
-
-def resample_tilt(
-    data: np.ndarray, affine_ras: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Remove gantry-tilt shear as dcm2niix ``_Tilt`` does: shift each slice along the row axis.
-
-    Each slice keeps its plane; it is moved along ``j`` (DICOM rows) by the in-plane component of
-    its offset, by linear interpolation, into a grid widened in ``j`` to hold every shifted slice.
-    The new affine is orthogonal (slice column = the step's component along the normal).
-
-    Args:
-        data: (x, y, z[, ...]) raw slices.
-        affine_ras: the exact sheared voxel -> RAS affine of ``data``.
-
-    Returns:
-        ``(resampled, new_affine)``; values are rounded back to integers for integer input.
-    """
-    a = np.asarray(affine_ras, dtype=np.float64)
-    ci, cj, ck = a[:3, 0], a[:3, 1], a[:3, 2]
-    normal = np.cross(ci, cj)
-    normal /= np.linalg.norm(normal)
-    kn = normal * float(ck @ normal)
-    # slice k's voxel (i, j) lies at origin + i ci + j cj + k ck = origin + i ci + (j + k s) cj + k kn
-    s = float((ck - kn) @ cj) / float(cj @ cj)  # in-plane shift per slice in j voxels
-    nz = data.shape[2]
-    shifts = s * np.arange(nz)
-    lo = min(0.0, float(shifts.min()))
-    hi = max(0.0, float(shifts.max()))
-    pad_lo = math.ceil(-lo - 1e-6)
-    pad_hi = math.ceil(hi - 1e-6)
-    ny = data.shape[1]
-    ny_out = ny + pad_lo + pad_hi
-    fill = (
-        float(data.min()) if data.size else 0.0
-    )  # dcm2niix pads with the darkest value
-    out = np.zeros((data.shape[0], ny_out) + data.shape[2:], dtype=np.float64)
-    jj = (
-        np.arange(ny_out, dtype=np.float64) - pad_lo
-    )  # output j in raw slice-0 voxel units
-    for k in range(nz):
-        src = jj - shifts[k]  # raw j that lands on output j
-        j0 = np.floor(src).astype(int)
-        w = src - j0
-        # dcm2niix works on row-flipped images: there a sample exists when its lower neighbour
-        # does and the upper one is clamped; in our (unflipped) row order that is mirrored
-        ok = np.where(w == 0, (j0 >= 0) & (j0 < ny), (j0 + 1 >= 0) & (j0 + 1 < ny))
-        ok = ok.reshape((1, ny_out) + (1,) * (data.ndim - 3))
-        wr = w.reshape((1, ny_out) + (1,) * (data.ndim - 3))
-        sl = data[:, :, k].astype(np.float64)
-        lo_v = sl[:, np.clip(j0, 0, ny - 1)]
-        hi_v = sl[:, np.clip(j0 + 1, 0, ny - 1)]
-        v = np.where(ok, lo_v * (1 - wr) + hi_v * wr, fill)
-        out[:, :, k] = v
-    new = a.copy()
-    new[:3, 2] = kn
-    new[:3, 3] = a[:3, 3] - pad_lo * cj
-    if np.issubdtype(data.dtype, np.integer):
-        info = np.iinfo(data.dtype)
-        out = np.clip(np.rint(out), info.min, info.max).astype(data.dtype)
-    else:
-        out = out.astype(data.dtype)
-    return out, new
-
-
-def resample_uniform(
-    data: np.ndarray,
-    distances: np.ndarray,
-    affine_ras: np.ndarray,
-    normal_ras: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Resample slices at uneven distances onto an even grid (like dcm2niix ``_Eq``).
-
-    The new spacing is the smallest step; slices are linearly interpolated between neighbours.
-
-    Args:
-        data: (x, y, z[, ...]) raw slices, sorted.
-        distances: the slices' positions along the normal (mm), ascending.
-        affine_ras: the raw affine (its origin is kept; its slice column's direction too, so a
-            sheared (tilted) stack stays sheared).
-        normal_ras: unit slice normal in RAS.
-    """
-    d = np.asarray(distances, dtype=np.float64) - float(distances[0])
-    step = float(np.min(np.diff(d)))
-    n = round(d[-1] / step) + 1
-    spacing = d[-1] / (n - 1)
-    targets = np.arange(n) * spacing
-    idx = np.clip(np.searchsorted(d, targets, side="right") - 1, 0, len(d) - 2)
-    w = (targets - d[idx]) / (d[idx + 1] - d[idx])
-    shape = (1, 1, n) + (1,) * (data.ndim - 3)
-    lo = np.take(data, idx, axis=2).astype(np.float64)
-    hi = np.take(data, idx + 1, axis=2).astype(np.float64)
-    out = lo * (1 - w.reshape(shape)) + hi * w.reshape(shape)
-    if np.issubdtype(data.dtype, np.integer):
-        out = np.rint(out)
-    new = np.asarray(affine_ras, dtype=np.float64).copy()
-    step = new[
-        :3, 2
-    ]  # keep the step's direction (a gantry-tilt shear survives), new length
-    along = float(step @ np.asarray(normal_ras))
-    new[:3, 2] = (
-        step * (spacing / along)
-        if abs(along) > 1e-9
-        else np.asarray(normal_ras) * spacing
-    )
-    return out.astype(data.dtype), new
 
 
 __all__ = [
@@ -241,7 +135,5 @@ __all__ = [
     "analyse_positions",
     "lps_to_ras",
     "plane_affine_lps",
-    "resample_tilt",
-    "resample_uniform",
     "slice_normal",
 ]

@@ -35,15 +35,10 @@ from radiobject.formats.dicom.errors import (
 )
 from radiobject.formats.dicom.frames import Frame, classic_frames
 from radiobject.formats.dicom.geometry import (
-    LPS_TO_RAS,
     analyse_positions,
     lps_to_ras,
     plane_affine_lps,
-    resample_uniform,
     slice_normal,
-)
-from radiobject.formats.dicom.geometry import (
-    resample_tilt as _resample_tilt,
 )
 from radiobject.formats.dicom.header import header_fields
 from radiobject.formats.dicom.mosaic import (
@@ -53,6 +48,7 @@ from radiobject.formats.dicom.mosaic import (
     mosaic_layout,
 )
 from radiobject.formats.dicom.multiframe import enhanced_frames, is_enhanced
+from radiobject.formats.dicom.resample import resample_series
 from radiobject.formats.image import ImageData
 
 PathLike = str | os.PathLike[str]
@@ -148,7 +144,7 @@ class _PixelCache:
 def series_to_image(
     info: SeriesInfo,
     *,
-    resample_tilt: bool = False,
+    resample_tilt: bool | str = False,
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",
@@ -209,21 +205,11 @@ def series_to_image(
     affine = lps_to_ras(
         plane_affine_lps(f0.iop, f0.pixel_spacing, groups[0][0].ipp, geo.step)
     )
-    done: list[str] = []
-    if not geo.uniform and resample_gaps and nz > 2:
-        array, affine = resample_uniform(
-            np.asarray(array), geo.distances, affine, (LPS_TO_RAS[:3, :3] @ normal)
-        )
-        done.append("gaps")
-    if geo.tilted and resample_tilt:
-        if not geo.uniform and not done:
-            warnings.append(
-                "tilt resampled with the mean slice step although spacing is uneven "
-                "(pass resample_gaps=True too)"
-            )
-        array, affine = _resample_tilt(np.asarray(array), affine)
-        done.append("tilt")
-    resampled = "+".join(done) or None
+    array, affine, resampled_meta, more = resample_series(
+        np.asarray(array), affine, geo, np.array([g[0].ipp for g in groups])[geo.order], f0.iop,
+        f0.pixel_spacing, first, rescale, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
+    )
+    warnings.extend(more)
     meta: dict[str, Any] = {
         "format": "dicom",
         "series_uid": info.series_uid,
@@ -235,7 +221,7 @@ def series_to_image(
         "slice_positions_mm": [round(float(x), 4) for x in geo.distances],
         "gantry_tilt_deg": round(float(geo.tilt_deg), 4),
         "uniform_spacing": bool(geo.uniform),
-        "resampled": resampled,
+        **resampled_meta,
         "n_volumes": nt,
         "samples_per_pixel": spp,
         **rescale,
@@ -284,7 +270,7 @@ def read_dicom_series(
     source: PathLike | Sequence[PathLike],
     *,
     series_uid: str | None = None,
-    resample_tilt: bool = False,
+    resample_tilt: bool | str = False,
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",
@@ -295,10 +281,14 @@ def read_dicom_series(
         source: a folder (searched recursively), a single file, or a list of files.
         series_uid: which series to read when ``source`` holds several; a SeriesInstanceUID or a
             split key (``"<uid>#2"``) from :func:`discover_series`.
-        resample_tilt: remove gantry tilt by resampling like dcm2niix ``_Tilt`` (default: keep the
-            raw slices with the exact sheared affine and a warning).
-        resample_gaps: resample missing slices / uneven spacing onto an even grid (like
-            dcm2niix ``_Eq``; default: raw slices, a warning, the mean step in the affine).
+        resample_tilt: remove gantry tilt by resampling like dcm2niix ``_Tilt`` (uneven spacing is
+            then equalised too, ``_Tilt_Eq``); ``True`` / ``"exact"`` puts every voxel where the
+            DICOM geometry says, ``"dcm2niix"`` also copies dcm2niix's origin (off for one tilt
+            direction, see :mod:`.tilt`). Default False: raw slices, the exact sheared affine
+            and a warning. What was done is in ``metadata["tilt_correction"]``.
+        resample_gaps: resample missing slices / uneven spacing of an untilted stack onto an even
+            grid (dcm2niix ``_Eq``; default: raw slices, a warning, the mean step in the affine);
+            recorded in ``metadata["spacing_equalised"]``.
         include_patient: also keep patient-identifying header fields in ``metadata["dicom"]``.
         decoder: ``"auto"``, ``"pydicom"`` or ``"imagecodecs"`` (see :func:`decode_pixels`).
 
@@ -345,7 +335,7 @@ class DicomFolderResult(list):
 def iter_dicom_folder(
     root: PathLike | Sequence[PathLike],
     *,
-    resample_tilt: bool = False,
+    resample_tilt: bool | str = False,
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",
@@ -367,7 +357,7 @@ def iter_dicom_folder(
 def read_dicom_folder(
     root: PathLike | Sequence[PathLike],
     *,
-    resample_tilt: bool = False,
+    resample_tilt: bool | str = False,
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",

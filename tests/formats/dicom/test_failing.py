@@ -75,7 +75,7 @@ def test_gantry_tilt_resampled_matches_dcm2niix_tilt(
     np.testing.assert_allclose(aff, ref.affine, atol=1e-3)
 
 
-def test_missing_slice_warned_and_resampled() -> None:
+def test_missing_slice_warned_and_resampled(tmp_path: Path) -> None:
     folder = data_path("dicom", "dicom2nifti", "failing", "sliceincrement", "001")
     img = read_dicom_series(folder)
     assert img.shape[2] == 4 and not img.metadata["uniform_spacing"]
@@ -86,18 +86,21 @@ def test_missing_slice_warned_and_resampled() -> None:
         [18.1075, 23.1075, 28.1075, 38.1075], abs=1e-3
     )
     eq = read_dicom_series(folder, resample_gaps=True)
-    assert eq.shape[2] == 5 and eq.metadata["resampled"] == "gaps"
-    np.testing.assert_allclose(eq.affine[2, 2], 5.0, atol=1e-3)
+    assert eq.metadata["resampled"] == "gaps"
+    assert eq.metadata["spacing_equalised"]["slices_in"] == 4
+    # dcm2niix's rule min(ceil(range / smallest step) + 1, 2 n) in float32: 20 / 5 -> 6 slices
+    assert eq.shape[2] == eq.metadata["spacing_equalised"]["slices_out"] == 6
+    np.testing.assert_allclose(eq.affine[2, 2], 4.0, atol=1e-3)
     raw = np.asarray(img.array)
-    for k_eq, k_raw in (
-        (0, 0),
-        (1, 1),
-        (2, 2),
-        (4, 3),
-    ):  # resampled slices at raw positions = raw
-        np.testing.assert_array_equal(
-            np.asarray(eq.array)[:, :, k_eq], raw[:, :, k_raw]
-        )
+    for k_eq, k_raw in ((0, 0), (5, 3)):  # first and last positions are raw slices
+        np.testing.assert_array_equal(np.asarray(eq.array)[:, :, k_eq], raw[:, :, k_raw])
+    if DCM2NIIX.exists():
+        subprocess.run([str(DCM2NIIX), "-o", str(tmp_path), "-f", "t", str(folder)],
+                       check=True, capture_output=True, timeout=120)
+        ref = nib.load(str(tmp_path / "t_Eq_1.nii"))
+        ours, aff = reorient_to(np.asarray(eq.array), eq.affine, ref.affine)
+        np.testing.assert_array_equal(ours, np.asanyarray(ref.dataobj))
+        np.testing.assert_allclose(aff, ref.affine, atol=1e-3)
 
 
 def test_tilt_and_gap_both_warned() -> None:
@@ -106,7 +109,7 @@ def test_tilt_and_gap_both_warned() -> None:
     text = " ".join(img.metadata["warnings"])
     assert "gantry tilt" in text and "missing slices" in text
     both = read_dicom_series(folder, resample_gaps=True, resample_tilt=True)
-    assert both.metadata["resampled"] == "gaps+tilt"
+    assert both.metadata["resampled"] == "tilt+gaps"
     assert (
         both.shape[2] == 5 and both.shape[1] > 512
     )  # gap filled, rows widened for the shift
@@ -115,8 +118,10 @@ def test_tilt_and_gap_both_warned() -> None:
         np.linalg.norm(np.cross(a[:3, 0], a[:3, 1])) * np.linalg.norm(a[:3, 2]),
         rel=1e-6,
     )  # slice axis along the normal: no shear left
+    # tilt with uneven spacing has no affine without equalising: resample_tilt alone does both
     tilt_only = read_dicom_series(folder, resample_tilt=True)
-    assert any("mean slice step" in w for w in tilt_only.metadata["warnings"])
+    assert tilt_only.metadata["resampled"] == "tilt+gaps"
+    np.testing.assert_array_equal(np.asarray(tilt_only.array), np.asarray(both.array))
 
 
 def test_not_a_volume_is_single_slice_4d_with_warning() -> None:
