@@ -11,6 +11,8 @@ own (RAS, as TorchIO's NIfTI reader gives them), so ``RandomAffine``, ``Resample
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,17 +64,20 @@ def subjects_dataset(
     single = {name: VolumeReader(reader.location, (name,), None, reader.subject_ids,
                                  tuple((ids[k],) for ids in reader.obs_ids), reader.shapes, reader.affines, reader.cache)
               for k, name in enumerate(reader.modalities)}
+    # TorchIO re-creates cropped images with the same path and checks that it exists: the path names
+    # the store folder (a temporary folder for remote stores); the reader, not the path, finds the voxels.
+    where = reader.location.uri if os.path.isdir(reader.location.uri) else tempfile.gettempdir()
     items = []
     for i, sid in enumerate(reader.subject_ids):
         images: dict[str, Any] = {}
         for name in reader.modalities:
-            images[name] = tio.ScalarImage(path=f"{sid}/{name}", reader=StoreImageReader(single[name], i, "image"),
+            images[name] = tio.ScalarImage(path=where, reader=StoreImageReader(single[name], i, "image"),
                                            verify_path=False)
         if stack and "image" not in images:
-            images["image"] = tio.ScalarImage(path=f"{sid}/image", reader=StoreImageReader(reader, i, "image"),
+            images["image"] = tio.ScalarImage(path=where, reader=StoreImageReader(reader, i, "image"),
                                               verify_path=False)
         if reader.label:
-            images["label"] = tio.LabelMap(path=f"{sid}/{reader.label}", reader=StoreImageReader(reader, i, "label"),
+            images["label"] = tio.LabelMap(path=where, reader=StoreImageReader(reader, i, "label"),
                                            verify_path=False)
         items.append(tio.Subject(subject_id=sid, **images))
     return tio.SubjectsDataset(items, transform=transform)
