@@ -20,6 +20,7 @@ from radiobject.errors import (
     TiffError,
 )
 from radiobject.formats.image import ImageData
+from radiobject.model.lossy import Lossy, LossyLabelError
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
 from radiobject.storage import Codec, StorageOptions, StoreLocation
@@ -33,6 +34,8 @@ __all__ = [
     "ImageData",
     "ImageReadError",
     "InvalidIdError",
+    "Lossy",
+    "LossyLabelError",
     "NiftiReadError",
     "NotFoundError",
     "RadiObjectError",

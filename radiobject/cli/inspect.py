@@ -29,9 +29,11 @@ def register(subparsers: Any) -> None:
     add_storage_arguments(p)
     p.set_defaults(func=run_info)
 
-    p = subparsers.add_parser("verify", help="read every volume and check the tables agree")
+    p = subparsers.add_parser("verify", help="check every stored byte against its checksum; exit 1 on any finding")
     p.add_argument("uri", metavar="URI")
-    p.add_argument("--quick", action="store_true", help="open every volume and read one voxel, not all")
+    p.add_argument("--quick", action="store_true",
+                   help="check presence and sizes of every file (and the small metadata), decode nothing")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
     add_storage_arguments(p)
     p.set_defaults(func=run_verify)
 
@@ -94,10 +96,43 @@ def store_info(radi: Any) -> dict[str, Any]:
             "shapes": {"x".join(map(str, k)): v for k, v in shapes.most_common()},
             "dtypes": dict(dtypes), "codecs": dict(Counter(obs["codec"])) if len(obs) else {},
             "orientations": dict(Counter(obs["orientation"])) if len(obs) else {},
+            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"])) if len(obs) else {},
+            **_label_info(coll),
             "raw_bytes": raw, "stored_bytes": stored,
             "ratio": round(raw / stored, 2) if stored else None,
         }
+        lossy = lossy_summary(obs)
+        if lossy:
+            out["collections"][name]["lossy"] = lossy
     return out
+
+
+def lossy_summary(obs: Any) -> dict[str, Any] | None:
+    """Quality recorded at write by lossy storage (``metadata["lossy"]``), over a collection's
+    volumes: settings, count, worst / mean PSNR and SSIM, largest error; ``None`` when lossless."""
+    entries = []
+    for text in obs["metadata"] if "metadata" in obs else []:
+        meta = json.loads(text) if isinstance(text, str) and text else (text or {})
+        if isinstance(meta, dict) and isinstance(meta.get("lossy"), dict):
+            entries.append(meta["lossy"])
+    if not entries:
+        return None
+    psnr = [e["psnr_db"] for e in entries if e.get("psnr_db") is not None]
+    ssim = [e["ssim"] for e in entries if e.get("ssim") is not None]
+    return {"volumes": len(entries), "settings": sorted({str(e.get("setting")) for e in entries}),
+            "psnr_db_min": min(psnr) if psnr else None, "psnr_db_mean": round(sum(psnr) / len(psnr), 3) if psnr else None,
+            "ssim_min": min(ssim) if ssim else None, "ssim_mean": round(sum(ssim) / len(ssim), 6) if ssim else None,
+            "max_abs_error": max(float(e.get("max_abs_error") or 0.0) for e in entries)}
+
+
+def _label_info(coll: Any) -> dict[str, Any]:
+    """``labels`` (value -> name) and ``label_values`` of a label collection; ``{}`` otherwise."""
+    from radiobject.model.labels import get_label_map, is_label_collection, label_values
+
+    if not is_label_collection(coll):
+        return {}
+    lm = get_label_map(coll)
+    return {"labels": {str(k): v for k, v in lm.names.items()} if lm else {}, "label_values": label_values(coll)}
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -119,78 +154,46 @@ def run_info(args: argparse.Namespace) -> int:
         stored = human_bytes(c["stored_bytes"]) if c["stored_bytes"] is not None else "?"
         print(f"{name:<16} {c['volumes']:>8} {shapes:<22} {','.join(c['dtypes']):<10} {','.join(c['codecs']):<14} "
               f"{human_bytes(c['raw_bytes']):>10} {stored:>10} {c['ratio'] or '':>6}")
+    for name, c in info["collections"].items():
+        if c.get("lossy"):
+            q = c["lossy"]
+            psnr = "lossless" if q["psnr_db_min"] is None else f"PSNR min {q['psnr_db_min']:.2f} dB (mean {q['psnr_db_mean']:.2f})"
+            ssim = "" if q["ssim_min"] is None else f", SSIM min {q['ssim_min']:.5f} (mean {q['ssim_mean']:.5f})"
+            print(f"lossy {name}: {', '.join(q['settings'])} on {q['volumes']}/{c['volumes']} volume(s); "
+                  f"{psnr}{ssim}; max |error| {q['max_abs_error']:.4g}")
+    _print_geometry_and_labels(info)
     return 0
 
 
-#: Entries of a ``volumes`` folder that are group metadata (Zarr / TileDB), not volumes.
-_GROUP_FILES = frozenset({"zarr.json", ".zgroup", ".zattrs"})
-
-
-def verify_store(radi: Any, quick: bool = False) -> list[str]:
-    """Problems found: unreadable volumes, shape / dtype disagreeing with ``obs``, subjects in a
-    collection but not in ``obs_meta``, duplicate IDs. Unreferenced arrays (left by an interrupted
-    ingest, invisible to readers) are listed as notes, prefixed ``note:``."""
-    from radiobject.storage import files
-
-    problems: list[str] = []
-    meta = radi.obs_meta
-    if meta["obs_subject_id"].duplicated().any():
-        problems.append("obs_meta: duplicate subject IDs")
-    subjects = set(meta["obs_subject_id"])
-    for name in radi.collection_names:
-        coll = radi[name]
-        obs = coll.obs
-        if obs["obs_id"].duplicated().any():
-            problems.append(f"{name}: duplicate obs_id in obs")
-        orphans = set(obs["obs_subject_id"]) - subjects
-        if orphans:
-            problems.append(f"{name}: {len(orphans)} subject(s) not in obs_meta, e.g. {min(orphans)!r}")
-        on_disk = {n for n in files.listdir(files.join(coll.uri, "volumes"), radi.location.storage)
-                   if n not in _GROUP_FILES and not n.startswith("__")}
-        temps = {n for n in on_disk if ".tmp-" in n}
-        if temps:
-            problems.append(f"note: {name}: {len(temps)} temporary file(s) left by an interrupted write, "
-                            f"e.g. {min(temps)!r}")
-        extra = on_disk - temps - set(obs["obs_id"])
-        if extra:
-            problems.append(f"note: {name}: {len(extra)} unreferenced array(s) (interrupted ingest; re-run it), "
-                            f"e.g. {min(extra)!r}")
-        for row in obs.to_dict("records"):
-            oid = row["obs_id"]
-            try:
-                vol = coll.volume(oid)
-                from radiobject.model.volume import Volume
-
-                fresh = Volume(vol.uri, storage=radi.location.storage)  # from the array's own attributes
-                if tuple(fresh.shape) != tuple(int(s) for s in row["shape"]) or str(fresh.dtype) != row["dtype"]:
-                    problems.append(f"{name}/{oid}: array is {fresh.shape} {fresh.dtype}, obs says "
-                                    f"{tuple(row['shape'])} {row['dtype']}")
-                    continue
-                if not np.allclose(fresh.affine.ravel(), np.asarray(row["affine"], dtype=float)):
-                    problems.append(f"{name}/{oid}: affine in the array differs from obs")
-                data = fresh.read((0,) * fresh.ndim) if quick else fresh.to_numpy()
-                if not quick and data.dtype.kind == "f" and not np.isfinite(data).all():
-                    problems.append(f"note: {name}/{oid}: contains NaN / inf")
-            except Exception as exc:  # noqa: BLE001 - reported per volume
-                problems.append(f"{name}/{oid}: unreadable ({type(exc).__name__}: {exc})")
-    return problems
+def _print_geometry_and_labels(info: dict[str, Any]) -> None:
+    for name, c in info["collections"].items():
+        spacings = ", ".join(list(c.get("spacings", {}))[:3]) + (" ..." if len(c.get("spacings", {})) > 3 else "")
+        print(f"  {name}: spacing {spacings or '-'} mm, orientation {', '.join(c['orientations']) or '-'}")
+        if "label_values" in c:
+            names = c["labels"]
+            vals = ", ".join(f"{v}" + (f"={names[str(v)]}" if str(v) in names else "") for v in c["label_values"])
+            print(f"  {name}: labels {vals or '(none recorded)'}")
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    """Reads every volume; prints problems; 1 when any (notes alone do not fail)."""
+    """Checks every stored byte (``radiobject.model.integrity.verify_store``); prints findings
+    (or ``--json``); exit 1 on any error finding (notes alone do not fail), 2 when unopenable."""
+    from radiobject.model.integrity import iter_lines, summary, verify_store
+
     try:
-        radi = _open(args)
+        storage = storage_from_args(args)
+        _open(args)
     except Exception as exc:  # noqa: BLE001
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    problems = verify_store(radi, quick=args.quick)
-    n = sum(len(radi[c]) for c in radi.collection_names)
-    errors = [p for p in problems if not p.startswith("note:")]
-    for p in problems:
-        print(p)
-    print(f"verified {n} volume(s) in {len(radi.collection_names)} collection(s): "
-          f"{'OK' if not errors else f'{len(errors)} problem(s)'}")
-    return 1 if errors else 0
+    report = verify_store(args.uri, storage, quick=args.quick, progress=sys.stderr.isatty() and not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        for line in iter_lines(report):
+            print(line)
+        print(summary(report))
+    return 0 if report.ok else 1
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -226,28 +229,18 @@ def _is_label(obs: Any) -> bool:
     return len(obs) > 0 and all(str(d) in ("uint8", "int8", "uint16", "bool") for d in obs["dtype"])
 
 
-def _window(img: np.ndarray) -> tuple[float, float]:
-    fg = img[img != 0]
-    if fg.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(fg, [1, 99])
-    return float(lo), float(hi if hi > lo else lo + 1)
-
-
 def run_qc(args: argparse.Namespace) -> int:
     """One row per subject; per image collection three mid-slices (axial, coronal, sagittal)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     try:
         radi = _open(args)
         subjects = args.subjects or radi.obs_subject_ids[: args.max_subjects]
         radi = radi.select(subjects)
         label = args.label
         if label is None:
-            label = next((n for n in radi.collection_names if _is_label(radi[n].obs)), None)
+            from radiobject.model.labels import is_label_collection
+
+            label = next((n for n in radi.collection_names if is_label_collection(radi[n])), None)
+            label = label or next((n for n in radi.collection_names if _is_label(radi[n].obs)), None)
         if label is not None and label not in radi.collection_names:
             raise ValueError(f"no label collection {label!r} in {args.uri}")
         images = args.collections or [n for n in radi.collection_names if n != label]
@@ -256,42 +249,9 @@ def run_qc(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    planes = ("axial", "coronal", "sagittal")
-    ncols, nrows = 3 * len(images), len(subjects)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.9 * nrows), squeeze=False)
-    for r, sid in enumerate(subjects):
-        lab = None
-        if label is not None:
-            hits = radi[label].obs
-            if (hits["obs_subject_id"] == sid).any():
-                lab = radi[label].by_subject(sid)
-        for c, name in enumerate(images):
-            obs = radi[name].obs
-            vol = radi[name].by_subject(sid) if (obs["obs_subject_id"] == sid).any() else None
-            for k, plane in enumerate(planes):
-                ax = axes[r, 3 * c + k]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(f"{name} {plane}", fontsize=7)
-                if k == 0 and 3 * c + k == 0:
-                    ax.set_ylabel(sid, fontsize=7)
-                if vol is None:
-                    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-                    continue
-                i = vol.n_slices(plane) // 2
-                img = vol.plane(plane, i).astype(np.float32)
-                img = img.reshape(img.shape[:2] + (-1,))[..., 0] if img.ndim > 2 else img
-                lo, hi = _window(img)
-                ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, interpolation="nearest")
-                if lab is not None and tuple(lab.shape[:3]) == tuple(vol.shape[:3]):
-                    seg = lab.plane(plane, i)
-                    seg = seg.reshape(seg.shape[:2] + (-1,))[..., 0] if seg.ndim > 2 else seg
-                    ax.imshow(np.ma.masked_equal(seg.T, 0), cmap="autumn", alpha=0.45, origin="lower",
-                              interpolation="nearest")
-    fig.suptitle(f"{args.uri}" + (f"  (overlay: {label})" if label else ""), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
-    plt.close(fig)
-    print(f"wrote {args.output}: {nrows} subject(s) x {len(images)} collection(s) x 3 planes")
+    from radiobject.cli.qc import render_qc
+
+    nrows, ncols = render_qc(radi, list(subjects), list(images), label, args.output, str(args.uri))
+    extra = f" ({ncols // 3} channel columns)" if ncols // 3 != len(images) else ""
+    print(f"wrote {args.output}: {nrows} subject(s) x {len(images)} collection(s) x 3 planes{extra}")
     return 0

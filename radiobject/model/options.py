@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
+from radiobject.model.lossy import Lossy, check_lossy_collection
 from radiobject.storage.base import Codec
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
@@ -19,6 +21,10 @@ class WriteOptions:
         codec: lossless compression.
         workers: threads writing volumes in parallel during bulk ingest.
         commit_every: volumes per committed ``obs`` fragment during bulk ingest (crash-safety grain).
+        lossy: precision reduction before the lossless codec (``radiobject.model.lossy``): one
+            :class:`~radiobject.model.lossy.Lossy` for every collection written with these options,
+            or ``{collection: Lossy}`` for some of them. ``None`` (default): bit-exact. A label
+            collection is refused with ``LossyLabelError``.
     """
 
     backend: str = DEFAULT_BACKEND
@@ -26,9 +32,30 @@ class WriteOptions:
     codec: Codec = Codec()
     workers: int = 2
     commit_every: int = 16
+    lossy: Lossy | Mapping[str, Lossy] | tuple[tuple[str, Lossy], ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.lossy, Mapping):  # stored as sorted pairs: the options stay hashable
+            object.__setattr__(self, "lossy", tuple(sorted(self.lossy.items())))
+        if isinstance(self.lossy, tuple):
+            for name, setting in self.lossy:
+                if not isinstance(setting, Lossy):
+                    raise TypeError(f"lossy[{name!r}] must be a Lossy, not {type(setting).__name__}")
+        elif self.lossy is not None and not isinstance(self.lossy, Lossy):
+            raise TypeError(f"lossy must be a Lossy or {{collection: Lossy}}, not {type(self.lossy).__name__}")
         if self.backend not in BACKEND_NAMES:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
         if self.workers < 1 or self.commit_every < 1:
             raise ValueError("workers and commit_every must be >= 1")
+
+    def for_collection(self, name: str) -> "WriteOptions":
+        """These options for collection ``name``: ``lossy`` resolved to its ``Lossy`` (or ``None``).
+
+        Raises:
+            LossyLabelError: lossy storage is asked for a collection named as a label collection.
+        """
+        lossy = self.lossy
+        if isinstance(lossy, tuple):
+            lossy = dict(lossy).get(name)
+        check_lossy_collection(name, lossy)
+        return self if lossy is self.lossy else replace(self, lossy=lossy)

@@ -17,6 +17,7 @@ import numpy as np
 
 from radiobject.formats.image import ImageData
 from radiobject.geometry import validate_affine
+from radiobject.model.lossy import Lossy, prepare_lossy
 from radiobject.model.options import WriteOptions
 from radiobject.storage.base import (
     MAX_SHARD_VOXELS,
@@ -85,10 +86,15 @@ def write_image(
     """Writes ``image`` as a new array at ``uri`` and returns its ``VolumeInfo``.
 
     NumPy arrays are written in one call; lazy arrays (TIFF, zarr) are copied shard-aligned block
-    by block, so memory stays bounded by ``BLOCK_BYTES``.
+    by block, so memory stays bounded by ``BLOCK_BYTES``. With ``options.lossy`` (a resolved
+    ``Lossy``) the voxels are rounded first and the achieved quality is recorded in the metadata.
     """
     affine = validate_affine(image.affine, f"{image.source or uri}: affine")
     image = ImageData(image.array, affine, image.metadata, image.source)
+    if isinstance(options.lossy, Lossy):
+        image = prepare_lossy(image, options.lossy, image.source or uri)
+    elif options.lossy is not None:
+        raise ValueError(f"{uri}: per-collection lossy settings must be resolved (WriteOptions.for_collection)")
     shape, dtype = image.shape, image.dtype
     if dtype.byteorder not in ("=", "|"):
         dtype = dtype.newbyteorder("=")
@@ -104,6 +110,7 @@ def write_image(
     else:
         for region in blocks(shape, copy_blocks(shape, shards or chunks, dtype.itemsize)):
             handle.write(region, np.asarray(image.array[region]).astype(dtype, copy=False))
+    handle.seal()  # integrity record: what the array consists of (checked by readers and verify)
     return VolumeInfo.from_attrs(obs_id, backend.name, spec, handle.attrs)
 
 
