@@ -244,7 +244,11 @@ def plan_from_dicom_root(
         raise ImageReadError(str(root), "DICOM root is not a folder")
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         sid = folder.name
-        disc = discover_series(folder)
+        try:
+            disc = discover_series(folder)
+        except ImageReadError as exc:  # an unreadable / oversized file fails this subject only
+            plan.problems.append(Problem("", sid, sid, exc.path, exc.reason))
+            continue
         if not disc.series:
             plan.problems.append(Problem("", sid, sid, str(folder), f"no DICOM series found ({len(disc.skipped_files)} other files)"))
         for s in disc.series:

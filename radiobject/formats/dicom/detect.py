@@ -6,23 +6,24 @@ import gzip
 import os
 from pathlib import Path
 
+from radiobject.formats.dicom.errors import DicomError
+from radiobject.formats.dicom.inputs import read_prefix
+
 _MAX_FILES_PROBED = 20
 
 
 def _file_is_dicom(path: Path) -> bool:
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
+        head = read_prefix(str(path), 132)  # stat first: FIFOs / devices are never opened
         if head[:2] == b"\x1f\x8b":
             with gzip.open(path, "rb") as gz:
                 head = gz.read(132)
-    except (OSError, EOFError):
+    except (OSError, EOFError, DicomError):
         return False
     if head[128:132] == b"DICM":
         return True
     # no preamble / file meta: let pydicom try (it validates SOP class or Rows + PixelData)
     from radiobject.formats.dicom.discover import read_header
-    from radiobject.formats.dicom.errors import DicomError
 
     try:
         read_header(path)
@@ -38,7 +39,7 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
     A ``.nii`` / ``.nii.gz`` / ``.tif`` name is never taken for DICOM.
     """
     p = Path(path)
-    if p.is_file():
+    if p.is_file():  # is_file is stat-based: a FIFO or device is not a file
         name = p.name.lower()
         if name.endswith(
             (".nii", ".nii.gz", ".tif", ".tiff", ".npy", ".zarr", ".json")

@@ -12,12 +12,11 @@ SEG, SR, presentation states) become series with a ``skipped_reason``; non-DICOM
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from radiobject.formats.dicom.errors import DicomError, NotDicomError
+from radiobject.formats.dicom.errors import DicomError, NotDicomError, UnreadableInputError
+from radiobject.formats.dicom.inputs import gunzip_bounded, read_prefix, walk_files
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -38,25 +38,19 @@ _DEFER = (
 def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
     """Read one DICOM file (plain or gzip-compressed); large elements are read lazily.
 
+    The path is ``stat``-ed before it is opened (only regular files are read) and reads are
+    bounded by the memory budget (see :mod:`.inputs`).
+
     Raises:
-        NotDicomError: the file is not DICOM (or is a DICOMDIR).
-        DicomError: the file is DICOM but unreadable (truncated header).
+        NotDicomError: the file is not DICOM (or is a DICOMDIR, or not a regular file).
+        UnreadableInputError: the file cannot be stat-ed, opened or read.
+        InputTooLargeError: the file, or its gzip stream, exceeds the memory budget.
     """
     path = str(path)
-    try:
-        with open(path, "rb") as fh:
-            magic = fh.read(2)
-    except OSError as exc:
-        raise DicomError(path, f"cannot open: {exc}") from exc
+    magic = read_prefix(path, 2)
     src: Any = path
     if magic == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as gz:
-                src = io.BytesIO(gz.read())
-        except (OSError, EOFError) as exc:
-            raise NotDicomError(
-                path, f"gzip file cannot be decompressed: {exc}"
-            ) from exc
+        src = io.BytesIO(gunzip_bounded(path))
     kwargs: dict[str, Any] = (
         {"defer_size": _DEFER} if defer and isinstance(src, str) else {}
     )
@@ -70,9 +64,11 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
             if "SOPClassUID" not in ds and not ("Rows" in ds and "PixelData" in ds):
                 raise NotDicomError(
                     path, "not a DICOM file (no DICM prefix, no SOP class / pixel data)"
-                )
+                ) from None
     except NotDicomError:
         raise
+    except PermissionError as exc:
+        raise UnreadableInputError(path, f"cannot read ({exc.strerror or exc})") from exc
     except Exception as exc:
         raise NotDicomError(
             path, f"not a readable DICOM file: {type(exc).__name__}: {exc}"
@@ -88,26 +84,37 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
     return ds
 
 
+def list_files(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files to read and ``(path, reason)`` of entries skipped unopened (FIFOs, devices, ...).
+
+    A folder is walked recursively (see :func:`.inputs.walk_files`); a file or a list of files is
+    taken as given (each is still ``stat``-ed before it is opened).
+
+    Raises:
+        DicomError: ``source`` does not exist.
+        UnreadableInputError: a folder of the tree cannot be listed.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        p = str(source)
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise DicomError(p, "no such file or folder") from None
+        except OSError as exc:
+            raise UnreadableInputError(p, f"cannot stat ({exc.strerror or exc})") from exc
+        if stat.S_ISDIR(st.st_mode):
+            return walk_files(p)
+        return [p], []
+    return [str(s) for s in source], []
+
+
 def iter_files(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
 ) -> list[str]:
     """All regular files under a folder (recursive, sorted), or the given file list."""
-    if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
-        if p.is_file():
-            return [str(p)]
-        if not p.is_dir():
-            raise DicomError(p, "no such file or folder")
-        out = []
-        for dirpath, dirnames, filenames in os.walk(p):
-            dirnames.sort()
-            out.extend(
-                os.path.join(dirpath, f)
-                for f in sorted(filenames)
-                if not f.startswith(".")
-            )
-        return out
-    return [str(s) for s in source]
+    return list_files(source)[0]
 
 
 @dataclass
@@ -306,8 +313,8 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
             (dups if sop in seen else members).append(d)
             seen.add(sop)
         reasons = [skip_reason(d) for d in members]
-        kept = [d for d, r in zip(members, reasons) if r is None]
-        skipped = [(d, r) for d, r in zip(members, reasons) if r is not None]
+        kept = [d for d, r in zip(members, reasons, strict=True) if r is None]
+        skipped = [(d, r) for d, r in zip(members, reasons, strict=True) if r is not None]
         if skipped:
             by_reason: dict[str, list[Dataset]] = {}
             for d, r in skipped:
@@ -363,14 +370,18 @@ def discover_series(
 
     Returns:
         :class:`Discovery` with the series (skipped ones carry ``skipped_reason``) and the
-        ``(path, reason)`` of every file that is not DICOM (or is a DICOMDIR).
+        ``(path, reason)`` of every file that is not DICOM (or is a DICOMDIR, a FIFO, a device...).
+
+    Raises:
+        UnreadableInputError: a folder or file of the tree cannot be listed / read.
+        InputTooLargeError: a file or gzip stream exceeds the memory budget.
     """
     headers: list[Dataset] = []
-    skipped: list[tuple[str, str]] = []
-    for path in iter_files(source):
+    paths, skipped = list_files(source)
+    for path in paths:
         try:
             headers.append(read_header(path))
-        except DicomError as exc:
+        except NotDicomError as exc:  # unreadable / too large files propagate: never a shorter series
             skipped.append((path, exc.reason))
     return Discovery(group_series(headers), skipped)
 
@@ -381,6 +392,7 @@ __all__ = [
     "discover_series",
     "group_series",
     "iter_files",
+    "list_files",
     "read_header",
     "skip_reason",
 ]

@@ -64,6 +64,8 @@ class SliceGeometry:
         uniform: False when one step deviates from the median by more than SPACING_TOLERANCE.
         tilt_deg: angle between ``step`` and the normal (gantry tilt), 0 for a single slice.
         warnings: human-readable findings (gaps, uneven spacing, tilt).
+        gaps: ``(after_slice, step_mm, missing)`` for each step over 1.5 median steps, with the
+            estimated number of missing slices there.
     """
 
     order: np.ndarray
@@ -73,6 +75,7 @@ class SliceGeometry:
     uniform: bool
     tilt_deg: float
     warnings: list[str] = field(default_factory=list)
+    gaps: list[tuple[int, float, int]] = field(default_factory=list)
 
     @property
     def tilted(self) -> bool:
@@ -127,7 +130,9 @@ def analyse_positions(
             f"gantry tilt / sheared stack of {tilt:.2f} degrees: stored raw slices with "
             "the exact shear affine (resample_tilt=True resamples it like dcm2niix _Tilt)"
         )
-    return SliceGeometry(order, d, step, med, uniform, tilt, warnings)
+    gaps = [(i, round(float(x), 4), max(1, round(float(x) / med) - 1))
+            for i, x in enumerate(dd) if med > 0 and x > 1.5 * med]
+    return SliceGeometry(order, d, step, med, uniform, tilt, warnings, gaps)
 
 
 __all__ = [

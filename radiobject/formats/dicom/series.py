@@ -21,6 +21,12 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from radiobject.formats.dicom.checks import (
+    check_budget,
+    check_consistent,
+    group_positions,
+    missing_instances,
+)
 from radiobject.formats.dicom.decode import (
     apply_modality_lut,
     decode_pixels,
@@ -30,7 +36,6 @@ from radiobject.formats.dicom.discover import Discovery, SeriesInfo, discover_se
 from radiobject.formats.dicom.errors import (
     DicomError,
     MultipleSeriesError,
-    SeriesGeometryError,
     SkippedSeriesError,
 )
 from radiobject.formats.dicom.frames import Frame, classic_frames
@@ -52,8 +57,6 @@ from radiobject.formats.dicom.resample import resample_series
 from radiobject.formats.image import ImageData
 
 PathLike = str | os.PathLike[str]
-#: frames whose projections on the normal differ by less than this (mm) share a position
-POSITION_TOLERANCE_MM = 0.01
 
 
 def frames_of(ds: Dataset, index: int) -> list[Frame]:
@@ -67,50 +70,6 @@ def frames_of(ds: Dataset, index: int) -> list[Frame]:
     ):
         return enhanced_frames(ds, index)
     return classic_frames(ds, index)
-
-
-def _check_consistent(frames: list[Frame], where: str) -> None:
-    f0 = frames[0]
-    for f in frames[1:]:
-        if (f.rows, f.cols) != (f0.rows, f0.cols):
-            raise SeriesGeometryError(
-                where, f"mixed image sizes {f0.rows}x{f0.cols} and {f.rows}x{f.cols}"
-            )
-        if np.abs(f.iop - f0.iop).max() > 1e-3:
-            raise SeriesGeometryError(
-                where,
-                "mixed slice orientations in one series "
-                f"({np.round(f0.iop, 4).tolist()} vs {np.round(f.iop, 4).tolist()})",
-            )
-        if np.abs(np.subtract(f.pixel_spacing, f0.pixel_spacing)).max() > 1e-4:
-            raise SeriesGeometryError(
-                where, f"mixed pixel spacing {f0.pixel_spacing} vs {f.pixel_spacing}"
-            )
-
-
-def _group_positions(
-    frames: list[Frame], normal: np.ndarray, where: str
-) -> list[list[Frame]]:
-    d = np.array([f.ipp @ normal for f in frames])
-    order = np.argsort(d, kind="stable")
-    groups: list[list[Frame]] = []
-    last = None
-    for i in order:
-        if last is None or d[i] - last > POSITION_TOLERANCE_MM:
-            groups.append([])
-        groups[-1].append(frames[i])
-        last = d[i] if last is None or d[i] - last > POSITION_TOLERANCE_MM else last
-    counts = [len(g) for g in groups]
-    if len(set(counts)) > 1:
-        raise SeriesGeometryError(
-            where,
-            "inconsistent number of images per slice position "
-            f"(between {min(counts)} and {max(counts)} over {len(groups)} "
-            "positions): incomplete or mixed acquisition",
-        )
-    for g in groups:
-        g.sort(key=lambda f: f.order)
-    return groups
 
 
 class _PixelCache:
@@ -156,10 +115,10 @@ def series_to_image(
     frames: list[Frame] = []
     for i, ds in enumerate(info.datasets):
         frames.extend(frames_of(ds, i))
-    _check_consistent(frames, where)
+    check_consistent(frames, where)
     f0 = frames[0]
     normal = slice_normal(f0.iop)
-    groups = _group_positions(frames, normal, where)
+    groups = group_positions(frames, normal, where)
     nz, nt = len(groups), len(groups[0])
     first = info.first
     fallback = float(
@@ -176,8 +135,15 @@ def series_to_image(
             f"all {nt} images share one slice position: stored as a single-slice series "
             f"of {nt} volumes (x, y, 1, {nt}); check it is not duplicated images"
         )
-    cache = _PixelCache(info.datasets, decoder)
+    missing = missing_instances(info)
+    if missing:
+        warnings.append(
+            f"{len(missing)} instance number(s) missing between the series' first and last image "
+            f"(e.g. {', '.join(map(str, missing[:10]))}): files of the series may be missing"
+        )
     ordered = [g[t] for t in range(nt) for g in groups]  # t-major, z-minor
+    check_budget(ordered, first, where)
+    cache = _PixelCache(info.datasets, decoder)
     sample = cache.get(ordered[0])
     stack = np.empty((len(ordered),) + sample.shape, dtype=sample.dtype)
     for n, f in enumerate(ordered):
@@ -221,6 +187,9 @@ def series_to_image(
         "slice_positions_mm": [round(float(x), 4) for x in geo.distances],
         "gantry_tilt_deg": round(float(geo.tilt_deg), 4),
         "uniform_spacing": bool(geo.uniform),
+        "slice_gaps": [{"after_slice": i, "step_mm": x, "missing_estimate": m} for i, x, m in geo.gaps],
+        "missing_instance_numbers": missing[:100],
+        "n_missing_instance_numbers": len(missing),
         **resampled_meta,
         "n_volumes": nt,
         "samples_per_pixel": spp,
@@ -252,8 +221,10 @@ def _pick(disc: Discovery, series_uid: str | None, where: str) -> SeriesInfo:
         if disc.series:
             reasons = "; ".join(f"{s.key}: {s.skipped_reason}" for s in disc.series)
             raise SkippedSeriesError(where, f"no convertible series ({reasons})")
+        shown = "; ".join(f"{p}: {r}" for p, r in disc.skipped_files[:3])
         raise DicomError(
-            where, f"no DICOM images found ({len(disc.skipped_files)} non-DICOM files)"
+            where, f"no DICOM images found ({len(disc.skipped_files)} non-DICOM files"
+            + (f": {shown}" if shown else "") + ")"
         )
     raise MultipleSeriesError(
         where,
