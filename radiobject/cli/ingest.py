@@ -87,8 +87,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--chunks", type=_triple, default=None, metavar="X,Y,Z", help="chunk shape (default 32,32,32)")
     p.add_argument("--commit-every", type=_positive, default=16, help="volumes per committed obs fragment")
     p.add_argument("--canonical", action="store_true", help="reorient every image to RAS+")
-    p.add_argument("--validate-alignment", action="store_true",
-                   help="hold back subjects whose volumes differ in shape or affine")
+    p.add_argument("--validate-alignment", action=argparse.BooleanOptionalAction, default=True,
+                   help="hold back subjects whose volumes differ in shape or affine (default on, as in Python)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first invalid or failing item")
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--scheduler", metavar="ADDR", help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786")

@@ -14,12 +14,35 @@ COMMAND_MODULES: tuple[str, ...] = (
     "radiobject.cli.inspect",
     "radiobject.cli.tiff",
     "radiobject.cli.bench",
+    "radiobject.cli.layouts",
+    "radiobject.cli.cohort",
 )
+
+
+def _version() -> str:
+    from radiobject import __version__
+
+    return __version__
+
+
+def _add_examples(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Every command's ``--help`` ends with its examples (``radiobject.cli.examples``)."""
+    from radiobject.cli.examples import EXAMPLES
+
+    for name, p in sub.choices.items():
+        if name in EXAMPLES and not p.epilog:
+            p.epilog = EXAMPLES[name]
+            if p.formatter_class is argparse.HelpFormatter:
+                p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every command module's sub-commands."""
-    parser = argparse.ArgumentParser(prog="radiobject", description=__doc__)
+    from radiobject.cli.examples import MAIN_EXAMPLES
+
+    parser = argparse.ArgumentParser(prog="radiobject", description=__doc__, epilog=MAIN_EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"radiobject {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:
@@ -29,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    _add_examples(sub)
     return parser
 
 

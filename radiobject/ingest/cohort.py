@@ -162,7 +162,7 @@ def run_ingest(
     options: WriteOptions | None = None,
     storage: StorageOptions | None = None,
     canonical: bool = False,
-    validate_alignment: bool = False,
+    validate_alignment: bool = True,
     fail_fast: bool = False,
     executor: str = "thread",
     submitter: Submitter | None = None,
@@ -176,7 +176,8 @@ def run_ingest(
         options: backend, chunks, codec, ``workers`` (threads, or processes with
             ``executor="process"``) and ``commit_every``. An existing store keeps its backend.
         canonical: reorient every image to RAS+ before writing.
-        validate_alignment: hold back subjects whose volumes differ in shape / affine.
+        validate_alignment: hold back subjects whose volumes differ in shape / affine (on by
+            default, like the CLI and ``RadiObject.from_files``).
         fail_fast: stop at the first problem (validation: before anything is written).
         executor: ``thread`` (in-process, ``radiobject.model.bulk``) or ``process`` (a spawn pool).
         submitter: ``(submit, as_completed)`` of an external executor (Dask; see

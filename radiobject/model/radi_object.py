@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from radiobject.model.indexing import Indexer, PositionMap, positions
@@ -225,7 +226,7 @@ class RadiObject:
         *,
         obs_meta: pd.DataFrame | None = None,
         subject_pattern: str | None = None,
-        validate_alignment: bool = False,
+        validate_alignment: bool = True,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
@@ -233,8 +234,8 @@ class RadiObject:
         """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
 
         Each matched folder holds one series; the subject ID is what the glob's wildcard matched
-        (or ``subject_pattern``'s group). ``validate_alignment`` reads every series twice (off by
-        default). Geometry follows the DICOM reader (see ``formats.dicom``).
+        (or ``subject_pattern``'s group). ``validate_alignment`` (on by default, as everywhere) reads
+        every series twice. Geometry follows the DICOM reader (see ``formats.dicom``).
         """
         return cls.from_files(uri, images, fmt="dicom", obs_meta=obs_meta, validate_alignment=validate_alignment,
                               subject_pattern=subject_pattern, options=options, storage=storage, progress=progress)
@@ -406,6 +407,18 @@ class RadiObject:
     def __len__(self) -> int:
         return len(self.obs_subject_ids)
 
+    def __iter__(self) -> Iterator[str]:
+        """Collection names, as iterating a DataFrame gives its column labels (``len`` counts subjects, like rows)."""
+        return iter(self.collection_names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.collection_names
+
+    def items(self) -> Iterator[tuple[str, VolumeCollection]]:
+        """``(name, collection)`` pairs (restricted to this object's subjects), like ``DataFrame.items``."""
+        for name in self.collection_names:
+            yield name, self[name]
+
     def __repr__(self) -> str:
         kind = "view of " if self.is_view else ""
         return f"RadiObject({kind}{self.uri!r}, subjects={len(self)}, collections={self.collection_names})"
@@ -435,8 +448,17 @@ class RadiObject:
 
     @property
     def loc(self) -> Indexer["RadiObject", "RadiObject"]:
-        """Subject ID (or list of IDs) -> view."""
-        return Indexer(lambda s: self.select([s]), self.select, lambda key: key if isinstance(key, str) else list(key))
+        """Subject ID (or list of IDs, or a boolean mask over ``obs_meta`` rows, as in pandas) -> view."""
+        return Indexer(lambda s: self.select([s]), self.select, self._loc_key)
+
+    def _loc_key(self, key: Any) -> str | list[str]:
+        if isinstance(key, str):
+            return key
+        arr = np.asarray(key)
+        if arr.dtype == bool:  # radi.loc[radi.obs_meta["age"] > 50]
+            ids = self._subject_map().ids
+            return [ids[p] for p in positions(arr, len(ids))]  # type: ignore[union-attr]
+        return list(key)
 
     @property
     def iloc(self) -> Indexer["RadiObject", "RadiObject"]:
