@@ -84,6 +84,10 @@ def register(subparsers: Any) -> None:
                    help="local worker kind (default thread)")
     p.add_argument("--compression", choices=CODECS, default="blosc-lz4", help="codec (default blosc-lz4)")
     p.add_argument("--level", type=int, default=None, help="codec level (default 5; zstd 3)")
+    p.add_argument("--lossy", nargs="+", default=None, metavar="[COLLECTION=]SPEC",
+                   help="precision reduction before the codec, per image collection: T1w=abs:2 (error bound "
+                   "in data units) or CT=bits:10 (float mantissa bits); a bare SPEC applies to every "
+                   "collection (label collections are refused)")
     p.add_argument("--chunks", type=_triple, default=None, metavar="X,Y,Z", help="chunk shape (default 32,32,32)")
     p.add_argument("--commit-every", type=_positive, default=16, help="volumes per committed obs fragment")
     p.add_argument("--canonical", action="store_true", help="reorient every image to RAS+")
@@ -135,6 +139,20 @@ def _plan(args: argparse.Namespace) -> Any:
     return plan_from_dicom_root(args.dicom_root, collection_key=args.dicom_collection_key, subjects=args.subjects)
 
 
+def _lossy_arg(values: list[str] | None) -> Any:
+    """``--lossy`` values -> ``WriteOptions.lossy`` (one ``Lossy`` or ``{collection: Lossy}``)."""
+    from radiobject.model.lossy import Lossy
+
+    if not values:
+        return None
+    pairs = [v.split("=", 1) if "=" in v and ":" in v.split("=", 1)[1] else ["", v] for v in values]
+    if len(pairs) == 1 and not pairs[0][0]:
+        return Lossy.parse(pairs[0][1])
+    if any(not name for name, _ in pairs):
+        raise ValueError("--lossy: give COLLECTION=SPEC for each value when there are several")
+    return {name: Lossy.parse(spec) for name, spec in pairs}
+
+
 def run_ingest_command(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest``."""
     from radiobject.ingest.cohort import run_ingest
@@ -142,8 +160,11 @@ def run_ingest_command(args: argparse.Namespace) -> int:
 
     try:
         codec = Codec.parse(args.compression, args.level)
-        options = WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every)
+        options = WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every,
+                               lossy=_lossy_arg(args.lossy))
         plan = _plan(args)
+        for name in plan.collections:  # a lossy label collection is refused before anything is written
+            options.for_collection(name)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -74,6 +74,7 @@ class VolumeCollection:
         """Creates an empty collection (its name defaults to the last path component)."""
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         name = validate_collection_name(name or uri.rstrip("/").rsplit("/", 1)[-1])
+        opts = opts.for_collection(name)  # lossy storage is refused for a label collection
         marker = files.join(uri, MARKER)
         if files.exists(marker, storage):
             if not exist_ok:
@@ -252,7 +253,7 @@ class VolumeCollection:
         ``submitter``: ``(submit, as_completed)`` of a process pool or a Dask client to write the
         volumes elsewhere (default: ``options.workers`` threads here).
         """
-        opts = replace(options or WriteOptions(), backend=self.backend_name)
+        opts = replace(options or WriteOptions(), backend=self.backend_name).for_collection(self.name)
         return write_items(
             self.uri, items, self.backend_name, self.location.storage, opts, existing=self._state.known_ids(),
             skip_existing=skip_existing, replace_existing=replace_existing, layout=self._state.layout,

@@ -250,6 +250,7 @@ class RadiObject:
         """
         name = validate_collection_name(name)
         opts = replace(options or WriteOptions(), backend=self._backend)
+        opts.for_collection(name)  # a lossy label collection is refused before anything is created
         if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
             VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage,
                                     exist_ok=True)
