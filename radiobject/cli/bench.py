@@ -31,7 +31,12 @@ def register(subparsers: Any) -> None:
         "MRI-like (240x240x155 float32) and CT-like (512x512x300 int16) volumes. Writes results.csv, "
         "lossy.csv, PNG plots and summary.md into --out.",
     )
-    p.add_argument("inputs", nargs="*", metavar="INPUT", help="NIfTI / DICOM folder / TIFF / radiobject volume URI")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="NIfTI / DICOM folder / TIFF / OME-Zarr (NGFF 0.4 or 0.5) / radiobject volume URI")
+    p.add_argument("--input", action="append", default=[], dest="input_opt", metavar="INPUT",
+                   help="an input (repeatable; same as the positional INPUT)")
+    p.add_argument("--level", type=int, default=None, metavar="N",
+                   help="pyramid level of OME-Zarr inputs (default 0, or the level array the path names)")
     p.add_argument("--out", required=True, help="output folder")
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--quick", action="store_true", help="one factor at a time around the default (default)")
@@ -50,7 +55,7 @@ def register(subparsers: Any) -> None:
         description="Measure candidate settings on your volume (or a synthetic MRI-like one) for an access "
         "pattern and print the best chunk / shard / codec settings with the measurements behind them.",
     )
-    r.add_argument("input", nargs="?", default=None, metavar="INPUT", help="NIfTI / DICOM / TIFF / volume URI")
+    r.add_argument("input", nargs="?", default=None, metavar="INPUT", help="NIfTI / DICOM / TIFF / OME-Zarr / volume URI")
     r.add_argument("--access", required=True, help="patch:N (random unaligned N^3 patches), slice or full")
     r.add_argument("--storage", choices=("local", "s3"), default="local", help="where the store will live")
     r.add_argument("--scale", type=_scale, default=1.0, help="size factor of the synthetic volume (default 1)")
@@ -67,8 +72,9 @@ def _log(msg: str) -> None:
 
 def storage_bench(inputs: list[str] | None, out: str, mode: str = "quick", scale: float = 1.0,
                   synthetic: tuple[str, ...] = ("mri", "ct"), patch: int = 64, lossy: bool = True,
-                  keep: bool = False, progress: Any = _log) -> dict[str, str]:
-    """Runs the sweep (and lossy codecs) and writes the report; returns the written paths."""
+                  keep: bool = False, progress: Any = _log, level: int | None = None) -> dict[str, str]:
+    """Runs the sweep (and lossy codecs) and writes the report; returns the written paths.
+    ``level``: the pyramid level read from OME-Zarr inputs (default 0)."""
     import os
 
     from radiobject.bench.inputs import bench_volumes
@@ -78,7 +84,7 @@ def storage_bench(inputs: list[str] | None, out: str, mode: str = "quick", scale
 
     t0 = time.perf_counter()
     meta = machine_info()
-    volumes = bench_volumes(inputs, scale, synthetic)
+    volumes = bench_volumes(inputs, scale, synthetic, level)
     tiny = mode == "tiny"
     opts = SweepOptions(patch=patch, n_patches=3 if tiny else 8, n_slices=2 if tiny else 3, reps=1 if tiny else 2,
                         rounds=2 if tiny else 3, extra_patches=() if tiny else (96, 128))
@@ -100,8 +106,9 @@ def run_bench_storage(args: argparse.Namespace) -> int:
 
     mode = "full" if args.full else "tiny" if args.tiny else "quick"
     try:
-        paths = storage_bench(args.inputs or None, args.out, mode, args.scale, tuple(args.synthetic.split(",")),
-                              args.patch, not args.no_lossy, args.keep)
+        inputs = list(args.inputs) + list(args.input_opt)
+        paths = storage_bench(inputs or None, args.out, mode, args.scale, tuple(args.synthetic.split(",")),
+                              args.patch, not args.no_lossy, args.keep, level=args.level)
     except RadiObjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
