@@ -12,6 +12,7 @@ import pandas as pd
 
 from radiobject.errors import NotFoundError, StoreNotFoundError
 from radiobject.model.versions import validate_rows, volume_uri
+from radiobject.model.integrity import check_marker
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.tables import FragmentTable
@@ -30,6 +31,7 @@ class CatalogState:
             raise StoreNotFoundError(location.uri, "no radiobject collection here") from None
         if meta.get("format") != FORMAT:
             raise StoreNotFoundError(location.uri, f"{MARKER} is not a radiobject collection marker")
+        check_marker(location.uri, meta, MARKER)  # a newer format is refused, never half-read
         self.location = location
         self.name: str = meta["name"]
         self.backend: str = meta["backend"]

@@ -27,6 +27,7 @@ from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.storage.locks import write_lock
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.integrity import check_marker
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
@@ -55,6 +56,7 @@ class RadiObject:
             raise StoreNotFoundError(uri, "no radiobject store here (radiobject.json missing)") from None
         if meta.get("format") != FORMAT:
             raise StoreNotFoundError(uri, f"{MARKER} is not a radiobject store marker")
+        check_marker(uri, meta, MARKER)  # a newer format is refused, never half-read
         self._location = location
         self._backend: str = meta["backend"]
         self._subjects: tuple[str, ...] | None = None

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from radiobject import geometry
-from radiobject.errors import VersionMismatchError
+from radiobject.errors import CorruptDataError, StoreNotFoundError, VersionMismatchError
 from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
 from radiobject.model.options import WriteOptions
@@ -22,6 +22,7 @@ from radiobject.storage.base import (
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import detect_backend, get_backend
+from radiobject.model.integrity import located
 from radiobject.model.volume_info import VolumeInfo
 from radiobject.model.writer import write_image
 
@@ -40,7 +41,10 @@ class Volume:
         self._pid = -1
         if info is None:
             backend = detect_backend(uri, self._location.storage)
-            handle = backend.open_array(uri)
+            try:
+                handle = backend.open_array(uri)
+            except CorruptDataError as exc:
+                raise located(exc, uri) from None
             info = VolumeInfo.from_attrs(None, backend.name, handle.spec, handle.attrs)
             self._handle, self._pid = handle, os.getpid()
         self._info = info
@@ -189,7 +193,12 @@ class Volume:
     def _array(self) -> ArrayHandle:
         if self._handle is None or self._pid != os.getpid():
             backend: Backend = get_backend(self._info.backend, self._location.storage)
-            handle = backend.open_array(self.uri)
+            try:
+                handle = backend.open_array(self.uri)
+            except StoreNotFoundError as exc:  # the catalog lists this volume: its array must exist
+                raise located(CorruptDataError(self.uri, f"array missing ({exc.reason})"), self.uri) from None
+            except CorruptDataError as exc:
+                raise located(exc, self.uri) from None
             stored = str(handle.attrs.get("version") or "")
             if self._info.version and stored != self._info.version:
                 raise VersionMismatchError(self.uri, f"the catalog names version {self._info.version!r} but the "
@@ -206,7 +215,10 @@ class Volume:
         norm, squeeze = normalize_region(region, self.shape)
         if out is not None and (out.shape != region_shape(norm) or out.dtype != self.dtype or scaled):
             raise ValueError(f"out must be a {region_shape(norm)} {self.dtype} array (and scaled=False)")
-        data = self._array().read(norm, out)
+        try:
+            data = self._array().read(norm, out)
+        except CorruptDataError as exc:
+            raise located(exc, self.uri) from None
         if squeeze:
             data = data.reshape(tuple(n for i, n in enumerate(data.shape) if i not in squeeze))
         return self._scale(data) if scaled else data

@@ -151,11 +151,20 @@ class ArrayHandle(ABC):
     def write(self, region: Region, data: np.ndarray) -> None:
         """Writes ``data`` into a normalised region."""
 
+    def seal(self) -> str:
+        """Records what the written array consists of (its integrity record; see
+        ``radiobject.storage.integrity``) and returns the record's checksum. Called once, after
+        the last write; readers then refuse a missing, truncated or altered file."""
+        raise NotImplementedError(f"{type(self).__name__} cannot seal its arrays")
+
 
 class Backend(ABC):
     """A storage engine for arrays. Stateless apart from its ``StorageOptions``; picklable."""
 
     name: ClassVar[str]
+    #: Engine-level checksums on new arrays (Zarr ``crc32c`` per chunk, TileDB SHA-256 filter).
+    #: Only the checksum-overhead benchmark turns them off, on its own instance.
+    checksums: bool = True
 
     def __init__(self, storage: StorageOptions | None = None) -> None:
         self.storage = storage or StorageOptions()

@@ -72,12 +72,19 @@ def write_bytes_atomic(uri: str, data: bytes, storage: StorageOptions) -> None:
 
 
 def read_json(uri: str, storage: StorageOptions) -> Any:
-    """Parses a JSON object."""
-    return json.loads(read_bytes(uri, storage))
+    """Parses a JSON object; one that carries a checksum must match it (``CorruptDataError``)."""
+    from radiobject.storage.integrity import parse_checked_json
+
+    return parse_checked_json(read_bytes(uri, storage), uri)
 
 
 def write_json_atomic(uri: str, obj: Any, storage: StorageOptions) -> None:
-    """Writes a JSON object atomically (floats round-trip exactly: ``repr`` is shortest-exact)."""
+    """Writes a JSON object atomically (floats round-trip exactly: ``repr`` is shortest-exact),
+    with a checksum member (see ``radiobject.storage.integrity.seal_json``)."""
+    if isinstance(obj, dict):
+        from radiobject.storage.integrity import seal_json
+
+        obj = seal_json(obj, in_attributes="zarr_format" in obj)
     write_bytes_atomic(uri, json.dumps(obj, indent=1, sort_keys=True).encode(), storage)
 
 

@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from radiobject.storage import files
+from radiobject.storage.integrity import CHECKSUM_KEY
 from radiobject.storage.options import StorageOptions
 
 
 def create_group(backend: str, uri: str, attrs: Mapping[str, Any], storage: StorageOptions) -> None:
-    """Creates a group at ``uri`` (overwriting its attributes when it exists)."""
+    """Creates a group at ``uri`` (overwriting its attributes when it exists). A Zarr group's
+    ``zarr.json`` carries a checksum in its attributes (``files.write_json_atomic``)."""
     body = json.loads(json.dumps(dict(attrs)))
     if backend == "zarr":
         files.write_json_atomic(
@@ -43,7 +45,7 @@ def group_attrs(backend: str, uri: str, storage: StorageOptions) -> dict[str, An
         meta = files.read_json(files.join(uri, "zarr.json"), storage)
         if meta.get("node_type") != "group":
             raise FileNotFoundError(f"{uri}: not a Zarr group")
-        return dict(meta.get("attributes", {}))
+        return {k: v for k, v in meta.get("attributes", {}).items() if k != CHECKSUM_KEY}
     import tiledb
 
     from radiobject.storage.tiledb_backend import _ctx, _path

@@ -22,8 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radiobject.errors import StoreError
+from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage import files
+from radiobject.storage.integrity import check_fragment, fragment_name_digest
 from radiobject.storage.options import StorageOptions
 
 _PREFIX, _SUFFIX = "part-", ".parquet"
@@ -60,9 +61,10 @@ class FragmentTable:
         if self.key not in df.columns:
             raise ValueError(f"table {self.uri} needs a {self.key!r} column")
         last = max((_stamp(n) for n in self.fragments()), default=0)
-        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{_SUFFIX}"
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
+        digest = fragment_name_digest(buf.getvalue())  # checked on every read (integrity)
+        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{digest}{_SUFFIX}"
         files.makedirs(self.uri, self.storage)
         files.write_bytes_atomic(files.join(self.uri, name), buf.getvalue(), self.storage)
         return name
@@ -76,7 +78,13 @@ class FragmentTable:
     def _part(self, name: str) -> pa.Table:
         part = self._parts.get(name)
         if part is None:
-            part = pq.read_table(io.BytesIO(files.read_bytes(files.join(self.uri, name), self.storage)))
+            uri = files.join(self.uri, name)
+            data = files.read_bytes(uri, self.storage)
+            check_fragment(name, data, uri)
+            try:
+                part = pq.read_table(io.BytesIO(data))
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                raise CorruptDataError(uri, f"unreadable table fragment ({exc})", part=name) from None
             self._parts[name] = part
         return part
 

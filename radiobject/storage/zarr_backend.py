@@ -3,12 +3,18 @@
 One shard per volume (up to ``MAX_SHARD_VOXELS``) keeps object counts low on S3; the small inner
 chunks keep unaligned patch reads cheap. The output is plain Zarr v3: zarr-python, napari and
 neuroglancer read it.
+
+Integrity: every inner chunk and every shard index ends with a ``crc32c`` (checked on each read,
+by tensorstore and by zarr-python alike); every chunk is stored, also when it equals the fill
+value, and the array's integrity record (``radiobject.storage.integrity``) lists every shard with
+its size, checked on open: damaged or missing data is a ``CorruptDataError``, never zeros.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -16,8 +22,8 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from radiobject.errors import StoreError, StoreNotFoundError
-from radiobject.storage import files
+from radiobject.errors import CorruptDataError, StoreError, StoreNotFoundError
+from radiobject.storage import files, integrity
 from radiobject.storage.base import (
     ArrayHandle,
     ArraySpec,
@@ -33,7 +39,8 @@ CHUNK_CACHE_BYTES = 64 << 20
 DIMENSION_NAMES = ("x", "y", "z", "t", "c")
 
 
-def _codec_chain(codec: Codec, itemsize: int) -> list[dict[str, Any]]:
+def _codec_chain(codec: Codec, itemsize: int, checksum: bool = True) -> list[dict[str, Any]]:
+    """The inner-chunk codecs of ``codec``, ending with ``crc32c`` unless ``checksum=False``."""
     chain: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
     if codec.name.startswith("blosc-"):
         chain.append(
@@ -52,6 +59,8 @@ def _codec_chain(codec: Codec, itemsize: int) -> list[dict[str, Any]]:
         chain.append({"name": "zstd", "configuration": {"level": codec.level}})
     elif codec.name == "gzip":
         chain.append({"name": "gzip", "configuration": {"level": codec.level}})
+    if checksum:
+        chain.append({"name": "crc32c"})
     return chain
 
 
@@ -109,20 +118,47 @@ def _context(pid: int) -> ts.Context:
     return ts.Context({"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}})
 
 
+#: tensorstore status codes that mean "the stored bytes are wrong" (others: I/O, permissions).
+_DAMAGE_CODES = ("DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE", "INVALID_ARGUMENT")
+
+
+_SHARD_ENTRY = re.compile(r'shard entry \{([^}]*)\}/\{[^}]*\} in [^"]*"([^"]+)"')
+
+
+def _read_error(uri: str, exc: Exception) -> StoreError:
+    text = str(exc)
+    if text.startswith(_DAMAGE_CODES) or "checksum" in text.lower() or "blosc" in text.lower():
+        m = _SHARD_ENTRY.search(text)
+        part = ""
+        if m:
+            path, root = m.group(2), os.path.abspath(strip_file_scheme(uri)).rstrip("/") + "/"
+            part = f"{path[len(root):] if path.startswith(root) else path} inner chunk ({m.group(1)})"
+        return CorruptDataError(uri, f"damaged chunk data: {text.rsplit(': ', 1)[-1]}", part=part)
+    return StoreError(uri, f"cannot read: {text}")
+
+
 class ZarrArray(ArrayHandle):
     """An open Zarr v3 array (a tensorstore handle)."""
 
-    def __init__(self, store: ts.TensorStore, spec: ArraySpec, attrs: Mapping[str, Any]) -> None:
+    def __init__(self, store: ts.TensorStore, spec: ArraySpec, attrs: Mapping[str, Any], uri: str = "",
+                 storage: StorageOptions | None = None) -> None:
         self._store = store
         self.spec = spec
         self.attrs = attrs
+        self._uri, self._storage = uri, storage or StorageOptions()
 
     def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
         view = self._store[region]
-        if out is None:
-            return view.read().result()
-        ts.array(out).write(view).result()
+        try:
+            if out is None:
+                return view.read().result()
+            ts.array(out).write(view).result()
+        except ValueError as exc:
+            raise _read_error(self._uri, exc) from None
         return out
+
+    def seal(self) -> str:
+        return _seal(self._uri, self._storage, self)
 
     def write(self, region: Region, data: np.ndarray) -> None:
         self._store[region].write(np.ascontiguousarray(data)).result()
@@ -131,11 +167,16 @@ class ZarrArray(ArrayHandle):
 class ZarrPythonArray(ArrayHandle):
     """The fork-safe fallback: the same array read through zarr-python (used after ``fork``)."""
 
-    def __init__(self, array: Any, spec: ArraySpec, attrs: Mapping[str, Any]) -> None:
+    def __init__(self, array: Any, spec: ArraySpec, attrs: Mapping[str, Any], uri: str = "",
+                 storage: StorageOptions | None = None) -> None:
         self._array, self.spec, self.attrs = array, spec, attrs
+        self._uri, self._storage = uri, storage or StorageOptions()
 
     def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
-        data = self._array[region]
+        try:
+            data = self._array[region]
+        except (ValueError, RuntimeError, TypeError) as exc:  # checksum / codec failures of zarr-python
+            raise CorruptDataError(self._uri, f"damaged chunk data: {type(exc).__name__}: {exc}") from None
         if out is None:
             return data
         out[...] = data
@@ -143,6 +184,23 @@ class ZarrPythonArray(ArrayHandle):
 
     def write(self, region: Region, data: np.ndarray) -> None:
         self._array[region] = data
+
+    def seal(self) -> str:
+        return _seal(self._uri, self._storage, self)
+
+
+def _seal(uri: str, storage: StorageOptions, handle: ArrayHandle) -> str:
+    """Marks the array as sealed in ``zarr.json`` (which gets a checksum of its own), then writes the
+    integrity record of every file; returns the record's checksum."""
+    meta_uri = files.join(uri, "zarr.json")
+    meta = json.loads(files.read_bytes(meta_uri, storage))
+    meta.setdefault("attributes", {})[integrity.ATTR_KEY] = integrity.record_flag()
+    meta = integrity.seal_json(meta, in_attributes=True)
+    files.write_bytes_atomic(meta_uri, json.dumps(meta, indent=1).encode(), storage)
+    handle.attrs = {k: v for k, v in meta["attributes"].items() if k != integrity.CHECKSUM_KEY}
+    record = integrity.build_record(uri, storage, "zarr")
+    integrity.write_record(uri, record, storage)
+    return str(record[integrity.CHECKSUM_KEY])
 
 
 class ZarrBackend(Backend):
@@ -165,7 +223,7 @@ class ZarrBackend(Backend):
                     "name": "sharding_indexed",
                     "configuration": {
                         "chunk_shape": list(spec.chunks),
-                        "codecs": _codec_chain(spec.codec, dtype.itemsize),
+                        "codecs": _codec_chain(spec.codec, dtype.itemsize, self.checksums),
                         "index_codecs": [
                             {"name": "bytes", "configuration": {"endian": "little"}},
                             {"name": "crc32c"},
@@ -180,32 +238,49 @@ class ZarrBackend(Backend):
         self.delete_array(uri)
         try:
             store = ts.open(
-                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": metadata},
+                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": metadata,
+                 "store_data_equal_to_fill_value": True},
                 create=True,
                 delete_existing=True,
                 context=_context(os.getpid()),
             ).result()
         except ValueError as exc:
             raise StoreError(uri, f"cannot create Zarr array: {exc}") from exc
-        return ZarrArray(store, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec, shards), attrs)
+        return ZarrArray(store, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec, shards), attrs, uri,
+                         self.storage)
 
     def open_array(self, uri: str) -> ArrayHandle:
+        meta_uri = files.join(uri, "zarr.json")
         try:
-            meta = json.loads(files.read_bytes(files.join(uri, "zarr.json"), self.storage))
+            raw = files.read_bytes(meta_uri, self.storage)
         except FileNotFoundError:
             raise StoreNotFoundError(uri, "no Zarr array here") from None
-        if meta.get("node_type") != "array":
+        meta = integrity.parse_checked_json(raw, meta_uri)
+        if not isinstance(meta, dict) or meta.get("node_type") != "array":
             raise StoreNotFoundError(uri, "a Zarr group, not an array")
-        spec = _spec_from_metadata(meta)
+        attrs = {k: v for k, v in meta.get("attributes", {}).items() if k != integrity.CHECKSUM_KEY}
+        if integrity.check_flag(uri, attrs):  # sealed: every recorded shard must be there, whole
+            record = integrity.read_record(uri, self.storage)
+            integrity.raise_first(uri, integrity.problems(
+                uri, record, self.storage, hash_file=lambda rel: rel == "zarr.json", known={"zarr.json": raw}))
+        try:
+            spec = _spec_from_metadata(meta)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise CorruptDataError(uri, f"unusable Zarr metadata ({type(exc).__name__}: {exc})",
+                                   part="zarr.json") from None
         if not tensorstore_usable():
-            return ZarrPythonArray(self._zarr_python(uri), spec, meta.get("attributes", {}))
-        store = ts.open(
-            {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": meta},
-            open=True,
-            assume_metadata=True,
-            context=_context(os.getpid()),
-        ).result()
-        return ZarrArray(store, spec, meta.get("attributes", {}))
+            return ZarrPythonArray(self._zarr_python(uri), spec, attrs, uri, self.storage)
+        try:
+            store = ts.open(
+                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": meta,
+                 "store_data_equal_to_fill_value": True},
+                open=True,
+                assume_metadata=True,
+                context=_context(os.getpid()),
+            ).result()
+        except ValueError as exc:
+            raise CorruptDataError(uri, f"unusable Zarr metadata: {exc}", part="zarr.json") from None
+        return ZarrArray(store, spec, attrs, uri, self.storage)
 
     def _zarr_python(self, uri: str) -> Any:
         import zarr

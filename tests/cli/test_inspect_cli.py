@@ -44,7 +44,8 @@ def test_info_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def test_verify_ok_then_corrupt(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", store]) == 0
-    assert "verified 9 volume(s) in 3 collection(s): OK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "verified 9 volume(s) in 3 collection(s)" in out and out.rstrip().endswith("OK")
     assert main(["verify", store, "--quick"]) == 0
     vol = Path(store, "collections", "FLAIR", "volumes", "sub-02")
     target = next(p for p in sorted(vol.rglob("*")) if p.is_file() and p.stat().st_size > 200 and
@@ -53,7 +54,11 @@ def test_verify_ok_then_corrupt(store: str, capsys: pytest.CaptureFixture[str]) 
     capsys.readouterr()
     assert main(["verify", store]) == 1
     out = capsys.readouterr().out
-    assert "FLAIR/sub-02: unreadable" in out and "1 problem(s)" in out
+    assert "FLAIR/volumes/sub-02/" in out and target.name in out and "1 problem(s)" in out
+    assert main(["verify", store, "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["errors"] == 1
+    assert report["findings"][0]["where"].endswith(target.name)
 
 
 def test_export_nifti_keeps_affine_and_dtype(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

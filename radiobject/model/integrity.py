@@ -1,0 +1,306 @@
+"""Verification of a whole store, and the naming of damaged data (store, collection, subject, file).
+
+``verify_store`` checks every stored byte it has a record for: volume files against their
+integrity records (``radiobject.storage.integrity``; Zarr shards down to the damaged chunk), table
+fragments against the digest in their names, JSON documents against their own checksums, and (in
+full mode) decodes every volume so that each engine checksum is checked too. ``quick=True`` checks
+presence and sizes only (plus the small JSON documents). Findings name the file, relative to the
+store; notes (``level="note"``) are facts that are not damage, e.g. a volume written before
+checksums existed ("no checksum record").
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from radiobject.errors import CorruptDataError, RadiObjectError
+from radiobject.storage import files, integrity
+from radiobject.storage.options import StorageOptions
+
+#: Store / collection marker format versions this code reads.
+MARKER_VERSIONS = {"radiobject.json": 1, "collection.json": 1}
+
+
+def _split(uri: str) -> tuple[str, str, str]:
+    """``(store, collection, obs_id)`` of a volume URI ``<store>/collections/<c>/volumes/<id>[/<v>]``."""
+    head, sep, rest = uri.rstrip("/").rpartition("/collections/")
+    if not sep:
+        return "", "", ""
+    parts = rest.split("/")
+    if len(parts) >= 3 and parts[1] == "volumes":
+        return head, parts[0], parts[2]
+    return head, parts[0], ""
+
+
+def located(exc: CorruptDataError, uri: str) -> CorruptDataError:
+    """``exc`` with the store, collection and subject of the volume at ``uri`` filled in."""
+    if exc.store:
+        return exc
+    store, coll, obs_id = _split(uri)
+    subject = ""
+    if coll and obs_id:
+        try:  # error path only: look the subject up in the collection's catalog
+            from radiobject.storage.tables import FragmentTable
+
+            table = FragmentTable(files.join(store, "collections", coll, "obs"), "obs_id", StorageOptions())
+            subject = str(table.live_values("obs_subject_id").get(obs_id) or "")
+        except Exception:  # noqa: BLE001 - a damaged catalog must not hide the original error
+            subject = ""
+    where = f"volume {obs_id!r}: " if obs_id else ""
+    return CorruptDataError(exc.uri, f"{where}{exc.reason}", exc.part, store, coll, subject or obs_id)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing ``verify`` found: ``level`` ``"error"`` or ``"note"``, ``where`` (relative to the
+    store: a file, a volume, a table), ``what`` happened."""
+
+    level: str
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{'note: ' if self.level == 'note' else ''}{self.where}: {self.what}"
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify_store`` checked and found."""
+
+    uri: str
+    quick: bool
+    findings: list[Finding] = field(default_factory=list)
+    volumes: int = 0
+    collections: int = 0
+    files_checked: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def add(self, level: str, where: str, what: str) -> None:
+        self.findings.append(Finding(level, where, what))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "quick": self.quick, "ok": self.ok, "volumes": self.volumes,
+                "collections": self.collections, "files_checked": self.files_checked,
+                "errors": len(self.errors), "findings": [asdict(f) for f in self.findings]}
+
+
+def _rel(store: str, uri: str) -> str:
+    root = store.rstrip("/") + "/"
+    return uri[len(root):] if uri.startswith(root) else uri
+
+
+def check_marker(uri: str, meta: Any, name: str) -> None:
+    """``FormatVersionError`` when a store / collection marker is newer than this code reads."""
+    from radiobject.errors import FormatVersionError
+
+    version = meta.get("version", 1) if isinstance(meta, dict) else 1
+    supported = MARKER_VERSIONS.get(name, 1)
+    if not isinstance(version, int) or version > supported:
+        raise FormatVersionError(uri, f"{name} has format version {version!r}; this radiobject reads up to {supported}")
+
+
+def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
+                     arrays: set[str], full: bool) -> None:
+    """JSON documents and table fragments outside volume arrays."""
+    unsealed: list[str] = []
+    for rel in sorted(listing):
+        if any(rel == a or rel.startswith(a + "/") for a in arrays):
+            continue  # inside a volume array: covered by its integrity record
+        name = rel.rsplit("/", 1)[-1]
+        uri = files.join(store, rel)
+        if name.endswith(".json"):
+            report.files_checked += 1
+            try:
+                obj = integrity.parse_checked_json(files.read_bytes(uri, storage), uri)
+            except CorruptDataError as exc:
+                report.add("error", rel, exc.reason)
+                continue
+            if integrity.json_checksum_state(obj) == "absent":
+                unsealed.append(rel)
+            if name in MARKER_VERSIONS:
+                try:
+                    check_marker(uri, obj, name)
+                except RadiObjectError as exc:
+                    report.add("error", rel, str(exc))
+        elif name.endswith(".parquet"):
+            report.files_checked += 1
+            data = files.read_bytes(uri, storage)
+            try:
+                sealed = integrity.check_fragment(name, data, uri)
+            except CorruptDataError as exc:
+                report.add("error", rel, exc.reason)
+                continue
+            if not sealed:
+                unsealed.append(rel)
+                if full:
+                    try:
+                        import pyarrow.parquet as pq
+
+                        pq.read_table(io.BytesIO(data))
+                    except Exception as exc:  # noqa: BLE001 - any parse failure is damage
+                        report.add("error", rel, f"unreadable table fragment ({type(exc).__name__}: {exc})")
+    if unsealed:
+        report.add("note", unsealed[0], f"no checksum record on {len(unsealed)} JSON / table file(s) "
+                                        "(written before checksums; only parsed)")
+
+
+def _check_volume(report: VerifyReport, store: str, storage: StorageOptions, uri: str, backend: str,
+                  quick: bool, listing: dict[str, int]) -> bool:
+    """Checks one volume's files against its record; False when it has no record (legacy)."""
+    from radiobject.storage.zarr_check import diagnose_shard
+
+    where = _rel(store, uri)
+    own = {k[len(where) + 1:]: v for k, v in listing.items() if k.startswith(where + "/")}
+    if not own:
+        report.add("error", where, "volume listed in the catalog but its array is missing")
+        return True
+    if integrity.MANIFEST not in own:
+        try:
+            from radiobject.storage.registry import get_backend
+
+            get_backend(backend, storage).open_array(uri)  # refuses an array marked as sealed
+        except CorruptDataError as exc:
+            report.add("error", f"{where}/{exc.part}" if exc.part else where, exc.reason)
+            return True
+        except RadiObjectError as exc:
+            report.add("error", where, str(exc))
+            return True
+        return False
+    try:
+        record = integrity.read_record(uri, storage)
+    except RadiObjectError as exc:
+        report.add("error", f"{where}/{integrity.MANIFEST}", str(getattr(exc, "reason", exc)))
+        return True
+    small = 1 << 16
+    report.files_checked += len(record["files"])
+    for rel, reason in integrity.problems(
+        uri, record, storage, listing=own,
+        hash_file=lambda r: not quick or int(record["files"][r]["size"]) <= small,
+    ):
+        detail = diagnose_shard(uri, rel, storage) if backend == "zarr" and rel.startswith("c/") else ""
+        report.add("error", f"{where}/{rel}", reason + (f"; {detail}" if detail else ""))
+    return True
+
+
+def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool = False,
+                 progress: bool = False) -> VerifyReport:
+    """Checks the store at ``uri``; see the module docstring. Never raises for damage: every
+    problem becomes a ``Finding`` (an unopenable store is one error finding)."""
+    from tqdm.auto import tqdm
+
+    from radiobject.model.radi_object import RadiObject
+
+    storage = storage or StorageOptions()
+    report = VerifyReport(uri, quick)
+    listing = integrity.walk(uri, storage)
+    try:
+        radi = RadiObject(uri, storage=storage)
+        names = radi.collection_names
+    except RadiObjectError as exc:
+        report.add("error", "radiobject.json", str(exc))
+        return report
+    work: list[tuple[Any, dict[str, Any]]] = []
+    for name in names:
+        report.collections += 1
+        try:
+            coll = radi[name]
+            rows = coll.obs.to_dict("records")
+        except RadiObjectError as exc:
+            report.add("error", f"collections/{name}", str(exc))
+            continue
+        work.extend((coll, r) for r in rows)
+    _check_catalog(report, radi, storage, work)
+    arrays = {_rel(uri, coll._state.volume_uri(str(r["obs_id"]), str(r.get("version") or ""))) for coll, r in work}
+    _check_documents(report, uri, storage, listing, arrays, not quick)
+    legacy: dict[str, int] = {}
+    for coll, row in tqdm(work, desc="verify", unit="vol", disable=not progress):
+        report.volumes += 1
+        oid = str(row["obs_id"])
+        vuri = coll._state.volume_uri(oid, str(row.get("version") or ""))
+        before = len(report.errors)
+        if not _check_volume(report, uri, storage, vuri, coll.backend_name, quick, listing):
+            legacy[coll.name] = legacy.get(coll.name, 0) + 1
+        if not quick and len(report.errors) == before:
+            _read_back(report, uri, coll, row, _rel(uri, vuri))
+    for name, n in legacy.items():
+        report.add("note", f"collections/{name}", f"no checksum record on {n} volume(s) (written before checksums; "
+                   "only decoded)")
+        if n < len(radi[name]):
+            report.add("note", f"collections/{name}", "volumes of two format generations (with and without "
+                       "checksum records) in one collection")
+    return report
+
+
+def _check_catalog(report: VerifyReport, radi: Any, storage: StorageOptions,
+                   work: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Tables agree with each other: unique IDs, every subject in ``obs_meta``; leftovers noted."""
+    try:
+        meta = radi.obs_meta
+    except RadiObjectError as exc:
+        report.add("error", "obs_meta", str(exc))
+        return
+    if meta["obs_subject_id"].duplicated().any():
+        report.add("error", "obs_meta", "duplicate subject IDs")
+    subjects = set(meta["obs_subject_id"])
+    by_coll: dict[str, list[dict[str, Any]]] = {}
+    colls = {}
+    for coll, row in work:
+        by_coll.setdefault(coll.name, []).append(row)
+        colls[coll.name] = coll
+    for name, rows in by_coll.items():
+        ids = [str(r["obs_id"]) for r in rows]
+        if len(set(ids)) != len(ids):
+            report.add("error", f"collections/{name}/obs", "duplicate obs_id")
+        orphans = {str(r["obs_subject_id"]) for r in rows} - subjects
+        if orphans:
+            report.add("error", f"collections/{name}/obs", f"{len(orphans)} subject(s) not in obs_meta, "
+                       f"e.g. {min(orphans)!r}")
+        root = files.join(colls[name].uri, "volumes")
+        on_disk = {n for n in files.listdir(root, storage)
+                   if not n.startswith(("__", ".")) and n not in ("zarr.json", ".zgroup", ".zattrs")}
+        extra = on_disk - set(ids)
+        if extra:
+            report.add("note", f"collections/{name}/volumes", f"{len(extra)} unreferenced array folder(s) "
+                       f"(an interrupted write; invisible to readers), e.g. {min(extra)!r}")
+
+
+def _read_back(report: VerifyReport, store: str, coll: Any, row: dict[str, Any], where: str) -> None:
+    """Decodes the whole volume (every engine checksum) and compares it with its ``obs`` row."""
+    import numpy as np
+
+    try:
+        data = coll.volume(str(row["obs_id"])).to_numpy()
+    except CorruptDataError as exc:
+        report.add("error", where, exc.reason + (f" [{exc.part}]" if exc.part else ""))
+        return
+    except Exception as exc:  # noqa: BLE001 - reported per volume
+        report.add("error", where, f"unreadable ({type(exc).__name__}: {exc})")
+        return
+    if tuple(data.shape) != tuple(int(s) for s in row["shape"]) or str(data.dtype) != row["dtype"]:
+        report.add("error", where, f"array is {data.shape} {data.dtype}, obs says {tuple(row['shape'])} {row['dtype']}")
+    elif data.dtype.kind == "f" and not np.isfinite(data).all():
+        report.add("note", where, "contains NaN / inf")
+
+
+def summary(report: VerifyReport) -> str:
+    """One line: what was checked and whether it is clean."""
+    n = len(report.errors)
+    return (f"verified {report.volumes} volume(s) in {report.collections} collection(s), "
+            f"{report.files_checked} file(s){' (quick: presence and sizes)' if report.quick else ''}: "
+            f"{'OK' if not n else f'{n} problem(s)'}")
+
+
+def iter_lines(report: VerifyReport) -> Iterable[str]:
+    """The findings as text lines (errors first)."""
+    for f in sorted(report.findings, key=lambda f: f.level != "error"):
+        yield str(f)

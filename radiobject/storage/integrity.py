@@ -1,0 +1,243 @@
+"""Integrity records: what must exist in a stored array, and checksums of small documents.
+
+Every byte a store holds is covered by a checksum:
+
+- volume data by the engine's own per-chunk checksums (Zarr: ``crc32c`` on each inner chunk and on
+  each shard index; TileDB: a SHA-256 filter on every attribute tile), verified on every read;
+- every file of an array by its *integrity record* (``radiobject-integrity.json`` inside the
+  array): relative path, size and SHA-256 of each file, sealed by a checksum of its own. Opening a
+  volume checks that every recorded file exists with its size (so a missing shard or fragment is
+  an error, never the fill value) and the hashes of the small metadata files;
+- JSON documents (markers, group metadata) by a ``radiobject_checksum`` member (see :func:`seal_json`);
+- table fragments by a digest in their file name (see :func:`fragment_name_digest`).
+
+Arrays written before records existed (no ``radiobject_integrity`` attribute) read as before and
+are reported by ``verify`` as having no checksum record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from radiobject.errors import CorruptDataError, FormatVersionError
+from radiobject.storage import files
+from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
+
+#: The record's file name inside an array folder.
+MANIFEST = "radiobject-integrity.json"
+#: The array attribute that says "this array has a record, and it must be there".
+ATTR_KEY = "radiobject_integrity"
+#: The integrity format written now; readers refuse newer ones (``FormatVersionError``).
+INTEGRITY_VERSION = 1
+#: The member of a sealed JSON document holding its checksum.
+CHECKSUM_KEY = "radiobject_checksum"
+_FORMAT = "radiobject-integrity"
+_DIGEST_RE = re.compile(r"-h([0-9a-f]{16})\.parquet$")
+
+
+def sha256_hex(data: bytes) -> str:
+    """The SHA-256 of ``data`` as 64 hex digits."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def json_digest(obj: Mapping[str, Any]) -> str:
+    """The checksum of a JSON document, ignoring its own ``radiobject_checksum`` member(s)."""
+    body = {k: v for k, v in obj.items() if k != CHECKSUM_KEY}
+    attrs = body.get("attributes")
+    if isinstance(attrs, Mapping) and CHECKSUM_KEY in attrs:
+        body["attributes"] = {k: v for k, v in attrs.items() if k != CHECKSUM_KEY}
+    return sha256_hex(_canonical(body))[:32]
+
+
+def seal_json(obj: Mapping[str, Any], *, in_attributes: bool = False) -> dict[str, Any]:
+    """A copy of ``obj`` carrying its checksum (inside ``attributes`` for Zarr ``zarr.json``
+    documents, whose top level admits no unknown member)."""
+    out = json.loads(json.dumps(dict(obj)))
+    out.pop(CHECKSUM_KEY, None)
+    if in_attributes:
+        out.setdefault("attributes", {}).pop(CHECKSUM_KEY, None)
+        out["attributes"][CHECKSUM_KEY] = json_digest(out)
+    else:
+        out[CHECKSUM_KEY] = json_digest(out)
+    return out
+
+
+def json_checksum_state(obj: Any) -> str:
+    """``"ok"``, ``"bad"`` or ``"absent"``: whether a parsed JSON document matches its checksum."""
+    if not isinstance(obj, Mapping):
+        return "absent"
+    attrs = obj.get("attributes")
+    stored = obj.get(CHECKSUM_KEY)
+    if stored is None and isinstance(attrs, Mapping):
+        stored = attrs.get(CHECKSUM_KEY)
+    if stored is None:
+        return "absent"
+    return "ok" if stored == json_digest(obj) else "bad"
+
+
+def parse_checked_json(data: bytes, uri: str) -> Any:
+    """Parses a JSON document and checks its checksum when it has one (``CorruptDataError``)."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptDataError(uri, f"not valid JSON ({exc})", part=uri.rsplit("/", 1)[-1]) from None
+    if json_checksum_state(obj) == "bad":
+        raise CorruptDataError(uri, "JSON document does not match its checksum", part=uri.rsplit("/", 1)[-1])
+    return obj
+
+
+# ------------------------------------------------------------------ table fragment names
+def fragment_name_digest(data: bytes) -> str:
+    """The suffix put into a table fragment's name: ``-h<16 hex of SHA-256>`` (before ``.parquet``)."""
+    return f"-h{sha256_hex(data)[:16]}"
+
+
+def check_fragment(name: str, data: bytes, uri: str) -> bool:
+    """Checks a fragment's bytes against the digest in its name; False when the name has none
+    (a fragment written before digests). ``CorruptDataError`` on a mismatch."""
+    m = _DIGEST_RE.search(name)
+    if m is None:
+        return False
+    if sha256_hex(data)[:16] != m.group(1):
+        raise CorruptDataError(uri, "table fragment does not match the checksum in its name", part=name)
+    return True
+
+
+# ------------------------------------------------------------------ array records
+def walk(uri: str, storage: StorageOptions) -> dict[str, int]:
+    """``{relative path: size}`` of every file under ``uri`` (hidden temporaries excluded)."""
+    out: dict[str, int] = {}
+    if is_remote(uri):
+        fs = files.remote_fs(storage)
+        root = uri.split("://", 1)[1].rstrip("/")
+        try:
+            found = fs.find(root, detail=True)
+        except FileNotFoundError:
+            return out
+        for path, info in found.items():
+            rel = path[len(root) + 1 :]
+            if rel and not any(p.startswith(".") for p in rel.split("/")):
+                out[rel] = int(info.get("size") or 0)
+        return out
+    base = strip_file_scheme(uri)
+    for dirpath, dirnames, names in os.walk(base):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for n in names:
+            if n.startswith("."):
+                continue
+            full = os.path.join(dirpath, n)
+            out[os.path.relpath(full, base).replace(os.sep, "/")] = os.path.getsize(full)
+    return out
+
+
+def build_record(uri: str, storage: StorageOptions, backend: str) -> dict[str, Any]:
+    """The integrity record of the array at ``uri``: every file's size and SHA-256 (read back)."""
+    entries = {}
+    for rel, size in sorted(walk(uri, storage).items()):
+        if rel == MANIFEST:
+            continue
+        data = files.read_bytes(files.join(uri, rel), storage)
+        entries[rel] = {"size": len(data), "sha256": sha256_hex(data)}
+    return seal_json({"format": _FORMAT, "version": INTEGRITY_VERSION, "backend": backend, "files": entries})
+
+
+def write_record(uri: str, record: Mapping[str, Any], storage: StorageOptions) -> None:
+    """Writes the record atomically as ``uri/radiobject-integrity.json``."""
+    files.write_bytes_atomic(files.join(uri, MANIFEST), json.dumps(record, indent=1, sort_keys=True).encode(), storage)
+
+
+def record_flag() -> dict[str, Any]:
+    """The attribute value that marks an array as sealed."""
+    return {"version": INTEGRITY_VERSION, "record": MANIFEST}
+
+
+def check_flag(uri: str, attrs: Mapping[str, Any]) -> bool:
+    """True when the array's attributes say a record must exist; ``FormatVersionError`` when
+    the array was sealed by a newer integrity format than this code reads."""
+    flag = attrs.get(ATTR_KEY)
+    if not flag:
+        return False
+    version = int(flag.get("version", 0)) if isinstance(flag, Mapping) else 0
+    if version > INTEGRITY_VERSION or version < 1:
+        raise FormatVersionError(uri, f"integrity format {version} (this radiobject reads 1-{INTEGRITY_VERSION})")
+    return True
+
+
+def read_record(uri: str, storage: StorageOptions) -> dict[str, Any]:
+    """The array's record, checked against its own checksum (``CorruptDataError`` when missing)."""
+    path = files.join(uri, MANIFEST)
+    try:
+        data = files.read_bytes(path, storage)
+    except FileNotFoundError:
+        raise CorruptDataError(uri, "integrity record missing (the array is marked as having one)",
+                               part=MANIFEST) from None
+    record = parse_checked_json(data, path)
+    if not isinstance(record, dict) or record.get("format") != _FORMAT or not isinstance(record.get("files"), dict):
+        raise CorruptDataError(uri, "integrity record is not a radiobject integrity record", part=MANIFEST)
+    if json_checksum_state(record) != "ok":
+        raise CorruptDataError(uri, "integrity record has no valid checksum", part=MANIFEST)
+    if int(record.get("version", 0)) > INTEGRITY_VERSION:
+        raise FormatVersionError(uri, f"integrity record format {record.get('version')} is newer than this radiobject")
+    return record
+
+
+def _stat_size(uri: str, storage: StorageOptions) -> int | None:
+    if is_remote(uri):
+        try:
+            return int(files.remote_fs(storage).info(uri.split("://", 1)[1]).get("size") or 0)
+        except FileNotFoundError:
+            return None
+    try:
+        return os.path.getsize(strip_file_scheme(uri))
+    except FileNotFoundError:
+        return None
+
+
+def problems(
+    uri: str,
+    record: Mapping[str, Any],
+    storage: StorageOptions,
+    *,
+    hash_file: Callable[[str], bool],
+    listing: Mapping[str, int] | None = None,
+    known: Mapping[str, bytes] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """``(file, reason)`` for each recorded file that is missing, has another size or (when
+    ``hash_file(rel)``) another SHA-256. ``listing``: a walk of the array, to report files that
+    are not in the record too. ``known``: bytes already read (checked without reading again)."""
+    entries: Mapping[str, Any] = record["files"]
+    for rel, want in entries.items():
+        if listing is not None:
+            size = listing.get(rel)
+        elif known is not None and rel in known:
+            size = len(known[rel])
+        else:
+            size = _stat_size(files.join(uri, rel), storage)
+        if size is None:
+            yield rel, "recorded file is missing"
+            continue
+        if size != int(want["size"]):
+            yield rel, f"size {size} bytes, recorded {want['size']} (truncated or replaced)"
+            continue
+        if hash_file(rel):
+            data = known[rel] if known is not None and rel in known else files.read_bytes(files.join(uri, rel), storage)
+            if sha256_hex(data) != want["sha256"]:
+                yield rel, "content does not match its recorded SHA-256"
+    if listing is not None:
+        for rel in sorted(set(listing) - set(entries) - {MANIFEST}):
+            yield rel, "file not in the integrity record (added after the volume was written)"
+
+
+def raise_first(uri: str, found: Iterator[tuple[str, str]]) -> None:
+    """Raises ``CorruptDataError`` for the first ``(file, reason)`` of ``found``, if any."""
+    for rel, reason in found:
+        raise CorruptDataError(uri, reason, part=rel)
