@@ -1,16 +1,20 @@
 """``radiobject ingest`` (a cohort -> a store) and ``radiobject sample-cohort`` (demo data).
 
-Exit codes: 0 when every item is stored (newly or already), 1 when any item failed or the run
-stopped, 2 on bad arguments.
+Exit codes: 0 when every item is stored (newly, replaced or already), 1 when any item failed or
+the run stopped, 2 on bad arguments or inputs (a manifest, a glob, a target folder), 130 after
+Ctrl-C (SIGINT) and 143 after SIGTERM — the store is consistent and a re-run resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from typing import Any
 
+from radiobject.errors import RadiObjectError
 from radiobject.storage.base import CODECS, Codec
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
@@ -94,6 +98,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--validate-alignment", action=argparse.BooleanOptionalAction, default=True,
                    help="hold back subjects whose volumes differ in shape or affine (default on, as in Python)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first invalid or failing item")
+    p.add_argument("--on-changed", choices=("replace", "error", "skip"), default="replace",
+                   help="a stored volume whose source files changed since it was ingested: replace it "
+                   "(a new version, published atomically; default), fail it, or keep it")
+    p.add_argument("--rehash", action="store_true",
+                   help="hash every stored volume's sources to find changes (default: only when size / mtime differ)")
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--scheduler", metavar="ADDR", help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -153,6 +162,18 @@ def _lossy_arg(values: list[str] | None) -> Any:
     return {name: Lossy.parse(spec) for name, spec in pairs}
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the ingest stops the same way."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated(f"signal {signum}")
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def run_ingest_command(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest``."""
     from radiobject.ingest.cohort import run_ingest
@@ -165,7 +186,7 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         plan = _plan(args)
         for name in plan.collections:  # a lossy label collection is refused before anything is written
             options.for_collection(name)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RadiObjectError) as exc:  # bad manifest / glob: nothing created
         print(f"error: {exc}", file=sys.stderr)
         return 2
     storage = storage_from_args(args)
@@ -175,7 +196,9 @@ def run_ingest_command(args: argparse.Namespace) -> int:
           f"{'Dask' if args.scheduler else args.executor} worker(s))", file=sys.stderr)
     common: dict[str, Any] = {"options": options, "storage": storage, "canonical": args.canonical,
                               "validate_alignment": args.validate_alignment, "fail_fast": args.fail_fast,
-                              "progress": not args.no_progress, "log": log}
+                              "progress": not args.no_progress, "on_changed": args.on_changed,
+                              "rehash": args.rehash, "log": log}
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         if args.scheduler:
             from radiobject.ingest.dask import run_ingest_dask
@@ -183,9 +206,17 @@ def run_ingest_command(args: argparse.Namespace) -> int:
             report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
         else:
             report = run_ingest(args.out, plan, executor=args.executor, **common)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RadiObjectError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        code = 143 if isinstance(exc, _Terminated) else 130
+        print(f"interrupted: {args.out} is consistent (committed volumes are complete, ingest.json says "
+              f"complete: false); re-run the same command to resume", file=sys.stderr)
+        return code
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(report.summary_table())
     if args.json:
         with open(args.json, "w") as f:

@@ -3,37 +3,41 @@ subjects, report.
 
 Resumable and idempotent: a volume is complete once its ``obs`` row is committed (after its
 array), so a re-run skips every committed volume (``skip_existing``) and rewrites only what a
-crash left unreferenced. ``ingest.json`` at the store root is written last, after the subject
-table, and records whether the run completed without failures.
+crash left unreferenced. A stored volume whose source files changed since is replaced (or failed,
+or kept: ``on_changed``). ``ingest.json`` at the store root says ``complete: false`` while a run is
+going and is rewritten last, after the subject table, with whether the run completed without failures.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from radiobject.errors import ImageReadError, SourceChangedError
+from radiobject.ingest.changes import ON_CHANGED, changed_sources
+from radiobject.ingest.manifest import CohortPlan
+from radiobject.ingest.target import MARKER, check_target, write_marker
+from radiobject.ingest.tasks import Problem, VolumeTask, find_problems, to_ingest_item
 from radiobject.model.bulk import IngestReport, ItemResult, Submitter, executor_submitter
 from radiobject.model.collection import VolumeCollection
-from radiobject.ingest.manifest import CohortPlan
-from radiobject.ingest.tasks import Problem, VolumeTask, find_problems, to_ingest_item
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
 
-__all__ = ["EXECUTORS", "MARKER", "CohortReport", "run_ingest"]
+__all__ = ["EXECUTORS", "MARKER", "STATUSES", "CohortReport", "run_ingest"]
 
-#: Written last by every run: ``{"complete": bool, "counts": {...}, "finished": ISO time}``.
-MARKER = "ingest.json"
 EXECUTORS: tuple[str, ...] = ("thread", "process")
+#: Item statuses: newly ``written``, ``replaced`` (source changed), already ``present``, ``failed``.
+STATUSES: tuple[str, ...] = ("written", "replaced", "present", "failed")
+#: Statuses of an item whose volume is stored after the run.
+STORED: frozenset[str] = frozenset({"written", "replaced", "present"})
 
 
 @dataclass
@@ -60,7 +64,7 @@ class CohortReport:
         return out
 
     def count(self, status: str) -> int:
-        """Items with this status (``written``, ``present`` or ``failed``)."""
+        """Items with this status (one of :data:`STATUSES`)."""
         n = sum(rep.count(status) for rep in self.collections.values())
         return n + (len(self.problems) if status == "failed" else 0)
 
@@ -69,6 +73,9 @@ class CohortReport:
         out = [r for r in self.rows() if r["status"] == "failed"] if self.count("failed") else []
         return out
 
+    def _with_status(self, status: str) -> list[dict[str, Any]]:
+        return [r for r in self.rows() if r["status"] == status] if self.count(status) else []
+
     @property
     def ok(self) -> bool:
         """True when nothing failed and the run was not aborted."""
@@ -76,42 +83,47 @@ class CohortReport:
 
     @property
     def bytes_written(self) -> int:
-        return sum(r.nbytes for rep in self.collections.values() for r in rep.results if r.status == "written")
+        return sum(r.nbytes for rep in self.collections.values() for r in rep.results
+                   if r.status in ("written", "replaced"))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable report (the CLI's ``--json``)."""
         rows = self.rows()
         per: dict[str, dict[str, int]] = {}
         for name in dict.fromkeys([*self.collections, *(p.collection for p in self.problems)]):
-            per[name] = {"written": 0, "present": 0, "failed": 0}
+            per[name] = {s: 0 for s in STATUSES}
         for r in rows:
             per[r["collection"]][r["status"]] += 1
         return {
             "uri": self.uri, "backend": self.backend, "ok": self.ok, "aborted": self.aborted,
             "seconds": round(self.seconds, 3), "subjects_added": self.subjects_added,
-            "counts": {s: self.count(s) for s in ("written", "present", "failed")},
+            "counts": {s: self.count(s) for s in STATUSES},
             "bytes_written": self.bytes_written, "collections": per, "items": rows,
         }
 
     def summary_table(self, max_failures: int = 50) -> str:
-        """The end-of-run table: per collection ingested / already present / failed, then reasons."""
+        """The end-of-run table: per collection ingested / replaced / already present / failed, then
+        the failures and the replaced volumes with their reasons."""
         d = self.to_dict()
-        lines = [f"{'collection':<20} {'ingested':>9} {'already present':>16} {'failed':>7}"]
-        for name, c in d["collections"].items():
-            lines.append(f"{name or '-':<20} {c['written']:>9} {c['present']:>16} {c['failed']:>7}")
+        head = f"{'collection':<20} {'ingested':>9} {'replaced':>9} {'already present':>16} {'failed':>7}"
+        lines = [head]
+        for name, c in [*d["collections"].items(), ("total", d["counts"])]:
+            lines.append(f"{name or '-':<20} {c['written']:>9} {c['replaced']:>9} {c['present']:>16} {c['failed']:>7}")
         c = d["counts"]
-        lines.append(f"{'total':<20} {c['written']:>9} {c['present']:>16} {c['failed']:>7}")
         mb = self.bytes_written / 1e6
-        rate = f", {c['written'] / self.seconds:.1f} volumes/s, {mb / self.seconds:.1f} MB/s" if self.seconds > 0 else ""
+        n = c["written"] + c["replaced"]
+        rate = f", {n / self.seconds:.1f} volumes/s, {mb / self.seconds:.1f} MB/s" if self.seconds > 0 else ""
         lines.append(f"{mb:.1f} MB written in {self.seconds:.2f} s{rate}; {self.subjects_added} subject(s) added")
-        failed = self.failed
-        if failed:
-            lines.append(f"failed ({len(failed)}):")
-            for r in failed[:max_failures]:
+        for title, rows in (("failed", self.failed), ("replaced (source changed)", self._with_status("replaced")),
+                            ("kept although the source changed", [r for r in self._with_status("present") if r["error"]])):
+            if not rows:
+                continue
+            lines.append(f"{title} ({len(rows)}):")
+            for r in rows[:max_failures]:
                 who = "/".join(x for x in (r["collection"], r["obs_id"]) if x) or "-"
                 lines.append(f"  {who}: {r['error']}  [{r['source']}]")
-            if len(failed) > max_failures:
-                lines.append(f"  ... {len(failed) - max_failures} more (see --json)")
+            if len(rows) > max_failures:
+                lines.append(f"  ... {len(rows) - max_failures} more (see --json)")
         if self.aborted:
             lines.append(f"aborted: {self.aborted}")
         return "\n".join(lines)
@@ -168,6 +180,9 @@ def run_ingest(
     submitter: Submitter | None = None,
     progress: bool = False,
     compact: bool = True,
+    on_changed: str = "replace",
+    rehash: bool = False,
+    raise_errors: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> CohortReport:
     """Ingests ``plan`` into the store at ``uri`` (created when absent, extended otherwise).
@@ -185,18 +200,40 @@ def run_ingest(
         progress: show a progress bar per collection.
         compact: when anything was written, fold the tables' fragments into one at the end (opening
             a 10,000-volume store then reads one Parquet file per table, not hundreds).
+        on_changed: a planned volume that is stored but whose source files changed since
+            (``radiobject.ingest.changes``): ``replace`` it with a new version, published atomically
+            (status ``replaced``; the default), ``error`` (a failed item, ``SourceChangedError``) or
+            ``skip`` (kept as stored, reported as ``present`` with the reason).
+        rehash: hash every stored volume's sources to find changes (default: only sources whose
+            size or mtime differ are hashed).
+        raise_errors: raise the first invalid item (before anything is written) or failed write,
+            typed, instead of reporting it (the Python constructors' mode; with ``fail_fast``).
         log: receives one-line notes (e.g. the backend of an existing store).
+
+    Nothing is created when no planned volume is valid; a folder that exists and is not a store
+    is refused (``StoreExistsError``). ``ingest.json`` says ``complete: false`` from the start of a
+    run until its end, also after a kill or a signal.
     """
     t0 = time.perf_counter()
     opts = options or WriteOptions()
     storage = storage or StorageOptions()
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, not {executor!r}")
+    if on_changed not in ON_CHANGED:
+        raise ValueError(f"on_changed must be one of {ON_CHANGED}, not {on_changed!r}")
+    existed = check_target(uri, storage)
     tasks, problems = find_problems(plan.tasks, validate_alignment=validate_alignment, canonical=canonical,
                                     workers=max(4, opts.workers))
     report = CohortReport(uri, problems=[*plan.problems, *problems])
+    if raise_errors and report.problems:
+        first = report.problems[0]
+        raise ImageReadError(first.source, first.reason)
     if fail_fast and report.problems:
         report.aborted = f"{len(report.problems)} invalid item(s) and --fail-fast: nothing written"
+        report.seconds = time.perf_counter() - t0
+        return report
+    if not tasks and not existed:
+        report.aborted = f"nothing to ingest ({len(report.problems)} invalid item(s)): no store created"
         report.seconds = time.perf_counter() - t0
         return report
     radi = RadiObject.create(uri, options=opts, storage=storage, exist_ok=True)
@@ -205,47 +242,104 @@ def run_ingest(
             log(f"note: {uri} is an existing {radi.backend_name} store; writing {radi.backend_name} arrays")
         opts = replace(opts, backend=radi.backend_name)
     report.backend = radi.backend_name
-    by_coll: dict[str, list[VolumeTask]] = {}
-    for t in tasks:
-        by_coll.setdefault(t.collection, []).append(t)
-    pool = None
-    if submitter is None and executor == "process":
-        import multiprocessing as mp
-
-        pool = ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("spawn"))
-        submitter = executor_submitter(pool)
-    on_error = "raise" if fail_fast else "collect"
+    write_marker(uri, storage, complete=False, running=True)
+    pool: Executor | None = None
     try:
-        for name, ts in by_coll.items():
-            items = [to_ingest_item(t, canonical) for t in ts]
-            try:
-                rep = radi.add_collection(name, items, options=opts, skip_existing=True, on_error=on_error,
-                                          progress=name if progress else False, submitter=submitter)
-            except Exception as exc:  # noqa: BLE001 - fail-fast stop: report what happened
-                report.aborted = f"collection {name!r}: {exc}"
-                rep = _report_from_store(radi, name, ts, str(exc))
-                report.collections[name] = rep
-                break
-            report.collections[name] = rep
+        if submitter is None:
+            import multiprocessing as mp
+
+            pool = (ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("spawn"))
+                    if executor == "process" else ThreadPoolExecutor(max_workers=opts.workers))
+            submitter = executor_submitter(pool)
+        _write_collections(radi, tasks, report, opts, canonical, fail_fast, progress, submitter, on_changed, rehash,
+                           raise_errors)
+    except BaseException as exc:  # an error raised (raise_errors), or SIGINT / SIGTERM: mark, then stop
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            pool = None
+        stop = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "stopped"
+        report.aborted = f"{stop} ({type(exc).__name__}: {exc}); re-run to resume"
+        write_marker(uri, storage, complete=False, aborted=report.aborted, counts=_counts(report))
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     radi = RadiObject(uri, storage=storage)
     stored = {r.obs_subject_id for rep in report.collections.values() for r in rep.results
-              if r.status in ("written", "present")}
+              if r.status in STORED}
     ingested = [s for s in dict.fromkeys(t.subject_id for t in tasks) if s in stored]
     add = _subjects_to_add(radi, plan.obs_meta, ingested)
     if len(add):
         radi.add_subjects(add)
     report.subjects_added = len(add)
-    if compact and (report.count("written") or len(add)):
+    if compact and (report.count("written") or report.count("replaced") or len(add)):
         radi.compact()
     report.seconds = time.perf_counter() - t0
-    marker = {"format": "radiobject-ingest", "complete": report.ok, "aborted": report.aborted,
-              "counts": {s: report.count(s) for s in ("written", "present", "failed")},
-              "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    files.write_json_atomic(files.join(uri, MARKER), json.loads(json.dumps(marker)), storage)
+    write_marker(uri, storage, complete=report.ok, aborted=report.aborted, counts=_counts(report))
     return report
+
+
+def _counts(report: CohortReport) -> dict[str, int]:
+    return {s: report.count(s) for s in STATUSES}
+
+
+def _write_collections(
+    radi: RadiObject, tasks: list[VolumeTask], report: CohortReport, opts: WriteOptions, canonical: bool,
+    fail_fast: bool, progress: bool, submitter: Submitter, on_changed: str, rehash: bool, raise_errors: bool = False,
+) -> None:
+    """Writes each collection's new (and changed) volumes; fills ``report.collections``."""
+    by_coll: dict[str, list[VolumeTask]] = {}
+    for t in tasks:
+        by_coll.setdefault(t.collection, []).append(t)
+    on_error = "raise" if fail_fast else "collect"
+    for name, ts in by_coll.items():
+        todo, kept, changed = ts, IngestReport(), {}
+        if name in radi.collection_names:
+            coll = _stored_collection(radi, name)
+            changed = changed_sources(coll, ts, rehash=rehash, workers=max(4, opts.workers))
+            todo, kept = _split_stored(name, coll, ts, changed, on_changed)
+        items = [to_ingest_item(t, canonical) for t in todo]
+        try:
+            rep = radi.add_collection(name, items, options=opts, skip_existing=True, on_error=on_error,
+                                      progress=name if progress else False, submitter=submitter,
+                                      **({"replace_existing": True} if changed and on_changed == "replace" else {}))
+        except Exception as exc:  # noqa: BLE001 - fail-fast stop: report what happened
+            if raise_errors:
+                raise
+            report.aborted = f"collection {name!r}: {exc}"
+            report.collections[name] = _report_from_store(radi, name, ts, str(exc))
+            break
+        for r in rep.results:
+            if r.obs_id in changed and r.status == "replaced":
+                r.error = f"source changed: {changed[r.obs_id]}"
+        rep.results[:0] = kept.results
+        report.collections[name] = rep
+
+
+def _stored_collection(radi: RadiObject, name: str) -> VolumeCollection:
+    return VolumeCollection(files.join(radi.uri, "collections", name), storage=radi.location.storage)
+
+
+def _split_stored(
+    name: str, coll: VolumeCollection, tasks: list[VolumeTask], changed: dict[str, str], on_changed: str
+) -> tuple[list[VolumeTask], IngestReport]:
+    """(tasks to write: new ones, and changed ones with ``replace``; results of the others)."""
+    stored = set(coll.obs_ids)
+    todo, kept = [], IngestReport()
+    for t in tasks:
+        reason = changed.get(t.obs_id)
+        if t.obs_id not in stored or (reason is not None and on_changed == "replace"):
+            todo.append(t)
+        elif reason is None:
+            kept.results.append(ItemResult(t.obs_id, t.subject_id, "present", source=t.path))
+        elif on_changed == "skip":
+            kept.results.append(ItemResult(t.obs_id, t.subject_id, "present", source=t.path,
+                                           error=f"source changed, stored volume kept (on_changed=skip): {reason}"))
+        else:
+            err = SourceChangedError(name, t.obs_id, t.path, f"changed since it was ingested: {reason}")
+            kept.results.append(ItemResult(t.obs_id, t.subject_id, "failed", error=f"{type(err).__name__}: {err}",
+                                           source=t.path))
+    return todo, kept
 
 
 def _report_from_store(radi: RadiObject, name: str, tasks: list[VolumeTask], error: str) -> IngestReport:

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from radiobject.errors import ImageReadError, SubjectTableError
+from radiobject.ingest.table_checks import parse_table, reject_duplicates
 from radiobject.ingest.tasks import Problem, VolumeTask
 from radiobject.model.paths import subject_id_from_path
 from radiobject.model.volume_info import CATALOG_COLUMNS
@@ -68,9 +69,10 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     p = str(path)
     low = p.lower()
     if low.endswith((".parquet", ".pq")):
-        return pd.read_parquet(p)
+        return parse_table(p, pd.read_parquet)
     sep = "\t" if low.endswith((".tsv", ".tsv.gz")) else ","
-    df = pd.read_csv(p, sep=sep, dtype=str, keep_default_na=False, na_values=list(MISSING_VALUES))
+    df = parse_table(p, lambda q: pd.read_csv(q, sep=sep, dtype=str, keep_default_na=False, index_col=False,
+                                              na_values=list(MISSING_VALUES)))
     for col in df.columns:  # numbers back to numbers, except ID-like columns
         if col in SUBJECT_COLUMNS or col in _RESERVED:
             continue
@@ -149,6 +151,7 @@ def plan_from_manifest(
             raise ValueError(f"manifest needs a {c!r} column; got {list(df.columns)}")
     df = df.reset_index(drop=True)
     df[scol] = df[scol].map(lambda v: "" if v is None or pd.isna(v) else str(v))
+    _check_duplicate_rows(df, scol, "manifest" if isinstance(manifest, pd.DataFrame) else f"manifest {manifest}")
     meta_cols = [c for c in df.columns if c not in _RESERVED and c != scol]
     unknown = [c for c in obs_columns if c not in meta_cols]
     if unknown:
@@ -182,6 +185,15 @@ def plan_from_manifest(
     return plan
 
 
+def _check_duplicate_rows(df: pd.DataFrame, scol: str, where: str) -> None:
+    """``DuplicateIdError`` (first rows named, bounded) when two rows name one volume of one collection."""
+    oid = df["obs_id"] if "obs_id" in df.columns else pd.Series([None] * len(df), index=df.index)
+    oid = oid.map(lambda v: "" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v))
+    keys = pd.DataFrame({"collection": df["collection"].astype(str), "obs_id": oid.where(oid != "", df[scol])})
+    keys = keys[df[scol] != ""]  # rows without a subject are reported on their own
+    reject_duplicates(keys, ["collection", "obs_id"], where)
+
+
 def subject_id_for(path: str, spec: str, subject_pattern: str | None = None) -> str:
     """The subject ID of ``path`` matched by glob ``spec`` (see ``radiobject.model.paths.subject_id_from_path``)."""
     return subject_id_from_path(path, spec, subject_pattern)
@@ -199,9 +211,8 @@ def plan_from_globs(
         specs = [spec] if isinstance(spec, str) else list(spec)
         for s in specs:
             found = sorted(glob.glob(s, recursive=True)) if glob.has_magic(s) else ([s] if os.path.exists(s) else [])
-            if not found:
-                plan.problems.append(Problem(name, "", "", s, "glob matched no files"))
-                continue
+            if not found:  # a typo: refused before anything (a store) is created
+                raise ImageReadError(s, f"glob for collection {name!r} matched no files")
             for p in found:
                 try:
                     sid = subject_id_for(p, s, subject_pattern)

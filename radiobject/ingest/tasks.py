@@ -23,6 +23,8 @@ from radiobject.errors import ImageReadError
 from radiobject.formats.detect import FORMATS, canonicalize, detect_format
 from radiobject.formats.detect import read_image as load_image
 from radiobject.formats.image import ImageData
+from radiobject.formats.inputs import regular_file_size
+from radiobject.ingest.sources import load_fingerprinted
 from radiobject.model.ids import validate_collection_name, validate_id
 
 __all__ = [
@@ -108,7 +110,8 @@ def _canonical_geometry(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tup
 
 def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:
     """The store's lazy ``IngestItem`` for a task (pixels are read when it is written)."""
-    loader: Callable[[], ImageData] = partial(load_image, task.path, task.format, canonical, tuple(task.files))
+    # reads the image and records its source fingerprint (radiobject.ingest.sources)
+    loader: Callable[[], ImageData] = partial(load_fingerprinted, task.path, task.format, canonical, tuple(task.files))
     if task.metadata:
         loader = partial(_with_metadata, loader, dict(task.metadata))
     source = os.path.abspath(task.path)
@@ -159,7 +162,14 @@ def _check_paths(tasks: list[VolumeTask], workers: int) -> tuple[list[VolumeTask
     def check(t: VolumeTask) -> str | None:
         if t.files:
             missing = [f for f in t.files if not os.path.exists(f)]
-            return f"{len(missing)} series file(s) missing, e.g. {missing[0]}" if missing else None
+            if missing:
+                return f"{len(missing)} series file(s) missing, e.g. {missing[0]}"
+            for f in t.files:  # a FIFO / device among the series files is never opened
+                try:
+                    regular_file_size(f)
+                except ImageReadError as exc:
+                    return f"{exc.path}: {exc.reason}"
+            return None
         try:
             fmt = detect_format(t.path)
         except ImageReadError as exc:

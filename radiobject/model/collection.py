@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,7 +16,7 @@ from radiobject.formats.image import ImageData
 from radiobject.model.frames import CatalogFrame
 from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.model.options import WriteOptions
-from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.paths import PathSpec
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
@@ -171,10 +168,14 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
-        from radiobject.formats.nifti import read_nifti
+        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
+        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
+        from radiobject.ingest.entry_points import collection_from_files
 
-        items = _file_items(paths_or_glob, subject_pattern, partial(read_nifti, reorient=reorient))
-        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+        return collection_from_files(
+            uri, paths_or_glob, fmt="nifti", subject_pattern=subject_pattern, canonical=reorient,
+            name=name, options=options, storage=storage, progress=progress,
+        )
 
     @classmethod
     def from_dicoms(
@@ -188,14 +189,14 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name)."""
-        from radiobject.formats.dicom import read_dicom_series
+        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
+        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
+        from radiobject.ingest.entry_points import collection_from_files
 
-        if not isinstance(series_folders, Mapping):
-            spec = series_folders
-            folders = [str(spec)] if isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec) else expand_paths(spec)
-            series_folders = {Path(str(f).rstrip("/")).name: f for f in folders}
-        items = [IngestItem(k, k, partial(read_dicom_series, f), source=os.path.abspath(str(f))) for k, f in series_folders.items()]
-        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+        return collection_from_files(
+            uri, series_folders, fmt="dicom",
+            name=name, options=options, storage=storage, progress=progress,
+        )
 
     @classmethod
     def from_tiffs(
@@ -210,10 +211,14 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
-        from radiobject.formats.tiff import read_tiff
+        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
+        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
+        from radiobject.ingest.entry_points import collection_from_files
 
-        items = _file_items(paths_or_glob, subject_pattern, read_tiff)
-        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+        return collection_from_files(
+            uri, paths_or_glob, fmt="tiff", subject_pattern=subject_pattern,
+            name=name, options=options, storage=storage, progress=progress,
+        )
 
     @classmethod
     def from_files(
@@ -229,10 +234,14 @@ class VolumeCollection:
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
-        from radiobject.formats.detect import read_image
+        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
+        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
+        from radiobject.ingest.entry_points import collection_from_files
 
-        items = _file_items(paths_or_glob, subject_pattern, partial(read_image, fmt="auto", canonical=canonical))
-        return cls.from_items(uri, items, name=name, options=options, storage=storage, progress=progress)
+        return collection_from_files(
+            uri, paths_or_glob, fmt="auto", subject_pattern=subject_pattern, canonical=canonical,
+            name=name, options=options, storage=storage, progress=progress,
+        )
 
     def write(
         self,
@@ -462,14 +471,6 @@ class VolumeCollection:
         ]
         return VolumeCollection.from_items(uri, items, name=self.name, options=options or WriteOptions(self.backend_name), storage=storage or self.location.storage)
 
-
-def _file_items(spec: PathSpec, subject_pattern: str | None, reader: Callable[[str], ImageData]) -> list[IngestItem]:
-    """One lazily-read item per file; obs ID = subject ID, taken from the path."""
-    items = []
-    for p in expand_paths(spec):
-        sid = subject_id_from_path(p, spec, subject_pattern)
-        items.append(IngestItem(sid, sid, partial(reader, p), source=os.path.abspath(p)))
-    return items
 
 
 def _columns_by_id(obs: pd.DataFrame | None) -> dict[str, dict[str, Any]]:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from radiobject.model.indexing import Indexer, PositionMap, positions
-from radiobject.model.alignment import check_alignment, file_geometry, geometry_of
+from radiobject.model.alignment import check_alignment, geometry_of
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.collection import VolumeCollection
 from radiobject.errors import (
-    AlignmentError,
     NotFoundError,
     StoreExistsError,
     StoreNotFoundError,
@@ -26,7 +23,7 @@ from radiobject.model.frames import CatalogFrame
 from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.storage.locks import write_lock
 from radiobject.model.options import WriteOptions
-from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.paths import PathSpec
 from radiobject.model.integrity import check_marker
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
@@ -199,26 +196,13 @@ class RadiObject:
         volumes must share shape and affine, checked before any pixel is written (from the header
         for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
         """
-        from radiobject.formats.detect import read_image
-        from radiobject.formats.nifti import NIFTI_SUFFIXES
+        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
+        # model (imports flow cli -> ingest -> model); same checks, loader, fingerprints, marker
+        from radiobject.ingest.entry_points import store_from_files
 
-        by_coll: dict[str, dict[str, str]] = {}
-        for name, spec in images.items():
-            per: dict[str, str] = {}
-            for p in expand_paths(spec, NIFTI_SUFFIXES) if fmt == "nifti" else expand_paths(spec):
-                sid = subject_id_from_path(p, spec, subject_pattern)
-                if sid in per:
-                    raise AlignmentError(sid, f"two files for collection {name!r}: {per[sid]} and {p}")
-                per[sid] = p
-            by_coll[name] = per
-        if validate_alignment:
-            geo = {name: {s: file_geometry(p, fmt, canonical) for s, p in per.items()} for name, per in by_coll.items()}
-            check_alignment(geo, paths=by_coll)
-        items = {
-            name: [IngestItem(s, s, partial(read_image, p, fmt, canonical), {}, os.path.abspath(p)) for s, p in per.items()]
-            for name, per in by_coll.items()
-        }
-        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage, progress=progress)
+        return store_from_files(uri, images, fmt=fmt, obs_meta=obs_meta, validate_alignment=validate_alignment,
+                                subject_pattern=subject_pattern, canonical=canonical, options=options,
+                                storage=storage, progress=progress)
 
     @classmethod
     def from_dicoms(

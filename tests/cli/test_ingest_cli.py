@@ -32,7 +32,7 @@ def test_ingest_manifest(sample: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert rc == 0, text
     assert "T1w" in text and "total" in text and "ingested" in text
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["ok"] and report["counts"] == {"written": 9, "present": 0, "failed": 0}
+    assert report["ok"] and report["counts"] == {"written": 9, "replaced": 0, "present": 0, "failed": 0}
     radi = RadiObject(out)
     assert radi.backend_name == backend and len(radi) == 3 and "age" in radi.obs_meta.columns
     vol = radi["T1w"].iloc[0]

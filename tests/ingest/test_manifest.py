@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from radiobject.errors import ImageReadError
 from radiobject.ingest.manifest import plan_from_dicom_root, plan_from_globs, plan_from_manifest, subject_id_for
 from radiobject.ingest.sample import SampleCohort, make_sample_cohort
 from tests.conftest import data_path
@@ -80,9 +81,10 @@ def test_glob_subject_ids(cohort: SampleCohort) -> None:
     assert sorted({t.subject_id for t in plan.tasks}) == list(cohort.subjects)
 
 
-def test_glob_without_matches_is_a_problem(tmp_path: Path) -> None:
-    plan = plan_from_globs({"T1w": str(tmp_path / "*.nii.gz")})
-    assert not plan.tasks and "matched no files" in plan.problems[0].reason
+def test_glob_without_matches_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="matched no files") as info:
+        plan_from_globs({"T1w": str(tmp_path / "*.nii.gz")})
+    assert str(tmp_path) in str(info.value)
 
 
 def test_dicom_root(tmp_path: Path) -> None:

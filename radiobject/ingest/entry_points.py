@@ -1,0 +1,155 @@
+"""The Python constructors' engine: ``RadiObject.from_files`` / ``from_niftis`` / ``from_dicoms`` and
+``VolumeCollection.from_files`` / ``from_niftis`` / ``from_dicoms`` / ``from_tiffs`` are thin calls
+into these functions, so every file ingest takes one path: the same tasks and validation
+(``radiobject.ingest.tasks``), the same fingerprinting loader (``radiobject.ingest.sources``), the
+same bulk write (``radiobject.model.bulk``: crash safe, resumable) and, for stores, the cohort
+runner (``radiobject.ingest.cohort.run_ingest``: ``ingest.json`` marker, report, signals).
+
+Unlike the CLI's cohort ingest, these constructors create a *new* store or collection
+(``StoreExistsError`` when one exists) and raise the first error, typed, instead of reporting it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from radiobject.errors import AlignmentError, DuplicateIdError, ImageReadError, StoreExistsError
+from radiobject.formats.nifti import NIFTI_SUFFIXES
+from radiobject.ingest.cohort import run_ingest
+from radiobject.ingest.manifest import CohortPlan
+from radiobject.ingest.tasks import VolumeTask, find_problems, to_ingest_item
+from radiobject.model.alignment import check_alignment, file_geometry
+from radiobject.model.collection import VolumeCollection
+from radiobject.model.ids import validate_collection_name, validate_id
+from radiobject.model.options import WriteOptions
+from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.radi_object import RadiObject
+from radiobject.model.subjects import SUBJECT, subject_table
+from radiobject.storage import files
+from radiobject.storage.options import StorageOptions
+
+__all__ = ["collection_from_files", "collection_tasks", "store_from_files", "store_plan"]
+
+
+def _paths(spec: PathSpec, fmt: str) -> list[str]:
+    return expand_paths(spec, NIFTI_SUFFIXES) if fmt == "nifti" else expand_paths(spec)
+
+
+def store_plan(images: Mapping[str, PathSpec], *, fmt: str = "auto", subject_pattern: str | None = None) -> CohortPlan:
+    """One task per file (obs ID = subject ID from the path); two files of one subject in one
+    collection are an ``AlignmentError`` naming both."""
+    plan = CohortPlan()
+    for name, spec in images.items():
+        per: dict[str, str] = {}
+        for p in _paths(spec, fmt):
+            sid = subject_id_from_path(p, spec, subject_pattern)
+            if sid in per:
+                raise AlignmentError(sid, f"two files for collection {name!r}: {per[sid]} and {p}")
+            per[sid] = p
+            plan.tasks.append(VolumeTask(name, sid, sid, p, fmt, row=f"{name}: {p}"))
+    return plan
+
+
+def store_from_files(
+    uri: str,
+    images: Mapping[str, PathSpec],
+    *,
+    fmt: str = "auto",
+    obs_meta: pd.DataFrame | None = None,
+    validate_alignment: bool = True,
+    subject_pattern: str | None = None,
+    canonical: bool = False,
+    options: WriteOptions | None = None,
+    storage: StorageOptions | None = None,
+    progress: bool = False,
+) -> RadiObject:
+    """A new store from image files per collection (see ``RadiObject.from_files``).
+
+    Everything that can be checked before writing is: the store must not exist, ``obs_meta``
+    is validated, every file is detected (regular, readable, the right format) and, with
+    ``validate_alignment``, every subject's volumes share shape and affine (from the headers).
+    """
+    storage = storage or StorageOptions()
+    if files.exists(files.join(uri, "radiobject.json"), storage):
+        raise StoreExistsError(uri, "a radiobject store already exists here")
+    meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
+    plan = store_plan(images, fmt=fmt, subject_pattern=subject_pattern)
+    _raise_first(plan.tasks)
+    if validate_alignment:
+        by_coll: dict[str, dict[str, str]] = {}
+        for t in plan.tasks:
+            by_coll.setdefault(t.collection, {})[t.subject_id] = t.path
+        geo = {name: {s: file_geometry(p, fmt, canonical) for s, p in per.items()} for name, per in by_coll.items()}
+        check_alignment(geo, paths=by_coll)
+    plan.obs_meta = meta
+    run_ingest(uri, plan, options=options, storage=storage, canonical=canonical, fail_fast=True, progress=progress,
+               raise_errors=True)
+    radi = RadiObject(uri, storage=storage)
+    if meta is not None:  # subjects of obs_meta without a volume are kept too
+        rest = meta[~meta[SUBJECT].isin(set(radi.obs_subject_ids))]
+        if len(rest):
+            radi.add_subjects(rest)
+            radi = RadiObject(uri, storage=storage)
+    return radi
+
+
+def _raise_first(tasks: list[VolumeTask]) -> None:
+    """The first invalid task (ID, duplicate, missing / non-regular / wrong-format file), typed."""
+    for t in tasks:
+        validate_collection_name(t.collection)
+        validate_id(t.subject_id, "subject id")
+        validate_id(t.obs_id, "obs_id")
+    _, problems = find_problems(tasks, check_files=True)
+    for p in problems:
+        if p.reason.startswith("duplicate"):
+            raise DuplicateIdError("obs_id", p.obs_id, f"collection {p.collection!r} ({p.reason})")
+        raise ImageReadError(p.source, p.reason)
+
+
+def collection_tasks(
+    spec: PathSpec | Mapping[str, str], *, fmt: str = "auto", subject_pattern: str | None = None, name: str = ""
+) -> list[VolumeTask]:
+    """Tasks of one collection: files / a glob / a folder (IDs from the paths), or for DICOM
+    ``{obs_id: series folder}`` / folders (obs ID = folder name)."""
+    if isinstance(spec, Mapping):
+        return [VolumeTask(name, str(k), str(k), str(f), fmt) for k, f in spec.items()]
+    if fmt == "dicom":
+        one = isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec)
+        folders = [str(spec)] if one else expand_paths(spec)  # type: ignore[arg-type]
+        return [VolumeTask(name, k, k, f, fmt) for f in folders for k in [Path(str(f).rstrip("/")).name]]
+    out = []
+    for p in _paths(spec, fmt):
+        sid = subject_id_from_path(p, spec, subject_pattern)
+        out.append(VolumeTask(name, sid, sid, p, fmt))
+    return out
+
+
+def collection_from_files(
+    uri: str,
+    spec: PathSpec | Mapping[str, str],
+    *,
+    fmt: str = "auto",
+    subject_pattern: str | None = None,
+    canonical: bool = False,
+    name: str | None = None,
+    options: WriteOptions | None = None,
+    storage: StorageOptions | None = None,
+    progress: bool = False,
+) -> VolumeCollection:
+    """A new collection from files (see ``VolumeCollection.from_files``): checked first, then
+    written by the bulk path with the fingerprinting loader; the first failure is raised."""
+    tasks = collection_tasks(spec, fmt=fmt, subject_pattern=subject_pattern, name=name or uri.rstrip("/").rsplit("/", 1)[-1])
+    seen: set[str] = set()
+    for t in tasks:
+        if t.obs_id in seen:
+            raise DuplicateIdError("obs_id", t.obs_id, f"files for collection {uri} ({t.path})")
+        seen.add(t.obs_id)
+    _raise_first(tasks)
+    coll = VolumeCollection.create(uri, name=name, options=options, storage=storage)
+    coll.write([to_ingest_item(t, canonical) for t in tasks], options=options, progress=progress)
+    coll.compact()
+    return coll

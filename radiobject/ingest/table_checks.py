@@ -1,0 +1,89 @@
+"""Checks on manifest / subject-table files before pandas reads them, and on their rows.
+
+Every failure is a :class:`~radiobject.errors.ManifestError` (file and line) or a
+:class:`~radiobject.errors.DuplicateIdError`, found early and in bounded memory: a FIFO or a device
+named as a manifest is refused before it is opened, the text is checked as UTF-8 line by line
+(the first bad line is named), and duplicate rows are found with one vectorised pass whose message
+names only the first few rows, however many there are.
+"""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from radiobject.errors import DuplicateIdError, ImageReadError, ManifestError
+from radiobject.formats.inputs import regular_file_size
+
+__all__ = ["check_text_file", "parse_table", "reject_duplicates"]
+
+#: Rows named in a duplicate error (the count is always given in full).
+SHOWN_ROWS = 5
+
+
+def check_text_file(path: str) -> None:
+    """Raises ``ManifestError`` unless ``path`` is a regular file of UTF-8 text (a BOM is allowed)."""
+    try:
+        regular_file_size(path)
+    except ImageReadError as exc:
+        raise ManifestError(path, 0, exc.reason) from None
+    opener: Callable[..., Any] = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ManifestError(path, lineno, f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column "
+                                                      f"{exc.start + 1}); save the table as UTF-8") from None
+    except OSError as exc:
+        raise ManifestError(path, 0, f"cannot read ({exc})") from exc
+
+
+def parse_table(path: str, read: Callable[[str], pd.DataFrame]) -> pd.DataFrame:
+    """``read(path)`` after the file checks, with any parser failure raised as ``ManifestError``."""
+    low = path.lower()
+    if low.endswith((".parquet", ".pq")):
+        try:
+            regular_file_size(path)
+        except ImageReadError as exc:
+            raise ManifestError(path, 0, exc.reason) from None
+    else:
+        check_text_file(path)
+    try:
+        with warnings.catch_warnings():  # a row longer than the header would silently lose cells
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return read(path)
+    except ManifestError:
+        raise
+    except pd.errors.ParserWarning as exc:
+        raise ManifestError(path, 0, f"a row has more fields than the header ({exc})") from None
+    except (ValueError, OSError, UnicodeError) as exc:  # pandas' ParserError is a ValueError; pyarrow's too
+        raise ManifestError(path, 0, f"cannot parse ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - any other parser failure, typed and naming the file
+        raise ManifestError(path, 0, f"cannot parse ({type(exc).__name__}: {exc})") from exc
+
+
+def reject_duplicates(df: pd.DataFrame, keys: list[str], where: str, first_line: int = 2) -> None:
+    """Raises ``DuplicateIdError`` when two rows share ``keys`` (e.g. collection + obs_id).
+
+    ``first_line``: the line of row 0 in the file (2 for a CSV with a header line).
+    """
+    dup = df.duplicated(keys, keep=False)
+    if not bool(dup.any()):
+        return
+    rows = dup.to_numpy().nonzero()[0]
+    first = df.iloc[int(rows[0])]
+    key = tuple(str(first[k]) for k in keys)
+    same = rows[(df.iloc[rows][keys].astype(str) == list(key)).all(axis=1).to_numpy()]
+    shown = ", ".join(str(int(r) + first_line) for r in same[:SHOWN_ROWS])
+    more = f" and {len(same) - SHOWN_ROWS} more" if len(same) > SHOWN_ROWS else ""
+    raise DuplicateIdError(" / ".join(keys), key if len(key) > 1 else key[0],
+                           f"{where} (lines {shown}{more}; {len(rows)} duplicated rows in all; each volume "
+                           f"may be listed once)")

@@ -1,0 +1,144 @@
+"""Hostile inputs to a cohort ingest: typed errors naming the file (and line), early, in bounded
+memory; nothing that looks like a finished store is left behind; one bad file fails its volume only."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from radiobject import RadiObject
+from radiobject.errors import DuplicateIdError, ImageReadError, ManifestError, StoreExistsError
+from radiobject.ingest.cohort import MARKER, run_ingest
+from radiobject.ingest.manifest import plan_from_globs, plan_from_manifest
+from radiobject.ingest.sample import SampleCohort
+
+pytestmark = pytest.mark.timeout(60)  # a FIFO that is opened would block: fail, never hang
+
+
+def _manifest(cohort: SampleCohort, rows: list[dict[str, str]], name: str = "m.csv") -> Path:
+    df = pd.concat([pd.read_csv(cohort.manifest, dtype=str), pd.DataFrame(rows)], ignore_index=True)
+    path = cohort.folder / name
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_fifo_and_device_in_manifest_fail_their_items(cohort: SampleCohort, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.nii.gz"
+    os.mkfifo(fifo)
+    m = _manifest(cohort, [{"subject_id": "sub-09", "collection": "T1w", "path": str(fifo)},
+                           {"subject_id": "sub-10", "collection": "T1w", "path": "/dev/zero"}])
+    rep = run_ingest(str(tmp_path / "s"), plan_from_manifest(m))
+    failed = {r["obs_id"]: r["error"] for r in rep.failed}
+    assert "FIFO" in failed["sub-09"] and "device" in failed["sub-10"]
+    assert rep.count("written") == 12  # the cohort goes on
+
+
+def test_fifo_matched_by_glob_and_manifest_itself(cohort: SampleCohort, tmp_path: Path) -> None:
+    os.mkfifo(cohort.folder / "sub-01" / "anat" / "sub-01_extra.nii.gz")
+    rep = run_ingest(str(tmp_path / "s"), plan_from_globs({"T1w": str(cohort.folder / "*/anat/*_extra.nii.gz")},
+                                                         subject_pattern=r"(sub-\d+)"))
+    assert not rep.ok and "FIFO" in rep.failed[0]["error"]
+    assert not Path(tmp_path / "s").exists()  # nothing valid: no store created
+    fifo_manifest = tmp_path / "m.csv"
+    os.mkfifo(fifo_manifest)
+    with pytest.raises(ManifestError, match="FIFO") as info:
+        plan_from_manifest(fifo_manifest)
+    assert str(fifo_manifest) in str(info.value)
+    with pytest.raises(ManifestError, match="device"):
+        plan_from_manifest("/dev/zero")
+
+
+def test_bad_encoding_names_file_and_line(tmp_path: Path) -> None:
+    m = tmp_path / "latin1.csv"
+    m.write_bytes("subject_id,collection,path\ns1,T1w,a.nii\nJos\xe9,T1w,b.nii\n".encode("latin-1"))
+    with pytest.raises(ManifestError) as info:
+        plan_from_manifest(m)
+    assert info.value.line == 3 and str(m) in str(info.value) and "UTF-8" in str(info.value)
+    subjects = tmp_path / "participants.csv"
+    subjects.write_bytes(b"participant_id,age\n\xff\xfe,3\n")
+    good = tmp_path / "ok.csv"
+    good.write_text("subject_id,collection,path\ns1,T1w,a.nii\n")
+    with pytest.raises(ManifestError, match="participants.csv:2"):
+        plan_from_manifest(good, subjects=subjects)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("subject_id,collection,path\ns1,T1w,a.nii,extra,more\n")
+    with pytest.raises(ManifestError, match="ragged.csv"):
+        plan_from_manifest(ragged)
+
+
+def test_20000_duplicate_rows_fast_and_bounded(tmp_path: Path) -> None:
+    m = tmp_path / "dup.csv"
+    with open(m, "w") as f:
+        f.write("subject_id,collection,path\n")
+        f.write("s1,T1w,/nowhere/a.nii.gz\n" * 20000)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    with pytest.raises(DuplicateIdError) as info:
+        plan_from_manifest(m)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    text = str(info.value)
+    assert str(m) in text and "lines 2, 3" in text and "20000" in text and len(text) < 400
+    assert seconds < 10 and peak < 200 << 20
+
+
+def test_non_store_folder_with_files_refused(cohort: SampleCohort, tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "thesis.docx").write_text("precious")
+    with pytest.raises(StoreExistsError, match="thesis.docx"):
+        run_ingest(str(target), plan_from_manifest(cohort.manifest))
+    assert sorted(os.listdir(target)) == ["thesis.docx"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_ingest(str(empty), plan_from_manifest(cohort.manifest)).ok  # an empty folder is fine
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(StoreExistsError, match="a file"):
+        run_ingest(str(afile), plan_from_manifest(cohort.manifest))
+
+
+def test_glob_typo_leaves_no_store(cohort: SampleCohort, tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="matched no files"):
+        plan_from_globs({"T1w": str(cohort.folder / "*/anta/*_T1w.nii.gz")})
+    bad = pd.DataFrame({"subject_id": ["a"], "collection": ["T1w"], "path": [str(tmp_path / "missing.nii.gz")]})
+    rep = run_ingest(str(tmp_path / "s"), plan_from_manifest(bad))
+    assert not rep.ok and "no store created" in rep.aborted and not (tmp_path / "s").exists()
+
+
+def test_corrupt_gzip_fails_its_volume_only(cohort: SampleCohort, tmp_path: Path) -> None:
+    t1 = cohort.folder / "sub-02/anat/sub-02_T1w.nii.gz"
+    raw = bytearray(t1.read_bytes())
+    raw[-8] ^= 0xFF  # the gzip CRC
+    t1.write_bytes(bytes(raw))
+    uri = str(tmp_path / "s")
+    rep = run_ingest(uri, plan_from_manifest(cohort.manifest))
+    assert [(r["collection"], r["obs_id"]) for r in rep.failed] == [("T1w", "sub-02")]
+    assert "gzip" in rep.failed[0]["error"] and rep.count("written") == 11
+    assert "sub-02" not in RadiObject(uri).T1w.obs_ids and "sub-02" in RadiObject(uri).seg.obs_ids
+    marker = json.loads(Path(uri, MARKER).read_text())
+    assert marker["complete"] is False and marker["running"] is False
+
+
+def test_gzip_claiming_32_gb_refused(cohort: SampleCohort, tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_dtype(np.float32)
+    hdr.set_data_shape((2048, 2048, 2048))
+    claim = tmp_path / "claim.nii.gz"
+    claim.write_bytes(gzip.compress(hdr.binaryblock + b"\x00" * 4 + b"\x00" * 4096))
+    m = _manifest(cohort, [{"subject_id": "sub-09", "collection": "T1w", "path": str(claim)}])
+    rep = run_ingest(str(tmp_path / "s"), plan_from_manifest(m))
+    (bad,) = rep.failed
+    assert bad["obs_id"] == "sub-09" and ("GiB" in bad["error"] or "cannot hold" in bad["error"])
+    assert str(claim) in bad["error"] or str(claim) == bad["source"]
