@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true",
                    help="check presence and sizes of every file (and the small metadata), decode nothing")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument("--sources", action="store_true",
+                   help="also list volumes whose source files changed or vanished since ingest (hashes every source)")
     add_storage_arguments(p)
     p.set_defaults(func=run_verify)
 
@@ -182,18 +184,31 @@ def run_verify(args: argparse.Namespace) -> int:
 
     try:
         storage = storage_from_args(args)
-        _open(args)
+        radi = _open(args)
     except Exception as exc:  # noqa: BLE001
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = verify_store(args.uri, storage, quick=args.quick, progress=sys.stderr.isatty() and not args.json)
+    sources = []
+    if getattr(args, "sources", False):  # source fingerprints (radiobject.ingest.changes)
+        from radiobject.ingest.changes import verify_sources
+
+        sources = verify_sources(radi)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=1, default=str))
+        doc = report.to_dict()
+        if getattr(args, "sources", False):
+            doc["sources"] = [{"collection": f.collection, "obs_id": f.obs_id, "obs_subject_id": f.obs_subject_id,
+                               "reason": f.reason} for f in sources]
+        print(json.dumps(doc, indent=1, default=str))
     else:
         for line in iter_lines(report):
             print(line)
         print(summary(report))
-    return 0 if report.ok else 1
+        if getattr(args, "sources", False):
+            for f in sources:
+                print(f"source changed: {f}")
+            print(f"sources: {len(sources)} volume(s) whose source files changed or vanished")
+    return 0 if report.ok and not sources else 1
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -87,3 +87,45 @@ def test_readme_flow_as_subprocess(tmp_path: Path) -> None:
     assert "total" in r.stdout
     r = run("info", "store")
     assert r.returncode == 0 and "2 subjects, 3 collections" in r.stdout
+
+
+def test_changed_source_on_cli_and_verify_sources(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    out = str(tmp_path / "store")
+    args = ["ingest", out, "--manifest", str(sample / "manifest.csv"), "--no-progress"]
+    assert main(args) == 0
+    assert main(["verify", out, "--sources"]) == 0
+    capsys.readouterr()
+    seg = sample / "sub-02/anat/sub-02_seg.nii.gz"
+    img = nib.load(str(seg))
+    nib.save(nib.Nifti1Image(np.ones(img.shape, np.uint8), img.affine), str(seg))
+    assert main(["verify", out, "--sources"]) == 1
+    text = capsys.readouterr().out
+    assert "seg/sub-02" in text and "sub-02_seg.nii.gz" in text
+    assert main(["verify", out, "--sources", "--json"]) == 1
+    assert [f["obs_id"] for f in json.loads(capsys.readouterr().out)["sources"]] == ["sub-02"]
+    assert main([*args, "--on-changed", "error"]) == 1
+    assert "SourceChangedError" in capsys.readouterr().out
+    assert main([*args, "--on-changed", "skip"]) == 0
+    assert main(args) == 0  # default: replace
+    assert "replaced (source changed) (1)" in capsys.readouterr().out
+    assert RadiObject(out).seg.loc["sub-02"].to_numpy().min() == 1
+    assert main(["verify", out, "--sources"]) == 0
+
+
+def test_typo_glob_and_foreign_folder_exit_2_without_a_store(sample: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    assert main(["ingest", str(out), "--images", f"T1w={sample}/*/antomy/*_T1w.nii.gz", "--no-progress"]) == 2
+    assert "matched no files" in capsys.readouterr().err and not out.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["ingest", str(mine), "--manifest", str(sample / "manifest.csv"), "--no-progress"]) == 2
+    assert "not a radiobject store" in capsys.readouterr().err and os.listdir(mine) == ["notes.txt"]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("subject_id,collection,path\nG\xf6k,T1w,a.nii.gz\n".encode("latin-1"))
+    assert main(["ingest", str(out), "--manifest", str(latin), "--no-progress"]) == 2
+    assert "latin.csv:2" in capsys.readouterr().err and not out.exists()
