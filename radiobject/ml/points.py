@@ -3,13 +3,16 @@
 Like CloudVolume's ``scattered_points``: points are grouped by the storage chunk that holds them,
 each chunk is read once (through a cache when given, keyed by the chunk's region), chunks are read
 concurrently by threads (tensorstore, TileDB and blosc release the GIL), and values are gathered
-in the input order.
+in the input order. Long fetches (at least :data:`PROGRESS_MIN_CHUNKS` chunks) show a tqdm
+progress bar on a terminal; it stays off when stderr is not a terminal (logs, CI, pipes).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +20,23 @@ from radiobject.model.volume import Volume
 
 from radiobject.ml.cache import Cache, NoCache, cache_key
 
-__all__ = ["scattered_points", "chunks_of_points"]
+__all__ = ["PROGRESS_MIN_CHUNKS", "scattered_points", "chunks_of_points"]
+
+#: A fetch of at least this many chunks shows a progress bar (``progress=None``, on a terminal).
+PROGRESS_MIN_CHUNKS = 64
+
+
+def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
+    """A tqdm bar: ``None`` = only on a terminal and for long fetches, ``True`` = always,
+    ``False`` = never (a disabled bar is a no-op)."""
+    from tqdm import tqdm
+
+    if progress is None:
+        stream = sys.stderr
+        show = total >= PROGRESS_MIN_CHUNKS and bool(getattr(stream, "isatty", lambda: False)())
+    else:
+        show = bool(progress)
+    return tqdm(total=total, unit="chunk", desc=desc, disable=not show, leave=False, file=sys.stderr)
 
 
 def chunks_of_points(points: np.ndarray, chunks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +53,7 @@ def scattered_points(
     cache: Cache | None = None,
     threads: int = 8,
     key_prefix: tuple[str, str, str] | None = None,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """Values of ``volume`` at integer voxel coordinates ``points`` (n, 3) -> (n,) (or (n, t) for 4D).
 
@@ -44,6 +64,8 @@ def scattered_points(
         cache: where chunks are kept (key: ``cache_key(*key_prefix, chunk_region)``).
         threads: chunks read concurrently.
         key_prefix: ``(store_uri, collection, obs_id)`` for cache keys (default: the volume URI).
+        progress: a progress bar over the chunk reads: ``None`` (default) on a terminal when at
+            least ``PROGRESS_MIN_CHUNKS`` chunks are read, ``True`` always, ``False`` never.
     """
     pts = np.asarray(points, dtype=np.int64)
     if pts.ndim != 2 or pts.shape[1] != 3:
@@ -77,10 +99,13 @@ def scattered_points(
         local = pts[mine] - lo
         out[mine] = block[local[:, 0], local[:, 1], local[:, 2]]
 
-    if len(uniq) == 1 or threads <= 1:
-        for k in range(len(uniq)):
-            read_chunk(k)
-    else:
-        with ThreadPoolExecutor(max_workers=min(threads, len(uniq))) as pool:
-            list(pool.map(read_chunk, range(len(uniq))))
+    with _progress_bar(len(uniq), progress, f"points {volume.obs_id or volume.uri}") as bar:
+        if len(uniq) == 1 or threads <= 1:
+            for k in range(len(uniq)):
+                read_chunk(k)
+                bar.update(1)
+        else:
+            with ThreadPoolExecutor(max_workers=min(threads, len(uniq))) as pool:
+                for _ in pool.map(read_chunk, range(len(uniq))):
+                    bar.update(1)
     return out
