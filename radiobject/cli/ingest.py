@@ -194,6 +194,10 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     print(f"ingesting {len(plan.tasks)} volume(s) in {len(plan.collections)} collection(s) "
           f"into {args.out} ({args.backend}, {codec.name}:{codec.level}, {args.workers} "
           f"{'Dask' if args.scheduler else args.executor} worker(s))", file=sys.stderr)
+    from radiobject.ingest.layouts import incomplete_report
+
+    for line in incomplete_report(plan, args.subjects):  # reported up front, before anything is written
+        print(line, file=sys.stderr)
     common: dict[str, Any] = {"options": options, "storage": storage, "canonical": args.canonical,
                               "validate_alignment": args.validate_alignment, "fail_fast": args.fail_fast,
                               "progress": not args.no_progress, "on_changed": args.on_changed,

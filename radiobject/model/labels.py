@@ -34,6 +34,7 @@ __all__ = [
     "class_weights",
     "get_label_map",
     "is_label_collection",
+    "label_map_from_volumes",
     "label_values",
     "read_collection_meta",
     "record_class_counts",
@@ -162,9 +163,37 @@ def set_label_map(coll: VolumeCollection, labels: LabelMap | Mapping[Any, Any] |
 
 
 def get_label_map(coll: VolumeCollection) -> LabelMap | None:
-    """The stored label map, or ``None`` when the collection has none."""
+    """The stored label map; else the one the volumes carry (DICOM SEG segment labels / RTSTRUCT
+    ROI names, metadata ``labels`` ``{name: value}``) when all volumes agree; else ``None``."""
     data = read_collection_meta(coll).get("labels")
-    return LabelMap.from_dict(data) if data else None
+    return LabelMap.from_dict(data) if data else label_map_from_volumes(coll)
+
+
+def label_map_from_volumes(coll: VolumeCollection) -> LabelMap | None:
+    """The label map in the volumes' metadata (``labels``: ``{name: value}``, as the DICOM SEG and
+    RTSTRUCT readers record it), read from the catalog only; ``None`` when no volume has one or
+    two volumes give one value different names."""
+    obs = coll.obs
+    if "metadata" not in obs.columns:
+        return None
+    names: dict[int, str] = {}
+    for text in obs["metadata"].dropna():
+        table = json.loads(text).get("labels") if text else None
+        if not isinstance(table, dict):
+            continue
+        try:
+            lm = LabelMap.parse(table)
+        except ValueError:
+            return None
+        for v, n in lm.names.items():
+            if names.setdefault(v, n) != n:
+                return None
+    if not names:
+        return None
+    try:
+        return LabelMap(names)
+    except ValueError:  # one name for two values across volumes
+        return None
 
 
 def is_label_collection(coll: VolumeCollection) -> bool:

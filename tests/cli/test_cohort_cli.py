@@ -82,3 +82,18 @@ def test_glob_ingest_keeps_sub_and_na(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["ingest", str(tmp_path / "s2"), "--images", f"T1w={root}/sub-*/anat/sub-*_T1w.nii.gz",
                  "--subjects", str(root / "bad.tsv"), "--no-progress"]) == 2
     assert "none of its 1 subject IDs" in capsys.readouterr().err
+
+
+def test_ingest_reports_incomplete_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import nibabel as nib
+
+    root = tmp_path / "ds"
+    for s in ("01", "02"):
+        (root / f"sub-{s}").mkdir(parents=True)
+        nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), np.eye(4)), root / f"sub-{s}/img.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), root / "sub-01/seg.nii.gz")
+    (root / "participants.tsv").write_text("participant_id\tage\nsub-01\t30\nsub-02\t40\nsub-03\t50\n")
+    assert main(["ingest", str(tmp_path / "store"), "--images", f"img={root}/*/img.nii.gz", f"seg={root}/*/seg.nii.gz",
+                 "--subjects", str(root / "participants.tsv"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "2 incomplete subject(s)" in err and "sub-02: no seg" in err and "sub-03: no images" in err

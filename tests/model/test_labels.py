@@ -68,3 +68,17 @@ def test_class_weights() -> None:
     assert med[2] > med[1] > med[0] and np.mean(list(med.values())) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="method"):
         class_weights({0: 1}, method="nope")
+
+
+def test_label_map_from_dicom_style_metadata(tmp_path: Path) -> None:
+    """SEG / RTSTRUCT readers record ``labels: {name: value}`` per volume; the collection shows it."""
+    seg = np.zeros((3, 3, 3), np.uint8)
+    a = ImageData(seg, np.eye(4), {"format": "dicom-seg", "labels": {"liver": 1, "tumour": 2}})
+    b = ImageData(seg, np.eye(4), {"format": "dicom-seg", "labels": {"liver": 1}})
+    radi = RadiObject.from_images(str(tmp_path / "st"), {"seg": {"a": a, "b": b}})
+    assert get_label_map(radi.seg).names == {1: "liver", 2: "tumour"} and is_label_collection(radi.seg)
+    c = ImageData(seg, np.eye(4), {"labels": {"spleen": 1}})  # value 1 named differently: ambiguous
+    radi2 = RadiObject.from_images(str(tmp_path / "st2"), {"seg": {"a": a, "c": c}})
+    assert get_label_map(radi2.seg) is None
+    set_label_map(radi2.seg, {1: "organ"})  # an explicit map wins
+    assert get_label_map(radi2.seg).names == {1: "organ"}

@@ -25,6 +25,7 @@ __all__ = [
     "LayoutPlan",
     "apply_incomplete_policy",
     "find_incomplete",
+    "incomplete_report",
     "ingest_layout",
 ]
 
@@ -73,6 +74,26 @@ def find_incomplete(plan: CohortPlan, required: Sequence[str] | None = None,
            if any(c not in cs for c in need)]
     out += [Incomplete(s, ("images",)) for s in dict.fromkeys(table_subjects) if s not in have]
     return out
+
+
+def incomplete_report(plan: CohortPlan, subjects: Any = None, limit: int = 50) -> list[str]:
+    """Lines naming the incomplete subjects of a plan (a collection missing, or a row of the
+    subject table ``subjects`` - a path or DataFrame - without images); ``[]`` when none."""
+    from radiobject.ingest.manifest import SUBJECT_COLUMNS, read_table
+
+    table_ids: list[str] = []
+    if subjects is not None:
+        df = subjects if isinstance(subjects, pd.DataFrame) else read_table(subjects)
+        col = next((c for c in (*SUBJECT_COLUMNS, "obs_subject_id") if c in df.columns), None)
+        table_ids = [str(v) for v in df[col].dropna()] if col else []
+    found = find_incomplete(plan, table_subjects=table_ids)
+    if not found:
+        return []
+    lines = [f"{len(found)} incomplete subject(s) (ingested as they are):"]
+    lines += [f"  {i}" for i in found[:limit]]
+    if len(found) > limit:
+        lines.append(f"  ... {len(found) - limit} more")
+    return lines
 
 
 def apply_incomplete_policy(lp: LayoutPlan, policy: str) -> LayoutPlan:
