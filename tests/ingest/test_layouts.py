@@ -70,7 +70,12 @@ def test_bids_plan(tmp_path: Path) -> None:
     assert t1.columns["MagneticFieldStrength"] == 3 and t1.columns["EchoTime"] == 0.005
     assert json.loads(t1.columns["SliceTiming"]) == [0, 1]
     dwi = next(t for t in p.tasks if t.collection == "dwi")
-    assert dwi.metadata["bvals"] == [0.0, 1000.0, 1000.0] and dwi.metadata["bvecs"][1] == [0.0, 0.0, 1.0]
+    diff = dwi.metadata["diffusion"]
+    assert diff["bvals"] == [0.0, 1000.0, 1000.0] and diff["bvecs"] == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    from radiobject.formats.dicom.dwi import fsl_text
+
+    bval, bvec = fsl_text(diff)  # written back as the same files
+    assert bval.split() == ["0", "1000", "1000"] and bvec.splitlines() == ["0 1 0", "0 0 1", "0 0 0"]
     assert {str(i) for i in lp.incomplete} == {"sub-02_ses-pre: no dwi", "sub-03: no images"}
 
 
@@ -81,7 +86,7 @@ def test_bids_ingest(tmp_path: Path) -> None:
     radi = RadiObject(str(tmp_path / "store"))
     assert sorted(radi.obs_subject_ids) == ["sub-01_ses-post", "sub-01_ses-pre", "sub-02_ses-pre"]
     vol = radi.dwi.by_subject("sub-01_ses-pre")
-    assert vol.info.metadata["bvals"] == [0.0, 1000.0, 1000.0]
+    assert vol.info.metadata["diffusion"]["bvals"] == [0.0, 1000.0, 1000.0]
     assert radi.T1w.obs.set_index("obs_id").loc["sub-02_ses-pre", "EchoTime"] == 0.005
     assert pd.isna(radi.obs_meta.set_index("obs_subject_id").loc["sub-02_ses-pre", "age"])
 

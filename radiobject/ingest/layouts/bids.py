@@ -7,8 +7,8 @@ subject leaks across folds. ``participants.tsv`` joins on ``participant_id`` and
 ``sub-XX_sessions.tsv`` on the session; ``n/a`` is missing. Each image's JSON sidecar (with
 the inheritance principle: top-level, subject and session sidecars, nearest wins) becomes
 ``obs`` columns of that volume (lists / objects as JSON text). A DWI's ``.bval`` / ``.bvec``
-are stored with the volume as metadata ``bvals`` (N numbers) and ``bvecs`` (3 x N), the keys
-``export`` writes them back from.
+are stored with the volume as metadata ``diffusion`` (``bvals``: N numbers, ``bvecs``: N x
+[i, j, k], FSL convention), the same keys the DICOM reader writes and ``export`` writes back.
 
 Collections are named by the file's entities other than ``sub`` / ``ses``, then its suffix:
 ``T1w``, ``acq-highres_T1w``, ``task-rest_bold``, ``dwi``.
@@ -122,17 +122,25 @@ def _cell(value: Any) -> Any:
 
 
 def _dwi_gradients(f: BidsFile) -> dict[str, Any]:
+    """``{"diffusion": {...}}`` from the ``.bval`` / ``.bvec`` beside a DWI (the DICOM reader's
+    keys: ``bvals`` N numbers, ``bvecs`` N x [i, j, k], FSL convention as in BIDS)."""
+    from radiobject.formats.dicom.dwi import CONVENTION
+
     base = str(f.path)[: -len(".nii.gz") if str(f.path).endswith(".gz") else -len(".nii")]
-    out: dict[str, Any] = {}
     bval, bvec = Path(base + ".bval"), Path(base + ".bvec")
-    if bval.exists():
-        out["bvals"] = [float(v) for v in np.loadtxt(bval, ndmin=1)]
-    if bvec.exists():
+    if not (bval.exists() and bvec.exists()):
+        return {}
+    try:
+        bvals = np.loadtxt(bval, ndmin=1).ravel()
         vec = np.loadtxt(bvec, ndmin=2)
-        if vec.shape[0] != 3 and vec.shape[1] == 3:
-            vec = vec.T
-        out["bvecs"] = [[float(v) for v in row] for row in vec]
-    return out
+    except ValueError as exc:
+        raise LayoutError(str(bval if "bval" in str(exc) else bvec), f"unreadable gradient file ({exc})") from None
+    if vec.shape[0] != 3 and vec.shape[1] == 3:
+        vec = vec.T
+    if vec.shape != (3, bvals.size):
+        raise LayoutError(str(bvec), f"{vec.shape} gradient table for {bvals.size} b-values (expected 3 rows)")
+    return {"diffusion": {"bvals": [float(v) for v in bvals], "bvecs": [[float(x) for x in col] for col in vec.T],
+                          "convention": CONVENTION, "source": f"{bval.name}+{bvec.name}"}}
 
 
 def plan_bids(
