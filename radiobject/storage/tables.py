@@ -118,7 +118,8 @@ class FragmentTable:
         return out
 
     def read(self, *, tombstones: bool = False) -> pd.DataFrame:
-        """All rows in commit order; a key written twice keeps its latest row, deleted keys are gone.
+        """All rows in commit order; a key written again keeps its latest row (at the place it was
+        first written), deleted keys are gone.
 
         ``tombstones=True`` keeps the deletion rows (with ``TOMBSTONE`` true) instead.
         """
@@ -127,8 +128,10 @@ class FragmentTable:
             return pd.DataFrame({self.key: pd.Series([], dtype=str)})
         table = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
         df = table.to_pandas()
-        if df[self.key].duplicated().any():
+        if df[self.key].duplicated().any():  # latest row of each key, at the key's first place
+            order = {k: i for i, k in enumerate(df[self.key].drop_duplicates().tolist())}
             df = df.drop_duplicates(self.key, keep="last")
+            df = df.iloc[df[self.key].map(order).argsort(kind="stable")]
         if TOMBSTONE in df.columns:
             dead = df[TOMBSTONE].fillna(False).astype(bool)
             if not tombstones:

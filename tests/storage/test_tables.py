@@ -20,7 +20,7 @@ def test_append_read_compact(tmp_path) -> None:
     assert t.read().set_index("obs_id").loc["a", "x"] == 20
     t.compact()
     assert len(t.fragments()) == 1
-    assert list(t.read()["obs_id"]) == ["b", "c", "a"] and t.read().set_index("obs_id").loc["a", "x"] == 20
+    assert list(t.read()["obs_id"]) == ["b", "a", "c"] and t.read().set_index("obs_id").loc["a", "x"] == 20
 
 
 def test_no_partial_fragment_visible(tmp_path) -> None:
