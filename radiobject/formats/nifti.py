@@ -9,7 +9,6 @@ file size before any voxel is read, and a ``.nii.gz`` is decompressed completely
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import zlib
@@ -130,21 +129,55 @@ def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
                             getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None))
 
 
-def _decompress(path: str, limit: int) -> bytearray:
-    """The whole gzip stream of ``path`` (CRC and length checked at its end), at most ``limit`` bytes."""
-    out = bytearray()
+def _decompress(path: str, need: int, limit: int) -> bytearray:
+    """The first ``need`` bytes of the gzip stream(s) of ``path``, read to the end: every member's
+    CRC-32 and length are checked by zlib, and a stream that ends early, holds more than ``limit``
+    bytes (a bomb) or is followed by garbage raises ``NiftiReadError``. Memory: ``need`` bytes plus
+    one block, whatever the file holds."""
+    out = bytearray(need)
+    total = 0
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        with gzip.open(path, "rb") as g:
+        with open(path, "rb") as f:
             while True:
-                block = g.read(_READ_BLOCK)
-                if not block:
+                data = f.read(_READ_BLOCK)
+                if not data:
                     break
-                out += block
-                if len(out) > limit:
-                    raise NiftiReadError(path, f"decompresses to more than the {limit} bytes its header declares "
-                                               f"(gzip bomb or lying header)")
-    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise NiftiReadError(path, f"corrupt or truncated gzip stream ({exc})") from exc
+                while data:
+                    if d.eof:  # another gzip member follows (or padding)
+                        if not data.strip(b"\x00"):
+                            data = b""
+                            break
+                        if data[:2] != b"\x1f\x8b":
+                            raise NiftiReadError(path, "trailing garbage after the gzip stream")
+                        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    chunk = d.decompress(data, _READ_BLOCK)
+                    data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
+                    if total < need:
+                        take = min(len(chunk), need - total)
+                        out[total:total + take] = chunk[:take]
+                    total += len(chunk)
+                    if total > limit:
+                        raise NiftiReadError(path, f"decompresses to more than the {limit} bytes its header "
+                                                   f"declares (gzip bomb or lying header)")
+        while not d.eof:  # flush what zlib still holds
+            chunk = d.decompress(d.unconsumed_tail, _READ_BLOCK)
+            if not chunk:
+                break
+            if total < need:
+                take = min(len(chunk), need - total)
+                out[total:total + take] = chunk[:take]
+            total += len(chunk)
+            if total > limit:
+                raise NiftiReadError(path, f"decompresses to more than the {limit} bytes its header declares")
+    except zlib.error as exc:  # wrong CRC / length, corrupt deflate data
+        raise NiftiReadError(path, f"corrupt gzip stream ({exc})") from exc
+    except OSError as exc:
+        raise NiftiReadError(path, f"cannot read ({exc})") from exc
+    if not d.eof:
+        raise NiftiReadError(path, f"truncated gzip stream: it ends after {total} bytes, before its end marker and CRC")
+    if total < need:
+        raise NiftiReadError(path, f"truncated: header needs {need} bytes, the stream holds {total}")
     return out
 
 
@@ -159,9 +192,7 @@ def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
         raise NiftiReadError(path, f"header declares {nbytes + offset} bytes but a {size}-byte gzip stream "
                                    f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)")
     slack = max(1 << 20, nbytes // 100)
-    buf = _decompress(path, offset + nbytes + slack)
-    if len(buf) < offset + nbytes:
-        raise NiftiReadError(path, f"truncated: header needs {offset + nbytes} bytes, the stream holds {len(buf)}")
+    buf = _decompress(path, offset + nbytes, offset + nbytes + slack)
     header = type(hdr).from_fileobj(io.BytesIO(bytes(buf[:offset])))
     raw = np.ndarray(header.get_data_shape(), dtype=header.get_data_dtype(), buffer=buf, offset=offset, order="F")
     return raw, header, isinstance(img, nib.Nifti2Image)
