@@ -35,7 +35,7 @@ def _split(uri: str) -> tuple[str, str, str]:
     return head, parts[0], ""
 
 
-def located(exc: CorruptDataError, uri: str) -> CorruptDataError:
+def located(exc: CorruptDataError, uri: str, storage: StorageOptions | None = None) -> CorruptDataError:
     """``exc`` with the store, collection and subject of the volume at ``uri`` filled in."""
     if exc.store:
         return exc
@@ -45,7 +45,7 @@ def located(exc: CorruptDataError, uri: str) -> CorruptDataError:
         try:  # error path only: look the subject up in the collection's catalog
             from radiobject.storage.tables import FragmentTable
 
-            table = FragmentTable(files.join(store, "collections", coll, "obs"), "obs_id", StorageOptions())
+            table = FragmentTable(files.join(store, "collections", coll, "obs"), "obs_id", storage or StorageOptions())
             subject = str(table.live_values("obs_subject_id").get(obs_id) or "")
         except Exception:  # noqa: BLE001 - a damaged catalog must not hide the original error
             subject = ""

@@ -44,7 +44,7 @@ class Volume:
             try:
                 handle = backend.open_array(uri)
             except CorruptDataError as exc:
-                raise located(exc, uri) from None
+                raise located(exc, uri, self._location.storage) from None
             info = VolumeInfo.from_attrs(None, backend.name, handle.spec, handle.attrs)
             self._handle, self._pid = handle, os.getpid()
         self._info = info
@@ -196,9 +196,10 @@ class Volume:
             try:
                 handle = backend.open_array(self.uri)
             except StoreNotFoundError as exc:  # the catalog lists this volume: its array must exist
-                raise located(CorruptDataError(self.uri, f"array missing ({exc.reason})"), self.uri) from None
+                raise located(CorruptDataError(self.uri, f"array missing ({exc.reason})"), self.uri,
+                              self._location.storage) from None
             except CorruptDataError as exc:
-                raise located(exc, self.uri) from None
+                raise located(exc, self.uri, self._location.storage) from None
             stored = str(handle.attrs.get("version") or "")
             if self._info.version and stored != self._info.version:
                 raise VersionMismatchError(self.uri, f"the catalog names version {self._info.version!r} but the "
@@ -218,7 +219,7 @@ class Volume:
         try:
             data = self._array().read(norm, out)
         except CorruptDataError as exc:
-            raise located(exc, self.uri) from None
+            raise located(exc, self.uri, self._location.storage) from None
         if squeeze:
             data = data.reshape(tuple(n for i, n in enumerate(data.shape) if i not in squeeze))
         return self._scale(data) if scaled else data

@@ -1,0 +1,127 @@
+"""Checksum overhead on patch reads: the same volume stored with and without checksums, same run.
+
+For each backend, one synthetic int16 volume (smooth anatomy-like signal plus noise, so it
+compresses like MR) is written twice through the store's backend, once with the engine checksums
+(Zarr: ``crc32c`` on every inner chunk; TileDB: SHA-256 filter on every tile) and once without.
+Random unaligned cubic patches are then read from both, alternating the two in every round so that
+load drifts hit both alike. The chunk cache is off (every read decodes, so every read verifies):
+the worst case for checksums. Prints patches/s and MB/s (decoded voxel bytes; best round of each), the
+throughput ratio with / without and the overhead, with the date, machine and load average.
+
+The integrity record checks on *open* (file sizes, small-file hashes) are not in the loop: a
+loader opens each volume once per process. Their cost is printed separately (median open time).
+
+    .venv/bin/python benchmarks/checksum_overhead.py [--shape 160,160,160] [--patch 64]
+                                                     [--patches 200] [--rounds 5] [--backends zarr,tiledb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from radiobject.model.options import WriteOptions
+from radiobject.storage import zarr_backend
+from radiobject.storage.base import ArrayHandle, ArraySpec, Codec, default_chunks, default_shards
+from radiobject.storage.registry import get_backend
+
+
+def synthetic(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """Smooth blobs plus noise, int16, roughly MR-like compressibility."""
+    rng = np.random.default_rng(seed)
+    grid = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in shape), indexing="ij")
+    r2 = sum(g * g for g in grid)
+    img = 800 * np.exp(-3 * r2) + 200 * np.sin(6 * grid[0]) * np.cos(5 * grid[1])
+    return (img + rng.normal(0, 20, shape)).clip(0, 4000).astype(np.int16)
+
+
+def write(uri: str, backend_name: str, data: np.ndarray, checksums: bool, codec: Codec) -> None:
+    backend = get_backend(backend_name)
+    backend.checksums = checksums
+    chunks = default_chunks(data.shape)
+    shards = default_shards(data.shape, chunks) if backend_name == "zarr" else None
+    handle = backend.create_array(uri, ArraySpec(data.shape, data.dtype.name, chunks, codec, shards), {})
+    handle.write(tuple(slice(0, n) for n in data.shape), data)
+    handle.seal()
+
+
+def patch_regions(shape: tuple[int, ...], edge: int, n: int, seed: int) -> list[tuple[slice, ...]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        start = [int(rng.integers(0, s - edge + 1)) for s in shape]
+        out.append(tuple(slice(a, a + edge) for a in start))
+    return out
+
+
+def timed_reads(handle: ArrayHandle, regions: list[tuple[slice, ...]], edge: int, dtype: np.dtype) -> float:
+    buf = np.empty((edge,) * len(regions[0]), dtype)
+    t0 = time.perf_counter()
+    for r in regions:
+        handle.read(r, buf)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="160,160,160")
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--patches", type=int, default=200, help="patches per round and variant")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--backends", default="zarr,tiledb")
+    ap.add_argument("--codec", default="blosc-lz4:5")
+    args = ap.parse_args()
+    shape = tuple(int(v) for v in args.shape.split(","))
+    codec = Codec.parse(args.codec)
+    zarr_backend.CHUNK_CACHE_BYTES = 0  # no decoded-chunk cache: every read decodes and verifies
+    data = synthetic(shape)
+    print(f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
+          f"{platform.system()} {platform.release()}; python {platform.python_version()}; "
+          f"load avg {os.getloadavg()[0]:.2f} (start)")
+    print(f"volume {'x'.join(map(str, shape))} int16 ({data.nbytes / 1e6:.1f} MB), codec {args.codec}, "
+          f"{args.patches} random {args.patch}^3 patches x {args.rounds} rounds per variant, chunk cache off\n")
+    print(f"{'backend':<8} {'variant':<16} {'patches/s':>10} {'MB/s':>8} {'open ms':>8}")
+    patch_mb = args.patch ** 3 * data.dtype.itemsize / 1e6
+    summary = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.backends.split(","):
+            uris = {c: os.path.join(tmp, f"{name}-{'crc' if c else 'plain'}") for c in (True, False)}
+            for checks, uri in uris.items():
+                write(uri, name, data, checks, codec)
+            backend = get_backend(name)
+            opens = {c: [] for c in uris}
+            handles = {}
+            for c, uri in uris.items():
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    handles[c] = backend.open_array(uri)
+                    opens[c].append(time.perf_counter() - t0)
+                np.testing.assert_array_equal(handles[c].read(tuple(slice(0, n) for n in shape)), data)
+            secs: dict[bool, list[float]] = {True: [], False: []}
+            for rnd in range(args.rounds):
+                regions = patch_regions(shape, args.patch, args.patches, seed=rnd)
+                order = (True, False) if rnd % 2 == 0 else (False, True)
+                for c in order:
+                    secs[c].append(timed_reads(handles[c], regions, args.patch, data.dtype))
+            rate = {c: args.patches / min(v) for c, v in secs.items()}  # best round: least disturbed by load
+            for c, label in ((False, "no checksums"), (True, "checksums")):
+                print(f"{name:<8} {label:<16} {rate[c]:>10.1f} {rate[c] * patch_mb:>8.1f} "
+                      f"{1e3 * statistics.median(opens[c]):>8.2f}")
+            ratio = rate[True] / rate[False]
+            summary.append((name, ratio))
+            print(f"{name:<8} ratio with/without {ratio:.3f}  -> overhead {100 * (1 - ratio):+.1f}% "
+                  f"(target < 5%)\n")
+    print("summary: " + "; ".join(f"{n} overhead {100 * (1 - r):+.1f}%" for n, r in summary)
+          + f"; load avg {os.getloadavg()[0]:.2f} (end)")
+
+
+if __name__ == "__main__":
+    WriteOptions()  # the package imports cleanly before timing starts
+    main()
