@@ -2,10 +2,14 @@
 
 ``plan_from_manifest`` / ``plan_from_globs`` / ``plan_from_dicom_root`` describe a cohort as
 tasks; ``run_ingest`` writes them (threads, processes, or Dask via ``radiobject.ingest.dask``)
-through the store's bulk write path and returns a ``CohortReport``. ``make_sample_cohort``
-writes a small synthetic cohort for demos and tests.
+through the store's bulk write path and returns a ``CohortReport``. Every volume records its
+source fingerprint; a re-run replaces a volume whose sources changed (``on_changed``) and
+``verify_sources`` lists the stored volumes whose sources changed or vanished. The Python file
+constructors (``RadiObject.from_files`` ...) run through ``radiobject.ingest.entry_points``.
+``make_sample_cohort`` writes a small synthetic cohort for demos and tests.
 """
 
+from radiobject.ingest.changes import ON_CHANGED, SourceFinding, verify_sources
 from radiobject.ingest.cohort import CohortReport, run_ingest
 from radiobject.ingest.manifest import (
     CohortPlan,
@@ -23,10 +27,12 @@ from radiobject.ingest.tasks import (
 )
 
 __all__ = [
+    "ON_CHANGED",
     "CohortPlan",
     "CohortReport",
     "Problem",
     "SampleCohort",
+    "SourceFinding",
     "VolumeTask",
     "detect_format",
     "find_problems",
@@ -36,4 +42,5 @@ __all__ = [
     "plan_from_globs",
     "plan_from_manifest",
     "run_ingest",
+    "verify_sources",
 ]

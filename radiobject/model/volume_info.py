@@ -35,6 +35,13 @@ class VolumeInfo:
     version: str = ""
 
     @property
+    def sources(self) -> dict[str, Any] | None:
+        """The source fingerprint recorded at ingest (``{"reader": ..., "files": [{path, size,
+        mtime_ns, blake2b}, ...]}``; see ``radiobject.ingest.sources``), ``None`` for in-memory images."""
+        record = self.metadata.get("sources")
+        return dict(record) if isinstance(record, Mapping) else None
+
+    @property
     def affine(self) -> np.ndarray:
         return np.array(self.affine_flat, dtype=np.float64).reshape(4, 4)
 

@@ -46,6 +46,7 @@ def test_every_volume_records_its_sources(cohort: SampleCohort, tmp_path: Path, 
     assert entry["mtime_ns"] == t1.stat().st_mtime_ns and len(entry["blake2b"]) == 64
     row = radi.T1w.obs.set_index("obs_id").loc["sub-02"]
     assert json.loads(row["metadata"])["sources"] == rec  # in the obs row too
+    assert vol.info.sources == rec
     assert verify_sources(radi) == []
 
 
