@@ -142,3 +142,49 @@ def test_gzip_claiming_32_gb_refused(cohort: SampleCohort, tmp_path: Path) -> No
     (bad,) = rep.failed
     assert bad["obs_id"] == "sub-09" and ("GiB" in bad["error"] or "cannot hold" in bad["error"])
     assert str(claim) in bad["error"] or str(claim) == bad["source"]
+
+
+def test_fifo_in_dicom_tree_and_in_a_folder_spec(tmp_path: Path) -> None:
+    from radiobject.ingest.manifest import plan_from_dicom_root
+    from tests.conftest import data_path
+
+    src = data_path("dicom", "dicom2nifti", "anatomical", "001")
+    root = tmp_path / "dicom"
+    (root / "subjA").mkdir(parents=True)
+    for f in sorted(src.iterdir())[:4]:
+        os.symlink(f, root / "subjA" / f.name)
+    os.mkfifo(root / "subjA" / "IM_9999.dcm")
+    t0 = time.monotonic()
+    try:
+        plan = plan_from_dicom_root(root)
+    except ImageReadError as exc:  # the subject fails with a typed error naming the FIFO
+        assert "IM_9999" in str(exc)
+    else:
+        named = [p.reason for p in plan.problems if "IM_9999" in p.reason or "FIFO" in p.reason]
+        assert named or not any("IM_9999" in f for t in plan.tasks for f in t.files)
+    assert time.monotonic() - t0 < 30
+    folder = tmp_path / "niftis"
+    folder.mkdir()
+    os.mkfifo(folder / "a.nii.gz")
+    with pytest.raises(ImageReadError, match="FIFO"):
+        RadiObject.from_files(str(tmp_path / "s"), {"T1w": str(folder)})
+    assert not (tmp_path / "s").exists()
+
+
+def test_constructor_refuses_corrupt_gzip_typed(tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    from radiobject.errors import NiftiReadError
+
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for s in ("a", "b"):
+        nib.save(nib.Nifti1Image(np.full((6, 7, 8), 3, np.int16), np.eye(4)), str(folder / f"{s}.nii.gz"))
+    raw = bytearray((folder / "b.nii.gz").read_bytes())
+    raw[-8] ^= 0xFF
+    (folder / "b.nii.gz").write_bytes(bytes(raw))
+    with pytest.raises(NiftiReadError, match="b.nii.gz.*gzip"):
+        RadiObject.from_niftis(str(tmp_path / "s"), {"T1w": str(folder / "*.nii.gz")})
+    marker = json.loads(Path(tmp_path / "s", MARKER).read_text())
+    assert marker["complete"] is False and "stopped" in marker["aborted"]
