@@ -107,6 +107,12 @@ def check_marker(uri: str, meta: Any, name: str) -> None:
     supported = MARKER_VERSIONS.get(name, 1)
     if not isinstance(version, int) or version > supported:
         raise FormatVersionError(uri, f"{name} has format version {version!r}; this radiobject reads up to {supported}")
+    if name == "collection.json" and isinstance(meta, dict):
+        from radiobject.model.versions import LAYOUT
+
+        layout = meta.get("layout", 1)
+        if not isinstance(layout, int) or layout > LAYOUT:
+            raise FormatVersionError(uri, f"{name} has volume layout {layout!r}; this radiobject reads up to {LAYOUT}")
 
 
 def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
@@ -218,6 +224,9 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
         except RadiObjectError as exc:
             report.add("error", f"collections/{name}", str(exc))
             continue
+        if coll.backend_name != radi.backend_name:
+            report.add("error", f"collections/{name}/collection.json", f"a {coll.backend_name} collection in a "
+                       f"{radi.backend_name} store (a piece of another store)")
         work.extend((coll, r) for r in rows)
     _check_catalog(report, radi, storage, work)
     arrays = {_rel(uri, coll._state.volume_uri(str(r["obs_id"]), str(r.get("version") or ""))) for coll, r in work}
