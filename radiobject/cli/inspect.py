@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
     add_storage_arguments(p)
     p.set_defaults(func=run_verify)
 
-    p = subparsers.add_parser("export", help="write volumes back as NIfTI (affine and dtype kept)")
+    p = subparsers.add_parser("export", help="write volumes back as NIfTI (affine and dtype kept; "
+                                             ".bval / .bvec beside DWI volumes)")
     p.add_argument("uri", metavar="URI")
     p.add_argument("out", metavar="OUT", help="folder; files OUT/<collection>/<obs_id>.nii.gz")
     p.add_argument("--format", choices=("nifti",), default="nifti")
@@ -212,7 +213,9 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Writes OUT/<collection>/<obs_id>.nii[.gz] for the selected volumes."""
+    """Writes OUT/<collection>/<obs_id>.nii[.gz] (and .bval / .bvec of DWI volumes)."""
+    from radiobject.formats.dicom.dwi import write_fsl_gradients
+
     try:
         radi = _open(args)
         if args.subjects:
@@ -232,6 +235,7 @@ def run_export(args: argparse.Namespace) -> int:
             path = os.path.join(args.out, name, f"{vol.obs_id}{ext}")
             try:
                 vol.to_nifti(path)
+                write_fsl_gradients(vol.metadata, path)  # .bval / .bvec of a DWI volume
                 written += 1
             except Exception as exc:  # noqa: BLE001 - reported per volume
                 failed += 1

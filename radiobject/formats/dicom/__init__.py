@@ -4,6 +4,8 @@ Public entry points::
 
     read_dicom_series(folder_or_files, *, series_uid=None, resample_tilt=False,
                       resample_gaps=False, include_patient=False, decoder="auto") -> ImageData
+        metadata: warnings, slice gaps, tilt_correction / spacing_equalised (when resampled),
+        diffusion (b-values, FSL bvecs of the stored frame) for DWI series
     read_dicom_folder(root, ...) -> list[(SeriesInfo, ImageData | DicomError)]
     discover_series(folder_or_files) -> Discovery
     is_dicom(path) -> bool                     # file or folder, cheap (for auto-detection)
@@ -16,11 +18,13 @@ from radiobject.formats.dicom.detect import is_dicom
 from radiobject.formats.dicom.discover import Discovery, SeriesInfo, discover_series
 from radiobject.formats.dicom.errors import (
     DicomError,
+    InputTooLargeError,
     MissingDecoderError,
     MultipleSeriesError,
     NotDicomError,
     SeriesGeometryError,
     SkippedSeriesError,
+    UnreadableInputError,
 )
 from radiobject.formats.dicom.header import header_fields
 from radiobject.formats.dicom.rtstruct import read_rtstruct
@@ -36,12 +40,14 @@ __all__ = [
     "DicomError",
     "DicomFolderResult",
     "Discovery",
+    "InputTooLargeError",
     "MissingDecoderError",
     "MultipleSeriesError",
     "NotDicomError",
     "SeriesGeometryError",
     "SeriesInfo",
     "SkippedSeriesError",
+    "UnreadableInputError",
     "apply_modality_lut",
     "decode_pixels",
     "discover_series",

@@ -33,6 +33,7 @@ from radiobject.formats.dicom.decode import (
     transfer_syntax,
 )
 from radiobject.formats.dicom.discover import Discovery, SeriesInfo, discover_series
+from radiobject.formats.dicom.dwi import series_diffusion
 from radiobject.formats.dicom.errors import (
     DicomError,
     MultipleSeriesError,
@@ -176,6 +177,8 @@ def series_to_image(
         f0.pixel_spacing, first, rescale, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
     )
     warnings.extend(more)
+    diffusion, notes = series_diffusion([[g[t] for g in groups] for t in range(nt)], info.datasets, affine)
+    warnings.extend(notes)
     meta: dict[str, Any] = {
         "format": "dicom",
         "series_uid": info.series_uid,
@@ -197,6 +200,8 @@ def series_to_image(
         "warnings": warnings,
         "dicom": header_fields(first, include_patient=include_patient),
     }
+    if diffusion is not None:
+        meta["diffusion"] = diffusion
     return ImageData(
         array=array, affine=affine, metadata=meta, source=os.path.dirname(info.paths[0])
     )

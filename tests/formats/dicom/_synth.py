@@ -117,3 +117,76 @@ def run_dcm2niix(folder: Path, out: Path, *extra: str) -> dict[str, Any]:
         res[f.name[1 : -len(".nii")]] = nib.load(str(f))
     return res
 
+
+
+VENDORS = {
+    "philips": "Philips Medical Systems",
+    "canon": "CANON_MEC",
+    "uih": "UIH",
+    "siemens": "SIEMENS",
+    "ge": "GE MEDICAL SYSTEMS",
+}
+
+
+def write_dwi_series(
+    folder: Path,
+    vendor: str,
+    bvals: Sequence[float],
+    vectors: Sequence[Sequence[float]],
+    *,
+    iop: Sequence[float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    n_slices: int = 3,
+    rows: int = 12,
+    cols: int = 10,
+    phase: str = "COL",
+) -> None:
+    """A classic single-frame DWI series: one file per slice and volume.
+
+    ``vectors`` are in patient (LPS) coordinates for the standard / Siemens tags and in GE's
+    logical frame for ``vendor="ge"`` (written to its private tags).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    iop_a = np.asarray(iop, dtype=np.float64)
+    normal = np.cross(iop_a[:3], iop_a[3:])
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    rng = np.random.default_rng(3)
+    for t, (b, vec) in enumerate(zip(bvals, vectors, strict=True)):
+        for k in range(n_slices):
+            ds = base_dataset(MR_IMAGE, series, study, frame)
+            ds.Modality, ds.Manufacturer = "MR", VENDORS[vendor]
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
+            ds.SeriesDescription = ds.ProtocolName = "ep2d_diff"
+            ds.ScanningSequence, ds.SequenceVariant = "EP", "SK"
+            ds.MRAcquisitionType = "2D"
+            ds.InPlanePhaseEncodingDirection = phase
+            ds.AcquisitionNumber, ds.TemporalPositionIdentifier = t + 1, t + 1
+            ds.InstanceNumber = t * n_slices + k + 1
+            ds.RepetitionTime, ds.EchoTime = 5000, 80
+            pos = np.array([-60.0, -50.0, -20.0]) + normal * 4.0 * k
+            ds.ImagePositionPatient = [round(float(x), 6) for x in pos]
+            ds.ImageOrientationPatient = [round(float(x), 8) for x in iop_a]
+            ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [2.0, 2.0], 4.0, 4.0
+            ds.Rows, ds.Columns = rows, cols
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+            if vendor == "ge":
+                ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(
+                    0x39, "IS", [int(1_000_000_000 + b), 8, 0, 0])
+                acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+                for off, v in zip((0xBB, 0xBC, 0xBD), vec, strict=True):
+                    acq.add_new(off, "DS", f"{float(v):.6f}")
+            elif vendor == "siemens":
+                hdr = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+                hdr.add_new(0x0C, "IS", int(b))
+                if b > 0:
+                    hdr.add_new(0x0E, "FD", [float(v) for v in vec])
+            else:
+                ds.DiffusionBValue = float(b)
+                if b > 0:
+                    ds.DiffusionGradientOrientation = [float(v) for v in vec]
+                    ds.DiffusionDirectionality = "DIRECTIONAL"
+                else:
+                    ds.DiffusionDirectionality = "NONE"
+            img = rng.integers(0, 1000, (rows, cols)).astype(np.uint16)
+            ds.PixelData = img.tobytes()
+            ds.save_as(folder / f"IM{t:02d}_{k:02d}.dcm", enforce_file_format=True)
