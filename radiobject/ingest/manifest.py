@@ -28,7 +28,7 @@ import pandas as pd
 from radiobject.errors import ImageReadError, SubjectTableError
 from radiobject.ingest.table_checks import parse_table, reject_duplicates
 from radiobject.ingest.tasks import Problem, VolumeTask
-from radiobject.model.paths import subject_id_from_path
+from radiobject.model.paths import bids_sample_parts, subject_id_from_path
 from radiobject.model.volume_info import CATALOG_COLUMNS
 
 __all__ = [
@@ -108,6 +108,15 @@ def _subject_table(subjects: pd.DataFrame | str | os.PathLike[str] | None) -> pd
 
 
 def _merge_meta(meta: pd.DataFrame, extra: pd.DataFrame | None, subjects: list[str]) -> pd.DataFrame:
+    parts = [bids_sample_parts(s) for s in meta["obs_subject_id"]]
+    if len(parts) and all(parts) and "participant_id" not in meta.columns:
+        # BIDS subject x session samples (sub-01_ses-pre): keep the subject (for splits) and the
+        # session; a participants table then joins on the subject
+        meta = meta.assign(participant_id=[p[0] for p in parts], session_id=[p[1] for p in parts])  # type: ignore[index]
+        if extra is not None and not set(extra["obs_subject_id"]) & set(subjects):
+            extra = extra.rename(columns={"obs_subject_id": "participant_id"})
+            check_join(extra["participant_id"].tolist(), meta["participant_id"].tolist())
+            return meta.merge(extra, on="participant_id", how="left", suffixes=("", "_subjects"))
     if extra is not None:
         check_join(extra["obs_subject_id"].tolist(), subjects)
         extra = extra[extra["obs_subject_id"].isin(subjects)]

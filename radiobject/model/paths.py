@@ -98,3 +98,12 @@ def subject_id_from_path(path: str, spec: PathSpec | None = None, subject_patter
             if parts:
                 return "_".join(parts)
     return strip_image_suffix(Path(path.rstrip("/")).name)
+
+
+_BIDS_SAMPLE = re.compile(r"^(sub-[A-Za-z0-9]+)_(ses-[A-Za-z0-9]+)$")
+
+
+def bids_sample_parts(sample_id: str) -> tuple[str, str] | None:
+    """``sub-01_ses-pre`` -> ``("sub-01", "ses-pre")`` (a BIDS subject x session sample ID), else None."""
+    m = _BIDS_SAMPLE.match(sample_id)
+    return (m.group(1), m.group(2)) if m else None

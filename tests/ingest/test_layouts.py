@@ -199,3 +199,12 @@ def test_nnunet_errors(tmp_path: Path) -> None:
         plan_nnunet(root)
     with pytest.raises(LayoutError, match="dataset.json"):
         plan_msd(tmp_path / "nowhere")
+
+
+def test_bids_session_glob_joins_participants(tmp_path: Path) -> None:
+    root = _bids(tmp_path / "bids")
+    plan = plan_from_globs({"T1w": str(root / "sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz")}, subjects=root / "participants.tsv")
+    meta = plan.obs_meta.set_index("obs_subject_id")
+    assert sorted(meta.index) == ["sub-01_ses-post", "sub-01_ses-pre", "sub-02_ses-pre"]
+    assert meta.loc["sub-01_ses-post", "participant_id"] == "sub-01" and meta.loc["sub-01_ses-post", "session_id"] == "ses-post"
+    assert meta.loc["sub-01_ses-post", "age"] == 34 and pd.isna(meta.loc["sub-02_ses-pre", "age"])
