@@ -18,6 +18,7 @@ from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
 from radiobject.storage import files, integrity
+from radiobject.storage.groups import GROUP_RECORD, group_files
 from radiobject.storage.options import StorageOptions
 
 #: Store / collection marker format versions this code reads.
@@ -131,6 +132,8 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
             except CorruptDataError as exc:
                 report.add("error", rel, exc.reason)
                 continue
+            if name == GROUP_RECORD and isinstance(obj, dict):
+                _check_group(report, store, storage, rel.rpartition("/")[0], obj)
             if integrity.json_checksum_state(obj) == "absent":
                 unsealed.append(rel)
             if name in MARKER_VERSIONS:
@@ -158,6 +161,19 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
     if unsealed:
         report.add("note", unsealed[0], f"no checksum record on {len(unsealed)} JSON / table file(s) "
                                         "(written before checksums; only parsed)")
+
+
+def _check_group(report: VerifyReport, store: str, storage: StorageOptions, group: str, record: dict[str, Any]) -> None:
+    """A TileDB group's own files against its record (``storage.groups.write_group_record``)."""
+    uri = files.join(store, group) if group else store
+    prefix = f"{group}/" if group else ""
+    report.files_checked += len(record.get("files", {}))
+    for rel, reason in integrity.problems(uri, record, storage, hash_file=lambda r: True):
+        report.add("error", prefix + rel, reason)
+    extra = set(group_files(uri, storage)) - set(record.get("files", {}))
+    if extra:
+        report.add("note", prefix + min(extra), f"{len(extra)} group metadata file(s) written after the group's "
+                   "record (unchecked)")
 
 
 def _check_volume(report: VerifyReport, store: str, storage: StorageOptions, uri: str, backend: str,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from radiobject.storage import files
-from radiobject.storage.integrity import CHECKSUM_KEY
+from radiobject.storage.integrity import CHECKSUM_KEY, sha256_hex
 from radiobject.storage.options import StorageOptions
 
 
@@ -37,6 +37,33 @@ def create_group(backend: str, uri: str, attrs: Mapping[str, Any], storage: Stor
         tiledb.Group.create(path, ctx=ctx)
     with tiledb.Group(path, mode="w", ctx=ctx) as grp:
         grp.meta["radiobject"] = json.dumps(body)
+    write_group_record(uri, storage)
+
+
+#: The record of a TileDB group's own files (its metadata is binary, written by TileDB).
+GROUP_RECORD = "radiobject-group.json"
+
+
+def group_files(uri: str, storage: StorageOptions) -> dict[str, int]:
+    """``{relative path: size}`` of a TileDB group's own files (not its members')."""
+    out: dict[str, int] = {}
+    for sub in ("__meta", "__group"):
+        for name in files.listdir(files.join(uri, sub), storage):
+            if not name.startswith("."):
+                rel = f"{sub}/{name}"
+                out[rel] = len(files.read_bytes(files.join(uri, rel), storage))
+    if files.exists(files.join(uri, "__tiledb_group.tdb"), storage):
+        out["__tiledb_group.tdb"] = len(files.read_bytes(files.join(uri, "__tiledb_group.tdb"), storage))
+    return out
+
+
+def write_group_record(uri: str, storage: StorageOptions) -> None:
+    """Records size and SHA-256 of the group's own files (checked by ``verify``)."""
+    entries = {}
+    for rel in sorted(group_files(uri, storage)):
+        data = files.read_bytes(files.join(uri, rel), storage)
+        entries[rel] = {"size": len(data), "sha256": sha256_hex(data)}
+    files.write_json_atomic(files.join(uri, GROUP_RECORD), {"format": "radiobject-group", "files": entries}, storage)
 
 
 def group_attrs(backend: str, uri: str, storage: StorageOptions) -> dict[str, Any]:

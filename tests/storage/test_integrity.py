@@ -308,3 +308,12 @@ def test_verify_api_report(store: tuple[str, dict[str, np.ndarray]]) -> None:
     report = verify_store(uri, quick=True)
     assert not report.ok and any(target.name in f.where for f in report.errors)
     assert isinstance(CorruptDataError("u", "r"), StoreError)
+
+
+def test_tiledb_group_metadata_flip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    uri = str(tmp_path / "store")
+    _make(uri, "tiledb")
+    meta = next(Path(uri, "collections", "T1w", "__meta").iterdir())
+    assert main(["verify", uri, "--quick"]) == 0
+    _flip(meta, meta.stat().st_size // 2)
+    _verify_fails(uri, capsys, f"collections/T1w/__meta/{meta.name}", quick=True)
