@@ -7,9 +7,10 @@ and is re-created when the process ID changes, so one reader may be pickled into
 under ``fork``, ``spawn`` or ``forkserver``, or inherited by a forked child, without ever sharing a
 TileDB context or a tensorstore handle across processes.
 
-Reads go through the cache: when a cache is configured and a whole volume fits its budget, the
-whole volume is cached once (decoded) and patches are cropped from it; otherwise only the chunks a
-region touches are read from the store.
+Reads go through the cache at the granularity of the volume's storage chunks: a region is
+assembled from the cached chunks it touches, and the missing ones are read from the store in one
+chunk-aligned read (see :mod:`radiobject.ml.cache.chunks`). Without a cache only the chunks a
+region touches are decoded, straight into the caller's buffer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from radiobject.storage.location import StoreLocation
 from radiobject.model.volume import Volume
 
 from radiobject.ml.cache import Cache, NoCache, cache_key
+from radiobject.ml.cache.chunks import chunk_key_prefix, read_chunked
 
 __all__ = ["VolumeReader", "as_region"]
 
@@ -143,7 +145,7 @@ class VolumeReader:
         """This process's open objects; rebuilt after ``fork`` (PID check) or unpickling."""
         local = self.__dict__.get("_proc")
         if local is None or local["pid"] != os.getpid():
-            local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}}
+            local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}, "prefixes": {}}
             object.__setattr__(self, "_proc", local)
         return local
 
@@ -206,22 +208,31 @@ class VolumeReader:
     def read_raw(self, index: int, collection: str, region: Region | None = None) -> np.ndarray:
         """A region (spatial slices; trailing axes whole) of one volume, stored dtype, through the cache.
 
-        With a cache whose budget holds the whole volume, the whole volume is cached (decoded once
-        per process, or once per node for shared-memory / disk caches) and the region is a view of
-        it (read-only). Otherwise only the chunks the region touches are read.
+        With a cache, the region is assembled from the volume's cached chunks (decoded once per
+        process, or once per node for shared-memory / disk caches); missing chunks are read in one
+        chunk-aligned read and offered to the cache. Without one, only the chunks the region touches
+        are read.
         """
         vol = self.volume(index, collection)
-        full_region = region is None
         if region is None:
             region = tuple(slice(0, s) for s in vol.shape[:3])
-        region = tuple(region) + (slice(None),) * (vol.ndim - len(region))
-        cache = self.cache
-        if not isinstance(cache, NoCache) and vol.nbytes <= cache.max_bytes:
+        spatial = tuple(slice(0 if r.start is None else int(r.start), n if r.stop is None else int(r.stop))
+                        for r, n in zip(tuple(region)[:3], vol.shape[:3], strict=True))
+        if isinstance(self.cache, NoCache):
+            return vol.read(spatial + (slice(None),) * (vol.ndim - 3))
+        out = np.empty(tuple(r.stop - r.start for r in spatial) + vol.shape[3:], dtype=vol.dtype)
+        return read_chunked(vol, self.cache, self._chunk_prefix(index, collection), spatial, out)
+
+    def _chunk_prefix(self, index: int, collection: str) -> str:
+        """Cache-key prefix of the chunks of one volume (its version included: never served stale)."""
+        prefixes = self._local()["prefixes"]
+        got = prefixes.get((index, collection))
+        if got is None:
+            vol = self.volume(index, collection)
             key = cache_key(self.location.uri, collection, self.obs_ids[index][self._col(collection)],
-                            version=vol.info.version)  # a rewritten volume is never served stale
-            full = cache.get_or_load(key, vol.to_numpy)
-            return full if full_region else full[region]
-        return vol.read(region)
+                            version=vol.info.version)
+            got = prefixes[(index, collection)] = chunk_key_prefix(key, vol.chunks)
+        return got
 
     def _col(self, collection: str) -> int:
         names = [*self.modalities, self.label] if self.label else list(self.modalities)
@@ -298,12 +309,15 @@ class VolumeReader:
     def _read_into(self, index: int, collection: str, src: Region, target: np.ndarray) -> None:
         """``target`` ``(n, *region)``: the region of one volume, channels first, converted to its dtype."""
         vol = self.volume(index, collection)
-        cache = self.cache
-        if isinstance(cache, NoCache) or vol.nbytes > cache.max_bytes:
+        if isinstance(self.cache, NoCache):
             if vol.ndim == 3 and target[0].flags.c_contiguous and target.dtype == vol.dtype:
                 vol.read(src, out=target[0])
                 return
             block = vol.read(tuple(src) + (slice(None),) * (vol.ndim - 3))
+        elif vol.ndim in (3, 4):  # assembled from cached chunks straight into the batch buffer
+            read_chunked(vol, self.cache, self._chunk_prefix(index, collection), tuple(src)[:3],
+                         target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1))
+            return
         else:
             block = self.read_raw(index, collection, src)
         if vol.ndim == 3:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
+import os
 import pickle
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
+from radiobject.errors import UnsafePathError
 from radiobject.ml.cache import (
     CacheStrategy,
     DiskCache,
@@ -82,22 +85,27 @@ def test_in_memory_cache_is_thread_safe():
 
 @pytest.mark.parametrize("kind", ["disk", "shm"])
 def test_disk_like_cache_roundtrip_lru_and_damage(kind, tmp_path):
-    cache = DiskCache(tmp_path / "c", max_bytes=100_000) if kind == "disk" else SharedMemoryCache(100_000)
+    cache = DiskCache(tmp_path / "c", max_bytes=130_000) if kind == "disk" else SharedMemoryCache(130_000)
     try:
-        for i in range(2):
+        for i in range(3):
             cache.put(f"k{i}", _arr(i))
         got = cache.get("k0")  # k0 is now the most recently used
-        assert isinstance(got, np.memmap) and not got.flags.writeable
+        base = got
+        while isinstance(base, np.ndarray):
+            base = base.base
+        base = base.obj if isinstance(base, memoryview) else base
+        assert isinstance(base, mmap.mmap) and not got.flags.writeable  # a map, not a copy
         np.testing.assert_array_equal(got, _arr(0))
-        cache.put("k2", _arr(2))  # 3 x ~40 kB > 100 kB: the least recently used (k1) goes
-        assert "k1" not in cache and "k0" in cache and "k2" in cache
-        assert cache.nbytes <= 100_000 and len(cache) == 2
-        # only .npy files, no pickle: each file is a plain array
-        files = list(cache.path.rglob("*.npy"))
-        assert len(files) == 2 and np.load(files[0], allow_pickle=False).dtype == np.float64
-        files[0].write_bytes(b"\x93NUMPY garbage")  # damaged (e.g. power loss): a miss, and removed
+        cache.put("k3", _arr(3))  # 4 x ~40 kB > 130 kB: evicted to 80 %, least recently used first
+        assert "k1" not in cache and "k2" not in cache and "k0" in cache and "k3" in cache
+        assert cache.nbytes <= 0.8 * 130_000 and len(cache) == 2
+        # private checked files (header + raw bytes, no pickle)
+        files = list(cache.path.rglob("*.rce"))
+        assert len(files) == 2 and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+        assert files[0].read_bytes()[:8] == b"RADICH01"
+        files[0].write_bytes(b"RADICH01 garbage")  # damaged (e.g. power loss): a miss, and removed
         fresh = DiskCache(cache.path, cache.max_bytes)  # a new process has no open maps
-        assert sum(k in fresh for k in ("k0", "k2")) == 1 and len(list(cache.path.rglob("*.npy"))) == 1
+        assert sum(k in fresh for k in ("k0", "k3")) == 1 and len(list(cache.path.rglob("*.rce"))) == 1
         with pytest.raises(TypeError):
             cache.put("obj", np.array([object()]))
         assert pickle.loads(pickle.dumps(cache)).path == cache.path
@@ -189,8 +197,9 @@ def test_two_processes_fill_the_same_cache_concurrently(kind, start, tmp_path):
         assert all(hits > 0 for _, _, hits in results), results  # they did reuse entries
         assert not list(cache.path.rglob("*.tmp"))  # every write was published or cleaned up
         assert 0 < cache.nbytes <= cache.max_bytes
-        for f in cache.path.rglob("*.npy"):  # every file left is a whole, valid array
-            assert np.load(f, allow_pickle=False).shape == (5000,)
+        left = [i for i in range(30) if cache.get(f"key-{i}") is not None]  # each header + CRC checked
+        assert len(left) == len(list(cache.path.rglob("*.rce"))) > 0  # every file left is whole and valid
+        assert all(np.array_equal(cache.get(f"key-{i}"), _arr(i)) for i in left)
         assert cache.path.is_dir()  # exiting workers (pickled copies) did not remove the shared dir
     finally:
         if kind == "shm":
@@ -279,3 +288,112 @@ def test_cache_key_carries_the_volume_version() -> None:
 
     assert cache_key("s3://b", "T1w", "x") == cache_key("s3://b", "T1w", "x", version="")
     assert cache_key("s3://b", "T1w", "x", version="v1") != cache_key("s3://b", "T1w", "x", version="v2")
+
+
+# ---- trust: shared-memory segments cannot be planted (issue 10.8) --------------------------------
+
+def test_shared_memory_names_are_unguessable_and_private() -> None:
+    a, b = SharedMemoryCache(MB), SharedMemoryCache(MB)
+    try:
+        assert a.path != b.path
+        token = a.name.rsplit("-", 1)[-1]
+        assert len(token) == 32 and int(token, 16) >= 0  # 128 random bits, no PID or counter
+        assert os.stat(a.path).st_mode & 0o777 == 0o700
+        a.put("k", _arr(1))
+        (entry,) = a.path.rglob("*.rce")
+        assert entry.stat().st_mode & 0o777 == 0o600 and entry.parent.stat().st_mode & 0o077 == 0
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("how", ["world_writable", "other_owner", "symlink", "file"])
+def test_a_pre_created_named_segment_is_refused(tmp_path, how: str) -> None:
+    target = tmp_path / "radiobject-cache-job"
+    if how == "world_writable":
+        target.mkdir()
+        os.chmod(target, 0o777)
+    elif how == "other_owner":
+        target.mkdir(mode=0o700)
+        os.chown(target, 65534, 65534)  # tests run as root; nobody:nogroup stands for another user
+    elif how == "symlink":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        target.symlink_to(tmp_path / "elsewhere")
+    else:
+        target.write_bytes(b"")
+    if how == "other_owner" and os.getuid() != 0:
+        pytest.skip("needs root to create a directory owned by another user")
+    with pytest.raises(UnsafePathError, match="radiobject-cache-job"):
+        SharedMemoryCache(MB, "radiobject-cache-job", root=tmp_path)
+
+
+def test_a_private_named_segment_is_shared_by_name(tmp_path) -> None:
+    a = SharedMemoryCache(MB, "job-1", root=tmp_path)
+    a.put("k", _arr(3))
+    b = SharedMemoryCache(MB, "job-1", root=tmp_path)  # another process of this user, same name
+    np.testing.assert_array_equal(b.get("k"), _arr(3))
+
+
+def _plant(cache: DiskCache, key: str, forged_for: str, value: np.ndarray) -> Path:
+    """Write a well-formed entry for ``forged_for`` at the file name of ``key``."""
+    from radiobject.ml.cache import _files
+
+    other = cache.path / "forge"
+    other.mkdir(mode=0o700, exist_ok=True)
+    src = _files.entry_file(other, forged_for)
+    _files.publish(src, forged_for, value)
+    dst = _files.entry_file(cache.path, key)
+    dst.parent.mkdir(mode=0o700, exist_ok=True)
+    os.replace(src, dst)
+    return dst
+
+
+@pytest.mark.parametrize("attack", ["other_key", "bad_payload", "group_writable", "other_owner", "garbage"])
+def test_planted_or_damaged_entries_are_never_served(tmp_path, attack: str) -> None:
+    cache = SharedMemoryCache(MB, "job", root=tmp_path)
+    key = cache_key("/store", "T1w", "sub-01", version="v1")
+    if attack == "other_key":  # valid file, written for another volume version
+        file = _plant(cache, key, cache_key("/store", "T1w", "sub-01", version="v0"), _arr(9))
+    else:
+        cache.put(key, _arr(1))
+        (file,) = [f for f in cache.path.rglob("*.rce")]
+        if attack == "bad_payload":
+            raw = bytearray(file.read_bytes())
+            raw[-3] ^= 0xFF  # one flipped byte in the voxels
+            file.write_bytes(bytes(raw))
+        elif attack == "group_writable":
+            os.chmod(file, 0o666)
+        elif attack == "other_owner":
+            if os.getuid() != 0:
+                pytest.skip("needs root")
+            os.chown(file, 65534, 65534)
+        else:
+            file.write_bytes(b"\0" * 200)
+    fresh = SharedMemoryCache(MB, "job", root=tmp_path)  # a worker with no open maps
+    assert fresh.get(key) is None  # a miss: the loader reads the store instead
+    assert not file.exists()  # and the entry is removed
+    got = fresh.get_or_load(key, lambda: _arr(1))
+    np.testing.assert_array_equal(got, _arr(1))
+
+
+def test_disk_cache_put_does_not_list_the_directory(tmp_path, monkeypatch) -> None:
+    from radiobject.ml.cache import _files
+
+    scans = 0
+    real = _files.entries
+
+    def counting(directory):
+        nonlocal scans
+        scans += 1
+        return real(directory)
+
+    monkeypatch.setattr(_files, "entries", counting)
+    cache = DiskCache(tmp_path / "c", max_bytes=100 * 4_200)  # ~100 entries of 4 kB
+    small = [np.full(512, i, np.float64) for i in range(1000)]
+    for i, v in enumerate(small):
+        cache.put(f"k{i}", v)
+    # 1000 puts into a ~100-entry budget: a listing only when the running total passes the budget,
+    # then eviction to 80 %, so about one listing per ~20 puts (O(1) amortised), not one per put
+    assert 0 < scans <= 1000 / 15, scans
+    assert cache.nbytes <= cache.max_bytes
+    assert _files.total_bytes(cache.path) == cache.nbytes  # the running total is exact

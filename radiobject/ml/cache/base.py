@@ -72,6 +72,10 @@ class Cache:
         """Bytes currently held (for disk caches: in this cache's directory, all processes)."""
         return 0
 
+    def nearly_full(self) -> bool:
+        """True once the cache holds about its budget (new entries then evict others)."""
+        return False
+
     def clear(self) -> None:
         """Drop every entry."""
 

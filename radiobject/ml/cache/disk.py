@@ -1,10 +1,15 @@
-"""Raw ``.npy`` files under a directory, shared by every process using it (:class:`DiskCache`).
+"""Checked array files under a directory, shared by every process using it (:class:`DiskCache`).
 
-Writes go to a unique temporary file in the same directory and are published with ``os.replace``,
-so a reader in any process sees a whole file or none; several processes may fill it at once. Hits
-are ``np.load(mmap_mode="r")``: a patch read touches only its pages. LRU by last access (``mtime``,
-bumped on every hit; ``atime`` is unreliable under ``relatime``); eviction runs under an ``flock``
-so concurrent evictors do not over-evict.
+Writes go to a private (``0600``, ``O_EXCL``) temporary file in the same directory and are
+published with ``os.replace``, so a reader in any process sees a whole file or none; several
+processes may fill it at once. Each file carries a header (key digest = store, collection, obs ID,
+volume version and chunk; CRC32s), checked before it is used (:mod:`ml.cache._files`). Hits are
+memory maps: a read touches only its pages. The reader stores *chunks* (see
+:mod:`ml.cache.chunks`), so an entry is small and a patch needs only the chunks it touches.
+
+LRU by last access (``mtime``, bumped at most once per second per entry; ``atime`` is unreliable
+under ``relatime``). ``put`` is O(1): a running byte total is kept in the directory, and the
+directory is listed only when the total passes the budget, then evicted to 80 % of it.
 """
 
 from __future__ import annotations
@@ -31,15 +36,17 @@ class DiskCache(Cache):
     _SUFFIX = _files.SUFFIX
 
     #: Seconds between sweeps that unmap this process's maps of files evicted by any process.
-    SWEEP_SECONDS = 1.0
+    SWEEP_SECONDS = 2.0
+    #: A hit re-stamps an entry's access time only when it is older than this (seconds).
+    TOUCH_SECONDS = 1.0
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes: int, *, max_maps: int = 32) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int, *, max_maps: int = 8192) -> None:
         if max_bytes < 0:
             raise ValueError(f"{type(self).__name__}: max_bytes must be >= 0, got {max_bytes}")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.max_maps = int(max_maps)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.hits = 0
         self.misses = 0
         self._reset_maps()
@@ -56,13 +63,16 @@ class DiskCache(Cache):
         return {"path": str(self.path), "max_bytes": self.max_bytes, "max_maps": self.max_maps}
 
     def __setstate__(self, state: dict) -> None:
-        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 32))
+        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 8192))
 
     def _file(self, key: str) -> Path:
         return _files.entry_file(self.path, key)
 
     def get(self, key: str) -> np.ndarray | None:
-        """The cached array, memory-mapped read-only, or ``None`` (a damaged file counts as a miss)."""
+        """The cached array, memory-mapped read-only, or ``None``.
+
+        A damaged, foreign or mismatched file counts as a miss and is removed (never served).
+        """
         file = self._file(key)
         if self._maps_pid != os.getpid():  # forked: fresh lock, keep nothing from the parent
             self._reset_maps()
@@ -79,20 +89,18 @@ class DiskCache(Cache):
                 value = held[0]
             else:
                 value = None
+        fresh = value is None
         if value is None:
-            try:
-                value = np.load(file, mmap_mode="r", allow_pickle=False)
-            except FileNotFoundError:
+            loaded = _files.load(file, key)
+            if loaded is None:
                 self.misses += 1
                 return None
-            except (ValueError, OSError):  # truncated / foreign file: drop it, treat as a miss
-                with contextlib.suppress(OSError):
-                    file.unlink()
-                self.misses += 1
-                return None
+            value, st = loaded
             self._remember(key, value, st)
-        with contextlib.suppress(OSError):
-            _files.touch(file)  # last access, for LRU eviction
+        # an access is recorded on first use in this process, then at most once per TOUCH_SECONDS
+        if fresh or time.time() - st.st_mtime > self.TOUCH_SECONDS:
+            with contextlib.suppress(OSError):
+                _files.touch(file)  # last access, for LRU eviction
         self._sweep()
         self.hits += 1
         return value
@@ -128,15 +136,25 @@ class DiskCache(Cache):
                 self._forget(key)
 
     def put(self, key: str, value: np.ndarray) -> None:
-        """Write atomically (unique temporary file + ``os.replace``), then evict beyond the budget."""
+        """Write atomically (private temporary file + ``os.replace``); O(1) unless over budget.
+
+        Only when the running byte total passes ``max_bytes`` is the directory listed and evicted
+        (least recently used first) down to 80 % of the budget.
+        """
         value = np.asarray(value)
         if value.dtype.hasobject:
             raise TypeError(f"{type(self).__name__}: cannot store object arrays (key {key!r})")
         if value.nbytes > self.max_bytes:
             return
-        if not _files.publish_npy(self._file(key), value):
+        added = _files.publish(self._file(key), key, value)
+        if added is None:
             return
-        self._evict()
+        if _files.add_bytes(self.path, added) > self.max_bytes:
+            self._evict()
+
+    def nearly_full(self) -> bool:
+        """True when the directory holds at least 90 % of the budget (all processes)."""
+        return _files.total_bytes(self.path) >= 0.9 * self.max_bytes
 
     def _entries(self) -> Iterator[tuple[float, int, Path]]:
         return _files.entries(self.path)
@@ -163,7 +181,7 @@ class DiskCache(Cache):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of ``.npy`` files in the directory (headers included), all processes together."""
+        """Bytes of entry files in the directory (headers included), all processes together."""
         return sum(size for _, size, _ in self._entries())
 
     def __len__(self) -> int:

@@ -65,6 +65,10 @@ class InMemoryCache(Cache):
         """Bytes of array data held."""
         return self._bytes
 
+    def nearly_full(self) -> bool:
+        """True when at least 90 % of the budget is held."""
+        return self._bytes >= 0.9 * self.max_bytes
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -1,20 +1,33 @@
 """One cache per node in shared memory (:class:`SharedMemoryCache`).
 
-The same ``.npy`` files as :class:`~ml.cache.disk.DiskCache`, in ``/dev/shm`` (tmpfs): file pages
-*are* RAM and every process maps the same pages, so N workers reading a cached volume hold one
-copy, not N. The process that created it removes the directory at exit; pickled copies (workers)
-share it.
+The same checked entry files as :class:`~ml.cache.disk.DiskCache`, in ``/dev/shm`` (tmpfs): file
+pages *are* RAM and every process maps the same pages, so N workers reading a cached chunk hold
+one copy, not N. The process that created it removes the directory at exit; pickled copies
+(workers) share it.
+
+Trust (another local process must not be able to feed the loader its own voxels):
+
+* the directory name carries 128 random bits (``secrets``) unless one is given, and is created
+  exclusively (``mkdir`` fails if it exists) with mode ``0700``; a named directory that already
+  exists is joined only if it is a real directory (not a link) owned by this user with no group /
+  other permissions, else :class:`~radiobject.errors.UnsafePathError`;
+* every entry is created with ``O_EXCL`` and mode ``0600`` and carries a header (digest of the key
+  = store URI, collection, obs ID, volume version and chunk; header and payload CRC32) that is
+  checked, with the file's owner and mode, before the entry is used; a planted or damaged entry
+  is ignored and removed.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
+import stat
 import tempfile
-import uuid
 from pathlib import Path
 
+from radiobject.errors import UnsafePathError
 from radiobject.ml.cache.disk import DiskCache
 
 __all__ = ["SharedMemoryCache"]
@@ -27,11 +40,16 @@ class SharedMemoryCache(DiskCache):
 
     Args:
         max_bytes: byte budget for the whole node (all processes together).
-        name: directory name under ``root``; processes using the same name share the cache. A
-            fresh unique name when omitted (then only this object and its pickled copies share it).
+        name: directory name under ``root``; processes of this user using the same name share the
+            cache. A fresh unguessable name when omitted (then only this object and its pickled
+            copies share it).
         root: a tmpfs mount, ``/dev/shm`` by default (falls back to the temp dir if absent).
         cleanup: remove the directory when the creating process exits (default: only for a
             generated name).
+
+    Raises:
+        UnsafePathError: ``name`` exists but is a link, not a directory, not owned by this user,
+            or open to other users.
     """
 
     def __init__(
@@ -44,15 +62,25 @@ class SharedMemoryCache(DiskCache):
     ) -> None:
         base = Path(root) if root is not None else (_SHM_ROOT if _SHM_ROOT.is_dir() else Path(tempfile.gettempdir()))
         generated = name is None
-        self.name = name or f"radiobject-cache-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        if "/" in self.name or self.name in ("", ".", ".."):
-            raise ValueError(f"SharedMemoryCache: invalid name {self.name!r}")
+        if name is not None and ("/" in name or name in ("", ".", "..") or "\0" in name):
+            raise ValueError(f"SharedMemoryCache: invalid name {name!r}")
         free = shutil.disk_usage(base).free if base.is_dir() else 0
         if max_bytes > free:
             raise ValueError(
                 f"SharedMemoryCache: max_bytes {max_bytes} exceeds the {free} bytes free in {base} "
                 "(in Docker raise --shm-size)"
             )
+        if name is None:
+            while True:  # 128 random bits: a name no other process can guess and create first
+                name = f"radiobject-cache-{secrets.token_hex(16)}"
+                try:
+                    os.mkdir(base / name, 0o700)
+                    break
+                except FileExistsError:
+                    continue
+        else:
+            _make_or_join(base / name)
+        self.name = name
         super().__init__(base / self.name, max_bytes)
         self._owner = os.getpid()
         if generated if cleanup is None else cleanup:
@@ -62,7 +90,8 @@ class SharedMemoryCache(DiskCache):
         return {**super().__getstate__(), "name": self.name, "owner": self._owner}
 
     def __setstate__(self, state: dict) -> None:
-        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 32))
+        _check_private(Path(state["path"]))  # a worker re-checks what it is about to trust
+        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 8192))
         self.name, self._owner = state["name"], state["owner"]
 
     def close(self) -> None:
@@ -70,6 +99,28 @@ class SharedMemoryCache(DiskCache):
         with self._maps_lock:
             self._maps.clear()
         _remove_if_owner(str(self.path), self._owner)
+
+
+def _make_or_join(path: Path) -> None:
+    try:
+        os.mkdir(path, 0o700)  # exclusive: fails if anyone created it first
+        os.chmod(path, 0o700)  # whatever the umask
+    except FileExistsError:
+        _check_private(path)
+
+
+def _check_private(path: Path) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise UnsafePathError(str(path), "shared-memory cache directory vanished") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(str(path), "shared-memory cache path exists and is not a directory (or is a link)")
+    if st.st_uid != os.getuid():
+        raise UnsafePathError(str(path), f"shared-memory cache directory is owned by uid {st.st_uid}, not {os.getuid()}")
+    if st.st_mode & 0o077:
+        raise UnsafePathError(str(path), f"shared-memory cache directory has mode {stat.S_IMODE(st.st_mode):o}; "
+                                         "it must be private (0700)")
 
 
 def _remove_if_owner(path: str, owner: int) -> None:

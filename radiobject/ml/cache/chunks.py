@@ -1,0 +1,113 @@
+"""Reading a region of a volume through a cache of its *chunks* (:func:`read_chunked`).
+
+Caches hold the volume's own storage chunks (decoded), never whole volumes: a patch needs only
+the chunks it touches, so a cache smaller than the cohort still holds useful data under random
+patch sampling, and a hit saves exactly the decode it stands for.
+
+One read: look every touched chunk up; if any is missing, read the chunk-aligned box around the
+missing ones with **one** backend read (tensorstore / TileDB decode its chunks in parallel, and
+decode no chunk that an unaligned read of the region would not decode too), copy the region's
+part of the box straight into the output, and offer the new chunks to the cache. Chunks that hit
+and lie outside the box are copied from the cache.
+
+Admission: while the cache has room every new chunk is stored. Once it is nearly full, under
+random sampling its hit rate is about its share of the cohort whatever it admits, while every
+stored chunk costs a copy (and, for file caches, a write); new chunks are then admitted with
+probability :data:`ADMIT_WHEN_FULL`, so a small cache costs little on misses and is not slower
+than no cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from radiobject.ml.cache.base import Cache
+
+__all__ = ["ADMIT_WHEN_FULL", "ChunkSource", "chunk_key_prefix", "read_chunked"]
+
+#: Probability that a missed chunk is stored once the cache is nearly full.
+ADMIT_WHEN_FULL = 0.25
+
+Region = tuple[slice, ...]
+
+
+class ChunkSource(Protocol):
+    """What :func:`read_chunked` needs of a volume (``radiobject.model.volume.Volume`` fits)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def chunks(self) -> tuple[int, ...]: ...
+
+    def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def chunk_key_prefix(volume_key: str, chunks: Sequence[int]) -> str:
+    """Prefix of chunk keys of one volume: its ``cache_key`` (with version) + the chunk shape."""
+    return f"{volume_key}|chunk{'x'.join(str(int(c)) for c in chunks[:3])}:"
+
+
+def _copy(out: np.ndarray, region: Region, block: np.ndarray, block_region: Region) -> None:
+    """Copy the overlap of ``block`` (covering ``block_region``) into ``out`` (covering ``region``)."""
+    dst, src = [], []
+    for r, b in zip(region, block_region, strict=False):
+        lo, hi = max(r.start, b.start), min(r.stop, b.stop)
+        if hi <= lo:
+            return
+        dst.append(slice(lo - r.start, hi - r.start))
+        src.append(slice(lo - b.start, hi - b.start))
+    np.copyto(out[tuple(dst)], block[tuple(src)], casting="unsafe")
+
+
+def read_chunked(volume: ChunkSource, cache: Cache, prefix: str, region: Region, out: np.ndarray,
+                 *, rng: random.Random | None = None) -> np.ndarray:
+    """Fill ``out`` with ``region`` (three spatial slices, clipped to the volume) of ``volume``.
+
+    ``out``: shape ``(*region_shape, *trailing)`` where ``trailing`` are the volume's axes after
+    the third (read whole), any dtype (values are cast). Returns ``out``.
+    """
+    shape, cs = volume.shape[:3], volume.chunks[:3]
+    trailing = (slice(None),) * (len(volume.shape) - 3)
+    if any(r.stop <= r.start for r in region):
+        return out
+    ranges = [range(r.start // c, (r.stop - 1) // c + 1) for r, c in zip(region, cs, strict=True)]
+    get = cache.get
+    hits: list[tuple[tuple[int, ...], np.ndarray]] = []
+    missing: list[tuple[tuple[int, ...], str]] = []
+    for idx in itertools.product(*ranges):
+        key = f"{prefix}{idx[0]}.{idx[1]}.{idx[2]}"
+        block = get(key)
+        if block is None:
+            missing.append((idx, key))
+        else:
+            hits.append((idx, block))
+
+    def chunk_region(idx: tuple[int, ...]) -> Region:
+        return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, cs, shape, strict=True))
+
+    box: Region | None = None
+    if missing:
+        lo = [min(m[0][a] for m in missing) for a in range(3)]
+        hi = [max(m[0][a] for m in missing) for a in range(3)]
+        box = tuple(slice(lo[a] * cs[a], min((hi[a] + 1) * cs[a], shape[a])) for a in range(3))
+        data = volume.read(box + trailing)
+        _copy(out, region, data, box)
+        admit = 1.0 if not cache.nearly_full() else ADMIT_WHEN_FULL
+        draw = (rng or random).random
+        for idx, key in missing:
+            if admit >= 1.0 or draw() < admit:
+                cr = chunk_region(idx)
+                cache.put(key, np.array(data[tuple(slice(c.start - b.start, c.stop - b.start)
+                                                   for c, b in zip(cr, box, strict=True))]))
+    for idx, block in hits:
+        cr = chunk_region(idx)
+        if box is not None and all(b.start <= c.start and c.stop <= b.stop for c, b in zip(cr, box, strict=True)):
+            continue  # already copied from the box
+        _copy(out, region, block, cr)
+    return out

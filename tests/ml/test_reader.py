@@ -1,0 +1,134 @@
+"""The reader's chunk-granular read path: any cache gives exactly the voxels of no cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radiobject import ImageData, RadiObject, WriteOptions
+from radiobject.ml.cache import DiskCache, InMemoryCache, NoCache, SharedMemoryCache
+from radiobject.ml.cache.chunks import read_chunked
+from radiobject.ml.reader import VolumeReader
+from tests.ml._stores import coded_volume, make_store
+
+SHAPE = (20, 24, 16)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("reader") / "radi", "zarr", n=3, shape=SHAPE, chunks=(8, 8, 8))
+
+
+def _caches(tmp_path, budget: int):
+    return {"memory": InMemoryCache(budget), "disk": DiskCache(tmp_path / "disk", budget),
+            "shm": SharedMemoryCache(budget)}
+
+
+ORIGINS = [(0, 0, 0), (5, 7, 3), (12, 16, 8), (-3, 20, 10), (15, -2, -4), (7, 9, 2)]
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk", "shm"])
+def test_patches_through_a_chunk_cache_equal_the_store(store, tmp_path, kind: str) -> None:
+    plain = VolumeReader.from_radi(store, ["T1w", "FLAIR"], "seg")
+    cache = _caches(tmp_path, 64 << 20)[kind]
+    try:
+        cached = plain.with_cache(cache)
+        for rep in range(2):  # cold, then warm
+            for s in range(len(plain)):
+                for o in ORIGINS:
+                    want = plain.read_patch(s, o, (8, 9, 7))
+                    got = cached.read_patch(s, o, (8, 9, 7))
+                    np.testing.assert_array_equal(got[0], want[0])
+                    np.testing.assert_array_equal(got[1], want[1])
+                    img = np.empty((2, 8, 9, 7), np.float32)
+                    lab = np.empty((1, 8, 9, 7), want[1].dtype)
+                    cached.read_patch_into(s, o, (8, 9, 7), img, lab)
+                    np.testing.assert_array_equal(img, want[0])
+                    np.testing.assert_array_equal(lab, want[1])
+            if rep == 0:
+                misses = cache.misses
+        assert cache.misses == misses and cache.hits > 0  # the warm pass decoded nothing
+        assert len(cache) <= 3 * 3 * 18  # chunks (3 x 3 x 2 per volume), never whole volumes
+        whole = cached.read_raw(1, "T1w")
+        np.testing.assert_array_equal(whole, coded_volume(1, SHAPE))
+    finally:
+        if kind == "shm":
+            cache.close()
+
+
+def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store) -> None:
+    chunk = 8 * 8 * 8 * 4
+    cache = InMemoryCache(10 * chunk)  # 10 chunks of ~162 in the cohort
+    reader = VolumeReader.from_radi(store, "T1w").with_cache(cache)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        s = int(rng.integers(3))
+        o = [int(rng.integers(-4, n)) for n in SHAPE]
+        got, _ = reader.read_patch(s, o, (9, 9, 9), with_label=False)
+        want = np.zeros((1, 9, 9, 9), np.float32)
+        full = coded_volume(s, SHAPE)
+        src = tuple(slice(max(a, 0), min(a + 9, n)) for a, n in zip(o, SHAPE))
+        dst = tuple(slice(r.start - a, r.stop - a) for r, a in zip(src, o))
+        want[(0, *dst)] = full[src]
+        np.testing.assert_array_equal(got, want)
+        assert cache.nbytes <= cache.max_bytes
+    assert cache.hits > 0
+
+
+def test_4d_volumes_and_rewritten_volumes(tmp_path) -> None:
+    data = np.arange(10 * 12 * 8 * 3, dtype=np.int16).reshape(10, 12, 8, 3)
+    radi = RadiObject.from_images(str(tmp_path / "r"), {"dwi": {"s0": ImageData(data, np.eye(4), {}, "x")}},
+                                  options=WriteOptions(chunks=(4, 4, 4)))
+    cache = InMemoryCache(1 << 20)
+    reader = VolumeReader.from_radi(radi, "dwi").with_cache(cache)
+    img, _ = reader.read_patch(0, (3, 5, 2), (5, 6, 4), with_label=False)
+    np.testing.assert_array_equal(img, np.moveaxis(data[3:8, 5:11, 2:6], -1, 0).astype(np.float32))
+    buf = np.empty((3, 5, 6, 4), np.float32)
+    reader.read_patch_into(0, (3, 5, 2), (5, 6, 4), buf)
+    np.testing.assert_array_equal(buf, img)
+    # a store rewritten in place: the new volume version gives new chunk keys, nothing stale
+    radi2 = RadiObject.from_images(str(tmp_path / "r2"), {"dwi": {"s0": ImageData(data + 1, np.eye(4), {}, "x")}},
+                                   options=WriteOptions(chunks=(4, 4, 4)))
+    other = VolumeReader.from_radi(radi2, "dwi").with_cache(cache)
+    img2, _ = other.read_patch(0, (3, 5, 2), (5, 6, 4), with_label=False)
+    np.testing.assert_array_equal(img2, img + 1)
+
+
+class _Counting:
+    """A volume stand-in that counts backend reads and the voxels they decode."""
+
+    def __init__(self, data: np.ndarray, chunks: tuple[int, ...]) -> None:
+        self.data, self.shape, self.chunks = data, data.shape, chunks
+        self.reads, self.voxels = 0, 0
+
+    def read(self, region, out=None):
+        self.reads += 1
+        block = self.data[region]
+        self.voxels += block.size
+        return block.copy()
+
+
+def test_misses_are_one_aligned_read_and_hits_read_nothing() -> None:
+    data = np.random.default_rng(1).random((32, 32, 32)).astype(np.float32)
+    vol = _Counting(data, (8, 8, 8))
+    cache = InMemoryCache(1 << 22)
+    region = (slice(3, 13), slice(9, 20), slice(0, 5))
+    out = np.empty((10, 11, 5), np.float32)
+    read_chunked(vol, cache, "p:", region, out)
+    np.testing.assert_array_equal(out, data[region])
+    assert vol.reads == 1 and vol.voxels == 16 * 16 * 8  # the chunks an unaligned read decodes anyway
+    out2 = np.empty_like(out)
+    read_chunked(vol, cache, "p:", region, out2)
+    assert vol.reads == 1 and np.array_equal(out2, out)  # all hits: no backend read
+    wider = (slice(3, 20), slice(9, 20), slice(0, 5))  # two new chunk columns
+    out3 = np.empty((17, 11, 5), np.float32)
+    read_chunked(vol, cache, "p:", wider, out3)
+    np.testing.assert_array_equal(out3, data[wider])
+    assert vol.reads == 2 and vol.voxels == 16 * 16 * 8 + 8 * 16 * 8  # only the missing chunks
+
+
+def test_no_cache_reader_reads_only_through_the_store(store) -> None:
+    reader = VolumeReader.from_radi(store, "T1w")
+    assert isinstance(reader.cache, NoCache)
+    got, _ = reader.read_patch(2, (1, 2, 3), (4, 4, 4), with_label=False)
+    np.testing.assert_array_equal(got[0], coded_volume(2, SHAPE)[1:5, 2:6, 3:7])
