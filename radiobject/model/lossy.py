@@ -183,8 +183,13 @@ def reduce_precision(array: np.ndarray, lossy: Lossy) -> np.ndarray:
             return a.copy()
         step, half = 1 << k, 1 << (k - 1)
         info = np.iinfo(a.dtype)
-        wide = a.astype(np.int64) if a.dtype != np.uint64 else a.astype(np.float64)
-        out = np.floor_divide(wide + half, step) * step
+        if a.dtype == np.uint64:
+            out = np.floor_divide(a.astype(np.float64) + half, step) * step
+        else:  # (v + half) with the low k bits cleared == floor((v + half) / step) * step
+            wide = a.astype(np.int32 if a.dtype.itemsize <= 2 else np.int64)
+            wide += half
+            wide &= ~(step - 1)
+            out = wide
         return np.clip(out, info.min, info.max).astype(a.dtype)
     uint, mant, bias = _FLOAT_LAYOUT[a.dtype]
     nbits = a.dtype.itemsize * 8
@@ -216,18 +221,23 @@ class LossyMetrics:
     ssim: float | None = None
 
     def add(self, original: np.ndarray, stored: np.ndarray) -> None:
-        """Accumulates one block (finite voxels only)."""
-        a, b = np.asarray(original, np.float64), np.asarray(stored, np.float64)
-        finite = np.isfinite(a)
-        if not finite.all():
-            a, b = a[finite], b[finite]
-        if a.size == 0:
-            return
-        d = b - a
-        self.n += a.size
-        self.sq_sum += float(np.dot(d.ravel(), d.ravel()))
-        self.max_abs = max(self.max_abs, float(np.abs(d).max()))
-        self.lo, self.hi = min(self.lo, float(a.min())), max(self.hi, float(a.max()))
+        """Accumulates one block (finite voxels only), in pieces of bounded memory."""
+        flat_a, flat_b = np.asarray(original).reshape(-1), np.asarray(stored).reshape(-1)
+        step = 1 << 22
+        for start in range(0, flat_a.size, step):
+            a = flat_a[start : start + step].astype(np.float64)
+            b = flat_b[start : start + step].astype(np.float64)
+            if flat_a.dtype.kind == "f":
+                finite = np.isfinite(a)
+                if not finite.all():
+                    a, b = a[finite], b[finite]
+            if a.size == 0:
+                continue
+            b -= a
+            self.n += a.size
+            self.sq_sum += float(np.dot(b, b))
+            self.max_abs = max(self.max_abs, float(np.abs(b).max()))
+            self.lo, self.hi = min(self.lo, float(a.min())), max(self.hi, float(a.max()))
 
     def set_ssim(self, original: np.ndarray, stored: np.ndarray) -> None:
         """SSIM on the central crop (:data:`SSIM_CROP`) of the volume's first three axes."""
