@@ -80,8 +80,15 @@ def json_checksum_state(obj: Any) -> str:
     if stored is None and isinstance(attrs, Mapping):
         stored = attrs.get(CHECKSUM_KEY)
     if stored is None:
-        return "absent"
+        near = [k for k in (*obj, *(attrs if isinstance(attrs, Mapping) else ())) if _one_byte_off(k)]
+        return "bad" if near else "absent"  # a checksum member whose name took a flipped byte
     return "ok" if stored == json_digest(obj) else "bad"
+
+
+def _one_byte_off(key: object) -> bool:
+    if not isinstance(key, str) or len(key) != len(CHECKSUM_KEY):
+        return False
+    return sum(a != b for a, b in zip(key, CHECKSUM_KEY, strict=True)) == 1
 
 
 def parse_checked_json(data: bytes, uri: str) -> Any:

@@ -317,3 +317,28 @@ def test_tiledb_group_metadata_flip(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["verify", uri, "--quick"]) == 0
     _flip(meta, meta.stat().st_size // 2)
     _verify_fails(uri, capsys, f"collections/T1w/__meta/{meta.name}", quick=True)
+
+
+@pytest.mark.slow
+def test_one_flipped_byte_in_any_file_is_found(tmp_path: Path, backend: str) -> None:
+    """Every non-empty file of a store, one at a time: one flipped byte makes verify fail, naming it."""
+    uri = str(tmp_path / "store")
+    _make(uri, backend)
+    rng = np.random.default_rng(7)
+    targets = sorted(p for p in Path(uri).rglob("*") if p.is_file() and p.stat().st_size
+                     and not p.name.startswith("."))
+    assert len(targets) > 10
+    missed = []
+    for path in targets:
+        original = path.read_bytes()
+        _flip(path, int(rng.integers(0, len(original))))
+        try:
+            report = verify_store(uri)
+            rel = str(path.relative_to(uri))
+            if report.ok or not any(rel.startswith(f.where) or f.where.startswith(rel) or rel in f.what
+                                    for f in report.errors):
+                missed.append((rel, [str(f) for f in report.errors]))
+        finally:
+            path.write_bytes(original)
+    assert not missed, missed
+    assert verify_store(uri).ok
