@@ -74,8 +74,8 @@ def volume_layer(volume: Any, name: str, label: bool = False, label_map: Any = N
     if data.ndim <= 3:
         return [(data, {"name": name, "metadata": meta, **geo}, kind)]
     flat = data.reshape(data.shape[:3] + (-1,))
-    return [(np.ascontiguousarray(flat[..., c]), {"name": f"{name}[{c}]", "metadata": {**meta, "channel": c}, **geo}, kind)
-            for c in range(flat.shape[-1])]
+    return [(np.ascontiguousarray(flat[..., c]), {"name": f"{name}[{c}]", "metadata": {**meta, "channel": c}, **geo},
+             kind) for c in range(flat.shape[-1])]
 
 
 def read_store(path: str, *, subject: str | None = None, collections: Sequence[str] | None = None) -> list[LayerData]:
@@ -97,7 +97,7 @@ def read_store(path: str, *, subject: str | None = None, collections: Sequence[s
         if not len(coll):
             return []
         ids = coll.obs_ids
-        oid = ids[0] if subject is None else coll.by_subject(subject).obs_id
+        oid = ids[0] if subject is None else str(coll.by_subject(subject).obs_id)
         lab = is_label_collection(coll)
         return volume_layer(coll.volume(oid), f"{coll.name} {oid}", lab, get_label_map(coll) if lab else None)
     if kind != "store":

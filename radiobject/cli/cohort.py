@@ -25,7 +25,7 @@ def _spacing(text: str) -> tuple[float, float, float]:
         parts = parts * 3
     if len(parts) != 3 or min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"expected three positive numbers X,Y,Z (mm), got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts[0], parts[1], parts[2]
 
 
 def register(subparsers: Any) -> None:
@@ -45,25 +45,30 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("split", help="k-fold / train-val split of the subjects, stored in obs_meta",
                               description="Assign every subject a fold (column 'fold', 0..k-1) and a split (column "
-                              "'split': 'val' for --val-fold, else 'train'), stratified by a column and grouped so that "
-                              "all sessions of one participant share a fold. Loaders read these columns (split=, fold=).")
+                              "'split': 'val' for --val-fold, else 'train'), stratified by a column and grouped so "
+                              "that all sessions of one participant share a fold. Loaders read these columns "
+                              "(split=, fold=).")
     p.add_argument("uri", metavar="STORE")
     p.add_argument("-k", "--folds", type=int_in(2, what="folds"), default=5, help="number of folds (default 5)")
     p.add_argument("--val-fraction", type=float, metavar="F", help="one train/val split instead of folds (e.g. 0.2)")
-    p.add_argument("--val-fold", type=int_in(0, what="val fold"), default=0, help="fold written as split=val (default 0)")
+    p.add_argument("--val-fold", type=int_in(0, what="val fold"), default=0,
+                   help="fold written as split=val (default 0)")
     p.add_argument("--stratify", metavar="COLUMN", help="obs_meta column to balance across folds")
     p.add_argument("--group", default="auto", metavar="COLUMN",
-                   help="obs_meta column kept within one fold (default auto: participant_id when it groups sessions; 'none')")
+                   help="obs_meta column kept within one fold (default auto: participant_id when it groups "
+                   "sessions; 'none')")
     p.add_argument("--seed", type=int, default=0)
     add_storage_arguments(p)
     p.set_defaults(func=run_split)
 
     p = subparsers.add_parser("resample", help="resample a collection to a target spacing (a new collection)",
-                              description="Write COLLECTION resampled to --spacing (mm) as a new collection of the store "
+                              description="Write COLLECTION resampled to --spacing (mm) as a new collection of the "
+                              "store "
                               "(same field of view; linear for images, nearest for label collections).")
     p.add_argument("uri", metavar="STORE")
     p.add_argument("collection", metavar="COLLECTION")
-    p.add_argument("--spacing", type=_spacing, required=True, metavar="X,Y,Z", help="target voxel size in mm (or one number)")
+    p.add_argument("--spacing", type=_spacing, required=True, metavar="X,Y,Z",
+                   help="target voxel size in mm (or one number)")
     p.add_argument("--out", metavar="NAME", help="new collection name (default <collection>_<x>x<y>x<z>mm)")
     p.add_argument("--order", type=int_in(0, 5, "order"), help="spline order (default 0 for labels, 1 for images)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -76,7 +81,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("uri", metavar="STORE")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("--set", dest="label_map", metavar="V=NAME,...", help="store this label map")
-    p.add_argument("--count", action="store_true", help="record class voxel counts per volume (obs column class_counts)")
+    p.add_argument("--count", action="store_true",
+                   help="record class voxel counts per volume (obs column class_counts)")
     p.add_argument("--weights", choices=("inverse", "median", "sqrt", "effective"), help="print class weights")
     add_storage_arguments(p)
     p.set_defaults(func=run_labels)
@@ -98,7 +104,8 @@ def run_stats(args: argparse.Namespace) -> int:
         mask = None if args.mask.lower() == "none" else args.mask
         if mask not in (None, "auto") and mask not in radi.collection_names:
             raise ValueError(f"no collection {mask!r} in {args.uri}")
-        inten = None if args.no_intensity else intensity_stats(radi, args.collections, mask=mask, progress=not args.json)
+        inten = None if args.no_intensity else intensity_stats(radi, args.collections, mask=mask,
+                                                               progress=not args.json)
     except Exception as exc:  # noqa: BLE001 - any open failure is a usage error here
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -165,7 +172,13 @@ def run_resample(args: argparse.Namespace) -> int:
 
 def run_labels(args: argparse.Namespace) -> int:
     """Shows (and optionally sets) the label map, counts and weights."""
-    from radiobject.model.labels import class_counts_table, class_weights, get_label_map, record_class_counts, set_label_map
+    from radiobject.model.labels import (
+        class_counts_table,
+        class_weights,
+        get_label_map,
+        record_class_counts,
+        set_label_map,
+    )
 
     try:
         radi = _open(args)
@@ -176,7 +189,8 @@ def run_labels(args: argparse.Namespace) -> int:
             set_label_map(coll, args.label_map)
         table = record_class_counts(coll, progress=True) if args.count else None
         lm = get_label_map(coll)
-        print(f"{args.collection}: label map " + (", ".join(f"{v}={n}" for v, n in lm.names.items()) if lm else "(none)"))
+        shown = ", ".join(f"{v}={n}" for v, n in lm.names.items()) if lm else "(none)"
+        print(f"{args.collection}: label map {shown}")
         if table is not None or args.weights:
             table = table if table is not None else class_counts_table(coll)
             print("voxels per class: " + ", ".join(f"{c}={int(table[c].sum())}" for c in table.columns))

@@ -47,7 +47,8 @@ def register(subparsers: Any) -> None:
     add_storage_arguments(p)
     p.set_defaults(func=run_ingest_layout)
 
-    e = subparsers.add_parser("export-nnunet", help="write a store as an nnU-Net raw dataset (imagesTr, labelsTr, dataset.json)",
+    e = subparsers.add_parser("export-nnunet",
+                              help="write a store as an nnU-Net raw dataset (imagesTr, labelsTr, dataset.json)",
                               description="Write subjects that have every channel (and the label) as an nnU-Net v2 "
                               "raw dataset: imagesTr/<subject>_<XXXX>.nii.gz, labelsTr/<subject>.nii.gz, dataset.json.")
     e.add_argument("uri", metavar="STORE")

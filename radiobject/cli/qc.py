@@ -36,6 +36,10 @@ def _window(img: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
+def _rgb(color: tuple[int, int, int]) -> tuple[float, float, float]:
+    return color[0] / 255, color[1] / 255, color[2] / 255
+
+
 def _overlay(seg: np.ndarray, label_map: Any) -> np.ndarray:
     """RGBA image of a label slice: each value in its fixed colour, background transparent."""
     from radiobject.model.labels import LabelMap
@@ -45,11 +49,12 @@ def _overlay(seg: np.ndarray, label_map: Any) -> np.ndarray:
     for v in np.unique(seg):
         if v == 0:
             continue
-        rgba[seg == v] = (*[c / 255 for c in lm.color(int(v))], 0.5)
+        rgba[seg == v] = (*_rgb(lm.color(int(v))), 0.5)
     return rgba
 
 
-def render_qc(radi: Any, subjects: list[str], images: list[str], label: str | None, output: str, title: str) -> tuple[int, int]:
+def render_qc(radi: Any, subjects: list[str], images: list[str], label: str | None, output: str,
+              title: str) -> tuple[int, int]:
     """Writes the montage PNG; returns (rows, columns)."""
     import matplotlib
 
@@ -85,14 +90,14 @@ def render_qc(radi: Any, subjects: list[str], images: list[str], label: str | No
                 if vol is None or ch >= channel_count(vol.shape):
                     ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7, transform=ax.transAxes)
                     continue
-                i = vol.n_slices(plane) // 2  # type: ignore[arg-type]
-                img = vol.plane(plane, i).astype(np.float32)  # type: ignore[arg-type]
+                i = vol.n_slices(plane) // 2
+                img = vol.plane(plane, i).astype(np.float32)
                 img = img.reshape(img.shape[:2] + (-1,))[..., ch]
                 lo, hi = _window(img)
                 aspect = mm_aspect(vol.affine, plane)
                 ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, interpolation="nearest", aspect=aspect)
                 if lab is not None and tuple(lab.shape[:3]) == tuple(vol.shape[:3]):
-                    seg = lab.plane(plane, i)  # type: ignore[arg-type]
+                    seg = lab.plane(plane, i)
                     seg = seg.reshape(seg.shape[:2] + (-1,))[..., 0]
                     seen.update(int(v) for v in np.unique(seg) if v != 0)
                     ax.imshow(_overlay(seg.T, lm), origin="lower", interpolation="nearest", aspect=aspect)
@@ -101,7 +106,7 @@ def render_qc(radi: Any, subjects: list[str], images: list[str], label: str | No
 
         shown = lm or LabelMap({})
         values = sorted(seen | {v for v in (lm.names if lm else {}) if v != 0})
-        handles = [Patch(color=[x / 255 for x in shown.color(v)], label=f"{v}: {shown.name(v)}") for v in values]
+        handles = [Patch(color=_rgb(shown.color(v)), label=f"{v}: {shown.name(v)}") for v in values]
         if handles:
             fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
     fig.suptitle(title + (f"  (overlay: {label})" if label else ""), fontsize=8)

@@ -80,7 +80,7 @@ class LabelMap:
         object.__setattr__(self, "colors", colors)
 
     @classmethod
-    def parse(cls, spec: "LabelMap | Mapping[Any, Any] | str") -> "LabelMap":
+    def parse(cls, spec: LabelMap | Mapping[Any, Any] | str) -> LabelMap:
         """From a ``LabelMap``, ``{value: name}``, ``{name: value}`` (nnU-Net), or ``"1=a,2=b"``.
 
         nnU-Net region labels (``{"whole tumour": [1, 2, 3]}``) have no single value and are
@@ -120,7 +120,7 @@ class LabelMap:
                 "colors": {str(k): list(v) for k, v in self.colors.items()}}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LabelMap":
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelMap:
         """Inverse of ``to_dict``."""
         return cls({int(k): v for k, v in data.get("names", {}).items()},
                    {int(k): tuple(v) for k, v in data.get("colors", {}).items()})

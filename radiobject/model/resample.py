@@ -1,7 +1,7 @@
 """Resampling to a target voxel spacing, as a derived collection of the same store.
 
 The new grid covers the same field of view (the outer voxel edges stay where they were): along
-each axis ``n' = round(n * s / t)`` voxels of size ``t``, and the affine is
+each axis ``n' = floor(n * s / t + 0.5)`` voxels of size ``t``, and the affine is
 ``A @ [[diag(t / s), 0.5 * (t / s - 1)], [0, 1]]``, so world coordinates stay exact and the
 orientation is unchanged. Images are interpolated (linear by default, float32 out); label
 collections use nearest neighbour and keep their dtype, label map and class counts.
@@ -26,7 +26,9 @@ from radiobject.model.volume import Volume
 __all__ = ["resample_collection", "resample_image", "resampled_grid"]
 
 
-def resampled_grid(shape: Sequence[int], affine: np.ndarray, target: Sequence[float]) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+def resampled_grid(
+    shape: Sequence[int], affine: np.ndarray, target: Sequence[float]
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """(new spatial shape, new affine, per-axis step in old voxels) for ``target`` spacing (mm)."""
     tgt = np.asarray([float(t) for t in target], dtype=np.float64)
     if tgt.shape != (3,) or not np.all(tgt > 0):
@@ -34,7 +36,7 @@ def resampled_grid(shape: Sequence[int], affine: np.ndarray, target: Sequence[fl
     old = np.asarray(affine_spacing(affine), dtype=np.float64)
     step = tgt / old
     n = np.asarray(shape[:3], dtype=np.float64)
-    new_shape = tuple(int(max(1, round(v))) for v in n / step)
+    new_shape = tuple(int(max(1, np.floor(v + 0.5))) for v in n / step)  # halves round up
     m = np.eye(4)
     m[:3, :3] = np.diag(step)
     m[:3, 3] = 0.5 * (step - 1.0)
@@ -49,7 +51,7 @@ def resample_image(image: ImageData, target: Sequence[float], *, order: int = 1)
     data = np.asarray(image.array)
     new_shape, new_affine, step = resampled_grid(data.shape, image.affine, target)
     offset = 0.5 * (step - 1.0)
-    flat = data.reshape(data.shape[:3] + (-1,))
+    flat: np.ndarray = data.reshape(tuple(data.shape[:3]) + (-1,))
     out_dtype = data.dtype if order == 0 else np.dtype(np.float32)
     out = np.empty(new_shape + (flat.shape[-1],), dtype=out_dtype)
     for c in range(flat.shape[-1]):
@@ -92,7 +94,8 @@ def resample_collection(
     if len(target) != 3:
         raise ValueError(f"spacing must be three numbers (mm), got {spacing}")
     out = out or f"{name}_{'x'.join(f'{s:g}' for s in target)}mm".replace(".", "p")
-    items = [IngestItem(r["obs_id"], r["obs_subject_id"], partial(_load_resampled, src.volume(r["obs_id"]), target, order),
+    items = [IngestItem(r["obs_id"], r["obs_subject_id"],
+                        partial(_load_resampled, src.volume(r["obs_id"]), target, order),
                         {}, f"{name}/{r['obs_id']} resampled to {target} mm")
              for r in src.obs.to_dict("records")]
     radi.add_collection(out, items, options=options, skip_existing=True, progress=out if progress else False)

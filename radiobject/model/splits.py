@@ -38,7 +38,8 @@ def _units(meta: pd.DataFrame, group: str | None, stratify: str | None) -> pd.Da
     key = meta[group].astype(str) if group else meta[SUBJECT].astype(str)
     if group and meta[group].isna().any():
         raise ValueError(f"group column {group!r} has missing values")
-    strata = meta[stratify].map(lambda v: "<missing>" if pd.isna(v) else v) if stratify else pd.Series("all", index=meta.index)
+    strata = (meta[stratify].map(lambda v: "<missing>" if pd.isna(v) else v) if stratify
+              else pd.Series("all", index=meta.index))
     df = pd.DataFrame({"unit": key.to_numpy(), "stratum": strata.to_numpy(), SUBJECT: meta[SUBJECT].to_numpy()})
     rows = []
     for unit, sub in df.groupby("unit", sort=True):

@@ -90,7 +90,8 @@ class _Pool:
         mean = self.s / self.n
         var = max(self.s2 / self.n - mean * mean, 0.0)
         allv = np.concatenate(self.samples)
-        row: dict[str, float] = {"voxels": self.n, "mean": mean, "std": float(np.sqrt(var)), "min": self.lo, "max": self.hi}
+        row: dict[str, float] = {"voxels": self.n, "mean": mean, "std": float(np.sqrt(var)),
+                                 "min": self.lo, "max": self.hi}
         for p, q in zip(percentiles, np.percentile(allv, list(percentiles)), strict=True):
             row[f"p{p:g}"] = float(q)
         return row

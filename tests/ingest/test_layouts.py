@@ -42,7 +42,8 @@ def _bids(root: Path) -> Path:
             stem = root / sub / f"ses-{ses}"
             t1 = stem / "anat" / f"{sub}_ses-{ses}_T1w.nii.gz"
             _save(t1, rng.normal(size=(6, 5, 4)).astype(np.float32))
-            (stem / "anat" / f"{sub}_ses-{ses}_T1w.json").write_text(json.dumps({"EchoTime": 0.005, "SliceTiming": [0, 1]}))
+            side = {"EchoTime": 0.005, "SliceTiming": [0, 1]}
+            (stem / "anat" / f"{sub}_ses-{ses}_T1w.json").write_text(json.dumps(side))
             if sub == "sub-01":
                 dwi = stem / "dwi" / f"{sub}_ses-{ses}_dwi.nii.gz"
                 _save(dwi, rng.normal(size=(6, 5, 4, 3)).astype(np.float32))
@@ -71,7 +72,8 @@ def test_bids_plan(tmp_path: Path) -> None:
     assert json.loads(t1.columns["SliceTiming"]) == [0, 1]
     dwi = next(t for t in p.tasks if t.collection == "dwi")
     diff = dwi.metadata["diffusion"]
-    assert diff["bvals"] == [0.0, 1000.0, 1000.0] and diff["bvecs"] == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    assert diff["bvals"] == [0.0, 1000.0, 1000.0]
+    assert diff["bvecs"] == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     from radiobject.formats.dicom.dwi import fsl_text
 
     bval, bvec = fsl_text(diff)  # written back as the same files
@@ -107,7 +109,8 @@ def test_bids_glob_joins_participants(tmp_path: Path) -> None:
     (root / "participants.tsv").write_text("participant_id\tage\nsub-01\t30\nsub-02\tn/a\n")
     plan = plan_from_globs({"T1w": str(root / "sub-*/anat/sub-*_T1w.nii.gz")}, subjects=root / "participants.tsv")
     meta = plan.obs_meta.set_index("obs_subject_id")
-    assert list(meta.index) == ["sub-01", "sub-02"] and meta.loc["sub-01", "age"] == 30 and pd.isna(meta.loc["sub-02", "age"])
+    assert list(meta.index) == ["sub-01", "sub-02"]
+    assert meta.loc["sub-01", "age"] == 30 and pd.isna(meta.loc["sub-02", "age"])
     (root / "bad.tsv").write_text("participant_id\tage\n01\t30\n")
     with pytest.raises(SubjectTableError, match="none of its 1 subject IDs"):
         plan_from_globs({"T1w": str(root / "sub-*/anat/sub-*_T1w.nii.gz")}, subjects=root / "bad.tsv")
@@ -203,8 +206,10 @@ def test_nnunet_errors(tmp_path: Path) -> None:
 
 def test_bids_session_glob_joins_participants(tmp_path: Path) -> None:
     root = _bids(tmp_path / "bids")
-    plan = plan_from_globs({"T1w": str(root / "sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz")}, subjects=root / "participants.tsv")
+    spec = str(root / "sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz")
+    plan = plan_from_globs({"T1w": spec}, subjects=root / "participants.tsv")
     meta = plan.obs_meta.set_index("obs_subject_id")
     assert sorted(meta.index) == ["sub-01_ses-post", "sub-01_ses-pre", "sub-02_ses-pre"]
-    assert meta.loc["sub-01_ses-post", "participant_id"] == "sub-01" and meta.loc["sub-01_ses-post", "session_id"] == "ses-post"
+    assert meta.loc["sub-01_ses-post", "participant_id"] == "sub-01"
+    assert meta.loc["sub-01_ses-post", "session_id"] == "ses-post"
     assert meta.loc["sub-01_ses-post", "age"] == 34 and pd.isna(meta.loc["sub-02_ses-pre", "age"])

@@ -26,7 +26,8 @@ def _store(tmp_path: Path) -> tuple[RadiObject, dict[str, np.ndarray]]:
     rng = np.random.default_rng(0)
     segs = {f"s{i}": rng.choice(np.array([0, 1, 3], np.uint8), size=(5, 4, 3), p=[0.7, 0.2, 0.1]) for i in range(3)}
     imgs = {s: ImageData(rng.normal(size=(5, 4, 3)).astype(np.float32), np.eye(4)) for s in segs}
-    radi = RadiObject.from_images(str(tmp_path / "st"), {"img": imgs, "seg": {s: ImageData(a, np.eye(4)) for s, a in segs.items()}})
+    labels = {s: ImageData(a, np.eye(4)) for s, a in segs.items()}
+    radi = RadiObject.from_images(str(tmp_path / "st"), {"img": imgs, "seg": labels})
     return radi, segs
 
 
@@ -52,7 +53,8 @@ def test_label_map_stored_and_counts(tmp_path: Path) -> None:
     table = record_class_counts(again.seg)
     for sid, arr in segs.items():
         v, c = np.unique(arr, return_counts=True)
-        assert {int(a): int(b) for a, b in zip(v, c)} == {k: int(n) for k, n in table.loc[sid].items() if n}
+        want = {int(a): int(b) for a, b in zip(v, c, strict=True)}
+        assert want == {k: int(n) for k, n in table.loc[sid].items() if n}
     fresh = RadiObject(radi.uri).seg
     assert "class_counts" in fresh.obs.columns and label_values(fresh) == [0, 1, 3]
     assert class_counts_table(fresh).equals(table)

@@ -34,7 +34,8 @@ def test_summary(tmp_path: Path) -> None:
     s = cohort_summary(radi)
     assert s["subjects"] == 3
     assert s["collections"]["ct"]["shapes"] == {"6x5x4": 2, "7x5x4": 1}
-    assert s["collections"]["ct"]["spacings"] == {"0.8x0.8x2": 3} and s["collections"]["ct"]["orientations"] == {"RAS": 3}
+    assert s["collections"]["ct"]["spacings"] == {"0.8x0.8x2": 3}
+    assert s["collections"]["ct"]["orientations"] == {"RAS": 3}
     lab = s["collections"]["seg"]
     assert lab["labels"] == {"0": "bg", "1": "lesion"}
     assert lab["class_voxels"]["1"] == sum(int(a.sum()) for a in segs.values())
@@ -46,7 +47,8 @@ def test_intensity_in_foreground(tmp_path: Path) -> None:
     assert df["collection"].tolist() == ["ct"] and df["foreground"].iloc[0] == "seg"
     fg = np.concatenate([imgs[s][segs[s] > 0] for s in imgs]).astype(np.float64)
     row = df.iloc[0]
-    assert row["voxels"] == fg.size and row["mean"] == pytest.approx(fg.mean()) and row["std"] == pytest.approx(fg.std())
+    assert row["voxels"] == fg.size
+    assert row["mean"] == pytest.approx(fg.mean()) and row["std"] == pytest.approx(fg.std())
     assert row["p50"] == pytest.approx(np.percentile(fg, 50)) and row["max"] == pytest.approx(fg.max())
     nz = intensity_stats(radi, ["ct"], mask=None)
     assert nz["voxels"].iloc[0] == sum(int((a != 0).sum()) for a in imgs.values())

@@ -110,7 +110,8 @@ def apply_incomplete_policy(lp: LayoutPlan, policy: str) -> LayoutPlan:
     bad = {i.subject_id: str(i) for i in lp.incomplete}
     plan = lp.plan
     keep = [t for t in plan.tasks if t.subject_id not in bad]
-    skipped = [Problem(t.collection, t.subject_id, t.obs_id, t.path, f"skipped: incomplete subject ({bad[t.subject_id]})")
+    skipped = [Problem(t.collection, t.subject_id, t.obs_id, t.path,
+                       f"skipped: incomplete subject ({bad[t.subject_id]})")
                for t in plan.tasks if t.subject_id in bad]
     meta = plan.obs_meta
     if meta is not None:

@@ -170,11 +170,13 @@ def plan_bids(
                 continue
             parsed = parse_bids_name(path.name)
             if parsed is None:
-                plan.problems.append(Problem("", sub.name, "", str(path), "not a BIDS file name (sub-<label>[_<key>-<value>]_<suffix>.nii[.gz])"))
+                plan.problems.append(Problem("", sub.name, "", str(path), "not a BIDS file name "
+                                             "(sub-<label>[_<key>-<value>]_<suffix>.nii[.gz])"))
                 continue
             ents, suffix = parsed
             if f"sub-{ents['sub']}" != sub.name or ("ses" in ents and f"ses-{ents['ses']}" not in rel.parts):
-                plan.problems.append(Problem("", sub.name, "", str(path), "file name entities disagree with its folders"))
+                plan.problems.append(Problem("", sub.name, "", str(path),
+                                             "file name entities disagree with its folders"))
                 continue
             if suffixes is not None and suffix not in suffixes:
                 continue
