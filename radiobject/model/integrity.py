@@ -292,7 +292,7 @@ def _check_catalog(report: VerifyReport, radi: Any, storage: StorageOptions,
                        f"e.g. {min(orphans)!r}")
         root = files.join(colls[name].uri, "volumes")
         on_disk = {n for n in files.listdir(root, storage)
-                   if not n.startswith(("__", ".")) and n not in ("zarr.json", ".zgroup", ".zattrs")}
+                   if not n.startswith(("__", ".")) and not n.endswith(".json")}
         extra = on_disk - set(ids)
         if extra:
             report.add("note", f"collections/{name}/volumes", f"{len(extra)} unreferenced array folder(s) "

@@ -58,7 +58,8 @@ def test_verify_ok_then_corrupt(store: str, capsys: pytest.CaptureFixture[str]) 
     assert main(["verify", store, "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["errors"] == 1
-    assert report["findings"][0]["where"].endswith(target.name)
+    errors = [f for f in report["findings"] if f["level"] == "error"]
+    assert len(errors) == 1 and errors[0]["where"].endswith(target.name)
 
 
 def test_export_nifti_keeps_affine_and_dtype(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
