@@ -190,7 +190,9 @@ def reduce_precision(array: np.ndarray, lossy: Lossy) -> np.ndarray:
             wide += half
             wide &= ~(step - 1)
             out = wide
-        return np.clip(out, info.min, info.max).astype(a.dtype)
+        if a.size and int(a.max()) > int(info.max) - half:  # only the top can round out of range
+            np.minimum(out, info.max, out=out)
+        return out.astype(a.dtype)
     uint, mant, bias = _FLOAT_LAYOUT[a.dtype]
     nbits = a.dtype.itemsize * 8
     a = np.ascontiguousarray(a)
@@ -225,6 +227,15 @@ class LossyMetrics:
         flat_a, flat_b = np.asarray(original).reshape(-1), np.asarray(stored).reshape(-1)
         step = 1 << 22
         for start in range(0, flat_a.size, step):
+            if flat_a.dtype.kind in "iu" and flat_a.dtype.itemsize <= 2:  # exact and cheaper in int32
+                ai = flat_a[start : start + step]
+                di = flat_b[start : start + step].astype(np.int32)
+                di -= ai
+                self.n += ai.size
+                self.sq_sum += float(np.dot(di.astype(np.int64), di.astype(np.int64)))
+                self.max_abs = max(self.max_abs, float(np.abs(di).max()))
+                self.lo, self.hi = min(self.lo, float(ai.min())), max(self.hi, float(ai.max()))
+                continue
             a = flat_a[start : start + step].astype(np.float64)
             b = flat_b[start : start + step].astype(np.float64)
             if flat_a.dtype.kind == "f":
