@@ -76,6 +76,10 @@ def register(subparsers: Any) -> None:
     src.add_argument("--images", nargs="+", type=_image_spec, metavar="NAME=GLOB",
                      help="one glob per collection, e.g. T1w='data/*/t1.nii.gz' (quote it)")
     src.add_argument("--dicom-root", metavar="DIR", help="one folder per subject holding DICOM studies")
+    src.add_argument("--layout", nargs=2, metavar=("KIND", "DIR"),
+                     help="a dataset layout: bids, msd or nnunet and its folder (as radiobject ingest-layout)")
+    p.add_argument("--incomplete", choices=("keep", "skip", "error"), default="keep",
+                   help="with --layout: subjects missing a collection are kept (default), skipped, or an error")
     p.add_argument("--subjects", metavar="TABLE", help="subject table (e.g. participants.csv) -> obs_meta")
     p.add_argument("--obs-columns", metavar="A,B", default="",
                    help="manifest columns kept per volume (obs) even when constant per subject")
@@ -176,6 +180,10 @@ def _main_thread() -> bool:
 
 def run_ingest_command(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest``."""
+    if getattr(args, "layout", None):  # --layout KIND DIR: the layout command's path (labels, channels)
+        from radiobject.cli.layouts import run_layout_from_ingest
+
+        return run_layout_from_ingest(args)
     from radiobject.ingest.cohort import run_ingest
     from radiobject.model.options import WriteOptions
 

@@ -15,7 +15,7 @@ from radiobject.cli._args import positive_int
 from radiobject.cli.ingest import add_storage_arguments, storage_from_args
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
-__all__ = ["register", "run_export_nnunet", "run_ingest_layout"]
+__all__ = ["register", "run_export_nnunet", "run_ingest_layout", "run_layout_from_ingest"]
 
 LAYOUTS: tuple[str, ...] = ("bids", "msd", "nnunet")
 
@@ -71,11 +71,21 @@ def _plan(args: argparse.Namespace) -> Any:
     return plan_nnunet(args.path)
 
 
+def _options(args: argparse.Namespace) -> Any:
+    """Write options; ``radiobject ingest --layout`` also passes its codec / chunk arguments."""
+    from radiobject.model.options import WriteOptions
+    from radiobject.storage.base import Codec
+
+    if getattr(args, "compression", None):
+        codec = Codec.parse(args.compression, args.level)
+        return WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every)
+    return WriteOptions(args.backend, workers=args.workers)
+
+
 def run_ingest_layout(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest-layout``."""
     from radiobject.errors import LayoutError, RadiObjectError
     from radiobject.ingest.layouts import ingest_layout
-    from radiobject.model.options import WriteOptions
 
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
@@ -87,7 +97,7 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
           f"collection(s) {lp.plan.collections}, {len(lp.plan.problems)} problem(s)", file=sys.stderr)
     try:
         report = ingest_layout(args.out, lp, incomplete=args.incomplete, log=log,
-                               options=WriteOptions(args.backend, workers=args.workers),
+                               options=_options(args),
                                storage=storage_from_args(args), validate_alignment=args.validate_alignment,
                                progress=not args.no_progress)
     except LayoutError as exc:
@@ -101,6 +111,20 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(report.to_dict(), f, indent=1, default=str)
     return 0 if report.ok else 1
+
+
+def run_layout_from_ingest(args: argparse.Namespace) -> int:
+    """``radiobject ingest STORE --layout KIND DIR``: the same as ``ingest-layout KIND DIR -o STORE``."""
+    kind, path = args.layout
+    if kind not in LAYOUTS:
+        print(f"error: --layout KIND must be one of {', '.join(LAYOUTS)}, not {kind!r}", file=sys.stderr)
+        return 2
+    ns = argparse.Namespace(**vars(args))
+    ns.layout, ns.path, ns.out = kind, path, args.out
+    for name, default in (("suffixes", None), ("datatypes", None), ("include_test", False)):
+        if not hasattr(ns, name):
+            setattr(ns, name, default)
+    return run_ingest_layout(ns)
 
 
 def run_export_nnunet(args: argparse.Namespace) -> int:

@@ -97,3 +97,13 @@ def test_ingest_reports_incomplete_up_front(tmp_path: Path, capsys: pytest.Captu
                  "--subjects", str(root / "participants.tsv"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "2 incomplete subject(s)" in err and "sub-02: no seg" in err and "sub-03: no images" in err
+
+
+def test_ingest_with_layout_flag(tmp_path: Path) -> None:
+    src = _nnunet(tmp_path / "Dataset003_X", n=2)
+    store = str(tmp_path / "store")
+    assert main(["ingest", store, "--layout", "nnunet", str(src), "--no-progress", "--compression", "zstd"]) == 0
+    radi = RadiObject(store)
+    assert set(radi) == {"FLAIR", "T1", "label"}
+    assert radi.label.obs["codec"].iloc[0].startswith("zstd") and "class_counts" in radi.label.obs.columns
+    assert main(["ingest", str(tmp_path / "s2"), "--layout", "nope", str(src)]) == 2

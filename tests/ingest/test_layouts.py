@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from radiobject.errors import LayoutError, SubjectTableError
-from radiobject.ingest.layouts import ingest_layout
+from radiobject.ingest.layouts import ingest_layout, ingest_nnunet
 from radiobject.ingest.layouts.bids import parse_bids_name, plan_bids
 from radiobject.ingest.layouts.msd import export_nnunet, plan_msd, plan_nnunet
 from radiobject.ingest.manifest import plan_from_globs
@@ -174,7 +174,7 @@ def test_nnunet_roundtrip(tmp_path: Path) -> None:
     src = _nnunet(tmp_path / "Dataset001_BraTS")
     lp = plan_nnunet(src)
     assert lp.plan.collections == ["T1", "FLAIR", "label"] and not lp.incomplete
-    report = ingest_layout(str(tmp_path / "store"), lp)
+    report = ingest_nnunet(src, str(tmp_path / "store"))
     assert report.ok, report.summary_table()
     radi = RadiObject(str(tmp_path / "store"))
     assert get_label_map(radi.label).names == {0: "background", 1: "edema", 2: "tumor"}

@@ -2,9 +2,9 @@
 
 ``plan_bids`` / ``plan_msd`` / ``plan_nnunet`` read a dataset folder into a :class:`LayoutPlan`
 (the cohort plan plus label maps, channel names and the incomplete subjects found up front);
-``ingest_layout`` writes it through the one cohort ingest (``run_ingest``) and then stores the
-label maps and class counts with the label collections. ``export_nnunet`` writes a store back
-as an nnU-Net raw dataset.
+``ingest_layout`` (or ``ingest_bids`` / ``ingest_msd`` / ``ingest_nnunet``) writes it through
+the one cohort ingest (``run_ingest``) and then stores the label maps and class counts with the
+label collections. ``export_nnunet`` writes a store back as an nnU-Net raw dataset.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ __all__ = [
     "apply_incomplete_policy",
     "find_incomplete",
     "incomplete_report",
+    "ingest_bids",
     "ingest_layout",
+    "ingest_msd",
+    "ingest_nnunet",
 ]
 
 #: What ingest does with an incomplete subject: ``keep`` (ingest what there is, report it),
@@ -163,3 +166,27 @@ def obs_meta_frame(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame.from_dict(dict(rows), orient="index")
     df.index.name = "obs_subject_id"
     return df.reset_index()
+
+
+def _ingest(kind: str, root: Any, uri: str, plan_kwargs: dict[str, Any], **kwargs: Any) -> Any:
+    from radiobject.ingest.layouts.bids import plan_bids
+    from radiobject.ingest.layouts.msd import plan_msd, plan_nnunet
+
+    planner = {"bids": plan_bids, "msd": plan_msd, "nnunet": plan_nnunet}[kind]
+    return ingest_layout(uri, planner(root, **plan_kwargs), **kwargs)  # type: ignore[operator]
+
+
+def ingest_bids(root: Any, uri: str, *, suffixes: Sequence[str] | None = None,
+                datatypes: Sequence[str] | None = None, **kwargs: Any) -> Any:
+    """``plan_bids(root)`` ingested into ``uri`` (``kwargs`` as for :func:`ingest_layout`)."""
+    return _ingest("bids", root, uri, {"suffixes": suffixes, "datatypes": datatypes}, **kwargs)
+
+
+def ingest_msd(root: Any, uri: str, *, include_test: bool = False, **kwargs: Any) -> Any:
+    """``plan_msd(root)`` ingested into ``uri`` (``kwargs`` as for :func:`ingest_layout`)."""
+    return _ingest("msd", root, uri, {"include_test": include_test}, **kwargs)
+
+
+def ingest_nnunet(root: Any, uri: str, **kwargs: Any) -> Any:
+    """``plan_nnunet(root)`` ingested into ``uri`` (``kwargs`` as for :func:`ingest_layout`)."""
+    return _ingest("nnunet", root, uri, {}, **kwargs)
