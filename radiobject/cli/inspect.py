@@ -17,6 +17,8 @@ import numpy as np
 
 from radiobject.cli._args import human_bytes
 from radiobject.cli.ingest import add_storage_arguments, storage_from_args
+from radiobject.errors import RadiObjectError
+from radiobject.storage import files
 
 __all__ = ["register", "run_export", "run_info", "run_qc", "run_verify", "store_info"]
 
@@ -230,10 +232,15 @@ def run_export(args: argparse.Namespace) -> int:
     ext = ".nii" if args.uncompressed else ".nii.gz"
     written = failed = 0
     for name in names:
-        os.makedirs(os.path.join(args.out, name), exist_ok=True)
-        for vol in radi[name]:
-            path = os.path.join(args.out, name, f"{vol.obs_id}{ext}")
+        try:  # every output path stays inside OUT: plain names, no link below OUT; IDs checked on read
+            os.makedirs(files.contained_path(args.out, name), exist_ok=True)
+            vols = list(radi[name])
+        except RadiObjectError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for vol in vols:
             try:
+                path = files.contained_path(args.out, name, f"{vol.obs_id}{ext}")
                 vol.to_nifti(path)
                 write_fsl_gradients(vol.metadata, path)  # .bval / .bvec of a DWI volume
                 written += 1

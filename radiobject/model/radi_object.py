@@ -237,6 +237,7 @@ class RadiObject:
         name = validate_collection_name(name)
         opts = replace(options or WriteOptions(), backend=self._backend)
         opts.for_collection(name)  # a lossy label collection is refused before anything is created
+        files.check_no_symlinks(self.uri, self._coll_uri(name))  # never write through a planted link
         if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
             VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage,
                                     exist_ok=True)
@@ -279,6 +280,8 @@ class RadiObject:
         self._obs_meta = None
 
     def _fresh_collection(self, name: str) -> VolumeCollection:
+        """The collection re-opened for a write (``UnsafePathError`` when it is reached by a link)."""
+        files.check_no_symlinks(self.uri, self._coll_uri(name))
         self._collections.pop(name, None)
         return self._collection(name)
 
@@ -298,7 +301,7 @@ class RadiObject:
         with write_lock(self.uri, self._location.storage):
             self._meta_table().compact()
         for name in self._all_collection_names():
-            VolumeCollection(self._coll_uri(name), storage=self._location.storage).compact()
+            self._fresh_collection(name).compact()
         self._obs_meta = None
 
     # ------------------------------------------------------------------ reading
@@ -312,7 +315,8 @@ class RadiObject:
         if self._names is None:
             root = files.join(self.uri, "collections")
             names = get_backend(self._backend, self._location.storage).members(root)
-            self._names = [n for n in names if files.exists(files.join(root, n, "collection.json"), self._location.storage)]
+            self._names = [validate_collection_name(n) for n in names  # names read back are checked too
+                           if files.exists(files.join(root, n, "collection.json"), self._location.storage)]
         return list(self._names)
 
     def _all_subjects(self) -> list[str]:

@@ -128,6 +128,19 @@ def check_no_symlinks(root: str, uri: str) -> None:
             raise UnsafePathError(root, f"{cur} is a symbolic link; radiobject never writes or deletes through one")
 
 
+def contained_path(root: str, *parts: str) -> str:
+    """``root/part/...`` when each part is one plain path component and no existing component
+    below ``root`` is a symbolic link; ``UnsafePathError`` otherwise (output folders, exports)."""
+    from radiobject.errors import UnsafePathError
+
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise UnsafePathError(root, f"{part!r} is not a single file or folder name")
+    path = os.path.join(root, *parts)
+    check_no_symlinks(root, path)
+    return path
+
+
 def mtime(uri: str, storage: StorageOptions) -> float | None:
     """Seconds since the epoch of the last change of a local file or folder (``None`` if absent or remote)."""
     if is_remote(uri):

@@ -182,3 +182,32 @@ def test_lock_timeout_names_store_and_holder(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("RADIOBJECT_LOCK_TIMEOUT", "30")
     coll.append(image(5), "s5")  # released: the write goes through
     assert "s5" in VolumeCollection(coll.uri)
+
+
+def test_symlinked_collection_folder_is_refused(tmp_path: Path) -> None:
+    RadiObject.from_images(str(tmp_path / "r"), {"T1w": {"s0": image(0)}})
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "r" / "collections" / "pred").symlink_to(outside, target_is_directory=True)
+    radi = RadiObject(str(tmp_path / "r"))
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        radi.add_collection("pred", [IngestItem("s0", "s0", image(1))])
+    assert list(outside.iterdir()) == []
+
+
+def test_export_stays_inside_the_output_folder(tmp_path: Path) -> None:
+    from radiobject.cli.main import main
+
+    RadiObject.from_images(str(tmp_path / "r"), {"T1w": {"s0": image(0), "s1": image(1)}})
+    out = tmp_path / "out"
+    (out / "T1w").mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (out / "T1w" / "s1.nii.gz").symlink_to(victim / "s1.nii.gz")  # a planted link inside OUT
+    assert main(["export", str(tmp_path / "r"), str(out)]) == 1  # s1 refused, s0 written
+    assert (out / "T1w" / "s0.nii.gz").is_file() and list(victim.iterdir()) == []
+    FragmentTable(str(tmp_path / "r" / "collections" / "T1w" / "obs"), "obs_id").append(
+        RadiObject(str(tmp_path / "r")).T1w.obs.iloc[[0]].assign(obs_id="../../escaped"))
+    out2 = tmp_path / "out2"
+    assert main(["export", str(tmp_path / "r"), str(out2)]) != 0
+    assert not (tmp_path / "escaped.nii.gz").exists() and not list(tmp_path.glob("**/escaped*"))
