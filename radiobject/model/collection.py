@@ -395,6 +395,14 @@ class VolumeCollection:
         """The distinct subjects, in order of first appearance."""
         return list(dict.fromkeys(self.obs_subject_ids))
 
+    @property
+    def label_map(self) -> Any:
+        """The ``LabelMap`` of a label collection (value -> name, colour), or ``None``; set it with
+        ``radiobject.model.labels.set_label_map``."""
+        from radiobject.model.labels import get_label_map
+
+        return get_label_map(self)
+
     def __len__(self) -> int:
         return len(self._ids) if self._ids is not None else len(self._state.obs)
 

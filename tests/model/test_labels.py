@@ -84,3 +84,11 @@ def test_label_map_from_dicom_style_metadata(tmp_path: Path) -> None:
     assert get_label_map(radi2.seg) is None
     set_label_map(radi2.seg, {1: "organ"})  # an explicit map wins
     assert get_label_map(radi2.seg).names == {1: "organ"}
+
+
+def test_collection_label_map_property(tmp_path: Path) -> None:
+    radi, _ = _store(tmp_path)
+    assert radi.seg.label_map is None
+    set_label_map(radi.seg, "1=liver,3=tumour")
+    assert RadiObject(radi.uri).seg.label_map.names == {1: "liver", 3: "tumour"}
+    assert RadiObject(radi.uri).loc[["s0"]].seg.label_map.names == {1: "liver", 3: "tumour"}  # views too
