@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from radiobject.storage import files
-from radiobject.storage.integrity import CHECKSUM_KEY, sha256_hex
+from radiobject.storage.integrity import CHECKSUM_KEY, file_entry
 from radiobject.storage.options import StorageOptions
 
 
@@ -58,11 +58,11 @@ def group_files(uri: str, storage: StorageOptions) -> dict[str, int]:
 
 
 def write_group_record(uri: str, storage: StorageOptions) -> None:
-    """Records size and SHA-256 of the group's own files (checked by ``verify``)."""
+    """Records size and CRC-32C of the group's own files (checked by ``verify``)."""
     entries = {}
     for rel in sorted(group_files(uri, storage)):
         data = files.read_bytes(files.join(uri, rel), storage)
-        entries[rel] = {"size": len(data), "sha256": sha256_hex(data)}
+        entries[rel] = file_entry(data)
     files.write_json_atomic(files.join(uri, GROUP_RECORD), {"format": "radiobject-group", "files": entries}, storage)
 
 

@@ -5,7 +5,7 @@ Every byte a store holds is covered by a checksum:
 - volume data by the engine's own per-chunk checksums (Zarr: ``crc32c`` on each inner chunk and on
   each shard index; TileDB: a SHA-256 filter on every attribute tile), verified on every read;
 - every file of an array by its *integrity record* (``radiobject-integrity.json`` inside the
-  array): relative path, size and SHA-256 of each file, sealed by a checksum of its own. Opening a
+  array): relative path, size and CRC-32C of each file, sealed by a checksum of its own. Opening a
   volume checks that every recorded file exists with its size (so a missing shard or fragment is
   an error, never the fill value) and the hashes of the small metadata files;
 - JSON documents (markers, group metadata) by a ``radiobject_checksum`` member (see :func:`seal_json`);
@@ -43,6 +43,25 @@ _DIGEST_RE = re.compile(r"-h([0-9a-f]{16})\.parquet$")
 def sha256_hex(data: bytes) -> str:
     """The SHA-256 of ``data`` as 64 hex digits."""
     return hashlib.sha256(data).hexdigest()
+
+
+def crc32c_hex(data: bytes) -> str:
+    """The CRC-32C of ``data`` as 8 hex digits (hardware-accelerated; the file checksum of records)."""
+    import google_crc32c
+
+    return f"{google_crc32c.value(data):08x}"
+
+
+def file_entry(data: bytes) -> dict[str, Any]:
+    """A record entry for one file: its size and CRC-32C."""
+    return {"size": len(data), "crc32c": crc32c_hex(data)}
+
+
+def entry_matches(data: bytes, want: Mapping[str, Any]) -> bool:
+    """True when ``data`` matches a record entry (CRC-32C, or SHA-256 in older records)."""
+    if "crc32c" in want:
+        return crc32c_hex(data) == want["crc32c"]
+    return sha256_hex(data) == want.get("sha256")
 
 
 def _canonical(obj: Any) -> bytes:
@@ -147,13 +166,13 @@ def walk(uri: str, storage: StorageOptions) -> dict[str, int]:
 
 
 def build_record(uri: str, storage: StorageOptions, backend: str) -> dict[str, Any]:
-    """The integrity record of the array at ``uri``: every file's size and SHA-256 (read back)."""
+    """The integrity record of the array at ``uri``: every file's size and CRC-32C (read back)."""
     entries = {}
     for rel, size in sorted(walk(uri, storage).items()):
         if rel == MANIFEST:
             continue
         data = files.read_bytes(files.join(uri, rel), storage)
-        entries[rel] = {"size": len(data), "sha256": sha256_hex(data)}
+        entries[rel] = file_entry(data)
     return seal_json({"format": _FORMAT, "version": INTEGRITY_VERSION, "backend": backend, "files": entries})
 
 
@@ -219,7 +238,7 @@ def problems(
     known: Mapping[str, bytes] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """``(file, reason)`` for each recorded file that is missing, has another size or (when
-    ``hash_file(rel)``) another SHA-256. ``listing``: a walk of the array, to report files that
+    ``hash_file(rel)``) another checksum. ``listing``: a walk of the array, to report files that
     are not in the record too. ``known``: bytes already read (checked without reading again)."""
     entries: Mapping[str, Any] = record["files"]
     for rel, want in entries.items():
@@ -237,8 +256,8 @@ def problems(
             continue
         if hash_file(rel):
             data = known[rel] if known is not None and rel in known else files.read_bytes(files.join(uri, rel), storage)
-            if sha256_hex(data) != want["sha256"]:
-                yield rel, "content does not match its recorded SHA-256"
+            if not entry_matches(data, want):
+                yield rel, "content does not match its recorded checksum"
     if listing is not None:
         for rel in sorted(set(listing) - set(entries) - {MANIFEST}):
             yield rel, "file not in the integrity record (added after the volume was written)"
