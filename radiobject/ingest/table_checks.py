@@ -23,27 +23,42 @@ __all__ = ["check_text_file", "parse_table", "reject_duplicates"]
 
 #: Rows named in a duplicate error (the count is always given in full).
 SHOWN_ROWS = 5
+#: Largest manifest / subject table read (a 100,000-row manifest is a few MB).
+MAX_TABLE_BYTES = 1 << 30
+_PIECE = 1 << 20
 
 
 def check_text_file(path: str) -> None:
-    """Raises ``ManifestError`` unless ``path`` is a regular file of UTF-8 text (a BOM is allowed)."""
+    """Raises ``ManifestError`` unless ``path`` is a regular file of UTF-8 text (a BOM is allowed)
+    no larger than :data:`MAX_TABLE_BYTES`; read in pieces of at most 1 MiB, whatever its lines."""
     try:
-        regular_file_size(path)
+        size = regular_file_size(path)
     except ImageReadError as exc:
         raise ManifestError(path, 0, exc.reason) from None
+    if size > MAX_TABLE_BYTES:
+        raise ManifestError(path, 0, f"{size / 2**30:.1f} GiB: a table over "
+                                     f"{MAX_TABLE_BYTES / 2**30:.0f} GiB is refused")
     opener: Callable[..., Any] = gzip.open if path.lower().endswith(".gz") else open
+    lineno, carry = 1, b""
     try:
         with opener(path, "rb") as f:
-            for lineno, line in enumerate(f, 1):
-                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
+            while piece := f.readline(_PIECE):
+                data = carry + (piece[3:] if lineno == 1 and not carry and piece.startswith(b"\xef\xbb\xbf") else piece)
+                carry = b""
                 try:
-                    line.decode("utf-8")
+                    data.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise ManifestError(path, lineno, f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column "
-                                                      f"{exc.start + 1}); save the table as UTF-8") from None
+                    cut = not piece.endswith(b"\n") and exc.reason == "unexpected end of data"
+                    if not cut:
+                        raise ManifestError(path, lineno, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                                                          f"{exc.start + 1}); save the table as UTF-8") from None
+                    carry = data[exc.start:]  # a character split by the piece limit: decoded with the next piece
+                if piece.endswith(b"\n"):
+                    lineno += 1
     except OSError as exc:
         raise ManifestError(path, 0, f"cannot read ({exc})") from exc
+    if carry:
+        raise ManifestError(path, lineno, "not UTF-8 text (the file ends inside a character)")
 
 
 def parse_table(path: str, read: Callable[[str], pd.DataFrame]) -> pd.DataFrame:

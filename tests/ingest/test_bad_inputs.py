@@ -188,3 +188,16 @@ def test_constructor_refuses_corrupt_gzip_typed(tmp_path: Path) -> None:
         RadiObject.from_niftis(str(tmp_path / "s"), {"T1w": str(folder / "*.nii.gz")})
     marker = json.loads(Path(tmp_path / "s", MARKER).read_text())
     assert marker["complete"] is False and "stopped" in marker["aborted"]
+
+
+def test_encoding_check_reads_long_lines_in_pieces(tmp_path: Path) -> None:
+    from radiobject.ingest.table_checks import check_text_file
+
+    m = tmp_path / "long.csv"
+    m.write_bytes(b"subject_id,collection,path\n" + ("\u00e9" * (1 << 20)).encode() + b",T1w,a.nii\nb\xff,T1w,b\n")
+    with pytest.raises(ManifestError) as info:  # a character split at a 1 MiB piece boundary is not an error
+        check_text_file(str(m))
+    assert info.value.line == 3
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufeffsubject_id,collection,path\n\u00f6,T1w,a.nii\n".encode())
+    check_text_file(str(bom))
