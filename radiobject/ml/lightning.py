@@ -136,6 +136,9 @@ class RadiObjectDataModule(pl.LightningDataModule):
         except AttributeError:
             return None
 
+    def _current_epoch(self) -> int:
+        return int(self.trainer.current_epoch)
+
     def _stage_args(self, stage: str) -> dict[str, Any]:
         given = self.subjects[stage]
         if given is not None or not self.split or stage == "predict":
@@ -152,6 +155,7 @@ class RadiObjectDataModule(pl.LightningDataModule):
             transforms=self.transforms, seed=self.seed, incomplete=self.incomplete, meta_tensors=self.meta_tensors)
         loader.steps_fn = self._completed_steps
         loader.sampler.len_counts_consumed = True  # Lightning counts batches across a mid-epoch restart
+        loader.sampler.epoch_source = self._current_epoch
         if self._pending_state is not None:
             loader.load_state_dict(self._pending_state)
             self._pending_state = None

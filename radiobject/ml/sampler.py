@@ -16,7 +16,7 @@ state dict comes from the pure functions of :mod:`radiobject.ml.partition` (the 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -77,28 +77,36 @@ class RadiSampler(DistributedSampler):
         #: ``len()`` counts the samples consumed before a resume too (trainers such as Lightning keep
         #: counting batches across a mid-epoch restart and compare with ``len(loader)``).
         self.len_counts_consumed = False
-        self._pending: tuple[int, list[list[int]]] | None = None  # a loaded resume point: (epoch, segments)
+        self._pending: tuple[int, list[list[int]]] | None = None  # a loaded, unfinished resume point
         self._active: tuple[int, list[list[int]]] | None = None   # the epoch being iterated: (epoch, segments)
         self._epoch_set = True        # set_epoch / load_state_dict called since the last pass began
         self._last_pass: int | None = None
 
     # ---------------------------------------------------------------- streams
+    def _current(self) -> tuple[int, list[list[int]]]:
+        """``(epoch, segments)`` of the pass now running or about to run.
+
+        A loaded, unfinished resume point wins over ``set_epoch`` for the first pass after
+        ``load_state_dict`` (trainers such as Lightning count epochs their own way on a restart).
+        """
+        if self._active is not None and self._active[0] == self.epoch:
+            return self._active
+        if self._pending is not None:
+            return self._pending
+        return self.epoch, [[self.num_replicas, 0]]
+
     def segments(self) -> list[list[int]]:
         """The ``[[world_size, position], ...]`` of the current epoch (see ``ml.partition``)."""
-        if self._active is not None and self._active[0] == self.epoch:
-            return self._active[1]
-        if self._pending is not None and self._pending[0] == self.epoch:
-            return self._pending[1]
-        return [[self.num_replicas, 0]]
+        return self._current()[1]
 
-    def _streams(self, segments: list[list[int]]) -> list[np.ndarray]:
-        return segment_streams(len(self.dataset), seed=self.seed, epoch=self.epoch, segments=segments,
+    def _streams(self, epoch: int, segments: list[list[int]]) -> list[np.ndarray]:
+        return segment_streams(len(self.dataset), seed=self.seed, epoch=epoch, segments=segments,
                                mode=self.mode, shuffle=self.shuffle, group_size=self.group_size)
 
     def indices(self) -> np.ndarray:
         """What this rank yields this epoch (after any resume point), as sample indices."""
-        segs = self.segments()
-        return self._streams(segs)[self.rank][segs[-1][1]:]
+        epoch, segs = self._current()
+        return self._streams(epoch, segs)[self.rank][segs[-1][1]:]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         if (not self._epoch_set and self._last_pass == self.epoch and self.shuffle
@@ -106,31 +114,31 @@ class RadiSampler(DistributedSampler):
             warnings.warn(f"epoch {self.epoch} iterated again without set_epoch: the same order and patches as "
                           "the last pass; call radiobject.ml.set_epoch(loader, epoch) at the start of every epoch",
                           EpochNotSetWarning, stacklevel=2)
-        self._epoch_set, self._last_pass = False, self.epoch
-        segs = [list(s) for s in self.segments()]
+        epoch, segs = self._current()
+        segs = [list(x) for x in segs]
+        self.epoch = epoch
+        self._epoch_set, self._last_pass = False, epoch
         self._pending = None
-        self._active = (self.epoch, segs)
-        epoch = self.epoch
-        for i in self._streams(segs)[self.rank][segs[-1][1]:].tolist():
+        self._active = (epoch, segs)
+        for i in self._streams(epoch, segs)[self.rank][segs[-1][1]:].tolist():
             yield (epoch, i)
 
     def __len__(self) -> int:
-        segs = self.segments()
-        stream = self._streams(segs)[self.rank]
+        epoch, segs = self._current()
+        stream = self._streams(epoch, segs)[self.rank]
         n = max(int(stream.size) - segs[-1][1], 0)
         if self.len_counts_consumed:
             n += sum(p for _, p in segs)
         return n
 
-    def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch (a new order each epoch). Call before iterating, as with DistributedSampler.
+    #: Optional: where the epoch really comes from (the Lightning DataModule passes the trainer's
+    #: ``current_epoch``, since Lightning's ``set_epoch`` argument runs one ahead after some restarts).
+    epoch_source: Callable[[], int] | None = None
 
-        A loaded resume point applies while the epoch stays the saved one; another epoch starts fresh.
-        """
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the epoch (a new order each epoch). Call before iterating, as with DistributedSampler."""
+        self.epoch = int(self.epoch_source()) if self.epoch_source is not None else int(epoch)
         self._epoch_set = True
-        if self._pending is not None and self._pending[0] != self.epoch:
-            self._pending = None
 
     # ----------------------------------------------------------------- resume
     def state_dict(self, steps: int = 0, batch_size: int = 1, *, absolute: bool = False) -> dict[str, Any]:
@@ -140,13 +148,14 @@ class RadiSampler(DistributedSampler):
         epoch began when ``absolute`` (Lightning's batch progress). Every rank of a lockstep run
         produces the same dict.
         """
-        segs = [list(s) for s in self.segments()]
+        epoch, current = self._current()
+        segs = [list(x) for x in current]
         done = int(steps) * int(batch_size)
         before = sum(p for _, p in segs[:-1])
         position = done - before if absolute else segs[-1][1] + done
-        length = len(self._streams(segs)[self.rank])
+        length = len(self._streams(epoch, segs)[self.rank])
         segs[-1][1] = max(0, min(position, length))
-        return resume_state(len(self.dataset), seed=self.seed, epoch=self.epoch, segments=segs, mode=self.mode,
+        return resume_state(len(self.dataset), seed=self.seed, epoch=epoch, segments=segs, mode=self.mode,
                             shuffle=self.shuffle, group_size=self.group_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,8 +174,10 @@ class RadiSampler(DistributedSampler):
         segs = [[int(w), int(p)] for w, p in state["segments"]]
         if segs[-1][0] != self.num_replicas:
             segs.append([self.num_replicas, 0])
-        self._pending = (self.epoch, segs)
-        self._active = None
+        left = sum(max(len(x) - segs[-1][1], 0) for x in self._streams(self.epoch, segs))
+        # an unfinished epoch is resumed by the next pass; a finished one leaves the next epoch fresh
+        self._pending = (self.epoch, segs) if left else None
+        self._active = None if left else (self.epoch, segs)
         self._epoch_set = True
 
 

@@ -77,3 +77,65 @@ def test_lightning_ddp_two_processes_runs_the_example(tmp_path):
                          capture_output=True, text=True, timeout=180, cwd=str(tmp_path))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "lightning: world 2, 7 steps" in out.stdout
+
+
+def _preempt_run(store, ckpt, logs, devices, max_steps, *, kill_at=None, resume=None):
+    import os
+    import signal
+
+    cmd = [sys.executable, str(REPO / "tests" / "ml" / "_lightning_preempt.py"), store.uri, str(ckpt), str(logs),
+           str(devices), str(max_steps)]
+    if kill_at is not None:
+        cmd += ["--kill-at", str(kill_at)]
+    if resume is not None:
+        cmd += ["--resume", str(resume)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO),
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the Lightning run did not finish in 240 s")
+    return proc.returncode, out
+
+
+def _logged(logs, below_step=None):
+    import json
+
+    rows = [json.loads(line) for f in sorted(Path(logs).glob("rank*.jsonl")) for line in f.read_text().splitlines()]
+    return [r for r in rows if below_step is None or r["step"] < below_step]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("resume_devices", [2, 1])
+def test_ddp_preempted_and_resumed_trains_each_sample_once_per_epoch(tmp_path, resume_devices):
+    """Kill a real 2-process DDP Trainer (gloo) mid-epoch with SIGKILL; resume it (same or smaller world)."""
+    import signal
+    from collections import Counter
+
+    store = make_store(tmp_path / "store", "zarr", n=6, shape=(10, 10, 8))  # 12 samples: 6 subjects x 2 patches
+    ckpt, logs1, logs2 = tmp_path / "ckpt", tmp_path / "logs1", tmp_path / "logs2"
+    logs1.mkdir()
+    logs2.mkdir()
+    kill_at, max_steps = 9, 16  # 6 steps per epoch on 2 ranks: killed at step 3 of epoch 1
+    rc, out = _preempt_run(store, ckpt, logs1, 2, max_steps, kill_at=kill_at)
+    assert rc == -signal.SIGKILL, out[-3000:]  # really preempted, not finished
+    ckpt_state = torch.load(ckpt / "last.ckpt", weights_only=False)
+    assert ckpt_state["global_step"] == kill_at
+    train_state = ckpt_state["RadiObjectDataModule"]["train"]
+    assert train_state["epoch"] == 1 and train_state["segments"] == [[2, 3]] and train_state["sample_in_epoch"] == 6
+    before = _logged(logs1, below_step=kill_at)
+    assert len(before) == kill_at * 2
+    rc, out = _preempt_run(store, ckpt, logs2, resume_devices, max_steps, resume=ckpt / "last.ckpt")
+    assert rc == 0, out[-4000:]
+    after = _logged(logs2)
+    rows = before + after
+    per_epoch: dict[int, Counter] = {}
+    for r in rows:
+        per_epoch.setdefault(r["epoch"], Counter())[r["index"]] += 1
+    for epoch in (0, 1):  # whole epochs: every sample exactly once, across ranks and the restart
+        assert per_epoch[epoch] == Counter({i: 1 for i in range(12)}), (epoch, per_epoch[epoch])
+    assert {r["epoch"] for r in after} >= {1, 2}  # the remainder of epoch 1, then the next data epoch
+    assert max(per_epoch[2].values()) == 1  # the epoch in progress at max_steps repeats nothing
+    assert after[0]["step"] == kill_at
