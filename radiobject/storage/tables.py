@@ -136,6 +136,10 @@ class FragmentTable:
             dead = df[TOMBSTONE].fillna(False).astype(bool)
             if not tombstones:
                 df = df[~dead].drop(columns=[TOMBSTONE])
+        for f in table.schema:  # an integer column read as float only because an older fragment lacked it
+            if pa.types.is_integer(f.type) and f.name in df.columns and df[f.name].dtype.kind == "f" \
+                    and df[f.name].notna().all():
+                df[f.name] = df[f.name].astype(f.type.to_pandas_dtype())
         return df.reset_index(drop=True)
 
     def compact(self) -> None:

@@ -58,3 +58,11 @@ def test_stored_in_obs_meta(tmp_path: Path) -> None:
     assert got["grade"].tolist() == [1, 2, 1, 2, 1, 2] and set(got["split"]) == {"train", "val"}
     split_store(RadiObject(radi.uri), k=2, seed=1)  # re-splitting replaces the columns
     assert set(RadiObject(radi.uri).obs_meta["fold"]) == {0, 1}
+
+
+def test_fold_column_stays_integer(tmp_path: Path) -> None:
+    imgs = {f"s{i}": ImageData(np.zeros((2, 2, 2), np.int16), np.eye(4)) for i in range(4)}
+    radi = RadiObject.from_images(str(tmp_path / "st"), {"img": imgs})
+    split_store(radi, k=2)
+    meta = RadiObject(radi.uri).obs_meta
+    assert meta["fold"].dtype == np.int64 and sorted(meta["fold"]) == [0, 0, 1, 1]
