@@ -222,7 +222,7 @@ def read_nifti(
         meta = nifti_metadata(img)
         affine = img.affine
         try:
-            raw = np.asarray(img.dataobj.get_unscaled())
+            raw = np.asarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]  # nibabel's ArrayProxy
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
     if raw.dtype.byteorder not in ("=", "|"):

@@ -54,13 +54,18 @@ def source_record(metadata: Any) -> dict[str, Any] | None:
     return dict(record) if isinstance(record, Mapping) and record.get("files") else None
 
 
-def _records(coll: VolumeCollection, obs_ids: Sequence[str] | None = None) -> dict[str, tuple[str, dict[str, Any] | None]]:
+_Stored = dict[str, tuple[str, dict[str, Any] | None]]
+
+
+def _records(coll: VolumeCollection, obs_ids: Sequence[str] | None = None) -> _Stored:
+    """``{obs_id: (subject, source record or None)}`` from the collection's ``obs`` table."""
     obs = coll.obs
     if "metadata" not in obs.columns:
         return {}
     want = None if obs_ids is None else set(obs_ids)
-    out: dict[str, tuple[str, dict[str, Any] | None]] = {}
-    for oid, sid, meta in zip(obs["obs_id"].tolist(), obs["obs_subject_id"].tolist(), obs["metadata"].tolist(), strict=True):
+    out: _Stored = {}
+    rows = zip(obs["obs_id"].tolist(), obs["obs_subject_id"].tolist(), obs["metadata"].tolist(), strict=True)
+    for oid, sid, meta in rows:
         if want is None or oid in want:
             out[str(oid)] = (str(sid), source_record(meta))
     return out

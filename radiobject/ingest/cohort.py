@@ -114,8 +114,9 @@ class CohortReport:
         n = c["written"] + c["replaced"]
         rate = f", {n / self.seconds:.1f} volumes/s, {mb / self.seconds:.1f} MB/s" if self.seconds > 0 else ""
         lines.append(f"{mb:.1f} MB written in {self.seconds:.2f} s{rate}; {self.subjects_added} subject(s) added")
+        kept = [r for r in self._with_status("present") if r["error"]]
         for title, rows in (("failed", self.failed), ("replaced (source changed)", self._with_status("replaced")),
-                            ("kept although the source changed", [r for r in self._with_status("present") if r["error"]])):
+                            ("kept although the source changed", kept)):
             if not rows:
                 continue
             lines.append(f"{title} ({len(rows)}):")

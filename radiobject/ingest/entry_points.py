@@ -119,7 +119,7 @@ def collection_tasks(
         return [VolumeTask(name, str(k), str(k), str(f), fmt) for k, f in spec.items()]
     if fmt == "dicom":
         one = isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec)
-        folders = [str(spec)] if one else expand_paths(spec)  # type: ignore[arg-type]
+        folders = [str(spec)] if one else expand_paths(spec)
         return [VolumeTask(name, k, k, f, fmt) for f in folders for k in [Path(str(f).rstrip("/")).name]]
     out = []
     for p in _paths(spec, fmt):
@@ -142,7 +142,8 @@ def collection_from_files(
 ) -> VolumeCollection:
     """A new collection from files (see ``VolumeCollection.from_files``): checked first, then
     written by the bulk path with the fingerprinting loader; the first failure is raised."""
-    tasks = collection_tasks(spec, fmt=fmt, subject_pattern=subject_pattern, name=name or uri.rstrip("/").rsplit("/", 1)[-1])
+    cname = name or uri.rstrip("/").rsplit("/", 1)[-1]
+    tasks = collection_tasks(spec, fmt=fmt, subject_pattern=subject_pattern, name=cname)
     seen: set[str] = set()
     for t in tasks:
         if t.obs_id in seen:

@@ -93,7 +93,7 @@ def _clean(value: object) -> object:
     if isinstance(value, float) and pd.isna(value):
         return None
     if hasattr(value, "item"):
-        return value.item()  # type: ignore[union-attr]
+        return value.item()
     return value
 
 

@@ -25,7 +25,9 @@ from radiobject.formats.detect import detect_format, read_image
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 
-__all__ = ["MAX_LISTED", "compare", "fingerprint", "load_fingerprinted", "reader_name", "recorded_paths", "source_files"]
+__all__ = [
+    "MAX_LISTED", "compare", "fingerprint", "load_fingerprinted", "reader_name", "recorded_paths", "source_files",
+]
 
 #: Series with more files than this are recorded as one aggregate entry.
 MAX_LISTED = 32

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from radiobject.model.bulk import IngestItem
 from radiobject.errors import ImageReadError
 from radiobject.formats.detect import FORMATS, canonicalize, detect_format
 from radiobject.formats.detect import read_image as load_image
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 from radiobject.ingest.sources import load_fingerprinted
+from radiobject.model.bulk import IngestItem
 from radiobject.model.ids import validate_collection_name, validate_id
 
 __all__ = [

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from radiobject import RadiObject
+from radiobject.ingest.sample import make_sample_cohort
 from radiobject.ingest.target import MARKER
 from radiobject.model.integrity import verify_store
-from radiobject.ingest.sample import make_sample_cohort
 from tests.ingest._compare import assert_same_store
 
 ROOT = Path(__file__).resolve().parents[2]
