@@ -273,6 +273,7 @@ def run_ingest(
     if len(add):
         radi.add_subjects(add)
     report.subjects_added = len(add)
+    _count_labels(radi, report, progress, log)
     if compact and (report.count("written") or report.count("replaced") or len(add)):
         radi.compact()
     report.seconds = time.perf_counter() - t0
@@ -355,3 +356,15 @@ def _report_from_store(radi: RadiObject, name: str, tasks: list[VolumeTask], err
         rep.results.append(ItemResult(t.obs_id, t.subject_id, status, error="" if status == "written" else
                                       f"not ingested (run stopped: {error})", source=t.path))
     return rep
+
+def _count_labels(radi: RadiObject, report: CohortReport, progress: bool, log: Callable[[str], None] | None) -> None:
+    """Records ``class_counts`` (obs) for label collections that got new volumes (only those)."""
+    from radiobject.errors import RadiObjectError
+    from radiobject.model.labels import record_label_counts
+
+    changed = [n for n, rep in report.collections.items() if rep.count("written") or rep.count("replaced")]
+    try:
+        record_label_counts(radi, changed, progress=progress)
+    except (RadiObjectError, OSError, ValueError) as exc:  # the volumes are stored; only the counts are missing
+        if log:
+            log(f"note: class counts not recorded ({exc}); run `radiobject labels STORE COLLECTION --count`")

@@ -10,6 +10,7 @@ commits its counts as a JSON column ``class_counts`` (``{"0": 91234, "1": 532}``
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from radiobject.storage.tables import FragmentTable
 
 __all__ = [
     "COUNTS_COLUMN",
+    "LABEL_NAME",
     "META_FILE",
     "PALETTE",
     "LabelMap",
@@ -38,6 +40,7 @@ __all__ = [
     "label_values",
     "read_collection_meta",
     "record_class_counts",
+    "record_label_counts",
     "set_label_map",
     "update_collection_meta",
 ]
@@ -55,6 +58,9 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 0, 128), (128, 128, 128),
 )
 _LABEL_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "bool"})
+#: Collection names taken for label collections (whole words, case-insensitive).
+LABEL_NAME = re.compile(r"(^|[^a-z])(seg|segs|segmentation|label|labels|labelmap|mask|masks|annotation|gt|"
+                        r"aseg|dseg|lesion|lesions|roi|rois)([^a-z]|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -197,12 +203,27 @@ def label_map_from_volumes(coll: VolumeCollection) -> LabelMap | None:
 
 
 def is_label_collection(coll: VolumeCollection) -> bool:
-    """True when the collection has a label map, or holds only integer volumes whose obs has
-    ``class_counts`` (an image collection of int16 CT has neither)."""
+    """True when the collection has a label map, or holds only integer volumes and either has
+    ``class_counts`` or a label-like name (``seg``, ``label``, ``mask``, ``dseg``, ...). An int16
+    CT collection named ``CT`` is an image."""
     if get_label_map(coll) is not None:
         return True
     obs = coll.obs
-    return bool(len(obs)) and COUNTS_COLUMN in obs.columns and all(str(d) in _LABEL_DTYPES for d in obs["dtype"])
+    if not len(obs) or not all(str(d) in _LABEL_DTYPES for d in obs["dtype"]):
+        return False
+    return COUNTS_COLUMN in obs.columns or bool(LABEL_NAME.search(coll.name))
+
+
+def record_label_counts(radi: Any, names: Sequence[str] | None = None, *, progress: bool = False) -> list[str]:
+    """``record_class_counts`` for every label collection among ``names`` (default: all) of a
+    store, counting only volumes not counted yet; returns the collections counted."""
+    done = []
+    for name in names if names is not None else radi.collection_names:
+        coll = VolumeCollection(files.join(radi.uri, "collections", name), storage=radi.location.storage)
+        if is_label_collection(coll):
+            record_class_counts(coll, progress=progress)
+            done.append(name)
+    return done
 
 
 # ------------------------------------------------------------------ counts and weights
@@ -215,12 +236,14 @@ def class_counts(volume: Volume) -> dict[int, int]:
     return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
-def record_class_counts(coll: VolumeCollection, *, progress: bool = False) -> pd.DataFrame:
-    """Computes every volume's class counts and commits them as the ``class_counts`` obs column
-    (one new ``obs`` fragment). Returns :func:`class_counts_table` of the collection."""
+def record_class_counts(coll: VolumeCollection, *, progress: bool = False, recount: bool = False) -> pd.DataFrame:
+    """Computes the class counts of every volume not counted yet (all with ``recount``) and
+    commits them as the ``class_counts`` obs column (one new ``obs`` fragment). Returns
+    :func:`class_counts_table` of the collection."""
     base = VolumeCollection(coll.uri, storage=coll.location.storage)
     obs = base.obs
-    rows = obs.to_dict("records")
+    rows = [r for r in obs.to_dict("records")
+            if recount or not (isinstance(r.get(COUNTS_COLUMN), str) and r.get(COUNTS_COLUMN))]
     for r in tqdm(rows, desc=f"{base.name}: class counts", disable=not progress, leave=False):
         r[COUNTS_COLUMN] = json.dumps({str(k): v for k, v in class_counts(base.volume(r["obs_id"])).items()})
     if rows:

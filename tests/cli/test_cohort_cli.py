@@ -107,3 +107,20 @@ def test_ingest_with_layout_flag(tmp_path: Path) -> None:
     assert set(radi) == {"FLAIR", "T1", "label"}
     assert radi.label.obs["codec"].iloc[0].startswith("zstd") and "class_counts" in radi.label.obs.columns
     assert main(["ingest", str(tmp_path / "s2"), "--layout", "nope", str(src)]) == 2
+
+
+def test_ingest_records_class_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from radiobject.ingest.sample import make_sample_cohort
+
+    c = make_sample_cohort(tmp_path / "src", 3, (12, 10, 8))
+    store = str(tmp_path / "store")
+    assert main(["ingest", store, "--manifest", str(c.manifest), "--no-progress"]) == 0
+    obs = RadiObject(store).seg.obs
+    for r in obs.to_dict("records"):
+        arr = RadiObject(store).seg.volume(r["obs_id"]).to_numpy()
+        v, n = np.unique(arr, return_counts=True)
+        assert json.loads(r["class_counts"]) == {str(a): int(b) for a, b in zip(v, n, strict=True)}
+    assert "class_counts" not in RadiObject(store).T1w.obs.columns  # images are not counted
+    capsys.readouterr()
+    assert main(["info", store]) == 0
+    assert "seg: labels 0, 1, 2" in capsys.readouterr().out
