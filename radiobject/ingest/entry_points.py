@@ -21,6 +21,7 @@ from radiobject.errors import AlignmentError, DuplicateIdError, ImageReadError, 
 from radiobject.formats.nifti import NIFTI_SUFFIXES
 from radiobject.ingest.cohort import run_ingest
 from radiobject.ingest.manifest import CohortPlan
+from radiobject.ingest.target import COLLECTION_NAMES, check_target
 from radiobject.ingest.tasks import VolumeTask, find_problems, to_ingest_item
 from radiobject.model.alignment import check_alignment, file_geometry
 from radiobject.model.collection import VolumeCollection
@@ -29,7 +30,6 @@ from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.subjects import SUBJECT, subject_table
-from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
 
 __all__ = ["collection_from_files", "collection_tasks", "store_from_files", "store_plan"]
@@ -74,7 +74,7 @@ def store_from_files(
     ``validate_alignment``, every subject's volumes share shape and affine (from the headers).
     """
     storage = storage or StorageOptions()
-    if files.exists(files.join(uri, "radiobject.json"), storage):
+    if check_target(uri, storage):  # a user's non-store folder with files: StoreExistsError too
         raise StoreExistsError(uri, "a radiobject store already exists here")
     meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
     plan = store_plan(images, fmt=fmt, subject_pattern=subject_pattern)
@@ -150,6 +150,8 @@ def collection_from_files(
             raise DuplicateIdError("obs_id", t.obs_id, f"files for collection {uri} ({t.path})")
         seen.add(t.obs_id)
     _raise_first(tasks)
+    if check_target(uri, storage or StorageOptions(), marker="collection.json", allowed=COLLECTION_NAMES):
+        raise StoreExistsError(uri, "a collection already exists here")
     coll = VolumeCollection.create(uri, name=name, options=options, storage=storage)
     coll.write([to_ingest_item(t, canonical) for t in tasks], options=options, progress=progress)
     coll.compact()

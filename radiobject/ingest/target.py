@@ -15,22 +15,27 @@ from radiobject.errors import StoreExistsError
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
-__all__ = ["MARKER", "STORE_NAMES", "check_target", "write_marker"]
+__all__ = ["COLLECTION_NAMES", "MARKER", "STORE_NAMES", "check_target", "write_marker"]
 
 #: Written by every run: ``{"complete": bool, "counts": {...}, "finished": ISO time}``.
 MARKER = "ingest.json"
 #: Entries an (unfinished) store's root may hold: a crash during creation leaves some of them.
-STORE_NAMES: frozenset[str] = frozenset({
-    "radiobject.json", "zarr.json", "__tiledb_group.tdb", "__group", "__meta", "collections", "obs_meta",
-    MARKER, ".radiobject.lock",
-})
+#: Names starting with ``radiobject``, ``__`` (TileDB) or ``.`` (locks, temporary files) count too.
+STORE_NAMES: frozenset[str] = frozenset({"zarr.json", "collections", "obs_meta", MARKER})
+#: The same for a collection's folder (``VolumeCollection.from_*``).
+COLLECTION_NAMES: frozenset[str] = frozenset({"collection.json", "zarr.json", "volumes", "obs", "superseded"})
 
 
-def check_target(uri: str, storage: StorageOptions) -> bool:
-    """True when a store exists at ``uri``. A local folder that exists, is not a store and holds
-    anything a store would not (``STORE_NAMES``; temporary ``.tmp`` files aside) raises
-    ``StoreExistsError``: an ingest never writes into, and later cleans up, a user's folder."""
-    if files.exists(files.join(uri, "radiobject.json"), storage):
+def _ours(name: str, allowed: frozenset[str]) -> bool:
+    return name in allowed or name.startswith(("radiobject", "__", "."))
+
+
+def check_target(uri: str, storage: StorageOptions, *, marker: str = "radiobject.json",
+                 allowed: frozenset[str] = STORE_NAMES) -> bool:
+    """True when a store (``marker``) exists at ``uri``. A local folder that exists, is not one and
+    holds anything a store would not (``allowed``, hidden files, ``radiobject*``, ``__*``) raises
+    ``StoreExistsError``: an ingest never writes into a user's folder."""
+    if files.exists(files.join(uri, marker), storage):
         return True
     if is_remote(uri):
         return False
@@ -39,7 +44,7 @@ def check_target(uri: str, storage: StorageOptions) -> bool:
         raise StoreExistsError(uri, "exists and is a file, not a store folder")
     if not os.path.isdir(path):
         return False
-    foreign = sorted(n for n in os.listdir(path) if n not in STORE_NAMES and ".tmp" not in n)
+    foreign = sorted(n for n in os.listdir(path) if not _ours(n, allowed))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise StoreExistsError(uri, f"folder exists, is not a radiobject store and holds files ({shown}); "

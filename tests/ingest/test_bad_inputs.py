@@ -201,3 +201,23 @@ def test_encoding_check_reads_long_lines_in_pieces(tmp_path: Path) -> None:
     bom = tmp_path / "bom.csv"
     bom.write_bytes("\ufeffsubject_id,collection,path\n\u00f6,T1w,a.nii\n".encode())
     check_text_file(str(bom))
+
+
+def test_constructors_refuse_foreign_folder_but_resume_a_half_created_store(cohort: SampleCohort, tmp_path: Path,
+                                                                            backend: str) -> None:
+    from radiobject import VolumeCollection, WriteOptions
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "data.csv").write_text("keep")
+    t1 = str(cohort.folder / "*/anat/*_T1w.nii.gz")
+    with pytest.raises(StoreExistsError, match="data.csv"):
+        RadiObject.from_niftis(str(mine), {"T1w": t1})
+    with pytest.raises(StoreExistsError, match="data.csv"):
+        VolumeCollection.from_niftis(str(mine), t1)
+    assert os.listdir(mine) == ["data.csv"]
+    half = tmp_path / "half"  # a kill between creating the groups and writing the marker
+    RadiObject.create(str(half), options=WriteOptions(backend=backend))
+    (half / "radiobject.json").unlink()
+    rep = run_ingest(str(half), plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend))
+    assert rep.ok and rep.count("written") == 12
