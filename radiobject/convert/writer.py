@@ -5,7 +5,6 @@ metadata last, once every level is complete."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,5 +145,5 @@ def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], unit
     attrs = image_attributes(ms, omero=omero, affine=affine, extra=extra, version=options.ngff_version)
     validate_image_attributes(attrs, options.ngff_version, [lv.shape for lv in layout.levels])
     forget(layout.path)
-    zarr.create_group(layout.target.store(), attributes=attrs, zarr_format=layout.zarr_format)
+    zarr.create_group(layout.target.store(), attributes=attrs, zarr_format=3 if layout.zarr_format == 3 else 2)
     return attrs

@@ -34,8 +34,8 @@ import numpy as np
 from radiobject.errors import RadiObjectError
 from radiobject.formats.image import ArrayLike, ImageData
 
-__all__ = ["LABEL_NAMES", "Lossy", "LossyError", "LossyLabelError", "LossyMetrics", "RoundedArray", "check_lossy_collection",
-           "is_label_image", "prepare_lossy", "reduce_precision"]
+__all__ = ["LABEL_NAMES", "Lossy", "LossyError", "LossyLabelError", "LossyMetrics", "RoundedArray",
+           "check_lossy_collection", "is_label_image", "prepare_lossy", "reduce_precision"]
 
 #: Collection names taken for label collections (whole words, case-insensitive); the same words
 #: as the loaders' role rule.
@@ -93,7 +93,7 @@ class Lossy:
             raise ValueError(f"keep_bits must be 1-51, got {self.keep_bits}")
 
     @classmethod
-    def parse(cls, text: str) -> "Lossy":
+    def parse(cls, text: str) -> Lossy:
         """``"abs:2"`` / ``"max_error=2"`` -> ``Lossy(max_error=2)``; ``"bits:10"`` / ``"keep_bits=10"``
         -> ``Lossy(keep_bits=10)``."""
         kind, sep, value = text.replace("=", ":").partition(":")
@@ -159,7 +159,7 @@ def is_label_image(array: np.ndarray, metadata: dict[str, Any]) -> str | None:
 
 def _bits_rounded(a: np.ndarray, drop: np.ndarray | int, nbits: int) -> np.ndarray:
     """Rounds the float view ``a`` to nearest after dropping ``drop`` low mantissa bits."""
-    uint = {16: np.uint16, 32: np.uint32, 64: np.uint64}[nbits]
+    uint: Any = {16: np.uint16, 32: np.uint32, 64: np.uint64}[nbits]
     bits = a.view(uint)
     d = np.asarray(drop, dtype=uint)
     one = uint(1)
@@ -186,7 +186,7 @@ def reduce_precision(array: np.ndarray, lossy: Lossy) -> np.ndarray:
         if a.dtype == np.uint64:
             out = np.floor_divide(a.astype(np.float64) + half, step) * step
         else:  # (v + half) with the low k bits cleared == floor((v + half) / step) * step
-            wide = a.astype(np.int32 if a.dtype.itemsize <= 2 else np.int64)
+            wide: Any = a.astype(np.int32 if a.dtype.itemsize <= 2 else np.int64)
             wide += half
             wide &= ~(step - 1)
             out = wide

@@ -48,14 +48,16 @@ class WriteOptions:
         if self.workers < 1 or self.commit_every < 1:
             raise ValueError("workers and commit_every must be >= 1")
 
-    def for_collection(self, name: str) -> "WriteOptions":
+    def for_collection(self, name: str) -> WriteOptions:
         """These options for collection ``name``: ``lossy`` resolved to its ``Lossy`` (or ``None``).
 
         Raises:
             LossyLabelError: lossy storage is asked for a collection named as a label collection.
         """
-        lossy = self.lossy
-        if isinstance(lossy, tuple):
-            lossy = dict(lossy).get(name)
+        lossy: Lossy | None
+        if isinstance(self.lossy, tuple):
+            lossy = dict(self.lossy).get(name)
+        else:
+            lossy = self.lossy if isinstance(self.lossy, Lossy) else None
         check_lossy_collection(name, lossy)
         return self if lossy is self.lossy else replace(self, lossy=lossy)

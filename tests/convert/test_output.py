@@ -15,7 +15,7 @@ from radiobject import StorageOptions
 from radiobject.cli.main import main
 from radiobject.convert import ConvertOptions, convert_regions, convert_tiff, find_regions
 from radiobject.convert.output import UnsafeOutputNameError, output_target, safe_output_name
-from tests.s3.conftest import BUCKET, s3_prefix, s3_server  # noqa: F401 - fixtures
+from tests.s3.conftest import BUCKET
 
 ome_zarr_io = pytest.importorskip("ome_zarr.io")
 ome_zarr_reader = pytest.importorskip("ome_zarr.reader")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +43,8 @@ def test_bar_on_a_terminal_for_long_fetches(volume: tuple[Volume, np.ndarray], m
     assert "chunk" in text and "/125" in text
 
 
-def test_no_bar_when_not_a_terminal_or_short(volume: tuple[Volume, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_bar_when_not_a_terminal_or_short(volume: tuple[Volume, np.ndarray],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     vol, data = volume
     pipe = io.StringIO()  # not a terminal
     monkeypatch.setattr(sys, "stderr", pipe)

@@ -97,7 +97,8 @@ def test_collection_round_trip_every_reader_and_recorded_quality(tmp_path: Path,
     images = {f"s{i}": ImageData(data + i, np.diag([0.9, 0.9, 2.0, 1.0])) for i in range(2)}
     opts = WriteOptions(backend=backend, codec=Codec("blosc-zstd", 3), lossy=setting)
     coll = VolumeCollection.from_images(str(tmp_path / "img"), images, options=opts)
-    exact = VolumeCollection.from_images(str(tmp_path / "ref"), images, options=WriteOptions(backend=backend, codec=Codec("blosc-zstd", 3)))
+    plain = WriteOptions(backend=backend, codec=Codec("blosc-zstd", 3))
+    exact = VolumeCollection.from_images(str(tmp_path / "ref"), images, options=plain)
     for oid, img in images.items():
         vol = coll.volume(oid)
         got = vol.to_numpy()
@@ -152,7 +153,8 @@ class LazyArray:
 def test_lazy_source_rounded_like_an_eager_one(tmp_path: Path) -> None:
     data = _mri()
     setting = Lossy(max_error=1.5)
-    lazy = Volume.from_image(str(tmp_path / "lazy"), ImageData(LazyArray(data), np.eye(4)), options=WriteOptions(lossy=setting))
+    lazy = Volume.from_image(str(tmp_path / "lazy"), ImageData(LazyArray(data), np.eye(4)),
+                             options=WriteOptions(lossy=setting))
     eager = Volume.from_image(str(tmp_path / "eager"), ImageData(data, np.eye(4)), options=WriteOptions(lossy=setting))
     np.testing.assert_array_equal(lazy.to_numpy(), eager.to_numpy())
     ql, qe = lazy.metadata["lossy"], eager.metadata["lossy"]
