@@ -11,7 +11,7 @@ MAIN_EXAMPLES = """examples:
   radiobject <command> --help      (every command lists its own examples)
 """
 
-#: ``command -> examples`` text (a command without an entry gets none).
+#: ``command -> examples`` text (``"bench storage"`` for a nested command; none without an entry).
 EXAMPLES: dict[str, str] = {
     "ingest": """examples:
   radiobject ingest store --manifest manifest.csv --subjects participants.csv
@@ -42,13 +42,21 @@ EXAMPLES: dict[str, str] = {
 """,
     "convert-tiff": """examples:
   radiobject convert-tiff slide.svs -o slide.zarr
-  radiobject convert-tiff 'tiles/*.tif' -o out/ --workers 4
+  radiobject convert-tiff tiles/ -o out/ --workers 4
+  radiobject convert-tiff masks/ -o masks.zarr --labels
 """,
     "bench": """examples:
-  radiobject bench --help
+  radiobject bench storage --out bench/ --quick
+  radiobject bench storage t1.nii.gz --out bench/ --full
+""",
+    "bench storage": """examples:
+  radiobject bench storage --out bench/                    # synthetic MRI- and CT-like volumes
+  radiobject bench storage t1.nii.gz ct_series/ --out bench/ --patch 96
+  radiobject bench storage --synthetic ct --scale 0.5 --out bench/ --no-lossy
 """,
     "recommend": """examples:
-  radiobject recommend store --access patches
+  radiobject recommend t1.nii.gz --access patch:96
+  radiobject recommend --access slice --storage s3        # on a synthetic MRI-like volume
 """,
     "ingest-layout": """examples:
   radiobject ingest-layout bids ds000001 -o store                    # sessions: sub-01_ses-pre samples

@@ -34,6 +34,14 @@ def _add_examples(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
             p.epilog = EXAMPLES[name]
             if p.formatter_class is argparse.HelpFormatter:
                 p.formatter_class = argparse.RawDescriptionHelpFormatter
+        for action in p._actions:  # nested commands (radiobject bench storage)
+            if isinstance(action, argparse._SubParsersAction):
+                for child, q in action.choices.items():
+                    key = f"{name} {child}"
+                    if key in EXAMPLES and not q.epilog:
+                        q.epilog = EXAMPLES[key]
+                        if q.formatter_class is argparse.HelpFormatter:
+                            q.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,10 @@ def test_version_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     missing = [n for n, p in sub.choices.items() if "examples:" not in p.format_help()]
+    for n, p in sub.choices.items():  # nested commands too
+        for a in p._actions:
+            if a.__class__.__name__ == "_SubParsersAction":
+                missing += [f"{n} {m}" for m, q in a.choices.items() if "examples:" not in q.format_help()]
     assert not missing, f"commands without examples in --help: {missing}"
     assert "examples:" in parser.format_help()
 
