@@ -28,6 +28,8 @@ from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Regi
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 ATTR = "v"
+#: The tile file of attribute ``ATTR`` in a fragment (TileDB names attribute files by position).
+ATTR_FILE = "a0.tdb"
 META_KEY = "radiobject"
 _DAMAGE_WORDS = ("checksum", "filter", "decompress", "corrupt", "tile", "fragment", "size mismatch", "deserializ")
 
@@ -45,7 +47,7 @@ def _filters(codec: Codec, checksum: bool = True) -> tiledb.FilterList:
         fl.append(tiledb.ByteShuffleFilter())
     if codec.name in ("zstd", "blosc-zstd"):
         fl.append(tiledb.ZstdFilter(level=codec.level))
-    elif codec.name == "blosc-lz4":
+    elif codec.name in ("blosc-lz4", "blosc-lz4hc"):  # TileDB's LZ4 filter has no HC mode
         fl.append(tiledb.LZ4Filter(level=codec.level))
     elif codec.name == "gzip":
         fl.append(tiledb.GzipFilter(level=codec.level))
@@ -60,10 +62,15 @@ def _data_file(rel: str) -> bool:
     return rel.startswith("__fragments/") and name.startswith("a") and name.endswith(".tdb")
 
 
-def _read_error(uri: str, exc: Exception) -> StoreError:
+def _read_error(uri: str, exc: Exception, storage: StorageOptions) -> StoreError:
     text = str(exc)
     if any(w in text.lower() for w in _DAMAGE_WORDS):
-        return CorruptDataError(uri, f"damaged tile data: {text}", part="__fragments")
+        try:
+            frags = [n for n in files.listdir(files.join(uri, "__fragments"), storage) if not n.startswith(".")]
+        except OSError:
+            frags = []
+        part = f"__fragments/{frags[0]}/{ATTR_FILE}" if len(frags) == 1 else "__fragments"
+        return CorruptDataError(uri, f"damaged tile data: {text.rsplit('Error: ', 1)[-1]}", part=part)
     return StoreError(uri, f"cannot read: {text}")
 
 
@@ -88,7 +95,7 @@ class TileDBArray(ArrayHandle):
                     self._reader = tiledb.open(self._uri, mode="r", ctx=self._ctx)
                 data = self._reader[region]
             except tiledb.TileDBError as exc:
-                raise _read_error(self._uri, exc) from None
+                raise _read_error(self._uri, exc, self._storage) from None
         data = data[ATTR] if isinstance(data, Mapping) else data
         if out is None:
             return data

@@ -109,7 +109,7 @@ def test_bit_flip_in_chunk_data(store: tuple[str, dict[str, np.ndarray]], backen
     target = _data_file(_volume_dir(uri))
     _flip(target, target.stat().st_size // 3)
     err = _expect_corrupt(uri)
-    assert "damaged" in err.reason
+    assert "damaged" in err.reason and target.name in err.part  # the shard / tile file (Zarr: and the chunk)
     np.testing.assert_array_equal(_read_fresh(uri, "sub-00"), arrays["sub-00"])  # the other is fine
     out = _verify_fails(uri, capsys, target.name)
     assert "sub-01" in out and "sub-00" not in out
