@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from radiobject.cli._args import human_bytes, int_in, positive_int
@@ -94,8 +96,18 @@ def _print_summary(results: list[RegionResult], out: Any) -> None:
           f"{human_bytes(total_in)} -> {human_bytes(sum(r.bytes_out for r in done))}", file=out)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the conversion cleans up the same way."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated(f"signal {signum}")
+
+
 def run_convert(args: argparse.Namespace) -> int:
-    """Runs ``convert-tiff``; 0 when every region converted, 1 when any failed, 2 on bad input."""
+    """Runs ``convert-tiff``; 0 when every region converted, 1 when any failed, 2 on bad input,
+    130 after Ctrl-C and 143 after SIGTERM (the image being written is removed; finished images
+    stay)."""
     try:
         options = ConvertOptions(
             workers=args.workers, executor=args.executor, chunk_size=args.chunk_size,
@@ -115,15 +127,23 @@ def run_convert(args: argparse.Namespace) -> int:
     from radiobject.errors import RadiObjectError
 
     bar = tqdm(total=0, unit="block", desc="convert-tiff", disable=args.no_progress, file=sys.stderr)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         results = convert_regions(args.inputs, args.output, options, regions=args.regions, progress=bar,
                                   on_plan=lambda plans: _print_settings(options, plans, sys.stdout),
                                   storage=storage_from_args(args))
     except (ValueError, RadiObjectError) as exc:  # e.g. --regions naming a region that is not there
-        bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    bar.close()
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: the image being written was removed; images listed as converted above are "
+              f"complete; re-run to convert the rest", file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
+    finally:
+        bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     _print_summary(results, sys.stdout)
     if not results:
         print("error: no TIFF files found in the inputs", file=sys.stderr)

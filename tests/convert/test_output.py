@@ -222,3 +222,37 @@ def test_cli_s3_output_uses_the_ingest_storage_options(tmp_path: Path, s3_server
     assert key.startswith(BUCKET)
     levels, _ = _read(FsspecStore(_s3fs(s3_server), path=key, read_only=True), ome_zarr_format.FormatV05())
     np.testing.assert_array_equal(levels[0][1], tifffile.imread(d / "sampleB_R000_DAPI.ome.tif"))
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_cli_interrupt_removes_the_partial_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str], how: str) -> None:
+    import signal
+    import time
+
+    d = _samples(tmp_path)
+    real = pipeline._write_level0
+    calls = {"n": 0}
+
+    def interrupted(*args: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-way through the conversion
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread while it waits
+            time.sleep(0.5)
+        return real(*args)
+
+    monkeypatch.setattr(pipeline, "_write_level0", interrupted)
+    out = tmp_path / "out"
+    rc = main(["convert-tiff", str(d), "-o", str(out), "--workers", "1", "--no-progress", "--chunk-size", "32",
+               "--regions", "sampleA_R000", "sampleB_R000"])
+    assert rc == (130 if how == "ctrl-c" else 143)
+    assert "interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is not None
+    names = sorted(os.listdir(out))
+    assert not any(n.startswith(".") for n in names)  # no partial image left
+    assert "sampleB_R000.ome.zarr" not in names
+    for n in names:  # whatever is there is complete
+        levels, _ = _read(str(out / n))
+        assert levels[0].shape == (2, 70, 90)
