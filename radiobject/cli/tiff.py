@@ -137,8 +137,8 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"interrupted: the image being written was removed; images listed as converted above are "
-              f"complete; re-run to convert the rest", file=sys.stderr)
+        print("interrupted: the image being written was removed; images already converted are complete; "
+              "re-run (without --overwrite) to convert the rest", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     finally:
         bar.close()
