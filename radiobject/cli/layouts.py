@@ -41,7 +41,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel writers (default 2)")
     p.add_argument("--validate-alignment", action=argparse.BooleanOptionalAction, default=True,
-                   help="hold back subjects whose volumes differ in shape or affine (default on)")
+                   help="hold back subjects whose volumes differ in shape or affine (default on; BIDS "
+                   "modalities keep their own grids and are not checked)")
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_storage_arguments(p)

@@ -82,7 +82,11 @@ def test_bids_plan(tmp_path: Path) -> None:
 
 
 def test_bids_ingest(tmp_path: Path) -> None:
-    lp = plan_bids(_bids(tmp_path / "bids"))
+    root = _bids(tmp_path / "bids")  # the DWI on its own, coarser grid (as in real data)
+    for ses in ("pre", "post"):
+        dwi = root / "sub-01" / f"ses-{ses}" / "dwi" / f"sub-01_ses-{ses}_dwi.nii.gz"
+        _save(dwi, np.ones((3, 3, 2, 3), np.float32), np.diag([2.0, 2.0, 4.0, 1.0]))
+    lp = plan_bids(root)
     report = ingest_layout(str(tmp_path / "store"), lp, progress=False)
     assert report.ok, report.summary_table()
     radi = RadiObject(str(tmp_path / "store"))
@@ -213,3 +217,11 @@ def test_bids_session_glob_joins_participants(tmp_path: Path) -> None:
     assert meta.loc["sub-01_ses-post", "participant_id"] == "sub-01"
     assert meta.loc["sub-01_ses-post", "session_id"] == "ses-post"
     assert meta.loc["sub-01_ses-post", "age"] == 34 and pd.isna(meta.loc["sub-02_ses-pre", "age"])
+
+
+def test_nnunet_misaligned_label_held_back(tmp_path: Path) -> None:
+    root = _nnunet(tmp_path / "ds")
+    _save(root / "labelsTr" / "BRATS_001.nii.gz", np.zeros((6, 5, 3), np.uint8))  # one slice short
+    report = ingest_layout(str(tmp_path / "store"), plan_nnunet(root))
+    assert {r["obs_id"] for r in report.failed} == {"BRATS_001"} and "misaligned" in report.failed[0]["error"]
+    assert RadiObject(str(tmp_path / "store")).label.obs_ids == ["BRATS_000", "BRATS_002"]

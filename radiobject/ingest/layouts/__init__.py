@@ -135,7 +135,9 @@ def ingest_layout(
     """Ingests a :class:`LayoutPlan` with ``run_ingest`` (``run_kwargs``: options, workers,
     validate_alignment, progress, ...), then stores each label collection's label map and
     collection facts (channel names) and records its ``class_counts``. Returns the
-    ``CohortReport``. Incomplete subjects are reported through ``log`` before anything is written."""
+    ``CohortReport``. Incomplete subjects are reported through ``log`` before anything is written.
+    Alignment (every volume of a subject on one grid) is checked for layouts with labels (MSD,
+    nnU-Net: images and labels must align); BIDS modalities keep their own grids."""
     from radiobject.ingest.cohort import run_ingest
     from radiobject.model.labels import record_class_counts, set_label_map, update_collection_meta
     from radiobject.model.radi_object import RadiObject
@@ -145,6 +147,10 @@ def ingest_layout(
         for i in lp.incomplete[:50]:
             log(f"  {i}")
     lp = apply_incomplete_policy(lp, incomplete)
+    if not lp.label_maps:
+        # no labels (BIDS raw data): a sample's modalities live on their own grids (T1w 1 mm, DWI
+        # 2 mm), so there is no image / label alignment to check; `radiobject resample` aligns them
+        run_kwargs["validate_alignment"] = False
     report = run_ingest(uri, lp.plan, log=log, **run_kwargs)
     if report.aborted:
         return report
