@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+from dataclasses import replace
 from typing import Any
 
 from radiobject.errors import RadiObjectError
@@ -86,6 +87,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--subject-pattern", metavar="RE", help="regex whose first group is the subject ID")
     p.add_argument("--dicom-collection-key", choices=("description", "modality", "series_number"),
                    default="description", help="what names a DICOM series' collection (default: description)")
+    p.add_argument("--philips-scaling", choices=("display", "precise"), default=None,
+                   help="Philips DICOM values: display (modality LUT, default) or precise floating-point "
+                        "scaling (dcm2niix -p y); recorded in each volume's metadata")
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
     p.add_argument("--executor", choices=("thread", "process"), default="thread",
@@ -192,6 +196,9 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         options = WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every,
                                lossy=_lossy_arg(args.lossy))
         plan = _plan(args)
+        if args.philips_scaling:  # travels with each task to the (possibly remote) reader
+            plan.tasks = [replace(t, dicom_options={**t.dicom_options, "philips_scaling": args.philips_scaling})
+                          for t in plan.tasks]
         for name in plan.collections:  # a lossy label collection is refused before anything is written
             options.for_collection(name)
     except (ValueError, OSError, RadiObjectError) as exc:  # bad manifest / glob: nothing created

@@ -10,7 +10,8 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,8 +94,12 @@ def canonicalize(image: ImageData) -> ImageData:
     return ImageData(np.ascontiguousarray(apply_orientation(data, ornt)), affine, meta, image.source)
 
 
-def read_image(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = ()) -> ImageData:
-    """Reads one volume (NIfTI file, DICOM series folder / files, or TIFF); RAS+ when ``canonical``."""
+def read_image(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = (),
+               dicom_options: Mapping[str, Any] | None = None) -> ImageData:
+    """Reads one volume (NIfTI file, DICOM series folder / files, or TIFF); RAS+ when ``canonical``.
+
+    ``dicom_options``: keyword options of ``read_dicom_series`` (e.g. ``philips_scaling``).
+    """
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "nifti":
         from radiobject.formats.nifti import read_nifti
@@ -103,7 +108,7 @@ def read_image(path: str, fmt: str = "auto", canonical: bool = False, files: Seq
     if fmt == "dicom":
         from radiobject.formats.dicom import read_dicom_series
 
-        image = read_dicom_series(list(files) if files else path)
+        image = read_dicom_series(list(files) if files else path, **dict(dicom_options or {}))
     elif fmt == "tiff":
         from radiobject.formats.tiff import read_tiff
 

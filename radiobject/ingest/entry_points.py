@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -139,11 +141,15 @@ def collection_from_files(
     options: WriteOptions | None = None,
     storage: StorageOptions | None = None,
     progress: bool = False,
+    dicom_options: Mapping[str, Any] | None = None,
 ) -> VolumeCollection:
     """A new collection from files (see ``VolumeCollection.from_files``): checked first, then
-    written by the bulk path with the fingerprinting loader; the first failure is raised."""
+    written by the bulk path with the fingerprinting loader; the first failure is raised.
+    ``dicom_options``: keyword options of the DICOM reader (e.g. ``philips_scaling``)."""
     cname = name or uri.rstrip("/").rsplit("/", 1)[-1]
     tasks = collection_tasks(spec, fmt=fmt, subject_pattern=subject_pattern, name=cname)
+    if dicom_options:
+        tasks = [replace(t, dicom_options=dict(dicom_options)) for t in tasks]
     seen: set[str] = set()
     for t in tasks:
         if t.obs_id in seen:

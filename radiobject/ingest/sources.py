@@ -100,8 +100,11 @@ def _stats(paths: Sequence[str]) -> list[tuple[int, int]]:
     return [_stat(p) for p in paths]
 
 
-def load_fingerprinted(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = ()) -> ImageData:
+def load_fingerprinted(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = (),
+                       dicom_options: dict[str, Any] | None = None) -> ImageData:
     """Reads one volume (``formats.detect.read_image``) and adds ``metadata["sources"]``.
+
+    ``dicom_options``: keyword options of the DICOM reader (e.g. ``philips_scaling``).
 
     The sources are stat'ed before and after the read and hashed; a source that changes during
     the read (size or mtime differ) is an ``ImageReadError`` naming it, never a mixed record.
@@ -110,7 +113,7 @@ def load_fingerprinted(path: str, fmt: str = "auto", canonical: bool = False, fi
     paths = source_files(path, files)
     before = _stats(paths)
     record = fingerprint(paths, fmt)
-    image = read_image(path, fmt, canonical, files)
+    image = read_image(path, fmt, canonical, files, dicom_options)
     after = _stats(paths)
     for p, b, a in zip(paths, before, after, strict=True):
         if a != b:

@@ -67,6 +67,8 @@ class VolumeTask:
     row: str = ""
     #: facts stored with the volume besides its file's own (e.g. DWI ``bvals`` / ``bvecs``).
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: keyword options of the DICOM reader (``read_dicom_series``), e.g. ``philips_scaling``.
+    dicom_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def _canonical_geometry(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tup
 def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:
     """The store's lazy ``IngestItem`` for a task (pixels are read when it is written)."""
     # reads the image and records its source fingerprint (radiobject.ingest.sources)
-    loader: Callable[[], ImageData] = partial(load_fingerprinted, task.path, task.format, canonical, tuple(task.files))
+    loader: Callable[[], ImageData] = partial(load_fingerprinted, task.path, task.format, canonical, tuple(task.files),
+                                              dict(task.dicom_options) or None)
     if task.metadata:
         loader = partial(_with_metadata, loader, dict(task.metadata))
     source = os.path.abspath(task.path)

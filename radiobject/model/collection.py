@@ -187,8 +187,12 @@ class VolumeCollection:
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
+        philips_scaling: str | None = None,
     ) -> "VolumeCollection":
-        """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name)."""
+        """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name).
+
+        ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``).
+        """
         # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
         # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
         from radiobject.ingest.entry_points import collection_from_files
@@ -196,6 +200,7 @@ class VolumeCollection:
         return collection_from_files(
             uri, series_folders, fmt="dicom",
             name=name, options=options, storage=storage, progress=progress,
+            dicom_options={"philips_scaling": philips_scaling} if philips_scaling else None,
         )
 
     @classmethod

@@ -105,11 +105,18 @@ class Volume:
         *,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
+        philips_scaling: str | None = None,
+        resample_tilt: bool | str = False,
     ) -> "Volume":
-        """Ingests one DICOM series (a folder holding one series, or its files)."""
+        """Ingests one DICOM series (a folder holding one series, or its files).
+
+        ``philips_scaling`` (``"display"`` / ``"precise"``) and ``resample_tilt`` are those of
+        ``formats.dicom.read_dicom_series``; what was applied is in the volume's metadata.
+        """
         from radiobject.formats.dicom import read_dicom_series
 
-        return cls.from_image(uri, read_dicom_series(folder_or_files), options=options, storage=storage)
+        image = read_dicom_series(folder_or_files, philips_scaling=philips_scaling, resample_tilt=resample_tilt)
+        return cls.from_image(uri, image, options=options, storage=storage)
 
     @classmethod
     def from_tiff(

@@ -54,6 +54,7 @@ from radiobject.formats.dicom.mosaic import (
     mosaic_layout,
 )
 from radiobject.formats.dicom.multiframe import enhanced_frames, is_enhanced
+from radiobject.formats.dicom.philips import apply_philips, is_philips, philips_mode
 from radiobject.formats.dicom.resample import resample_series
 from radiobject.formats.image import ImageData
 
@@ -108,9 +109,11 @@ def series_to_image(
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",
+    philips_scaling: str | None = None,
 ) -> ImageData:
     """Convert one discovered series to an :class:`ImageData` (see :func:`read_dicom_series`)."""
     where = f"series {info.key} ({os.path.dirname(info.paths[0])})"
+    philips = philips_mode(philips_scaling)
     if info.skipped_reason:
         raise SkippedSeriesError(where, info.skipped_reason)
     frames: list[Frame] = []
@@ -163,6 +166,13 @@ def series_to_image(
             stack.astype(stack.dtype.newbyteorder("=")),
             {"rescale_slope": None, "rescale_intercept": None, "rescale_varies": False},
         )
+    philips_record = None
+    if spp == 1 and is_philips(first):
+        values, philips_record = apply_philips(values, ordered, info.datasets, philips)
+        if philips_record["mode"] == "precise":  # resampling must not round in stored units
+            rescale = {**rescale, "rescale_slope": None, "rescale_intercept": None}
+        elif "reason" in philips_record:
+            warnings.append(f"Philips precise scaling not applied: {philips_record['reason']}")
     values = values.reshape((nt, nz) + values.shape[1:])
     # (t, z, rows, cols[, s]) -> (cols, rows, z, t[, s])
     axes = (3, 2, 1, 0) + ((4,) if spp > 1 else ())
@@ -202,6 +212,8 @@ def series_to_image(
     }
     if diffusion is not None:
         meta["diffusion"] = diffusion
+    if philips_record is not None:
+        meta["philips_scaling"] = philips_record
     return ImageData(
         array=array, affine=affine, metadata=meta, source=os.path.dirname(info.paths[0])
     )
@@ -250,6 +262,7 @@ def read_dicom_series(
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",
+    philips_scaling: str | None = None,
 ) -> ImageData:
     """Read one DICOM series as a volume.
 
@@ -267,6 +280,8 @@ def read_dicom_series(
             recorded in ``metadata["spacing_equalised"]``.
         include_patient: also keep patient-identifying header fields in ``metadata["dicom"]``.
         decoder: ``"auto"``, ``"pydicom"`` or ``"imagecodecs"`` (see :func:`decode_pixels`).
+        philips_scaling: ``"display"`` (modality LUT) or ``"precise"`` (Philips floating-point
+            values); None: ``$RADIOBJECT_PHILIPS_SCALING``, else display (see :mod:`.philips`).
 
     Returns:
         :class:`ImageData`: ``array`` (x=columns, y=rows, z=slices[, t][, rgb]) after the modality
@@ -293,6 +308,7 @@ def read_dicom_series(
         resample_gaps=resample_gaps,
         include_patient=include_patient,
         decoder=decoder,
+        philips_scaling=philips_scaling,
     )
     if disc.skipped_files:
         img.metadata["warnings"].append(
@@ -316,13 +332,15 @@ def iter_dicom_folder(
     include_patient: bool = False,
     decoder: str = "auto",
     discovery: Discovery | None = None,
+    philips_scaling: str | None = None,
 ) -> Iterator[tuple[SeriesInfo, ImageData | DicomError]]:
     """Like :func:`read_dicom_folder` but yields one series at a time (one volume in memory)."""
     disc = discovery or discover_series(root)
     for info in disc.series:
         try:
             yield info, series_to_image(info, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
-                                        include_patient=include_patient, decoder=decoder)
+                                        include_patient=include_patient, decoder=decoder,
+                                        philips_scaling=philips_scaling)
         except DicomError as exc:
             yield info, exc
         except Exception as exc:  # noqa: BLE001 - one odd series must not stop a folder ingest
@@ -337,12 +355,14 @@ def read_dicom_folder(
     resample_gaps: bool = False,
     include_patient: bool = False,
     decoder: str = "auto",
+    philips_scaling: str | None = None,
 ) -> DicomFolderResult:
     """Read every series under a folder tree; a bad series never stops the others.
 
     Args:
         root: folder searched recursively (or a list of files).
-        resample_tilt, resample_gaps, include_patient, decoder: as in :func:`read_dicom_series`.
+        resample_tilt, resample_gaps, include_patient, decoder, philips_scaling: as in
+            :func:`read_dicom_series`.
 
     Returns:
         :class:`DicomFolderResult`: a list of ``(SeriesInfo, ImageData | DicomError)`` in
@@ -351,6 +371,7 @@ def read_dicom_folder(
     """
     disc = discover_series(root)
     out = DicomFolderResult(iter_dicom_folder(root, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
-                                              include_patient=include_patient, decoder=decoder, discovery=disc))
+                                              include_patient=include_patient, decoder=decoder, discovery=disc,
+                                              philips_scaling=philips_scaling))
     out.skipped_files = list(disc.skipped_files)
     return out

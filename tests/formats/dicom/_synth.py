@@ -190,3 +190,40 @@ def write_dwi_series(
             img = rng.integers(0, 1000, (rows, cols)).astype(np.uint16)
             ds.PixelData = img.tobytes()
             ds.save_as(folder / f"IM{t:02d}_{k:02d}.dcm", enforce_file_format=True)
+
+
+def write_philips_mr(
+    folder: Path,
+    *,
+    rescale_slope: float,
+    rescale_intercept: float,
+    scale_slope: float | None,
+    n_slices: int = 4,
+    rows: int = 10,
+    cols: int = 8,
+) -> np.ndarray:
+    """A Philips MR series with display (RescaleSlope / Intercept) and precise (2005,100E) scaling.
+
+    Returns the stored values (n, rows, cols).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    stored = np.random.default_rng(5).integers(0, 4000, (n_slices, rows, cols)).astype(np.uint16)
+    for k in range(n_slices):
+        ds = base_dataset(MR_IMAGE, series, study, frame)
+        ds.Modality, ds.Manufacturer = "MR", "Philips Medical Systems"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"]
+        ds.SeriesDescription = ds.ProtocolName = "T1_FFE"
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [-40.0, -30.0, -10.0 + 3.0 * k]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness, ds.SpacingBetweenSlices = [1.5, 1.5], 3.0, 3.0
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = rescale_slope, rescale_intercept, "normalized"
+        if scale_slope is not None:
+            ds.private_block(0x2005, "Philips MR Imaging DD 001", create=True).add_new(0x0E, "FL", scale_slope)
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = stored[k].tobytes()
+        ds.save_as(folder / f"IM{k:04d}.dcm", enforce_file_format=True)
+    return stored
