@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from radiobject.errors import ImageReadError
 from radiobject.ingest.sources import compare, recorded_paths, source_files
 from radiobject.ingest.tasks import VolumeTask
 from radiobject.model.collection import VolumeCollection
@@ -85,7 +86,12 @@ def changed_sources(
     def check(item: tuple[VolumeTask, dict[str, Any] | None]) -> str | None:
         task, record = item
         assert record is not None
-        return compare(record, source_files(task.path, task.files), rehash=rehash)
+        try:
+            return compare(record, source_files(task.path, task.files), rehash=rehash)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged record: write it again
+            return f"the stored source record cannot be read ({type(exc).__name__}: {exc})"
+        except ImageReadError as exc:  # the planned source cannot be listed: its write will fail and say so
+            return f"{exc.path}: {exc.reason}"
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         reasons = list(pool.map(check, todo))
@@ -106,7 +112,10 @@ def verify_sources(radi: RadiObject, *, rehash: bool = True, workers: int = 4) -
         def check(item: tuple[str, str, dict[str, Any] | None]) -> str | None:
             rec = item[2]
             assert rec is not None
-            return compare(rec, recorded_paths(rec), rehash=rehash)
+            try:
+                return compare(rec, recorded_paths(rec), rehash=rehash)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged / tampered record
+                return f"the stored source record cannot be read ({type(exc).__name__}: {exc})"
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             reasons = list(pool.map(check, todo))

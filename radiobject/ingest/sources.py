@@ -45,7 +45,11 @@ def source_files(path: str, files: Sequence[str] = ()) -> list[str]:
         return [os.path.abspath(f) for f in files]
     if os.path.isdir(path):
         out: list[str] = []
-        for dirpath, dirnames, names in os.walk(path):
+
+        def unlistable(exc: OSError) -> None:  # a folder that cannot be listed fails the volume
+            raise ImageReadError(str(exc.filename or path), f"cannot list folder ({exc.strerror or exc})")
+
+        for dirpath, dirnames, names in os.walk(path, onerror=unlistable):
             dirnames.sort()
             out.extend(os.path.abspath(os.path.join(dirpath, n)) for n in sorted(names) if not n.startswith("."))
         return out

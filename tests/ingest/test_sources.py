@@ -132,3 +132,28 @@ def test_many_file_series_aggregated(tmp_path: Path) -> None:
     (folder / "0006.dcm").unlink()
     assert "vanished" in str(compare(rec, paths))
     assert "40 file(s) ingested, 39 now" in str(compare(rec, source_files(str(folder))))
+
+
+@pytest.mark.timeout(30)
+def test_tampered_records_never_open_devices_or_fifos(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in ("/dev/zero", str(fifo)):
+        rec = {"reader": "x", "files": [{"path": target, "size": 1, "mtime_ns": 1, "blake2b": "00"}]}
+        reason = compare(rec, [target], rehash=True)
+        assert reason is not None and "vanished" in reason and "regular file" in reason
+
+
+def test_unlistable_folder_fails_the_fingerprint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from radiobject.errors import ImageReadError
+    from radiobject.ingest import sources
+
+    (tmp_path / "series" / "sub").mkdir(parents=True)
+
+    def walk(top: str, onerror=None):  # type: ignore[no-untyped-def]
+        yield top, ["sub"], []
+        onerror(PermissionError(13, "Permission denied", os.path.join(top, "sub")))
+
+    monkeypatch.setattr(sources.os, "walk", walk)
+    with pytest.raises(ImageReadError, match="sub.*cannot list folder"):
+        sources.source_files(str(tmp_path / "series"))
