@@ -11,7 +11,7 @@ import pytest
 
 from radiobject.cli.main import build_parser, main
 from radiobject.model.radi_object import RadiObject
-from tests.ingest.test_layouts import _bids, _nnunet
+from tests.ingest.test_layouts import _bids, _msd, _nnunet
 
 
 def test_version_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,3 +128,17 @@ def test_ingest_records_class_counts(tmp_path: Path, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     assert main(["info", store]) == 0
     assert "seg: labels 0, 1, 2" in capsys.readouterr().out
+
+
+def test_msd_4d_qc_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = _msd(tmp_path / "Task05_Prostate")
+    (src / "imagesTr" / "._prostate_00.nii.gz").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork
+    store = str(tmp_path / "store")
+    assert main(["ingest-layout", "msd", str(src), "-o", store, "--incomplete", "skip", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["qc", store, "-o", str(tmp_path / "qc.png")]) == 0
+    assert "(2 channel columns)" in capsys.readouterr().out  # both channels of the 4D image
+    assert main(["stats", store, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["intensity"]
+    got = [(r["collection"], r["channel"], r["foreground"]) for r in rows]
+    assert got == [("image", 0, "label"), ("image", 1, "label")]

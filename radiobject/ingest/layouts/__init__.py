@@ -17,7 +17,6 @@ import pandas as pd
 
 from radiobject.errors import LayoutError
 from radiobject.ingest.manifest import CohortPlan
-from radiobject.ingest.tasks import Problem
 
 __all__ = [
     "INCOMPLETE_POLICIES",
@@ -100,8 +99,8 @@ def incomplete_report(plan: CohortPlan, subjects: Any = None, limit: int = 50) -
 
 
 def apply_incomplete_policy(lp: LayoutPlan, policy: str) -> LayoutPlan:
-    """``keep``: unchanged; ``skip``: the incomplete subjects' volumes become problems (not
-    written); ``error``: ``LayoutError`` listing them."""
+    """``keep``: unchanged; ``skip``: the incomplete subjects are left out of the plan (listed by
+    ``ingest_layout`` up front; not failures); ``error``: ``LayoutError`` listing them."""
     if policy not in INCOMPLETE_POLICIES:
         raise ValueError(f"incomplete policy must be one of {INCOMPLETE_POLICIES}, not {policy!r}")
     if not lp.incomplete or policy == "keep":
@@ -110,16 +109,13 @@ def apply_incomplete_policy(lp: LayoutPlan, policy: str) -> LayoutPlan:
         shown = "; ".join(str(i) for i in lp.incomplete[:20])
         more = f" (and {len(lp.incomplete) - 20} more)" if len(lp.incomplete) > 20 else ""
         raise LayoutError(lp.root, f"{len(lp.incomplete)} incomplete subject(s): {shown}{more}")
-    bad = {i.subject_id: str(i) for i in lp.incomplete}
+    bad = {i.subject_id for i in lp.incomplete}
     plan = lp.plan
     keep = [t for t in plan.tasks if t.subject_id not in bad]
-    skipped = [Problem(t.collection, t.subject_id, t.obs_id, t.path,
-                       f"skipped: incomplete subject ({bad[t.subject_id]})")
-               for t in plan.tasks if t.subject_id in bad]
     meta = plan.obs_meta
     if meta is not None:
         meta = meta[~meta["obs_subject_id"].isin(bad)].reset_index(drop=True)
-    new = CohortPlan(keep, meta, [*plan.problems, *skipped])
+    new = CohortPlan(keep, meta, list(plan.problems))
     return LayoutPlan(lp.layout, lp.root, new, lp.label_maps, lp.collection_meta, lp.incomplete)
 
 

@@ -166,7 +166,7 @@ def plan_bids(
     for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith("sub-")):
         for path in sorted(sub.rglob("*.nii*")):
             rel = path.relative_to(base)
-            if any(part in _SKIP_DIRS for part in rel.parts):
+            if any(part in _SKIP_DIRS or part.startswith(".") for part in rel.parts):
                 continue
             parsed = parse_bids_name(path.name)
             if parsed is None:

@@ -125,6 +125,8 @@ def plan_nnunet(root: str | os.PathLike[str]) -> LayoutPlan:
     plan = CohortPlan()
     cases: dict[str, None] = {}
     for path in sorted(images.iterdir()):
+        if path.name.startswith("."):  # macOS resource forks (._case_0000.nii.gz), editor files
+            continue
         m = pattern.match(path.name)
         if not m:
             if path.name.endswith(ending):
