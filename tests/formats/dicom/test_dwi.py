@@ -162,3 +162,44 @@ def test_export_cli_writes_bval_bvec(tmp_path: Path, capsys: pytest.CaptureFixtu
     np.testing.assert_allclose(bval, BVALS)
     obs = RadiObject(store)["dwi"].obs  # the gradients reach the obs row (metadata column)
     assert '"bvals": [0.0, 1000.0, 1000.0, 1000.0, 2000.0]' in obs["metadata"].iloc[0]
+
+
+def test_enhanced_mr_diffusion_sequence_equals_classic(tmp_path: Path) -> None:
+    """Per-frame MR Diffusion Sequence of an enhanced file (classic series converted by highdicom,
+    the diffusion attributes moved into MRDiffusionSequence as scanners write them)."""
+    hd = pytest.importorskip("highdicom")
+    import logging
+    import warnings
+
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    write_dwi_series(tmp_path / "dcm", "philips", BVALS, VECTORS, iop=ORIENTATIONS["oblique"])
+    classic = read_dicom_series(tmp_path / "dcm").metadata["diffusion"]
+    datasets = [pydicom.dcmread(f) for f in sorted((tmp_path / "dcm").iterdir())]
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            enh = hd.legacy.LegacyConvertedEnhancedMRImage(
+                legacy_datasets=datasets, series_instance_uid=hd.UID(), series_number=1,
+                sop_instance_uid=hd.UID(), instance_number=1)
+    finally:
+        logging.disable(logging.NOTSET)
+    for frame in enh.PerFrameFunctionalGroupsSequence:
+        unassigned = frame.UnassignedPerFrameConvertedAttributesSequence[0]
+        item = Dataset()
+        item.DiffusionBValue = unassigned.DiffusionBValue
+        del unassigned.DiffusionBValue
+        if "DiffusionGradientOrientation" in unassigned:
+            g = Dataset()
+            g.DiffusionGradientOrientation = unassigned.DiffusionGradientOrientation
+            item.DiffusionGradientDirectionSequence = Sequence([g])
+            del unassigned.DiffusionGradientOrientation
+        frame.MRDiffusionSequence = Sequence([item])
+    enh.save_as(tmp_path / "enhanced.dcm")
+    img = read_dicom_series(tmp_path / "enhanced.dcm")
+    assert img.metadata["n_files"] == 1 and img.shape[3] == len(BVALS)
+    assert img.metadata["diffusion"]["bvals"] == classic["bvals"]
+    np.testing.assert_allclose(img.metadata["diffusion"]["bvecs"], classic["bvecs"], atol=1e-8)
