@@ -104,6 +104,8 @@ def _subject_table(subjects: pd.DataFrame | str | os.PathLike[str] | None) -> pd
     col = _subject_column(df, "subject table")
     df = df.rename(columns={col: "obs_subject_id"})
     df["obs_subject_id"] = df["obs_subject_id"].astype(str)
+    where = "subject table" if isinstance(subjects, pd.DataFrame) else f"subject table {subjects}"
+    reject_duplicates(df.reset_index(drop=True), ["obs_subject_id"], where)  # before any volume is written
     return df
 
 

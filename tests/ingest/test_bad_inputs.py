@@ -221,3 +221,14 @@ def test_constructors_refuse_foreign_folder_but_resume_a_half_created_store(coho
     (half / "radiobject.json").unlink()
     rep = run_ingest(str(half), plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend))
     assert rep.ok and rep.count("written") == 12
+
+
+def test_bad_parquet_and_duplicate_subject_rows_before_writing(cohort: SampleCohort, tmp_path: Path) -> None:
+    pq = tmp_path / "m.parquet"
+    pq.write_bytes(b"PAR1 but not really a parquet file")
+    with pytest.raises(ManifestError, match="m.parquet"):
+        plan_from_manifest(pq)
+    subjects = tmp_path / "participants.csv"
+    subjects.write_text("participant_id,age\nsub-01,30\nsub-02,31\nsub-01,32\n")
+    with pytest.raises(DuplicateIdError, match="participants.csv.*lines 2, 4"):
+        plan_from_manifest(cohort.manifest, subjects=subjects)
