@@ -76,3 +76,19 @@ def test_manifest_validates_with_npe2() -> None:
     npe2 = pytest.importorskip("npe2", reason="npe2 (napari's plugin engine) is not installed")
     pm = npe2.PluginManifest.from_file(MANIFEST)
     assert pm.name == "radiobject" and pm.contributions.readers[0].accepts_directories
+
+
+def test_npe2_discovers_the_plugin_and_reads(tmp_path: Path) -> None:
+    """Through napari's own plugin engine: the entry point, the manifest, the reader command."""
+    npe2 = pytest.importorskip("npe2", reason="npe2 (napari's plugin engine) is not installed")
+    from importlib.metadata import entry_points
+
+    if not [e for e in entry_points(group="napari.manifest") if e.name == "radiobject"]:
+        pytest.skip("radiobject is not installed with its napari.manifest entry point (pip install -e .)")
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    uri, t1, _ = _store(tmp_path)
+    readers = [r for r in pm.iter_compatible_readers([uri]) if r.command.startswith("radiobject.")]
+    assert readers, "npe2 offers no radiobject reader for a store folder"
+    layers = npe2.read([uri], stack=False, plugin_name="radiobject")  # what napari calls
+    assert any(kind == "labels" for *_, kind in layers) and np.array_equal(layers[0][0], t1)
