@@ -443,6 +443,8 @@ class RadiObject:
         return Indexer(lambda s: self.select([s]), self.select, self._loc_key)
 
     def _loc_key(self, key: Any) -> str | list[str]:
+        if callable(key):  # radi.loc[lambda meta: meta["age"] > 50], as in pandas
+            key = key(self.obs_meta)
         if isinstance(key, str):
             return key
         arr = np.asarray(key)

@@ -21,6 +21,7 @@ def test_iteration_and_mask(tmp_path: Path) -> None:
     assert [n for n, c in radi.items()] == list(radi) and all(len(c) == 4 for _, c in radi.items())
     old = radi.loc[radi.obs_meta["age"] > 50]
     assert old.obs_subject_ids == ["s1", "s3"] and old.T1w.obs_subject_ids == ["s1", "s3"]
+    assert radi.loc[lambda m: m["age"] < 30].obs_subject_ids == ["s0"]
     view = radi.loc[["s2", "s0"]]
     sub = view.loc[(view.obs_meta["age"] > 30).to_numpy()]  # a mask over a view's own rows
     assert sub.obs_subject_ids == ["s2"]
