@@ -58,7 +58,7 @@ def collate(batch: Any) -> Any:
         return batch
     key = _ragged(batch)
     if key is not None:
-        raise BatchShapeError(key, {sid: tuple(s[key].shape) for sid, s in zip(_ids(batch), batch)})
+        raise BatchShapeError(key, {sid: tuple(s[key].shape) for sid, s in zip(_ids(batch), batch, strict=True)})
     if _is_meta(batch):
         from monai.data.utils import list_data_collate
 

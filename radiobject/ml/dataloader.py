@@ -79,7 +79,7 @@ class RadiDataLoader(DataLoader):
 
         batches = iter(self.batch_sampler)  # type: ignore[arg-type]
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="radi-loader") as pool:
-            pending = deque(pool.submit(load, b) for _, b in zip(range(2 * self.threads), batches))
+            pending = deque(pool.submit(load, b) for _, b in zip(range(2 * self.threads), batches, strict=False))
             try:
                 while pending:
                     batch = pending.popleft().result()
@@ -104,7 +104,10 @@ class RadiDataLoader(DataLoader):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict()`` (possibly saved with another world size)."""
-        self.sampler.load_state_dict(state)  # type: ignore[union-attr]
+        sampler = self.sampler
+        if not isinstance(sampler, RadiSampler):
+            raise TypeError("load_state_dict needs a loader built by ml.loaders (a RadiSampler)")
+        sampler.load_state_dict(state)
         if isinstance(self.dataset, RadiDataset):
             self.dataset.set_epoch(state["epoch"])
 

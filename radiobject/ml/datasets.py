@@ -33,7 +33,6 @@ import torch
 from torch.utils.data import Dataset
 
 from radiobject.errors import RadiObjectError
-
 from radiobject.ml.cache import InMemoryCache, NoCache
 from radiobject.ml.collate import collate
 from radiobject.ml.reader import VolumeReader, as_region
@@ -254,7 +253,7 @@ class PatchDataset(RadiDataset):
         label = np.empty((len(keys), 1, *self.patch_size), r.label_dtype()) if r.label else None
         origins = np.empty((len(keys), 3), np.int64)
         affines = np.empty((len(keys), 4, 4), np.float64)
-        for k, ((epoch, index), subj) in enumerate(zip(keys, subjects)):
+        for k, ((epoch, index), subj) in enumerate(zip(keys, subjects, strict=True)):
             try:
                 origins[k] = self.origin(index, epoch)
                 r.read_patch_into(subj, origins[k], self.patch_size, image[k], label[k] if label is not None else None)

@@ -17,9 +17,6 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from radiobject.model.radi_object import RadiObject
-from radiobject.storage.location import StoreLocation
-
 from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, resolve
 from radiobject.ml.loaders import (
     RadiDataLoader,
@@ -27,6 +24,9 @@ from radiobject.ml.loaders import (
     create_training_dataloader,
     create_validation_dataloader,
 )
+from radiobject.ml.sampler import RadiSampler
+from radiobject.model.radi_object import RadiObject
+from radiobject.storage.location import StoreLocation
 
 __all__ = ["RadiObjectDataModule"]
 
@@ -137,7 +137,8 @@ class RadiObjectDataModule(pl.LightningDataModule):
             return None
 
     def _current_epoch(self) -> int:
-        return int(self.trainer.current_epoch)
+        trainer = self.trainer
+        return int(trainer.current_epoch) if trainer is not None else 0
 
     def _stage_args(self, stage: str) -> dict[str, Any]:
         given = self.subjects[stage]
@@ -154,8 +155,10 @@ class RadiObjectDataModule(pl.LightningDataModule):
             distributed=DistributedConfig(rank=rank, world_size=world, shard_mode=self.dist.shard_mode),
             transforms=self.transforms, seed=self.seed, incomplete=self.incomplete, meta_tensors=self.meta_tensors)
         loader.steps_fn = self._completed_steps
-        loader.sampler.len_counts_consumed = True  # Lightning counts batches across a mid-epoch restart
-        loader.sampler.epoch_source = self._current_epoch
+        sampler = loader.sampler
+        assert isinstance(sampler, RadiSampler)
+        sampler.len_counts_consumed = True  # Lightning counts batches across a mid-epoch restart
+        sampler.epoch_source = self._current_epoch
         if self._pending_state is not None:
             loader.load_state_dict(self._pending_state)
             self._pending_state = None

@@ -31,8 +31,8 @@ from radiobject.ml.cache import Cache, CacheStrategy, make_cache
 from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, resolve
 from radiobject.ml.dataloader import RadiDataLoader, make_loader, to_device
 from radiobject.ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, RadiDataset, SliceDataset, VolumeDataset
-from radiobject.ml.sampler import RadiSampler, _dist_default, set_epoch
 from radiobject.ml.reader import VolumeReader
+from radiobject.ml.sampler import RadiSampler, _dist_default, set_epoch
 from radiobject.ml.selection import complete_subjects, default_modalities, split_subjects
 
 __all__ = [

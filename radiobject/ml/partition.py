@@ -151,7 +151,7 @@ def segment_streams(
     groups = epoch_order(num_samples // g, seed=seed, epoch=epoch, shuffle=shuffle)
     world = _check("world_size", segments[0][0], 1)
     streams = [_expand(rank_indices(groups, rank=r, world_size=world, mode=mode), g) for r in range(world)]
-    for (_, position), (new_world, _) in zip(segments[:-1], segments[1:]):
+    for (_, position), (new_world, _) in zip(segments[:-1], segments[1:], strict=True):
         rest = unseen(streams, int(position))
         w = _check("world_size", new_world, 1)
         streams = [rank_indices(rest, rank=r, world_size=w, mode=mode) for r in range(w)]

@@ -83,6 +83,10 @@ class RadiSampler(DistributedSampler):
         self._last_pass: int | None = None
 
     # ---------------------------------------------------------------- streams
+    @property
+    def _size(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]  # a sized dataset (checked in __init__)
+
     def _current(self) -> tuple[int, list[list[int]]]:
         """``(epoch, segments)`` of the pass now running or about to run.
 
@@ -100,7 +104,7 @@ class RadiSampler(DistributedSampler):
         return self._current()[1]
 
     def _streams(self, epoch: int, segments: list[list[int]]) -> list[np.ndarray]:
-        return segment_streams(len(self.dataset), seed=self.seed, epoch=epoch, segments=segments,
+        return segment_streams(self._size, seed=self.seed, epoch=epoch, segments=segments,
                                mode=self.mode, shuffle=self.shuffle, group_size=self.group_size)
 
     def indices(self) -> np.ndarray:
@@ -108,7 +112,7 @@ class RadiSampler(DistributedSampler):
         epoch, segs = self._current()
         return self._streams(epoch, segs)[self.rank][segs[-1][1]:]
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         if (not self._epoch_set and self._last_pass == self.epoch and self.shuffle
                 and getattr(self.dataset, "fixed_epoch", None) is None):
             warnings.warn(f"epoch {self.epoch} iterated again without set_epoch: the same order and patches as "
@@ -155,7 +159,7 @@ class RadiSampler(DistributedSampler):
         position = done - before if absolute else segs[-1][1] + done
         length = len(self._streams(epoch, segs)[self.rank])
         segs[-1][1] = max(0, min(position, length))
-        return resume_state(len(self.dataset), seed=self.seed, epoch=epoch, segments=segs, mode=self.mode,
+        return resume_state(self._size, seed=self.seed, epoch=epoch, segments=segs, mode=self.mode,
                             shuffle=self.shuffle, group_size=self.group_size)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,7 +169,7 @@ class RadiSampler(DistributedSampler):
         samples no rank had consumed are re-sharded over the new ranks (training pads / drops as
         configured, validation exact), each exactly once.
         """
-        for key, mine in (("num_samples", len(self.dataset)), ("group_size", self.group_size), ("mode", self.mode)):
+        for key, mine in (("num_samples", self._size), ("group_size", self.group_size), ("mode", self.mode)):
             if state.get(key) != mine:
                 raise ValueError(f"resume state has {key}={state.get(key)!r}, this loader has {mine!r} "
                                  "(same dataset, patches_per_volume and shard mode needed)")
@@ -183,12 +187,11 @@ class RadiSampler(DistributedSampler):
 
 def set_epoch(loader: Any, epoch: int) -> None:
     """Sets the epoch on a loader's sampler (and dataset): call at the start of every epoch."""
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    if batch_sampler is not None and hasattr(getattr(batch_sampler, "sampler", None), "set_epoch"):
-        batch_sampler.sampler.set_epoch(epoch)
-    dataset = getattr(loader, "dataset", None)
-    if hasattr(dataset, "set_epoch"):
-        dataset.set_epoch(epoch)
+    targets = [getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+               getattr(loader, "dataset", None)]
+    done: set[int] = set()
+    for target in targets:
+        fn = getattr(target, "set_epoch", None)
+        if fn is not None and id(target) not in done:
+            done.add(id(target))
+            fn(epoch)

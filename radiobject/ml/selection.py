@@ -109,18 +109,19 @@ def split_subjects(radi: Any, split: str | None, fold: int | None) -> list[str] 
         if "split" not in meta.columns:
             raise SplitError(radi.uri, f"split={split!r} needs an obs_meta column 'split' (see `radiobject split`); "
                              f"columns: {list(meta.columns)}")
-        return [sid for sid, v in zip(ids, meta["split"]) if _norm(v) == want]
+        return [sid for sid, v in zip(ids, meta["split"], strict=True) if _norm(v) == want]
     if want not in ("train", "val"):
         raise SplitError(radi.uri, f"fold={fold} needs split='train' or 'val', got {split!r}")
     col = f"fold_{int(fold)}"
     if col in meta.columns:
-        return [sid for sid, v in zip(ids, meta[col]) if _norm(v) == want]
+        return [sid for sid, v in zip(ids, meta[col], strict=True) if _norm(v) == want]
     if "fold" in meta.columns:
         folds = [None if v is None or str(v) in ("", "nan", "<NA>") else int(float(v)) for v in meta["fold"]]
         if int(fold) not in folds:
-            raise SplitError(radi.uri, f"fold {fold} not in obs_meta column 'fold' (folds {sorted(set(folds) - {None})})")
+            present = sorted(f for f in set(folds) if f is not None)
+            raise SplitError(radi.uri, f"fold {fold} not in obs_meta column 'fold' (folds {present})")
         keep = (lambda f: f == int(fold)) if want == "val" else (lambda f: f is not None and f != int(fold))
-        return [sid for sid, f in zip(ids, folds) if keep(f)]
+        return [sid for sid, f in zip(ids, folds, strict=True) if keep(f)]
     raise SplitError(radi.uri, f"fold={fold} needs an obs_meta column {col!r} or 'fold' (see `radiobject split`); "
                      f"columns: {list(meta.columns)}")
 

@@ -88,10 +88,10 @@ def test_seed_spellings_and_config_objects_build_the_same_loader(radi):
 
 def test_seed_import_spellings():
     import ml
-    from ml import create_training_dataloader as a
-    from ml.distributed import create_distributed_dataloader, set_epoch as se
-
     import radiobject.ml as rml
+    from ml import create_training_dataloader as a
+    from ml.distributed import create_distributed_dataloader
+    from ml.distributed import set_epoch as se
 
     assert a is rml.create_training_dataloader and se is rml.set_epoch
     assert create_distributed_dataloader is rml.create_distributed_dataloader

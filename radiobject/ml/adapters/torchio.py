@@ -26,7 +26,7 @@ __all__ = ["StoreImageReader", "subjects_dataset"]
 
 
 class StoreImageReader:
-    """TorchIO ``reader=``: reads subject ``index`` of ``reader``: its image channels, or (``what="label"``) its label."""
+    """TorchIO ``reader=``: subject ``index`` of ``reader``: its image channels, or its label (``what="label"``)."""
 
     def __init__(self, reader: VolumeReader, index: int, what: str) -> None:
         self.reader, self.index, self.what = reader, int(index), what
@@ -62,7 +62,8 @@ def subjects_dataset(
 
     reader = build_reader(radi, modalities, label, subjects=subjects, split=split, fold=fold, incomplete=incomplete)
     single = {name: VolumeReader(reader.location, (name,), None, reader.subject_ids,
-                                 tuple((ids[k],) for ids in reader.obs_ids), reader.shapes, reader.affines, reader.cache)
+                                 tuple((ids[k],) for ids in reader.obs_ids), reader.shapes, reader.affines,
+                                 reader.cache)
               for k, name in enumerate(reader.modalities)}
     # TorchIO re-creates cropped images with the same path and checks that it exists: the path names
     # the store folder (a temporary folder for remote stores); the reader, not the path, finds the voxels.
