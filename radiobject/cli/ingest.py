@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -170,6 +171,10 @@ def _lossy_arg(values: list[str] | None) -> Any:
     return {name: Lossy.parse(spec) for name, spec in pairs}
 
 
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C so that the ingest stops the same way."""
 
@@ -205,7 +210,7 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     storage = storage_from_args(args)
-    log = lambda msg: print(msg, file=sys.stderr)
+    log = _log
     print(f"ingesting {len(plan.tasks)} volume(s) in {len(plan.collections)} collection(s) "
           f"into {args.out} ({args.backend}, {codec.name}:{codec.level}, {args.workers} "
           f"{'Dask' if args.scheduler else args.executor} worker(s))", file=sys.stderr)
@@ -237,7 +242,9 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     print(report.summary_table())
-    if args.json:
-        with open(args.json, "w") as f:
+    if args.json:  # temporary name, then rename: a report file is complete or absent
+        tmp = f"{args.json}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
             json.dump(report.to_dict(), f, indent=1, default=str)
+        os.replace(tmp, args.json)
     return 0 if report.ok else 1
