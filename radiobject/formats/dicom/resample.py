@@ -100,7 +100,12 @@ def resample_series(
                 "row_shift_per_mm": round(plan.row_shift_per_mm, 6),
                 "origin": mode,
                 "origin_offset_from_exact_mm": round(float(np.linalg.norm(affine[:3, 3] - exact[:3, 3])), 4),
+                "max_slice_residual_rows": round(plan.residual_rows, 4),
             }
+            if plan.residual_rows > 0.1:
+                warnings.append(
+                    f"slice positions deviate up to {plan.residual_rows:.2f} rows from a straight tilted "
+                    "stack: each slice was shifted by its own offset (dcm2niix shifts linearly)")
             if mode == "dcm2niix" and meta["tilt_correction"]["origin_offset_from_exact_mm"] > 1e-3:
                 warnings.append(
                     "tilt corrected with dcm2niix's origin, which lies "

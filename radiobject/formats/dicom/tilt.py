@@ -50,6 +50,8 @@ class TiltPlan:
         row_shift_per_mm: in-plane shift of a slice per mm of distance along the normal (rows).
         distances: slice distances along the normal from the first slice (mm).
         negative: dcm2niix's negative-tilt case (offsets grow along +j).
+        residual_rows: largest distance (rows) of a slice's in-plane offset from a straight
+            tilted stack (position jitter; 0 for an ideal one, where this equals dcm2niix's shift).
     """
 
     offsets: np.ndarray
@@ -57,6 +59,7 @@ class TiltPlan:
     row_shift_per_mm: float
     distances: np.ndarray
     negative: bool
+    residual_rows: float = 0.0
 
 
 def plan_tilt(positions: np.ndarray, iop: np.ndarray, pixel_spacing: tuple[float, float]) -> TiltPlan:
@@ -82,16 +85,19 @@ def plan_tilt(positions: np.ndarray, iop: np.ndarray, pixel_spacing: tuple[float
             "not a gantry tilt about the row axis"
         )
     last = float(sj[-1])
+    # each slice is shifted by its own offset (dcm2niix: linear in the distance along the normal,
+    # the same for a straight stack); how far the slices are from that line is recorded
+    per_mm = float(last / dist[-1]) if abs(dist[-1]) > 1e-9 else 0.0
+    residual = float(np.abs(sj - per_mm * dist).max())
     # dcm2niix: pxOffset = ceil(|GNTtanPx * maxSliceMM|) computed in float32
     pad = int(math.ceil(float(np.float32(abs(last)))))
     negative = last > 0  # in the flipped frame the offsets are -sj: dcm2niix's GNTtanPx < 0
     offsets = -sj + (last if negative else 0.0)
-    per_mm = float(-last / dist[-1]) if abs(dist[-1]) > 1e-9 else 0.0
     # dcm2niix's sliceMMarray: cos(tilt) * |P_s - P_0| in float32 (sets the _Eq weights)
     rel32 = (pos.astype(np.float32) - pos[0].astype(np.float32)).astype(np.float32)
     cos_t = np.float32(abs(float(dist[-1])) / max(float(np.linalg.norm(rel[-1])), 1e-12))
     dist32 = (cos_t * np.sqrt((rel32 * rel32).sum(axis=1, dtype=np.float32))).astype(np.float64)
-    return TiltPlan(offsets, pad, per_mm, dist32 * np.sign(dist[-1] or 1.0), negative)
+    return TiltPlan(offsets, pad, -per_mm, dist32 * np.sign(dist[-1] or 1.0), negative, residual)
 
 
 def _blend(
