@@ -52,6 +52,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--downsample-z", action="store_true", help="also halve z at each level (volumes)")
     p.add_argument("--series", type=int, default=0, help="TIFF series to convert (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="keep existing complete outputs (reported as present): resumes an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_storage_arguments(p)
     p.set_defaults(func=run_convert)
@@ -84,7 +86,7 @@ def _print_summary(results: list[RegionResult], out: Any) -> None:
     print("Summary:", file=out)
     print(f"  {'region':<24} {'status':<7} {'time s':>8} {'input':>10} {'output':>10} {'ratio':>6} {'MB/s':>8}", file=out)
     for r in results:
-        status = "ok" if r.ok else "FAILED"
+        status = "present" if r.present else "ok" if r.ok else "FAILED"
         print(f"  {r.name:<24} {status:<7} {r.seconds:>8.2f} {human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
               f"{r.ratio:>6.2f} {r.mb_per_s:>8.1f}", file=out)
         if not r.ok:
@@ -114,6 +116,7 @@ def run_convert(args: argparse.Namespace) -> int:
             compression=args.compression, compression_level=args.compression_level,
             pyramid_levels=args.pyramid_levels, ngff_version=args.ngff_version, labels=args.labels,
             downsample_z=args.downsample_z, series=args.series, overwrite=args.overwrite,
+            skip_existing=args.skip_existing,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -138,7 +141,7 @@ def run_convert(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:
         print("interrupted: the image being written was removed; images already converted are complete; "
-              "re-run (without --overwrite) to convert the rest", file=sys.stderr)
+              "re-run with --skip-existing to convert the rest", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     finally:
         bar.close()

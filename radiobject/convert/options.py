@@ -32,6 +32,8 @@ class ConvertOptions:
             for 0.5); peak memory is about ``workers * 3 * block_bytes`` plus the decoder's tiles.
         series: which TIFF series to convert.
         overwrite: replace an existing output; otherwise an existing output is an error.
+        skip_existing: leave an existing complete output as it is and report it as present (to
+            resume an interrupted run); ignored with ``overwrite``.
     """
 
     workers: int | None = None
@@ -47,6 +49,7 @@ class ConvertOptions:
     block_bytes: int = 64 * 2**20
     series: int = 0
     overwrite: bool = False
+    skip_existing: bool = False
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:

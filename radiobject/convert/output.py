@@ -101,6 +101,12 @@ class OutputTarget:
         """The zarr store of the work location."""
         return zarr_store(self.work, self.storage)
 
+    def stored_bytes(self) -> int:
+        """Bytes stored under the published image (all levels and metadata)."""
+        if self.remote:
+            return int(files.remote_fs(self.storage).du(self.final.split("://", 1)[1]))
+        return sum(f.stat().st_size for f in Path(self.final).rglob("*") if f.is_file())
+
     def is_complete(self) -> bool:
         """True when a finished image exists at ``final`` (its top-level metadata is there)."""
         return any(files.exists(files.join(self.final, d), self.storage) for d in GROUP_DOCUMENTS)

@@ -125,6 +125,7 @@ class RegionResult:
     n_levels: int = 0
     chunk: int = 0
     level_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    present: bool = False
 
     @property
     def mb_per_s(self) -> float:
@@ -266,13 +267,6 @@ def _run(pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limi
         wait(pending)
 
 
-def _output_bytes(target: OutputTarget) -> int:
-    """Bytes stored under the published image (all levels and metadata)."""
-    if target.remote:
-        return int(files.remote_fs(target.storage).du(target.final.split("://", 1)[1]))
-    return sum(f.stat().st_size for f in Path(target.final).rglob("*") if f.is_file())
-
-
 def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
     """omero windows: (type min, type max, data min, data max) per channel; finite JSON numbers."""
     lo = np.where(np.isfinite(lo), lo, 0.0)
@@ -310,6 +304,12 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
             progress.update(1)
 
     limit = 2 * options.n_workers
+    if options.skip_existing and not options.overwrite and plan.target.is_complete():
+        result.ok = result.present = True
+        result.bytes_out = plan.target.stored_bytes()
+        if progress is not None:
+            progress.update(plan.n_tasks)
+        return result
     try:
         layout: ImageLayout = create_image(plan.target, src.axes, src.dtype, plan.levels, options)
         path = plan.target
@@ -342,7 +342,7 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
         raise
     result.seconds = time.perf_counter() - t0
     if result.ok:
-        result.bytes_out = _output_bytes(plan.target)
+        result.bytes_out = plan.target.stored_bytes()
     return result
 
 

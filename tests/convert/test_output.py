@@ -256,3 +256,12 @@ def test_cli_interrupt_removes_the_partial_image(tmp_path: Path, monkeypatch: py
     for n in names:  # whatever is there is complete
         levels, _ = _read(str(out / n))
         assert levels[0].shape == (2, 70, 90)
+    monkeypatch.setattr(pipeline, "_write_level0", real)
+    rc = main(["convert-tiff", str(d), "-o", str(out), "--workers", "1", "--no-progress", "--chunk-size", "32",
+               "--regions", "sampleA_R000", "sampleB_R000", "--skip-existing"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "2/2 regions converted" in text
+    assert ("present" in text) == bool(names)
+    assert sorted(os.listdir(out)) == ["sampleA_R000.ome.zarr", "sampleB_R000.ome.zarr"]
+    levels, _ = _read(str(out / "sampleB_R000.ome.zarr"))
+    np.testing.assert_array_equal(levels[0][0], tifffile.imread(d / "sampleB_R000_CD3.ome.tif"))
