@@ -133,6 +133,11 @@ def complete_subjects(radi: Any, collections: Sequence[str], subjects: Sequence[
         raise ValueError(f"incomplete must be 'error' or 'skip', got {incomplete!r}")
     wanted = [str(s) for s in (subjects if subjects is not None else radi.obs_subject_ids)]
     have = {name: set(map(str, radi[name].obs_subject_ids)) for name in collections}
+    if subjects is not None:
+        known = set(map(str, radi.obs_subject_ids)).union(*have.values())
+        unknown = [sid for sid in wanted if sid not in known]
+        if unknown:
+            raise NotFoundError("subject", unknown[0] if len(unknown) == 1 else unknown, radi.uri)
     missing = {sid: [n for n in collections if sid not in have[n]] for sid in wanted}
     missing = {sid: cols for sid, cols in missing.items() if cols}
     if missing and incomplete == "error":

@@ -184,3 +184,10 @@ def test_split_and_fold_read_obs_meta(tmp_path):
     plain = make_store(tmp_path / "p", "zarr", n=2, shape=SHAPE)
     with pytest.raises(SplitError, match="column 'split'"):
         create_training_dataloader(plain, split="train", **kw)
+
+
+def test_unknown_subject_is_not_found(radi):
+    from radiobject.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="sub-99"):
+        create_training_dataloader(radi, modalities=["T1w"], subjects=["sub-00", "sub-99"])
