@@ -303,8 +303,14 @@ def _read_back(report: VerifyReport, store: str, coll: Any, row: dict[str, Any],
     """Decodes the whole volume (every engine checksum) and compares it with its ``obs`` row."""
     import numpy as np
 
+    from radiobject.model.volume import Volume
+
     try:
-        data = coll.volume(str(row["obs_id"])).to_numpy()
+        vol = coll.volume(str(row["obs_id"]))
+        data = vol.to_numpy()
+        stored = Volume(vol.uri, storage=coll.location.storage)  # geometry from the array's own attributes
+        if not np.array_equal(stored.affine.ravel(), np.asarray(row["affine"], dtype=np.float64)):
+            report.add("error", where, "the affine stored with the array differs from its obs row")
     except CorruptDataError as exc:
         report.add("error", where, exc.reason + (f" [{exc.part}]" if exc.part else ""))
         return

@@ -115,7 +115,6 @@ def test_bit_flip_in_chunk_data(store: tuple[str, dict[str, np.ndarray]], backen
     assert "sub-01" in out and "sub-00" not in out
     if backend == "zarr":
         assert "inner chunk" in out and "fails its crc32c" in out
-    assert main(["verify", uri, "--quick"]) == 0  # quick: presence and sizes only
 
 
 def test_zarr_shard_index_flip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
