@@ -14,7 +14,9 @@ so that a touched but unchanged file is not reported and a resume does not re-re
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -34,9 +36,21 @@ MAX_LISTED = 32
 _BLOCK = 1 << 20
 
 
+#: The library each format reader is built on (its version is part of the reader string).
+_LIBRARIES = {"nifti": "nibabel", "dicom": "pydicom", "tiff": "tifffile"}
+
+
+@functools.cache
 def reader_name(fmt: str) -> str:
-    """The reader string stored with each volume: ``radiobject <version> <format> reader``."""
-    return f"radiobject {__version__} {fmt} reader"
+    """The reader string stored with each volume, e.g. ``radiobject 0.2.0 nifti reader (nibabel 5.3.2)``."""
+    lib = _LIBRARIES.get(fmt)
+    if lib is None:
+        return f"radiobject {__version__} {fmt} reader"
+    try:
+        version = importlib.metadata.version(lib)
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed"
+    return f"radiobject {__version__} {fmt} reader ({lib} {version})"
 
 
 def source_files(path: str, files: Sequence[str] = ()) -> list[str]:
