@@ -226,3 +226,18 @@ def test_nnunet_misaligned_label_held_back(tmp_path: Path) -> None:
     report = ingest_layout(str(tmp_path / "store"), plan_nnunet(root))
     assert {r["obs_id"] for r in report.failed} == {"BRATS_001"} and "misaligned" in report.failed[0]["error"]
     assert RadiObject(str(tmp_path / "store")).label.obs_ids == ["BRATS_000", "BRATS_002"]
+
+
+def test_bids_inheritance(tmp_path: Path) -> None:
+    """Top-level dwi.bval / dwi.bvec apply to every DWI; a subject-level acq sidecar beats T1w.json."""
+    root = tmp_path / "bids"
+    _save(root / "sub-01" / "anat" / "sub-01_acq-hr_T1w.nii.gz", np.zeros((3, 3, 3), np.float32))
+    _save(root / "sub-01" / "dwi" / "sub-01_dwi.nii.gz", np.zeros((3, 3, 3, 2), np.float32))
+    (root / "dwi.bval").write_text("0 700\n")
+    (root / "dwi.bvec").write_text("0 1\n0 0\n0 0\n")
+    (root / "T1w.json").write_text(json.dumps({"EchoTime": 1, "FlipAngle": 8}))
+    (root / "acq-hr_T1w.json").write_text(json.dumps({"EchoTime": 2}))
+    (root / "sub-01" / "sub-01_acq-hr_T1w.json").write_text(json.dumps({"FlipAngle": 9}))
+    tasks = {t.collection: t for t in plan_bids(root).plan.tasks}
+    assert tasks["acq-hr_T1w"].columns == {"EchoTime": 2, "FlipAngle": 9}
+    assert tasks["dwi"].metadata["diffusion"]["bvals"] == [0.0, 700.0]

@@ -41,8 +41,9 @@ _NAME = re.compile(r"^(?P<entities>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)*[a-zA-Z0-9]+-[
 class BidsFile:
     """One BIDS image file: its entities (``{"sub": "01", "ses": "pre", "acq": ...}``), suffix, path."""
 
-    def __init__(self, path: Path, entities: dict[str, str], suffix: str) -> None:
+    def __init__(self, path: Path, entities: dict[str, str], suffix: str, root: Path | None = None) -> None:
         self.path, self.entities, self.suffix = path, entities, suffix
+        self.root = root if root is not None else path.parent
 
     @property
     def sample_id(self) -> str:
@@ -85,23 +86,31 @@ def read_bids_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def _sidecar(f: BidsFile, root: Path) -> dict[str, Any]:
-    """The merged JSON sidecar of ``f`` (inheritance principle: shallow to deep, deeper wins)."""
+def _inherited(f: BidsFile, root: Path, ext: str) -> list[Path]:
+    """Files ``[<entities>_]<suffix><ext>`` that apply to ``f`` by the inheritance principle, from
+    the least specific (top level, fewest entities) to the most specific (the file's own)."""
     folders = [root]
-    rel = f.path.parent.relative_to(root)
-    for part in rel.parts:
+    for part in f.path.parent.relative_to(root).parts:
         folders.append(folders[-1] / part)
-    merged: dict[str, Any] = {}
-    for folder in folders:
-        for j in sorted(folder.glob(f"*_{f.suffix}.json")) + sorted(folder.glob(f"{f.suffix}.json")):
-            stem = j.name[: -len(".json")]
+    found: list[tuple[int, int, Path]] = []
+    for depth, folder in enumerate(folders):
+        for cand in [*folder.glob(f"*_{f.suffix}{ext}"), *folder.glob(f"{f.suffix}{ext}")]:
+            stem = cand.name[: -len(ext)]
             ents = {} if stem == f.suffix else _entities_of(stem[: -len(f.suffix) - 1])
             if ents is None or any(f.entities.get(k) != v for k, v in ents.items()):
                 continue
-            try:
-                merged.update(json.loads(j.read_text()))
-            except (OSError, ValueError) as exc:
-                raise LayoutError(str(j), f"unreadable JSON sidecar ({exc})") from None
+            found.append((depth, len(ents), cand))
+    return [p for _, _, p in sorted(found, key=lambda t: (t[0], t[1], t[2].name))]
+
+
+def _sidecar(f: BidsFile, root: Path) -> dict[str, Any]:
+    """The merged JSON sidecar of ``f`` (inheritance principle: the more specific file wins)."""
+    merged: dict[str, Any] = {}
+    for j in _inherited(f, root, ".json"):
+        try:
+            merged.update(json.loads(j.read_text()))
+        except (OSError, ValueError) as exc:
+            raise LayoutError(str(j), f"unreadable JSON sidecar ({exc})") from None
     return merged
 
 
@@ -126,10 +135,10 @@ def _dwi_gradients(f: BidsFile) -> dict[str, Any]:
     keys: ``bvals`` N numbers, ``bvecs`` N x [i, j, k], FSL convention as in BIDS)."""
     from radiobject.formats.dicom.dwi import CONVENTION
 
-    base = str(f.path)[: -len(".nii.gz") if str(f.path).endswith(".gz") else -len(".nii")]
-    bval, bvec = Path(base + ".bval"), Path(base + ".bvec")
-    if not (bval.exists() and bvec.exists()):
+    bvals_found, bvecs_found = _inherited(f, f.root, ".bval"), _inherited(f, f.root, ".bvec")
+    if not (bvals_found and bvecs_found):
         return {}
+    bval, bvec = bvals_found[-1], bvecs_found[-1]  # the most specific (normally the DWI's own)
     try:
         bvals = np.loadtxt(bval, ndmin=1).ravel()
         vec = np.loadtxt(bvec, ndmin=2)
@@ -182,7 +191,7 @@ def plan_bids(
                 continue
             if datatypes is not None and path.parent.name not in datatypes:
                 continue
-            found.append(BidsFile(path, ents, suffix))
+            found.append(BidsFile(path, ents, suffix, base))
     if not found and not plan.problems:
         raise LayoutError(str(root), "no BIDS image (sub-*/[ses-*/]<datatype>/sub-*.nii[.gz]) found")
     samples: dict[str, dict[str, Any]] = {}
