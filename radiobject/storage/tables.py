@@ -5,10 +5,11 @@ rewritten). A fragment is written atomically (temporary name, then rename; one P
 the commit point of the rows it holds, so a reader never sees a volume whose row is not complete.
 A key written again keeps its latest row; a *tombstone* row (``TOMBSTONE`` true) deletes its key.
 
-Readers never see a half-published catalog: ``compact`` first publishes the folded fragment (which
-sorts after every fragment it folds) and only then removes the folded ones, oldest first, so any
-listing holds a suffix of the old fragments plus the new one and resolves to the same rows; a
-fragment that vanishes between a listing and its read makes the reader list again.
+Readers never see a half-published catalog: ``compact`` first publishes the folded fragment (a
+*base*, ``part-<time>-<id>-base...``, sorting after every fragment it folds) and only then removes
+the folded ones. A reader starts from the latest base in its listing and ignores anything older,
+so a listing taken during the removal resolves to exactly the rows of the base plus later
+appends; a fragment that vanishes between a listing and its read makes the reader list again.
 Fragments are immutable, so each one is read (and parsed) once per table object.
 """
 
@@ -28,6 +29,7 @@ from radiobject.storage.integrity import check_fragment, fragment_name_digest
 from radiobject.storage.options import StorageOptions
 
 _PREFIX, _SUFFIX = "part-", ".parquet"
+_BASE = "-base"  # in the name of a compacted fragment, before the digest
 #: The reserved column that marks a row as the deletion of its key.
 TOMBSTONE = "_deleted"
 _RETRIES = 50
@@ -52,8 +54,10 @@ class FragmentTable:
         """Fragment names in commit order."""
         return [n for n in files.listdir(self.uri, self.storage) if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
 
-    def append(self, df: pd.DataFrame) -> str:
+    def append(self, df: pd.DataFrame, *, base: bool = False) -> str:
         """Commits ``df`` as one new fragment; returns its name.
+
+        ``base=True`` (compaction only): ``df`` holds every row, readers ignore older fragments.
 
         The name sorts after every fragment listed now (commit order = name order, also when the
         clock steps back); callers that hold the store's write lock get a strict order.
@@ -64,7 +68,7 @@ class FragmentTable:
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
         digest = fragment_name_digest(buf.getvalue())  # checked on every read (integrity)
-        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{digest}{_SUFFIX}"
+        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{_BASE if base else ''}{digest}{_SUFFIX}"
         files.makedirs(self.uri, self.storage)
         files.write_bytes_atomic(files.join(self.uri, name), buf.getvalue(), self.storage)
         return name
@@ -92,6 +96,8 @@ class FragmentTable:
         """The fragments of one consistent listing (listed again when one vanished meanwhile)."""
         for attempt in range(_RETRIES):
             names = self.fragments()
+            bases = [i for i, n in enumerate(names) if _BASE + "-h" in n or n.endswith(_BASE + _SUFFIX)]
+            names = names[bases[-1]:] if bases else names  # the latest base holds everything older
             try:
                 parts = [self._part(n) for n in names]
             except FileNotFoundError:
@@ -155,7 +161,7 @@ class FragmentTable:
         df = self.read()
         if TOMBSTONE in df.columns:
             df = df.drop(columns=[TOMBSTONE])
-        self.append(df if len(df) else pd.DataFrame({self.key: pd.Series([], dtype=str)}))
-        for name in old:  # oldest first: every listing meanwhile resolves to the same rows
+        self.append(df if len(df) else pd.DataFrame({self.key: pd.Series([], dtype=str)}), base=True)
+        for name in old:  # readers start at the new base: these are invisible already
             files.remove(files.join(self.uri, name), self.storage)
             self._parts.pop(name, None)
