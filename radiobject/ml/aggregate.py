@@ -34,7 +34,9 @@ class GridAggregator:
 
     Args:
         radi: the store to write into (a new collection is created; it must not exist yet unless
-            ``exist_ok``).
+            ``exist_ok``). With N ranks (``create_inference_dataloader(..., world_size=N, rank=r)``)
+            every rank passes ``exist_ok=True``: creation is race-free, each rank commits its own
+            subjects under the collection's write lock, and ``finalize`` may run on every rank.
         dataset: the ``GridPatchDataset`` of the inference loader (its grid tells when a volume is
             complete).
         name: the new collection's name.
