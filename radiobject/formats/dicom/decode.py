@@ -265,8 +265,8 @@ def apply_modality_lut(
         lo, hi = (int(res.min()), int(res.max())) if res.size else (0, 0)
         return res.astype(int_dtype_for(lo, hi, stored_itemsize)), info
     shape = (-1,) + (1,) * (stack.ndim - 1)
-    out = stack.astype(np.float64) * slopes_a.reshape(shape) + inter_a.reshape(shape)
-    return out.astype(np.float32), info
+    out64 = stack.astype(np.float64) * slopes_a.reshape(shape) + inter_a.reshape(shape)
+    return out64.astype(np.float32), info
 
 
 __all__ = [

@@ -80,7 +80,7 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
         raise NotDicomError(
             path, "DICOMDIR (ignored: the tree walk finds the files it lists)"
         )
-    ds.radiobject_path = path  # type: ignore[attr-defined]
+    ds.radiobject_path = path
     return ds
 
 
@@ -307,7 +307,8 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
     out: list[SeriesInfo] = []
     for uid, all_members in by_uid.items():
         seen: set[str] = set()
-        members, dups = [], []
+        members: list[Dataset] = []
+        dups: list[Dataset] = []
         for d in all_members:
             sop = str(d.get("SOPInstanceUID", "")) or d.radiobject_path
             (dups if sop in seen else members).append(d)

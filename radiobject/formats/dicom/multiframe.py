@@ -26,7 +26,7 @@ def is_enhanced(ds: Dataset) -> bool:
     )
 
 
-def _item(groups: list[Dataset], seq: str) -> Dataset | None:
+def _item(groups: list[Dataset | None], seq: str) -> Dataset | None:
     for g in groups:
         if g is not None and seq in g and len(g[seq].value):
             return g[seq].value[0]

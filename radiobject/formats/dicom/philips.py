@@ -87,7 +87,7 @@ def apply_philips(
         record["reason"] = "no usable Scale Slope (2005,100E) on every image: display values kept"
         return values, record
     shape = (-1,) + (1,) * (values.ndim - 1)
-    denom = np.asarray([f.slope * s for f, s in zip(frames, ss, strict=True)], dtype=np.float64)
+    denom = np.asarray([f.slope * float(s or 1.0) for f, s in zip(frames, ss, strict=True)], dtype=np.float64)
     out = (values.astype(np.float64) / denom.reshape(shape)).astype(np.float32)
     record["mode"] = "precise"
     return out, record

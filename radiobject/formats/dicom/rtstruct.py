@@ -82,7 +82,7 @@ def read_rtstruct(
     }
     table = {name: i + 1 for i, name in enumerate(names.values())}
     value_of = {num: table[name] for num, name in names.items()}
-    shape3 = tuple(int(s) for s in reference.shape[:3])
+    shape3 = (int(reference.shape[0]), int(reference.shape[1]), int(reference.shape[2]))
     inv = np.linalg.inv(reference.affine)
     n = len(table)
     labels = np.zeros(shape3, dtype=np.uint8 if n < 256 else np.uint16)

@@ -149,10 +149,9 @@ def correct_tilt(
     integer = np.issubdtype(data.dtype, np.integer)
     r = np.arange(ny_out, dtype=np.float64)
     for s in range(nz):
-        off = np.float32(plan.offsets[s])
-        frac_hi = float(np.float32(np.ceil(off)) - off)
-        off = float(off)
-        r_in = r - off
+        off32 = np.float32(plan.offsets[s])
+        frac_hi = float(np.float32(np.ceil(off32)) - off32)
+        r_in = r - float(off32)
         ok = (r_in >= 0) & (r_in < ny)
         lo = np.floor(r_in[ok]).astype(int)
         hi = np.minimum(lo + 1, ny - 1)
