@@ -265,3 +265,18 @@ def test_cli_interrupt_removes_the_partial_image(tmp_path: Path, monkeypatch: py
     assert sorted(os.listdir(out)) == ["sampleA_R000.ome.zarr", "sampleB_R000.ome.zarr"]
     levels, _ = _read(str(out / "sampleB_R000.ome.zarr"))
     np.testing.assert_array_equal(levels[0][0], tifffile.imread(d / "sampleB_R000_CD3.ome.tif"))
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+def test_s3_output_from_worker_processes(tmp_path: Path, s3_server: StorageOptions, s3_prefix: str) -> None:
+    from zarr.storage import FsspecStore
+
+    d = _samples(tmp_path)
+    opts = ConvertOptions(workers=2, executor="process", chunk_size=32, pyramid_levels=3)
+    [res] = convert_regions([d], f"{s3_prefix}/p", opts, regions=["sampleB_R000"], storage=s3_server)
+    assert res.ok, res.error
+    key = res.output.split("://", 1)[1]
+    levels, _ = _read(FsspecStore(_s3fs(s3_server), path=key, read_only=True), ome_zarr_format.FormatV05())
+    np.testing.assert_array_equal(levels[0][0], tifffile.imread(d / "sampleB_R000_CD3.ome.tif"))
+    assert [lv.shape for lv in levels] == [(2, 70, 90), (2, 35, 45), (2, 17, 22)]
