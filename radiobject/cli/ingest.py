@@ -242,9 +242,14 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     print(report.summary_table())
+    if args.philips_scaling:
+        print(f"Philips DICOM scaling: {args.philips_scaling} (per volume: metadata philips_scaling)")
     if args.json:  # temporary name, then rename: a report file is complete or absent
         tmp = f"{args.json}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
-            json.dump(report.to_dict(), f, indent=1, default=str)
+            payload = report.to_dict()
+            if args.philips_scaling:  # the reader option every DICOM volume was read with
+                payload["dicom_options"] = {"philips_scaling": args.philips_scaling}
+            json.dump(payload, f, indent=1, default=str)
         os.replace(tmp, args.json)
     return 0 if report.ok else 1

@@ -94,8 +94,11 @@ def test_api_and_cli_thread_the_option(philips: tuple[Path, np.ndarray], tmp_pat
     folder.rename(sub)
     store = str(tmp_path / "store")
     rc = main(["ingest", store, "--images", f"t1={tmp_path / 'cohort' / '*'}", "--philips-scaling", "precise",
-               "--no-progress"])
-    assert rc == 0, capsys.readouterr().out
+               "--no-progress", "--json", str(tmp_path / "report.json")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "Philips DICOM scaling: precise" in out
+    assert json.loads((tmp_path / "report.json").read_text())["dicom_options"] == {"philips_scaling": "precise"}
     obs = RadiObject(store)["t1"].obs
     assert json.loads(obs["metadata"].iloc[0])["philips_scaling"]["mode"] == "precise"
     np.testing.assert_allclose(RadiObject(store)["t1"].iloc[0].to_numpy().transpose(2, 1, 0), precise, rtol=1e-6)
