@@ -101,7 +101,7 @@ def store_info(radi: Any) -> dict[str, Any]:
             "shapes": {"x".join(map(str, k)): v for k, v in shapes.most_common()},
             "dtypes": dict(dtypes), "codecs": dict(Counter(obs["codec"])) if len(obs) else {},
             "orientations": dict(Counter(obs["orientation"])) if len(obs) else {},
-            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"])) if len(obs) else {},
+            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"])),
             **_label_info(coll),
             "raw_bytes": raw, "stored_bytes": stored,
             "ratio": round(raw / stored, 2) if stored else None,
@@ -131,13 +131,18 @@ def lossy_summary(obs: Any) -> dict[str, Any] | None:
 
 
 def _label_info(coll: Any) -> dict[str, Any]:
-    """``labels`` (value -> name) and ``label_values`` of a label collection; ``{}`` otherwise."""
-    from radiobject.model.labels import get_label_map, is_label_collection, label_values
+    """``channel_names`` when recorded (MSD / nnU-Net), and ``labels`` (value -> name) and
+    ``label_values`` of a label collection."""
+    from radiobject.model.labels import get_label_map, is_label_collection, label_values, read_collection_meta
 
+    out: dict[str, Any] = {}
+    channels = read_collection_meta(coll).get("channel_names")
+    if channels:
+        out["channel_names"] = list(channels)
     if not is_label_collection(coll):
-        return {}
+        return out
     lm = get_label_map(coll)
-    return {"labels": {str(k): v for k, v in lm.names.items()} if lm else {}, "label_values": label_values(coll)}
+    return {**out, "labels": {str(k): v for k, v in lm.names.items()} if lm else {}, "label_values": label_values(coll)}
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -173,7 +178,8 @@ def run_info(args: argparse.Namespace) -> int:
 def _print_geometry_and_labels(info: dict[str, Any]) -> None:
     for name, c in info["collections"].items():
         spacings = ", ".join(list(c.get("spacings", {}))[:3]) + (" ..." if len(c.get("spacings", {})) > 3 else "")
-        print(f"  {name}: spacing {spacings or '-'} mm, orientation {', '.join(c['orientations']) or '-'}")
+        chans = f", channels {', '.join(c['channel_names'])}" if c.get("channel_names") else ""
+        print(f"  {name}: spacing {spacings or '-'} mm, orientation {', '.join(c['orientations']) or '-'}{chans}")
         if "label_values" in c:
             names = c["labels"]
             vals = ", ".join(f"{v}" + (f"={names[str(v)]}" if str(v) in names else "") for v in c["label_values"])

@@ -136,6 +136,10 @@ def test_msd_4d_qc_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     store = str(tmp_path / "store")
     assert main(["ingest-layout", "msd", str(src), "-o", store, "--incomplete", "skip", "--no-progress"]) == 0
     capsys.readouterr()
+    assert main(["info", store]) == 0
+    out = capsys.readouterr().out
+    assert "image: spacing 0.8x0.8x2 mm, orientation RAS, channels T2, ADC" in out
+    assert "label: labels 0=background, 1=PZ, 2=TZ" in out
     assert main(["qc", store, "-o", str(tmp_path / "qc.png")]) == 0
     assert "(2 channel columns)" in capsys.readouterr().out  # both channels of the 4D image
     assert main(["stats", store, "--json"]) == 0
