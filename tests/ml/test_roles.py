@@ -191,3 +191,21 @@ def test_unknown_subject_is_not_found(radi):
 
     with pytest.raises(NotFoundError, match="sub-99"):
         create_training_dataloader(radi, modalities=["T1w"], subjects=["sub-00", "sub-99"])
+
+
+def test_datamodule_takes_configs_and_splits(tmp_path):
+    pytest.importorskip("lightning")
+    from radiobject.ml.lightning import RadiObjectDataModule
+
+    radi = _incomplete_store(tmp_path / "i")
+    dm = RadiObjectDataModule(radi, modalities="T1w", split=True, patch=PatchConfig(patch_size=(4, 4, 4)),
+                              loader=LoaderConfig(batch_size=1))
+    assert sorted(_ids(dm.train_dataloader())) == ["s0", "s1"]
+    assert _ids(dm.val_dataloader()) == ["s2"] and _ids(dm.test_dataloader()) == ["s3"]
+    folds = RadiObjectDataModule(radi, modalities="T1w", fold=1, patch_size=(4, 4, 4), batch_size=1)
+    assert sorted(_ids(folds.train_dataloader())) == ["s0", "s2"]
+    assert sorted(_ids(folds.val_dataloader())) == ["s1", "s3"]
+    with pytest.raises(TypeError, match="batch_size"):
+        RadiObjectDataModule(radi, modalities="T1w", batch_size=2, loader=LoaderConfig(batch_size=1))
+    plain = RadiObjectDataModule(radi, modalities="T1w", patch_size=(4, 4, 4))  # no split: no val loader
+    assert plain.val_dataloader() == []
