@@ -168,11 +168,11 @@ def _ge_to_lps(v: np.ndarray, ds: Dataset, iop: np.ndarray, notes: list[str]) ->
     ped = str(ds.get("InPlanePhaseEncodingDirection", "")).upper()[:1]
     b = v.copy()
     if ped in ("R", "C"):
-        if ped == "R":  # rows need to be swizzled (dcm2niix: "because of transpose?")
-            b = np.array([b[1], -b[0], b[2]])
         axis = int(np.argmax(np.abs(normal)))  # 0 sagittal, 1 coronal, 2 axial
         flp = {0: (1, 1, 0), 1: (0, 1, 1), 2: (0, 0, 1)}[axis]
         b = np.array([-x if f else x for x, f in zip(b, flp, strict=True)])
+        if ped == "R":  # rows swizzled after the flips (dcm2niix v1.0.20260724's order)
+            b = np.array([b[1], -b[0], b[2]])
         b[1] = -b[1]
         b = -b
     else:

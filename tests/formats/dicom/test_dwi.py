@@ -88,7 +88,7 @@ def test_real_dti_matches_dcm2niix(case: str, tmp_path: Path) -> None:
 
 
 SYNTHETIC = [(v, o, "COL") for v in ("philips", "canon", "siemens", "ge") for o in ORIENTATIONS] + [
-    ("ge", "axial", "ROW"), ("ge", "oblique", "ROW"), ("ge", "sagittal", "ROW")]
+    ("ge", o, "ROW") for o in ORIENTATIONS]
 
 
 @needs_dcm2niix
