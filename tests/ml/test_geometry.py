@@ -50,7 +50,7 @@ def sources(tmp_path_factory) -> tuple[Path, RadiObject]:
     return root / "src", radi
 
 
-def _monai_pipeline(with_random: bool = False):
+def _monai_pipeline(with_random: bool = False, resize: bool = False):
     from monai import transforms as mt
 
     steps = [mt.Orientationd(keys=["image", "label"], axcodes="RAS"),
@@ -59,16 +59,20 @@ def _monai_pipeline(with_random: bool = False):
         steps.append(mt.RandAffined(keys=["image", "label"], prob=1.0, rotate_range=(0, 0, 0.3),
                                     translate_range=(4, 4, 2), mode=("bilinear", "nearest"), padding_mode="zeros"))
     steps += [mt.SpatialPadd(keys=["image", "label"], spatial_size=(40, 40, 24))]
+    if resize:
+        steps += [mt.Resized(keys=["image", "label"], spatial_size=(20, 20, 12), mode=("trilinear", "nearest"))]
     return mt.Compose(steps)
 
 
-def test_monai_spacing_orientation_match_load_imaged(sources):
+@pytest.mark.parametrize("resize", [False, True])
+def test_monai_spacing_orientation_match_load_imaged(sources, resize):
     from monai import transforms as mt
 
     src, radi = sources
     ref_t = mt.Compose([mt.LoadImaged(keys=["image", "label"], image_only=True, ensure_channel_first=True),
-                        _monai_pipeline()])
-    loader = create_validation_dataloader(radi, modalities="T1w", label="seg", transforms=_monai_pipeline())
+                        _monai_pipeline(resize=resize)])
+    loader = create_validation_dataloader(radi, modalities="T1w", label="seg",
+                                          transforms=_monai_pipeline(resize=resize))
     batches = list(loader)
     assert len(batches) == 2
     for b in batches:
@@ -82,7 +86,8 @@ def test_monai_spacing_orientation_match_load_imaged(sources):
         np.testing.assert_array_equal(b["label"][0].numpy(), ref["label"].numpy())
         # the plain affine / spacing keys follow the transformed image
         np.testing.assert_allclose(b["affine"][0].numpy(), ref["image"].affine.numpy(), atol=1e-4)
-        np.testing.assert_allclose(b["spacing"][0].numpy(), [1.0, 1.0, 1.0], atol=1e-4)
+        expect = [2.0, 2.0, 2.0] if resize else [1.0, 1.0, 1.0]  # Resized 40x40x24 -> 20x20x12
+        np.testing.assert_allclose(b["spacing"][0].numpy(), expect, atol=1e-4)
 
 
 def test_monai_patch_metatensor_affine_is_shifted_to_the_patch_origin(sources):

@@ -50,15 +50,16 @@ def _fit(store, ckpt_dir, max_steps, resume=None):
 
 def test_datamodule_resumes_mid_epoch_exactly(tmp_path):
     store = make_store(tmp_path / "store", "zarr", n=5, shape=SHAPE)
-    ref = _fit(store, tmp_path / "ref", max_steps=6)  # 3 batches per epoch: [2, 2, 1]
+    ref = _fit(store, tmp_path / "ref", max_steps=9)  # 3 batches per epoch: [2, 2, 1]
     first = _fit(store, tmp_path / "ck", max_steps=4)  # stops after batch 1 of epoch 1
     ckpt = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=False)
     assert ckpt["RadiObjectDataModule"]["train"]["segments"] == [[1, 2]]  # trained batches, not prefetched ones
-    rest = _fit(store, tmp_path / "ck2", max_steps=6, resume=str(tmp_path / "ck" / "last.ckpt"))
-    epoch1 = [ids for e, ids in ref if e == 1]
-    assert first[3][1] == epoch1[0] and [ids for _, ids in rest[:2]] == epoch1[1:]  # the epoch's remainder
-    sorted_ids = sorted(i for ids in epoch1 for i in ids)
-    assert sorted_ids == [f"sub-{i:02d}" for i in range(5)]
+    rest = _fit(store, tmp_path / "ck2", max_steps=9, resume=str(tmp_path / "ck" / "last.ckpt"))
+    assert first == ref[:4]
+    # the epoch's remainder, then the next data epoch: exactly the uninterrupted run (a max_steps stop)
+    assert rest == ref[4:]
+    for epoch in (0, 1, 2):
+        assert sorted(i for e, ids in ref if e == epoch for i in ids) == [f"sub-{i:02d}" for i in range(5)]
 
 
 @pytest.mark.slow
