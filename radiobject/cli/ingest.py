@@ -91,6 +91,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--philips-scaling", choices=("display", "precise"), default=None,
                    help="Philips DICOM values: display (modality LUT, default) or precise floating-point "
                         "scaling (dcm2niix -p y); recorded in each volume's metadata")
+    p.add_argument("--resample-tilt", choices=("exact", "dcm2niix"), default=None,
+                   help="resample gantry-tilted CT like dcm2niix _Tilt / _Tilt_Eq (exact: origin from the "
+                        "DICOM geometry; dcm2niix: dcm2niix's origin); default: raw slices, sheared affine")
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
     p.add_argument("--executor", choices=("thread", "process"), default="thread",
@@ -201,9 +204,10 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         options = WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every,
                                lossy=_lossy_arg(args.lossy))
         plan = _plan(args)
-        if args.philips_scaling:  # travels with each task to the (possibly remote) reader
-            plan.tasks = [replace(t, dicom_options={**t.dicom_options, "philips_scaling": args.philips_scaling})
-                          for t in plan.tasks]
+        dicom_options = {k: v for k, v in (("philips_scaling", args.philips_scaling),
+                                           ("resample_tilt", args.resample_tilt)) if v}
+        if dicom_options:  # travels with each task to the (possibly remote) reader
+            plan.tasks = [replace(t, dicom_options={**t.dicom_options, **dicom_options}) for t in plan.tasks]
         for name in plan.collections:  # a lossy label collection is refused before anything is written
             options.for_collection(name)
     except (ValueError, OSError, RadiObjectError) as exc:  # bad manifest / glob: nothing created
@@ -248,8 +252,8 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         tmp = f"{args.json}.tmp-{os.getpid()}"
         with open(tmp, "w") as f:
             payload = report.to_dict()
-            if args.philips_scaling:  # the reader option every DICOM volume was read with
-                payload["dicom_options"] = {"philips_scaling": args.philips_scaling}
+            if dicom_options:  # the reader options every DICOM volume was read with
+                payload["dicom_options"] = dicom_options
             json.dump(payload, f, indent=1, default=str)
         os.replace(tmp, args.json)
     return 0 if report.ok else 1

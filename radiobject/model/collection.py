@@ -188,10 +188,12 @@ class VolumeCollection:
         storage: StorageOptions | None = None,
         progress: bool = False,
         philips_scaling: str | None = None,
+        resample_tilt: bool | str = False,
     ) -> "VolumeCollection":
         """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name).
 
-        ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``).
+        ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``);
+        ``resample_tilt``: gantry-tilt correction (see ``formats.dicom.read_dicom_series``).
         """
         # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
         # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
@@ -200,7 +202,8 @@ class VolumeCollection:
         return collection_from_files(
             uri, series_folders, fmt="dicom",
             name=name, options=options, storage=storage, progress=progress,
-            dicom_options={"philips_scaling": philips_scaling} if philips_scaling else None,
+            dicom_options={k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt))
+                           if v} or None,
         )
 
     @classmethod

@@ -193,3 +193,27 @@ def test_jittered_positions_shift_each_slice_exactly(tmp_path: Path) -> None:
     # the raw mean-step affine cannot place the moved slice in-plane: only slice placement is checked
     k_err, _ = _physical_error(out, raw)
     assert k_err < 1e-4
+
+
+def test_ingest_cli_and_collection_resample_tilt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from radiobject import RadiObject, VolumeCollection
+    from radiobject.cli.main import main
+
+    write_tilted_ct(tmp_path / "cohort" / "sub-01", tilt_deg=-14.0, steps_mm=[4.0] * 6)
+    want = read_dicom_series(tmp_path / "cohort" / "sub-01", resample_tilt=True)
+    store = str(tmp_path / "store")
+    rc = main(["ingest", store, "--images", f"ct={tmp_path / 'cohort' / '*'}", "--resample-tilt", "exact",
+               "--no-progress", "--json", str(tmp_path / "r.json")])
+    assert rc == 0, capsys.readouterr().out
+    vol = RadiObject(store)["ct"].iloc[0]
+    assert vol.metadata["tilt_correction"]["origin"] == "exact" and vol.shape == want.shape
+    np.testing.assert_array_equal(vol.to_numpy(), np.asarray(want.array))
+    np.testing.assert_allclose(vol.affine, want.affine, atol=1e-9)
+    assert json.loads((tmp_path / "r.json").read_text())["dicom_options"] == {"resample_tilt": "exact"}
+    coll = VolumeCollection.from_dicoms(str(tmp_path / "c"), {"s": str(tmp_path / "cohort" / "sub-01")},
+                                        resample_tilt="dcm2niix")
+    assert coll.volume("s").metadata["tilt_correction"]["origin"] == "dcm2niix"
+    raw = RadiObject.from_dicoms(str(tmp_path / "raw"), {"ct": str(tmp_path / "cohort" / "*")})
+    assert raw["ct"].iloc[0].metadata["resampled"] is None  # default: the untilted original
