@@ -20,15 +20,17 @@ from radiobject.storage.options import StorageOptions
 Region = tuple[slice, ...]
 
 #: Codecs every backend implements. ``blosc-*`` use blosc with byte shuffle; ``zstd`` and
-#: ``gzip`` are plain (with a byte-shuffle filter on TileDB).
-CODECS: tuple[str, ...] = ("blosc-lz4", "blosc-zstd", "zstd", "gzip", "none")
+#: ``gzip`` are plain (with a byte-shuffle filter on TileDB). ``blosc-lz4hc`` (the default) is
+#: LZ4's high-compression mode: smaller than ``.nii.gz`` on MRI-like data and decoded as fast as
+#: ``blosc-lz4`` (see docs/benchmarks.md); TileDB has no HC mode and writes its LZ4 filter.
+CODECS: tuple[str, ...] = ("blosc-lz4hc", "blosc-lz4", "blosc-zstd", "zstd", "gzip", "none")
 
 
 @dataclass(frozen=True)
 class Codec:
     """A lossless compression setting: ``name`` from :data:`CODECS`, ``level`` 1-9 (zstd up to 22)."""
 
-    name: str = "blosc-lz4"
+    name: str = "blosc-lz4hc"  # chosen by benchmarks/codec_default.py: see docs/benchmarks.md
     level: int = 5
     shuffle: bool = True
 

@@ -1,0 +1,208 @@
+"""Out-of-core patch loading (issue 12, figures a, b, c): radiobject against same-run baselines.
+
+    .venv/bin/python benchmarks/out_of_core.py [--volumes 12] [--patches 100] [--drop] [--workers]
+
+Cohort: ``--volumes`` MRI-like float32 volumes of 160x192x144 (17.7 MB each, 212 MB for 12), random
+96^3 patches. Each configuration runs in a fresh subprocess and makes one cold pass (empty
+application caches) and two warm passes (best reported) over the same ``--patches`` draws:
+
+* ``ceiling``: crops of arrays held in RAM (the in-RAM ceiling, = 1.00);
+* ``npy_mmap``: memory-mapped ``.npy`` files;
+* ``blosc2``: nnU-Net v2-style blosc2 files (zstd level 8, chunks 64^3, blocks 16^3, ``mmap_mode='r'``);
+* ``monai_cache``: MONAI ``CacheDataset`` + ``RandSpatialCropd`` over the in-RAM arrays;
+* ``radi_*``: radiobject ``VolumeReader.read_patch_into`` (the loader's read path) without a cache,
+  and with chunk caches (in-memory / shared memory) of 1/4, 1/2 and 1x the cohort's decoded bytes.
+  tensorstore's own decoded-chunk pool is set to 0 so only the cache under test caches
+  (``radi_nocache_pool64``: the shipped 64 MB pool, for reference).
+
+``--drop`` also runs every file-reading configuration with the page cache dropped before each pass
+(``sync; echo 1 > /proc/sys/vm/drop_caches``, needs root): every format then really reads the disk.
+``--workers`` adds figure (c): the training DataLoader with 0 / 1 / 2 workers, threads and processes.
+Date, machine and load are printed: the machine may be shared with other work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.codec_default import header  # noqa: E402
+
+SHAPE = (160, 192, 144)
+PATCH = (96, 96, 96)
+FILE_CONFIGS = ["npy_mmap", "blosc2", "radi_nocache", "radi_mem_q", "radi_mem_h", "radi_shm_q"]
+CONFIGS = ["ceiling", "npy_mmap", "blosc2", "monai_cache", "radi_nocache", "radi_nocache_pool64", "radi_mem_q",
+           "radi_mem_h", "radi_mem_full", "radi_shm_q", "radi_shm_full"]
+
+
+def volume(i: int) -> np.ndarray:
+    from radiobject.bench.synthetic import mri_like
+
+    return mri_like(SHAPE, seed=i)
+
+
+def prepare(work: Path, n: int) -> None:
+    import blosc2
+
+    from radiobject import ImageData, RadiObject
+
+    if (work / "ready").exists():
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    imgs = {}
+    for i in range(n):
+        v = volume(i)
+        np.save(work / f"v{i}.npy", v)
+        blosc2.asarray(v, urlpath=str(work / f"v{i}.b2nd"), mode="w", chunks=(64, 64, 64), blocks=(16, 16, 16),
+                       cparams={"codec": blosc2.Codec.ZSTD, "clevel": 8})
+        imgs[f"s{i:02d}"] = ImageData(v, np.eye(4), {}, "synthetic")
+    RadiObject.from_images(str(work / "store"), {"img": imgs})
+    (work / "ready").write_text("ok")
+
+
+def draws(n: int, patches: int, seed: int = 0) -> list[tuple[int, list[int]]]:
+    rng = np.random.default_rng(seed)
+    return [(int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH)]) for s in rng.integers(0, n, patches)]
+
+
+def drop_page_cache() -> None:
+    subprocess.run("sync; echo 1 > /proc/sys/vm/drop_caches", shell=True, check=True)
+
+
+def make_reader(name: str, work: Path, n: int):
+    """A function ``(subject, origin, out)`` filling ``out`` (1, *PATCH) float32."""
+    cohort = n * int(np.prod(SHAPE)) * 4
+    if name == "ceiling":
+        arrays = [np.load(work / f"v{i}.npy") for i in range(n)]
+        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH))])
+    if name == "npy_mmap":
+        arrays = [np.load(work / f"v{i}.npy", mmap_mode="r") for i in range(n)]
+        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH))])
+    if name == "blosc2":
+        import blosc2
+
+        arrays = [blosc2.open(str(work / f"v{i}.b2nd"), mmap_mode="r") for i in range(n)]
+        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH))])
+    if name == "monai_cache":
+        from monai.data import CacheDataset
+        from monai.transforms import SpatialCropd
+
+        ds = CacheDataset([{"img": np.load(work / f"v{i}.npy")[None]} for i in range(n)], transform=None,
+                          progress=False)
+
+        def read(s, o, out):
+            crop = SpatialCropd("img", roi_start=o, roi_end=[a + p for a, p in zip(o, PATCH)])
+            np.copyto(out, np.asarray(crop(ds[s])["img"]))
+        return read
+    from radiobject import RadiObject
+    from radiobject.ml.cache import InMemoryCache, NoCache, SharedMemoryCache
+    from radiobject.ml.reader import VolumeReader
+    from radiobject.storage import zarr_backend
+
+    if name != "radi_nocache_pool64":
+        zarr_backend.CHUNK_CACHE_BYTES = 0
+    frac = {"q": 0.25, "h": 0.5, "full": 1.1}.get(name.rsplit("_", 1)[-1], 0)
+    cache = (InMemoryCache(int(cohort * frac)) if "_mem_" in name
+             else SharedMemoryCache(int(cohort * frac)) if "_shm_" in name else NoCache())
+    reader = VolumeReader.from_radi(RadiObject(str(work / "store")), "img", cache=cache)
+    return lambda s, o, out: reader.read_patch_into(s, o, PATCH, out)
+
+
+def run_one(name: str, work: Path, n: int, patches: int, drop: bool) -> dict:
+    reader = make_reader(name, work, n)
+    todo = draws(n, patches)
+    out = np.empty((1, *PATCH), np.float32)
+    rates = []
+    for _ in range(3):
+        if drop:
+            drop_page_cache()
+        t0 = time.perf_counter()
+        for s, o in todo:
+            reader(s, o, out)
+        rates.append(patches / (time.perf_counter() - t0))
+    return {"name": name, "drop": drop, "cold": rates[0], "warm": max(rates[1:])}
+
+
+def run_workers(work: Path, patches: int) -> list[dict]:
+    from radiobject import RadiObject
+    from radiobject.ml.loaders import create_training_dataloader
+
+    radi = RadiObject(str(work / "store"))
+    res = []
+    for workers, mode in [(0, "threads"), (1, "threads"), (2, "threads"), (1, "processes"), (2, "processes")]:
+        kw = {"worker_mode": mode} if workers else {}
+        loader = create_training_dataloader(radi, modalities="img", patch_size=PATCH, batch_size=2,
+                                            num_workers=workers, persistent_workers=workers > 0, **kw)
+        best = 0.0
+        for _ in range(2):
+            t0, got = time.perf_counter(), 0
+            for batch in loader:
+                got += batch["image"].shape[0]
+                if got >= patches:
+                    break
+            best = max(best, got / (time.perf_counter() - t0))
+        res.append({"workers": workers, "mode": mode, "patches_s": best})
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--volumes", type=int, default=12)
+    ap.add_argument("--patches", type=int, default=100)
+    ap.add_argument("--workdir", default="/tmp/radiobject-ooc")
+    ap.add_argument("--drop", action="store_true")
+    ap.add_argument("--workers", action="store_true")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--one-drop", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    work = Path(args.workdir)
+    if args.one:
+        print(json.dumps(run_one(args.one, work, args.volumes, args.patches, args.one_drop)))
+        return 0
+    print(header())
+    prepare(work, args.volumes)
+    print(f"cohort {args.volumes} x {SHAPE} float32 = {args.volumes * np.prod(SHAPE) * 4 / 2**20:.0f} MB decoded; "
+          f"patches {PATCH}, {args.patches} per pass")
+    results = []
+    variants = [(c, False) for c in args.configs.split(",")]
+    if args.drop:
+        variants += [(c, True) for c in args.configs.split(",") if c in FILE_CONFIGS]
+    for name, drop in variants:
+        cmd = [sys.executable, __file__, "--one", name, "--workdir", str(work), "--volumes", str(args.volumes),
+               "--patches", str(args.patches)] + (["--one-drop"] if drop else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{name}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    ceiling = next((r for r in results if r["name"] == "ceiling"), None)
+    nocache = {r["drop"]: r for r in results if r["name"] == "radi_nocache"}
+    print(f"{'config':22s} {'page cache':10s} {'cold/s':>8s} {'warm/s':>8s} {'warm/ceiling':>12s} {'vs radi_nocache':>15s}")
+    for r in results:
+        ref = nocache.get(r["drop"])
+        print(f"{r['name']:22s} {'dropped' if r['drop'] else 'kept':10s} {r['cold']:8.0f} {r['warm']:8.0f} "
+              f"{r['warm'] / ceiling['warm'] if ceiling else float('nan'):12.2f} "
+              f"{r['warm'] / ref['warm'] if ref else float('nan'):15.2f}")
+    if args.workers:
+        wres = run_workers(work, args.patches)
+        base = wres[0]["patches_s"]
+        for r in wres:
+            print(f"loader workers={r['workers']} {r['mode']:9s} {r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}")
+        results.append({"workers": wres})
+    print(header())
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
