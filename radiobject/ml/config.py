@@ -49,7 +49,11 @@ class PatchConfig:
         if self.patch_size is not None:
             object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
         if self.loading_mode is not None:
-            object.__setattr__(self, "loading_mode", str(getattr(self.loading_mode, "value", self.loading_mode)))
+            mode = str(getattr(self.loading_mode, "value", self.loading_mode)).strip().lower()
+            if mode not in ("full_volume", "patch", "slice_2d"):
+                raise ValueError(f"loading_mode must be 'full_volume', 'patch' or 'slice_2d', "
+                                 f"got {self.loading_mode!r}")
+            object.__setattr__(self, "loading_mode", mode)
         if int(self.patches_per_volume) < 1:
             raise ValueError(f"patches_per_volume must be >= 1, got {self.patches_per_volume}")
 
@@ -58,12 +62,20 @@ class PatchConfig:
 class CacheConfig:
     """Where decoded volumes are kept: ``strategy`` (``CacheStrategy``), ``max_bytes`` budget, ``path`` for DISK."""
 
-    strategy: CacheStrategy | str = CacheStrategy.NONE
+    strategy: CacheStrategy | str | None = CacheStrategy.NONE
     max_bytes: int = 2 << 30
     path: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strategy", CacheStrategy(self.strategy))
+        value: Any = self.strategy
+        if value is None:
+            value = CacheStrategy.NONE
+        elif isinstance(value, str) and not isinstance(value, CacheStrategy):
+            by_name = {m.name.lower(): m for m in CacheStrategy} | {m.value.lower(): m for m in CacheStrategy}
+            if value.strip().lower() not in by_name:
+                raise ValueError(f"cache strategy must be one of {[m.value for m in CacheStrategy]}, got {value!r}")
+            value = by_name[value.strip().lower()]
+        object.__setattr__(self, "strategy", CacheStrategy(value))
 
 
 @dataclass(frozen=True)

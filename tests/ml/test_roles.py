@@ -209,3 +209,20 @@ def test_datamodule_takes_configs_and_splits(tmp_path):
         RadiObjectDataModule(radi, modalities="T1w", batch_size=2, loader=LoaderConfig(batch_size=1))
     plain = RadiObjectDataModule(radi, modalities="T1w", patch_size=(4, 4, 4))  # no split: no val loader
     assert plain.val_dataloader() == []
+
+
+def test_config_spellings_are_forgiving_but_checked():
+    from radiobject.ml import LoadingMode
+
+    assert CacheConfig("IN_MEMORY").strategy is CacheStrategy.IN_MEMORY
+    assert CacheConfig(None).strategy is CacheStrategy.NONE
+    assert PatchConfig(loading_mode=LoadingMode.SLICE_2D).loading_mode == "slice_2d"
+    assert PatchConfig(loading_mode="PATCH").loading_mode == "patch"
+    with pytest.raises(ValueError, match="cache strategy"):
+        CacheConfig("ram")
+    with pytest.raises(ValueError, match="loading_mode"):
+        PatchConfig(loading_mode="cube")
+    with pytest.raises(ValueError, match="worker_mode"):
+        LoaderConfig(worker_mode="fibers")
+    with pytest.raises(ValueError, match="shard_mode"):
+        DistributedConfig(shard_mode="exact")
