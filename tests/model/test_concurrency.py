@@ -214,3 +214,40 @@ def test_reader_polling_while_writer_rewrites_and_compacts(backend: str, tmp_pat
     final = VolumeCollection(uri)
     np.testing.assert_array_equal(final.loc["s0"].to_numpy(), _const(26).array)
     assert len(final) == 26
+
+
+# ------------------------------------------------- two cohort ingests (run_ingest) at once
+def _run_ingest(root: str, manifest: str, participants: str, rounds: int, barrier, queue) -> None:
+    try:
+        from radiobject.ingest import plan_from_manifest, run_ingest
+
+        for k in range(rounds):
+            barrier.wait(60)
+            rep = run_ingest(f"{root}/r{k}", plan_from_manifest(manifest, subjects=participants),
+                             options=WriteOptions(workers=2))
+            if not rep.ok:
+                queue.put(f"ERROR round {k}: {rep.aborted} {[r.error for c in rep.collections.values() for r in c.failed]}")
+                return
+        queue.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        queue.put(f"ERROR ingest: {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_two_cohort_ingests_into_one_new_store_equal_a_serial_one(tmp_path: Path) -> None:
+    from radiobject.ingest import make_sample_cohort, plan_from_manifest, run_ingest
+
+    cohort = make_sample_cohort(tmp_path / "cohort", 5, (16, 18, 14))
+    serial = tmp_path / "serial"
+    run_ingest(str(serial), plan_from_manifest(cohort.manifest, subjects=cohort.participants))
+    rounds = 6
+    barrier = mp.get_context("spawn").Barrier(2)
+    _run(_run_ingest, [(str(tmp_path), cohort.manifest, cohort.participants, rounds, barrier)] * 2, timeout=600)
+    ref = RadiObject(str(serial))
+    for k in range(rounds):
+        radi = RadiObject(str(tmp_path / f"r{k}"))
+        assert radi.collection_names == ref.collection_names and radi.obs_subject_ids == ref.obs_subject_ids
+        for name in ref.collection_names:
+            assert sorted(radi[name].obs_ids) == sorted(ref[name].obs_ids), f"round {k} {name}"
+            for oid in ref[name].obs_ids:
+                np.testing.assert_array_equal(radi[name].loc[oid].to_numpy(), ref[name].loc[oid].to_numpy())
