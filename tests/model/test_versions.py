@@ -211,3 +211,18 @@ def test_export_stays_inside_the_output_folder(tmp_path: Path) -> None:
     out2 = tmp_path / "out2"
     assert main(["export", str(tmp_path / "r"), str(out2)]) != 0
     assert not (tmp_path / "escaped.nii.gz").exists() and not list(tmp_path.glob("**/escaped*"))
+
+
+def test_verify_reports_a_version_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from radiobject.cli.main import main
+
+    radi = RadiObject.from_images(str(tmp_path / "r"), {"T1w": {"s0": image(0), "s1": image(1)}})
+    vol = radi.T1w.loc["s1"]
+    fake = "e" * 32
+    shutil.copytree(vol.uri, str(Path(vol.uri).parent / fake))
+    obs = os.path.join(radi.T1w.uri, "obs")
+    FragmentTable(obs, "obs_id").append(radi.T1w.obs.iloc[[1]].assign(version=fake))
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "r")]) == 1
+    out = capsys.readouterr().out
+    assert "s1" in out and "version" in out
