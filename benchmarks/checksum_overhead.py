@@ -36,8 +36,11 @@ from radiobject.storage.registry import get_backend
 def synthetic(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     """Smooth blobs plus noise, int16, roughly MR-like compressibility."""
     rng = np.random.default_rng(seed)
-    grid = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in shape), indexing="ij")
-    r2 = sum(g * g for g in grid)
+    axes = [np.linspace(-1.0, 1.0, n).astype(np.float32) for n in shape]
+    grid = np.meshgrid(*axes, indexing="ij")
+    r2 = np.zeros(shape, np.float32)
+    for g in grid:
+        r2 += g * g
     img = 800 * np.exp(-3 * r2) + 200 * np.sin(6 * grid[0]) * np.cos(5 * grid[1])
     return (img + rng.normal(0, 20, shape)).clip(0, 4000).astype(np.int16)
 
@@ -96,7 +99,7 @@ def main() -> None:
             for checks, uri in uris.items():
                 write(uri, name, data, checks, codec)
             backend = get_backend(name)
-            opens = {c: [] for c in uris}
+            opens: dict[bool, list[float]] = {c: [] for c in uris}
             handles = {}
             for c, uri in uris.items():
                 for _ in range(5):

@@ -11,9 +11,9 @@ checksums existed ("no checksum record").
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from io import BytesIO
 from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
@@ -155,7 +155,7 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
                     try:
                         import pyarrow.parquet as pq
 
-                        pq.read_table(io.BytesIO(data))
+                        pq.read_table(BytesIO(data))
                     except Exception as exc:  # noqa: BLE001 - any parse failure is damage
                         report.add("error", rel, f"unreadable table fragment ({type(exc).__name__}: {exc})")
     if unsealed:

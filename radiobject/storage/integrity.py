@@ -168,7 +168,7 @@ def walk(uri: str, storage: StorageOptions) -> dict[str, int]:
 def build_record(uri: str, storage: StorageOptions, backend: str) -> dict[str, Any]:
     """The integrity record of the array at ``uri``: every file's size and CRC-32C (read back)."""
     entries = {}
-    for rel, size in sorted(walk(uri, storage).items()):
+    for rel in sorted(walk(uri, storage)):
         if rel == MANIFEST:
             continue
         data = files.read_bytes(files.join(uri, rel), storage)
