@@ -7,8 +7,10 @@ Public names: ``Volume``, ``VolumeCollection``, ``RadiObject``, ``WriteOptions``
 from radiobject.model.collection import VolumeCollection
 from radiobject.errors import (
     AlignmentError,
+    CorruptDataError,
     DicomError,
     DuplicateIdError,
+    FormatVersionError,
     ImageReadError,
     InvalidIdError,
     NiftiReadError,
@@ -29,8 +31,10 @@ from radiobject.model.volume import Volume
 __all__ = [
     "AlignmentError",
     "Codec",
+    "CorruptDataError",
     "DicomError",
     "DuplicateIdError",
+    "FormatVersionError",
     "ImageData",
     "ImageReadError",
     "InvalidIdError",
