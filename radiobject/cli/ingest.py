@@ -98,7 +98,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
     p.add_argument("--executor", choices=("thread", "process"), default="thread",
                    help="local worker kind (default thread)")
-    p.add_argument("--compression", choices=CODECS, default="blosc-lz4", help="codec (default blosc-lz4)")
+    p.add_argument("--compression", choices=CODECS, default=Codec().name,  # the library's one default
+                   help=f"codec (default {Codec().name})")
     p.add_argument("--level", type=int, default=None, help="codec level (default 5; zstd 3)")
     p.add_argument("--lossy", nargs="+", default=None, metavar="[COLLECTION=]SPEC",
                    help="precision reduction before the codec, per image collection: T1w=abs:2 (error bound "
