@@ -13,6 +13,7 @@ import pandas as pd
 from radiobject.errors import NotFoundError, StoreNotFoundError
 from radiobject.model.versions import validate_rows, volume_uri
 from radiobject.model.integrity import check_marker
+from radiobject.model.indexing import single_chunk
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.tables import FragmentTable
@@ -90,6 +91,7 @@ class CatalogState:
         df = self.obs
         cached = self.__dict__.get("_lookup")
         if cached is None or cached[0] is not df:
+            df = self._obs = single_chunk(df)  # views' positional takes then cost O(rows taken)
             ids = tuple(df["obs_id"].tolist())
             by_subject: dict[str, list[str]] = {}
             for oid, sid in zip(ids, df["obs_subject_id"].tolist(), strict=True):

@@ -6,13 +6,13 @@ write lock (see ``radiobject.model.versions`` and docs/integrity.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from radiobject.formats.image import ImageData
-from radiobject.model.bulk import IngestItem, IngestReport
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.ids import validate_id
 from radiobject.model.options import WriteOptions
 from radiobject.model.versions import DEFAULT_GRACE_SECONDS, collect_garbage, record_superseded, relative
@@ -31,11 +31,21 @@ if TYPE_CHECKING:
 class VersionedWrites:
     """``replace``, ``delete``, ``compact`` and ``collect_garbage`` of a ``VolumeCollection``."""
 
-    _state: "CatalogState"
-    uri: str
-    location: StoreLocation
-    write: Callable[..., IngestReport]
-    _state_volume: Callable[[str], Volume]
+    _state: CatalogState
+
+    if TYPE_CHECKING:  # provided by VolumeCollection
+
+        @property
+        def uri(self) -> str: ...
+
+        @property
+        def location(self) -> StoreLocation: ...
+
+        def write(self, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
+                  skip_existing: bool = False, replace_existing: bool = False, on_error: str = "raise",
+                  progress: bool | str = False, submitter: Submitter | None = None) -> IngestReport: ...
+
+        def _state_volume(self, obs_id: str) -> Volume: ...
 
     def compact(self, *, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> list[str]:
         """Folds the ``obs`` fragments into one (faster opening after many appends) and removes

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import pandas as pd
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -67,3 +68,19 @@ class PositionMap:
     def position(self, key: str) -> int | None:
         """Position of ``key``, or ``None`` when absent."""
         return self.pos.get(key)
+
+
+def single_chunk(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every Arrow-backed column in one chunk (same dtypes, same values).
+
+    A table read from several Parquet fragments has multi-chunk Arrow columns, and a positional
+    take (``df.iloc[[i, j]]``) on those concatenates the whole column on every call; on one chunk it
+    costs O(rows taken). Returns ``df`` itself when nothing needs combining.
+    """
+    cols = {}
+    for name in df.columns:
+        arr = df[name].array
+        chunked = getattr(arr, "_pa_array", None)
+        if getattr(chunked, "num_chunks", 1) > 1:
+            cols[name] = pd.Series(arr.take(np.arange(len(arr))), index=df.index, name=name)
+    return df.assign(**cols) if cols else df

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radiobject.model.indexing import Indexer, PositionMap, positions
+from radiobject.model.indexing import Indexer, PositionMap, positions, single_chunk
 from radiobject.model.alignment import check_alignment, geometry_of
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.collection import VolumeCollection
@@ -342,6 +342,7 @@ class RadiObject:
         df = self._full_obs_meta()
         cached = self.__dict__.get("_rmap")
         if cached is None or cached.source is not df:
+            df = self._obs_meta = single_chunk(df)  # positional takes then cost O(rows taken)
             cached = self.__dict__["_rmap"] = PositionMap(df[SUBJECT].tolist(), df)
         return cached
 
