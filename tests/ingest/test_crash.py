@@ -42,7 +42,8 @@ def _kill_after(cmd: list[str], n_arrays: int, uri: str, timeout: float = 60.0,
                 sig: int = signal.SIGKILL) -> bool:
     """Starts the ingest, sends ``sig`` once ``n_arrays`` arrays exist; False when it finished first.
 
-    A SIGTERM / SIGINT must end the run promptly (90 s bound on a loaded machine) with exit code 143 / 130 and leave
+    A SIGTERM / SIGINT must end the run promptly (90 s bound on a loaded machine) with exit code
+    143 / 130 and leave
     ``ingest.json`` saying ``complete: false``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
