@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage import files
 from radiobject.storage.integrity import check_fragment, fragment_name_digest
+from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
 
 _PREFIX, _SUFFIX = "part-", ".parquet"
@@ -64,6 +65,10 @@ class FragmentTable:
         """
         if self.key not in df.columns:
             raise ValueError(f"table {self.uri} needs a {self.key!r} column")
+        with write_lock(self.uri, self.storage):  # appends and compactions of one table never interleave
+            return self._append(df, base)
+
+    def _append(self, df: pd.DataFrame, base: bool) -> str:
         last = max((_stamp(n) for n in self.fragments()), default=0)
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
@@ -151,10 +156,14 @@ class FragmentTable:
     def compact(self) -> None:
         """Folds all fragments into one; the folded ones are removed only after it is published.
 
-        Call it under the store's write lock: two compactions at once are safe (both results hold
-        the same rows) but an append between the read and the removal is kept only because its
-        fragment is not among the removed ones.
+        Holds the table's lock (``.radiobject.lock`` in its folder; every ``append`` takes it too),
+        so no append can fall between the read and the new base. On ``s3://`` there is no lock:
+        compact only while nobody appends (docs/integrity.md, the single-writer rule).
         """
+        with write_lock(self.uri, self.storage):
+            self._compact()
+
+    def _compact(self) -> None:
         old = self.fragments()
         if len(old) <= 1:
             return
