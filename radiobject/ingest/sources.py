@@ -101,7 +101,7 @@ def _aggregate(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def fingerprint(paths: Sequence[str], fmt: str) -> dict[str, Any]:
     """``{"reader": ..., "files": [...]}`` for ``paths`` (aggregated past :data:`MAX_LISTED`)."""
-    entries = [_entry(p) for p in paths]
+    entries = [_entry(p) for p in sorted(paths)]  # sorted: the order a reader lists files in does not matter
     listed = entries if len(entries) <= MAX_LISTED else [_aggregate(entries)]
     return {"reader": reader_name(fmt), "files": listed}
 
@@ -146,7 +146,8 @@ def compare(record: dict[str, Any], paths: Sequence[str], *, rehash: bool = Fals
     ``rehash``), by hash; files at other paths (a moved cohort) always by hash, so the same bytes
     elsewhere are unchanged. Reasons name the file.
     """
-    stored = list(record.get("files") or [])
+    stored = sorted(record.get("files") or [], key=lambda e: str(e.get("path")))
+    paths = sorted(paths)
     if len(stored) == 1 and "count" in stored[0]:
         return _compare_aggregate(stored[0], paths, rehash)
     if len(stored) != len(paths):

@@ -157,3 +157,15 @@ def test_unlistable_folder_fails_the_fingerprint(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(sources.os, "walk", walk)
     with pytest.raises(ImageReadError, match="sub.*cannot list folder"):
         sources.source_files(str(tmp_path / "series"))
+
+
+def test_order_of_listed_files_does_not_matter(tmp_path: Path) -> None:
+    files = []
+    for i in range(3):
+        f = tmp_path / f"{i}.dcm"
+        f.write_bytes(bytes([i]) * (10 + i))
+        files.append(str(f))
+    rec = fingerprint(files, "dicom")
+    assert compare(rec, files[::-1], rehash=True) is None
+    Path(files[1]).write_bytes(b"\x09" * 11)
+    assert "content differs" in str(compare(rec, files[::-1], rehash=True))
