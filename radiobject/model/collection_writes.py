@@ -66,7 +66,7 @@ class VersionedWrites:
 
         The rule: a reader that opened the catalog before a replace keeps reading the old version
         until it reopens; keep ``grace_seconds`` above the longest such use (default one hour;
-        ``0`` only when no reader is open).
+        ``0`` only when no reader is open and no other process writes).
         """
         with write_lock(self.uri, self.location.storage):
             return self._collect(grace_seconds)

@@ -330,7 +330,7 @@ class RadiObject:
 
     def _subject_map(self) -> PositionMap:
         """This object's subjects with an ``id -> position`` map, built once per open (or view)."""
-        source: object = self._subjects if self._subjects is not None else self._full_obs_meta()
+        source: object = self._subjects if self._subjects is not None else self._root_map().source
         cached = self.__dict__.get("_pmap")
         if cached is None or cached.source is not source:
             ids = source if isinstance(source, tuple) else self._full_obs_meta()[SUBJECT].tolist()
