@@ -22,6 +22,7 @@ from nibabel.orientations import apply_orientation
 from radiobject.errors import NiftiReadError
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
+from radiobject.formats.nifti_header import HEADER_KEY, capture_header, read_raw_header, write_nifti_image
 from radiobject.geometry import to_canonical
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
@@ -216,11 +217,13 @@ def read_nifti(
         slope, inter = header.get_slope_inter()
         meta = _header_metadata(header, nifti2, 1.0 if slope is None else slope, 0.0 if inter is None else inter)
         affine = header.get_best_affine()
+        meta[HEADER_KEY] = capture_header(header, affine)
     else:
         img = load_header(p)
         _check_size(p, img, budget)
         meta = nifti_metadata(img)
         affine = img.affine
+        meta[HEADER_KEY] = capture_header(read_raw_header(p, type(img.header)), affine)
         try:
             raw = np.asarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]  # nibabel's ArrayProxy
         except (OSError, EOFError, ValueError, zlib.error) as exc:
@@ -237,21 +240,8 @@ def read_nifti(
 def write_nifti(
     path: str | os.PathLike[str], array: np.ndarray, affine: np.ndarray, metadata: dict[str, Any] | None = None
 ) -> None:
-    """Writes a NIfTI-1 (or NIfTI-2 when the metadata says so) with sform = qform = ``affine``.
-
-    The dtype is kept; recorded ``scl_slope`` / ``scl_inter`` are written back to the header.
-    """
-    meta = metadata or {}
-    cls = nib.Nifti2Image if meta.get("format") == "nifti2" else nib.Nifti1Image
-    img = cls(np.asarray(array), np.asarray(affine, dtype=np.float64))
-    img.header.set_data_dtype(np.asarray(array).dtype)
-    if meta.get("xyz_units") or meta.get("t_units"):
-        img.header.set_xyzt_units(meta.get("xyz_units") or "unknown", meta.get("t_units") or "unknown")
-    zooms = meta.get("zooms")
-    if zooms and len(zooms) == np.asarray(array).ndim:
-        img.header.set_zooms(zooms)
-    img.set_sform(affine, code=int(meta.get("sform_code") or 1))
-    img.set_qform(affine, code=int(meta.get("qform_code") or 1))
-    if meta.get("scl_slope") is not None:
-        img.header.set_slope_inter(meta["scl_slope"], meta.get("scl_inter") or 0.0)
-    nib.save(img, str(path))
+    """Writes a NIfTI-1 (or NIfTI-2 when the metadata says so): dtype and raw voxels kept, the
+    header rebuilt from the metadata (``formats.nifti_header``: a NIfTI read by this module comes
+    back field for field; other metadata give sform = qform = ``affine`` with its codes, units and
+    ``scl_slope`` / ``scl_inter``)."""
+    write_nifti_image(path, array, affine, metadata)
