@@ -50,6 +50,7 @@ class FragmentTable:
         self.uri, self.key = uri, key
         self.storage = storage or StorageOptions()
         self._parts: dict[str, pa.Table] = {}
+        self._live: tuple[str, tuple[str, ...], dict[str, object]] | None = None
 
     def fragments(self) -> list[str]:
         """Fragment names in commit order."""
@@ -99,6 +100,10 @@ class FragmentTable:
 
     def _snapshot(self) -> list[pa.Table]:
         """The fragments of one consistent listing (listed again when one vanished meanwhile)."""
+        return self._snapshot_named()[0]
+
+    def _snapshot_named(self) -> tuple[list[pa.Table], list[str]]:
+        """``_snapshot`` with the fragment names it used."""
         for attempt in range(_RETRIES):
             names = self.fragments()
             bases = [i for i, n in enumerate(names) if _BASE + "-h" in n or n.endswith(_BASE + _SUFFIX)]
@@ -110,23 +115,33 @@ class FragmentTable:
                 continue
             for stale in set(self._parts) - set(names):
                 del self._parts[stale]
-            return parts
+            return parts, names
         raise StoreError(self.uri, f"table fragments kept vanishing during {_RETRIES} listings")
 
     def live_values(self, column: str) -> dict[str, object]:
-        """``{key: value of column}`` of the live keys, from a fresh listing (cheap: only 2 columns)."""
-        out: dict[str, object] = {}
-        for part in self._snapshot():
-            names = part.column_names
+        """``{key: value of column}`` of the live keys, from a fresh listing.
+
+        Incremental: when the listing only grew since the last call, only the new fragments are
+        scanned (a bulk write checks this at every commit).
+        """
+        parts, names = self._snapshot_named()
+        prev = self._live if self._live is not None and self._live[0] == column else None
+        if prev is not None and tuple(names[: len(prev[1])]) == prev[1]:
+            out, todo = dict(prev[2]), parts[len(prev[1]):]
+        else:
+            out, todo = {}, parts
+        for part in todo:
+            cols = part.column_names
             keys = part.column(self.key).to_pylist()
-            vals = part.column(column).to_pylist() if column in names else [None] * len(keys)
-            dead = part.column(TOMBSTONE).to_pylist() if TOMBSTONE in names else [None] * len(keys)
+            vals = part.column(column).to_pylist() if column in cols else [None] * len(keys)
+            dead = part.column(TOMBSTONE).to_pylist() if TOMBSTONE in cols else [None] * len(keys)
             for k, v, d in zip(keys, vals, dead, strict=True):
                 if d:
                     out.pop(k, None)
                 else:
                     out[k] = v
-        return out
+        self._live = (column, tuple(names), out)
+        return dict(out)
 
     def read(self, *, tombstones: bool = False) -> pd.DataFrame:
         """All rows in commit order; a key written again keeps its latest row (at the place it was
