@@ -132,10 +132,12 @@ def capture_header(header: Any, affine: np.ndarray | None = None) -> dict[str, A
     return out
 
 
-def derived_metadata(source: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+def derived_metadata(source: dict[str, Any] | None, *, intent: str | None = None, **extra: Any) -> dict[str, Any]:
     """Metadata for a volume computed on the grid of ``source`` (a prediction): the source's
-    geometry header (qform / sform / pixdim[:4], codes, units, slice timing, NIfTI version) without what describes the source's values (scaling, intent, cal_min/max,
-    description, extensions, ``pixdim[4:]``). ``extra`` keys are added."""
+    geometry header (qform / sform / pixdim[:4], codes, units, slice timing, NIfTI version)
+    without what describes the source's values (scaling, intent, cal_min/max, description,
+    extensions, ``pixdim[4:]``). ``intent`` (a nibabel intent name such as ``"label"``) sets the
+    new volume's ``intent_code``; ``extra`` keys are added."""
     src = dict(source or {})
     meta: dict[str, Any] = {k: src[k] for k in ("format", "sform_code", "qform_code", "xyz_units", "t_units")
                             if k in src}
@@ -145,7 +147,11 @@ def derived_metadata(source: dict[str, Any] | None, **extra: Any) -> dict[str, A
         h["fields"] = {k: v for k, v in (hdr.get("fields") or {}).items() if k not in DERIVED_DROP}
         h["scl_slope"], h["scl_inter"] = "nan", "nan"
         h["pixdim"] = list(hdr.get("pixdim") or [])[:4]
+        if intent is not None:
+            h["fields"]["intent_code"] = int(nib.nifti1.intent_codes.code[intent])
         meta[HEADER_KEY] = h
+    if intent is not None:
+        meta["intent"] = intent
     meta.update(extra)
     return meta
 
