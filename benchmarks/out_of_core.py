@@ -4,7 +4,7 @@
 
 Cohort: ``--volumes`` MRI-like float32 volumes of 160x192x144 (17.7 MB each, 212 MB for 12), random
 96^3 patches. Each configuration runs in a fresh subprocess and makes one cold pass (empty
-application caches) and two warm passes (best reported) over the same ``--patches`` draws:
+application caches) and two warm passes (best reported), each of ``--patches`` fresh random draws:
 
 * ``ceiling``: crops of arrays held in RAM (the in-RAM ceiling, = 1.00);
 * ``npy_mmap``: memory-mapped ``.npy`` files;
@@ -117,10 +117,10 @@ def make_reader(name: str, work: Path, n: int):
 
 def run_one(name: str, work: Path, n: int, patches: int, drop: bool) -> dict:
     reader = make_reader(name, work, n)
-    todo = draws(n, patches)
     out = np.empty((1, *PATCH), np.float32)
     rates = []
-    for _ in range(3):
+    for rep in range(3):  # fresh random patches every pass, as in training epochs
+        todo = draws(n, patches, seed=rep)
         if drop:
             drop_page_cache()
         t0 = time.perf_counter()

@@ -29,7 +29,7 @@ from radiobject.storage.location import StoreLocation
 from radiobject.model.volume import Volume
 
 from radiobject.ml.cache import Cache, NoCache, cache_key
-from radiobject.ml.cache.chunks import chunk_key_prefix, read_chunked
+from radiobject.ml.cache.chunks import CacheUse, chunk_key_prefix, read_chunked
 
 __all__ = ["VolumeReader", "as_region"]
 
@@ -145,7 +145,8 @@ class VolumeReader:
         """This process's open objects; rebuilt after ``fork`` (PID check) or unpickling."""
         local = self.__dict__.get("_proc")
         if local is None or local["pid"] != os.getpid():
-            local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}, "prefixes": {}}
+            local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}, "prefixes": {},
+                     "policy": CacheUse()}
             object.__setattr__(self, "_proc", local)
         return local
 
@@ -218,10 +219,11 @@ class VolumeReader:
             region = tuple(slice(0, s) for s in vol.shape[:3])
         spatial = tuple(slice(0 if r.start is None else int(r.start), n if r.stop is None else int(r.stop))
                         for r, n in zip(tuple(region)[:3], vol.shape[:3], strict=True))
-        if isinstance(self.cache, NoCache):
+        policy = self._local()["policy"]
+        if isinstance(self.cache, NoCache) or not policy.use(self.cache):
             return vol.read(spatial + (slice(None),) * (vol.ndim - 3))
         out = np.empty(tuple(r.stop - r.start for r in spatial) + vol.shape[3:], dtype=vol.dtype)
-        return read_chunked(vol, self.cache, self._chunk_prefix(index, collection), spatial, out)
+        return read_chunked(vol, self.cache, self._chunk_prefix(index, collection), spatial, out, policy=policy)
 
     def _chunk_prefix(self, index: int, collection: str) -> str:
         """Cache-key prefix of the chunks of one volume (its version included: never served stale)."""
@@ -309,14 +311,15 @@ class VolumeReader:
     def _read_into(self, index: int, collection: str, src: Region, target: np.ndarray) -> None:
         """``target`` ``(n, *region)``: the region of one volume, channels first, converted to its dtype."""
         vol = self.volume(index, collection)
-        if isinstance(self.cache, NoCache):
+        policy = self._local()["policy"]
+        if isinstance(self.cache, NoCache) or not policy.use(self.cache):  # no cache, or one that does not pay
             if vol.ndim == 3 and target[0].flags.c_contiguous and target.dtype == vol.dtype:
                 vol.read(src, out=target[0])
                 return
             block = vol.read(tuple(src) + (slice(None),) * (vol.ndim - 3))
         elif vol.ndim in (3, 4):  # assembled from cached chunks straight into the batch buffer
             read_chunked(vol, self.cache, self._chunk_prefix(index, collection), tuple(src)[:3],
-                         target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1))
+                         target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1), policy=policy)
             return
         else:
             block = self.read_raw(index, collection, src)

@@ -132,3 +132,21 @@ def test_no_cache_reader_reads_only_through_the_store(store) -> None:
     assert isinstance(reader.cache, NoCache)
     got, _ = reader.read_patch(2, (1, 2, 3), (4, 4, 4), with_label=False)
     np.testing.assert_array_equal(got[0], coded_volume(2, SHAPE)[1:5, 2:6, 3:7])
+
+
+def test_a_full_cache_with_a_low_hit_rate_is_bypassed_but_probed() -> None:
+    from radiobject.ml.cache.chunks import BYPASS_BELOW, PROBE_EVERY, CacheUse
+
+    cache = InMemoryCache(1000)
+    policy = CacheUse()
+    assert all(policy.use(cache) for _ in range(20))  # not full: always used (it is filling)
+    cache.put("x", np.zeros(120, np.float64))  # 960 of 1000 bytes: nearly full
+    assert policy.use(cache)  # optimistic until measured
+    for _ in range(30):
+        policy.record(1, 4)  # 25 % hits
+    assert policy.hit_rate < BYPASS_BELOW
+    uses = [policy.use(cache) for _ in range(8 * PROBE_EVERY)]
+    assert sum(uses) == 8  # bypassed, except one probe in PROBE_EVERY
+    for _ in range(30):
+        policy.record(9, 10)
+    assert policy.use(cache) and policy.use(cache)  # a high hit rate: used again

@@ -13,8 +13,8 @@ and lie outside the box are copied from the cache.
 Admission: while the cache has room every new chunk is stored. Once it is nearly full, under
 random sampling its hit rate is about its share of the cohort whatever it admits, while every
 stored chunk costs a copy (and, for file caches, a write); new chunks are then admitted with
-probability :data:`ADMIT_WHEN_FULL`, so a small cache costs little on misses and is not slower
-than no cache.
+probability :data:`ADMIT_WHEN_FULL`, and :class:`CacheUse` bypasses a full cache whose hit rate is
+too low to pay for the assembly, so a small cache is not slower than no cache.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import numpy as np
 
 from radiobject.ml.cache.base import Cache
 
-__all__ = ["ADMIT_WHEN_FULL", "ChunkSource", "chunk_key_prefix", "read_chunked"]
+__all__ = ["ADMIT_WHEN_FULL", "BYPASS_BELOW", "PROBE_EVERY", "CacheUse", "ChunkSource", "chunk_key_prefix",
+           "read_chunked"]
 
 #: Probability that a missed chunk is stored once the cache is nearly full.
 ADMIT_WHEN_FULL = 0.25
@@ -65,8 +66,42 @@ def _copy(out: np.ndarray, region: Region, block: np.ndarray, block_region: Regi
     np.copyto(out[tuple(dst)], block[tuple(src)], casting="unsafe")
 
 
+class CacheUse:
+    """Per-process policy: read through the cache only while it pays off.
+
+    A full cache smaller than the cohort hits about its share of the cohort under random
+    sampling; below :data:`BYPASS_BELOW` hits per lookup, assembling a patch from chunks (many
+    short copies) costs more than the decode it saves, so reads then go straight to the store
+    (as without a cache), except one read in :data:`PROBE_EVERY`, which keeps measuring the hit
+    rate and keeps admitting chunks. A cache that is not yet full is always used (it is filling).
+    """
+
+    __slots__ = ("hit_rate", "reads")
+
+    def __init__(self) -> None:
+        self.hit_rate, self.reads = 1.0, 0
+
+    def use(self, cache: Cache) -> bool:
+        """Whether this read should go through ``cache``."""
+        self.reads += 1
+        if not cache.nearly_full() or self.reads % PROBE_EVERY == 0:
+            return True
+        return self.hit_rate >= BYPASS_BELOW
+
+    def record(self, hits: int, lookups: int) -> None:
+        """Fold one read's hits into the running hit rate (exponential average)."""
+        if lookups:
+            self.hit_rate = 0.8 * self.hit_rate + 0.2 * hits / lookups
+
+
+#: Below this running hit rate a full cache is bypassed (see :class:`CacheUse`).
+BYPASS_BELOW = 0.85
+#: While bypassing, one read in this many still goes through the cache.
+PROBE_EVERY = 32
+
+
 def read_chunked(volume: ChunkSource, cache: Cache, prefix: str, region: Region, out: np.ndarray,
-                 *, rng: random.Random | None = None) -> np.ndarray:
+                 *, rng: random.Random | None = None, policy: CacheUse | None = None) -> np.ndarray:
     """Fill ``out`` with ``region`` (three spatial slices, clipped to the volume) of ``volume``.
 
     ``out``: shape ``(*region_shape, *trailing)`` where ``trailing`` are the volume's axes after
@@ -91,6 +126,8 @@ def read_chunked(volume: ChunkSource, cache: Cache, prefix: str, region: Region,
     def chunk_region(idx: tuple[int, ...]) -> Region:
         return tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, cs, shape, strict=True))
 
+    if policy is not None:
+        policy.record(len(hits), len(hits) + len(missing))
     box: Region | None = None
     if missing:
         lo = [min(m[0][a] for m in missing) for a in range(3)]

@@ -153,8 +153,8 @@ class DiskCache(Cache):
             self._evict()
 
     def nearly_full(self) -> bool:
-        """True when the directory holds at least 90 % of the budget (all processes)."""
-        return _files.total_bytes(self.path) >= 0.9 * self.max_bytes
+        """True once the directory has been filled (evictions bring it back to 80 % of the budget)."""
+        return _files.total_bytes(self.path) >= (_files.LOW_WATER - 0.05) * self.max_bytes
 
     def _entries(self) -> Iterator[tuple[float, int, Path]]:
         return _files.entries(self.path)

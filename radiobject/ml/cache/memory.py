@@ -66,8 +66,8 @@ class InMemoryCache(Cache):
         return self._bytes
 
     def nearly_full(self) -> bool:
-        """True when at least 90 % of the budget is held."""
-        return self._bytes >= 0.9 * self.max_bytes
+        """True when at least 95 % of the budget is held."""
+        return self._bytes >= 0.95 * self.max_bytes
 
     def __len__(self) -> int:
         return len(self._items)
