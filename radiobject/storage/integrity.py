@@ -26,6 +26,7 @@ from typing import Any
 
 from radiobject.errors import CorruptDataError, FormatVersionError
 from radiobject.storage import files
+from radiobject.storage.faults import remote_errors
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 #: The record's file name inside an array folder.
@@ -146,7 +147,8 @@ def walk(uri: str, storage: StorageOptions) -> dict[str, int]:
         fs = files.remote_fs(storage)
         root = uri.split("://", 1)[1].rstrip("/")
         try:
-            found = fs.find(root, detail=True)
+            with remote_errors(uri):
+                found = fs.find(root, detail=True)
         except FileNotFoundError:
             return out
         for path, info in found.items():
@@ -219,7 +221,8 @@ def read_record(uri: str, storage: StorageOptions) -> dict[str, Any]:
 def _stat_size(uri: str, storage: StorageOptions) -> int | None:
     if is_remote(uri):
         try:
-            return int(files.remote_fs(storage).info(uri.split("://", 1)[1]).get("size") or 0)
+            with remote_errors(uri):
+                return int(files.remote_fs(storage).info(uri.split("://", 1)[1]).get("size") or 0)
         except FileNotFoundError:
             return None
     try:

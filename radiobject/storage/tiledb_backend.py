@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import tiledb
 
-from radiobject.errors import CorruptDataError, StoreError, StoreNotFoundError
+from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
 from radiobject.storage import files, integrity
 from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Region
+from radiobject.storage.faults import remote_errors, remote_failure
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 ATTR = "v"
@@ -64,6 +65,9 @@ def _data_file(rel: str) -> bool:
 
 def _read_error(uri: str, exc: Exception, storage: StorageOptions) -> StoreError:
     text = str(exc)
+    cause = remote_failure(exc)
+    if cause is not None:
+        return RemoteStorageError(uri, f"object storage failed after the configured timeout / retries: {cause}")
     if any(w in text.lower() for w in _DAMAGE_WORDS):
         try:
             frags = [n for n in files.listdir(files.join(uri, "__fragments"), storage) if not n.startswith(".")]
@@ -103,7 +107,7 @@ class TileDBArray(ArrayHandle):
         return out
 
     def write(self, region: Region, data: np.ndarray) -> None:
-        with tiledb.open(self._uri, mode="w", ctx=self._ctx) as arr:
+        with remote_errors(self._uri), tiledb.open(self._uri, mode="w", ctx=self._ctx) as arr:
             arr[region] = np.ascontiguousarray(data)
         if self._reader is not None:
             self._reader.close()
@@ -161,6 +165,8 @@ class TileDBBackend(Backend):
                     {"attrs": dict(attrs), "codec": [spec.codec.name, spec.codec.level, spec.codec.shuffle]}
                 )
         except tiledb.TileDBError as exc:
+            if remote_failure(exc) is not None:
+                raise _read_error(uri, exc, self.storage) from exc
             raise StoreError(uri, f"cannot create TileDB array: {exc}") from exc
         return TileDBArray(path, ctx, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec), attrs, self.storage)
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from radiobject.errors import CorruptDataError, StoreError, StoreNotFoundError
+from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
 from radiobject.storage import files, integrity
 from radiobject.storage.base import (
     ArrayHandle,
@@ -32,6 +32,7 @@ from radiobject.storage.base import (
     Region,
     default_shards,
 )
+from radiobject.storage.faults import remote_errors, remote_failure
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 #: Bytes of decoded chunks each process keeps (tensorstore's LRU cache pool).
@@ -127,6 +128,9 @@ _SHARD_ENTRY = re.compile(r'shard entry \{([^}]*)\}/\{[^}]*\} in [^"]*"([^"]+)"'
 
 def _read_error(uri: str, exc: Exception) -> StoreError:
     text = str(exc)
+    cause = remote_failure(exc)
+    if cause is not None:
+        return RemoteStorageError(uri, f"object storage failed after the configured timeout / retries: {cause}")
     if text.startswith(_DAMAGE_CODES) or "checksum" in text.lower() or "blosc" in text.lower():
         m = _SHARD_ENTRY.search(text)
         part = ""
@@ -161,7 +165,8 @@ class ZarrArray(ArrayHandle):
         return _seal(self._uri, self._storage, self)
 
     def write(self, region: Region, data: np.ndarray) -> None:
-        self._store[region].write(np.ascontiguousarray(data)).result()
+        with remote_errors(self._uri):
+            self._store[region].write(np.ascontiguousarray(data)).result()
 
 
 class ZarrPythonArray(ArrayHandle):
@@ -245,6 +250,8 @@ class ZarrBackend(Backend):
                 context=_context(os.getpid()),
             ).result()
         except ValueError as exc:
+            if remote_failure(exc) is not None:
+                raise _read_error(uri, exc) from exc
             raise StoreError(uri, f"cannot create Zarr array: {exc}") from exc
         return ZarrArray(store, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec, shards), attrs, uri,
                          self.storage)
@@ -279,6 +286,8 @@ class ZarrBackend(Backend):
                 context=_context(os.getpid()),
             ).result()
         except ValueError as exc:
+            if remote_failure(exc) is not None:
+                raise _read_error(uri, exc) from None
             raise CorruptDataError(uri, f"unusable Zarr metadata: {exc}", part="zarr.json") from None
         return ZarrArray(store, spec, attrs, uri, self.storage)
 
