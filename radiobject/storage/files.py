@@ -13,6 +13,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from radiobject.storage.faults import remote_errors
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 
@@ -43,14 +44,16 @@ def _remote_path(uri: str) -> str:
 def exists(uri: str, storage: StorageOptions) -> bool:
     """True when a file or folder exists at ``uri``."""
     if is_remote(uri):
-        return bool(remote_fs(storage).exists(_remote_path(uri)))
+        with remote_errors(uri):
+            return bool(remote_fs(storage).exists(_remote_path(uri)))
     return os.path.exists(strip_file_scheme(uri))
 
 
 def read_bytes(uri: str, storage: StorageOptions) -> bytes:
     """The content of one object; ``FileNotFoundError`` when absent."""
     if is_remote(uri):
-        return bytes(remote_fs(storage).cat_file(_remote_path(uri)))
+        with remote_errors(uri):
+            return bytes(remote_fs(storage).cat_file(_remote_path(uri)))
     with open(strip_file_scheme(uri), "rb") as f:
         return f.read()
 
@@ -58,7 +61,8 @@ def read_bytes(uri: str, storage: StorageOptions) -> bytes:
 def write_bytes_atomic(uri: str, data: bytes, storage: StorageOptions) -> None:
     """Writes one object so that readers see either nothing or all of it."""
     if is_remote(uri):
-        remote_fs(storage).pipe_file(_remote_path(uri), data)
+        with remote_errors(uri):
+            remote_fs(storage).pipe_file(_remote_path(uri), data)
         return
     path = strip_file_scheme(uri)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -94,7 +98,8 @@ def listdir(uri: str, storage: StorageOptions) -> list[str]:
         fs = remote_fs(storage)
         root = _remote_path(uri).rstrip("/")
         try:
-            entries = fs.ls(root, detail=False, refresh=True)
+            with remote_errors(uri):
+                entries = fs.ls(root, detail=False, refresh=True)
         except FileNotFoundError:
             return []
         return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.rstrip("/") != root)
@@ -162,8 +167,9 @@ def remove(uri: str, storage: StorageOptions, root: str | None = None) -> None:
     if is_remote(uri):
         fs = remote_fs(storage)
         path = _remote_path(uri)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
+        with remote_errors(uri):
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
         return
     path = strip_file_scheme(uri)
     if os.path.islink(path):
