@@ -5,13 +5,16 @@
 volumes with patches still missing), and as soon as a volume's last patch arrives it averages the
 overlaps, optionally takes the arg-max, and writes the volume through the store's own write path
 (``RadiObject.add_collection`` -> ``VolumeCollection.write`` with an ``IngestItem``) with the
-subject's affine. Memory holds only the volumes in flight (one or two with an ordered loader),
+subject's affine and the source volume's header metadata (units, sform / qform codes, qform
+parameters, pixdim; ``formats.nifti_header.derived_metadata``), so an exported prediction has the
+source's geometry header. Label predictions (``argmax``) carry the label map given, else that of
+the reader's label collection. Memory holds only the volumes in flight (one or two with an ordered loader),
 never the whole prediction set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ import torch
 from radiobject.model.bulk import IngestItem
 from radiobject.model.collection import VolumeCollection
 from radiobject.formats.image import ImageData
+from radiobject.formats.nifti_header import derived_metadata
+from radiobject.model.labels import LabelMap, get_label_map, set_label_map
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
 
@@ -43,10 +48,13 @@ class GridAggregator:
         argmax: store ``argmax`` over channels (uint8 labels) instead of the averaged channels.
         dtype: stored dtype of averaged predictions (float32 default).
         options: write options (default: the store's backend).
+        label_map: label map (value -> name) stored with an ``argmax`` collection; default the
+            label map of the reader's label collection, when it has one.
     """
 
     def __init__(self, radi: RadiObject, dataset: GridPatchDataset, name: str, *, argmax: bool = False,
-                 dtype: Any = np.float32, options: WriteOptions | None = None, exist_ok: bool = False) -> None:
+                 dtype: Any = np.float32, options: WriteOptions | None = None, exist_ok: bool = False,
+                 label_map: LabelMap | Mapping[Any, Any] | str | None = None) -> None:
         self.radi = RadiObject.open(radi.location)  # fresh: sees collections written since radi was opened
         if name in self.radi.collection_names and not exist_ok:
             raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
@@ -59,6 +67,9 @@ class GridAggregator:
         self._count: dict[int, np.ndarray] = {}
         self._seen: dict[int, set[int]] = {}
         self.written: list[str] = []
+        self.label_map = LabelMap.parse(label_map) if label_map is not None else None
+        if self.label_map is None and argmax and dataset.reader.label:
+            self.label_map = get_label_map(self.radi[dataset.reader.label])
 
     @property
     def in_flight(self) -> int:
@@ -112,8 +123,12 @@ class GridAggregator:
             out = (mean[0] if mean.shape[0] == 1 else np.moveaxis(mean, 0, -1)).astype(self.dtype)
         reader = self.dataset.reader
         sid = reader.subject_ids[subj]
-        image = ImageData(out, reader.affine(subj), {"prediction_of": list(reader.modalities)}, f"prediction:{sid}")
+        source = reader.volume(subj, reader.modalities[0]).metadata
+        meta = derived_metadata(source, intent="label" if self.argmax else None, prediction_of=list(reader.modalities))
+        image = ImageData(out, reader.affine(subj), meta, f"prediction:{sid}")
         self.radi.add_collection(self.name, [IngestItem(sid, sid, image, {}, image.source)], options=self.options)
+        if self.label_map is not None and not self.written:
+            set_label_map(RadiObject.open(self.radi.location)[self.name], self.label_map)
         self.written.append(sid)
         return sid
 
