@@ -17,7 +17,7 @@ from io import BytesIO
 from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
-from radiobject.storage import files, integrity
+from radiobject.storage import checksums, files, integrity
 from radiobject.storage.groups import GROUP_RECORD, group_files
 from radiobject.storage.options import StorageOptions
 
@@ -116,6 +116,15 @@ def check_marker(uri: str, meta: Any, name: str) -> None:
             raise FormatVersionError(uri, f"{name} has volume layout {layout!r}; this radiobject reads up to {LAYOUT}")
 
 
+def check_backend_name(uri: str, backend: Any, name: str) -> None:
+    """``CorruptDataError`` when a marker names no backend this radiobject knows."""
+    from radiobject.storage.registry import BACKEND_NAMES
+
+    if backend not in BACKEND_NAMES:
+        raise CorruptDataError(uri, f"{name} names an unknown backend {backend!r} (known: "
+                                    f"{', '.join(BACKEND_NAMES)})", part=name)
+
+
 def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
                      arrays: set[str], full: bool) -> None:
     """JSON documents and table fragments outside volume arrays."""
@@ -128,13 +137,13 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
         if name.endswith(".json"):
             report.files_checked += 1
             try:
-                obj = integrity.parse_checked_json(files.read_bytes(uri, storage), uri)
+                obj = checksums.parse_checked_json(files.read_bytes(uri, storage), uri)
             except CorruptDataError as exc:
                 report.add("error", rel, exc.reason)
                 continue
             if name == GROUP_RECORD and isinstance(obj, dict):
                 _check_group(report, store, storage, rel.rpartition("/")[0], obj)
-            if integrity.json_checksum_state(obj) == "absent":
+            if checksums.json_checksum_state(obj) == "absent":
                 unsealed.append(rel)
             if name in MARKER_VERSIONS:
                 try:
@@ -145,7 +154,7 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
             report.files_checked += 1
             data = files.read_bytes(uri, storage)
             try:
-                sealed = integrity.check_fragment(name, data, uri)
+                sealed = checksums.check_fragment(name, data, uri)
             except CorruptDataError as exc:
                 report.add("error", rel, exc.reason)
                 continue
@@ -161,6 +170,21 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
     if unsealed:
         report.add("note", unsealed[0], f"no checksum record on {len(unsealed)} JSON / table file(s) "
                                         "(written before checksums; only parsed)")
+
+
+def _check_tables(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
+                  arrays: set[str]) -> None:
+    """Each fragment table's head record and chain (``storage.table_head``): a fragment that is gone
+    (named by the head or by its successor) is an error; a table without a head record is a note."""
+    from radiobject.storage import table_head
+
+    folders = {rel.rpartition("/")[0] for rel in listing
+               if table_head.is_fragment(rel.rpartition("/")[2]) or rel.rpartition("/")[2] == table_head.HEAD_NAME}
+    for folder in sorted(folders):
+        if any(folder == a or folder.startswith(a + "/") for a in arrays):
+            continue
+        for level, part, reason in table_head.scan(files.join(store, folder) if folder else store, storage):
+            report.add(level, f"{folder}/{part}" if folder else part, reason)
 
 
 def _check_group(report: VerifyReport, store: str, storage: StorageOptions, group: str, record: dict[str, Any]) -> None:
@@ -231,6 +255,7 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
     except RadiObjectError as exc:
         report.add("error", "radiobject.json", str(exc))
         return report
+    _check_unmarked_collections(report, listing, names)
     work: list[tuple[Any, dict[str, Any]]] = []
     for name in names:
         report.collections += 1
@@ -247,6 +272,7 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
     _check_catalog(report, radi, storage, work)
     arrays = {_rel(uri, coll._state.volume_uri(str(r["obs_id"]), str(r.get("version") or ""))) for coll, r in work}
     _check_documents(report, uri, storage, listing, arrays, not quick)
+    _check_tables(report, uri, storage, listing, arrays)
     legacy: dict[str, int] = {}
     for coll, row in tqdm(work, desc="verify", unit="vol", disable=not progress):
         report.volumes += 1
@@ -264,6 +290,22 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
             report.add("note", f"collections/{name}", "volumes of two format generations (with and without "
                        "checksum records) in one collection")
     return report
+
+
+def _check_unmarked_collections(report: VerifyReport, listing: dict[str, int], names: list[str]) -> None:
+    """A folder under ``collections/`` that holds a catalog or volume data but no ``collection.json``
+    (a deleted or lost marker) is invisible to readers: an error, never a silently smaller store."""
+    known = set(names)
+    unmarked: dict[str, str] = {}
+    for rel in listing:
+        parts = rel.split("/")
+        if len(parts) < 4 or parts[0] != "collections" or parts[1] in known or parts[1] in unmarked:
+            continue
+        if parts[2] == "obs" or (parts[2] == "volumes" and len(parts) >= 5 and not parts[3].startswith("__")):
+            unmarked[parts[1]] = rel
+    for name, rel in sorted(unmarked.items()):
+        report.add("error", f"collections/{name}/collection.json", f"missing: the folder holds collection data "
+                   f"(e.g. {rel}) but no collection marker, so readers do not see this collection")
 
 
 def _check_catalog(report: VerifyReport, radi: Any, storage: StorageOptions,

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from radiobject.storage import groups
 from radiobject.storage.options import StorageOptions
 
 Region = tuple[slice, ...]
@@ -187,23 +188,18 @@ class Backend(ABC):
     def delete_array(self, uri: str) -> None:
         """Removes the array at ``uri`` (no error when absent)."""
 
+    @abstractmethod
     def create_group(self, uri: str, attrs: Mapping[str, Any]) -> None:
-        """Creates a group (a Zarr group / a TileDB group) holding ``attrs``."""
-        from radiobject.storage.groups import create_group
+        """Creates a group (in the engine's own format) holding ``attrs``, overwriting the
+        attributes of an existing one."""
 
-        create_group(self.name, uri, attrs, self.storage)
-
+    @abstractmethod
     def group_attrs(self, uri: str) -> dict[str, Any]:
-        """The attributes of the group at ``uri``."""
-        from radiobject.storage.groups import group_attrs
-
-        return group_attrs(self.name, uri, self.storage)
+        """The attributes of the group at ``uri`` (``FileNotFoundError`` when there is none)."""
 
     def members(self, uri: str) -> list[str]:
-        """Names of the children of the group at ``uri``."""
-        from radiobject.storage.groups import members
-
-        return members(uri, self.storage)
+        """Names of the children of the group at ``uri`` (sub-groups and arrays)."""
+        return groups.members(uri, self.storage)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.storage,))

@@ -13,6 +13,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from radiobject.storage.checksums import parse_checked_json, seal_json
 from radiobject.storage.faults import remote_errors
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
@@ -77,17 +78,13 @@ def write_bytes_atomic(uri: str, data: bytes, storage: StorageOptions) -> None:
 
 def read_json(uri: str, storage: StorageOptions) -> Any:
     """Parses a JSON object; one that carries a checksum must match it (``CorruptDataError``)."""
-    from radiobject.storage.integrity import parse_checked_json
-
     return parse_checked_json(read_bytes(uri, storage), uri)
 
 
 def write_json_atomic(uri: str, obj: Any, storage: StorageOptions) -> None:
     """Writes a JSON object atomically (floats round-trip exactly: ``repr`` is shortest-exact),
-    with a checksum member (see ``radiobject.storage.integrity.seal_json``)."""
+    with a checksum member (see ``radiobject.storage.checksums.seal_json``)."""
     if isinstance(obj, dict):
-        from radiobject.storage.integrity import seal_json
-
         obj = seal_json(obj, in_attributes="zarr_format" in obj)
     write_bytes_atomic(uri, json.dumps(obj, indent=1, sort_keys=True).encode(), storage)
 

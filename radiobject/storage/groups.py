@@ -1,44 +1,16 @@
-"""Groups in each engine's own format, so that a store is also a native hierarchy.
+"""What every backend's groups share: membership from the folder listing (never a member list
+rewritten on every append), and the checksum record of a TileDB group's own binary files.
 
-A Zarr store is then a valid Zarr v3 hierarchy (root / collections / <name> / volumes / arrays)
-that zarr-python, napari or neuroglancer can browse; a TileDB store is a tree of TileDB groups.
-Membership is the folder listing, never a member list rewritten on every append.
+Each backend writes groups in its engine's own format (``create_group`` / ``group_attrs`` on the
+backend), so a Zarr store is a valid Zarr v3 hierarchy (root / collections / <name> / volumes /
+arrays) that zarr-python, napari or neuroglancer can browse, and a TileDB store a tree of TileDB groups.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Mapping
-from typing import Any
-
 from radiobject.storage import files
-from radiobject.storage.integrity import CHECKSUM_KEY, file_entry
+from radiobject.storage.checksums import file_entry
 from radiobject.storage.options import StorageOptions
-
-
-def create_group(backend: str, uri: str, attrs: Mapping[str, Any], storage: StorageOptions) -> None:
-    """Creates a group at ``uri`` (overwriting its attributes when it exists). A Zarr group's
-    ``zarr.json`` carries a checksum in its attributes (``files.write_json_atomic``)."""
-    body = json.loads(json.dumps(dict(attrs)))
-    if backend == "zarr":
-        files.write_json_atomic(
-            files.join(uri, "zarr.json"), {"zarr_format": 3, "node_type": "group", "attributes": body}, storage
-        )
-        return
-    import tiledb
-
-    from radiobject.storage.tiledb_backend import _ctx, _path
-
-    ctx = _ctx(storage, os.getpid())
-    path = _path(uri)
-    if tiledb.object_type(path, ctx=ctx) != "group":
-        files.makedirs(uri, storage)
-        tiledb.Group.create(path, ctx=ctx)
-    with tiledb.Group(path, mode="w", ctx=ctx) as grp:
-        grp.meta["radiobject"] = json.dumps(body)
-    write_group_record(uri, storage)
-
 
 #: The record of a TileDB group's own files (its metadata is binary, written by TileDB).
 GROUP_RECORD = "radiobject-group.json"
@@ -64,24 +36,6 @@ def write_group_record(uri: str, storage: StorageOptions) -> None:
         data = files.read_bytes(files.join(uri, rel), storage)
         entries[rel] = file_entry(data)
     files.write_json_atomic(files.join(uri, GROUP_RECORD), {"format": "radiobject-group", "files": entries}, storage)
-
-
-def group_attrs(backend: str, uri: str, storage: StorageOptions) -> dict[str, Any]:
-    """The attributes of the group at ``uri`` (``FileNotFoundError`` when there is none)."""
-    if backend == "zarr":
-        meta = files.read_json(files.join(uri, "zarr.json"), storage)
-        if meta.get("node_type") != "group":
-            raise FileNotFoundError(f"{uri}: not a Zarr group")
-        return {k: v for k, v in meta.get("attributes", {}).items() if k != CHECKSUM_KEY}
-    import tiledb
-
-    from radiobject.storage.tiledb_backend import _ctx, _path
-
-    ctx = _ctx(storage, os.getpid())
-    if tiledb.object_type(_path(uri), ctx=ctx) != "group":
-        raise FileNotFoundError(f"{uri}: not a TileDB group")
-    with tiledb.Group(_path(uri), mode="r", ctx=ctx) as grp:
-        return json.loads(grp.meta["radiobject"]) if "radiobject" in grp.meta else {}
 
 
 def members(uri: str, storage: StorageOptions) -> list[str]:

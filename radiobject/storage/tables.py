@@ -11,6 +11,10 @@ the folded ones. A reader starts from the latest base in its listing and ignores
 so a listing taken during the removal resolves to exactly the rows of the base plus later
 appends; a fragment that vanishes between a listing and its read makes the reader list again.
 Fragments are immutable, so each one is read (and parsed) once per table object.
+
+A fragment that is gone (deleted, renamed, never fully uploaded) is a ``CorruptDataError``
+naming the table and the fragment: each commit also replaces a head record naming the newest
+fragment, and each fragment names its predecessor (see :mod:`radiobject.storage.table_head`).
 """
 
 from __future__ import annotations
@@ -25,12 +29,24 @@ import pyarrow.parquet as pq
 
 from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage import files
-from radiobject.storage.integrity import check_fragment, fragment_name_digest
+from radiobject.storage.checksums import check_fragment, fragment_name_digest
 from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
+from radiobject.storage.table_head import BASE as _BASE
+from radiobject.storage.table_head import PREFIX as _PREFIX
+from radiobject.storage.table_head import (
+    Head,
+    Link,
+    covered,
+    first_link,
+    is_fragment,
+    problems,
+    read_head,
+    read_link,
+    visible,
+    write_head,
+)
 
-_PREFIX, _SUFFIX = "part-", ".parquet"
-_BASE = "-base"  # in the name of a compacted fragment, before the digest
 #: The reserved column that marks a row as the deletion of its key.
 TOMBSTONE = "_deleted"
 _RETRIES = 50
@@ -54,7 +70,7 @@ class FragmentTable:
 
     def fragments(self) -> list[str]:
         """Fragment names in commit order."""
-        return [n for n in files.listdir(self.uri, self.storage) if n.startswith(_PREFIX) and n.endswith(_SUFFIX)]
+        return [n for n in files.listdir(self.uri, self.storage) if is_fragment(n)]
 
     def append(self, df: pd.DataFrame, *, base: bool = False) -> str:
         """Commits ``df`` as one new fragment; returns its name.
@@ -70,13 +86,30 @@ class FragmentTable:
             return self._append(df, base)
 
     def _append(self, df: pd.DataFrame, base: bool) -> str:
-        last = max((_stamp(n) for n in self.fragments()), default=0)
+        head = read_head(self.uri, self.storage)  # before the listing, as readers do
+        names = self.fragments()
+        if head is not None and head.latest not in names and not covered(head.latest, names):
+            raise CorruptDataError(self.uri, f"missing table fragment {head.latest} (the newest one, named by "
+                                   "the head record); not appending on top of a damaged table", part=head.latest)
+        prev = names[-1] if names else None
+        before: Link | None = None
+        if prev is not None and not base:
+            if head is not None and head.latest == prev:  # the head holds its newest fragment's counts
+                before = Link(None, head.seq, head.rows, head.base)
+            else:  # a fragment committed without its head (a writer stopped in between), or legacy
+                before = read_link(self._part(prev).schema.metadata, files.join(self.uri, prev), prev)
+        link = before.after(prev, len(df)) if before is not None and prev is not None \
+            else first_link(prev, len(df), base=base)
+        table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **link.metadata()})
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False), buf)
+        pq.write_table(table, buf)
         digest = fragment_name_digest(buf.getvalue())  # checked on every read (integrity)
-        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{_BASE if base else ''}{digest}{_SUFFIX}"
+        last = max((_stamp(n) for n in names), default=0)
+        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{_BASE if base else ''}{digest}.parquet"
         files.makedirs(self.uri, self.storage)
         files.write_bytes_atomic(files.join(self.uri, name), buf.getvalue(), self.storage)
+        write_head(self.uri, Head.of(name, link), self.storage)  # after its fragment: never names a missing one
         return name
 
     def delete(self, keys: list[str]) -> str | None:
@@ -103,16 +136,23 @@ class FragmentTable:
         return self._snapshot_named()[0]
 
     def _snapshot_named(self) -> tuple[list[pa.Table], list[str]]:
-        """``_snapshot`` with the fragment names it used."""
+        """``_snapshot`` with the fragment names it used; ``CorruptDataError`` when a fragment the
+        head record or a fragment's link names is gone."""
         for attempt in range(_RETRIES):
-            names = self.fragments()
-            bases = [i for i, n in enumerate(names) if _BASE + "-h" in n or n.endswith(_BASE + _SUFFIX)]
-            names = names[bases[-1]:] if bases else names  # the latest base holds everything older
+            head = read_head(self.uri, self.storage)  # first: everything it names is listed, or folded
+            listing = self.fragments()
+            names = visible(listing)  # the latest base holds everything older
             try:
                 parts = [self._part(n) for n in names]
             except FileNotFoundError:
                 time.sleep(min(0.001 * 2**attempt, 0.1))  # a compaction removed it: list again
                 continue
+            links = {n: read_link(p.schema.metadata, files.join(self.uri, n), n) for n, p in zip(names, parts)}
+            found = [f for f in problems(head, listing, links, {n: p.num_rows for n, p in zip(names, parts)})
+                     if f[0] == "error"]
+            if found:
+                _, part, reason = found[0]
+                raise CorruptDataError(self.uri, reason, part=part)
             for stale in set(self._parts) - set(names):
                 del self._parts[stale]
             return parts, names

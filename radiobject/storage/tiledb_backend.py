@@ -23,7 +23,7 @@ import numpy as np
 import tiledb
 
 from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
-from radiobject.storage import files, integrity
+from radiobject.storage import checksums, files, groups, integrity
 from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Region
 from radiobject.storage.faults import remote_errors, remote_failure
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
@@ -121,7 +121,7 @@ class TileDBArray(ArrayHandle):
             self._reader = None
         record = integrity.build_record(self._uri, self._storage, "tiledb")
         integrity.write_record(self._uri, record, self._storage)
-        return str(record[integrity.CHECKSUM_KEY])
+        return str(record[checksums.CHECKSUM_KEY])
 
     def __del__(self) -> None:
         if self._reader is not None:
@@ -199,6 +199,22 @@ class TileDBBackend(Backend):
         handle = TileDBArray(path, ctx, spec, meta["attrs"], self.storage)
         handle._reader = arr
         return handle
+
+    def create_group(self, uri: str, attrs: Mapping[str, Any]) -> None:
+        ctx, path = self._ctx(), _path(uri)
+        if tiledb.object_type(path, ctx=ctx) != "group":
+            files.makedirs(uri, self.storage)
+            tiledb.Group.create(path, ctx=ctx)
+        with tiledb.Group(path, mode="w", ctx=ctx) as grp:
+            grp.meta[META_KEY] = json.dumps(json.loads(json.dumps(dict(attrs))))
+        groups.write_group_record(uri, self.storage)
+
+    def group_attrs(self, uri: str) -> dict[str, Any]:
+        ctx, path = self._ctx(), _path(uri)
+        if tiledb.object_type(path, ctx=ctx) != "group":
+            raise FileNotFoundError(f"{uri}: not a TileDB group")
+        with tiledb.Group(path, mode="r", ctx=ctx) as grp:
+            return json.loads(grp.meta[META_KEY]) if META_KEY in grp.meta else {}
 
     def is_array(self, uri: str) -> bool:
         return tiledb.object_type(_path(uri), ctx=self._ctx()) == "array"

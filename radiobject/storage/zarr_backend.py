@@ -23,7 +23,7 @@ import numpy as np
 import tensorstore as ts
 
 from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
-from radiobject.storage import files, integrity
+from radiobject.storage import checksums, files, integrity
 from radiobject.storage.base import (
     ArrayHandle,
     ArraySpec,
@@ -200,12 +200,12 @@ def _seal(uri: str, storage: StorageOptions, handle: ArrayHandle) -> str:
     meta_uri = files.join(uri, "zarr.json")
     meta = json.loads(files.read_bytes(meta_uri, storage))
     meta.setdefault("attributes", {})[integrity.ATTR_KEY] = integrity.record_flag()
-    meta = integrity.seal_json(meta, in_attributes=True)
+    meta = checksums.seal_json(meta, in_attributes=True)
     files.write_bytes_atomic(meta_uri, json.dumps(meta, indent=1).encode(), storage)
-    handle.attrs = {k: v for k, v in meta["attributes"].items() if k != integrity.CHECKSUM_KEY}
+    handle.attrs = {k: v for k, v in meta["attributes"].items() if k != checksums.CHECKSUM_KEY}
     record = integrity.build_record(uri, storage, "zarr")
     integrity.write_record(uri, record, storage)
-    return str(record[integrity.CHECKSUM_KEY])
+    return str(record[checksums.CHECKSUM_KEY])
 
 
 class ZarrBackend(Backend):
@@ -262,10 +262,10 @@ class ZarrBackend(Backend):
             raw = files.read_bytes(meta_uri, self.storage)
         except FileNotFoundError:
             raise StoreNotFoundError(uri, "no Zarr array here") from None
-        meta = integrity.parse_checked_json(raw, meta_uri)
+        meta = checksums.parse_checked_json(raw, meta_uri)
         if not isinstance(meta, dict) or meta.get("node_type") != "array":
             raise StoreNotFoundError(uri, "a Zarr group, not an array")
-        attrs = {k: v for k, v in meta.get("attributes", {}).items() if k != integrity.CHECKSUM_KEY}
+        attrs = {k: v for k, v in meta.get("attributes", {}).items() if k != checksums.CHECKSUM_KEY}
         if integrity.check_flag(uri, attrs):  # sealed: every recorded shard must be there, whole
             record = integrity.read_record(uri, self.storage)
             integrity.raise_first(uri, integrity.problems(
@@ -302,6 +302,18 @@ class ZarrBackend(Backend):
 
     def is_array(self, uri: str) -> bool:
         return files.exists(files.join(uri, "zarr.json"), self.storage)
+
+    def create_group(self, uri: str, attrs: Mapping[str, Any]) -> None:
+        # zarr.json carries a checksum in its attributes (files.write_json_atomic)
+        body = json.loads(json.dumps(dict(attrs)))
+        files.write_json_atomic(files.join(uri, "zarr.json"),
+                                {"zarr_format": 3, "node_type": "group", "attributes": body}, self.storage)
+
+    def group_attrs(self, uri: str) -> dict[str, Any]:
+        meta = files.read_json(files.join(uri, "zarr.json"), self.storage)
+        if meta.get("node_type") != "group":
+            raise FileNotFoundError(f"{uri}: not a Zarr group")
+        return {k: v for k, v in meta.get("attributes", {}).items() if k != checksums.CHECKSUM_KEY}
 
     def delete_array(self, uri: str) -> None:
         files.remove(uri, self.storage)

@@ -24,7 +24,7 @@ from radiobject.model.integrity import verify_store
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.volume import Volume
-from radiobject.storage import integrity
+from radiobject.storage import checksums, integrity
 from radiobject.storage.zarr_check import diagnose_shard
 
 SHAPE = (40, 36, 30)  # 2 x 2 x 1 inner chunks of 32: several chunks per shard
@@ -240,14 +240,14 @@ def test_newer_format_versions_are_refused(store: tuple[str, dict[str, np.ndarra
     record_path = _volume_dir(uri) / integrity.MANIFEST
     record = json.loads(record_path.read_text())
     record["version"] = 99
-    integrity.write_record(str(record_path.parent), integrity.seal_json(record), integrity.StorageOptions())
+    integrity.write_record(str(record_path.parent), checksums.seal_json(record), integrity.StorageOptions())
     with pytest.raises(FormatVersionError):
         _read_fresh(uri)
     _verify_fails(uri, capsys, "newer")
     marker = Path(uri, "collections", "T1w", "collection.json")
     meta = json.loads(marker.read_text())
     meta["version"] = 7
-    marker.write_text(json.dumps(integrity.seal_json(meta)))
+    marker.write_text(json.dumps(checksums.seal_json(meta)))
     with pytest.raises(FormatVersionError):
         RadiObject(uri).T1w  # noqa: B018
     _verify_fails(uri, capsys, "format version 7")
