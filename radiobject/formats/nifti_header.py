@@ -148,7 +148,7 @@ def derived_metadata(source: dict[str, Any] | None, *, intent: str | None = None
         h["scl_slope"], h["scl_inter"] = "nan", "nan"
         h["pixdim"] = list(hdr.get("pixdim") or [])[:4]
         if intent is not None:
-            h["fields"]["intent_code"] = int(nib.nifti1.intent_codes.code[intent])
+            h["fields"]["intent_code"] = int(nib.nifti1.intent_codes.code[intent])  # type: ignore[call-overload]
         meta[HEADER_KEY] = h
     if intent is not None:
         meta["intent"] = intent
@@ -261,14 +261,14 @@ def write_nifti_image(path: str | os.PathLike[str], array: np.ndarray, affine: n
             h.write_to(f)
             f.write(b"\x00" * (offset - int(f.tell())))
             flat = np.ascontiguousarray(data.T).reshape(-1).view(np.uint8)
-            f.write(flat.data)
+            f.write(flat.data)  # type: ignore[arg-type]  # any buffer; no copy of the voxels
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def read_raw_header(path: str | os.PathLike[str], cls: type = nib.Nifti1Header) -> Any:
+def read_raw_header(path: str | os.PathLike[str], cls: type[nib.Nifti1Header] = nib.Nifti1Header) -> Any:
     """The header (with raw ``scl_slope`` / ``scl_inter`` and its extensions) of an uncompressed
     ``.nii`` file, as stored; nibabel's image header has the scaling blanked."""
     p = os.fspath(path)

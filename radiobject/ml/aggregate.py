@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from radiobject.errors import AlignmentError
 from radiobject.model.bulk import IngestItem
 from radiobject.model.collection import VolumeCollection
 from radiobject.formats.image import ImageData
@@ -31,7 +32,7 @@ from radiobject.model.radi_object import RadiObject
 from radiobject.ml.datasets import GridPatchDataset
 from radiobject.ml.sampling import patch_slices
 
-__all__ = ["GridAggregator"]
+__all__ = ["GridAggregator", "write_predictions"]
 
 
 class GridAggregator:
@@ -141,3 +142,39 @@ class GridAggregator:
         coll = radi[self.name]
         coll.compact()
         return coll
+
+
+def write_predictions(radi: RadiObject, name: str, predictions: Mapping[str, np.ndarray | torch.Tensor], *,
+                      like: str, label_map: LabelMap | Mapping[Any, Any] | str | None = None,
+                      options: WriteOptions | None = None) -> VolumeCollection:
+    """Writes whole-volume predictions ``{subject: array}`` (e.g. from MONAI's
+    ``sliding_window_inference``; dtype kept, ``(x, y, z)`` or ``(x, y, z, c)``) as the new
+    collection ``name``, each with the affine and geometry header of its subject's volume in
+    collection ``like`` (as ``GridAggregator`` does). ``label_map`` marks a label prediction: it is
+    stored with the collection and the volumes get the NIfTI intent ``label``. Every shape is
+    checked against the source before anything is written (``AlignmentError`` naming the subject);
+    ``name`` must be a new collection.
+    """
+    if name in RadiObject.open(radi.location).collection_names:
+        raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
+    source = radi[like]
+    arrays = {str(sid): (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+              for sid, a in predictions.items()}
+    vols = {sid: source.by_subject(sid) for sid in arrays}
+    for sid, arr in arrays.items():
+        if tuple(arr.shape[:3]) != tuple(vols[sid].shape[:3]):
+            raise AlignmentError(sid, f"prediction of shape {arr.shape} does not match {vols[sid].shape} in "
+                                      f"collection {like!r} of {radi.uri}")
+    intent = "label" if label_map is not None else None
+
+    def items() -> Any:
+        for sid, arr in arrays.items():
+            meta = derived_metadata(vols[sid].metadata, intent=intent, prediction_of=[like])
+            image = ImageData(arr, vols[sid].affine, meta, f"prediction:{sid}")
+            yield IngestItem(sid, sid, image, {}, image.source)
+
+    radi.add_collection(name, items(), options=options or WriteOptions(backend=radi.backend_name))
+    coll = RadiObject.open(radi.location)[name]
+    if label_map is not None:
+        set_label_map(coll, label_map)
+    return coll

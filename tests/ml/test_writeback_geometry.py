@@ -54,8 +54,8 @@ def store(tmp_path: Path, backend: str) -> str:
         nib.save(_odd(image, i), tmp_path / "img" / f"sub-0{i}.nii.gz")
         nib.save(_odd(seg, i), tmp_path / "seg" / f"sub-0{i}.nii.gz")
     uri = str(tmp_path / "store")
-    radi = RadiObject.from_niftis(uri, {"img": str(tmp_path / "img" / "*.nii.gz"),
-                                        "seg": str(tmp_path / "seg" / "*.nii.gz")}, options=WriteOptions(backend=backend))
+    globs = {"img": str(tmp_path / "img" / "*.nii.gz"), "seg": str(tmp_path / "seg" / "*.nii.gz")}
+    radi = RadiObject.from_niftis(uri, globs, options=WriteOptions(backend=backend))
     set_label_map(radi["seg"], LABELS)
     return uri
 
@@ -116,3 +116,28 @@ def test_an_explicit_label_map_wins(store: str) -> None:
     _infer(store, label_map={0: "bg", 1: "organ", 2: "lesion"})
     lm = get_label_map(RadiObject(store)["pred_seg"])
     assert lm is not None and lm.names == {0: "bg", 1: "organ", 2: "lesion"}
+
+
+def test_write_predictions_whole_volumes_keep_the_source_header(store: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from radiobject.errors import AlignmentError
+    from radiobject.ml.aggregate import write_predictions
+
+    radi = RadiObject(store)
+    segs = {f"sub-0{i}": torch.from_numpy(radi["seg"].by_subject(f"sub-0{i}").to_numpy()) for i in range(3)}
+    with pytest.raises(AlignmentError, match="sub-01"):
+        write_predictions(radi, "bad", {"sub-01": np.zeros((3, 3, 3), np.uint8)}, like="img")
+    assert "bad" not in RadiObject(store).collection_names  # nothing written
+    coll = write_predictions(radi, "whole", segs, like="img", label_map=LABELS)
+    assert len(coll) == 3 and get_label_map(coll).names == LABELS  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="already exists"):
+        write_predictions(radi, "whole", segs, like="img")
+    assert main(["export", store, str(tmp_path / "e"), "--collections", "whole"]) == 0
+    capsys.readouterr()
+    for sid in segs:
+        a, b = raw_header(tmp_path / "img" / f"{sid}.nii.gz"), raw_header(tmp_path / "e" / "whole" / f"{sid}.nii.gz")
+        for key in GEOMETRY:
+            np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"{sid} {key}")
+        assert b.get_intent()[0] == "label" and b.get_data_dtype() == np.uint8
+        np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "e" / "whole" / f"{sid}.nii.gz").dataobj),
+                                      segs[sid].numpy())
