@@ -52,10 +52,23 @@ def _is_meta(samples: Sequence[Any]) -> bool:
         type(v).__name__ == "MetaTensor" for v in samples[0].values())
 
 
+def _flatten(batch: Any) -> Any:
+    """Samples that are lists of dicts (``RandCropByPosNegLabeld(num_samples=n)``, ...) become one flat list.
+
+    As MONAI's ``list_data_collate`` does: ``batch_size`` samples of ``n`` crops give one batch of
+    ``batch_size * n``, not ``n`` batches.
+    """
+    if isinstance(batch, list) and batch and all(
+            isinstance(item, (list, tuple)) and item and all(isinstance(s, dict) for s in item) for item in batch):
+        return [s for item in batch for s in item]
+    return batch
+
+
 def collate(batch: Any) -> Any:
     """``default_collate``; a batch already collated by ``__getitems__`` passes through; ragged -> typed error."""
     if isinstance(batch, dict):
         return batch
+    batch = _flatten(batch)
     key = _ragged(batch)
     if key is not None:
         raise BatchShapeError(key, {sid: tuple(s[key].shape) for sid, s in zip(_ids(batch), batch, strict=True)})
@@ -71,6 +84,7 @@ def pad_collate(batch: Any) -> Any:
 
     Adds ``batch["shape"]``: ``(B, ndim)`` int64, each sample's unpadded ``image`` shape.
     """
+    batch = _flatten(batch)
     if isinstance(batch, dict) or _ragged(batch) is None:
         out = collate(batch)
         if isinstance(out, dict) and "image" in out and "shape" not in out and not isinstance(batch, dict):

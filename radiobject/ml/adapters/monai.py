@@ -35,7 +35,13 @@ def to_meta(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def sync_affine(sample: Any) -> Any:
-    """After transforms: the plain ``affine`` (and ``spacing``) keys follow the image's ``MetaTensor`` affine."""
+    """After transforms: the plain ``affine`` (and ``spacing``) keys follow the image's ``MetaTensor`` affine.
+
+    A list of samples (a multi-sample transform such as ``RandCropByPosNegLabeld(num_samples=n)``)
+    is synced sample by sample.
+    """
+    if isinstance(sample, (list, tuple)):
+        return type(sample)(sync_affine(s) for s in sample)
     if not isinstance(sample, dict):
         return sample
     image = sample.get("image")
