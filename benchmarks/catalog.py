@@ -16,12 +16,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.codec_default import header  # noqa: E402
+
+if TYPE_CHECKING:
+    from radiobject import RadiObject
 
 
 def build(root: str, n: int):
@@ -51,6 +55,23 @@ def per_call_us(fn: Callable[[], object]) -> float:
     return best
 
 
+def lookups(r: RadiObject, n: int) -> dict[str, Callable[[], object]]:
+    """The timed calls on store ``r`` of ``n`` subjects."""
+    mid = f"s{n // 2:06d}"
+    return {
+        "radi.loc[id]": lambda: r.loc[mid],
+        "radi.iloc[i]": lambda: r.iloc[n // 2],
+        "radi.loc[id].T1w (view collection)": lambda: r.loc[mid].T1w,
+        "radi.loc[id].T1w.iloc[0] (volume)": lambda: r.loc[mid].T1w.iloc[0],
+        "radi.T1w.loc[obs_id]": lambda: r.T1w.loc[mid],
+        "radi.T1w.iloc[i]": lambda: r.T1w.iloc[n // 3],
+        "view(3).filter(age > 3)": lambda: r.iloc[[1, 5, n - 1]].filter(("age", ">", 3)),
+        "radi.T1w.select_subjects([id])": lambda: r.T1w.select_subjects([mid]),
+    }
+
+
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,100000")
@@ -62,17 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             r = build(tmp + "/r", n)
-            mid = f"s{n // 2:06d}"
-            ops: dict[str, Callable[[], object]] = {
-                "radi.loc[id]": lambda: r.loc[mid],
-                "radi.iloc[i]": lambda: r.iloc[n // 2],
-                "radi.loc[id].T1w (view collection)": lambda: r.loc[mid].T1w,
-                "radi.loc[id].T1w.iloc[0] (volume)": lambda: r.loc[mid].T1w.iloc[0],
-                "radi.T1w.loc[obs_id]": lambda: r.T1w.loc[mid],
-                "radi.T1w.iloc[i]": lambda: r.T1w.iloc[n // 3],
-                "view(3).filter(age > 3)": lambda: r.iloc[[1, 5, n - 1]].filter(("age", ">", 3)),
-                "radi.T1w.select_subjects([id])": lambda: r.T1w.select_subjects([mid]),
-            }
+            ops = lookups(r, n)
             first = time.perf_counter()
             r.obs_meta, r.T1w.obs  # noqa: B018 - the one-off open cost, reported separately
             opened = time.perf_counter() - first

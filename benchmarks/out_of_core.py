@@ -69,7 +69,7 @@ def prepare(work: Path, n: int) -> None:
 
 def draws(n: int, patches: int, seed: int = 0) -> list[tuple[int, list[int]]]:
     rng = np.random.default_rng(seed)
-    return [(int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH)]) for s in rng.integers(0, n, patches)]
+    return [(int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH, strict=True)]) for s in rng.integers(0, n, patches)]
 
 
 def drop_page_cache() -> None:
@@ -81,15 +81,15 @@ def make_reader(name: str, work: Path, n: int):
     cohort = n * int(np.prod(SHAPE)) * 4
     if name == "ceiling":
         arrays = [np.load(work / f"v{i}.npy") for i in range(n)]
-        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH))])
+        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))])
     if name == "npy_mmap":
         arrays = [np.load(work / f"v{i}.npy", mmap_mode="r") for i in range(n)]
-        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH))])
+        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))])
     if name == "blosc2":
         import blosc2
 
         arrays = [blosc2.open(str(work / f"v{i}.b2nd"), mmap_mode="r") for i in range(n)]
-        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH))])
+        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))])
     if name == "monai_cache":
         from monai.data import CacheDataset
         from monai.transforms import SpatialCropd
@@ -98,7 +98,7 @@ def make_reader(name: str, work: Path, n: int):
                           progress=False)
 
         def read(s, o, out):
-            crop = SpatialCropd("img", roi_start=o, roi_end=[a + p for a, p in zip(o, PATCH)])
+            crop = SpatialCropd("img", roi_start=o, roi_end=[a + p for a, p in zip(o, PATCH, strict=True)])
             np.copyto(out, np.asarray(crop(ds[s])["img"]))
         return read
     from radiobject import RadiObject

@@ -24,12 +24,11 @@ import numpy as np
 
 from radiobject.errors import AlignmentError, NotFoundError
 from radiobject.geometry import plane_axis
-from radiobject.model.radi_object import RadiObject
-from radiobject.storage.location import StoreLocation
-from radiobject.model.volume import Volume
-
 from radiobject.ml.cache import Cache, NoCache, cache_key
 from radiobject.ml.cache.chunks import CacheUse, chunk_key_prefix, read_chunked
+from radiobject.model.radi_object import RadiObject
+from radiobject.model.volume import Volume
+from radiobject.storage.location import StoreLocation
 
 __all__ = ["VolumeReader", "as_region"]
 

@@ -67,8 +67,8 @@ def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store) -> None:
         got, _ = reader.read_patch(s, o, (9, 9, 9), with_label=False)
         want = np.zeros((1, 9, 9, 9), np.float32)
         full = coded_volume(s, SHAPE)
-        src = tuple(slice(max(a, 0), min(a + 9, n)) for a, n in zip(o, SHAPE))
-        dst = tuple(slice(r.start - a, r.stop - a) for r, a in zip(src, o))
+        src = tuple(slice(max(a, 0), min(a + 9, n)) for a, n in zip(o, SHAPE, strict=True))
+        dst = tuple(slice(r.start - a, r.stop - a) for r, a in zip(src, o, strict=True))
         want[(0, *dst)] = full[src]
         np.testing.assert_array_equal(got, want)
         assert cache.nbytes <= cache.max_bytes

@@ -119,7 +119,7 @@ def publish(file: Path, key: str, value: np.ndarray) -> int | None:
     except FileNotFoundError:  # the cache directory was removed (closed): keep nothing
         return None
     value = np.ascontiguousarray(value)
-    payload = memoryview(value).cast("B") if value.nbytes else b""
+    payload = value.data.cast("B") if value.nbytes else b""
     header = _header(key, value, zlib.crc32(payload))
     tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(8)}.tmp")
     try:
@@ -180,7 +180,8 @@ def load(file: Path, key: str, *, verify_payload: bool = True) -> tuple[np.ndarr
     return array, st
 
 
-def _reject(file: Path, mm: mmap.mmap | None = None) -> None:
+def _reject(file: Path, mm: mmap.mmap | None = None) -> tuple[np.ndarray, os.stat_result] | None:
+    """Close ``mm``, remove ``file`` (an entry that must not be served); always ``None``."""
     if mm is not None:
         mm.close()
     with contextlib.suppress(OSError):
