@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 from radiobject.formats.tiff_meta import (
     NGFF_ORDER,
+    TiffInfo,
     _channels,
     _check_pages,
     _map_axes,
@@ -41,52 +41,6 @@ from radiobject.formats.tiff_meta import (
 __all__ = ["LazyTiffArray", "TiffInfo", "affine_from_info", "open_tiff_array", "read_tiff", "tiff_info"]
 
 
-@dataclass(frozen=True)
-class TiffInfo:
-    """What a TIFF series holds, read from the tags / OME-XML only (no pixel I/O).
-
-    Attributes:
-        path: the file.
-        kind: ``"ome"``, ``"svs"``, ``"imagej"``, ``"ndpi"``, ... or ``"generic"``.
-        series: the series index described; ``n_series`` how many the file has.
-        axes: NGFF axes present, a subsequence of ``"tczyx"`` (always ends in ``"yx"``).
-        shape: level-0 shape in ``axes`` order.
-        levels: the shape of every pyramid level in ``axes`` order, largest first.
-        dtype: pixel type.
-        physical_size: spacing per spatial/time axis present (``{"x": 0.29, ...}``); 1.0 when unknown.
-        units: NGFF unit per axis in ``physical_size`` (``"micrometer"``), ``None`` when unknown.
-        channel_names / channel_colors: one per channel (hex ``RRGGBB``); without ``c``, the
-            OME name of the single channel if it has one, else empty.
-        compression: the TIFF compression scheme name of level 0 (``"JPEG"``, ``"NONE"``, ...).
-        tile: (height, width) of a tile, or ``None`` for strips.
-        source_axes: tifffile's axes string of the series (e.g. ``"TCYX"``, ``"YXS"``).
-    """
-
-    path: str
-    kind: str
-    series: int
-    n_series: int
-    axes: str
-    shape: tuple[int, ...]
-    levels: tuple[tuple[int, ...], ...]
-    dtype: np.dtype
-    physical_size: dict[str, float] = field(default_factory=dict)
-    units: dict[str, str | None] = field(default_factory=dict)
-    channel_names: tuple[str, ...] = ()
-    channel_colors: tuple[str, ...] = ()
-    compression: str = "NONE"
-    tile: tuple[int, int] | None = None
-    source_axes: str = ""
-
-    @property
-    def n_channels(self) -> int:
-        """Number of channels (1 without a ``c`` axis)."""
-        return self.shape[self.axes.index("c")] if "c" in self.axes else 1
-
-    @property
-    def nbytes(self) -> int:
-        """Uncompressed size of level 0 in bytes."""
-        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
 def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:

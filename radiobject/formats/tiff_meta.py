@@ -8,17 +8,15 @@ re-exported from :mod:`radiobject.formats.tiff`.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import tifffile
 
 from radiobject.errors import TiffError
 
-if TYPE_CHECKING:
-    from radiobject.formats.tiff import TiffInfo
-
-__all__ = ["NGFF_ORDER", "affine_from_info", "level_downsampling"]
+__all__ = ["NGFF_ORDER", "TiffInfo", "affine_from_info", "level_downsampling"]
 
 #: NGFF axis order; every reader output uses a subsequence of it.
 NGFF_ORDER = "tczyx"
@@ -36,6 +34,54 @@ _MM_PER_UNIT = {
 }
 _RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
 _PALETTE = ("0000FF", "00FF00", "FF0000", "FFFFFF", "FFFF00", "FF00FF", "00FFFF", "FF8000")
+
+
+@dataclass(frozen=True)
+class TiffInfo:
+    """What a TIFF series holds, read from the tags / OME-XML only (no pixel I/O).
+
+    Attributes:
+        path: the file.
+        kind: ``"ome"``, ``"svs"``, ``"imagej"``, ``"ndpi"``, ... or ``"generic"``.
+        series: the series index described; ``n_series`` how many the file has.
+        axes: NGFF axes present, a subsequence of ``"tczyx"`` (always ends in ``"yx"``).
+        shape: level-0 shape in ``axes`` order.
+        levels: the shape of every pyramid level in ``axes`` order, largest first.
+        dtype: pixel type.
+        physical_size: spacing per spatial/time axis present (``{"x": 0.29, ...}``); 1.0 when unknown.
+        units: NGFF unit per axis in ``physical_size`` (``"micrometer"``), ``None`` when unknown.
+        channel_names / channel_colors: one per channel (hex ``RRGGBB``); without ``c``, the
+            OME name of the single channel if it has one, else empty.
+        compression: the TIFF compression scheme name of level 0 (``"JPEG"``, ``"NONE"``, ...).
+        tile: (height, width) of a tile, or ``None`` for strips.
+        source_axes: tifffile's axes string of the series (e.g. ``"TCYX"``, ``"YXS"``).
+    """
+
+    path: str
+    kind: str
+    series: int
+    n_series: int
+    axes: str
+    shape: tuple[int, ...]
+    levels: tuple[tuple[int, ...], ...]
+    dtype: np.dtype
+    physical_size: dict[str, float] = field(default_factory=dict)
+    units: dict[str, str | None] = field(default_factory=dict)
+    channel_names: tuple[str, ...] = ()
+    channel_colors: tuple[str, ...] = ()
+    compression: str = "NONE"
+    tile: tuple[int, int] | None = None
+    source_axes: str = ""
+
+    @property
+    def n_channels(self) -> int:
+        """Number of channels (1 without a ``c`` axis)."""
+        return self.shape[self.axes.index("c")] if "c" in self.axes else 1
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed size of level 0 in bytes."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
 
 def _map_axes(src: str, shape: tuple[int, ...], path: str) -> list[str | None]:
@@ -70,6 +116,26 @@ def _map_axes(src: str, shape: tuple[int, ...], path: str) -> list[str | None]:
     return out
 
 
+#: Largest decoded / stored size ratio accepted for a compressed TIFF page (zeros compress well;
+#: a header claiming more than this is lying or damaged).
+MAX_TIFF_RATIO = 100_000
+
+
+def _check_declared_size(page: Any, counts: Any, comp: int, size: int, path: str) -> None:
+    """``TiffError`` when the page's dims declare more bytes than its strips / tiles can hold: a
+    lying header is refused before any work is planned over it."""
+    dtype = getattr(page, "dtype", None)
+    shape = getattr(page, "shape", None)
+    if dtype is None or not shape:
+        return
+    declared = float(np.prod([float(n) for n in shape])) * np.dtype(dtype).itemsize
+    stored = float(np.sum(np.asarray(counts, dtype=np.float64))) if len(counts) else 0.0
+    limit = float(size) if comp == 1 else max(stored, 1.0) * MAX_TIFF_RATIO
+    if declared > limit:
+        raise TiffError(path, f"header dims {tuple(int(n) for n in shape)} declare {declared:.3g} bytes, more than "
+                              f"the {size}-byte file can hold (lying header or truncated)")
+
+
 def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
     """Raises :class:`TiffError` for unsupported compression or data past the end of the file."""
     size = int(tif.filehandle.size)
@@ -85,6 +151,7 @@ def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: 
                 except (KeyError, ValueError, ImportError) as exc:
                     raise TiffError(path, f"unsupported compression {int(comp)} ({exc})") from exc
             offsets, counts = page.dataoffsets, page.databytecounts
+            _check_declared_size(page, counts, comp, size, path)
             if len(offsets) and len(counts):
                 end = max(int(o) + int(c) for o, c in zip(offsets, counts))
                 if end > size:
