@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from radiobject.cli._args import human_bytes
-from radiobject.cli.ingest import add_storage_arguments, storage_from_args
+from radiobject.cli._args import add_storage_arguments, human_bytes, storage_from_args
 from radiobject.errors import RadiObjectError
 from radiobject.storage import files
 
@@ -94,19 +93,20 @@ def store_info(radi: Any) -> dict[str, Any]:
         obs = coll.obs
         shapes = Counter(tuple(int(v) for v in s) for s in obs["shape"]) if len(obs) else Counter()
         dtypes = Counter(obs["dtype"]) if len(obs) else Counter()
-        raw = sum(int(np.prod([int(v) for v in s])) * np.dtype(d).itemsize for s, d in zip(obs["shape"], obs["dtype"]))
+        raw = sum(int(np.prod([int(v) for v in s])) * np.dtype(d).itemsize
+                  for s, d in zip(obs["shape"], obs["dtype"])) if len(obs) else 0
         stored = _stored_bytes(coll.uri, radi.location.storage)
         out["collections"][name] = {
             "volumes": len(obs), "subjects": obs["obs_subject_id"].nunique() if len(obs) else 0,
             "shapes": {"x".join(map(str, k)): v for k, v in shapes.most_common()},
             "dtypes": dict(dtypes), "codecs": dict(Counter(obs["codec"])) if len(obs) else {},
             "orientations": dict(Counter(obs["orientation"])) if len(obs) else {},
-            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"])),
+            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"])) if len(obs) else {},
             **_label_info(coll),
             "raw_bytes": raw, "stored_bytes": stored,
             "ratio": round(raw / stored, 2) if stored else None,
         }
-        lossy = lossy_summary(obs)
+        lossy = lossy_summary(obs) if len(obs) else None
         if lossy:
             out["collections"][name]["lossy"] = lossy
     return out
@@ -232,6 +232,8 @@ def run_export(args: argparse.Namespace) -> int:
         missing = [n for n in names if n not in radi.collection_names]
         if missing:
             raise ValueError(f"no collection(s) {missing} in {args.uri}")
+        if os.path.lexists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"{args.out}: the output exists and is not a folder")
     except Exception as exc:  # noqa: BLE001
         print(f"error: {exc}", file=sys.stderr)
         return 2

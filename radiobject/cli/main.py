@@ -64,10 +64,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 2000 else text[:2000] + " ..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the process exit code."""
+    """Run the command line; returns the process exit code.
+
+    Any failure a command does not report itself ends as one line on stderr, never a traceback:
+    a :class:`~radiobject.errors.RadiObjectError` or ``OSError`` (exit 2), anything else as an
+    internal error naming its type (exit 2; ``RADIOBJECT_DEBUG=1`` shows the traceback),
+    Ctrl-C exit 130.
+    """
+    import os
+
+    from radiobject.errors import RadiObjectError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `radiobject info ... | head`
+        return 1
+    except (RadiObjectError, OSError) as exc:
+        if os.environ.get("RADIOBJECT_DEBUG"):
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the CLI never ends in a traceback
+        if os.environ.get("RADIOBJECT_DEBUG"):
+            raise
+        print(f"error: internal error ({type(exc).__name__}): {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

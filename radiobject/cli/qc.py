@@ -111,6 +111,27 @@ def render_qc(radi: Any, subjects: list[str], images: list[str], label: str | No
             fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
     fig.suptitle(title + (f"  (overlay: {label})" if label else ""), fontsize=8)
     fig.tight_layout(rect=(0, 0.05 if label else 0, 1, 1))
-    fig.savefig(output, dpi=110)
+    _save_png(fig, output)
     plt.close(fig)
     return nrows, ncols
+
+
+def _save_png(fig: Any, output: str) -> None:
+    """Writes the figure to a hidden temporary name beside ``output``, then renames it: a failed
+    run leaves no half-written PNG, and a symbolic link at ``output`` is replaced, never written
+    through (the file stays in the folder the user named). A folder as ``output`` is refused."""
+    import os
+    import uuid
+
+    from radiobject.errors import UnsafePathError
+
+    if os.path.isdir(output) and not os.path.islink(output):
+        raise UnsafePathError(output, "is a folder; give a PNG file name (e.g. qc.png)")
+    head, tail = os.path.split(os.path.abspath(output))
+    tmp = os.path.join(head, f".{tail}.tmp-{uuid.uuid4().hex}")
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, os.path.abspath(output))
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)

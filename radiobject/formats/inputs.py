@@ -43,6 +43,8 @@ def regular_file_size(path: str | os.PathLike[str], error: type[ImageReadError] 
         raise error(p, "file does not exist") from None
     except OSError as exc:
         raise error(p, f"cannot stat ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise error(p, f"not a usable path ({exc})") from exc
     if not stat.S_ISREG(st.st_mode):
         raise error(p, f"not a regular file (a {file_kind(st.st_mode)}); only regular files are read")
     return int(st.st_size)

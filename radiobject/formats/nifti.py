@@ -73,7 +73,8 @@ def load_header(path: str | os.PathLike[str]) -> nib.Nifti1Image:
     regular_file_size(p, NiftiReadError)
     try:
         img = nib.load(p)
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error) as exc:
+    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, nib.spatialimages.HeaderTypeError,
+            OSError, EOFError, ValueError, zlib.error) as exc:
         raise NiftiReadError(p, f"not a readable NIfTI file ({exc})") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiReadError(p, f"not a NIfTI image (nibabel reads it as {type(img).__name__})")
@@ -199,6 +200,15 @@ def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
     return raw, header, isinstance(img, nib.Nifti2Image)
 
 
+def _check_finite(path: str, affine: np.ndarray, meta: dict[str, Any]) -> None:
+    """A header whose affine or pixdim holds NaN / inf is damaged: refused, never stored."""
+    if not np.isfinite(np.asarray(affine, dtype=np.float64)).all():
+        raise NiftiReadError(path, f"damaged header: the affine holds non-finite values ({np.asarray(affine).tolist()})")
+    zooms = meta.get("zooms") or []
+    if not np.isfinite(np.asarray(zooms, dtype=np.float64)).all():
+        raise NiftiReadError(path, f"damaged header: pixdim holds non-finite values {zooms}")
+
+
 def read_nifti(
     path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int | None = None
 ) -> ImageData:
@@ -228,6 +238,7 @@ def read_nifti(
             raw = np.asarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]  # nibabel's ArrayProxy
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
+    _check_finite(p, affine, meta)
     if raw.dtype.byteorder not in ("=", "|"):
         raw = raw.astype(raw.dtype.newbyteorder("="))
     if reorient:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from radiobject.errors import ImageReadError, SubjectTableError
+from radiobject.errors import ImageReadError, ManifestError, SubjectTableError
 from radiobject.ingest.table_checks import parse_table, reject_duplicates
 from radiobject.ingest.tasks import Problem, VolumeTask
 from radiobject.model.paths import bids_sample_parts, subject_id_from_path
@@ -82,11 +82,12 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     return df
 
 
-def _subject_column(df: pd.DataFrame, where: str) -> str:
+def _subject_column(df: pd.DataFrame, where: str, line: int = 0) -> str:
     for c in SUBJECT_COLUMNS:
         if c in df.columns:
             return c
-    raise ValueError(f"{where}: needs a subject column (one of {', '.join(SUBJECT_COLUMNS)}); got {list(df.columns)}")
+    raise ManifestError(where, line, f"needs a subject column (one of {', '.join(SUBJECT_COLUMNS)}); "
+                                     f"got {list(df.columns)}")
 
 
 def _clean(value: object) -> object:
@@ -101,7 +102,8 @@ def _subject_table(subjects: pd.DataFrame | str | os.PathLike[str] | None) -> pd
     if subjects is None:
         return None
     df = read_table(subjects) if not isinstance(subjects, pd.DataFrame) else subjects.copy()
-    col = _subject_column(df, "subject table")
+    frame = isinstance(subjects, pd.DataFrame)
+    col = _subject_column(df, "subject table" if frame else str(subjects), 0 if frame else 1)
     df = df.rename(columns={col: "obs_subject_id"})
     df["obs_subject_id"] = df["obs_subject_id"].astype(str)
     where = "subject table" if isinstance(subjects, pd.DataFrame) else f"subject table {subjects}"
@@ -156,23 +158,24 @@ def plan_from_manifest(
         df, base = manifest.copy(), str(base_dir or os.getcwd())
     else:
         df, base = read_table(manifest), str(base_dir or Path(manifest).resolve().parent)
-    scol = _subject_column(df, "manifest")
+    mwhere, mline = ("manifest", 0) if isinstance(manifest, pd.DataFrame) else (str(manifest), 1)
+    scol = _subject_column(df, mwhere, mline)
     for c in ("collection", "path"):
         if c not in df.columns:
-            raise ValueError(f"manifest needs a {c!r} column; got {list(df.columns)}")
+            raise ManifestError(mwhere, mline, f"needs a {c!r} column; got {list(df.columns)}")
     df = df.reset_index(drop=True)
     df[scol] = df[scol].map(lambda v: "" if v is None or pd.isna(v) else str(v))
     _check_duplicate_rows(df, scol, "manifest" if isinstance(manifest, pd.DataFrame) else f"manifest {manifest}")
     meta_cols = [c for c in df.columns if c not in _RESERVED and c != scol]
     unknown = [c for c in obs_columns if c not in meta_cols]
     if unknown:
-        raise ValueError(f"obs columns {unknown} are not in the manifest ({meta_cols})")
+        raise ManifestError(mwhere, mline, f"obs columns {unknown} are not in the manifest ({meta_cols})")
     per_subject = [c for c in meta_cols if c not in obs_columns and (df.groupby(scol)[c].nunique(dropna=False) <= 1).all()]
     per_volume = [c for c in meta_cols if c not in per_subject]
     clash = [c for c in per_volume if c in CATALOG_COLUMNS]
     if clash:
-        raise ValueError(f"manifest columns {clash} clash with obs columns the store writes itself "
-                         f"({', '.join(sorted(CATALOG_COLUMNS))}); rename them")
+        raise ManifestError(mwhere, mline, f"manifest columns {clash} clash with obs columns the store writes "
+                                           f"itself ({', '.join(sorted(CATALOG_COLUMNS))}); rename them")
     plan = CohortPlan()
     for i, r in enumerate(df.to_dict("records")):
         path = "" if r["path"] is None or r["path"] != r["path"] else str(r["path"])

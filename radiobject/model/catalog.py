@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from radiobject.errors import NotFoundError, StoreNotFoundError
+from radiobject.errors import CorruptDataError, NotFoundError, RadiObjectError, StoreError, StoreNotFoundError
 from radiobject.model.versions import validate_rows, volume_uri
-from radiobject.model.integrity import check_marker
+from radiobject.model.integrity import check_backend_name, check_marker
 from radiobject.model.indexing import single_chunk
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
@@ -30,9 +30,18 @@ class CatalogState:
             meta = files.read_json(files.join(location.uri, MARKER), location.storage)
         except FileNotFoundError:
             raise StoreNotFoundError(location.uri, "no radiobject collection here") from None
-        if meta.get("format") != FORMAT:
+        except (NotADirectoryError, IsADirectoryError) as exc:
+            raise StoreNotFoundError(location.uri, f"not a radiobject collection ({exc.strerror}: {exc.filename})") from None
+        except RadiObjectError:  # a remote failure, already typed and named
+            raise
+        except OSError as exc:
+            raise StoreError(location.uri, f"cannot read {MARKER} ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreNotFoundError(location.uri, f"{MARKER} is not a radiobject collection marker")
         check_marker(location.uri, meta, MARKER)  # a newer format is refused, never half-read
+        check_backend_name(location.uri, meta.get("backend"), MARKER)
+        if not isinstance(meta.get("name"), str):
+            raise CorruptDataError(location.uri, f"{MARKER} has no collection name", part=MARKER)
         self.location = location
         self.name: str = meta["name"]
         self.backend: str = meta["backend"]

@@ -15,6 +15,8 @@ from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.collection import VolumeCollection
 from radiobject.errors import (
     NotFoundError,
+    RadiObjectError,
+    StoreError,
     StoreExistsError,
     StoreNotFoundError,
 )
@@ -24,7 +26,7 @@ from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.storage.locks import write_lock
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec
-from radiobject.model.integrity import check_marker
+from radiobject.model.integrity import check_backend_name, check_marker
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
@@ -51,9 +53,16 @@ class RadiObject:
             meta = files.read_json(files.join(uri, MARKER), location.storage)
         except FileNotFoundError:
             raise StoreNotFoundError(uri, "no radiobject store here (radiobject.json missing)") from None
-        if meta.get("format") != FORMAT:
+        except (NotADirectoryError, IsADirectoryError) as exc:  # a file given as the store, a folder as the marker
+            raise StoreNotFoundError(uri, f"not a radiobject store ({exc.strerror}: {exc.filename})") from None
+        except RadiObjectError:  # a remote failure, already typed and named
+            raise
+        except OSError as exc:
+            raise StoreError(uri, f"cannot read {MARKER} ({exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise StoreNotFoundError(uri, f"{MARKER} is not a radiobject store marker")
         check_marker(uri, meta, MARKER)  # a newer format is refused, never half-read
+        check_backend_name(uri, meta.get("backend"), MARKER)
         self._location = location
         self._backend: str = meta["backend"]
         self._subjects: tuple[str, ...] | None = None
