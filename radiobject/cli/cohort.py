@@ -10,8 +10,7 @@ import json
 import sys
 from typing import Any
 
-from radiobject.cli._args import int_in
-from radiobject.cli.ingest import add_storage_arguments, storage_from_args
+from radiobject.cli._args import add_storage_arguments, int_in, storage_from_args
 
 __all__ = ["register", "run_labels", "run_resample", "run_split", "run_stats"]
 

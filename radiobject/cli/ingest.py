@@ -16,28 +16,12 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+from radiobject.cli._args import add_storage_arguments, storage_from_args
 from radiobject.errors import RadiObjectError
 from radiobject.storage.base import CODECS, Codec
-from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
-__all__ = ["add_storage_arguments", "register", "run_ingest_command", "run_sample_cohort", "storage_from_args"]
-
-
-def add_storage_arguments(p: argparse.ArgumentParser) -> None:
-    """``--s3-*`` options; every one defaults to the matching ``AWS_*`` environment variable."""
-    g = p.add_argument_group("S3 (defaults: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION)")
-    g.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
-    g.add_argument("--s3-key", metavar="KEY", help="access key ID")
-    g.add_argument("--s3-secret", metavar="SECRET", help="secret access key")
-    g.add_argument("--s3-region", metavar="REGION", help="bucket region (default us-east-1)")
-    g.add_argument("--s3-anon", action="store_true", help="unsigned requests (public buckets)")
-
-
-def storage_from_args(args: argparse.Namespace) -> StorageOptions:
-    """The ``StorageOptions`` given by ``--s3-*`` (``None`` fields resolve from the environment)."""
-    return StorageOptions(endpoint_url=args.s3_endpoint, key=args.s3_key, secret=args.s3_secret,
-                          region=args.s3_region, anon=bool(args.s3_anon))
+__all__ = ["register", "run_ingest_command", "run_sample_cohort"]
 
 
 def _positive(value: str) -> int:

@@ -11,8 +11,7 @@ import json
 import sys
 from typing import Any
 
-from radiobject.cli._args import positive_int
-from radiobject.cli.ingest import add_storage_arguments, storage_from_args
+from radiobject.cli._args import add_storage_arguments, positive_int, storage_from_args
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
 __all__ = ["register", "run_export_nnunet", "run_ingest_layout", "run_layout_from_ingest"]

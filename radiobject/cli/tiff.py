@@ -9,8 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from radiobject.cli._args import human_bytes, int_in, positive_int
-from radiobject.cli.ingest import add_storage_arguments, storage_from_args
+from radiobject.cli._args import add_storage_arguments, human_bytes, int_in, positive_int, storage_from_args
 from radiobject.convert import (
     COMPRESSIONS,
     ConversionPlan,

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from radiobject.errors import LayoutError
-from radiobject.ingest.layouts import LayoutPlan, find_incomplete, obs_meta_frame
+from radiobject.ingest.layouts.plan import LayoutPlan, find_incomplete, obs_meta_frame
 from radiobject.ingest.manifest import MISSING_VALUES, CohortPlan
 from radiobject.ingest.tasks import Problem, VolumeTask
 

@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from radiobject.errors import LayoutError
-from radiobject.ingest.layouts import LayoutPlan, find_incomplete
+from radiobject.ingest.layouts.plan import LayoutPlan, find_incomplete
 from radiobject.ingest.manifest import CohortPlan
 from radiobject.ingest.tasks import Problem, VolumeTask
 from radiobject.model.labels import LabelMap, get_label_map, label_values
