@@ -187,6 +187,21 @@ def _check_tables(report: VerifyReport, store: str, storage: StorageOptions, lis
             report.add(level, f"{folder}/{part}" if folder else part, reason)
 
 
+def _check_tables(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
+                  arrays: set[str]) -> None:
+    """Each fragment table's head record and chain (``storage.table_head``): a fragment that is gone
+    (named by the head or by its successor) is an error; a table without a head record is a note."""
+    from radiobject.storage import table_head
+
+    folders = {rel.rpartition("/")[0] for rel in listing
+               if table_head.is_fragment(rel.rpartition("/")[2]) or rel.rpartition("/")[2] == table_head.HEAD_NAME}
+    for folder in sorted(folders):
+        if any(folder == a or folder.startswith(a + "/") for a in arrays):
+            continue
+        for level, part, reason in table_head.scan(files.join(store, folder) if folder else store, storage):
+            report.add(level, f"{folder}/{part}" if folder else part, reason)
+
+
 def _check_group(report: VerifyReport, store: str, storage: StorageOptions, group: str, record: dict[str, Any]) -> None:
     """A TileDB group's own files against its record (``storage.groups.write_group_record``)."""
     uri = files.join(store, group) if group else store
@@ -272,6 +287,7 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
     _check_catalog(report, radi, storage, work)
     arrays = {_rel(uri, coll._state.volume_uri(str(r["obs_id"]), str(r.get("version") or ""))) for coll, r in work}
     _check_documents(report, uri, storage, listing, arrays, not quick)
+    _check_tables(report, uri, storage, listing, arrays)
     _check_tables(report, uri, storage, listing, arrays)
     legacy: dict[str, int] = {}
     for coll, row in tqdm(work, desc="verify", unit="vol", disable=not progress):
