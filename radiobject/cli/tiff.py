@@ -148,6 +148,6 @@ def run_convert(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, previous)
     _print_summary(results, sys.stdout)
     if not results:
-        print("error: no TIFF files found in the inputs", file=sys.stderr)
+        print(f"error: no TIFF files found in the inputs ({', '.join(map(str, args.inputs))})", file=sys.stderr)
         return 2
     return 0 if all(r.ok for r in results) else 1

@@ -173,3 +173,13 @@ def test_any_unexpected_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsy
     parser._subparsers._group_actions[0].choices["info"].set_defaults(func=boom)  # type: ignore[union-attr]
     res = run_cli(capsys, "info", "x")
     assert res.rc == 2 and error_line(res) == "error: internal error (RuntimeError): boom second line"
+
+
+def test_convert_tiff_without_tiffs_names_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "d.tif").mkdir()
+    for src in (tmp_path / "empty", tmp_path / "d.tif"):
+        res = run_cli(capsys, "convert-tiff", src, "-o", tmp_path / "o", "--no-progress")
+        assert res.rc == 2 and str(src) in error_line(res)
+    res = run_cli(capsys, "convert-tiff", tmp_path / "nope.tif", "-o", tmp_path / "o", "--no-progress")
+    assert res.rc == 2 and str(tmp_path / "nope.tif") in error_line(res)
