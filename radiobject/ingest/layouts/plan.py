@@ -55,7 +55,13 @@ def find_incomplete(plan: CohortPlan, required: Sequence[str] | None = None,
     need = list(required) if required is not None else plan.collections
     out = [Incomplete(s, tuple(c for c in need if c not in cs)) for s, cs in have.items()
            if any(c not in cs for c in need)]
-    out += [Incomplete(s, ("images",)) for s in dict.fromkeys(table_subjects) if s not in have]
+    # a participants row is covered by its sessions' samples (BIDS: sub-01 by sub-01_ses-pre, ...)
+    covered = set(have) | {s.split("_ses-", 1)[0] for s in have}
+    meta = plan.obs_meta
+    if meta is not None and "participant_id" in meta.columns and "obs_subject_id" in meta.columns:
+        rows = meta[meta["obs_subject_id"].astype(str).isin(have)]
+        covered |= {str(v) for v in rows["participant_id"].dropna()}
+    out += [Incomplete(s, ("images",)) for s in dict.fromkeys(table_subjects) if s not in covered]
     return out
 
 
