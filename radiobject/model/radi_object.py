@@ -420,6 +420,10 @@ class RadiObject:
         for name in self.collection_names:
             yield name, self[name]
 
+    def keys(self) -> list[str]:
+        """Collection names, like ``DataFrame.keys`` (the column labels)."""
+        return list(self.collection_names)
+
     def __repr__(self) -> str:
         kind = "view of " if self.is_view else ""
         return f"RadiObject({kind}{self.uri!r}, subjects={len(self)}, collections={self.collection_names})"
@@ -457,6 +461,15 @@ class RadiObject:
             key = key(self.obs_meta)
         if isinstance(key, str):
             return key
+        if isinstance(key, slice):  # radi.loc["sub-01":"sub-05"]: by label, both ends included (pandas)
+            ids = self._subject_map().ids
+            where = {s: i for i, s in enumerate(ids)}
+            for end in (key.start, key.stop):
+                if end is not None and end not in where:
+                    raise NotFoundError("subject", str(end), f"store {self.uri}")
+            start = where[key.start] if key.start is not None else None
+            stop = where[key.stop] + 1 if key.stop is not None else None
+            return list(ids[start:stop:key.step])
         arr = np.asarray(key)
         if arr.dtype == bool:  # radi.loc[radi.obs_meta["age"] > 50]
             ids = self._subject_map().ids
