@@ -183,3 +183,29 @@ def test_convert_tiff_without_tiffs_names_inputs(tmp_path: Path, capsys: pytest.
         assert res.rc == 2 and str(src) in error_line(res)
     res = run_cli(capsys, "convert-tiff", tmp_path / "nope.tif", "-o", tmp_path / "o", "--no-progress")
     assert res.rc == 2 and str(tmp_path / "nope.tif") in error_line(res)
+
+
+def test_ingest_into_store_locked_by_another_process(zstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("RADIOBJECT_LOCK_TIMEOUT", "2")
+    g = write_nifti(tmp_path / "new.nii.gz")
+    m = tmp_path / "new.csv"
+    m.write_text(f"subject_id,collection,path\nsub-09,T1w,{g}\n")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom radiobject.storage.locks import write_lock\nfrom radiobject.storage.options import "
+        f"StorageOptions\nwith write_lock({str(zstore / 'collections' / 'T1w')!r}, StorageOptions()):\n"
+        "    print('held', flush=True)\n    time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
+    try:  # writers of one collection are serialized: the second waits (bounded), then fails typed
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        res = run_cli(capsys, "ingest", "--manifest", m, "--no-progress", zstore)
+        assert res.rc in (1, 2) and str(zstore) in res.out + res.err and "lock" in (res.out + res.err).lower()
+        assert "sub-09" not in RadiObject(str(zstore))["T1w"].obs_subject_ids
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli(capsys, "ingest", "--manifest", m, "--no-progress", zstore).rc == 0  # lock gone: it resumes
+    assert "sub-09" in RadiObject(str(zstore)).obs_subject_ids
+    assert run_cli(capsys, "verify", zstore).rc == 0
