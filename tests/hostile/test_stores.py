@@ -126,3 +126,35 @@ def test_s3_closed_port_fails_fast_and_typed(tmp_path: Path, backend: str, capsy
                   "--s3-secret", "s")
     assert res.rc == 2 and "s3://bucket/x" in error_line(res)
     assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize("link", ["collections", "collections/T1w/volumes"])
+def test_ingest_never_writes_through_a_link_in_the_store(store: Path, tmp_path: Path, link: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.hostile.conftest import write_nifti
+
+    target = tmp_path / "outside"
+    shutil.move(str(store / link), str(target))
+    os.symlink(target, store / link)
+    before = sorted(str(p.relative_to(target)) for p in target.rglob("*"))
+    m = tmp_path / "new.csv"
+    m.write_text(f"subject_id,collection,path\nsub-09,T1w,{write_nifti(tmp_path / 'new.nii.gz')}\n")
+    res = run_cli(capsys, "ingest", "--manifest", m, "--no-progress", store)
+    assert res.rc in (1, 2) and "symbolic link" in res.out + res.err
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == before  # nothing written outside
+
+
+def test_tampered_obs_id_never_leaves_the_export_folder(store: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from radiobject.storage.options import StorageOptions
+    from radiobject.storage.tables import FragmentTable
+
+    table = FragmentTable(str(store / "collections" / "T1w" / "obs"), "obs_id", StorageOptions())
+    row = table.read().iloc[[0]].copy()
+    row["obs_id"] = "../../../evil"
+    table.append(row)
+    out = tmp_path / "deep" / "er" / "out"
+    res = run_cli(capsys, "export", store, out)
+    assert res.rc in (1, 2) and "invalid obs_id" in res.out + res.err
+    assert not list(tmp_path.rglob("evil*"))
+    assert run_cli(capsys, "verify", store).rc in (1, 2)
