@@ -192,8 +192,10 @@ def problems(head: Head | None, names: list[str], links: dict[str, Link | None],
 
 def _once(found: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """The first finding on each part (a missing base is named by its successor and by the head)."""
-    seen: set[tuple[str, str]] = set()
-    return [f for f in found if (f[0], f[1]) not in seen and not seen.add((f[0], f[1]))]
+    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    for f in found:
+        out.setdefault((f[0], f[1]), f)
+    return list(out.values())
 
 
 def scan(table_uri: str, storage: StorageOptions) -> list[tuple[str, str, str]]:

@@ -106,7 +106,8 @@ class FragmentTable:
         pq.write_table(table, buf)
         digest = fragment_name_digest(buf.getvalue())  # checked on every read (integrity)
         last = max((_stamp(n) for n in names), default=0)
-        name = f"{_PREFIX}{max(time.time_ns(), last + 1):020d}-{uuid.uuid4().hex[:12]}{_BASE if base else ''}{digest}.parquet"
+        stamp = max(time.time_ns(), last + 1)
+        name = f"{_PREFIX}{stamp:020d}-{uuid.uuid4().hex[:12]}{_BASE if base else ''}{digest}.parquet"
         files.makedirs(self.uri, self.storage)
         files.write_bytes_atomic(files.join(self.uri, name), buf.getvalue(), self.storage)
         write_head(self.uri, Head.of(name, link), self.storage)  # after its fragment: never names a missing one
@@ -147,8 +148,9 @@ class FragmentTable:
             except FileNotFoundError:
                 time.sleep(min(0.001 * 2**attempt, 0.1))  # a compaction removed it: list again
                 continue
-            links = {n: read_link(p.schema.metadata, files.join(self.uri, n), n) for n, p in zip(names, parts)}
-            found = [f for f in problems(head, listing, links, {n: p.num_rows for n, p in zip(names, parts)})
+            named = dict(zip(names, parts, strict=True))
+            links = {n: read_link(p.schema.metadata, files.join(self.uri, n), n) for n, p in named.items()}
+            found = [f for f in problems(head, listing, links, {n: p.num_rows for n, p in named.items()})
                      if f[0] == "error"]
             if found:
                 _, part, reason = found[0]

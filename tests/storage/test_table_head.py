@@ -241,3 +241,44 @@ def test_store_catalog_fragment_deleted(tmp_path: Path, backend: str, table: str
     assert main(["verify", uri, "--quick"]) == 1
     out = capsys.readouterr().out
     assert gone in out and "missing table fragment" in out, out
+
+
+# ------------------------------------------------------------------ races: never a false alarm
+def _writer(uri: str, storage: StorageOptions, rounds: int, started, queue) -> None:  # a spawned writer
+    try:
+        t = FragmentTable(uri, "obs_id", storage)
+        started.set()
+        for k in range(rounds):
+            t.append(pd.DataFrame({"obs_id": [f"k{k}"], "x": [k]}))
+            if k % 3 == 2:
+                t.compact()
+        queue.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        queue.put(f"ERROR {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_reader_and_verify_never_false_alarm_while_one_writer_appends_and_compacts(
+        where: tuple[str, StorageOptions]) -> None:
+    import multiprocessing as mp
+
+    uri, storage = where
+    rounds = 60 if storage.endpoint_url else 150
+    FragmentTable(uri, "obs_id", storage).append(pd.DataFrame({"obs_id": ["first"], "x": [-1]}))
+    ctx = mp.get_context("spawn")
+    started, queue = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_writer, args=(uri, storage, rounds, started, queue))
+    proc.start()
+    assert started.wait(60)
+    opens, last = 0, -1
+    while proc.is_alive() or opens == 0:
+        ids = _fresh(uri, storage).read()["obs_id"].tolist()  # head, listing, every fragment
+        n = len(ids) - 1
+        assert ids == ["first"] + [f"k{k}" for k in range(n)] and n >= last, ids
+        assert _errors(uri, storage) == []
+        last, opens = n, opens + 1
+    proc.join(30)
+    assert queue.get(timeout=10) == "ok" and proc.exitcode == 0
+    assert opens > 5
+    assert _fresh(uri, storage).read()["obs_id"].tolist() == ["first"] + [f"k{k}" for k in range(rounds)]
+    assert table_head.scan(uri, storage) == []
