@@ -88,6 +88,16 @@ def store_from_files(
         geo = {name: {s: file_geometry(p, fmt, canonical) for s, p in per.items()} for name, per in by_coll.items()}
         check_alignment(geo, paths=by_coll)
     plan.obs_meta = meta
+    if meta is not None:
+        from radiobject.ingest.manifest import _merge_meta
+        from radiobject.model.paths import bids_sample_parts
+
+        sids = list(dict.fromkeys(t.subject_id for t in plan.tasks))
+        if sids and all(bids_sample_parts(s) for s in sids) and not set(meta[SUBJECT]) & set(sids):
+            # BIDS subject x session samples (sub-01_ses-pre) and a participants table (sub-01):
+            # joined on participant_id, as `radiobject ingest --subjects` does
+            plan.obs_meta = _merge_meta(pd.DataFrame({SUBJECT: sids}), meta, sids)
+            meta = None
     run_ingest(uri, plan, options=options, storage=storage, canonical=canonical, fail_fast=True, progress=progress,
                raise_errors=True)
     radi = RadiObject(uri, storage=storage)

@@ -41,3 +41,19 @@ def test_participants_row_without_images_still_reported(tmp_path: Path, capsys: 
     text, _ = _ingest(tmp_path, table, capsys)
     assert "1 incomplete subject(s)" in text and "sub-09: no images" in text
     assert "sub-01: no" not in text
+
+
+def test_from_niftis_joins_participants_on_sessions(tmp_path: Path) -> None:
+    """``RadiObject.from_niftis`` with a session glob and participants.tsv joins like the CLI."""
+    from radiobject import RadiObject
+
+    root = make_bids(tmp_path / "ds")
+    radi = RadiObject.from_niftis(
+        str(tmp_path / "store"), images={"T1w": f"{root}/sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz"},
+        obs_meta=pd.read_csv(root / "participants.tsv", sep="\t"))
+    meta = radi.obs_meta.set_index("obs_subject_id")
+    assert len(meta) == 6                                   # samples only, no image-less 'sub-01' rows
+    assert meta.loc["sub-03_ses-post", "participant_id"] == "sub-03"
+    assert meta.loc["sub-03_ses-post", "session_id"] == "ses-post"
+    assert meta.loc["sub-03_ses-post", "age"] == 51 and pd.isna(meta.loc["sub-03_ses-pre", "sex"])
+    assert pd.isna(meta.loc["sub-02_ses-pre", "age"])
