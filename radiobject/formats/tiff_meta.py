@@ -128,7 +128,8 @@ def _check_declared_size(page: Any, counts: Any, comp: int, size: int, path: str
     shape = getattr(page, "shape", None)
     if dtype is None or not shape:
         return
-    declared = float(np.prod([float(n) for n in shape])) * np.dtype(dtype).itemsize
+    bits = int(getattr(page, "bitspersample", 0) or 0) or np.dtype(dtype).itemsize * 8  # 1-bit / 12-bit packed
+    declared = float(np.prod([float(n) for n in shape])) * min(bits, np.dtype(dtype).itemsize * 8) / 8
     stored = float(np.sum(np.asarray(counts, dtype=np.float64))) if len(counts) else 0.0
     limit = float(size) if comp == 1 else max(stored, 1.0) * MAX_TIFF_RATIO
     if declared > limit:
