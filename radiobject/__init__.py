@@ -5,6 +5,7 @@ Public names: ``Volume``, ``VolumeCollection``, ``RadiObject``, ``WriteOptions``
 """
 
 from radiobject.model.collection import VolumeCollection
+from radiobject._version import __version__
 from radiobject.errors import (
     AlignmentError,
     CorruptDataError,
@@ -54,4 +55,7 @@ __all__ = [
     "VolumeCollection",
     "WriteOptions",
 ]
-__version__ = "0.2.0"
+
+# The ingest engine registers the model's file constructors (radiobject.model.engine): imported
+# here, by the root, so that the model never imports the layer above it.
+import radiobject.ingest.entry_points  # noqa: E402,F401  (registration on import)

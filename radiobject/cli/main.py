@@ -20,7 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def _version() -> str:
-    from radiobject import __version__
+    from radiobject._version import __version__
 
     return __version__
 

@@ -27,6 +27,7 @@ from radiobject.ingest.target import COLLECTION_NAMES, check_target
 from radiobject.ingest.tasks import VolumeTask, find_problems, to_ingest_item
 from radiobject.model.alignment import check_alignment, file_geometry
 from radiobject.model.collection import VolumeCollection
+from radiobject.model.engine import register_file_engine
 from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
@@ -172,3 +173,6 @@ def collection_from_files(
     coll.write([to_ingest_item(t, canonical) for t in tasks], options=options, progress=progress)
     coll.compact()
     return coll
+
+
+register_file_engine(collection_from_files=collection_from_files, store_from_files=store_from_files)

@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from radiobject import __version__
+from radiobject._version import __version__
 from radiobject.errors import ImageReadError
 from radiobject.formats.detect import detect_format, read_image
 from radiobject.formats.image import ImageData

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from radiobject.errors import CorruptDataError, NotFoundError, RadiObjectError, StoreError, StoreNotFoundError
-from radiobject.model.versions import validate_rows, volume_uri
-from radiobject.model.integrity import check_backend_name, check_marker
+from radiobject.model.checks import check_backend_name, check_marker
 from radiobject.model.indexing import single_chunk
+from radiobject.model.versions import validate_rows, volume_uri
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.tables import FragmentTable

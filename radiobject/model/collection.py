@@ -8,24 +8,25 @@ from typing import Any
 
 import pandas as pd
 
-from radiobject.model.indexing import Indexer, positions
-from radiobject.model.bulk import IngestItem, IngestReport, Submitter, write_items
-from radiobject.model.catalog import FORMAT, MARKER, CatalogState
 from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
+from radiobject.model import engine
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter, write_items
+from radiobject.model.catalog import FORMAT, MARKER, CatalogState
+from radiobject.model.collection_writes import VersionedWrites
 from radiobject.model.frames import CatalogFrame
 from radiobject.model.ids import validate_collection_name, validate_id
+from radiobject.model.indexing import Indexer, positions
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec
-from radiobject.storage import files
-from radiobject.storage.location import StoreLocation
-from radiobject.storage.options import StorageOptions
-from radiobject.storage.registry import get_backend
+from radiobject.model.versions import LAYOUT
 from radiobject.model.volume import Volume
 from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
-from radiobject.model.collection_writes import VersionedWrites
-from radiobject.model.versions import LAYOUT
+from radiobject.storage import files
+from radiobject.storage.location import StoreLocation
 from radiobject.storage.locks import write_lock
+from radiobject.storage.options import StorageOptions
+from radiobject.storage.registry import get_backend
 
 
 class VolumeCollection(VersionedWrites):
@@ -162,11 +163,8 @@ class VolumeCollection(VersionedWrites):
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
-        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
-        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
-        from radiobject.ingest.entry_points import collection_from_files
-
-        return collection_from_files(
+        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        return engine.collection_from_files(
             uri, paths_or_glob, fmt="nifti", subject_pattern=subject_pattern, canonical=reorient,
             name=name, options=options, storage=storage, progress=progress,
         )
@@ -189,11 +187,8 @@ class VolumeCollection(VersionedWrites):
         ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``);
         ``resample_tilt``: gantry-tilt correction (see ``formats.dicom.read_dicom_series``).
         """
-        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
-        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
-        from radiobject.ingest.entry_points import collection_from_files
-
-        return collection_from_files(
+        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        return engine.collection_from_files(
             uri, series_folders, fmt="dicom",
             name=name, options=options, storage=storage, progress=progress,
             dicom_options={k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt))
@@ -213,11 +208,8 @@ class VolumeCollection(VersionedWrites):
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
-        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
-        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
-        from radiobject.ingest.entry_points import collection_from_files
-
-        return collection_from_files(
+        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        return engine.collection_from_files(
             uri, paths_or_glob, fmt="tiff", subject_pattern=subject_pattern,
             name=name, options=options, storage=storage, progress=progress,
         )
@@ -236,11 +228,8 @@ class VolumeCollection(VersionedWrites):
         progress: bool = False,
     ) -> "VolumeCollection":
         """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
-        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
-        # model (imports flow cli -> ingest -> model); same checks, loader and fingerprints
-        from radiobject.ingest.entry_points import collection_from_files
-
-        return collection_from_files(
+        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        return engine.collection_from_files(
             uri, paths_or_glob, fmt="auto", subject_pattern=subject_pattern, canonical=canonical,
             name=name, options=options, storage=storage, progress=progress,
         )
@@ -335,7 +324,7 @@ class VolumeCollection(VersionedWrites):
     def label_map(self) -> Any:
         """The ``LabelMap`` of a label collection (value -> name, colour), or ``None``; set it with
         ``radiobject.model.labels.set_label_map``."""
-        from radiobject.model.labels import get_label_map
+        from radiobject.model.label_maps import get_label_map
 
         return get_label_map(self)
 

@@ -17,41 +17,10 @@ from io import BytesIO
 from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
+from radiobject.model.checks import MARKER_VERSIONS, check_marker
 from radiobject.storage import checksums, files, integrity
 from radiobject.storage.groups import GROUP_RECORD, group_files
 from radiobject.storage.options import StorageOptions
-
-#: Store / collection marker format versions this code reads.
-MARKER_VERSIONS = {"radiobject.json": 1, "collection.json": 1}
-
-
-def _split(uri: str) -> tuple[str, str, str]:
-    """``(store, collection, obs_id)`` of a volume URI ``<store>/collections/<c>/volumes/<id>[/<v>]``."""
-    head, sep, rest = uri.rstrip("/").rpartition("/collections/")
-    if not sep:
-        return "", "", ""
-    parts = rest.split("/")
-    if len(parts) >= 3 and parts[1] == "volumes":
-        return head, parts[0], parts[2]
-    return head, parts[0], ""
-
-
-def located(exc: CorruptDataError, uri: str, storage: StorageOptions | None = None) -> CorruptDataError:
-    """``exc`` with the store, collection and subject of the volume at ``uri`` filled in."""
-    if exc.store:
-        return exc
-    store, coll, obs_id = _split(uri)
-    subject = ""
-    if coll and obs_id:
-        try:  # error path only: look the subject up in the collection's catalog
-            from radiobject.storage.tables import FragmentTable
-
-            table = FragmentTable(files.join(store, "collections", coll, "obs"), "obs_id", storage or StorageOptions())
-            subject = str(table.live_values("obs_subject_id").get(obs_id) or "")
-        except Exception:  # noqa: BLE001 - a damaged catalog must not hide the original error
-            subject = ""
-    where = f"volume {obs_id!r}: " if obs_id else ""
-    return CorruptDataError(exc.uri, f"{where}{exc.reason}", exc.part, store, coll, subject or obs_id)
 
 
 @dataclass(frozen=True)
@@ -100,31 +69,6 @@ def _rel(store: str, uri: str) -> str:
     return uri[len(root):] if uri.startswith(root) else uri
 
 
-def check_marker(uri: str, meta: Any, name: str) -> None:
-    """``FormatVersionError`` when a store / collection marker is newer than this code reads."""
-    from radiobject.errors import FormatVersionError
-
-    version = meta.get("version", 1) if isinstance(meta, dict) else 1
-    supported = MARKER_VERSIONS.get(name, 1)
-    if not isinstance(version, int) or version > supported:
-        raise FormatVersionError(uri, f"{name} has format version {version!r}; this radiobject reads up to {supported}")
-    if name == "collection.json" and isinstance(meta, dict):
-        from radiobject.model.versions import LAYOUT
-
-        layout = meta.get("layout", 1)
-        if not isinstance(layout, int) or layout > LAYOUT:
-            raise FormatVersionError(uri, f"{name} has volume layout {layout!r}; this radiobject reads up to {LAYOUT}")
-
-
-def check_backend_name(uri: str, backend: Any, name: str) -> None:
-    """``CorruptDataError`` when a marker names no backend this radiobject knows."""
-    from radiobject.storage.registry import BACKEND_NAMES
-
-    if backend not in BACKEND_NAMES:
-        raise CorruptDataError(uri, f"{name} names an unknown backend {backend!r} (known: "
-                                    f"{', '.join(BACKEND_NAMES)})", part=name)
-
-
 def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
                      arrays: set[str], full: bool) -> None:
     """JSON documents and table fragments outside volume arrays."""
@@ -170,21 +114,6 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
     if unsealed:
         report.add("note", unsealed[0], f"no checksum record on {len(unsealed)} JSON / table file(s) "
                                         "(written before checksums; only parsed)")
-
-
-def _check_tables(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
-                  arrays: set[str]) -> None:
-    """Each fragment table's head record and chain (``storage.table_head``): a fragment that is gone
-    (named by the head or by its successor) is an error; a table without a head record is a note."""
-    from radiobject.storage import table_head
-
-    folders = {rel.rpartition("/")[0] for rel in listing
-               if table_head.is_fragment(rel.rpartition("/")[2]) or rel.rpartition("/")[2] == table_head.HEAD_NAME}
-    for folder in sorted(folders):
-        if any(folder == a or folder.startswith(a + "/") for a in arrays):
-            continue
-        for level, part, reason in table_head.scan(files.join(store, folder) if folder else store, storage):
-            report.add(level, f"{folder}/{part}" if folder else part, reason)
 
 
 def _check_tables(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
@@ -287,7 +216,6 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
     _check_catalog(report, radi, storage, work)
     arrays = {_rel(uri, coll._state.volume_uri(str(r["obs_id"]), str(r.get("version") or ""))) for coll, r in work}
     _check_documents(report, uri, storage, listing, arrays, not quick)
-    _check_tables(report, uri, storage, listing, arrays)
     _check_tables(report, uri, storage, listing, arrays)
     legacy: dict[str, int] = {}
     for coll, row in tqdm(work, desc="verify", unit="vol", disable=not progress):

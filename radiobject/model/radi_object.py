@@ -9,10 +9,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radiobject.model.indexing import Indexer, PositionMap, positions, single_chunk
-from radiobject.model.alignment import check_alignment, geometry_of
-from radiobject.model.bulk import IngestItem, IngestReport, Submitter
-from radiobject.model.collection import VolumeCollection
 from radiobject.errors import (
     NotFoundError,
     RadiObjectError,
@@ -21,19 +17,24 @@ from radiobject.errors import (
     StoreNotFoundError,
 )
 from radiobject.formats.image import ImageData
+from radiobject.model import engine
+from radiobject.model.alignment import check_alignment, geometry_of
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter
+from radiobject.model.collection import VolumeCollection
 from radiobject.model.frames import CatalogFrame
 from radiobject.model.ids import validate_collection_name, validate_id
-from radiobject.storage.locks import write_lock
+from radiobject.model.indexing import Indexer, PositionMap, positions, single_chunk
+from radiobject.model.checks import check_backend_name, check_marker
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec
-from radiobject.model.integrity import check_backend_name, check_marker
+from radiobject.model.subject_filter import Condition, filter_mask
+from radiobject.model.subjects import SUBJECT, subject_table
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
+from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
-from radiobject.model.subject_filter import Condition, filter_mask
-from radiobject.model.subjects import SUBJECT, subject_table
 
 MARKER = "radiobject.json"
 FORMAT = "radiobject"
@@ -205,11 +206,8 @@ class RadiObject:
         volumes must share shape and affine, checked before any pixel is written (from the header
         for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
         """
-        # the one ingest engine (radiobject.ingest): imported in the body because ingest imports
-        # model (imports flow cli -> ingest -> model); same checks, loader, fingerprints, marker
-        from radiobject.ingest.entry_points import store_from_files
-
-        return store_from_files(uri, images, fmt=fmt, obs_meta=obs_meta, validate_alignment=validate_alignment,
+        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        return engine.store_from_files(uri, images, fmt=fmt, obs_meta=obs_meta, validate_alignment=validate_alignment,
                                 subject_pattern=subject_pattern, canonical=canonical, options=options,
                                 storage=storage, progress=progress)
 

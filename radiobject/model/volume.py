@@ -11,7 +11,10 @@ from radiobject import geometry
 from radiobject.errors import CorruptDataError, StoreNotFoundError, VersionMismatchError
 from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
+from radiobject.model.checks import located
 from radiobject.model.options import WriteOptions
+from radiobject.model.volume_info import VolumeInfo
+from radiobject.model.writer import write_image
 from radiobject.storage.base import (
     ArrayHandle,
     Backend,
@@ -22,9 +25,6 @@ from radiobject.storage.base import (
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import detect_backend, get_backend
-from radiobject.model.integrity import located
-from radiobject.model.volume_info import VolumeInfo
-from radiobject.model.writer import write_image
 
 
 class Volume:

@@ -23,11 +23,17 @@ from tests.ingest._compare import assert_same_store
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_model_does_not_import_ingest() -> None:
-    code = ("import sys, radiobject, radiobject.model.radi_object, radiobject.model.collection; "
-            "print([m for m in sys.modules if m.startswith('radiobject.ingest')])")
+def test_model_constructors_run_on_the_registered_engine() -> None:
+    """The model names no ingest module (tests/test_layers.py checks the imports); the engine
+    registers itself, and importing the root package is enough for that."""
+    code = ("import radiobject.model.radi_object as r, radiobject.model.engine as e, radiobject.ingest.entry_points as p; "
+            "print(e._ENGINE['store'] is p.store_from_files, e._ENGINE['collection'] is p.collection_from_files)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, timeout=120)
-    assert out.stdout.strip() == "[]", out.stdout
+    assert out.stdout.strip() == "True True", out.stdout
+    model_sources = (ROOT / "radiobject" / "model").rglob("*.py")
+    assert not [p.name for p in model_sources if any(
+        line.strip().startswith(("import radiobject.ingest", "from radiobject.ingest"))
+        for line in p.read_text().splitlines())]
 
 
 def test_from_niftis_equals_the_cli_engine(cohort: SampleCohort, tmp_path: Path, backend: str) -> None:

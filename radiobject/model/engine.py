@@ -1,0 +1,54 @@
+"""The file-ingest engine, as the model sees it.
+
+The model's file constructors (``RadiObject.from_files`` / ``from_niftis`` / ``from_dicoms``,
+``VolumeCollection.from_files`` / ``from_niftis`` / ``from_dicoms`` / ``from_tiffs``) are thin
+calls into the one ingest engine, which lives a layer above (``radiobject.ingest.entry_points``:
+planning, validation, fingerprints, the crash-safe bulk write, the report). So that imports still
+flow one way (ingest -> model), the engine registers its two functions here when it is imported,
+and the root package imports it: any ``import radiobject...`` has registered it before a
+constructor can run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from radiobject.errors import RadiObjectError
+
+if TYPE_CHECKING:
+    from radiobject.model.collection import VolumeCollection
+    from radiobject.model.radi_object import RadiObject
+
+
+class _CollectionFromFiles(Protocol):
+    def __call__(self, uri: str, spec: Any, **kwargs: Any) -> VolumeCollection: ...
+
+
+class _StoreFromFiles(Protocol):
+    def __call__(self, uri: str, images: Any, **kwargs: Any) -> RadiObject: ...
+
+
+_ENGINE: dict[str, Any] = {}
+
+
+def register_file_engine(*, collection_from_files: _CollectionFromFiles, store_from_files: _StoreFromFiles) -> None:
+    """Called once by ``radiobject.ingest.entry_points`` at import."""
+    _ENGINE["collection"] = collection_from_files
+    _ENGINE["store"] = store_from_files
+
+
+def collection_from_files(uri: str, spec: Any, **kwargs: Any) -> VolumeCollection:
+    """A new collection from files, through the registered ingest engine."""
+    return _engine("collection")(uri, spec, **kwargs)  # type: ignore[no-any-return]
+
+
+def store_from_files(uri: str, images: Any, **kwargs: Any) -> RadiObject:
+    """A new store from files per collection, through the registered ingest engine."""
+    return _engine("store")(uri, images, **kwargs)  # type: ignore[no-any-return]
+
+
+def _engine(kind: str) -> Any:
+    try:
+        return _ENGINE[kind]
+    except KeyError:
+        raise RadiObjectError("the ingest engine is not loaded (import radiobject, not only radiobject.model)") from None
