@@ -165,3 +165,16 @@ def test_tiff_truncated_absurd_empty_fifo(tmp_path: Path, capsys: pytest.Capture
         assert res.rc == 1, (name, res.err)
         assert str(tmp_path / name) in res.out + res.err, (name, res.out + res.err)
         assert not out.exists() or not any(out.iterdir()), name  # nothing that looks complete
+
+
+def test_tiff_size_check_keeps_honest_packed_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np = pytest.importorskip("numpy")
+    tifffile = pytest.importorskip("tifffile")
+    from radiobject.formats.tiff import read_tiff
+
+    bits = np.random.default_rng(0).random((100, 120)) > 0.5
+    tifffile.imwrite(tmp_path / "bits.tif", bits)  # 1 bit per pixel: 8x smaller than its bool array
+    got = np.asarray(read_tiff(tmp_path / "bits.tif").array).squeeze()
+    assert np.array_equal(got.T, tifffile.imread(tmp_path / "bits.tif"))
+    tifffile.imwrite(tmp_path / "z.tif", np.zeros((512, 512), np.uint16), compression="zlib")  # ratio ~ 500
+    assert read_tiff(tmp_path / "z.tif").array.shape[:2] == (512, 512)
