@@ -1,0 +1,298 @@
+"""Writing a store: the constructors (from items, collections, in-memory images, files) and the
+changes (add a collection, add subjects, replace or delete a subject, compact).
+
+A mixin of ``RadiObject``: file constructors are thin calls into the one ingest engine
+(``radiobject.model.engine``); every change is one atomic commit under the store's write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Self
+
+import pandas as pd
+
+from radiobject.errors import NotFoundError, StoreExistsError
+from radiobject.formats.image import ImageData
+from radiobject.model import engine
+from radiobject.model.alignment import check_alignment, geometry_of
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter
+from radiobject.model.collection import VolumeCollection
+from radiobject.model.ids import validate_collection_name
+from radiobject.model.options import WriteOptions
+from radiobject.model.paths import PathSpec
+from radiobject.model.subjects import SUBJECT, subject_table
+from radiobject.storage import files
+from radiobject.storage.locks import write_lock
+from radiobject.storage.options import StorageOptions
+from radiobject.storage.registry import get_backend
+
+MARKER = "radiobject.json"
+FORMAT = "radiobject"
+
+if TYPE_CHECKING:
+    from radiobject.model.radi_object import RadiObject
+    from radiobject.storage.location import StoreLocation
+    from radiobject.storage.tables import FragmentTable
+
+
+class RadiObjectWrites:
+    """Constructors and changes of :class:`~radiobject.model.radi_object.RadiObject`."""
+
+    if TYPE_CHECKING:  # provided by RadiObject
+        _location: StoreLocation
+        _collections: dict[str, VolumeCollection]
+        _names: list[str] | None
+        _obs_meta: pd.DataFrame | None
+
+        @property
+        def uri(self) -> str: ...
+
+        @property
+        def collection_names(self) -> list[str]: ...
+
+        def _coll_uri(self, name: str) -> str: ...
+
+        def _all_collection_names(self) -> list[str]: ...
+
+        def _collection(self, name: str) -> VolumeCollection: ...
+
+        def _meta_table(self) -> FragmentTable: ...
+
+        def _all_subjects(self) -> list[str]: ...
+
+        def _collection_subjects(self) -> list[str]: ...
+
+        def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None: ...
+
+        _backend: str
+
+    @classmethod
+    def create(cls, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None,
+               exist_ok: bool = False) -> Self:
+        """Creates an empty store with the backend of ``options`` (recorded, detected on open)."""
+        opts, storage = options or WriteOptions(), storage or StorageOptions()
+        marker = files.join(uri, MARKER)
+        if files.exists(marker, storage):
+            if exist_ok:
+                return cls(uri, storage=storage)
+            raise StoreExistsError(uri, "a radiobject store already exists here")
+        files.makedirs(uri, storage)
+        with write_lock(uri, storage):  # two creators at once: one creates, the other sees it
+            if files.exists(marker, storage):
+                if exist_ok:
+                    return cls(uri, storage=storage)
+                raise StoreExistsError(uri, "a radiobject store already exists here")
+            backend = get_backend(opts.backend, storage)
+            backend.create_group(uri, {"radiobject": {"kind": "store", "version": 1}})
+            backend.create_group(files.join(uri, "collections"), {"radiobject": {"kind": "collections"}})
+            files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "backend": opts.backend}, storage)
+        return cls(uri, storage=storage)
+
+    @classmethod
+    def from_items(
+        cls,
+        uri: str,
+        items: Mapping[str, Iterable[IngestItem]],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> Self:
+        """Creates a store from ``{collection: items}`` (the path every ``from_*`` takes)."""
+        obs_meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
+        radi = cls.create(uri, options=options, storage=storage)
+        for name, its in items.items():
+            radi.add_collection(name, its, options=options, progress=progress)
+        radi.add_subjects(obs_meta if obs_meta is not None else pd.DataFrame({SUBJECT: radi._collection_subjects()}))
+        return cls(uri, storage=storage)
+
+    @classmethod
+    def from_volume_collections(
+        cls,
+        uri: str,
+        collections: Mapping[str, VolumeCollection],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> Self:
+        """Copies collections (or views) into a new store; subjects from ``obs_meta`` or the volumes."""
+        items: dict[str, list[IngestItem]] = {}
+        for name, coll in collections.items():
+            items[name] = [
+                IngestItem(r["obs_id"], r[SUBJECT], coll.volume(r["obs_id"]).to_image, {}, str(r.get("source", "")))
+                for r in coll.obs.to_dict("records")
+            ]
+        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage)
+
+    @classmethod
+    def from_images(
+        cls,
+        uri: str,
+        images: Mapping[str, Mapping[str, ImageData | Callable[[], ImageData]]],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        validate_alignment: bool = True,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+    ) -> Self:
+        """From ``{collection: {subject_id: ImageData or loader}}`` (obs ID = subject ID)."""
+        if validate_alignment:
+            check_alignment({c: {s: geometry_of(v) for s, v in per.items()} for c, per in images.items()})
+        items = {c: [IngestItem(s, s, v, {}, getattr(v, "source", "")) for s, v in per.items()] for c, per in images.items()}
+        return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage)
+
+    @classmethod
+    def from_niftis(
+        cls,
+        uri: str,
+        images: Mapping[str, PathSpec],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        validate_alignment: bool = True,
+        subject_pattern: str | None = None,
+        reorient: bool = False,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> RadiObject:
+        """From NIfTI files per collection: a glob, a folder or a list each (see ``from_files``).
+
+        ``reorient=True`` stores every volume in RAS+ axis order (off by default: as in the file).
+        """
+        return cls.from_files(uri, images, fmt="nifti", obs_meta=obs_meta, validate_alignment=validate_alignment,
+                              subject_pattern=subject_pattern, canonical=reorient, options=options, storage=storage,
+                              progress=progress)
+
+    @classmethod
+    def from_files(
+        cls,
+        uri: str,
+        images: Mapping[str, PathSpec],
+        *,
+        fmt: str = "auto",
+        obs_meta: pd.DataFrame | None = None,
+        validate_alignment: bool = True,
+        subject_pattern: str | None = None,
+        canonical: bool = False,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> RadiObject:
+        """From image files per collection, each a glob, a folder or a list; the format (NIfTI,
+        DICOM series folder, TIFF) is detected from each file's content unless ``fmt`` names one.
+
+        Subject IDs come from what a glob's wildcard matched (``data/*/t1.nii.gz``), a
+        ``subject_pattern`` regex, or the file name. With ``validate_alignment`` every subject's
+        volumes must share shape and affine, checked before any pixel is written (from the header
+        for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
+        """
+        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        return engine.store_from_files(uri, images, fmt=fmt, obs_meta=obs_meta, validate_alignment=validate_alignment,
+                                subject_pattern=subject_pattern, canonical=canonical, options=options,
+                                storage=storage, progress=progress)
+
+    @classmethod
+    def from_dicoms(
+        cls,
+        uri: str,
+        images: Mapping[str, PathSpec],
+        *,
+        obs_meta: pd.DataFrame | None = None,
+        subject_pattern: str | None = None,
+        validate_alignment: bool = True,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        progress: bool = False,
+    ) -> RadiObject:
+        """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
+
+        Each matched folder holds one series; the subject ID is what the glob's wildcard matched
+        (or ``subject_pattern``'s group). ``validate_alignment`` (on by default, as everywhere) reads
+        every series twice. Geometry follows the DICOM reader (see ``formats.dicom``).
+        """
+        return cls.from_files(uri, images, fmt="dicom", obs_meta=obs_meta, validate_alignment=validate_alignment,
+                              subject_pattern=subject_pattern, options=options, storage=storage, progress=progress)
+
+    def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
+                       skip_existing: bool = False, replace_existing: bool = False, on_error: str = "raise",
+                       progress: bool | str = False, submitter: Submitter | None = None) -> IngestReport:
+        """Creates (or extends) collection ``name`` with ``items``; see ``VolumeCollection.write``.
+
+        Idempotent and race-free: N processes adding the same new collection at once create it
+        once (under its write lock) and each commits its own volumes.
+        """
+        name = validate_collection_name(name)
+        opts = replace(options or WriteOptions(), backend=self._backend)
+        opts.for_collection(name)  # a lossy label collection is refused before anything is created
+        files.check_no_symlinks(self.uri, self._coll_uri(name))  # never write through a planted link
+        if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
+            VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage,
+                                    exist_ok=True)
+            self._names = None
+        return self._collection(name).write(
+            items, options=opts, skip_existing=skip_existing, replace_existing=replace_existing, on_error=on_error,
+            progress=name if progress is True else progress, submitter=submitter,
+        )
+
+    def replace_subject(self, subject_id: str, images: Mapping[str, ImageData],
+                        options: WriteOptions | None = None) -> None:
+        """Replaces the volume of ``subject_id`` in each named collection (``{collection: image}``).
+
+        Each collection's replacement is one atomic commit (``VolumeCollection.replace``); the
+        subject must have exactly one volume in each (``NotFoundError`` / ``DuplicateIdError``).
+        """
+        for name in images:
+            if name not in self.collection_names:
+                raise NotFoundError("collection", name, f"store {self.uri}")
+        for name, image in images.items():
+            coll = self._fresh_collection(name)
+            coll.replace(str(coll.by_subject(subject_id).obs_id), image, options=options)
+
+    def delete_subject(self, subject_id: str) -> None:
+        """Removes a subject: its ``obs_meta`` row first, then its volumes, collection by collection.
+
+        Each step is one atomic commit; readers that list subjects stop seeing it at the first.
+        ``NotFoundError`` when the store has no such subject.
+        """
+        table = self._meta_table()
+        with write_lock(self.uri, self._location.storage):
+            if subject_id not in table.live_values(SUBJECT):
+                raise NotFoundError("subject", subject_id, f"store {self.uri}")
+            table.delete([subject_id])
+        for name in self._all_collection_names():
+            coll = self._fresh_collection(name)
+            ids = [k for k, s in zip(coll.obs_ids, coll.obs_subject_ids, strict=True) if s == subject_id]
+            if ids:
+                coll.delete(ids)
+        self._obs_meta = None
+
+    def _fresh_collection(self, name: str) -> VolumeCollection:
+        """The collection re-opened for a write (``UnsafePathError`` when it is reached by a link)."""
+        files.check_no_symlinks(self.uri, self._coll_uri(name))
+        self._collections.pop(name, None)
+        return self._collection(name)
+
+    def add_subjects(self, obs_meta: pd.DataFrame) -> None:
+        """Adds (or updates) subject rows (see ``subject_table`` for the accepted ID columns)."""
+        df = subject_table(obs_meta)
+        known = set(df[SUBJECT]) | set(self._all_subjects())
+        missing = [s for s in self._collection_subjects() if s not in known]
+        if missing:
+            df = pd.concat([df, pd.DataFrame({SUBJECT: missing})], ignore_index=True)
+        if len(df):
+            self._meta_table().append(df)
+        self._obs_meta = None
+
+    def compact(self) -> None:
+        """Folds every table's fragments into one (faster opens after many appends)."""
+        with write_lock(self.uri, self._location.storage):
+            self._meta_table().compact()
+        for name in self._all_collection_names():
+            self._fresh_collection(name).compact()
+        self._obs_meta = None
+
+    # ------------------------------------------------------------------ reading
