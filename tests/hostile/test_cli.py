@@ -146,7 +146,8 @@ def test_qc_output_never_through_a_link_or_into_a_folder(zstore: Path, tmp_path:
     assert res.rc == 2 and str(tmp_path / "no") in error_line(res)
 
 
-def test_store_locked_by_another_process(zstore: Path, cohort: SampleCohort, capsys: pytest.CaptureFixture[str]) -> None:
+def test_store_locked_by_another_process(zstore: Path, cohort: SampleCohort,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     import subprocess
     import sys
 

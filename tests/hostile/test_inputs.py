@@ -49,8 +49,8 @@ def _bad_files(tmp: Path) -> dict[str, tuple[Path, str]]:
     put("huge.nii.gz", gzip.compress(huge.read_bytes()), "gib")
     out["dtype.nii"] = (_header_patch(nii, tmp / "dtype.nii", "<h", 70, 999), "not a readable")
     out["offset.nii"] = (_header_patch(nii, tmp / "offset.nii", "<f", 108, 1e12), "truncated")
-    out["nan_pixdim.nii"] = (_header_patch(nii, tmp / "nan_pixdim.nii", "<4f", 76, 1.0, float("nan"), 1.0, float("inf")),
-                             "non-finite")
+    nan = _header_patch(nii, tmp / "nan_pixdim.nii", "<4f", 76, 1.0, float("nan"), 1.0, float("inf"))
+    out["nan_pixdim.nii"] = (nan, "non-finite")
     (tmp / "dir.nii.gz").mkdir()
     out["dir.nii.gz"] = (tmp / "dir.nii.gz", "dicom")
     os.mkfifo(tmp / "fifo.nii.gz")

@@ -48,7 +48,8 @@ def test_damaged_store_marker_typed(store: Path, damage: str, capsys: pytest.Cap
     with pytest.raises(RadiObjectError) as info:
         RadiObject(str(store))
     assert str(store) in str(info.value)
-    for cmd in (["info", store], ["verify", store], ["verify", "--quick", store], ["export", store, store.parent / "x"]):
+    cmds = (["info", store], ["verify", store], ["verify", "--quick", store], ["export", store, store.parent / "x"])
+    for cmd in cmds:
         res = run_cli(capsys, *cmd)
         assert res.rc == 2, (cmd, res.err)
         assert str(store) in error_line(res)
