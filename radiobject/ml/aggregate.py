@@ -148,7 +148,8 @@ def write_predictions(radi: RadiObject, name: str, predictions: Mapping[str, np.
                       like: str, label_map: LabelMap | Mapping[Any, Any] | str | None = None,
                       options: WriteOptions | None = None) -> VolumeCollection:
     """Writes whole-volume predictions ``{subject: array}`` (e.g. from MONAI's
-    ``sliding_window_inference``; dtype kept, ``(x, y, z)`` or ``(x, y, z, c)``) as the new
+    ``sliding_window_inference``; dtype kept, ``(x, y, z)``, ``(x, y, z, c)`` or channel-first
+    ``(c, x, y, z)``, stored as ``(x, y, z, c)``) as the new
     collection ``name``, each with the affine and geometry header of its subject's volume in
     collection ``like`` (as ``GridAggregator`` does). ``label_map`` marks a label prediction: it is
     stored with the collection and the volumes get the NIfTI intent ``label``. Every shape is
@@ -161,8 +162,12 @@ def write_predictions(radi: RadiObject, name: str, predictions: Mapping[str, np.
     arrays = {str(sid): (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
               for sid, a in predictions.items()}
     vols = {sid: source.by_subject(sid) for sid in arrays}
-    for sid, arr in arrays.items():
-        if tuple(arr.shape[:3]) != tuple(vols[sid].shape[:3]):
+    for sid, arr in list(arrays.items()):
+        grid = tuple(vols[sid].shape[:3])
+        if arr.ndim == 4 and tuple(arr.shape[:3]) != grid and tuple(arr.shape[1:]) == grid:
+            # MONAI / torch channel-first (c, x, y, z), e.g. sliding_window_inference(...)[0]
+            arrays[sid] = arr = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
+        if tuple(arr.shape[:3]) != grid:
             raise AlignmentError(sid, f"prediction of shape {arr.shape} does not match {vols[sid].shape} in "
                                       f"collection {like!r} of {radi.uri}")
     intent = "label" if label_map is not None else None
