@@ -12,13 +12,14 @@ import os
 from typing import Any
 
 from radiobject.errors import StoreExistsError
+from radiobject.model.checks import INGEST_MARKER
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 __all__ = ["COLLECTION_NAMES", "MARKER", "STORE_NAMES", "check_target", "write_marker"]
 
 #: Written by every run: ``{"complete": bool, "counts": {...}, "finished": ISO time}``.
-MARKER = "ingest.json"
+MARKER = INGEST_MARKER
 #: Entries an (unfinished) store's root may hold: a crash during creation leaves some of them.
 #: Names starting with ``radiobject``, ``__`` (TileDB) or ``.`` (locks, temporary files) count too.
 STORE_NAMES: frozenset[str] = frozenset({"zarr.json", "collections", "obs_meta", MARKER})

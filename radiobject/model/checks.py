@@ -13,6 +13,9 @@ from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import BACKEND_NAMES
 from radiobject.storage.tables import FragmentTable
 
+#: Written at a store's root by every ingest (``radiobject.ingest.target``): ``complete`` is false
+#: from the start of a run until it finished.
+INGEST_MARKER = "ingest.json"
 #: Store / collection marker format versions this code reads.
 MARKER_VERSIONS = {"radiobject.json": 1, "collection.json": 1}
 

@@ -17,7 +17,7 @@ from io import BytesIO
 from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
-from radiobject.model.checks import MARKER_VERSIONS, check_marker
+from radiobject.model.checks import INGEST_MARKER, MARKER_VERSIONS, check_marker
 from radiobject.storage import checksums, files, integrity
 from radiobject.storage.groups import GROUP_RECORD, group_files
 from radiobject.storage.options import StorageOptions
@@ -200,6 +200,7 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
         report.add("error", "radiobject.json", str(exc))
         return report
     _check_unmarked_collections(report, listing, names)
+    _check_ingest_marker(report, uri, storage, listing)
     work: list[tuple[Any, dict[str, Any]]] = []
     for name in names:
         report.collections += 1
@@ -234,6 +235,20 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
             report.add("note", f"collections/{name}", "volumes of two format generations (with and without "
                        "checksum records) in one collection")
     return report
+
+
+def _check_ingest_marker(report: VerifyReport, uri: str, storage: StorageOptions, listing: dict[str, int]) -> None:
+    """An ingest that stopped before the end leaves a consistent but incomplete store: never "OK"."""
+    if INGEST_MARKER not in listing:
+        return
+    try:
+        marker = files.read_json(files.join(uri, INGEST_MARKER), storage)
+    except (CorruptDataError, ValueError, OSError) as exc:
+        report.add("error", INGEST_MARKER, f"unreadable ingest marker ({exc})")
+        return
+    if isinstance(marker, dict) and marker.get("complete") is False:
+        report.add("error", INGEST_MARKER, "the last ingest did not complete (interrupted, or every item failed): "
+                   "re-run it to resume; committed volumes are intact")
 
 
 def _check_unmarked_collections(report: VerifyReport, listing: dict[str, int], names: list[str]) -> None:

@@ -159,3 +159,18 @@ def test_tampered_obs_id_never_leaves_the_export_folder(store: Path, tmp_path: P
     assert res.rc in (1, 2) and "invalid obs_id" in res.out + res.err
     assert not list(tmp_path.rglob("evil*"))
     assert run_cli(capsys, "verify", store).rc in (1, 2)
+
+
+def test_incomplete_ingest_never_verifies_ok(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    marker = store / "ingest.json"
+    assert json.loads(marker.read_text())["complete"] is True
+    assert run_cli(capsys, "verify", store).rc == 0
+    from radiobject.storage import files
+    from radiobject.storage.options import StorageOptions
+
+    files.write_json_atomic(str(marker), {"complete": False, "running": True}, StorageOptions())
+    res = run_cli(capsys, "verify", store)
+    assert res.rc != 0
+    assert "ingest.json" in res.out + res.err and "did not complete" in res.out + res.err
