@@ -282,3 +282,44 @@ def test_reader_and_verify_never_false_alarm_while_one_writer_appends_and_compac
     assert opens > 5
     assert _fresh(uri, storage).read()["obs_id"].tolist() == ["first"] + [f"k{k}" for k in range(rounds)]
     assert table_head.scan(uri, storage) == []
+
+
+def _appender(uri: str, storage: StorageOptions, tag: str, rounds: int, started, queue) -> None:  # spawned
+    try:
+        t = FragmentTable(uri, "obs_id", storage)
+        started.set()
+        for k in range(rounds):
+            t.append(pd.DataFrame({"obs_id": [f"{tag}{k}"], "x": [k]}))
+        queue.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        queue.put(f"ERROR {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_two_appenders_at_once_no_false_alarm_nothing_lost(where: tuple[str, StorageOptions]) -> None:
+    """On S3 there is no lock: both read the same head and chain from the same fragment."""
+    import multiprocessing as mp
+
+    uri, storage = where
+    rounds = 25
+    FragmentTable(uri, "obs_id", storage).append(pd.DataFrame({"obs_id": ["first"], "x": [-1]}))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = []
+    for tag in "ab":
+        started = ctx.Event()
+        procs.append(ctx.Process(target=_appender, args=(uri, storage, tag, rounds, started, queue)))
+        procs[-1].start()
+        assert started.wait(60)
+    while any(p.is_alive() for p in procs):
+        ids = _fresh(uri, storage).read()["obs_id"].tolist()
+        for tag in "ab":  # each writer's rows: a complete prefix
+            mine = [i for i in ids if i.startswith(tag)]
+            assert mine == [f"{tag}{k}" for k in range(len(mine))], ids
+        assert _errors(uri, storage) == []
+    for p in procs:
+        p.join(30)
+    assert [queue.get(timeout=10) for _ in procs] == ["ok", "ok"]
+    ids = set(_fresh(uri, storage).read()["obs_id"])
+    assert ids == {"first"} | {f"{t}{k}" for t in "ab" for k in range(rounds)}
+    assert _errors(uri, storage) == []
