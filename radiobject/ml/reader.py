@@ -9,8 +9,10 @@ TileDB context or a tensorstore handle across processes.
 
 Reads go through the cache at the granularity of the volume's storage chunks: a region is
 assembled from the cached chunks it touches, and the missing ones are read from the store in one
-chunk-aligned read (see :mod:`radiobject.ml.cache.chunks`). Without a cache only the chunks a
-region touches are decoded, straight into the caller's buffer.
+chunk-aligned read (see :mod:`radiobject.ml.cache.chunks`). When the reader's whole decoded cohort
+fits the cache's budget, whole volumes are cached instead (one lookup and one copy per patch),
+until one of them is evicted (then chunks, for good, in that process). Without a cache only the
+chunks a region touches are decoded, straight into the caller's buffer.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import numpy as np
 from radiobject.errors import AlignmentError, NotFoundError
 from radiobject.geometry import plane_axis
 from radiobject.ml.cache import Cache, NoCache, cache_key
-from radiobject.ml.cache.chunks import CacheUse, chunk_key_prefix, read_chunked
+from radiobject.ml.cache import chunks as chunk_cache
+from radiobject.ml.cache.chunks import CacheUse, chunk_key_prefix, read_chunked, read_whole, whole_key
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.volume import Volume
 from radiobject.storage.location import StoreLocation
@@ -145,7 +148,7 @@ class VolumeReader:
         local = self.__dict__.get("_proc")
         if local is None or local["pid"] != os.getpid():
             local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}, "prefixes": {},
-                     "policy": CacheUse()}
+                     "policy": CacheUse(), "whole": None, "whole_keys": {}, "stored": set()}
             object.__setattr__(self, "_proc", local)
         return local
 
@@ -219,6 +222,10 @@ class VolumeReader:
         spatial = tuple(slice(0 if r.start is None else int(r.start), n if r.stop is None else int(r.stop))
                         for r, n in zip(tuple(region)[:3], vol.shape[:3], strict=True))
         policy = self._local()["policy"]
+        if not isinstance(self.cache, NoCache) and self._whole_volumes():
+            out = np.empty(tuple(r.stop - r.start for r in spatial) + vol.shape[3:], dtype=vol.dtype)
+            self._read_whole(index, collection, spatial, out)
+            return out
         if isinstance(self.cache, NoCache) or not policy.use(self.cache):
             return vol.read(spatial + (slice(None),) * (vol.ndim - 3))
         out = np.empty(tuple(r.stop - r.start for r in spatial) + vol.shape[3:], dtype=vol.dtype)
@@ -234,6 +241,40 @@ class VolumeReader:
                             version=vol.info.version)
             got = prefixes[(index, collection)] = chunk_key_prefix(key, vol.chunks)
         return got
+
+    def _whole_volumes(self) -> bool:
+        """Whether this process caches whole volumes: the decoded cohort fits the cache's budget.
+
+        Decided on the first read; turns ``False`` for good once one of the volumes this process
+        stored was evicted or not kept (see :meth:`_read_whole`).
+        """
+        local = self._local()
+        whole = local["whole"]
+        if whole is None:
+            names = [*self.modalities, self.label] if self.label else list(self.modalities)
+            per_voxel = 0
+            for name in names:  # dtype and trailing axes per collection, from its first volume
+                vol = self.volume(0, name)
+                per_voxel += vol.dtype.itemsize * int(np.prod(vol.shape[3:], dtype=np.int64))
+            cohort = sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes) * per_voxel
+            whole = local["whole"] = 0 < cohort <= chunk_cache.WHOLE_VOLUMES_UP_TO * self.cache.max_bytes
+        return whole
+
+    def _read_whole(self, index: int, collection: str, spatial: Region, out: np.ndarray) -> None:
+        """Fill ``out`` (``(*region, *trailing)``) from the cached whole volume (read and stored on a miss)."""
+        local = self._local()
+        keys = local["whole_keys"]
+        key = keys.get((index, collection))
+        if key is None:
+            vol = self.volume(index, collection)
+            key = keys[(index, collection)] = whole_key(cache_key(
+                self.location.uri, collection, self.obs_ids[index][self._col(collection)], version=vol.info.version))
+        vol = self.volume(index, collection)
+        got = read_whole(vol, self.cache, key, spatial + (slice(None),) * (vol.ndim - 3), out)
+        if got == "dropped" or (got == "stored" and key in local["stored"]):
+            local["whole"] = False  # not kept, or evicted since: the cohort does not fit after all
+        elif got == "stored":
+            local["stored"].add(key)
 
     def _col(self, collection: str) -> int:
         names = [*self.modalities, self.label] if self.label else list(self.modalities)
@@ -285,10 +326,7 @@ class VolumeReader:
         store decodes straight into the buffer when the patch lies inside the volume. Outside the
         volume the buffers are zero-filled.
         """
-        from radiobject.ml.sampling import patch_slices
-
-        src, dst = patch_slices(origin, patch_size, self.shapes[index])
-        inside = all(d.start == 0 and d.stop == p for d, p in zip(dst, patch_size, strict=True))
+        src, dst, inside = _patch_slices(origin, patch_size, self.shapes[index])
         if not inside:
             image[...] = 0
             if label is not None:
@@ -310,6 +348,10 @@ class VolumeReader:
     def _read_into(self, index: int, collection: str, src: Region, target: np.ndarray) -> None:
         """``target`` ``(n, *region)``: the region of one volume, channels first, converted to its dtype."""
         vol = self.volume(index, collection)
+        if vol.ndim in (3, 4) and not isinstance(self.cache, NoCache) and self._whole_volumes():
+            self._read_whole(index, collection, tuple(src)[:3],
+                             target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1))
+            return
         policy = self._local()["policy"]
         if isinstance(self.cache, NoCache) or not policy.use(self.cache):  # no cache, or one that does not pay
             if vol.ndim == 3 and target[0].flags.c_contiguous and target.dtype == vol.dtype:
@@ -352,6 +394,25 @@ class VolumeReader:
         name = collection or self.modalities[0]
         return scattered_points(self.volume(index, name), points, cache=self.cache, threads=threads,
                                 key_prefix=(self.location.uri, name, self.obs_ids[index][self._col(name)]))
+
+
+def _patch_slices(origin: Sequence[int], patch_size: Sequence[int],
+                  shape: Sequence[int]) -> tuple[Region, Region, bool]:
+    """``sampling.patch_slices`` in plain Python (the per-patch hot path), + whether the patch lies inside."""
+    if len(origin) != len(shape) or len(patch_size) != len(shape):
+        raise ValueError(f"origin {tuple(origin)!r} and patch_size {tuple(patch_size)!r} must have "
+                         f"{len(shape)} values")
+    src, dst, inside = [], [], True
+    for o, p, n in zip(origin, patch_size, shape, strict=True):
+        o, p = int(o), int(p)
+        if p < 1:
+            raise ValueError(f"patch_size must be {len(shape)} positive ints, got {tuple(patch_size)!r}")
+        lo = min(max(o, 0), n)
+        hi = max(min(max(o + p, 0), n), lo)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - o, hi - o))
+        inside = inside and lo - o == 0 and hi - o == p
+    return tuple(src), tuple(dst), inside
 
 
 def _scaled(data: np.ndarray, metadata: dict[str, Any], dtype: Any) -> np.ndarray:

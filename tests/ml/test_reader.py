@@ -7,6 +7,7 @@ import pytest
 
 from radiobject import ImageData, RadiObject, WriteOptions
 from radiobject.ml.cache import DiskCache, InMemoryCache, NoCache, SharedMemoryCache
+from radiobject.ml.cache import chunks as chunk_cache
 from radiobject.ml.cache.chunks import read_chunked
 from radiobject.ml.reader import VolumeReader
 from tests.ml._stores import coded_volume, make_store
@@ -27,8 +28,11 @@ def _caches(tmp_path, budget: int):
 ORIGINS = [(0, 0, 0), (5, 7, 3), (12, 16, 8), (-3, 20, 10), (15, -2, -4), (7, 9, 2)]
 
 
+@pytest.mark.parametrize("mode", ["whole", "chunks"])
 @pytest.mark.parametrize("kind", ["memory", "disk", "shm"])
-def test_patches_through_a_chunk_cache_equal_the_store(store, tmp_path, kind: str) -> None:
+def test_patches_through_a_cache_equal_the_store(store, tmp_path, monkeypatch, kind: str, mode: str) -> None:
+    if mode == "chunks":  # the cohort fits: force chunk entries, as for a cohort larger than the cache
+        monkeypatch.setattr(chunk_cache, "WHOLE_VOLUMES_UP_TO", 0.0)
     plain = VolumeReader.from_radi(store, ["T1w", "FLAIR"], "seg")
     cache = _caches(tmp_path, 64 << 20)[kind]
     try:
@@ -48,12 +52,54 @@ def test_patches_through_a_chunk_cache_equal_the_store(store, tmp_path, kind: st
             if rep == 0:
                 misses = cache.misses
         assert cache.misses == misses and cache.hits > 0  # the warm pass decoded nothing
-        assert len(cache) <= 3 * 3 * 18  # chunks (3 x 3 x 2 per volume), never whole volumes
+        if mode == "whole":
+            assert len(cache) == 3 * 3  # one entry per volume
+            assert cached._local()["whole"] is True
+            for (i, name), key in cached._local()["whole_keys"].items():  # the version is in every key
+                assert key.endswith(f"|{cached.volume(i, name).info.version}|volume")
+        else:
+            assert 3 * 3 < len(cache) <= 3 * 3 * 18  # chunks (3 x 3 x 2 per volume), never whole volumes
         whole = cached.read_raw(1, "T1w")
         np.testing.assert_array_equal(whole, coded_volume(1, SHAPE))
     finally:
         if kind == "shm":
             cache.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_whole_volumes_fall_back_to_chunks_once_evicted(store, tmp_path, kind: str) -> None:
+    vol_bytes = int(np.prod(SHAPE)) * 4
+    # each one-subject reader's cohort fits, all three together do not: whole volumes get evicted
+    cache = InMemoryCache(2 * vol_bytes) if kind == "memory" else DiskCache(tmp_path / "d", 2 * vol_bytes)
+    full = VolumeReader.from_radi(store, "T1w")
+    readers = [full.subset([i]).with_cache(cache) for i in range(3)]
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        i = int(rng.integers(3))
+        o = [int(rng.integers(-4, n)) for n in SHAPE]
+        got, _ = readers[i].read_patch(0, o, (9, 9, 9), with_label=False)
+        want, _ = full.read_patch(i, o, (9, 9, 9), with_label=False)
+        np.testing.assert_array_equal(got, want)
+        assert cache.nbytes <= cache.max_bytes
+    assert not all(r._local()["whole"] for r in readers)  # at least one saw its volume evicted
+    assert all(r._local()["whole"] is not None for r in readers)
+
+
+def test_whole_volume_keys_carry_the_version(tmp_path) -> None:
+    from radiobject.ml.cache.chunks import read_whole
+
+    data = np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4)
+    vol = _Counting(data, (2, 2, 2))
+    cache = InMemoryCache(1 << 20)
+    out = np.empty((3, 2, 4), np.float32)
+    region = (slice(1, 4), slice(2, 4), slice(0, 4))
+    assert read_whole(vol, cache, "k|v1|volume", region, out) == "stored"
+    assert vol.reads == 1 and vol.voxels == data.size
+    np.testing.assert_array_equal(out, data[region])
+    assert read_whole(vol, cache, "k|v1|volume", region, out) == "hit" and vol.reads == 1
+    assert read_whole(vol, cache, "k|v2|volume", region, out) == "stored" and vol.reads == 2
+    assert read_whole(vol, InMemoryCache(16), "k|v1|volume", region, out) == "dropped"  # larger than the budget
+    np.testing.assert_array_equal(out, data[region])
 
 
 def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store) -> None:
@@ -150,3 +196,19 @@ def test_a_full_cache_with_a_low_hit_rate_is_bypassed_but_probed() -> None:
     for _ in range(30):
         policy.record(9, 10)
     assert policy.use(cache) and policy.use(cache)  # a high hit rate: used again
+
+
+def test_the_readers_patch_slices_equal_the_samplers() -> None:
+    from radiobject.ml.reader import _patch_slices
+    from radiobject.ml.sampling import patch_slices
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        shape = [int(n) for n in rng.integers(1, 30, 3)]
+        patch = [int(p) for p in rng.integers(1, 40, 3)]
+        origin = [int(rng.integers(-45, n + 5)) for n in shape]
+        src, dst, inside = _patch_slices(origin, patch, shape)
+        assert (src, dst) == patch_slices(origin, patch, shape)
+        assert inside == all(d.start == 0 and d.stop == p for d, p in zip(dst, patch, strict=True))
+    with pytest.raises(ValueError):
+        _patch_slices((0, 0, 0), (4, 0, 4), (8, 8, 8))
