@@ -17,12 +17,12 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 from radiobject.errors import NotFoundError, RadiObjectError
+from radiobject.model.label_maps import LABEL_NAME
 
 __all__ = [
     "IncompleteSubjectsError",
@@ -34,11 +34,8 @@ __all__ = [
     "split_subjects",
 ]
 
-#: Collection names taken for label collections (whole words, case-insensitive).
-LABEL_NAMES = re.compile(
-    r"(^|[^a-z])(seg|segs|segmentation|segmentations|label|labels|labelmap|mask|masks|annotation|annotations|"
-    r"gt|groundtruth|ground_truth|truth|manual|roi|rois|lesion|lesions|aseg|dseg|probseg)([^a-z]|$)",
-    re.IGNORECASE)
+#: Collection names taken for label collections: the one rule, in ``radiobject.model.label_maps``.
+LABEL_NAMES = LABEL_NAME
 
 
 class IncompleteSubjectsError(RadiObjectError, ValueError):

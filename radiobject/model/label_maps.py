@@ -51,8 +51,10 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 _LABEL_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "bool"})
 #: Collection names taken for label collections (whole words, case-insensitive).
-LABEL_NAME = re.compile(r"(^|[^a-z])(seg|segs|segmentation|label|labels|labelmap|mask|masks|annotation|gt|"
-                        r"aseg|dseg|lesion|lesions|roi|rois)([^a-z]|$)", re.IGNORECASE)
+LABEL_NAME = re.compile(
+    r"(^|[^a-z])(seg|segs|segmentation|segmentations|label|labels|labelmap|mask|masks|annotation|annotations|"
+    r"gt|groundtruth|ground_truth|truth|manual|roi|rois|lesion|lesions|aseg|dseg|probseg)([^a-z]|$)",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True)

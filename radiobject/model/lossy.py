@@ -25,7 +25,6 @@ merge or invent classes silently.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,16 +32,13 @@ import numpy as np
 
 from radiobject.errors import RadiObjectError
 from radiobject.formats.image import ArrayLike, ImageData
+from radiobject.model.label_maps import LABEL_NAME
 
 __all__ = ["LABEL_NAMES", "Lossy", "LossyError", "LossyLabelError", "LossyMetrics", "RoundedArray",
            "check_lossy_collection", "is_label_image", "prepare_lossy", "reduce_precision"]
 
-#: Collection names taken for label collections (whole words, case-insensitive); the same words
-#: as the loaders' role rule.
-LABEL_NAMES = re.compile(
-    r"(^|[^a-z])(seg|segs|segmentation|segmentations|label|labels|labelmap|mask|masks|annotation|annotations|"
-    r"gt|groundtruth|ground_truth|truth|manual|roi|rois|lesion|lesions|aseg|dseg|probseg)([^a-z]|$)",
-    re.IGNORECASE)
+#: Collection names taken for label collections: the one rule, in ``radiobject.model.label_maps``.
+LABEL_NAMES = LABEL_NAME
 #: An integer volume with at most this many distinct values is taken for a label map.
 MAX_LABEL_VALUES = 64
 #: SSIM is computed on the central crop of at most this edge (voxels) per axis.
