@@ -18,7 +18,7 @@ from torch.utils.data import default_collate
 
 from radiobject.errors import RadiObjectError
 
-__all__ = ["BatchShapeError", "collate", "pad_collate"]
+__all__ = ["BatchShapeError", "CollatedBatch", "collate", "pad_collate"]
 
 
 class BatchShapeError(RadiObjectError, ValueError):
@@ -32,6 +32,41 @@ class BatchShapeError(RadiObjectError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.key, self.shapes))
+
+
+class CollatedBatch(list):  # type: ignore[type-arg]  # a list of samples to any other collate_fn
+    """A batch read straight into one buffer (``__getitems__``), usable by any ``collate_fn``.
+
+    :func:`collate` / :func:`pad_collate` return :attr:`batch` as it is (no copy). To any other
+    collate function (``torch.utils.data.DataLoader(loader.dataset, ...)``, MONAI's
+    ``DataLoader``) it is the list of its samples, each a dict of views into the batch, so
+    ``default_collate`` / ``list_data_collate`` stack them as they would samples read one by one.
+    """
+
+    def __init__(self, batch: dict[str, Any]) -> None:
+        super().__init__()
+        self.batch = batch
+        self._n = next((len(v) for v in batch.values() if isinstance(v, (torch.Tensor, list))), 0)
+
+    def _sample(self, i: int) -> dict[str, Any]:
+        return {k: (v[i] if isinstance(v, (torch.Tensor, list)) and len(v) == self._n else v)
+                for k, v in self.batch.items()}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._sample(j) for j in range(self._n)[i]]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._sample(i % self._n)
+
+    def __iter__(self) -> Any:
+        return (self._sample(i) for i in range(self._n))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CollatedBatch, (self.batch,))
 
 
 def _ids(samples: Sequence[dict[str, Any]]) -> list[str]:
@@ -66,6 +101,8 @@ def _flatten(batch: Any) -> Any:
 
 def collate(batch: Any) -> Any:
     """``default_collate``; a batch already collated by ``__getitems__`` passes through; ragged -> typed error."""
+    if isinstance(batch, CollatedBatch):
+        return batch.batch
     if isinstance(batch, dict):
         return batch
     batch = _flatten(batch)
@@ -85,6 +122,8 @@ def pad_collate(batch: Any) -> Any:
     Adds ``batch["shape"]``: ``(B, ndim)`` int64, each sample's unpadded ``image`` shape.
     """
     batch = _flatten(batch)
+    if isinstance(batch, CollatedBatch):
+        return batch.batch
     if isinstance(batch, dict) or _ragged(batch) is None:
         out = collate(batch)
         if isinstance(out, dict) and "image" in out and "shape" not in out and not isinstance(batch, dict):

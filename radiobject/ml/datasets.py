@@ -135,7 +135,9 @@ class RadiDataset(Dataset):
     def __getitems__(self, keys: list[Any]) -> Any:
         """A batch: collated directly when ``batched_reads`` and no transforms, else a list of samples."""
         if self.batched_reads and self.transforms is None and not self.meta_tensors and hasattr(self, "build_batch"):
-            return self.build_batch([self._key(k) for k in keys])
+            from radiobject.ml.collate import CollatedBatch
+
+            return CollatedBatch(self.build_batch([self._key(k) for k in keys]))
         return [self[k] for k in keys]
 
     def _sample(self, index: int, subj: int, image: np.ndarray, label: np.ndarray | None,

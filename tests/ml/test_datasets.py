@@ -170,7 +170,7 @@ def test_batched_reads_equal_per_sample_collation(reader, cache):
     keys = [(0, 0), (0, 3), (1, 2)]
     per_sample = collate([ds[k] for k in keys])
     ds.batched_reads = True
-    batched = ds.__getitems__(keys)
+    batched = collate(ds.__getitems__(keys))  # a CollatedBatch: collate returns its batch dict
     assert set(batched) == set(per_sample)
     for k, v in per_sample.items():
         if isinstance(v, torch.Tensor):
