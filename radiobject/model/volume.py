@@ -13,6 +13,7 @@ from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
 from radiobject.model.checks import located
 from radiobject.model.options import WriteOptions
+from radiobject.model.scaling import scaled
 from radiobject.model.volume_info import VolumeInfo
 from radiobject.model.writer import write_image
 from radiobject.storage.base import (
@@ -59,7 +60,7 @@ class Volume:
         obs_id: str | None = None,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
-    ) -> "Volume":
+    ) -> Volume:
         """Writes an ``ImageData`` (from any reader) as a new volume at ``uri``."""
         opts = options or WriteOptions()
         backend = get_backend(opts.backend, storage)
@@ -77,7 +78,7 @@ class Volume:
         obs_id: str | None = None,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
-    ) -> "Volume":
+    ) -> Volume:
         """Writes a NumPy array (dtype kept) with its 4x4 affine (identity when omitted)."""
         image = ImageData(np.asarray(array), np.eye(4) if affine is None else affine, dict(metadata or {}), "numpy")
         return cls.from_image(uri, image, obs_id=obs_id, options=options, storage=storage)
@@ -91,7 +92,7 @@ class Volume:
         reorient: bool = False,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
-    ) -> "Volume":
+    ) -> Volume:
         """Ingests a NIfTI-1/2 file (raw dtype; ``scl_slope`` / ``scl_inter`` kept as metadata)."""
         from radiobject.formats.nifti import read_nifti
 
@@ -107,7 +108,7 @@ class Volume:
         storage: StorageOptions | None = None,
         philips_scaling: str | None = None,
         resample_tilt: bool | str = False,
-    ) -> "Volume":
+    ) -> Volume:
         """Ingests one DICOM series (a folder holding one series, or its files).
 
         ``philips_scaling`` (``"display"`` / ``"precise"``) and ``resample_tilt`` are those of
@@ -126,7 +127,7 @@ class Volume:
         *,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
-    ) -> "Volume":
+    ) -> Volume:
         """Ingests a TIFF / OME-TIFF (level 0 of series 0), copied block by block."""
         from radiobject.formats.tiff import read_tiff
 
@@ -232,11 +233,7 @@ class Volume:
         return self._scale(data) if scaled else data
 
     def _scale(self, data: np.ndarray) -> np.ndarray:
-        slope = self._info.metadata.get("scl_slope")
-        inter = self._info.metadata.get("scl_inter")
-        if slope in (None, 0) or (slope == 1 and not inter):
-            return data
-        return (data.astype(np.float32) * np.float32(slope) + np.float32(inter or 0.0)).astype(np.float32)
+        return scaled(data, self._info.metadata, np.float32)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.read(key)
@@ -248,9 +245,10 @@ class Volume:
     def plane(self, plane: Plane, index: int) -> np.ndarray:
         """An anatomical plane, chosen from the affine (not from the array's axis order).
 
-        ``index`` counts from the L (sagittal), P (coronal) or I (axial) end. The 2D result is laid out in RAS order of its
-        two in-plane world axes (first axis toward R or A, second toward A or S), so the same anatomy
-        gives the same picture whatever the storage orientation. 4D volumes keep trailing axes.
+        ``index`` counts from the L (sagittal), P (coronal) or I (axial) end. The 2D result is laid
+        out in RAS order of its two in-plane world axes (first axis toward R or A, second toward A
+        or S), so the same anatomy gives the same picture whatever the storage orientation. 4D
+        volumes keep trailing axes.
         """
         axis, flip, rest = geometry.plane_axis(self.affine, plane)
         n = self.shape[axis]
