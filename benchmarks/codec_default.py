@@ -34,7 +34,7 @@ PATCH = (96, 96, 96)
 def header() -> str:
     """Date, machine and load, printed by every benchmark of issue 12."""
     load = os.getloadavg()
-    return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  {platform.node()}  "
+    return (f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}  {platform.node()}  "
             f"{platform.processor() or platform.machine()}  {os.cpu_count()} cores  "
             f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
@@ -77,7 +77,7 @@ def patch_rate(uri: str, n_vol: int, patches: int, seed: int = 0) -> tuple[float
     reader = VolumeReader.from_radi(RadiObject(uri), "img")
     rng = np.random.default_rng(seed)
     shapes = reader.shapes
-    draws = [(int(s), [int(rng.integers(0, max(1, n - p))) for n, p in zip(shapes[s], PATCH)])
+    draws = [(int(s), [int(rng.integers(0, max(1, n - p))) for n, p in zip(shapes[s], PATCH, strict=True)])
              for s in rng.integers(0, n_vol, patches)]
     buf = np.empty((1, *PATCH), np.float32)
     best_cpu = best_wall = 0.0

@@ -90,7 +90,8 @@ def main() -> None:
         f"median of {args.repeat} (warm cache)"
     )
     print(
-        f"{'series':46s} {'radiobject':>11s} {'dcm2niix':>10s} {'pydicom':>9s}  {'dcm2niix/us':>11s} {'pydicom/us':>10s}"
+        f"{'series':46s} {'radiobject':>11s} {'dcm2niix':>10s} {'pydicom':>9s}  "
+        f"{'dcm2niix/us':>11s} {'pydicom/us':>10s}"
     )
     for name, rel in CASES.items():
         folder = args.data / rel

@@ -254,7 +254,8 @@ def main() -> int:
         results["throughput"] = tp
         print(f"\n{'run':<12} {'volumes':>8} {'seconds':>8} {'vol/s':>8} {'MB/s':>8}")
         for r in tp:
-            print(f"{r['run']:<12} {r['volumes']:>8} {r['seconds']:>8.2f} {r['volumes_per_s']:>8.1f} {r['mb_per_s']:>8.1f}")
+            print(f"{r['run']:<12} {r['volumes']:>8} {r['seconds']:>8.2f} "
+                  f"{r['volumes_per_s']:>8.1f} {r['mb_per_s']:>8.1f}")
         print(f"ratio 2 threads / 1 thread: {tp[1]['volumes_per_s'] / tp[0]['volumes_per_s']:.2f}x; "
               f"2 processes / 1 thread: {tp[2]['volumes_per_s'] / tp[0]['volumes_per_s']:.2f}x")
 
@@ -285,7 +286,8 @@ def main() -> int:
             print(f"\nS3 (moto_server on 127.0.0.1), random {args.patch}^3 patches, batch 2, 0 workers (patches/s):")
             for k in ("local_patches_per_s", "s3_nocache_patches_per_s", "s3_cold_cache_patches_per_s",
                       "s3_warm_cache_patches_per_s"):
-                print(f"  {k.replace('_patches_per_s', ''):<16} {s3[k]:8.1f}  ({s3[k] / s3['local_patches_per_s']:.2f}x local)")
+                print(f"  {k.replace('_patches_per_s', ''):<16} {s3[k]:8.1f}  "
+                      f"({s3[k] / s3['local_patches_per_s']:.2f}x local)")
             print(f"  warm / cold cache: {s3['s3_warm_cache_patches_per_s'] / s3['s3_cold_cache_patches_per_s']:.2f}x; "
                   f"ingest into S3: {s3['s3_ingest_s']:.2f} s for {s3['volumes']} volumes")
         with open(os.path.join(out_dir, "ingest_results.json"), "w") as f:

@@ -237,7 +237,8 @@ def print_table(name: str, res: dict[str, dict[str, Any]], raw_bytes: int) -> No
             print(f"{m:46s} not run: {r['_error']}")
             continue
         print(f"{m:46s} {r['patch_ms']:8.2f} {r['patch_ms'] / ceil['patch_ms']:7.2f} {r['full_ms']:8.1f} "
-              f"{ceil['full_ms'] / r['full_ms']:7.2f} {r['axial_ms']:7.2f} {r['sagittal_ms']:7.2f} {r['coronal_ms']:7.2f} "
+              f"{ceil['full_ms'] / r['full_ms']:7.2f} {r['axial_ms']:7.2f} "
+              f"{r['sagittal_ms']:7.2f} {r['coronal_ms']:7.2f} "
               f"{r['open_ms']:7.2f} {r['bytes'] / 1e6:7.1f} {raw_bytes / r['bytes']:6.2f} {r['n_files']:6d} "
               f"{r['ingest_s']:7.2f} {r['exact']}")
 

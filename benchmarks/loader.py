@@ -149,19 +149,19 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
             def __getitem__(self, i: int):
                 rng = np.random.default_rng(i + 7919 * getattr(self, "epoch", 0))
                 v = arrays[int(rng.integers(N_VOLUMES))]
-                o = [int(rng.integers(0, s - p + 1)) for s, p in zip(SHAPE, PATCH)]
+                o = [int(rng.integers(0, s - p + 1)) for s, p in zip(SHAPE, PATCH, strict=True)]
                 crop = v[o[0]:o[0] + PATCH[0], o[1]:o[1] + PATCH[1], o[2]:o[2] + PATCH[2]]
                 return {"image": torch.from_numpy(np.ascontiguousarray(crop)[None])}
 
         return DataLoader(InRam(), shuffle=True, **common)
     if name.startswith("radi_"):
+        from radiobject import RadiObject
         from radiobject.ml.cache import make_cache
         from radiobject.ml.datasets import PatchDataset, collate
         from radiobject.ml.distributed import RadiSampler
         from radiobject.ml.loaders import RadiDataLoader
-        from radiobject.ml.threads import worker_init_fn as worker_init
         from radiobject.ml.reader import VolumeReader
-        from radiobject import RadiObject
+        from radiobject.ml.threads import worker_init_fn as worker_init
 
         threads = name.endswith("_threads")  # worker_mode="threads": num_workers threads, one process
         name = name.removesuffix("_threads")

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     ceiling = next((r for r in results if r["name"] == "ceiling"), None)
     nocache = {r["drop"]: r for r in results if r["name"] == "radi_nocache"}
-    print(f"{'config':22s} {'page cache':10s} {'cold/s':>8s} {'warm/s':>8s} {'warm/ceiling':>12s} {'vs radi_nocache':>15s}")
+    print(f"{'config':22s} {'page cache':10s} {'cold/s':>8s} {'warm/s':>8s} "
+          f"{'warm/ceiling':>12s} {'vs radi_nocache':>15s}")
     for r in results:
         ref = nocache.get(r["drop"])
         print(f"{r['name']:22s} {'dropped' if r['drop'] else 'kept':10s} {r['cold']:8.0f} {r['warm']:8.0f} "
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         wres = run_workers(work, args.patches)
         base = wres[0]["patches_s"]
         for r in wres:
-            print(f"loader workers={r['workers']} {r['mode']:9s} {r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}")
+            print(f"loader workers={r['workers']} {r['mode']:9s} "
+                  f"{r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}")
         results.append({"workers": wres})
     print(header())
     if args.json:

@@ -125,7 +125,7 @@ def main() -> int:
         "ours, 2 workers, full pyramid": dict(base, case="ours", workers=2),
     }
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in cases}
-    for rep in range(args.repeats):  # interleaved, so background load hits every case alike
+    for _rep in range(args.repeats):  # interleaved, so background load hits every case alike
         for name, spec in cases.items():
             runs[name].append(run_case(dict(spec, out=str(work / "out.zarr"))))
     print(f"\nthroughput (blosc-lz4 level 5, chunk {chunk}, shard {shard}; median of {args.repeats}):")
@@ -141,7 +141,8 @@ def main() -> int:
     bname = "baseline (tifffile.imread + zarr write, level 0)"
     print("\nratios against the baseline (MB/s ours / MB/s baseline; peak RSS ours / baseline):")
     for name in list(cases)[1:]:
-        print(f"  {name:<48} speed x{med[name]['mb_s'] / b:.2f}   memory x{med[name]['peak_rss'] / med[bname]['peak_rss']:.2f}")
+        print(f"  {name:<48} speed x{med[name]['mb_s'] / b:.2f}   "
+              f"memory x{med[name]['peak_rss'] / med[bname]['peak_rss']:.2f}")
     results["throughput"] = med
 
     if not args.no_codecs:

@@ -13,8 +13,8 @@ import time
 import torch
 from torch import nn
 
-from radiobject.ml import CacheStrategy, create_training_dataloader, set_epoch
 from radiobject import RadiObject
+from radiobject.ml import CacheStrategy, create_training_dataloader, set_epoch
 
 
 def tiny_unet(in_channels: int, classes: int) -> nn.Module:

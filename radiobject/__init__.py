@@ -4,7 +4,6 @@ Public names: ``Volume``, ``VolumeCollection``, ``RadiObject``, ``WriteOptions``
 ``StorageOptions``, ``Codec``, ``ImageData`` and the typed errors in ``radiobject.errors``.
 """
 
-from radiobject.model.collection import VolumeCollection
 from radiobject._version import __version__
 from radiobject.errors import (
     AlignmentError,
@@ -23,11 +22,12 @@ from radiobject.errors import (
     TiffError,
 )
 from radiobject.formats.image import ImageData
+from radiobject.model.collection import VolumeCollection
 from radiobject.model.lossy import Lossy, LossyLabelError
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
-from radiobject.storage import Codec, StorageOptions, StoreLocation
 from radiobject.model.volume import Volume
+from radiobject.storage import Codec, StorageOptions, StoreLocation
 
 __all__ = [
     "AlignmentError",
@@ -54,6 +54,7 @@ __all__ = [
     "Volume",
     "VolumeCollection",
     "WriteOptions",
+    "__version__",
 ]
 
 # The ingest engine registers the model's file constructors (radiobject.model.engine): imported

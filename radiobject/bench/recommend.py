@@ -159,8 +159,10 @@ def explain(s1: pd.DataFrame, s2: pd.DataFrame, choice: dict[str, Any], access: 
     lines += [f"    {'*' if i == 0 else ' '} {_fmt(r, access)}" for i, (_, r) in enumerate(s2.iterrows())]
     best_time = s2.sort_values("time_ms").iloc[0]
     best_size = s2.sort_values("bytes").iloc[0]
-    lines.append(f"  Fastest codec {best_time['codec']}:{best_time['level']} ({best_time['time_ms']:.2f} ms, x{best_time['ratio']:.2f}); "
-                 f"smallest {best_size['codec']}:{best_size['level']} (x{best_size['ratio']:.2f}, {best_size['time_ms']:.2f} ms).")
+    lines.append(f"  Fastest codec {best_time['codec']}:{best_time['level']} "
+                 f"({best_time['time_ms']:.2f} ms, x{best_time['ratio']:.2f}); "
+                 f"smallest {best_size['codec']}:{best_size['level']} "
+                 f"(x{best_size['ratio']:.2f}, {best_size['time_ms']:.2f} ms).")
     return "\n".join(lines)
 
 

@@ -79,7 +79,8 @@ def pick(d: pd.DataFrame, use: str) -> tuple[pd.Series, str]:
     if use == "cloud":
         few = d[d["n_files"] <= d["n_files"].min() + 2]
         return few.assign(s=balanced_score(few)).sort_values("s").iloc[0], \
-            f"fewest objects ({int(few['n_files'].min())}-{int(few['n_files'].max())} files), then patch + slice + size score"
+            (f"fewest objects ({int(few['n_files'].min())}-{int(few['n_files'].max())} files), "
+             "then patch + slice + size score")
     if use == "archive":
         return d.sort_values(["ratio", "full_ms"], ascending=[False, True]).iloc[0], "highest lossless ratio"
     raise ValueError(f"unknown use case {use!r}")
@@ -119,12 +120,15 @@ def summary_markdown(df: pd.DataFrame, lossy: pd.DataFrame | None, meta: dict[st
     cols = COLS[:6] + [c for c in ("patch96_ms", "patch128_ms") if c in df] + COLS[6:]
     out = [f"# Storage benchmark ({meta.get('date_utc', '')})", "",
            "Machine: " + ", ".join(f"{k} {v}" for k, v in meta.items() if k != "date_utc"), "",
-           ("Times: all stores written first, then read in interleaved rounds; each probe region keeps its best time over "
-           "rounds, rows report the median over regions (full volume: the best); page cache warm, tensorstore's chunk cache off (decode cost, not cache hits). "
+           ("Times: all stores written first, then read in interleaved rounds; "
+            "each probe region keeps its best time over "
+           "rounds, rows report the median over regions (full volume: the best); "
+           "page cache warm, tensorstore's chunk cache off (decode cost, not cache hits). "
            "Patch = random cubic patch at unaligned offsets; slice = one full plane; ratio = raw / stored bytes."), ""]
     out.append(f"Configurations: {len(df)}; lossless bit-exact: {len(ok)}; failed or not exact: {len(bad)}.")
     for _, r in bad.iterrows():
-        out.append(f"- NOT OK: {r['volume']} `{r['label']}` {r.get('error') if isinstance(r.get('error'), str) else 'not bit-exact'}")
+        out.append(f"- NOT OK: {r['volume']} `{r['label']}` "
+                   f"{r.get('error') if isinstance(r.get('error'), str) else 'not bit-exact'}")
     for vol in ok["volume"].unique():
         d = ok[ok["volume"] == vol]
         out += ["", (f"## {vol} ({d['shape'].iloc[0]} {d['dtype'].iloc[0]}, {d['raw_mb'].iloc[0]:.1f} MB raw; "

@@ -290,7 +290,7 @@ def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]
                             row["error"] = f"{type(exc).__name__}: {exc}"
                     if progress:
                         progress(f"[{name}] timing round {rnd + 1}/{opts.rounds} done")
-                for k, (cfg, path, row, best) in enumerate(done):
+                for k, (_cfg, path, row, best) in enumerate(done):
                     if "error" not in row:
                         finish(row, best, data, probes)
                     if progress:

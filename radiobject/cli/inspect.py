@@ -94,7 +94,7 @@ def store_info(radi: Any) -> dict[str, Any]:
         shapes = Counter(tuple(int(v) for v in s) for s in obs["shape"]) if len(obs) else Counter()
         dtypes = Counter(obs["dtype"]) if len(obs) else Counter()
         raw = sum(int(np.prod([int(v) for v in s])) * np.dtype(d).itemsize
-                  for s, d in zip(obs["shape"], obs["dtype"])) if len(obs) else 0
+                  for s, d in zip(obs["shape"], obs["dtype"], strict=True)) if len(obs) else 0
         stored = _stored_bytes(coll.uri, radi.location.storage)
         out["collections"][name] = {
             "volumes": len(obs), "subjects": obs["obs_subject_id"].nunique() if len(obs) else 0,
@@ -158,7 +158,8 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{info['uri']}  ({info['backend']})  {info['subjects']} subjects, {len(info['collections'])} collections")
     if info["obs_meta_columns"]:
         print(f"subject columns: {', '.join(info['obs_meta_columns'])}")
-    print(f"{'collection':<16} {'volumes':>8} {'shape(s)':<22} {'dtype':<10} {'codec':<14} {'raw':>10} {'stored':>10} {'ratio':>6}")
+    print(f"{'collection':<16} {'volumes':>8} {'shape(s)':<22} {'dtype':<10} {'codec':<14} "
+          f"{'raw':>10} {'stored':>10} {'ratio':>6}")
     for name, c in info["collections"].items():
         shapes = ", ".join(list(c["shapes"])[:2]) + (" ..." if len(c["shapes"]) > 2 else "")
         stored = human_bytes(c["stored_bytes"]) if c["stored_bytes"] is not None else "?"

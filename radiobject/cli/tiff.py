@@ -64,7 +64,8 @@ def _print_settings(options: ConvertOptions, plans: list[ConversionPlan | Region
     auto = options.chunk_size is None
     chunk_txt = ", ".join(f"{c}x{c}" for c in chunks) or "-"
     print("Conversion settings:", file=out)
-    print(f"  Regions:        {len(plans)} ({', '.join(p.region.name if isinstance(p, ConversionPlan) else p.name for p in plans)})", file=out)
+    print(f"  Regions:        {len(plans)} "
+          f"({', '.join(p.region.name if isinstance(p, ConversionPlan) else p.name for p in plans)})", file=out)
     print(f"  Chunk size:     {chunk_txt} pixels ({'auto-calculated' if auto else 'user'})", file=out)
     comp = options.compression if options.compression == "none" else f"{options.compression} (level {options.compression_level})"
     print(f"  Compression:    {comp}", file=out)
@@ -76,7 +77,8 @@ def _print_settings(options: ConvertOptions, plans: list[ConversionPlan | Region
     fmt = "Zarr v3, sharded" if options.ngff_version == "0.5" else "Zarr v2"
     print(f"  NGFF version:   {options.ngff_version} ({fmt})", file=out)
     for p in ok:
-        print(f"  {p.region.name}: {len(p.region.inputs)} file(s), shape {dict(zip(p.source.axes, p.source.shape))} "
+        print(f"  {p.region.name}: {len(p.region.inputs)} file(s), "
+              f"shape {dict(zip(p.source.axes, p.source.shape, strict=True))} "
               f"{p.source.dtype}, {len(p.levels)} levels, {human_bytes(p.source.nbytes)} -> {p.output}", file=out)
     out.flush()
 
@@ -86,7 +88,8 @@ def _print_summary(results: list[RegionResult], out: Any) -> None:
     print(f"  {'region':<24} {'status':<7} {'time s':>8} {'input':>10} {'output':>10} {'ratio':>6} {'MB/s':>8}", file=out)
     for r in results:
         status = "present" if r.present else "ok" if r.ok else "FAILED"
-        print(f"  {r.name:<24} {status:<7} {r.seconds:>8.2f} {human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
+        print(f"  {r.name:<24} {status:<7} {r.seconds:>8.2f} "
+              f"{human_bytes(r.bytes_in):>10} {human_bytes(r.bytes_out):>10} "
               f"{r.ratio:>6.2f} {r.mb_per_s:>8.1f}", file=out)
         if not r.ok:
             print(f"    error: {r.error}", file=out)

@@ -13,7 +13,7 @@ def _crop_views(block: np.ndarray, factors: Sequence[int]) -> list[np.ndarray]:
     """The strided views, one per offset inside a factor block (2 per halved axis)."""
     if len(factors) != block.ndim or any(f not in (1, 2) for f in factors):
         raise ValueError(f"factors must be 1 or 2 per axis, got {factors} for shape {block.shape}")
-    out_shape = [n // f for n, f in zip(block.shape, factors)]
+    out_shape = [n // f for n, f in zip(block.shape, factors, strict=True)]
     views = [block]
     for axis, f in enumerate(factors):
         if f == 1:
@@ -59,7 +59,7 @@ def downsample_mode(block: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     views = _crop_views(block, factors)
     best = views[0].copy()
     best_count = np.zeros(best.shape, dtype=np.uint8)
-    for i, v in enumerate(views):
+    for v in views:
         count = np.zeros(best.shape, dtype=np.uint8)
         for w in views:
             count += v == w

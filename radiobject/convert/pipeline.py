@@ -89,7 +89,7 @@ class ConversionPlan:
         lv0 = self.levels[0]
         if not self.full_width:
             return lv0.shards
-        return tuple(n if a == "x" else e for a, n, e in zip(self.source.axes, lv0.shape, lv0.shards))
+        return tuple(n if a == "x" else e for a, n, e in zip(self.source.axes, lv0.shape, lv0.shards, strict=True))
 
     @property
     def n_tasks(self) -> int:
@@ -168,7 +168,7 @@ def plan_region(region: Region, out_dir: str | os.PathLike[str], options: Conver
 def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: int) -> Iterator[dict[str, Any]]:
     """Work blocks: an int for t / z (and c unless grouped), slices for y / x (one shard each)."""
     ranges = []
-    for a, n, e in zip(axes, shape, edge):
+    for a, n, e in zip(axes, shape, edge, strict=True):
         if a in "yx":
             ranges.append([slice(i, min(i + e, n)) for i in range(0, n, e)])
         elif a == "c" and c_group > 1:
@@ -176,7 +176,7 @@ def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: i
         else:
             ranges.append(list(range(n)))
     for combo in product(*ranges):
-        yield dict(zip(axes, combo))
+        yield dict(zip(axes, combo, strict=True))
 
 
 def _write_level0(source: RegionSource, path: OutputTarget, key: dict[str, Any], fuse: bool = False,
@@ -225,11 +225,14 @@ def _write_downsampled(axes: str, path: OutputTarget, level: int, key: dict[str,
             factors = []
             for a in axes:
                 if a == "y":
-                    read_key.append(slice(2 * y0, 2 * y1)); factors.append(2)
+                    read_key.append(slice(2 * y0, 2 * y1))
+                    factors.append(2)
                 elif a == "x":
-                    read_key.append(slice(2 * x0, 2 * x1)); factors.append(2)
+                    read_key.append(slice(2 * x0, 2 * x1))
+                    factors.append(2)
                 elif a == "z" and downsample_z:
-                    read_key.append(slice(2 * key["z"], 2 * key["z"] + 2)); factors.append(2)
+                    read_key.append(slice(2 * key["z"], 2 * key["z"] + 2))
+                    factors.append(2)
                 else:
                     read_key.append(key[a])
             block = np.asarray(src[tuple(read_key)])
@@ -276,7 +279,7 @@ def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[floa
         tmin, tmax = float(info.min), float(info.max)
     else:
         tmin, tmax = float(lo.min()), float(hi.max())
-    return [(tmin, tmax, float(a), float(b)) for a, b in zip(lo, hi)]
+    return [(tmin, tmax, float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
 
 def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
@@ -296,7 +299,7 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
     def tick(res: Any) -> None:
         nonlocal done
         channels, mins, maxs = res
-        for ch, a, b in zip(channels, mins, maxs):
+        for ch, a, b in zip(channels, mins, maxs, strict=True):
             lo[ch] = min(lo[ch], float(a))
             hi[ch] = max(hi[ch], float(b))
         done += 1

@@ -109,18 +109,18 @@ class RegionSource:
         axes = first.axes if not stacked or "c" in first.axes else "".join(
             a for a in "tczyx" if a in first.axes + "c")
         parts = [open_tiff_array(p, series, 0, axes) for p in region.inputs]
-        for info, part in zip(infos[1:], parts[1:]):
+        for info, part in zip(infos[1:], parts[1:], strict=True):
             if info.dtype != first.dtype:
                 raise TiffError(info.path, f"dtype {info.dtype} differs from {first.path} ({first.dtype})")
-            other = {a: n for a, n in zip(part.axes, part.shape) if a != "c"}
-            base = {a: n for a, n in zip(parts[0].axes, parts[0].shape) if a != "c"}
+            other = {a: n for a, n in zip(part.axes, part.shape, strict=True) if a != "c"}
+            base = {a: n for a, n in zip(parts[0].axes, parts[0].shape, strict=True) if a != "c"}
             if other != base:
                 raise TiffError(info.path, f"size {other} differs from {first.path} ({base})")
         names: list[str] = []
         colors: list[str] = []
         offsets: list[int] = []
         n_c = 0
-        for p, info, part in zip(region.inputs, infos, parts):
+        for p, info, part in zip(region.inputs, infos, parts, strict=True):
             k = part.shape[axes.index("c")] if "c" in axes else 1
             offsets.append(n_c)
             n_c += k
@@ -163,7 +163,7 @@ class RegionSource:
             c = slice(c, c + 1)
         start, stop, _ = c.indices(self.shape[self.axes.index("c")])
         pieces = []
-        for part, off in zip(self.parts, self.c_offsets):
+        for part, off in zip(self.parts, self.c_offsets, strict=True):
             k = part.shape[self.axes.index("c")]
             lo, hi = max(start, off), min(stop, off + k)
             if lo < hi:

@@ -63,12 +63,12 @@ def plan_levels(axes: str, shape: tuple[int, ...], n_levels: int, chunk: int, bl
     cur = tuple(shape)
     for level in range(n_levels):
         edge = block // 2 if (level == 1 and fuse_level1) else block
-        chunks = tuple(min(chunk, n) if a in "yx" else 1 for a, n in zip(axes, cur))
+        chunks = tuple(min(chunk, n) if a in "yx" else 1 for a, n in zip(axes, cur, strict=True))
         shards = tuple(min(-(-min(edge, n) // c) * c, -(-n // c) * c) if a in "yx" else 1
-                       for a, n, c in zip(axes, cur, chunks))
+                       for a, n, c in zip(axes, cur, chunks, strict=True))
         out.append(LevelLayout(cur, chunks, shards))
         cur = tuple(max(n // 2, 1) if (a in "yx" or (a == "z" and downsample_z)) else n
-                    for a, n in zip(axes, cur))
+                    for a, n in zip(axes, cur, strict=True))
     return tuple(out)
 
 
@@ -132,8 +132,8 @@ def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], unit
     for lv in layout.levels:
         factors = [layout.levels[0].shape[i] / lv.shape[i] if a in "zyx" else 1.0 for i, a in enumerate(axes)]
         factors = [float(2 ** round(np.log2(f))) if f > 0 else 1.0 for f in factors]
-        scales.append([b * f for b, f in zip(base, factors)])
-        translations.append([b * (f - 1) / 2 for b, f in zip(base, factors)])
+        scales.append([b * f for b, f in zip(base, factors, strict=True)])
+        translations.append([b * (f - 1) / 2 for b, f in zip(base, factors, strict=True)])
     ms = multiscales_metadata(axes, scales, units=units, level_translations=translations, name=name,
                               version=options.ngff_version, downscale_type="mode" if options.labels else "mean")
     omero = None

@@ -248,7 +248,7 @@ def validate_image_attributes(
                 continue
             if len(transforms) == 2 and len(transforms[1].get("translation") or []) != len(axes):
                 problems.append(f"{where}.datasets[{d_i}]: translation length != {len(axes)}")
-            if previous is not None and any(float(a) < float(b) for a, b in zip(scale, previous)):
+            if previous is not None and any(float(a) < float(b) for a, b in zip(scale, previous, strict=True)):
                 problems.append(f"{where}.datasets[{d_i}]: scale {scale} smaller than the previous level's")
             previous = scale
         if shapes is not None:
@@ -257,7 +257,8 @@ def validate_image_attributes(
             for d_i, shape in enumerate(shapes):
                 if len(shape) != len(axes):
                     problems.append(f"{where}.datasets[{d_i}]: array rank {len(shape)} != {len(axes)} axes")
-                elif d_i and any(int(a) > int(b) for a, b in zip(shape, shapes[d_i - 1])):
+                # strict=False: the level above may have the wrong rank (already reported just above)
+                elif d_i and any(int(a) > int(b) for a, b in zip(shape, shapes[d_i - 1], strict=False)):
                     problems.append(f"{where}.datasets[{d_i}]: shape {list(shape)} larger than level above")
             if "c" in names and "omero" in ome and shapes:
                 n_c = int(shapes[0][names.index("c")])

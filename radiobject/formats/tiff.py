@@ -77,7 +77,7 @@ def _info(tif: tifffile.TiffFile, series: int, path: str) -> TiffInfo:
     axes = "".join(a for a in NGFF_ORDER if a in mapping)
     levels = []
     for lvl in s.levels:
-        m = dict(zip(mapping, lvl.shape))
+        m = dict(zip(mapping, lvl.shape, strict=True))
         levels.append(tuple(int(m[a]) for a in axes))
     keyframe = s.levels[0].keyframe
     size, units, names, colors = _physical(tif, series, axes)
@@ -121,7 +121,7 @@ class LazyTiffArray:
         if set(self.axes) - set(NGFF_ORDER) or len(set(self.axes)) != len(self.axes) or not set(
                 self.ngff_axes) <= set(self.axes):
             raise ValueError(f"axes {self.axes!r} must contain {self.ngff_axes!r} and only 'tczyx'")
-        sizes = {a: n for a, n in zip(self._map, self.src_shape) if a}
+        sizes = {a: n for a, n in zip(self._map, self.src_shape, strict=True) if a}
         self.shape: tuple[int, ...] = tuple(sizes.get(a, 1) for a in self.axes)
         self.dtype: np.dtype = np.dtype(lvl.dtype)
 
@@ -173,7 +173,7 @@ class LazyTiffArray:
     @property
     def chunks(self) -> tuple[int, ...]:
         """The TIFF tile / strip shape in ``axes`` order (what one read decodes)."""
-        src = dict(zip(self._map, self.zarr_array.chunks))
+        src = dict(zip(self._map, self.zarr_array.chunks, strict=True))
         return tuple(int(src.get(a) or 1) for a in self.axes)
 
     def __len__(self) -> int:
@@ -198,7 +198,7 @@ class LazyTiffArray:
         if len(key) != self.ndim:
             raise IndexError(f"too many indices for array of {self.ndim} dimensions")
         out: list[int | slice] = []
-        for k, n in zip(key, self.shape):
+        for k, n in zip(key, self.shape, strict=True):
             if isinstance(k, (int, np.integer)):
                 k = int(k) + n if k < 0 else int(k)
                 if not 0 <= k < n:
@@ -211,7 +211,7 @@ class LazyTiffArray:
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        keys = dict(zip(self.axes, self._normalize(key)))
+        keys = dict(zip(self.axes, self._normalize(key), strict=True))
         src_key = tuple(keys[a] if a else 0 for a in self._map)
         try:
             data = np.asarray(self.zarr_array[src_key])
@@ -219,7 +219,7 @@ class LazyTiffArray:
             raise
         except Exception as exc:
             raise TiffError(self.path, f"cannot decode pixel data ({type(exc).__name__}: {exc})") from exc
-        kept = [a for a, k in zip(self._map, src_key) if a and isinstance(k, slice)]
+        kept = [a for a, k in zip(self._map, src_key, strict=True) if a and isinstance(k, slice)]
         # transpose the kept source axes into output order, then insert the missing length-1 axes
         out_axes = [a for a in self.axes if isinstance(keys[a], slice)]
         order = [a for a in out_axes if a in kept]

@@ -88,7 +88,7 @@ def _map_axes(src: str, shape: tuple[int, ...], path: str) -> list[str | None]:
     """Maps each tifffile axis letter to an NGFF axis, or ``None`` for a length-1 axis to drop."""
     out: list[str | None] = []
     letters = set(src)
-    for letter, size in zip(src, shape):
+    for letter, size in zip(src, shape, strict=True):
         name: str | None
         if letter in "TCZYX":
             name = letter.lower()
@@ -105,9 +105,9 @@ def _map_axes(src: str, shape: tuple[int, ...], path: str) -> list[str | None]:
         out.append(name)
     named = [n for n in out if n]
     if len(set(named)) != len(named):
-        if named.count("c") > 1 and [s for a, s in zip(out, shape) if a == "c"].count(1) >= 1:
+        if named.count("c") > 1 and [s for a, s in zip(out, shape, strict=True) if a == "c"].count(1) >= 1:
             # C and S both present but one of them has length 1: drop that one
-            idx = next(i for i, (a, s) in enumerate(zip(out, shape)) if a == "c" and s == 1)
+            idx = next(i for i, (a, s) in enumerate(zip(out, shape, strict=True)) if a == "c" and s == 1)
             out[idx] = None
         else:
             raise TiffError(path, f"unsupported axes {src!r}: two axes map to the same NGFF axis")
@@ -154,7 +154,8 @@ def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: 
             offsets, counts = page.dataoffsets, page.databytecounts
             _check_declared_size(page, counts, comp, size, path)
             if len(offsets) and len(counts):
-                end = max(int(o) + int(c) for o, c in zip(offsets, counts))
+                # strict=False: a malformed file may declare unequal offset / count lists; check the pairs given
+                end = max(int(o) + int(c) for o, c in zip(offsets, counts, strict=False))
                 if end > size:
                     raise TiffError(path, f"truncated: image data ends at byte {end}, file has {size}")
 

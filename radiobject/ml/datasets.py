@@ -58,7 +58,7 @@ __all__ = [
 Transform = Callable[[dict[str, Any]], Any]
 
 
-class LoadingMode(str, enum.Enum):
+class LoadingMode(enum.StrEnum):
     """What one sample is: a whole volume, a random patch, or a 2D slice."""
 
     FULL_VOLUME = "full_volume"

@@ -17,10 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from radiobject.storage import files
-
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampling import DEFAULT_MAX_PER_CLASS, ForegroundIndex
+from radiobject.storage import files
 
 __all__ = ["FOLDER", "build_foreground_indices", "foreground_uri", "load_foreground", "foreground_index"]
 

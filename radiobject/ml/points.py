@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from radiobject.model.volume import Volume
-
 from radiobject.ml.cache import Cache, NoCache, cache_key
+from radiobject.model.volume import Volume
 
 __all__ = ["PROGRESS_MIN_CHUNKS", "scattered_points", "chunks_of_points"]
 

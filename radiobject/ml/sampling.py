@@ -157,7 +157,7 @@ class ForegroundIndex:
         idx_dtype = np.uint32 if flat.size <= np.iinfo(np.uint32).max else np.uint64
         rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x46474958,)))
         kept: list[np.ndarray] = []
-        for start, count in zip(starts, counts):
+        for start, count in zip(starts, counts, strict=True):
             group = fg[start:start + count]
             if count > max_per_class:
                 group = np.sort(rng.choice(group, size=max_per_class, replace=False))
@@ -339,7 +339,7 @@ def grid_patch_origins(
     if ov.shape != (shp.size,) or (ov < 0).any() or (ov >= 1).any():
         raise ValueError(f"overlap must be {shp.size} fractions in [0, 1), got {overlap!r}")
     axes = []
-    for size, p, o in zip(shp, patch, ov):
+    for size, p, o in zip(shp, patch, ov, strict=True):
         if p >= size:
             axes.append(np.zeros(1, dtype=np.int64))
             continue
@@ -367,6 +367,6 @@ def patch_slices(
     lo = np.clip(org, 0, shp)
     hi = np.clip(org + patch, 0, shp)
     hi = np.maximum(hi, lo)
-    src = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    dst = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(lo, hi, org))
+    src = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    dst = tuple(slice(int(a - o), int(b - o)) for a, b, o in zip(lo, hi, org, strict=True))
     return src, dst

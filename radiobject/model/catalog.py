@@ -72,7 +72,7 @@ class CatalogState:
             self._new_rows, self._new_ids = [], set()
         return self._obs
 
-    def known_ids(self) -> "KnownIds":
+    def known_ids(self) -> KnownIds:
         """Committed obs IDs, kept current by this process's own commits (no re-read per append)."""
         self._load()
         return KnownIds(self)

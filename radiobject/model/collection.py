@@ -42,13 +42,13 @@ class VolumeCollection(VersionedWrites):
         self._ids: tuple[str, ...] | None = None
 
     @classmethod
-    def _view(cls, state: CatalogState, ids: Sequence[str] | None) -> "VolumeCollection":
+    def _view(cls, state: CatalogState, ids: Sequence[str] | None) -> VolumeCollection:
         obj = cls.__new__(cls)
         obj._state, obj._ids = state, None if ids is None else tuple(ids)
         return obj
 
     @classmethod
-    def open(cls, location: StoreLocation) -> "VolumeCollection":
+    def open(cls, location: StoreLocation) -> VolumeCollection:
         """Opens from a picklable location."""
         return cls(location.uri, storage=location.storage)
 
@@ -62,7 +62,7 @@ class VolumeCollection(VersionedWrites):
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         exist_ok: bool = False,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Creates an empty collection (its name defaults to the last path component)."""
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         name = validate_collection_name(name or uri.rstrip("/").rsplit("/", 1)[-1])
@@ -97,7 +97,7 @@ class VolumeCollection(VersionedWrites):
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Creates a collection and writes ``items`` into it (the bulk path every ``from_*`` uses)."""
         coll = cls.create(uri, name=name, options=options, storage=storage)
         coll.write(items, options=options, progress=progress)
@@ -115,7 +115,7 @@ class VolumeCollection(VersionedWrites):
         name: str | None = None,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """From ``{obs_id: ImageData}``; subjects default to the obs IDs; ``obs`` adds columns."""
         extra = _columns_by_id(obs)
         items = [
@@ -134,7 +134,7 @@ class VolumeCollection(VersionedWrites):
         name: str | None = None,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Copies stored volumes (a mapping obs_id -> Volume, or Volumes that carry an obs_id)."""
         if not isinstance(volumes, Mapping):
             vols = list(volumes)
@@ -161,7 +161,7 @@ class VolumeCollection(VersionedWrites):
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
@@ -181,7 +181,7 @@ class VolumeCollection(VersionedWrites):
         progress: bool = False,
         philips_scaling: str | None = None,
         resample_tilt: bool | str = False,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name).
 
         ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``);
@@ -206,7 +206,7 @@ class VolumeCollection(VersionedWrites):
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
@@ -226,7 +226,7 @@ class VolumeCollection(VersionedWrites):
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         progress: bool = False,
-    ) -> "VolumeCollection":
+    ) -> VolumeCollection:
         """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
@@ -368,14 +368,14 @@ class VolumeCollection(VersionedWrites):
             raise DuplicateIdError("subject (several volumes)", subject_id, f"collection {self.name!r}")
         return self._state_volume(hits[0])
 
-    def select(self, obs_ids: Sequence[str]) -> "VolumeCollection":
+    def select(self, obs_ids: Sequence[str]) -> VolumeCollection:
         """A view with these obs IDs, in this order."""
         for k in obs_ids:
             if k not in self:
                 raise NotFoundError("obs_id", k, f"collection {self.uri}")
         return VolumeCollection._view(self._state, list(obs_ids))
 
-    def select_subjects(self, subject_ids: Sequence[str]) -> "VolumeCollection":
+    def select_subjects(self, subject_ids: Sequence[str]) -> VolumeCollection:
         """A view with the volumes of these subjects (in subject order)."""
         order = {s: i for i, s in enumerate(subject_ids)}  # a repeated subject: its last place
         by_subject = self._state.lookup()[1]  # subject -> obs IDs, built once: O(len(subject_ids))
@@ -384,18 +384,18 @@ class VolumeCollection(VersionedWrites):
         return VolumeCollection._view(self._state, keep)
 
     @property
-    def iloc(self) -> Indexer[Volume, "VolumeCollection"]:
+    def iloc(self) -> Indexer[Volume, VolumeCollection]:
         """Position -> Volume; slice / list / mask -> view."""
         ids = self._ids if self._ids is not None else self._state.lookup()[0]  # no copy per call
         return Indexer(lambda i: self._state_volume(ids[i]), lambda ps: self.select([ids[p] for p in ps]),
                        lambda key: positions(key, len(ids)))
 
     @property
-    def loc(self) -> Indexer[Volume, "VolumeCollection"]:
+    def loc(self) -> Indexer[Volume, VolumeCollection]:
         """obs ID -> Volume; list of IDs -> view."""
         return Indexer(self.volume, self.select, lambda key: key if isinstance(key, str) else list(key))
 
-    def to_collection(self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None) -> "VolumeCollection":
+    def to_collection(self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None) -> VolumeCollection:
         """Writes this collection (or view) as a new collection: geometry, dtype and obs kept."""
         items = [
             IngestItem(r["obs_id"], r["obs_subject_id"], self._state_volume(r["obs_id"]).to_image,

@@ -46,7 +46,7 @@ class VolumeInfo:
         return np.array(self.affine_flat, dtype=np.float64).reshape(4, 4)
 
     @classmethod
-    def from_attrs(cls, obs_id: str | None, backend: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> "VolumeInfo":
+    def from_attrs(cls, obs_id: str | None, backend: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> VolumeInfo:
         """From an array's spec and stored attributes."""
         return cls(
             obs_id=obs_id if obs_id is not None else attrs.get("obs_id"),
@@ -79,7 +79,7 @@ class VolumeInfo:
         }
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], backend: str) -> "VolumeInfo":
+    def from_row(cls, row: Mapping[str, Any], backend: str) -> VolumeInfo:
         """Inverse of ``to_row``."""
         name, _, level = str(row["codec"]).partition(":")
         return cls(

@@ -42,7 +42,7 @@ class Codec:
             raise ValueError(f"codec level {self.level} out of range 0-22")
 
     @classmethod
-    def parse(cls, text: str, level: int | None = None) -> "Codec":
+    def parse(cls, text: str, level: int | None = None) -> Codec:
         """``"zstd"`` / ``"blosc-lz4:5"`` -> Codec (``level`` overrides the suffix)."""
         name, _, lvl = text.partition(":")
         default = 3 if name in ("zstd", "blosc-zstd") else 5

@@ -14,7 +14,7 @@ class StoreLocation:
     uri: str
     storage: StorageOptions = field(default_factory=StorageOptions)
 
-    def child(self, *parts: str) -> "StoreLocation":
+    def child(self, *parts: str) -> StoreLocation:
         """The location of a path inside this one."""
         from radiobject.storage.files import join
 

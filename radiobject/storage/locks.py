@@ -29,7 +29,7 @@ LOCK_NAME = ".radiobject.lock"
 DEFAULT_TIMEOUT = 120.0
 
 _registry_guard = threading.Lock()
-_held: dict[str, "_Held"] = {}
+_held: dict[str, _Held] = {}
 
 
 class _Held:

@@ -78,8 +78,11 @@ def test_ingest_bad_arguments(sample: Path, tmp_path: Path, capsys: pytest.Captu
 def test_readme_flow_as_subprocess(tmp_path: Path) -> None:
     """The README's main command: sample-cohort, ingest, info, through the installed entry point."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "radiobject.cli.main", *a], check=False, capture_output=True,
-                                    text=True, env=env, cwd=tmp_path, timeout=120)
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "radiobject.cli.main", *a], check=False, capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=120)
+
     assert run("sample-cohort", "cohort", "--subjects", "2", "--shape", "10,10,10").returncode == 0
     r = run("ingest", "store", "--manifest", "cohort/manifest.csv", "--subjects", "cohort/participants.csv")
     assert r.returncode == 0, r.stderr

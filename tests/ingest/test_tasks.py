@@ -67,7 +67,10 @@ def test_canonicalize_flips_to_ras() -> None:
     arr = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
     out = canonicalize(ImageData(arr, aff))
     assert np.array_equal(out.array, arr[::-1])
-    world = lambda a, ijk: (a @ [*ijk, 1])[:3]
+
+    def world(a, ijk):
+        return (a @ [*ijk, 1])[:3]
+
     # the same voxel value sits at the same world position
     assert np.allclose(world(aff, (0, 1, 2)), world(out.affine, (1, 1, 2)))
     assert out.metadata["original_orientation"] == "LAS"

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from radiobject.errors import NotFoundError
 from radiobject.ml.cache import InMemoryCache, NoCache
 from radiobject.ml.datasets import GridPatchDataset, PatchDataset, SampleError, SliceDataset, VolumeDataset
 from radiobject.ml.foreground import build_foreground_indices, foreground_index, foreground_uri
 from radiobject.ml.points import scattered_points
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampling import EmptyLabelWarning
-from radiobject.errors import NotFoundError
 from radiobject.storage import files
 from tests.ml._stores import coded_volume, decode_origin, make_store
 

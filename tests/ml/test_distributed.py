@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch.distributed as dist
 import torch.multiprocessing as tmp_mp
@@ -119,7 +118,7 @@ def test_same_world_resume_continues_each_rank_exactly():
     ref = [RadiSampler(_Sized(9), 2, r, seed=2) for r in range(2)]
     for x in ref:
         x.set_epoch(5)
-    for a, b in zip(s, ref):
+    for a, b in zip(s, ref, strict=True):
         assert [i for _, i in a] == [i for _, i in b][3:]
     assert sorted(full) == sorted(_consume(2, 9, steps=0)[1])
 

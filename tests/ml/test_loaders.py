@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from radiobject.ml import CacheStrategy, LoadingMode, create_inference_dataloader, create_training_dataloader
-from radiobject.ml import create_validation_dataloader
+from radiobject import RadiObject
+from radiobject.ml import (
+    CacheStrategy,
+    LoadingMode,
+    create_inference_dataloader,
+    create_training_dataloader,
+    create_validation_dataloader,
+)
 from radiobject.ml.aggregate import GridAggregator
 from radiobject.ml.distributed import set_epoch
 from radiobject.ml.loaders import to_device
-from radiobject import RadiObject
 from tests.ml._stores import coded_volume, decode_origin, make_store
 
 SHAPE = (20, 24, 16)

@@ -99,7 +99,7 @@ def test_foreground_index_is_exact_small_and_round_trips():
     assert idx.indices[0].dtype == np.uint32
     back = ForegroundIndex.from_arrays(idx.to_arrays())
     assert back.shape == idx.shape and back.labels == idx.labels and back.counts == idx.counts
-    for a, b in zip(back.indices, idx.indices):
+    for a, b in zip(back.indices, idx.indices, strict=True):
         np.testing.assert_array_equal(a, b)
     # no pickle needed: np.savez / np.load(allow_pickle=False) round trip works on to_arrays()
     assert all(a.dtype != object for a in idx.to_arrays().values())

@@ -14,7 +14,6 @@ def test_ml_alias_is_radiobject_ml() -> None:
     assert ml is radiobject.ml
     from ml import CacheStrategy, create_training_dataloader, create_validation_dataloader  # noqa: F401
     from ml.distributed import create_distributed_dataloader, set_epoch
-
     from radiobject.ml import CacheStrategy as RealStrategy
     from radiobject.ml.distributed import create_distributed_dataloader as real_ddp
     from radiobject.ml.distributed import set_epoch as real_set_epoch

@@ -34,7 +34,7 @@ def test_open_and_access(cohort, backend: str) -> None:
         np.testing.assert_array_equal(radi.T1w.loc[s].to_numpy(), t1[s].array)
         np.testing.assert_array_equal(radi.T1w.by_subject(s).to_numpy(), t1[s].array)
     with pytest.raises(AttributeError):
-        radi.FLAIR
+        _ = radi.FLAIR
     with pytest.raises(NotFoundError):
         radi["FLAIR"]
 

@@ -8,7 +8,7 @@ import pickle
 import nibabel as nib
 import numpy as np
 import pytest
-from nibabel.orientations import axcodes2ornt, inv_ornt_aff, ornt_transform
+from nibabel.orientations import axcodes2ornt, ornt_transform
 from nibabel.testing import data_path
 
 from radiobject import Volume, WriteOptions

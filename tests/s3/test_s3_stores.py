@@ -84,7 +84,7 @@ def test_ml_loader_from_s3_with_disk_cache(cohort: SampleCohort, s3_server: Stor
     ref = loaders.create_training_dataloader(RadiObject(local), **kw)
     got, want = list(remote), list(ref)
     assert len(got) == len(want) > 0
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         ka = a if isinstance(a, dict) else dict(enumerate(a))
         kb = b if isinstance(b, dict) else dict(enumerate(b))
         for k in kb:
