@@ -198,13 +198,20 @@ def export_nnunet(
         stored = read_collection_meta(radi[ch]).get("channel_names") or []
         channel_names[str(i)] = stored[0] if len(stored) == 1 else ch
     labels: dict[str, Any] = {}
+    region_order = None
     if label:
         lm = get_label_map(radi[label])
+        label_meta = read_collection_meta(radi[label])
+        regions = label_meta.get("label_regions") or {}
         values = sorted(set(label_values(radi[label])) | (set(lm.names) if lm else set()) | {0})
+        if regions:  # region-based labels: a value is named by its regions, not as a class of its own
+            values = [v for v in values if v == 0 or (lm is not None and v in lm.names)]
         labels = {("background" if v == 0 and (lm is None or v not in lm.names) else
                    (lm.name(v) if lm else f"label_{v}")): v for v in values}
-        regions = read_collection_meta(radi[label]).get("label_regions") or {}
         labels.update(regions)
+        region_order = label_meta.get("regions_class_order") if regions else None
     ds = {"channel_names": channel_names, "labels": labels, "numTraining": len(cases), "file_ending": file_ending}
+    if region_order is not None:
+        ds["regions_class_order"] = region_order
     (root / "dataset.json").write_text(json.dumps(ds, indent=2))
     return root
