@@ -25,6 +25,9 @@ __all__ = ["LayerData", "get_reader", "read_store", "volume_layer"]
 
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 _STORE_MARKER, _COLLECTION_MARKER = "radiobject.json", "collection.json"
+#: TileDB's own entries inside a group folder (``volumes/__meta``, ...): not volumes.
+_TILEDB_INTERNALS = frozenset({"__meta", "__group", "__tiledb_group.tdb", "__schema", "__fragments",
+                               "__commits", "__fragment_meta", "__labels", "__enumerations"})
 
 
 def _kind(path: Path) -> str | None:
@@ -33,7 +36,8 @@ def _kind(path: Path) -> str | None:
         return "store"
     if (path / _COLLECTION_MARKER).is_file():
         return "collection"
-    if path.parent.name == "volumes" and (path.parent.parent / _COLLECTION_MARKER).is_file():
+    if (path.parent.name == "volumes" and (path.parent.parent / _COLLECTION_MARKER).is_file()
+            and path.name not in _TILEDB_INTERNALS):
         return "volume"
     return None
 
