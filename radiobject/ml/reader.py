@@ -213,7 +213,8 @@ class VolumeReader:
 
         With a cache, the region is assembled from the volume's cached chunks (decoded once per
         process, or once per node for shared-memory / disk caches); missing chunks are read in one
-        chunk-aligned read and offered to the cache. Without one, only the chunks the region touches
+        chunk-aligned read and offered to the cache (whole volumes instead while this reader's
+        decoded cohort fits the cache's budget). Without one, only the chunks the region touches
         are read.
         """
         vol = self.volume(index, collection)

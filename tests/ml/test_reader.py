@@ -102,7 +102,8 @@ def test_whole_volume_keys_carry_the_version(tmp_path) -> None:
     np.testing.assert_array_equal(out, data[region])
 
 
-def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store) -> None:
+def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store, monkeypatch) -> None:
+    monkeypatch.setattr(chunk_cache, "PROBE_MAX", chunk_cache.PROBE_EVERY)  # probe often: 200 reads see hits
     chunk = 8 * 8 * 8 * 4
     cache = InMemoryCache(10 * chunk)  # 10 chunks of ~162 in the cohort
     reader = VolumeReader.from_radi(store, "T1w").with_cache(cache)
@@ -181,7 +182,7 @@ def test_no_cache_reader_reads_only_through_the_store(store) -> None:
 
 
 def test_a_full_cache_with_a_low_hit_rate_is_bypassed_but_probed() -> None:
-    from radiobject.ml.cache.chunks import BYPASS_BELOW, PROBE_EVERY, CacheUse
+    from radiobject.ml.cache.chunks import BYPASS_BELOW, PROBE_EVERY, PROBE_MAX, CacheUse
 
     cache = InMemoryCache(1000)
     policy = CacheUse()
@@ -191,11 +192,21 @@ def test_a_full_cache_with_a_low_hit_rate_is_bypassed_but_probed() -> None:
     for _ in range(30):
         policy.record(1, 4)  # 25 % hits
     assert policy.hit_rate < BYPASS_BELOW
-    uses = [policy.use(cache) for _ in range(8 * PROBE_EVERY)]
-    assert sum(uses) == 8  # bypassed, except one probe in PROBE_EVERY
+    uses = [policy.use(cache) for _ in range(8 * PROBE_MAX)]
+    probes = [i + 1 for i, used in enumerate(uses) if used]
+    gaps = [b - a for a, b in zip([0, *probes], probes, strict=False)]
+    # bypassed, except probes: first after PROBE_EVERY reads, then at doubling gaps up to PROBE_MAX
+    want, gap = [], PROBE_EVERY
+    while sum(want) + gap <= len(uses):
+        want.append(gap)
+        gap = min(2 * gap, PROBE_MAX)
+    assert gaps == want and gaps[0] == PROBE_EVERY and max(gaps) == PROBE_MAX
+    policy.record(1, 4)  # a probe that still misses keeps the long gap
+    assert policy.every == PROBE_MAX
     for _ in range(30):
         policy.record(9, 10)
     assert policy.use(cache) and policy.use(cache)  # a high hit rate: used again
+    assert policy.every == PROBE_EVERY  # and probes, should it drop again, start from the short gap
 
 
 def test_the_readers_patch_slices_equal_the_samplers() -> None:

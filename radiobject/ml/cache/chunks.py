@@ -34,7 +34,7 @@ import numpy as np
 
 from radiobject.ml.cache.base import Cache
 
-__all__ = ["ADMIT_WHEN_FULL", "BYPASS_BELOW", "PROBE_EVERY", "WHOLE_VOLUMES_UP_TO", "CacheUse", "ChunkSource", "chunk_key_prefix",
+__all__ = ["ADMIT_WHEN_FULL", "BYPASS_BELOW", "PROBE_EVERY", "PROBE_MAX", "WHOLE_VOLUMES_UP_TO", "CacheUse", "ChunkSource", "chunk_key_prefix",
            "read_chunked", "read_whole", "whole_key"]
 
 #: Probability that a missed chunk is stored once the cache is nearly full.
@@ -110,32 +110,45 @@ class CacheUse:
     A full cache smaller than the cohort hits about its share of the cohort under random
     sampling; below :data:`BYPASS_BELOW` hits per lookup, assembling a patch from chunks (many
     short copies) costs more than the decode it saves, so reads then go straight to the store
-    (as without a cache), except one read in :data:`PROBE_EVERY`, which keeps measuring the hit
-    rate and keeps admitting chunks. A cache that is not yet full is always used (it is filling).
+    (as without a cache), except probes that keep measuring the hit rate and keep admitting
+    chunks: the first after :data:`PROBE_EVERY` bypassed reads, then at doubling intervals up to
+    :data:`PROBE_MAX` while the hit rate stays low (a probe through a full file cache costs about
+    three plain reads: lookups, admitted writes, evictions), back to :data:`PROBE_EVERY` once it
+    is high again. A cache that is not yet full is always used (it is filling).
     """
 
-    __slots__ = ("hit_rate", "reads")
+    __slots__ = ("every", "hit_rate", "reads", "wait")
 
     def __init__(self) -> None:
         self.hit_rate, self.reads = 1.0, 0
+        self.every = self.wait = PROBE_EVERY
 
     def use(self, cache: Cache) -> bool:
         """Whether this read should go through ``cache``."""
         self.reads += 1
-        if not cache.nearly_full() or self.reads % PROBE_EVERY == 0:
+        if self.hit_rate >= BYPASS_BELOW or not cache.nearly_full():
             return True
-        return self.hit_rate >= BYPASS_BELOW
+        self.wait -= 1
+        if self.wait > 0:
+            return False
+        self.every = min(2 * self.every, PROBE_MAX)  # a probe: the next one comes later
+        self.wait = self.every
+        return True
 
     def record(self, hits: int, lookups: int) -> None:
         """Fold one read's hits into the running hit rate (exponential average)."""
         if lookups:
             self.hit_rate = 0.8 * self.hit_rate + 0.2 * hits / lookups
+            if self.hit_rate >= BYPASS_BELOW:
+                self.every = self.wait = PROBE_EVERY
 
 
 #: Below this running hit rate a full cache is bypassed (see :class:`CacheUse`).
 BYPASS_BELOW = 0.85
-#: While bypassing, one read in this many still goes through the cache.
+#: While bypassing, the first probe comes after this many reads; later ones at doubling intervals ...
 PROBE_EVERY = 32
+#: ... up to this many reads apart.
+PROBE_MAX = 512
 
 
 def read_chunked(volume: ChunkSource, cache: Cache, prefix: str, region: Region, out: np.ndarray,
