@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RadiObjectError(Exception):
     """Base class of every error raised by radiobject."""
@@ -12,7 +14,7 @@ class _Picklable:
 
     _fields: tuple[str, ...] = ()
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), tuple(getattr(self, f) for f in self._fields))
 
 
@@ -29,7 +31,7 @@ class InvalidIdError(_Picklable, RadiObjectError, ValueError):
 class StoreError(_Picklable, RadiObjectError):
     """A store cannot be created, opened or read."""
 
-    _fields = ("uri", "reason")
+    _fields: tuple[str, ...] = ("uri", "reason")
 
     def __init__(self, uri: str, reason: str) -> None:
         self.uri, self.reason = uri, reason

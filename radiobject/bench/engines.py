@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -169,11 +169,12 @@ def _zarr_python_codecs(cfg: Config, itemsize: int) -> dict[str, Any]:
         comp = numcodecs.Zstd(level=cfg.level) if cfg.codec == "zstd" else numcodecs.GZip(level=cfg.level)
         filters = [numcodecs.Shuffle(elementsize=itemsize)] if cfg.shuffle == "byte" else None
         return {"compressors": comp, "filters": filters}
-    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+    from zarr.codecs import BloscCname, BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
 
     if cfg.codec.startswith("blosc-"):
-        shuffle = {"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}[cfg.shuffle]
-        return {"compressors": BloscCodec(cname=cfg.codec[6:], clevel=cfg.level, shuffle=shuffle, typesize=itemsize)}
+        shuffle = BloscShuffle({"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}[cfg.shuffle])
+        return {"compressors": BloscCodec(cname=BloscCname(cfg.codec[6:]), clevel=cfg.level, shuffle=shuffle,
+                                          typesize=itemsize)}
     return {"compressors": ZstdCodec(level=cfg.level) if cfg.codec == "zstd" else GzipCodec(level=cfg.level)}
 
 
@@ -209,7 +210,7 @@ def write(cfg: Config, path: str, data: np.ndarray) -> None:
     else:
         import zarr
 
-        fmt = 2 if cfg.engine == "zarr-python-v2" else 3
+        fmt: Literal[2, 3] = 2 if cfg.engine == "zarr-python-v2" else 3
         kwargs = _zarr_python_codecs(cfg, data.dtype.itemsize)
         if cfg.sharded:
             kwargs["shards"] = default_shards(data.shape, chunks)

@@ -113,7 +113,7 @@ def load_input(path: str, level: int | None = None) -> tuple[str, np.ndarray]:
     if is_nifti_path(path):
         from radiobject.formats.nifti import read_nifti
 
-        return nifti_stem(path), _first_3d(read_nifti(path).array)
+        return nifti_stem(path), _first_3d(np.asarray(read_nifti(path).array))
     if path.lower().endswith(TIFF_SUFFIXES):
         from radiobject.formats.tiff import read_tiff
 
@@ -127,7 +127,7 @@ def load_input(path: str, level: int | None = None) -> tuple[str, np.ndarray]:
     if os.path.isdir(path) or path.lower().endswith(".dcm"):
         from radiobject.formats.dicom import read_dicom_series
 
-        return name, _first_3d(read_dicom_series(path).array)
+        return name, _first_3d(np.asarray(read_dicom_series(path).array))
     raise ImageReadError(path, "not a NIfTI (.nii/.nii.gz), TIFF, DICOM series folder or radiobject volume")
 
 

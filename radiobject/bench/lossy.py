@@ -29,8 +29,8 @@ class LossySetting:
     codec: str
     param: str
     kind: str
-    encode: Callable[[np.ndarray], bytes]
-    decode: Callable[[bytes, tuple[int, ...], np.dtype], np.ndarray]
+    encode: Callable[[np.ndarray], bytes | bytearray]
+    decode: Callable[[bytes | bytearray, tuple[int, ...], np.dtype], np.ndarray]
 
 
 def _available(name: str) -> bool:
@@ -54,13 +54,18 @@ def settings_for(data: np.ndarray, quick: bool = True) -> list[LossySetting]:
     f32 = np.float32
     if _available("zfp"):  # ZFP has no int16: encode float32, round back to the integer dtype
         for tol in tolerances:
-            out.append(LossySetting("zfp", f"tolerance={tol:g}", "3d",
-                                    lambda a, t=tol: ic.zfp_encode(a.astype(f32), mode="a", level=t),
+            def zfp_enc(a: np.ndarray, t: float = tol) -> bytes | bytearray:
+                # imagecodecs' stub types level as int; in mode "a" it is the float tolerance
+                return ic.zfp_encode(a.astype(f32), mode="a", level=t)  # type: ignore[arg-type]
+
+            out.append(LossySetting("zfp", f"tolerance={tol:g}", "3d", zfp_enc,
                                     lambda b, shape, dt: ic.zfp_decode(b)))
     if _available("sz3"):
         for tol in tolerances:
-            out.append(LossySetting("sz3", f"abs={tol:g}", "3d",
-                                    lambda a, t=tol: ic.sz3_encode(a.astype(f32), mode="abs", abs=t),
+            def sz3_enc(a: np.ndarray, t: float = tol) -> bytes | bytearray:
+                return ic.sz3_encode(a.astype(f32), mode="abs", abs=t)
+
+            out.append(LossySetting("sz3", f"abs={tol:g}", "3d", sz3_enc,
                                     lambda b, shape, dt: ic.sz3_decode(b, shape, np.dtype(f32))))
     offset = int(-data.min()) if is_int and data.min() < 0 else 0
     span = int(data.max()) + offset if is_int else 0
@@ -78,8 +83,10 @@ def settings_for(data: np.ndarray, quick: bool = True) -> list[LossySetting]:
                                     lambda a: ic.jpeg2k_encode(to_u16(a), reversible=True, bitspersample=bps),
                                     lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))))
             for psnr in ((80, 60) if quick else (90, 80, 70, 60, 50)):
-                out.append(LossySetting("jpeg2k", f"psnr={psnr}dB", "2d",
-                                        lambda a, q=psnr: ic.jpeg2k_encode(to_u16(a), level=q, bitspersample=bps),
+                def j2k_enc(a: np.ndarray, q: int = psnr) -> bytes | bytearray:
+                    return ic.jpeg2k_encode(to_u16(a), level=q, bitspersample=bps)
+
+                out.append(LossySetting("jpeg2k", f"psnr={psnr}dB", "2d", j2k_enc,
                                         lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))))
         jxl_in: Callable[[np.ndarray], np.ndarray] = to_u16
         jxl_out: Callable[[np.ndarray], np.ndarray] = from_u16
@@ -91,9 +98,10 @@ def settings_for(data: np.ndarray, quick: bool = True) -> list[LossySetting]:
                                 lambda a: ic.jpegxl_encode(jxl_in(a), lossless=True, bitspersample=jxl_bps, effort=3),
                                 lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))))
         for dist in ((0.5, 2.0) if quick else (0.25, 0.5, 1.0, 2.0, 4.0)):
-            out.append(LossySetting("jpegxl", f"distance={dist:g}", "2d",
-                                    lambda a, d=dist: ic.jpegxl_encode(jxl_in(a), distance=d, effort=3,
-                                                                       bitspersample=jxl_bps),
+            def jxl_enc(a: np.ndarray, d: float = dist) -> bytes | bytearray:
+                return ic.jpegxl_encode(jxl_in(a), distance=d, effort=3, bitspersample=jxl_bps)
+
+            out.append(LossySetting("jpegxl", f"distance={dist:g}", "2d", jxl_enc,
                                     lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))))
     return out
 

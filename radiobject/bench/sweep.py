@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ def plan(shape: tuple[int, ...], mode: str = "quick") -> list[Config]:
     cfgs: list[Config] = []
     full = mode == "full"
     # A. codec x level x shuffle, zarr engine at the default chunking
-    levels = {"blosc-lz4": (1, 3, 5, 7, 9) if full else (1, 5, 9), "blosc-zstd": (1, 3, 5, 7, 9) if full else (1, 3, 5, 9),
+    levels: dict[str, tuple[int, ...]] = {"blosc-lz4": (1, 3, 5, 7, 9) if full else (1, 5, 9), "blosc-zstd": (1, 3, 5, 7, 9) if full else (1, 3, 5, 9),
               "zstd": (1, 3, 5, 7, 9, 15) if full else (1, 3, 9), "gzip": (1, 3, 5, 7, 9) if full else (1, 6)}
     if mode == "tiny":
         levels = {"blosc-lz4": (5,), "blosc-zstd": (3,), "zstd": (3,), "gzip": (6,)}
@@ -212,7 +213,7 @@ def time_reads(cfg: Config, data: np.ndarray, path: str, probes: Probes, opts: S
         out = np.empty(tuple(r.stop - r.start for r in patches[0]), data.dtype)
         times = []
         for region in patches:
-            times.append(_min_ms(lambda r=region, o=out: reader.read(r, o), opts.region_reps))
+            times.append(_min_ms(partial(reader.read, region, out), opts.region_reps))
             if check:
                 exact = exact and bool(np.array_equal(out, data[region]))
         keep(f"patch{edge}_ms", times)
@@ -221,7 +222,7 @@ def time_reads(cfg: Config, data: np.ndarray, path: str, probes: Probes, opts: S
         for i in indices:
             region = _plane_region(data.shape, plane, i)
             buf = np.empty(tuple(r.stop - r.start for r in region), data.dtype)
-            times.append(_min_ms(lambda r=region, b=buf: reader.read(r, b), opts.region_reps))
+            times.append(_min_ms(partial(reader.read, region, buf), opts.region_reps))
         keep(f"{plane}_ms", times)
     return exact
 

@@ -25,7 +25,7 @@ def _version() -> str:
     return __version__
 
 
-def _add_examples(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_examples(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Every command's ``--help`` ends with its examples (``radiobject.cli.examples``)."""
     from radiobject.cli.examples import EXAMPLES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 COMPRESSIONS = ("blosc", "zstd", "lz4", "none")
 #: target bytes of one chunk column (all channels of one y/x chunk) when ``chunk_size`` is auto.
@@ -120,7 +120,7 @@ def v3_compressors(compression: str, level: int) -> Any:
         return None
     if compression == "zstd":
         return ZstdCodec(level=level)
-    shuffle = "shuffle" if compression == "blosc" else "noshuffle"
+    shuffle: Literal["shuffle", "noshuffle"] = "shuffle" if compression == "blosc" else "noshuffle"
     return BloscCodec(cname="lz4", clevel=level, shuffle=shuffle)
 
 

@@ -167,7 +167,7 @@ def plan_region(region: Region, out_dir: str | os.PathLike[str], options: Conver
 
 def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: int) -> Iterator[dict[str, Any]]:
     """Work blocks: an int for t / z (and c unless grouped), slices for y / x (one shard each)."""
-    ranges = []
+    ranges: list[list[int | slice]] = []
     for a, n, e in zip(axes, shape, edge, strict=True):
         if a in "yx":
             ranges.append([slice(i, min(i + e, n)) for i in range(0, n, e)])

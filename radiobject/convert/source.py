@@ -159,7 +159,7 @@ class RegionSource:
             return self.parts[0][tuple(key[a] for a in self.axes)]
         c = key["c"]
         drop_c = isinstance(c, int)
-        if drop_c:
+        if isinstance(c, int):
             c = slice(c, c + 1)
         start, stop, _ = c.indices(self.shape[self.axes.index("c")])
         pieces = []

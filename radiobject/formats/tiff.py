@@ -18,7 +18,7 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tifffile
@@ -224,7 +224,8 @@ class LazyTiffArray:
         out_axes = [a for a in self.axes if isinstance(keys[a], slice)]
         order = [a for a in out_axes if a in kept]
         data = np.transpose(data, [kept.index(a) for a in order])
-        shape = [data.shape[order.index(a)] if a in kept else len(range(*keys[a].indices(1)))
+        # every axis in out_axes has a slice key (cast: mypy cannot follow the isinstance filter above)
+        shape = [data.shape[order.index(a)] if a in kept else len(range(*cast(slice, keys[a]).indices(1)))
                  for a in out_axes]
         return data.reshape(shape)
 

@@ -216,8 +216,9 @@ def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, floa
             if v is not None:
                 size[ax] = float(v)
                 units[ax] = _unit(pixels.get(f"PhysicalSize{ax.upper()}Unit", "µm"))
-        if pixels.get("TimeIncrement") is not None:
-            size["t"] = float(pixels.get("TimeIncrement"))
+        t_inc = pixels.get("TimeIncrement")
+        if t_inc is not None:
+            size["t"] = float(t_inc)
             units["t"] = _unit(pixels.get("TimeIncrementUnit", "s"))
         for ch in (e for e in pixels if e.tag.endswith("Channel")):
             spp = int(ch.get("SamplesPerPixel", "1") or 1)
@@ -271,7 +272,7 @@ def _channels(info_axes: str, shape: tuple[int, ...], src_axes: str, photometric
         names = [nm or "RGBA"[i] for i, nm in enumerate(names)]
     if len(colors) != n or not all(colors):
         default = _RGB_COLORS if rgb else (("FFFFFF",) if n == 1 else _PALETTE)
-        colors = [c or default[i % len(default)] for i, c in enumerate(colors + [None] * (n - len(colors)))][:n]
+        colors = [c or default[i % len(default)] for i, c in enumerate((colors + [None] * (n - len(colors)))[:n])]
     return tuple(str(x) for x in names), tuple(str(c) for c in colors)
 
 

@@ -34,7 +34,7 @@ class BatchShapeError(RadiObjectError, ValueError):
         return (type(self), (self.key, self.shapes))
 
 
-class CollatedBatch(list):  # type: ignore[type-arg]  # a list of samples to any other collate_fn
+class CollatedBatch(list):  # a list of samples to any other collate_fn
     """A batch read straight into one buffer (``__getitems__``), usable by any ``collate_fn``.
 
     :func:`collate` / :func:`pad_collate` return :attr:`batch` as it is (no copy). To any other

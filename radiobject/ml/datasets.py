@@ -141,7 +141,7 @@ class RadiDataset(Dataset):
         return [self[k] for k in keys]
 
     def _sample(self, index: int, subj: int, image: np.ndarray, label: np.ndarray | None,
-                origin: Sequence[int]) -> dict[str, Any]:
+                origin: Sequence[int] | np.ndarray) -> dict[str, Any]:
         affine = self.reader.affine(subj).copy()
         affine[:3, 3] += affine[:3, :3] @ np.asarray(origin, dtype=np.float64)
         out: dict[str, Any] = {"image": torch.from_numpy(image)}

@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,8 @@ def load_foreground(uri: str, reader: VolumeReader, index: int, max_per_class: i
 
 def _store(uri: str, reader: VolumeReader, fg: ForegroundIndex, max_per_class: int) -> None:
     buf = io.BytesIO()
-    np.savez(buf, version=np.int64(VERSION), max_per_class=np.int64(max_per_class), **fg.to_arrays())
+    arrays: dict[str, Any] = {"version": np.int64(VERSION), "max_per_class": np.int64(max_per_class), **fg.to_arrays()}
+    np.savez(buf, **arrays)
     files.write_bytes_atomic(uri, buf.getvalue(), reader.location.storage)
 
 

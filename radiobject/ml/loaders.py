@@ -23,7 +23,7 @@ sample's real affine (MONAI spatial transforms then act in millimetres and updat
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -68,7 +68,8 @@ def build_reader(radi: Any, modalities: Sequence[str] | str | None, label: str |
     chosen = complete_subjects(radi, names, chosen, incomplete)
     if not isinstance(cache, Cache):
         cfg = cache if isinstance(cache, CacheConfig) else CacheConfig(strategy=cache or CacheStrategy.NONE)
-        cache = make_cache(cfg.strategy, max_bytes=cfg.max_bytes, path=cfg.path)
+        # cast: CacheConfig.__post_init__ turns every strategy (None included) into a CacheStrategy
+        cache = make_cache(cast(CacheStrategy, cfg.strategy), max_bytes=cfg.max_bytes, path=cfg.path)
     return VolumeReader.from_radi(radi, mods, label, cache=cache, subjects=chosen)
 
 

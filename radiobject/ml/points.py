@@ -38,7 +38,7 @@ def _progress_bar(total: int, progress: bool | None, desc: str) -> Any:
     return tqdm(total=total, unit="chunk", desc=desc, disable=not show, leave=False, file=sys.stderr)
 
 
-def chunks_of_points(points: np.ndarray, chunks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def chunks_of_points(points: np.ndarray, chunks: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct chunk grid coordinates ``(k, 3)`` and, per point, the row of its chunk."""
     grid = points // np.asarray(chunks[: points.shape[1]], dtype=np.int64)
     uniq, inverse = np.unique(grid, axis=0, return_inverse=True)

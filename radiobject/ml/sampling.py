@@ -76,7 +76,7 @@ def item_rng(
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=key))
 
 
-def _as_shape(value: int | Sequence[int], ndim: int, what: str) -> np.ndarray:
+def _as_shape(value: int | Sequence[int] | np.ndarray, ndim: int, what: str) -> np.ndarray:
     arr = np.full(ndim, value, dtype=np.int64) if np.isscalar(value) else np.asarray(value, np.int64)
     if arr.shape != (ndim,) or (arr < 1).any():
         raise ValueError(f"{what} must be {ndim} positive ints, got {value!r}")
@@ -90,7 +90,7 @@ def _origin_bounds(shape: np.ndarray, patch: np.ndarray) -> tuple[np.ndarray, np
 
 
 def uniform_patch_origins(
-    shape: Sequence[int], patch_size: int | Sequence[int], n: int, rng: np.random.Generator
+    shape: Sequence[int], patch_size: int | Sequence[int] | np.ndarray, n: int, rng: np.random.Generator
 ) -> np.ndarray:
     """``n`` patch origins drawn uniformly over every position where the patch fits.
 

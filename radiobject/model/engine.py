@@ -11,7 +11,8 @@ constructor can run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from radiobject.errors import RadiObjectError
 
@@ -20,18 +21,11 @@ if TYPE_CHECKING:
     from radiobject.model.radi_object import RadiObject
 
 
-class _CollectionFromFiles(Protocol):
-    def __call__(self, uri: str, spec: Any, **kwargs: Any) -> VolumeCollection: ...
-
-
-class _StoreFromFiles(Protocol):
-    def __call__(self, uri: str, images: Any, **kwargs: Any) -> RadiObject: ...
-
-
 _ENGINE: dict[str, Any] = {}
 
 
-def register_file_engine(*, collection_from_files: _CollectionFromFiles, store_from_files: _StoreFromFiles) -> None:
+def register_file_engine(*, collection_from_files: Callable[..., VolumeCollection],
+                         store_from_files: Callable[..., RadiObject]) -> None:
     """Called once by ``radiobject.ingest.entry_points`` at import."""
     _ENGINE["collection"] = collection_from_files
     _ENGINE["store"] = store_from_files
@@ -39,12 +33,12 @@ def register_file_engine(*, collection_from_files: _CollectionFromFiles, store_f
 
 def collection_from_files(uri: str, spec: Any, **kwargs: Any) -> VolumeCollection:
     """A new collection from files, through the registered ingest engine."""
-    return _engine("collection")(uri, spec, **kwargs)  # type: ignore[no-any-return]
+    return _engine("collection")(uri, spec, **kwargs)
 
 
 def store_from_files(uri: str, images: Any, **kwargs: Any) -> RadiObject:
     """A new store from files per collection, through the registered ingest engine."""
-    return _engine("store")(uri, images, **kwargs)  # type: ignore[no-any-return]
+    return _engine("store")(uri, images, **kwargs)
 
 
 def _engine(kind: str) -> Any:

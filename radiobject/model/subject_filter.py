@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-Condition = tuple[str, str, Any] | Callable[[pd.DataFrame], Any] | pd.Series | np.ndarray
+Condition: TypeAlias = tuple[str, str, Any] | Callable[[pd.DataFrame], Any] | pd.Series | np.ndarray
 
 _OPS: dict[str, Callable[[pd.Series, Any], pd.Series]] = {
     "==": operator.eq,

@@ -255,7 +255,7 @@ class Volume:
         if not -n <= index < n:
             raise IndexError(f"{plane} index {index} out of range for {n} slices ({self.uri})")
         index %= n
-        region = [slice(None)] * self.ndim
+        region: list[int | slice] = [slice(None)] * self.ndim
         region[axis] = (n - 1 - index) if flip else index
         data = self.read(tuple(region))
         remaining = [a for a in range(3) if a != axis]

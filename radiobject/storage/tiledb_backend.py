@@ -193,7 +193,7 @@ class TileDBBackend(Backend):
         schema = arr.schema
         shape = tuple(int(d.domain[1]) + 1 for d in schema.domain)
         chunks = tuple(int(d.tile) for d in schema.domain)
-        meta = json.loads(arr.meta[META_KEY]) if META_KEY in arr.meta else {"attrs": {}, "codec": ["none", 0, False]}
+        meta: dict[str, Any] = json.loads(arr.meta[META_KEY]) if META_KEY in arr.meta else {"attrs": {}, "codec": ["none", 0, False]}
         name, level, shuffle = meta["codec"]
         spec = ArraySpec(shape, np.dtype(schema.attr(0).dtype).name, chunks, Codec(name, level, shuffle))
         handle = TileDBArray(path, ctx, spec, meta["attrs"], self.storage)
