@@ -17,6 +17,7 @@ chunks a region touches are decoded, straight into the caller's buffer.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ class VolumeReader:
         local = self.__dict__.get("_proc")
         if local is None or local["pid"] != os.getpid():
             local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}, "prefixes": {},
-                     "policy": CacheUse(), "whole": None, "whole_keys": {}, "stored": set()}
+                     "policy": CacheUse(), "whole": None, "whole_keys": {}, "stored": {},
+                     "ticks": itertools.count()}
             object.__setattr__(self, "_proc", local)
         return local
 
@@ -271,11 +273,14 @@ class VolumeReader:
             key = keys[(index, collection)] = whole_key(cache_key(
                 self.location.uri, collection, self.obs_ids[index][self._col(collection)], version=vol.info.version))
         vol = self.volume(index, collection)
+        began = next(local["ticks"])  # atomic: threads of one process share this state
         got = read_whole(vol, self.cache, key, spatial + (slice(None),) * (vol.ndim - 3), out)
-        if got == "dropped" or (got == "stored" and key in local["stored"]):
-            local["whole"] = False  # not kept, or evicted since: the cohort does not fit after all
+        if got == "dropped":
+            local["whole"] = False  # not kept: the cohort does not fit after all
         elif got == "stored":
-            local["stored"].add(key)
+            if local["stored"].get(key, began + 1) < began:  # stored before this read began: evicted since
+                local["whole"] = False
+            local["stored"][key] = next(local["ticks"])
 
     def _col(self, collection: str) -> int:
         names = [*self.modalities, self.label] if self.label else list(self.modalities)

@@ -85,6 +85,24 @@ def test_whole_volumes_fall_back_to_chunks_once_evicted(store, tmp_path, kind: s
     assert all(r._local()["whole"] is not None for r in readers)
 
 
+def test_threads_filling_whole_volumes_together_keep_whole_volumes(store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = InMemoryCache(64 << 20)
+    reader = VolumeReader.from_radi(store, ["T1w", "FLAIR"], "seg").with_cache(cache)
+    plain = VolumeReader.from_radi(store, ["T1w", "FLAIR"], "seg")
+
+    def one(k: int) -> None:
+        s, o = k % 3, ORIGINS[k % len(ORIGINS)]
+        got, want = reader.read_patch(s, o, (8, 9, 7)), plain.read_patch(s, o, (8, 9, 7))
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+    with ThreadPoolExecutor(6) as pool:  # concurrent misses of one volume are not mistaken for evictions
+        list(pool.map(one, range(120)))
+    assert reader._local()["whole"] is True and len(cache) == 9
+
+
 def test_whole_volume_keys_carry_the_version(tmp_path) -> None:
     from radiobject.ml.cache.chunks import read_whole
 

@@ -34,8 +34,8 @@ import numpy as np
 
 from radiobject.ml.cache.base import Cache
 
-__all__ = ["ADMIT_WHEN_FULL", "BYPASS_BELOW", "PROBE_EVERY", "PROBE_MAX", "WHOLE_VOLUMES_UP_TO", "CacheUse", "ChunkSource", "chunk_key_prefix",
-           "read_chunked", "read_whole", "whole_key"]
+__all__ = ["ADMIT_WHEN_FULL", "BYPASS_BELOW", "PROBE_EVERY", "PROBE_MAX", "WHOLE_VOLUMES_UP_TO", "CacheUse",
+           "ChunkSource", "chunk_key_prefix", "read_chunked", "read_whole", "whole_key"]
 
 #: Probability that a missed chunk is stored once the cache is nearly full.
 ADMIT_WHEN_FULL = 0.25
