@@ -262,12 +262,13 @@ def _run(pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limi
                     on_result(f.result())
             pending.add(pool.submit(fn, *args))
         for f in list(pending):
+            result = f.result()  # kept in ``pending`` until done: an interrupt here still waits for it
             pending.discard(f)
-            on_result(f.result())
+            on_result(result)
     finally:
         for f in pending:
             f.cancel()
-        wait(pending)
+        wait(pending)  # no task may still write into a work folder that the caller is about to remove
 
 
 def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
@@ -369,7 +370,7 @@ def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.
     for region in find_regions(inputs, regions):
         try:
             plans.append(plan_region(region, root, options, storage=storage))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             plans.append(RegionResult(region.name, [str(p) for p in region.inputs],
                                       files.join(root, f"{region.name}.ome.zarr"), False,
                                       error=f"{type(exc).__name__}: {exc}"))
@@ -396,7 +397,7 @@ def convert_tiff(path: str | os.PathLike[str], output: str | os.PathLike[str],
     parent = out.rstrip("/").rsplit("/", 1)[0] if is_remote(out) else str(Path(out).parent)
     try:
         plan = plan_region(region, parent, options, out, storage)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return RegionResult(region.name, [str(path)], str(output), False, error=f"{type(exc).__name__}: {exc}")
     if progress is not None:
         progress.total = plan.n_tasks
