@@ -53,7 +53,8 @@ def register(subparsers: Any) -> None:
                               "raw dataset: imagesTr/<subject>_<XXXX>.nii.gz, labelsTr/<subject>.nii.gz, dataset.json.")
     e.add_argument("uri", metavar="STORE")
     e.add_argument("out", metavar="OUT", help="dataset folder, e.g. nnUNet_raw/Dataset001_Brain")
-    e.add_argument("--channels", nargs="+", required=True, metavar="COLL", help="image collections, in channel order")
+    e.add_argument("--channels", nargs="+", metavar="COLL",
+                   help="image collections, in channel order (default: every non-label collection, in store order)")
     e.add_argument("--label", default="label", metavar="COLL", help="label collection (default label; 'none' for none)")
     e.add_argument("--uncompressed", action="store_true", help="write .nii instead of .nii.gz")
     add_storage_arguments(e)
@@ -87,7 +88,9 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
     from radiobject.errors import LayoutError, RadiObjectError
     from radiobject.ingest.layouts import ingest_layout
 
-    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
     try:
         lp = _plan(args)
     except (RadiObjectError, ValueError, OSError) as exc:
@@ -141,6 +144,6 @@ def run_export_nnunet(args: argparse.Namespace) -> int:
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    n = json.loads((out / "dataset.json").read_text())["numTraining"]
-    print(f"wrote nnU-Net dataset {out}: {n} case(s), {len(args.channels)} channel(s)")
+    meta = json.loads((out / "dataset.json").read_text())
+    print(f"wrote nnU-Net dataset {out}: {meta['numTraining']} case(s), {len(meta['channel_names'])} channel(s)")
     return 0

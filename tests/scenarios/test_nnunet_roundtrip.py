@@ -43,3 +43,17 @@ def test_plain_labels_round_trip(tmp_path: Path) -> None:
     out = export_nnunet(RadiObject(str(tmp_path / "store")), tmp_path / "back", channels=["T1", "FLAIR"])
     back = json.loads((out / "dataset.json").read_text())
     assert back["labels"] == {"background": 0, "edema": 1, "tumour": 2} and "regions_class_order" not in back
+
+
+def test_export_defaults_to_every_image_collection_in_channel_order(tmp_path: Path) -> None:
+    from radiobject import RadiObject
+    from radiobject.cli.main import main
+    from radiobject.ingest.layouts import ingest_nnunet
+
+    src = make_nnunet(tmp_path / "Dataset001_X")
+    ingest_nnunet(src, str(tmp_path / "store"))
+    assert main(["export-nnunet", str(tmp_path / "store"), str(tmp_path / "back")]) == 0
+    back = json.loads((tmp_path / "back" / "dataset.json").read_text())
+    assert back["channel_names"] == json.loads((src / "dataset.json").read_text())["channel_names"]
+    assert len(list((tmp_path / "back" / "imagesTr").glob("*_0001.nii.gz"))) == back["numTraining"]
+    assert "label" in RadiObject(str(tmp_path / "store")).collection_names

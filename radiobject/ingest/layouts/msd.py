@@ -165,7 +165,7 @@ def export_nnunet(
     radi: Any,
     out: str | os.PathLike[str],
     *,
-    channels: Sequence[str],
+    channels: Sequence[str] | None = None,
     label: str | None = LABEL_COLLECTION,
     file_ending: str = ".nii.gz",
     progress: bool = False,
@@ -173,8 +173,17 @@ def export_nnunet(
     """Writes ``out/imagesTr/{subject}_{XXXX}{ending}`` per channel collection (in ``channels``
     order), ``out/labelsTr/{subject}{ending}`` from ``label`` and ``out/dataset.json``
     (``channel_names``, ``labels`` from the label map, ``numTraining``, ``file_ending``).
-    Only subjects with every channel (and a label) are written; geometry and dtype as stored."""
-    from radiobject.model.labels import read_collection_meta
+    Only subjects with every channel (and a label) are written; geometry and dtype as stored.
+    ``channels=None``: every collection that is not ``label`` nor a label collection, in the channel
+    order recorded at ingest (else store order)."""
+    from radiobject.model.labels import is_label_collection, read_collection_meta
+
+    if channels is None:  # the channel order recorded at ingest (``channel_index``), else store order
+        images = [n for n in radi.collection_names if n != label and not is_label_collection(radi[n])]
+        order = {n: read_collection_meta(radi[n]).get("channel_index", len(images)) for n in images}
+        channels = sorted(images, key=lambda n: (order[n], images.index(n)))
+        if not channels:
+            raise LayoutError(radi.uri, "no image collection to export (name them with channels=)")
 
     if file_ending not in (".nii.gz", ".nii"):
         raise ValueError(f"export_nnunet writes NIfTI: file_ending must be .nii.gz or .nii, not {file_ending!r}")
