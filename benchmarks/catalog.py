@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.codec_default import header  # noqa: E402
+from benchmarks.codec_default import header
 
 if TYPE_CHECKING:
     from radiobject import RadiObject

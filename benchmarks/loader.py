@@ -242,7 +242,7 @@ def _pypi_loader(workers: int, workdir: Path, patches: int):
     for mod in [m for m in sys.modules if m == "radiobject" or m.startswith("radiobject.")]:
         del sys.modules[mod]
     sys.path.insert(0, str(workdir / PYPI_DIR))
-    import radiobject as old  # noqa: F401 - the PyPI package
+    import radiobject as old  # the PyPI package
     from radiobject.ml.factory import create_training_dataloader
     from radiobject.volume_collection import VolumeCollection
 

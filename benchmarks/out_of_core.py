@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.codec_default import header  # noqa: E402
+from benchmarks.codec_default import header
 
 SHAPE = (160, 192, 144)
 PATCH = (96, 96, 96)

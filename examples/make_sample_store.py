@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as written
 
-from radiobject import ImageData, RadiObject, WriteOptions  # noqa: E402
+from radiobject import ImageData, RadiObject, WriteOptions
 
 
 def synthetic_subject(i: int, shape: tuple[int, int, int], seed: int = 0) -> dict[str, ImageData]:

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as written
 
-from radiobject import RadiObject  # noqa: E402
-from radiobject.ml.distributed import create_distributed_dataloader, set_epoch  # noqa: E402
+from radiobject import RadiObject
+from radiobject.ml.distributed import create_distributed_dataloader, set_epoch
 
 
 class TinyUNet3D(nn.Module):

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as written
 
-from radiobject import RadiObject  # noqa: E402
-from radiobject.ml import create_training_dataloader, set_epoch  # noqa: E402
+from radiobject import RadiObject
+from radiobject.ml import create_training_dataloader, set_epoch
 
 
 def main() -> None:

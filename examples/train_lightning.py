@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout as written
 
-from examples.train_ddp import TinyUNet3D  # noqa: E402
-from radiobject.ml.lightning import RadiObjectDataModule  # noqa: E402
+from examples.train_ddp import TinyUNet3D
+from radiobject.ml.lightning import RadiObjectDataModule
 
 
 class SegModel(pl.LightningModule):

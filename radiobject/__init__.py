@@ -59,4 +59,4 @@ __all__ = [
 
 # The ingest engine registers the model's file constructors (radiobject.model.engine): imported
 # here, by the root, so that the model never imports the layer above it.
-import radiobject.ingest.entry_points  # noqa: E402,F401  (registration on import)
+import radiobject.ingest.entry_points  # noqa: F401 - imported for its effect: registration

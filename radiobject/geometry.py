@@ -28,6 +28,7 @@ def validate_affine(affine: object, where: str = "affine") -> np.ndarray:
 
 def spacing(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size (mm) along the three array axes: the column norms of the 3x3 part."""
+    # the ignore below: tuple() of a generator is tuple[float, ...]; a 3x3 block has 3 columns
     return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))  # type: ignore[return-value]
 
 
@@ -50,6 +51,7 @@ def plane_axis(affine: np.ndarray, plane: Plane) -> tuple[int, bool, tuple[tuple
     normal = PLANE_WORLD_AXIS[plane]
     axis, flip = world_to_array[normal]
     rest = tuple(world_to_array[w] for w in range(3) if w != normal)
+    # the ignore below: rest has the 2 in-plane axes; tuple() of a generator is variable-length
     return axis, flip, rest  # type: ignore[return-value]
 
 

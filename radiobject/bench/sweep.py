@@ -114,6 +114,7 @@ def plan(shape: tuple[int, ...], mode: str = "quick") -> list[Config]:
         cfgs.append(Config("zarr-python-v3", "blosc-lz4", 5, "byte", chunks, False))
         cfgs.append(Config("zarr-python-v3", "blosc-lz4", 5, "byte", chunks, True))
     seen: set[Config] = set()
+    # the ignore below: set.add returns None: used for its effect (order-keeping dedup)
     return [c for c in cfgs if supported(c) and not (c in seen or seen.add(c))]  # type: ignore[func-returns-value]
 
 
@@ -287,7 +288,7 @@ def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]
                         try:
                             ok = time_reads(cfg, data, path, probes, opts, best, check=rnd == 0)
                             row["exact"] = row["exact"] and ok
-                        except Exception as exc:  # noqa: BLE001
+                        except Exception as exc:
                             row["error"] = f"{type(exc).__name__}: {exc}"
                     if progress:
                         progress(f"[{name}] timing round {rnd + 1}/{opts.rounds} done")

@@ -19,6 +19,7 @@ CT_SHAPE: tuple[int, int, int] = (512, 512, 300)
 def _grid(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Open coordinate grids in [-1, 1] along each axis (broadcastable, no full-size copies)."""
     return tuple(np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if i == a else 1 for i in range(3)])
+                 # the ignore below: 3 axes; tuple() of a generator is variable-length
                  for a, n in enumerate(shape))  # type: ignore[return-value]
 
 
@@ -97,4 +98,5 @@ def synthetic_volume(kind: str, scale: float = 1.0, seed: int = 0) -> np.ndarray
     if base is None:
         raise ValueError(f"unknown synthetic volume {kind!r}; choose 'mri' or 'ct'")
     shape = tuple(max(8, round(n * scale)) for n in base)
+    # the ignore below: shape has base's 3 entries; tuple() is variable-length
     return (mri_like if kind == "mri" else ct_like)(shape, seed)  # type: ignore[arg-type]

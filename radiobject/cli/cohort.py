@@ -140,7 +140,7 @@ def run_split(args: argparse.Namespace) -> int:
         else:
             sp = split_store(radi, k=args.folds, val_fold=args.val_fold, stratify=args.stratify, group=group,
                              seed=args.seed)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if FOLD in sp.columns:
@@ -162,7 +162,7 @@ def run_resample(args: argparse.Namespace) -> int:
             raise ValueError(f"no collection {args.collection!r} in {args.uri}")
         out = resample_collection(radi, args.collection, args.spacing, out=args.out, order=args.order,
                                   progress=not args.no_progress)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote collection {out.name}: {len(out)} volume(s) at {args.spacing} mm")
@@ -196,7 +196,7 @@ def run_labels(args: argparse.Namespace) -> int:
         if args.weights:
             w = class_weights(table, method=args.weights)
             print(f"class weights ({args.weights}): " + ", ".join(f"{k}={v:.4g}" for k, v in w.items()))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

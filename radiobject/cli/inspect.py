@@ -195,7 +195,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         storage = storage_from_args(args)
         radi = _open(args)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = verify_store(args.uri, storage, quick=args.quick, progress=sys.stderr.isatty() and not args.json)
@@ -235,7 +235,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise ValueError(f"no collection(s) {missing} in {args.uri}")
         if os.path.lexists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"{args.out}: the output exists and is not a folder")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ext = ".nii" if args.uncompressed else ".nii.gz"
@@ -281,7 +281,7 @@ def run_qc(args: argparse.Namespace) -> int:
         images = args.collections or [n for n in radi.collection_names if n != label]
         if not images or not subjects:
             raise ValueError("nothing to show (no image collection or no subject)")
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from radiobject.cli.qc import render_qc

@@ -23,6 +23,7 @@ def channel_count(shape: tuple[int, ...]) -> int:
 
 def mm_aspect(affine: np.ndarray, plane: str) -> float:
     """``imshow`` aspect (height / width of a pixel) of a plane shown transposed (``img.T``)."""
+    # the ignore below: plane_axis takes the Plane literal; it rejects other names itself
     _, _, rest = plane_axis(affine, plane)  # type: ignore[arg-type]
     sp = affine_spacing(affine)
     return float(sp[rest[1][0]] / sp[rest[0][0]])

@@ -148,6 +148,7 @@ def derived_metadata(source: dict[str, Any] | None, *, intent: str | None = None
         h["scl_slope"], h["scl_inter"] = "nan", "nan"
         h["pixdim"] = list(hdr.get("pixdim") or [])[:4]
         if intent is not None:
+            # the ignore below: nibabel's Recoder lookup is untyped
             h["fields"]["intent_code"] = int(nib.nifti1.intent_codes.code[intent])  # type: ignore[call-overload]
         meta[HEADER_KEY] = h
     if intent is not None:

@@ -116,6 +116,7 @@ def _merge_meta(meta: pd.DataFrame, extra: pd.DataFrame | None, subjects: list[s
     if len(parts) and all(parts) and "participant_id" not in meta.columns:
         # BIDS subject x session samples (sub-01_ses-pre): keep the subject (for splits) and the
         # session; a participants table then joins on the subject
+        # the ignore below: all(parts) above: every entry is a pair, none is None
         meta = meta.assign(participant_id=[p[0] for p in parts], session_id=[p[1] for p in parts])  # type: ignore[index]
         if extra is not None and not set(extra["obs_subject_id"]) & set(subjects):
             extra = extra.rename(columns={"obs_subject_id": "participant_id"})

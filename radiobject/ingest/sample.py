@@ -89,6 +89,7 @@ def make_sample_cohort(
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     width = max(2, len(str(n_subjects)))
+    # the ignore below: shape has 3 entries; tuple() of a generator is variable-length
     affine = _affine(tuple(int(s) for s in shape), spacing)  # type: ignore[arg-type]
     subjects: list[str] = []
     rows: list[dict[str, object]] = []
@@ -98,6 +99,7 @@ def make_sample_cohort(
         subjects.append(sid)
         anat = root / sid / "anat"
         anat.mkdir(parents=True, exist_ok=True)
+        # the ignore below: shape has 3 entries; tuple() is variable-length
         for name, arr in zip(COLLECTIONS, synthetic_subject(tuple(shape), rng), strict=True):  # type: ignore[arg-type]
             img = nib.Nifti1Image(arr, affine)
             img.header.set_data_dtype(arr.dtype)

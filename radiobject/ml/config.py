@@ -148,6 +148,7 @@ _C = TypeVar("_C")
 
 def _apply(config: _C | None, default: _C, flat: dict[str, Any], what: str) -> _C:
     if config is None:
+        # the ignore below: _C is always one of the config dataclasses
         return dataclasses.replace(default, **flat) if flat else default  # type: ignore[type-var]
     if flat:
         clash = sorted(flat)
@@ -190,4 +191,5 @@ def resolve(
         if cfg is not None and not isinstance(cfg, cls):
             raise TypeError(f"{caller}: {group}= must be a {cls.__name__}, got {type(cfg).__name__}")
         out.append(_apply(cfg, cls(**groups[group]), explicit[group], group))
+    # the ignore below: out holds one config of each class, in this order
     return out[0], out[1], out[2], out[3]  # type: ignore[return-value]

@@ -53,6 +53,7 @@ class RadiDataLoader(DataLoader):
     steps_fn: Callable[[], int | None] | None = None
     _steps: int = 0
 
+    # the ignore below: torch types DataLoader.__iter__ as returning its own iterator class
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         self._steps = 0
         device = self.device
@@ -77,6 +78,7 @@ class RadiDataLoader(DataLoader):
                 batch = pin_memory(batch)
             return batch
 
+        # the ignore below: batch_sampler is always set here (torch types it Optional)
         batches = iter(self.batch_sampler)  # type: ignore[arg-type]
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="radi-loader") as pool:
             pending = deque(pool.submit(load, b) for _, b in zip(range(2 * self.threads), batches, strict=False))

@@ -114,7 +114,7 @@ class RadiDataset(Dataset):
     def _error(self, index: int, epoch: int, exc: Exception) -> SampleError:
         try:
             subject = self.reader.subject_ids[self.subject_of(index)]
-        except Exception:  # noqa: BLE001
+        except Exception:
             subject = "?"
         return SampleError(f"subject {subject!r} (sample {index}, epoch {epoch}) of store "
                            f"{self.reader.location.uri}: {type(exc).__name__}: {exc}")

@@ -66,6 +66,7 @@ def _store(uri: str, reader: VolumeReader, fg: ForegroundIndex, max_per_class: i
 
 
 def _compute(reader: VolumeReader, index: int, max_per_class: int) -> ForegroundIndex:
+    # the ignore below: only called for a reader with a label
     label = np.asarray(reader.read_raw(index, reader.label))  # type: ignore[arg-type]
     if label.ndim > 3:
         label = label.reshape(*label.shape[:3], -1)[..., 0]

@@ -132,6 +132,7 @@ class RadiObjectDataModule(pl.LightningDataModule):
         """
         trainer = getattr(self, "trainer", None)
         try:
+            # the ignore below: no trainer: the AttributeError is caught below
             return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)  # type: ignore[union-attr]
         except AttributeError:
             return None

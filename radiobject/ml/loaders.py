@@ -158,6 +158,7 @@ def create_training_dataloader(
     dataset = _dataset(reader, p, transforms=transforms, seed=seed, training=True,
                        meta=_wants_meta(meta_tensors, transforms))
     group = p.patches_per_volume if isinstance(dataset, PatchDataset) else 1
+    # the ignore below: shard_mode is validated by LoaderConfig to a mode name
     samp = RadiSampler(dataset, d.world_size, d.rank, shuffle=True, seed=seed, mode=d.shard_mode,  # type: ignore[arg-type]
                        group_size=group)
     return _make(dataset, samp, lc, training=True)

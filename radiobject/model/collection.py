@@ -337,7 +337,7 @@ class VolumeCollection(VersionedWrites):
             if idset is None:  # built once per view: membership is O(1)
                 idset = self.__dict__["_idset"] = frozenset(self._ids)
             return obs_id in idset
-        self._state.obs  # noqa: B018
+        self._state.obs  # noqa: B018 - loads the table and the index
         return obs_id in self._state._pos
 
     def __iter__(self) -> Iterator[Volume]:

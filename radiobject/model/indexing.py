@@ -26,6 +26,7 @@ def positions(key: Any, n: int) -> list[int] | int:
         if arr.shape != (n,):
             raise IndexError(f"boolean mask of length {arr.shape} for {n} items")
         return [int(i) for i in np.flatnonzero(arr)]
+    # the ignore below: one int key gives one int (positions() returns int | list)
     return [int(positions(int(k), n)) for k in arr.ravel()]  # type: ignore[arg-type]
 
 

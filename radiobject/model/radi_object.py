@@ -233,6 +233,7 @@ class RadiObject(RadiObjectWrites):
         arr = np.asarray(key)
         if arr.dtype == bool:  # radi.loc[radi.obs_meta["age"] > 50]
             ids = self._subject_map().ids
+            # the ignore below: a boolean mask gives a list (positions() returns int | list)
             return [ids[p] for p in positions(arr, len(ids))]  # type: ignore[union-attr]
         return list(key)
 

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from radiobject.ml.lightning import RadiObjectDataModule  # noqa: E402
+from radiobject.ml.lightning import RadiObjectDataModule
 
 
 class Model(pl.LightningModule):

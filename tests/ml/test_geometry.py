@@ -16,8 +16,8 @@ import torch
 nib = pytest.importorskip("nibabel")
 monai = pytest.importorskip("monai")
 
-from radiobject import RadiObject  # noqa: E402
-from radiobject.ml import create_training_dataloader, create_validation_dataloader  # noqa: E402
+from radiobject import RadiObject  # noqa: E402 - after the importorskip guards
+from radiobject.ml import create_training_dataloader, create_validation_dataloader  # noqa: E402 - after the importorskip guards
 
 SHAPE = (20, 24, 10)
 

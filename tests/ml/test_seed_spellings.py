@@ -12,7 +12,7 @@ def test_ml_alias_is_radiobject_ml() -> None:
     import radiobject.ml
 
     assert ml is radiobject.ml
-    from ml import CacheStrategy, create_training_dataloader, create_validation_dataloader  # noqa: F401
+    from ml import CacheStrategy, create_training_dataloader, create_validation_dataloader  # noqa: F401 - the import itself is the test
     from ml.distributed import create_distributed_dataloader, set_epoch
     from radiobject.ml import CacheStrategy as RealStrategy
     from radiobject.ml.distributed import create_distributed_dataloader as real_ddp

@@ -123,7 +123,7 @@ def test_tables_from_several_fragments_are_combined_once(stores) -> None:
     """Arrow columns split over fragments make every positional take concatenate the column."""
     r = stores[LARGE]
     r.iloc[[1, 2]].obs_meta  # noqa: B018 - builds the maps
-    r.T1w.select_subjects([_sid(1)]).obs  # noqa: B018
+    r.T1w.select_subjects([_sid(1)]).obs  # noqa: B018 - builds the maps
     for df in (r._full_obs_meta(), r.T1w._state.obs):
         for name in df.columns:
             chunked = getattr(df[name].array, "_pa_array", None)

@@ -125,14 +125,14 @@ def test_tampered_ids_read_back_are_refused(backend: str, tmp_path: Path, column
     row[column] = bad
     FragmentTable(os.path.join(coll.uri, "obs"), "obs_id").append(row)
     with pytest.raises(InvalidIdError, match="obs"):
-        VolumeCollection(coll.uri).obs_ids  # noqa: B018
+        VolumeCollection(coll.uri).obs_ids  # noqa: B018 - the read must raise
 
 
 def test_tampered_subject_table_is_refused(tmp_path: Path) -> None:
     RadiObject.from_images(str(tmp_path / "r"), {"T1w": {"s0": image(0)}})
     FragmentTable(str(tmp_path / "r" / "obs_meta"), "obs_subject_id").append(pd.DataFrame({"obs_subject_id": ["../x"]}))
     with pytest.raises(InvalidIdError, match="obs_meta"):
-        RadiObject(str(tmp_path / "r")).obs_subject_ids  # noqa: B018
+        RadiObject(str(tmp_path / "r")).obs_subject_ids  # noqa: B018 - the read must raise
 
 
 def test_symlinked_volume_folder_is_never_written_or_deleted_through(backend: str, tmp_path: Path) -> None:

@@ -215,7 +215,7 @@ def test_table_fragment_flip(store: tuple[str, dict[str, np.ndarray]], capsys: p
     part = next(Path(uri, "collections", "T1w", "obs").glob("part-*.parquet"))
     _flip(part, part.stat().st_size // 2)
     with pytest.raises(CorruptDataError) as info:
-        RadiObject(uri).T1w.obs  # noqa: B018
+        RadiObject(uri).T1w.obs  # noqa: B018 - the open must raise
     assert part.name in str(info.value)
     _verify_fails(uri, capsys, part.name, quick=True)
 
@@ -225,7 +225,7 @@ def test_json_marker_flip(store: tuple[str, dict[str, np.ndarray]], capsys: pyte
     marker = Path(uri, "collections", "T1w", "collection.json")
     marker.write_text(marker.read_text().replace('"T1w"', '"T1x"'))  # valid JSON, wrong content
     with pytest.raises(CorruptDataError):
-        RadiObject(uri).T1w  # noqa: B018
+        RadiObject(uri).T1w  # noqa: B018 - the open must raise
     _verify_fails(uri, capsys, "collection.json", quick=True)
     group = Path(uri, "collections", "zarr.json")
     if group.exists():
@@ -249,7 +249,7 @@ def test_newer_format_versions_are_refused(store: tuple[str, dict[str, np.ndarra
     meta["version"] = 7
     marker.write_text(json.dumps(checksums.seal_json(meta)))
     with pytest.raises(FormatVersionError):
-        RadiObject(uri).T1w  # noqa: B018
+        RadiObject(uri).T1w  # noqa: B018 - the open must raise
     _verify_fails(uri, capsys, "format version 7")
 
 

@@ -236,7 +236,7 @@ def test_store_catalog_fragment_deleted(tmp_path: Path, backend: str, table: str
     (folder / gone).unlink()
     if table.endswith("/obs"):
         with pytest.raises(CorruptDataError) as info:
-            RadiObject(uri).T1w.obs  # noqa: B018
+            RadiObject(uri).T1w.obs  # noqa: B018 - the read must raise
         assert info.value.part == gone
     assert main(["verify", uri, "--quick"]) == 1
     out = capsys.readouterr().out

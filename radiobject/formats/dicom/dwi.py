@@ -107,13 +107,13 @@ def _siemens(ds: Dataset) -> Gradient | None:
         return None
     try:
         b = csareader.get_b_value(csa)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     if b is None:
         return None
     try:
         g = csareader.get_g_vector(csa)
-    except Exception:  # noqa: BLE001
+    except Exception:
         g = None
     return Gradient(float(b), _unit(g), "siemens-csa")
 

@@ -110,6 +110,7 @@ def _blend(
     units, integers are rounded and floats are not).
     """
     known = slope is not None and intercept is not None
+    # the ignore below: known means neither is None; mypy does not narrow through the flag
     s, b = (float(slope), float(intercept)) if known else (1.0, 0.0)  # type: ignore[arg-type]
     fh = np.float32(frac_hi)
     fl = np.float32(1.0) - fh

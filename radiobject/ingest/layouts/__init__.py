@@ -83,6 +83,7 @@ def _ingest(kind: str, root: Any, uri: str, plan_kwargs: dict[str, Any], **kwarg
     from radiobject.ingest.layouts.msd import plan_msd, plan_nnunet
 
     planner = {"bids": plan_bids, "msd": plan_msd, "nnunet": plan_nnunet}[kind]
+    # the ignore below: the 3 planners share one call shape; mypy joins them to object
     return ingest_layout(uri, planner(root, **plan_kwargs), **kwargs)  # type: ignore[operator]
 
 
