@@ -180,7 +180,7 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
             common["worker_init_fn"] = worker_init
         loader = RadiDataLoader(ds, sampler=sampler, collate_fn=collate, **common)
         loader.threads = workers if threads else 0
-        loader._bench_cache = cache  # type: ignore[attr-defined]
+        loader._bench_cache = cache  # type: ignore[attr-defined]  # benchmark bookkeeping on the loader
         return loader
     if name == "monai_cachedataset":
         from monai.data import CacheDataset
@@ -204,7 +204,7 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
                           sampler=tio.UniformSampler(PATCH), num_workers=workers, shuffle_subjects=True,
                           shuffle_patches=True)
         loader = DataLoader(queue, batch_size=BATCH, num_workers=0)
-        loader._bench_len = patches  # type: ignore[attr-defined]
+        loader._bench_len = patches  # type: ignore[attr-defined]  # benchmark bookkeeping on the loader
         return loader
     if name == "pypi_radiobject_0_1_1":
         return _pypi_loader(workers, workdir, patches)

@@ -48,6 +48,7 @@ def test_reader_opens_store_with_spacing(tmp_path: Path) -> None:
 def test_reader_opens_collection_and_volume(tmp_path: Path) -> None:
     uri, _, seg = _store(tmp_path)
     vol = Path(uri) / "collections" / "seg" / "volumes" / "s1"
+    # the ignore below: napari's reader returns a list of layer tuples
     ((data, kw, kind),) = get_reader(str(vol))(str(vol))  # type: ignore[misc]
     assert kind == "labels" and np.array_equal(data, seg)
     ((_, kw, kind),) = read_store(str(Path(uri) / "collections" / "T1w"))

@@ -21,7 +21,9 @@ from radiobject.ingest.sample import SampleCohort
 from radiobject.ingest.sources import MAX_LISTED, compare, fingerprint, source_files
 
 
+# the ignore below: returns run_ingest's report
 def _ingest(cohort: SampleCohort, uri: str, **kw: object):  # type: ignore[no-untyped-def]
+    # the ignore below: keyword options forwarded as given
     return run_ingest(uri, plan_from_manifest(cohort.manifest, subjects=cohort.participants), **kw)  # type: ignore[arg-type]
 
 
@@ -150,7 +152,7 @@ def test_unlistable_folder_fails_the_fingerprint(tmp_path: Path, monkeypatch: py
 
     (tmp_path / "series" / "sub").mkdir(parents=True)
 
-    def walk(top: str, onerror=None):  # type: ignore[no-untyped-def]
+    def walk(top: str, onerror=None):  # type: ignore[no-untyped-def]  # stand-in for os.walk
         yield top, ["sub"], []
         onerror(PermissionError(13, "Permission denied", os.path.join(top, "sub")))
 

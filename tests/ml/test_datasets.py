@@ -40,7 +40,7 @@ def test_reader_is_frozen_picklable_and_reopens_per_process(reader):
     assert "_proc" not in clone.__dict__ and clone.location == reader.location
     np.testing.assert_array_equal(clone.read_raw(1, "T1w"), coded_volume(1, SHAPE))
     with pytest.raises(AttributeError):
-        reader.label = "x"  # type: ignore[misc]
+        reader.label = "x"  # type: ignore[misc]  # the test checks the attribute is read-only
 
 
 def test_reader_view_and_missing_collection(radi):
@@ -147,6 +147,7 @@ def test_scattered_points_reads_each_chunk_once(reader):
     pts = np.stack([rng.integers(0, s, 200) for s in SHAPE], axis=1)
     calls = []
     orig = vol.read
+    # the ignore below: spy on reads
     vol.read = lambda region, *a, **k: calls.append(tuple((r.start, r.stop) for r in region)) or orig(region, *a, **k)  # type: ignore[method-assign]
     cache = InMemoryCache(1 << 20)
     got = scattered_points(vol, pts, cache=cache, threads=4)

@@ -72,6 +72,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="rank"):
         rank_indices(np.arange(4), rank=2, world_size=2)
     with pytest.raises(ValueError, match="mode"):
+        # the ignore below: an invalid mode on purpose
         rank_indices(np.arange(4), rank=0, world_size=2, mode="repeat")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="group_size"):
         segment_streams(10, seed=0, epoch=0, segments=[[2, 0]], group_size=3)

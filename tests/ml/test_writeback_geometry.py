@@ -65,6 +65,7 @@ def _infer(uri: str, **agg_options: object) -> tuple[GridAggregator, GridAggrega
     loader = create_inference_dataloader(radi, modalities="img", label="seg", patch_size=(4, 4, 4), overlap=0.5,
                                          batch_size=3)
     pred = GridAggregator(radi, loader.dataset, "pred")
+    # the ignore below: options forwarded as given
     lab = GridAggregator(radi, loader.dataset, "pred_seg", argmax=True, **agg_options)  # type: ignore[arg-type]
     for batch in loader:
         pred.add_batch(batch["image"], batch)  # identity "model"
@@ -129,6 +130,7 @@ def test_write_predictions_whole_volumes_keep_the_source_header(store: str, tmp_
         write_predictions(radi, "bad", {"sub-01": np.zeros((3, 3, 3), np.uint8)}, like="img")
     assert "bad" not in RadiObject(store).collection_names  # nothing written
     coll = write_predictions(radi, "whole", segs, like="img", label_map=LABELS)
+    # the ignore below: the collection has a label map (written above)
     assert len(coll) == 3 and get_label_map(coll).names == LABELS  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="already exists"):
         write_predictions(radi, "whole", segs, like="img")

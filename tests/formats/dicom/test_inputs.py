@@ -138,8 +138,9 @@ def test_unreadable_file_fails_the_series(series: Path, monkeypatch: pytest.Monk
     real_open = open
 
     def fake_open(path: object, *args: object, **kwargs: object) -> object:
-        if os.fspath(path) == target:  # type: ignore[arg-type]
+        if os.fspath(path) == target:  # type: ignore[arg-type]  # the stand-in takes what open() takes
             raise PermissionError(13, "Permission denied", target)
+        # the ignore below: passes open()'s arguments through unchanged
         return real_open(path, *args, **kwargs)  # type: ignore[call-overload]
 
     monkeypatch.setattr(dicom_inputs, "open", fake_open, raising=False)

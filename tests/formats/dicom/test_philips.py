@@ -22,6 +22,7 @@ def philips(tmp_path: Path) -> tuple[Path, np.ndarray]:
 
 
 def _values(img: object) -> np.ndarray:
+    # the ignore below: an ImageData, typed loosely here
     return np.asarray(img.array).transpose(2, 1, 0).astype(np.float64)  # type: ignore[attr-defined]
 
 
