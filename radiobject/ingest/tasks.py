@@ -24,6 +24,7 @@ from radiobject.formats.detect import read_image as load_image
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 from radiobject.ingest.sources import load_fingerprinted
+from radiobject.model.alignment import misalignment
 from radiobject.model.bulk import IngestItem
 from radiobject.model.ids import validate_collection_name, validate_id
 
@@ -207,26 +208,16 @@ def _check_alignment(
     failed_subjects: dict[str, str] = {}
     header_errors: dict[int, str] = {}
     for sid, ts in by_subject.items():
-        ref: tuple[VolumeTask, tuple[int, ...], np.ndarray] | None = None
+        volumes = []
         for t in ts:
             g = found.get(id(t))
-            if g is None:
-                continue
             if isinstance(g, str):
                 header_errors[id(t)] = g
-                continue
-            if ref is None:
-                ref = (t, *g)
-                continue
-            t0, shape0, aff0 = ref
-            if tuple(g[0]) != tuple(shape0):
-                failed_subjects[sid] = (f"misaligned: shape {tuple(g[0])} in {t.collection!r} ({t.path}) != "
-                                        f"{tuple(shape0)} in {t0.collection!r} ({t0.path})")
-                break
-            if not np.allclose(g[1], aff0, atol=atol):
-                failed_subjects[sid] = (f"misaligned: affine of {t.collection!r} ({t.path}) differs from "
-                                        f"{t0.collection!r} ({t0.path}) by up to {np.abs(g[1] - aff0).max():.4g}")
-                break
+            elif g is not None:
+                volumes.append((t.collection, f" ({t.path})", g[0], g[1]))
+        reason = misalignment(volumes, atol)
+        if reason is not None:
+            failed_subjects[sid] = f"misaligned: {reason}"
     ok, bad = [], []
     for t in tasks:
         if id(t) in header_errors:
