@@ -21,16 +21,15 @@ import numpy as np
 import torch
 
 from radiobject.errors import AlignmentError
-from radiobject.model.bulk import IngestItem
-from radiobject.model.collection import VolumeCollection
 from radiobject.formats.image import ImageData
 from radiobject.formats.nifti_header import derived_metadata
+from radiobject.ml.datasets import GridPatchDataset
+from radiobject.ml.sampling import patch_slices
+from radiobject.model.bulk import IngestItem
+from radiobject.model.collection import VolumeCollection
 from radiobject.model.labels import LabelMap, get_label_map, set_label_map
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
-
-from radiobject.ml.datasets import GridPatchDataset
-from radiobject.ml.sampling import patch_slices
 
 __all__ = ["GridAggregator", "write_predictions"]
 
