@@ -31,6 +31,7 @@ from radiobject.ml.cache import Cache, NoCache, cache_key
 from radiobject.ml.cache import chunks as chunk_cache
 from radiobject.ml.cache.chunks import CacheUse, chunk_key_prefix, read_chunked, read_whole, whole_key
 from radiobject.model.radi_object import RadiObject
+from radiobject.model.scaling import apply_scaling, scaled
 from radiobject.model.volume import Volume
 from radiobject.storage.location import StoreLocation
 
@@ -299,7 +300,7 @@ class VolumeReader:
                 data = data[None]  # a view: the dtype conversion below makes the only copy
             else:  # (x, y, z, t...) -> channels first
                 data = np.moveaxis(data.reshape(*data.shape[:3], -1), -1, 0)
-            parts.append(_scaled(data, vol.metadata, dtype))
+            parts.append(scaled(data, vol.metadata, dtype))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def read_label(self, index: int, region: Region | None = None) -> np.ndarray:
@@ -343,10 +344,7 @@ class VolumeReader:
             n = 1 if vol.ndim == 3 else int(np.prod(vol.shape[3:]))
             target = image[(slice(c, c + n), *dst)]
             self._read_into(index, m, src, target)
-            slope, inter = vol.metadata.get("scl_slope"), vol.metadata.get("scl_inter")
-            if slope not in (None, 0) and not (slope == 1 and not inter):
-                target *= np.asarray(slope, dtype=target.dtype)
-                target += np.asarray(inter or 0.0, dtype=target.dtype)
+            apply_scaling(target, vol.metadata)
             c += n
         if label is not None and self.label is not None:
             self._read_into(index, self.label, src, label[(slice(0, 1), *dst)])
@@ -419,15 +417,6 @@ def _patch_slices(origin: Sequence[int], patch_size: Sequence[int],
         dst.append(slice(lo - o, hi - o))
         inside = inside and lo - o == 0 and hi - o == p
     return tuple(src), tuple(dst), inside
-
-
-def _scaled(data: np.ndarray, metadata: dict[str, Any], dtype: Any) -> np.ndarray:
-    slope, inter = metadata.get("scl_slope"), metadata.get("scl_inter")
-    out = data.astype(dtype, copy=True) if np.dtype(dtype) != data.dtype or not data.flags.writeable else data
-    if slope not in (None, 0) and not (slope == 1 and not inter):
-        out *= np.asarray(slope, dtype=out.dtype)
-        out += np.asarray(inter or 0.0, dtype=out.dtype)
-    return out
 
 
 def _label_dtype(data: np.ndarray) -> np.ndarray:

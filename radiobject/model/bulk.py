@@ -83,7 +83,7 @@ class IngestReport:
     def failed(self) -> list[ItemResult]:
         return [r for r in self.results if r.status == "failed"]
 
-    def extend(self, other: "IngestReport") -> None:
+    def extend(self, other: IngestReport) -> None:
         self.results.extend(other.results)
 
 

@@ -105,7 +105,7 @@ def write_image(
     spec = ArraySpec(shape, dtype.name, chunks, options.codec, shards)
     handle = backend.create_array(uri, spec, volume_attrs(image, obs_id, version))
     full = tuple(slice(0, s) for s in shape)
-    if eager:
+    if isinstance(image.array, np.ndarray):  # eager
         handle.write(full, image.array.astype(dtype, copy=False))
     else:
         for region in blocks(shape, copy_blocks(shape, shards or chunks, dtype.itemsize)):
