@@ -38,8 +38,9 @@ def build(root: str, n: int):
     table = FragmentTable(files.join(root, "collections", "T1w", "obs"), "obs_id")
     row = table.read().iloc[0].to_dict()
     table.append(pd.DataFrame([{**row, "obs_id": f"s{i:06d}", "obs_subject_id": f"s{i:06d}"} for i in range(2, n)]))
-    RadiObject(root).add_subjects(pd.DataFrame({"obs_subject_id": [f"s{i:06d}" for i in range(2, n)],
-                                                "age": np.arange(2, n) % 90}))
+    RadiObject(root).add_subjects(
+        pd.DataFrame({"obs_subject_id": [f"s{i:06d}" for i in range(2, n)], "age": np.arange(2, n) % 90})
+    )
     return RadiObject(root)
 
 
@@ -68,8 +69,6 @@ def lookups(r: RadiObject, n: int) -> dict[str, Callable[[], object]]:
         "view(3).filter(age > 3)": lambda: r.iloc[[1, 5, n - 1]].filter(("age", ">", 3)),
         "radi.T1w.select_subjects([id])": lambda: r.T1w.select_subjects([mid]),
     }
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,13 +85,17 @@ def main() -> None:
     codec = Codec.parse(args.codec)
     zarr_backend.CHUNK_CACHE_BYTES = 0  # no decoded-chunk cache: every read decodes and verifies
     data = synthetic(shape)
-    print(f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
-          f"{platform.system()} {platform.release()}; python {platform.python_version()}; "
-          f"load avg {os.getloadavg()[0]:.2f} (start)")
-    print(f"volume {'x'.join(map(str, shape))} int16 ({data.nbytes / 1e6:.1f} MB), codec {args.codec}, "
-          f"{args.patches} random {args.patch}^3 patches x {args.rounds} rounds per variant, chunk cache off\n")
+    print(
+        f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
+        f"{platform.system()} {platform.release()}; python {platform.python_version()}; "
+        f"load avg {os.getloadavg()[0]:.2f} (start)"
+    )
+    print(
+        f"volume {'x'.join(map(str, shape))} int16 ({data.nbytes / 1e6:.1f} MB), codec {args.codec}, "
+        f"{args.patches} random {args.patch}^3 patches x {args.rounds} rounds per variant, chunk cache off\n"
+    )
     print(f"{'backend':<8} {'variant':<16} {'patches/s':>10} {'MB/s':>8} {'open ms':>8}")
-    patch_mb = args.patch ** 3 * data.dtype.itemsize / 1e6
+    patch_mb = args.patch**3 * data.dtype.itemsize / 1e6
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.backends.split(","):
@@ -115,14 +119,18 @@ def main() -> None:
                     secs[c].append(timed_reads(handles[c], regions, args.patch, data.dtype))
             rate = {c: args.patches / min(v) for c, v in secs.items()}  # best round: least disturbed by load
             for c, label in ((False, "no checksums"), (True, "checksums")):
-                print(f"{name:<8} {label:<16} {rate[c]:>10.1f} {rate[c] * patch_mb:>8.1f} "
-                      f"{1e3 * statistics.median(opens[c]):>8.2f}")
+                print(
+                    f"{name:<8} {label:<16} {rate[c]:>10.1f} {rate[c] * patch_mb:>8.1f} "
+                    f"{1e3 * statistics.median(opens[c]):>8.2f}"
+                )
             ratio = rate[True] / rate[False]
             summary.append((name, ratio))
-            print(f"{name:<8} ratio with/without {ratio:.3f}  -> overhead {100 * (1 - ratio):+.1f}% "
-                  f"(target < 5%)\n")
-    print("summary: " + "; ".join(f"{n} overhead {100 * (1 - r):+.1f}%" for n, r in summary)
-          + f"; load avg {os.getloadavg()[0]:.2f} (end)")
+            print(f"{name:<8} ratio with/without {ratio:.3f}  -> overhead {100 * (1 - ratio):+.1f}% (target < 5%)\n")
+    print(
+        "summary: "
+        + "; ".join(f"{n} overhead {100 * (1 - r):+.1f}%" for n, r in summary)
+        + f"; load avg {os.getloadavg()[0]:.2f} (end)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,11 @@ PATCH = (96, 96, 96)
 def header() -> str:
     """Date, machine and load, printed by every benchmark of issue 12."""
     load = os.getloadavg()
-    return (f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}  {platform.node()}  "
-            f"{platform.processor() or platform.machine()}  {os.cpu_count()} cores  "
-            f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return (
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}  {platform.node()}  "
+        f"{platform.processor() or platform.machine()}  {os.cpu_count()} cores  "
+        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
 
 
 def volumes(kind: str, n: int) -> list[np.ndarray]:
@@ -77,8 +79,10 @@ def patch_rate(uri: str, n_vol: int, patches: int, seed: int = 0) -> tuple[float
     reader = VolumeReader.from_radi(RadiObject(uri), "img")
     rng = np.random.default_rng(seed)
     shapes = reader.shapes
-    draws = [(int(s), [int(rng.integers(0, max(1, n - p))) for n, p in zip(shapes[s], PATCH, strict=True)])
-             for s in rng.integers(0, n_vol, patches)]
+    draws = [
+        (int(s), [int(rng.integers(0, max(1, n - p))) for n, p in zip(shapes[s], PATCH, strict=True)])
+        for s in rng.integers(0, n_vol, patches)
+    ]
     buf = np.empty((1, *PATCH), np.float32)
     best_cpu = best_wall = 0.0
     for _ in range(3):
@@ -114,18 +118,22 @@ def main(argv: list[str] | None = None) -> int:
             for cand in CANDIDATES:
                 uri = work / cand.replace(":", "_")
                 t0 = time.perf_counter()
-                RadiObject.from_images(str(uri), {"img": {f"s{i}": ImageData(v, np.eye(4), {}, "synthetic")
-                                                          for i, v in enumerate(vols)}},
-                                       options=WriteOptions(codec=Codec.parse(cand)))
+                RadiObject.from_images(
+                    str(uri),
+                    {"img": {f"s{i}": ImageData(v, np.eye(4), {}, "synthetic") for i, v in enumerate(vols)}},
+                    options=WriteOptions(codec=Codec.parse(cand)),
+                )
                 write_s = time.perf_counter() - t0
                 cpu, wall = patch_rate(str(uri), len(vols), args.patches)
                 base_rate = base_rate or (cpu, wall)
                 size = du(uri / "collections")
                 rows.append((kind, cand, size / gz, cpu / base_rate[0]))
-                print(f"{kind:8s} {cand:13s} store/.nii.gz {size / gz:5.2f}  ratio {raw / size:5.2f}x  "
-                      f"(.nii.gz {raw / gz:4.2f}x)  {cpu:5.0f} patches/CPU-s x{cpu / base_rate[0]:4.2f}  "
-                      f"{wall:5.0f} patches/s x{wall / base_rate[1]:4.2f}  (vs blosc-lz4:5)  write {write_s:4.1f} s",
-                      flush=True)
+                print(
+                    f"{kind:8s} {cand:13s} store/.nii.gz {size / gz:5.2f}  ratio {raw / size:5.2f}x  "
+                    f"(.nii.gz {raw / gz:4.2f}x)  {cpu:5.0f} patches/CPU-s x{cpu / base_rate[0]:4.2f}  "
+                    f"{wall:5.0f} patches/s x{wall / base_rate[1]:4.2f}  (vs blosc-lz4:5)  write {write_s:4.1f} s",
+                    flush=True,
+                )
     print(header())
     return 0
 

@@ -26,10 +26,7 @@ import pydicom
 from radiobject.formats.dicom import read_dicom_series
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = (
-    Path(os.environ.get("RADIOBJECT_TEST_DATA", ROOT.parent / "shared" / "data"))
-    / "dicom"
-)
+DEFAULT_DATA = Path(os.environ.get("RADIOBJECT_TEST_DATA", ROOT.parent / "shared" / "data")) / "dicom"
 CASES = {
     "CT 512x512x28 (dcm_qa_ct S2010)": "dcm_qa_ct/In/Philips/S21570/S2010",
     "GE EPI 64x64x15x10, 150 files (dcm_qa_nih)": "dcm_qa_nih/In/20180918GE/mr_0004",
@@ -51,11 +48,7 @@ def plain_pydicom(folder: Path) -> np.ndarray:
     n = np.cross(iop[:3], iop[3:])
     dss.sort(key=lambda d: float(n @ np.array(d.ImagePositionPatient, dtype=float)))
     return np.stack(
-        [
-            d.pixel_array * float(d.get("RescaleSlope", 1))
-            + float(d.get("RescaleIntercept", 0))
-            for d in dss
-        ],
+        [d.pixel_array * float(d.get("RescaleSlope", 1)) + float(d.get("RescaleIntercept", 0)) for d in dss],
         -1,
     )
 
@@ -99,11 +92,7 @@ def main() -> None:
             print(f"{name:46s} (missing: {folder})")
             continue
         ours = timeit(lambda f=folder: read_dicom_series(f), args.repeat)
-        d2n = (
-            timeit(lambda f=folder: dcm2niix(f, exe), args.repeat)
-            if exe.exists()
-            else float("nan")
-        )
+        d2n = timeit(lambda f=folder: dcm2niix(f, exe), args.repeat) if exe.exists() else float("nan")
         try:
             plain = timeit(lambda f=folder: plain_pydicom(f), args.repeat)
         except Exception:  # noqa: BLE001 - mosaics: the plain read cannot build a volume

@@ -48,11 +48,17 @@ def bench_throughput(cohort_dir: str, work: str, backend: str) -> list[dict[str,
     The process runs include starting the spawn pool (importing radiobject in each worker)."""
     rows = []
     warm = os.path.join(work, "tp-warmup")  # imports, first tensorstore / codec use, page cache
-    run_ingest(warm, plan_from_manifest(os.path.join(cohort_dir, "manifest.csv")),
-               options=WriteOptions(backend=backend, workers=1))
+    run_ingest(
+        warm,
+        plan_from_manifest(os.path.join(cohort_dir, "manifest.csv")),
+        options=WriteOptions(backend=backend, workers=1),
+    )
     shutil.rmtree(warm, ignore_errors=True)
-    for label, workers, executor in (("1 thread", 1, "thread"), ("2 threads", 2, "thread"),
-                                     ("2 processes", 2, "process")):
+    for label, workers, executor in (
+        ("1 thread", 1, "thread"),
+        ("2 threads", 2, "thread"),
+        ("2 processes", 2, "process"),
+    ):
         best: dict[str, Any] | None = None
         for rep_i in range(2):
             uri = os.path.join(work, f"tp-{workers}-{executor}-{rep_i}")
@@ -62,8 +68,16 @@ def bench_throughput(cohort_dir: str, work: str, backend: str) -> list[dict[str,
             secs = time.perf_counter() - t0
             assert rep.ok, rep.summary_table()
             n, mb = rep.count("written"), rep.bytes_written / 1e6
-            row = {"run": label, "workers": workers, "executor": executor, "volumes": n, "seconds": secs,
-                   "volumes_per_s": n / secs, "mb_per_s": mb / secs, "mb": mb}
+            row = {
+                "run": label,
+                "workers": workers,
+                "executor": executor,
+                "volumes": n,
+                "seconds": secs,
+                "volumes_per_s": n / secs,
+                "mb_per_s": mb / secs,
+                "mb": mb,
+            }
             if best is None or row["seconds"] < best["seconds"]:
                 best = row
             shutil.rmtree(uri, ignore_errors=True)
@@ -105,8 +119,9 @@ def bench_scale(work: str, backend: str, n_small: int, batch: int) -> dict[str, 
     tasks.load_image = recording  # to_ingest_item binds the module global at plan time
     try:
         t0 = time.perf_counter()
-        rep = run_ingest(uri, plan_from_manifest(manifest), options=WriteOptions(backend=backend, workers=2),
-                         compact=False)
+        rep = run_ingest(
+            uri, plan_from_manifest(manifest), options=WriteOptions(backend=backend, workers=2), compact=False
+        )
         total = time.perf_counter() - t0
     finally:
         tasks.load_image = original
@@ -116,7 +131,7 @@ def bench_scale(work: str, backend: str, n_small: int, batch: int) -> dict[str, 
 
     def cost_at(k: int) -> float:  # mean start-to-start gap around volume k (1-based): commits included
         lo = max(0, min(k - 1 - window, len(gaps) - 2 * window))
-        return float(np.mean(gaps[lo:lo + 2 * window]))
+        return float(np.mean(gaps[lo : lo + 2 * window]))
 
     marks = {k: cost_at(k) for k in (1, 1000, 10000) if k <= n_small}
 
@@ -132,8 +147,12 @@ def bench_scale(work: str, backend: str, n_small: int, batch: int) -> dict[str, 
             r["T1w"].by_subject(subjects[-1])[0:1, 0:1, 0:1]
             t3 = time.perf_counter()
             assert len(subjects) == n_small and len(obs) == n_small
-            cur = {"open_subjects_ms": (t1 - t0) * 1e3, "obs_ms": (t2 - t1) * 1e3, "first_voxel_ms": (t3 - t2) * 1e3,
-                   "total_ms": (t3 - t0) * 1e3}
+            cur = {
+                "open_subjects_ms": (t1 - t0) * 1e3,
+                "obs_ms": (t2 - t1) * 1e3,
+                "first_voxel_ms": (t3 - t2) * 1e3,
+                "total_ms": (t3 - t0) * 1e3,
+            }
             if not best or cur["total_ms"] < best["total_ms"]:
                 best = cur
         return best
@@ -152,9 +171,17 @@ def bench_scale(work: str, backend: str, n_small: int, batch: int) -> dict[str, 
         assert r.count("written") == batch
     shutil.rmtree(uri, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
-    return {"n_volumes": n_small, "ingest_s": total, "per_volume_ms_at": marks, "window": window,
-            "obs_fragments_before_compact": n_frag, "open_before_compact": before, "open_after_compact": after,
-            "append_batch": batch, "append_ms_per_volume": appends}
+    return {
+        "n_volumes": n_small,
+        "ingest_s": total,
+        "per_volume_ms_at": marks,
+        "window": window,
+        "obs_fragments_before_compact": n_frag,
+        "open_before_compact": before,
+        "open_after_compact": after,
+        "append_batch": batch,
+        "append_ms_per_volume": appends,
+    }
 
 
 def _moto(work: str) -> tuple[subprocess.Popen[bytes], StorageOptions]:
@@ -162,8 +189,12 @@ def _moto(work: str) -> tuple[subprocess.Popen[bytes], StorageOptions]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -177,8 +208,13 @@ def _moto(work: str) -> tuple[subprocess.Popen[bytes], StorageOptions]:
     import boto3
 
     storage = StorageOptions(endpoint_url=f"http://127.0.0.1:{port}", key="bench", secret="bench", region="us-east-1")
-    boto3.client("s3", endpoint_url=storage.endpoint_url, aws_access_key_id="bench", aws_secret_access_key="bench",
-                 region_name="us-east-1").create_bucket(Bucket="bench")
+    boto3.client(
+        "s3",
+        endpoint_url=storage.endpoint_url,
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="bench")
     return proc, storage
 
 
@@ -190,14 +226,27 @@ def bench_s3(cohort_dir: str, work: str, backend: str, patch: int) -> dict[str, 
     try:
         s3_uri, local = "s3://bench/store", os.path.join(work, "local")
         t0 = time.perf_counter()
-        rep = run_ingest(s3_uri, plan_from_manifest(os.path.join(cohort_dir, "manifest.csv")),
-                         options=WriteOptions(backend=backend, workers=2), storage=storage)
+        rep = run_ingest(
+            s3_uri,
+            plan_from_manifest(os.path.join(cohort_dir, "manifest.csv")),
+            options=WriteOptions(backend=backend, workers=2),
+            storage=storage,
+        )
         s3_ingest = time.perf_counter() - t0
         assert rep.ok, rep.summary_table()
-        run_ingest(local, plan_from_manifest(os.path.join(cohort_dir, "manifest.csv")),
-                   options=WriteOptions(backend=backend, workers=2))
-        kw = {"modalities": ["T1w", "FLAIR"], "label": "seg", "patch_size": (patch,) * 3, "batch_size": 2,
-              "seed": 0, "patches_per_volume": 4}
+        run_ingest(
+            local,
+            plan_from_manifest(os.path.join(cohort_dir, "manifest.csv")),
+            options=WriteOptions(backend=backend, workers=2),
+        )
+        kw = {
+            "modalities": ["T1w", "FLAIR"],
+            "label": "seg",
+            "patch_size": (patch,) * 3,
+            "batch_size": 2,
+            "seed": 0,
+            "patches_per_volume": 4,
+        }
 
         def epoch(loader: Any, ep: int) -> float:
             if hasattr(loader.sampler, "set_epoch"):
@@ -216,8 +265,9 @@ def bench_s3(cohort_dir: str, work: str, backend: str, patch: int) -> dict[str, 
         nocache = create_training_dataloader(RadiObject(s3_uri, storage=storage), **kw)
         out["s3_nocache_patches_per_s"] = epoch(nocache, 1)
         cache_dir = os.path.join(work, "diskcache")
-        cached = create_training_dataloader(RadiObject(s3_uri, storage=storage), cache_strategy="disk",
-                                            cache_path=cache_dir, cache_bytes=4 << 30, **kw)
+        cached = create_training_dataloader(
+            RadiObject(s3_uri, storage=storage), cache_strategy="disk", cache_path=cache_dir, cache_bytes=4 << 30, **kw
+        )
         out["s3_cold_cache_patches_per_s"] = epoch(cached, 1)
         out["s3_warm_cache_patches_per_s"] = epoch(cached, 2)
         return out
@@ -242,55 +292,79 @@ def main() -> int:
     out_dir = args.out or work
     os.makedirs(out_dir, exist_ok=True)
     results: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.platform(),
-        "cpus": os.cpu_count(), "python": platform.python_version(), "backend": args.backend,
-        "subjects": args.subjects, "shape": shape,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "backend": args.backend,
+        "subjects": args.subjects,
+        "shape": shape,
     }
     try:
         # the ignore below: shape is the 3 ints parsed from --shape
         cohort = make_sample_cohort(os.path.join(work, "cohort"), args.subjects, shape)  # type: ignore[arg-type]
-        print(f"cohort: {args.subjects} subjects x 3 volumes (T1w float32, FLAIR int16, seg uint8) {shape}; "
-              f"backend {args.backend}; {os.cpu_count()} CPUs")
+        print(
+            f"cohort: {args.subjects} subjects x 3 volumes (T1w float32, FLAIR int16, seg uint8) {shape}; "
+            f"backend {args.backend}; {os.cpu_count()} CPUs"
+        )
         tp = bench_throughput(str(cohort.folder), work, args.backend)
         results["throughput"] = tp
         print(f"\n{'run':<12} {'volumes':>8} {'seconds':>8} {'vol/s':>8} {'MB/s':>8}")
         for r in tp:
-            print(f"{r['run']:<12} {r['volumes']:>8} {r['seconds']:>8.2f} "
-                  f"{r['volumes_per_s']:>8.1f} {r['mb_per_s']:>8.1f}")
-        print(f"ratio 2 threads / 1 thread: {tp[1]['volumes_per_s'] / tp[0]['volumes_per_s']:.2f}x; "
-              f"2 processes / 1 thread: {tp[2]['volumes_per_s'] / tp[0]['volumes_per_s']:.2f}x")
+            print(
+                f"{r['run']:<12} {r['volumes']:>8} {r['seconds']:>8.2f} "
+                f"{r['volumes_per_s']:>8.1f} {r['mb_per_s']:>8.1f}"
+            )
+        print(
+            f"ratio 2 threads / 1 thread: {tp[1]['volumes_per_s'] / tp[0]['volumes_per_s']:.2f}x; "
+            f"2 processes / 1 thread: {tp[2]['volumes_per_s'] / tp[0]['volumes_per_s']:.2f}x"
+        )
 
         sc = bench_scale(work, args.backend, args.n_small, args.batch)
         results["scale"] = sc
         marks = sc["per_volume_ms_at"]
-        print(f"\none ingest of {sc['n_volumes']} small volumes (16^3 int16 .nii, 2 threads): {sc['ingest_s']:.1f} s; "
-              f"per-volume cost (mean start-to-start gap over {2 * sc['window']} volumes, commits included):")
+        print(
+            f"\none ingest of {sc['n_volumes']} small volumes (16^3 int16 .nii, 2 threads): {sc['ingest_s']:.1f} s; "
+            f"per-volume cost (mean start-to-start gap over {2 * sc['window']} volumes, commits included):"
+        )
         for k, v in marks.items():
             print(f"  volume {k:>6}: {v:.2f} ms")
         last = max(marks)
         print(f"ratio volume {last} / volume 1: {marks[last] / marks[1]:.2f}x")
         for tag in ("open_before_compact", "open_after_compact"):
             o = sc[tag]
-            print(f"open {sc['n_volumes']}-subject store ({tag.replace('open_', '').replace('_', ' ')}): "
-                  f"{o['total_ms']:.0f} ms (subjects {o['open_subjects_ms']:.0f}, obs {o['obs_ms']:.0f}, "
-                  f"first voxel {o['first_voxel_ms']:.1f})")
+            print(
+                f"open {sc['n_volumes']}-subject store ({tag.replace('open_', '').replace('_', ' ')}): "
+                f"{o['total_ms']:.0f} ms (subjects {o['open_subjects_ms']:.0f}, obs {o['obs_ms']:.0f}, "
+                f"first voxel {o['first_voxel_ms']:.1f})"
+            )
         print(f"  obs fragments before compact: {sc['obs_fragments_before_compact']}")
         ap = sc["append_ms_per_volume"]
         big = f"{sc['n_volumes']}-volume store"
-        print(f"later ingest of {sc['append_batch']} volumes, ms per volume (whole run): "
-              + ", ".join(f"{k}: {v:.1f}" for k, v in ap.items())
-              + f"; ratio {ap[big] / ap['empty store']:.2f}x")
+        print(
+            f"later ingest of {sc['append_batch']} volumes, ms per volume (whole run): "
+            + ", ".join(f"{k}: {v:.1f}" for k, v in ap.items())
+            + f"; ratio {ap[big] / ap['empty store']:.2f}x"
+        )
 
         if not args.skip_s3:
             s3 = bench_s3(str(cohort.folder), work, args.backend, args.patch)
             results["s3"] = s3
             print(f"\nS3 (moto_server on 127.0.0.1), random {args.patch}^3 patches, batch 2, 0 workers (patches/s):")
-            for k in ("local_patches_per_s", "s3_nocache_patches_per_s", "s3_cold_cache_patches_per_s",
-                      "s3_warm_cache_patches_per_s"):
-                print(f"  {k.replace('_patches_per_s', ''):<16} {s3[k]:8.1f}  "
-                      f"({s3[k] / s3['local_patches_per_s']:.2f}x local)")
-            print(f"  warm / cold cache: {s3['s3_warm_cache_patches_per_s'] / s3['s3_cold_cache_patches_per_s']:.2f}x; "
-                  f"ingest into S3: {s3['s3_ingest_s']:.2f} s for {s3['volumes']} volumes")
+            for k in (
+                "local_patches_per_s",
+                "s3_nocache_patches_per_s",
+                "s3_cold_cache_patches_per_s",
+                "s3_warm_cache_patches_per_s",
+            ):
+                print(
+                    f"  {k.replace('_patches_per_s', ''):<16} {s3[k]:8.1f}  "
+                    f"({s3[k] / s3['local_patches_per_s']:.2f}x local)"
+                )
+            print(
+                f"  warm / cold cache: {s3['s3_warm_cache_patches_per_s'] / s3['s3_cold_cache_patches_per_s']:.2f}x; "
+                f"ingest into S3: {s3['s3_ingest_s']:.2f} s for {s3['volumes']} volumes"
+            )
         with open(os.path.join(out_dir, "ingest_results.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)
         print(f"\nresults: {os.path.join(out_dir, 'ingest_results.json')}")

@@ -85,7 +85,9 @@ def best_ms(fn: Callable[[], Any], n: int) -> float:
     return min(times)
 
 
-def probes(shape: tuple[int, ...], n_patches: int, seed: int = 0) -> tuple[list[tuple[slice, ...]], dict[str, list[int]]]:
+def probes(
+    shape: tuple[int, ...], n_patches: int, seed: int = 0
+) -> tuple[list[tuple[slice, ...]], dict[str, list[int]]]:
     """Random unaligned 64^3 patches (starts off multiples of 8) and random slice indices."""
     rng = np.random.default_rng(seed)
     p = min(64, *shape)
@@ -96,7 +98,9 @@ def probes(shape: tuple[int, ...], n_patches: int, seed: int = 0) -> tuple[list[
             s = int(rng.integers(0, n - p + 1))
             starts.append(s + 1 if s % 8 == 0 and s < n - p else s)
         patches.append(tuple(slice(s, s + p) for s in starts))
-    slices = {k: [int(i) for i in rng.integers(0, shape[a], size=3)] for a, k in enumerate(("sagittal", "coronal", "axial"))}
+    slices = {
+        k: [int(i) for i in rng.integers(0, shape[a], size=3)] for a, k in enumerate(("sagittal", "coronal", "axial"))
+    }
     return patches, slices
 
 
@@ -123,8 +127,9 @@ def bench_numpy_files(name: str, data: np.ndarray, work: str, patches: list, sli
     r["full_ms"] = best_ms(lambda: np.load(npy), 3)
     r["patch_ms"] = _region_ms(lambda reg: np.array(mm[reg]), patches)
     for plane, idx in slices.items():
-        r[f"{plane}_ms"] = float(np.median([best_ms(lambda i=i, pl=plane: np.array(mm[_plane(data.shape, pl, i)]), 2)
-                                             for i in idx]))
+        r[f"{plane}_ms"] = float(
+            np.median([best_ms(lambda i=i, pl=plane: np.array(mm[_plane(data.shape, pl, i)]), 2) for i in idx])
+        )
     r["open_ms"] = best_ms(lambda: np.load(npy, mmap_mode="r")[0, 0, 0], 5)
     r["exact"] = True
     res["np.load / mmap .npy (ceiling)"] = r
@@ -138,8 +143,17 @@ def bench_numpy_files(name: str, data: np.ndarray, work: str, patches: list, sli
         img = nib.load(path)
         r["patch_ms"] = _region_ms(lambda reg, im=img: np.asarray(im.dataobj[reg]), patches[:n_patch])
         for plane, idx in slices.items():
-            r[f"{plane}_ms"] = float(np.median([best_ms(lambda i=i, im=img, pl=plane: np.asarray(im.dataobj[_plane(data.shape, pl, i)]),
-                                                        1 if ext == ".nii.gz" else 2) for i in idx[:2]]))
+            r[f"{plane}_ms"] = float(
+                np.median(
+                    [
+                        best_ms(
+                            lambda i=i, im=img, pl=plane: np.asarray(im.dataobj[_plane(data.shape, pl, i)]),
+                            1 if ext == ".nii.gz" else 2,
+                        )
+                        for i in idx[:2]
+                    ]
+                )
+            )
         r["open_ms"] = best_ms(lambda p=path: nib.load(p).dataobj[0, 0, 0], 3)
         r["exact"] = bool(np.array_equal(np.asarray(nib.load(path).dataobj), data))
         res[f"nibabel {ext}"] = r
@@ -177,13 +191,15 @@ def bench_radiobject_first_touch(name: str, data: np.ndarray, work: str, patches
     r["full_ms"] = _best_fresh_ms(uri, lambda v: v.to_numpy(), 3)
     r["patch_ms"] = float(np.median([_best_fresh_ms(uri, lambda v, reg=reg: v[reg], 2) for reg in patches]))
     for plane, idx in slices.items():
-        r[f"{plane}_ms"] = float(np.median([_best_fresh_ms(uri, lambda v, i=i, pl=plane: getattr(v, pl)(i), 2)
-                                            for i in idx]))
+        r[f"{plane}_ms"] = float(
+            np.median([_best_fresh_ms(uri, lambda v, i=i, pl=plane: getattr(v, pl)(i), 2) for i in idx])
+        )
     return r
 
 
-def bench_radiobject(name: str, data: np.ndarray, work: str, patches: list, slices: dict, backend: str,
-                     cached: bool) -> dict[str, Any]:
+def bench_radiobject(
+    name: str, data: np.ndarray, work: str, patches: list, slices: dict, backend: str, cached: bool
+) -> dict[str, Any]:
     """One backend through ``radiobject.Volume``: ingest, open + first voxel, full, patch, planes."""
     uri = os.path.join(work, f"{name}-{backend}")
     shutil.rmtree(uri, ignore_errors=True)
@@ -217,8 +233,9 @@ def run_ro011(python: str, volumes: dict[str, dict[str, Any]], work: str) -> dic
     cfg = {"workdir": work, "volumes": volumes}
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    proc = subprocess.run([python, script, cfg_path, out_path], check=False, capture_output=True, text=True, timeout=1800,
-                          cwd=work)
+    proc = subprocess.run(
+        [python, script, cfg_path, out_path], check=False, capture_output=True, text=True, timeout=1800, cwd=work
+    )
     if proc.returncode != 0:
         return {"_error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     with open(out_path) as f:
@@ -229,18 +246,22 @@ def print_table(name: str, res: dict[str, dict[str, Any]], raw_bytes: int) -> No
     """One volume's table: ms, ratios to the ceilings, size."""
     ceil = res["np.load / mmap .npy (ceiling)"]
     print(f"\n== {name} ==")
-    hdr = f"{'method':46s} {'patch64':>8s} {'x mmap':>7s} {'full':>8s} {'thru/np':>7s} {'axial':>7s} {'sagit':>7s} " \
-          f"{'coron':>7s} {'open+1':>7s} {'MB':>7s} {'ratio':>6s} {'files':>6s} {'ingest':>7s} exact"
+    hdr = (
+        f"{'method':46s} {'patch64':>8s} {'x mmap':>7s} {'full':>8s} {'thru/np':>7s} {'axial':>7s} {'sagit':>7s} "
+        f"{'coron':>7s} {'open+1':>7s} {'MB':>7s} {'ratio':>6s} {'files':>6s} {'ingest':>7s} exact"
+    )
     print(hdr)
     for m, r in res.items():
         if "_error" in r:
             print(f"{m:46s} not run: {r['_error']}")
             continue
-        print(f"{m:46s} {r['patch_ms']:8.2f} {r['patch_ms'] / ceil['patch_ms']:7.2f} {r['full_ms']:8.1f} "
-              f"{ceil['full_ms'] / r['full_ms']:7.2f} {r['axial_ms']:7.2f} "
-              f"{r['sagittal_ms']:7.2f} {r['coronal_ms']:7.2f} "
-              f"{r['open_ms']:7.2f} {r['bytes'] / 1e6:7.1f} {raw_bytes / r['bytes']:6.2f} {r['n_files']:6d} "
-              f"{r['ingest_s']:7.2f} {r['exact']}")
+        print(
+            f"{m:46s} {r['patch_ms']:8.2f} {r['patch_ms'] / ceil['patch_ms']:7.2f} {r['full_ms']:8.1f} "
+            f"{ceil['full_ms'] / r['full_ms']:7.2f} {r['axial_ms']:7.2f} "
+            f"{r['sagittal_ms']:7.2f} {r['coronal_ms']:7.2f} "
+            f"{r['open_ms']:7.2f} {r['bytes'] / 1e6:7.1f} {raw_bytes / r['bytes']:6.2f} {r['n_files']:6d} "
+            f"{r['ingest_s']:7.2f} {r['exact']}"
+        )
 
 
 def targets(name: str, res: dict[str, dict[str, Any]], is_240: bool) -> list[str]:
@@ -250,16 +271,32 @@ def targets(name: str, res: dict[str, dict[str, Any]], is_240: bool) -> list[str
     for m, r in res.items():
         if not m.startswith("radiobject") or "_error" in r:
             continue
-        checks = [(f"unaligned 64^3 patch {r['patch_ms']:.2f} ms <= 2x mmap .npy {ceil['patch_ms']:.2f} ms",
-                   r["patch_ms"] <= 2 * ceil["patch_ms"]),
-                  ((f"full volume {ceil['full_ms'] / r['full_ms']:.2f}x np.load throughput >= 0.5x "
-                   f"({r['full_ms']:.1f} vs {ceil['full_ms']:.1f} ms)"), r["full_ms"] <= 2 * ceil["full_ms"]),
-                  (f"open + first voxel {r['open_ms']:.2f} ms <= 0.5 ms", r["open_ms"] <= 0.5),
-                  (f"size {r['bytes'] / 1e6:.1f} MB <= .nii.gz {gz['bytes'] / 1e6:.1f} MB", r["bytes"] <= gz["bytes"])]
+        checks = [
+            (
+                f"unaligned 64^3 patch {r['patch_ms']:.2f} ms <= 2x mmap .npy {ceil['patch_ms']:.2f} ms",
+                r["patch_ms"] <= 2 * ceil["patch_ms"],
+            ),
+            (
+                (
+                    f"full volume {ceil['full_ms'] / r['full_ms']:.2f}x np.load throughput >= 0.5x "
+                    f"({r['full_ms']:.1f} vs {ceil['full_ms']:.1f} ms)"
+                ),
+                r["full_ms"] <= 2 * ceil["full_ms"],
+            ),
+            (f"open + first voxel {r['open_ms']:.2f} ms <= 0.5 ms", r["open_ms"] <= 0.5),
+            (f"size {r['bytes'] / 1e6:.1f} MB <= .nii.gz {gz['bytes'] / 1e6:.1f} MB", r["bytes"] <= gz["bytes"]),
+        ]
         if is_240:
             worst = max(r["axial_ms"], r["sagittal_ms"], r["coronal_ms"])
-            checks.append(((f"every 240^2-class slice {worst:.2f} ms <= 1 ms "
-                           f"(ax/sa/co {r['axial_ms']:.2f}/{r['sagittal_ms']:.2f}/{r['coronal_ms']:.2f})"), worst <= 1.0))
+            checks.append(
+                (
+                    (
+                        f"every 240^2-class slice {worst:.2f} ms <= 1 ms "
+                        f"(ax/sa/co {r['axial_ms']:.2f}/{r['sagittal_ms']:.2f}/{r['coronal_ms']:.2f})"
+                    ),
+                    worst <= 1.0,
+                )
+            )
         for text, ok in checks:
             lines.append(f"{'PASS' if ok else 'MISS'}  {name:4s} {m}: {text}")
     return lines
@@ -301,12 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="radiobject-io-")
-    print(f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
-          f"{platform.system()} {platform.release()}; python {platform.python_version()}; load avg "
-          f"{os.getloadavg()[0]:.1f}")
+    print(
+        f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
+        f"{platform.system()} {platform.release()}; python {platform.python_version()}; load avg "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     gens = {"mri": (mri_like, (240, 240, 155)), "ct": (ct_like, (512, 512, 300))}
-    vols = {k: gens[k][0](tuple(max(16, round(n * args.scale)) for n in gens[k][1]))
-            for k in args.only.split(",")}
+    vols = {k: gens[k][0](tuple(max(16, round(n * args.scale)) for n in gens[k][1])) for k in args.only.split(",")}
     all_res: dict[str, dict[str, dict[str, Any]]] = {}
     ro_in: dict[str, dict[str, Any]] = {}
     try:
@@ -315,13 +353,21 @@ def main(argv: list[str] | None = None) -> int:
             res = bench_numpy_files(name, data, work, patches, slices)
             with cold_chunk_cache():
                 for b in ("zarr", "tiledb"):
-                    res[f"radiobject {b} (chunk cache off)"] = bench_radiobject(name, data, work, patches, slices, b, False)
-            res["radiobject zarr (64 MiB cache, warm)"] = bench_radiobject(name, data, work, patches, slices, "zarr", True)
-            res["radiobject zarr (64 MiB cache, first touch)"] = bench_radiobject_first_touch(name, data, work, patches,
-                                                                                              slices)
+                    res[f"radiobject {b} (chunk cache off)"] = bench_radiobject(
+                        name, data, work, patches, slices, b, False
+                    )
+            res["radiobject zarr (64 MiB cache, warm)"] = bench_radiobject(
+                name, data, work, patches, slices, "zarr", True
+            )
+            res["radiobject zarr (64 MiB cache, first touch)"] = bench_radiobject_first_touch(
+                name, data, work, patches, slices
+            )
             all_res[name] = res
-            ro_in[name] = {"npy": os.path.join(work, f"{name}.npy"),
-                           "patches": [[[r.start, r.stop] for r in p] for p in patches], "slices": slices}
+            ro_in[name] = {
+                "npy": os.path.join(work, f"{name}.npy"),
+                "patches": [[[r.start, r.stop] for r in p] for p in patches],
+                "slices": slices,
+            }
         ro = run_ro011(args.ro011, ro_in, work)
         for name in vols:
             all_res[name]["radiobject 0.1.1 (PyPI, TileDB)"] = ro.get(name, {"_error": ro.get("_error", "no result")})
@@ -334,8 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\nTargets (issue 2):")
     print("\n".join(lines))
     with open(os.path.join(args.out, "io_results.json"), "w") as f:
-        json.dump({"date_utc": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", "machine": platform.platform(),
-                   "cpus": os.cpu_count(), "results": all_res, "targets": lines}, f, indent=1)
+        json.dump(
+            {
+                "date_utc": f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "results": all_res,
+                "targets": lines,
+            },
+            f,
+            indent=1,
+        )
     rows = [{"volume": v, "method": m, **r} for v, res in all_res.items() for m, r in res.items()]
     import pandas as pd
 

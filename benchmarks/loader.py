@@ -38,8 +38,16 @@ SHAPE = (240, 240, 155)
 PATCH = (96, 96, 96)
 N_VOLUMES = 8
 BATCH = 2
-CONFIGS = ["ceiling", "radi_zarr_nocache", "radi_tiledb_nocache", "radi_zarr_in_memory", "radi_zarr_shared_memory",
-           "monai_cachedataset", "torchio_queue", "pypi_radiobject_0_1_1"]
+CONFIGS = [
+    "ceiling",
+    "radi_zarr_nocache",
+    "radi_tiledb_nocache",
+    "radi_zarr_in_memory",
+    "radi_zarr_shared_memory",
+    "monai_cachedataset",
+    "torchio_queue",
+    "pypi_radiobject_0_1_1",
+]
 PEERS = ("monai_cachedataset", "torchio_queue", "pypi_radiobject_0_1_1")
 #: Warm passes per configuration; the best is reported (the machine may be shared: best-of-N is
 #: the least noisy estimate of what the loader itself can do).
@@ -55,7 +63,7 @@ def synthetic_volume(i: int) -> np.ndarray:
     head = (x / 0.62) ** 2 + (y / 0.72) ** 2 + (z / 0.78) ** 2 < 1.0
     bias = 1.0 + 0.2 * np.sin(3 * x + i) * np.cos(2 * y) + 0.1 * z
     vol = (400.0 * bias * head).astype(np.float32)
-    vol += (rng.normal(0, 20, SHAPE).astype(np.float32) * head)
+    vol += rng.normal(0, 20, SHAPE).astype(np.float32) * head
     return np.round(vol).astype(np.float32)  # scanner-like integral intensities stored as float32
 
 
@@ -77,9 +85,13 @@ def prepare(workdir: Path) -> None:
         images[f"sub-{i:02d}"] = ImageData(vol, np.eye(4), {}, f"synthetic-{i}")
     for backend in ("zarr", "tiledb"):
         t0 = time.perf_counter()
-        RadiObject.from_images(str(workdir / f"store_{backend}"), {"T1w": images}, options=WriteOptions(backend=backend))
-        print(f"wrote {backend} store in {time.perf_counter() - t0:.1f} s "
-              f"({_du(workdir / f'store_{backend}') / 1e6:.0f} MB on disk, raw {N_VOLUMES * 35.7:.0f} MB)")
+        RadiObject.from_images(
+            str(workdir / f"store_{backend}"), {"T1w": images}, options=WriteOptions(backend=backend)
+        )
+        print(
+            f"wrote {backend} store in {time.perf_counter() - t0:.1f} s "
+            f"({_du(workdir / f'store_{backend}') / 1e6:.0f} MB on disk, raw {N_VOLUMES * 35.7:.0f} MB)"
+        )
     done.write_text("ok")
 
 
@@ -150,7 +162,7 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
                 rng = np.random.default_rng(i + 7919 * getattr(self, "epoch", 0))
                 v = arrays[int(rng.integers(N_VOLUMES))]
                 o = [int(rng.integers(0, s - p + 1)) for s, p in zip(SHAPE, PATCH, strict=True)]
-                crop = v[o[0]:o[0] + PATCH[0], o[1]:o[1] + PATCH[1], o[2]:o[2] + PATCH[2]]
+                crop = v[o[0] : o[0] + PATCH[0], o[1] : o[1] + PATCH[1], o[2] : o[2] + PATCH[2]]
                 return {"image": torch.from_numpy(np.ascontiguousarray(crop)[None])}
 
         return DataLoader(InRam(), shuffle=True, **common)
@@ -187,8 +199,13 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
         from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, RandSpatialCropd
 
         files = [{"image": str(workdir / f"vol{i}.nii")} for i in range(N_VOLUMES)]
-        tf = Compose([LoadImaged(keys="image", image_only=True), EnsureChannelFirstd(keys="image"),
-                      RandSpatialCropd(keys="image", roi_size=PATCH, random_size=False)])
+        tf = Compose(
+            [
+                LoadImaged(keys="image", image_only=True),
+                EnsureChannelFirstd(keys="image"),
+                RandSpatialCropd(keys="image", roi_size=PATCH, random_size=False),
+            ]
+        )
         # copy_cache=False: MONAI's default deep-copies the cached 35.7 MB volume for every patch
         # (22 ms measured); RandSpatialCropd does not modify its input, so the peer's best setting is used.
         ds = CacheDataset(files, tf, num_workers=1, progress=False, copy_cache=False)
@@ -200,9 +217,15 @@ def make_loader(name: str, workers: int, workdir: Path, patches: int):
         import torchio as tio
 
         subjects = [tio.Subject(image=tio.ScalarImage(workdir / f"vol{i}.nii")) for i in range(N_VOLUMES)]
-        queue = tio.Queue(tio.SubjectsDataset(subjects), max_length=32, samples_per_volume=8,
-                          sampler=tio.UniformSampler(PATCH), num_workers=workers, shuffle_subjects=True,
-                          shuffle_patches=True)
+        queue = tio.Queue(
+            tio.SubjectsDataset(subjects),
+            max_length=32,
+            samples_per_volume=8,
+            sampler=tio.UniformSampler(PATCH),
+            num_workers=workers,
+            shuffle_subjects=True,
+            shuffle_patches=True,
+        )
         loader = DataLoader(queue, batch_size=BATCH, num_workers=0)
         loader._bench_len = patches  # type: ignore[attr-defined]  # benchmark bookkeeping on the loader
         return loader
@@ -221,8 +244,22 @@ def _pypi_available(workdir: Path) -> bool:
     target = workdir / PYPI_DIR
     if (target / "radiobject" / "__init__.py").exists():
         return True
-    out = subprocess.run([sys.executable, "-m", "pip", "download", "radiobject==0.1.1", "--no-deps", "-d",
-                          str(workdir / "wheels"), "-q"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "radiobject==0.1.1",
+            "--no-deps",
+            "-d",
+            str(workdir / "wheels"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     wheels = list((workdir / "wheels").glob("radiobject-0.1.1-*.whl"))
     if out.returncode != 0 or not wheels:
         print(f"PyPI radiobject==0.1.1 unavailable: {out.stderr.strip()[-300:]}")
@@ -249,12 +286,19 @@ def _pypi_loader(workers: int, workdir: Path, patches: int):
     assert str(workdir / PYPI_DIR) in old.__file__, old.__file__
     uri = str(workdir / "pypi_store_T1w")
     if not Path(uri).exists():
-        VolumeCollection.from_niftis(uri, [(str(workdir / f"vol{i}.nii"), f"sub-{i:02d}") for i in range(N_VOLUMES)],
-                                     reorient=False)
+        VolumeCollection.from_niftis(
+            uri, [(str(workdir / f"vol{i}.nii"), f"sub-{i:02d}") for i in range(N_VOLUMES)], reorient=False
+        )
     coll = VolumeCollection(uri)
-    return create_training_dataloader(coll, batch_size=BATCH, patch_size=PATCH, num_workers=workers,
-                                      pin_memory=False, persistent_workers=workers > 0,
-                                      patches_per_volume=-(-patches // N_VOLUMES))
+    return create_training_dataloader(
+        coll,
+        batch_size=BATCH,
+        patch_size=PATCH,
+        num_workers=workers,
+        pin_memory=False,
+        persistent_workers=workers > 0,
+        patches_per_volume=-(-patches // N_VOLUMES),
+    )
 
 
 def run_one(name: str, workers: int, workdir: Path, patches: int) -> dict:
@@ -284,9 +328,16 @@ def run_one(name: str, workers: int, workdir: Path, patches: int) -> dict:
     cache = getattr(loader, "_bench_cache", None)
     if cache is not None and hasattr(cache, "close"):
         cache.close()
-    return {"config": name, "workers": workers, "cold": rates[0], "warm": max(rates[1:]), "warm_passes": rates[1:],
-            "setup_s": setup,
-            "peak_rss_mb": rss / 1e6, "peak_pss_mb": pss / 1e6}
+    return {
+        "config": name,
+        "workers": workers,
+        "cold": rates[0],
+        "warm": max(rates[1:]),
+        "warm_passes": rates[1:],
+        "setup_s": setup,
+        "peak_rss_mb": rss / 1e6,
+        "peak_pss_mb": pss / 1e6,
+    }
 
 
 # ------------------------------------------------------------------ driver
@@ -313,8 +364,7 @@ def main() -> None:
     runs = [(r, w, name) for r in range(args.rounds) for w in args.workers for name in args.configs]
     for round_, workers, name in runs:
         n = min(args.patches, args.slow_patches) if name.startswith("pypi") else args.patches
-        cmd = [sys.executable, __file__, "--run", f"{name}:{workers}", "--workdir", str(workdir),
-               "--patches", str(n)]
+        cmd = [sys.executable, __file__, "--run", f"{name}:{workers}", "--workdir", str(workdir), "--patches", str(n)]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=300 if name.startswith("pypi") else 900)
         except subprocess.TimeoutExpired:
@@ -327,8 +377,11 @@ def main() -> None:
         res = json.loads(line[0][7:])
         res["round"] = round_
         results.append(res)
-        print(f"  round {round_} {name:26s} w={workers}  cold {res['cold']:7.1f}  warm {res['warm']:7.1f} patches/s  "
-              f"peak RSS {res['peak_rss_mb']:6.0f} MB  PSS {res['peak_pss_mb']:6.0f} MB", flush=True)
+        print(
+            f"  round {round_} {name:26s} w={workers}  cold {res['cold']:7.1f}  warm {res['warm']:7.1f} patches/s  "
+            f"peak RSS {res['peak_rss_mb']:6.0f} MB  PSS {res['peak_pss_mb']:6.0f} MB",
+            flush=True,
+        )
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -346,17 +399,23 @@ def best_rounds(results: list[dict]) -> list[dict]:
 
 def report(results: list[dict]) -> None:
     results = best_rounds(results)
-    print(f"\nrandom {PATCH[0]}^3 patches, batch {BATCH}, {N_VOLUMES} volumes {SHAPE} float32; patches/s (ratio to the "
-          "in-RAM ceiling with the same workers; x best peer = warm / best warm MONAI-TorchIO)")
-    print(f"{'config':26s} {'workers':>7s} {'cold':>8s} {'warm':>8s} {'cold/ceil':>9s} {'warm/ceil':>9s} "
-          f"{'x peer':>7s} {'RSS MB':>7s} {'PSS MB':>7s}")
+    print(
+        f"\nrandom {PATCH[0]}^3 patches, batch {BATCH}, {N_VOLUMES} volumes {SHAPE} float32; patches/s (ratio to the "
+        "in-RAM ceiling with the same workers; x best peer = warm / best warm MONAI-TorchIO)"
+    )
+    print(
+        f"{'config':26s} {'workers':>7s} {'cold':>8s} {'warm':>8s} {'cold/ceil':>9s} {'warm/ceil':>9s} "
+        f"{'x peer':>7s} {'RSS MB':>7s} {'PSS MB':>7s}"
+    )
     for workers in sorted({r["workers"] for r in results}):
         rows = [r for r in results if r["workers"] == workers]
         ceil = next((r["warm"] for r in rows if r["config"] == "ceiling"), float("nan"))
         peer = max((r["warm"] for r in rows if r["config"] in PEERS), default=float("nan"))
         for r in rows:
-            print(f"{r['config']:26s} {workers:7d} {r['cold']:8.1f} {r['warm']:8.1f} {r['cold'] / ceil:9.2f} "
-                  f"{r['warm'] / ceil:9.2f} {r['warm'] / peer:7.2f} {r['peak_rss_mb']:7.0f} {r['peak_pss_mb']:7.0f}")
+            print(
+                f"{r['config']:26s} {workers:7d} {r['cold']:8.1f} {r['warm']:8.1f} {r['cold'] / ceil:9.2f} "
+                f"{r['warm'] / ceil:9.2f} {r['warm'] / peer:7.2f} {r['peak_rss_mb']:7.0f} {r['peak_pss_mb']:7.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,19 @@ from benchmarks.codec_default import header
 SHAPE = (160, 192, 144)
 PATCH = (96, 96, 96)
 FILE_CONFIGS = ["npy_mmap", "blosc2", "radi_nocache", "radi_mem_q", "radi_mem_h", "radi_shm_q"]
-CONFIGS = ["ceiling", "npy_mmap", "blosc2", "monai_cache", "radi_nocache", "radi_nocache_pool64", "radi_mem_q",
-           "radi_mem_h", "radi_mem_full", "radi_shm_q", "radi_shm_full"]
+CONFIGS = [
+    "ceiling",
+    "npy_mmap",
+    "blosc2",
+    "monai_cache",
+    "radi_nocache",
+    "radi_nocache_pool64",
+    "radi_mem_q",
+    "radi_mem_h",
+    "radi_mem_full",
+    "radi_shm_q",
+    "radi_shm_full",
+]
 
 
 def volume(i: int) -> np.ndarray:
@@ -60,8 +71,14 @@ def prepare(work: Path, n: int) -> None:
     for i in range(n):
         v = volume(i)
         np.save(work / f"v{i}.npy", v)
-        blosc2.asarray(v, urlpath=str(work / f"v{i}.b2nd"), mode="w", chunks=(64, 64, 64), blocks=(16, 16, 16),
-                       cparams={"codec": blosc2.Codec.ZSTD, "clevel": 8})
+        blosc2.asarray(
+            v,
+            urlpath=str(work / f"v{i}.b2nd"),
+            mode="w",
+            chunks=(64, 64, 64),
+            blocks=(16, 16, 16),
+            cparams={"codec": blosc2.Codec.ZSTD, "clevel": 8},
+        )
         imgs[f"s{i:02d}"] = ImageData(v, np.eye(4), {}, "synthetic")
     RadiObject.from_images(str(work / "store"), {"img": imgs})
     (work / "ready").write_text("ok")
@@ -69,7 +86,10 @@ def prepare(work: Path, n: int) -> None:
 
 def draws(n: int, patches: int, seed: int = 0) -> list[tuple[int, list[int]]]:
     rng = np.random.default_rng(seed)
-    return [(int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH, strict=True)]) for s in rng.integers(0, n, patches)]
+    return [
+        (int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH, strict=True)])
+        for s in rng.integers(0, n, patches)
+    ]
 
 
 def drop_page_cache() -> None:
@@ -81,25 +101,33 @@ def make_reader(name: str, work: Path, n: int):
     cohort = n * int(np.prod(SHAPE)) * 4
     if name == "ceiling":
         arrays = [np.load(work / f"v{i}.npy") for i in range(n)]
-        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))])
+        return lambda s, o, out: np.copyto(
+            out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))]
+        )
     if name == "npy_mmap":
         arrays = [np.load(work / f"v{i}.npy", mmap_mode="r") for i in range(n)]
-        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))])
+        return lambda s, o, out: np.copyto(
+            out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))]
+        )
     if name == "blosc2":
         import blosc2
 
         arrays = [blosc2.open(str(work / f"v{i}.b2nd"), mmap_mode="r") for i in range(n)]
-        return lambda s, o, out: np.copyto(out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))])
+        return lambda s, o, out: np.copyto(
+            out[0], arrays[s][tuple(slice(a, a + p) for a, p in zip(o, PATCH, strict=True))]
+        )
     if name == "monai_cache":
         from monai.data import CacheDataset
         from monai.transforms import SpatialCropd
 
-        ds = CacheDataset([{"img": np.load(work / f"v{i}.npy")[None]} for i in range(n)], transform=None,
-                          progress=False)
+        ds = CacheDataset(
+            [{"img": np.load(work / f"v{i}.npy")[None]} for i in range(n)], transform=None, progress=False
+        )
 
         def read(s, o, out):
             crop = SpatialCropd("img", roi_start=o, roi_end=[a + p for a, p in zip(o, PATCH, strict=True)])
             np.copyto(out, np.asarray(crop(ds[s])["img"]))
+
         return read
     from radiobject import RadiObject
     from radiobject.ml.cache import InMemoryCache, NoCache, SharedMemoryCache
@@ -109,8 +137,13 @@ def make_reader(name: str, work: Path, n: int):
     if name != "radi_nocache_pool64":
         zarr_backend.CHUNK_CACHE_BYTES = 0
     frac = {"q": 0.25, "h": 0.5, "full": 1.1}.get(name.rsplit("_", 1)[-1], 0)
-    cache = (InMemoryCache(int(cohort * frac)) if "_mem_" in name
-             else SharedMemoryCache(int(cohort * frac)) if "_shm_" in name else NoCache())
+    cache = (
+        InMemoryCache(int(cohort * frac))
+        if "_mem_" in name
+        else SharedMemoryCache(int(cohort * frac))
+        if "_shm_" in name
+        else NoCache()
+    )
     reader = VolumeReader.from_radi(RadiObject(str(work / "store")), "img", cache=cache)
     return lambda s, o, out: reader.read_patch_into(s, o, PATCH, out)
 
@@ -138,8 +171,15 @@ def run_workers(work: Path, patches: int) -> list[dict]:
     res = []
     for workers, mode in [(0, "threads"), (1, "threads"), (2, "threads"), (1, "processes"), (2, "processes")]:
         kw = {"worker_mode": mode} if workers else {}
-        loader = create_training_dataloader(radi, modalities="img", patch_size=PATCH, batch_size=2,
-                                            num_workers=workers, persistent_workers=workers > 0, **kw)
+        loader = create_training_dataloader(
+            radi,
+            modalities="img",
+            patch_size=PATCH,
+            batch_size=2,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            **kw,
+        )
         best = 0.0
         for _ in range(2):
             t0, got = time.perf_counter(), 0
@@ -170,15 +210,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(header())
     prepare(work, args.volumes)
-    print(f"cohort {args.volumes} x {SHAPE} float32 = {args.volumes * np.prod(SHAPE) * 4 / 2**20:.0f} MB decoded; "
-          f"patches {PATCH}, {args.patches} per pass")
+    print(
+        f"cohort {args.volumes} x {SHAPE} float32 = {args.volumes * np.prod(SHAPE) * 4 / 2**20:.0f} MB decoded; "
+        f"patches {PATCH}, {args.patches} per pass"
+    )
     results = []
     variants = [(c, False) for c in args.configs.split(",")]
     if args.drop:
         variants += [(c, True) for c in args.configs.split(",") if c in FILE_CONFIGS]
     for name, drop in variants:
-        cmd = [sys.executable, __file__, "--one", name, "--workdir", str(work), "--volumes", str(args.volumes),
-               "--patches", str(args.patches)] + (["--one-drop"] if drop else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--workdir",
+            str(work),
+            "--volumes",
+            str(args.volumes),
+            "--patches",
+            str(args.patches),
+        ] + (["--one-drop"] if drop else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"{name}: failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -186,19 +238,25 @@ def main(argv: list[str] | None = None) -> int:
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     ceiling = next((r for r in results if r["name"] == "ceiling"), None)
     nocache = {r["drop"]: r for r in results if r["name"] == "radi_nocache"}
-    print(f"{'config':22s} {'page cache':10s} {'cold/s':>8s} {'warm/s':>8s} "
-          f"{'warm/ceiling':>12s} {'vs radi_nocache':>15s}")
+    print(
+        f"{'config':22s} {'page cache':10s} {'cold/s':>8s} {'warm/s':>8s} "
+        f"{'warm/ceiling':>12s} {'vs radi_nocache':>15s}"
+    )
     for r in results:
         ref = nocache.get(r["drop"])
-        print(f"{r['name']:22s} {'dropped' if r['drop'] else 'kept':10s} {r['cold']:8.0f} {r['warm']:8.0f} "
-              f"{r['warm'] / ceiling['warm'] if ceiling else float('nan'):12.2f} "
-              f"{r['warm'] / ref['warm'] if ref else float('nan'):15.2f}")
+        print(
+            f"{r['name']:22s} {'dropped' if r['drop'] else 'kept':10s} {r['cold']:8.0f} {r['warm']:8.0f} "
+            f"{r['warm'] / ceiling['warm'] if ceiling else float('nan'):12.2f} "
+            f"{r['warm'] / ref['warm'] if ref else float('nan'):15.2f}"
+        )
     if args.workers:
         wres = run_workers(work, args.patches)
         base = wres[0]["patches_s"]
         for r in wres:
-            print(f"loader workers={r['workers']} {r['mode']:9s} "
-                  f"{r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}")
+            print(
+                f"loader workers={r['workers']} {r['mode']:9s} "
+                f"{r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}"
+            )
         results.append({"workers": wres})
     print(header())
     if args.json:

@@ -48,18 +48,27 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         from radiobject.convert.options import v3_compressors
 
         data = tifffile.imread(spec["input"])
-        arr = zarr.create_array(str(out), shape=data.shape, dtype=data.dtype, chunks=tuple(spec["chunks"]),
-                                shards=tuple(spec["shards"]),
-                                compressors=v3_compressors(spec["compression"], spec["level"]))
+        arr = zarr.create_array(
+            str(out),
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=tuple(spec["chunks"]),
+            shards=tuple(spec["shards"]),
+            compressors=v3_compressors(spec["compression"], spec["level"]),
+        )
         arr[...] = data
         nbytes = data.nbytes
         ok = True
     else:
         from radiobject.convert import ConvertOptions, convert_tiff
 
-        opts = ConvertOptions(workers=spec["workers"], compression=spec["compression"],
-                              compression_level=spec["level"], pyramid_levels=spec.get("levels"),
-                              executor=spec.get("executor", "thread"))
+        opts = ConvertOptions(
+            workers=spec["workers"],
+            compression=spec["compression"],
+            compression_level=spec["level"],
+            pyramid_levels=spec.get("levels"),
+            executor=spec.get("executor", "thread"),
+        )
         res = convert_tiff(spec["input"], out, opts)
         ok, nbytes = res.ok, res.bytes_in
         if not ok:
@@ -68,15 +77,21 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     ru = resource.getrusage(resource.RUSAGE_SELF)
     shutil.rmtree(out, ignore_errors=True)
-    return {"ok": ok, "seconds": seconds, "bytes_in": nbytes, "bytes_out": size,
-            "peak_rss": ru.ru_maxrss * 1024,  # Linux reports KiB
-            "cpu_seconds": ru.ru_utime + ru.ru_stime}
+    return {
+        "ok": ok,
+        "seconds": seconds,
+        "bytes_in": nbytes,
+        "bytes_out": size,
+        "peak_rss": ru.ru_maxrss * 1024,  # Linux reports KiB
+        "cpu_seconds": ru.ru_utime + ru.ru_stime,
+    }
 
 
 def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs one case in a subprocess and parses its JSON line."""
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=False, capture_output=True,
-                          text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], check=False, capture_output=True, text=True, cwd=ROOT
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"case {spec} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -111,14 +126,17 @@ def main() -> int:
     src = work / f"bench_{args.channels}x{args.size}.ome.tif"
     t0 = time.perf_counter()
     nbytes = write_synthetic_tiff(src, args.channels, args.size, args.size)
-    print(f"input: {src.name}: {args.channels} x {args.size} x {args.size} uint16, tiled 512, uncompressed, "
-          f"{nbytes / 1e6:.0f} MB (written in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs")
+    print(
+        f"input: {src.name}: {args.channels} x {args.size} x {args.size} uint16, tiled 512, uncompressed, "
+        f"{nbytes / 1e6:.0f} MB (written in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs"
+    )
     chunk = auto_chunk_size(args.size, args.size, args.channels, 2)
     shard = block_size(chunk, 1, 2, 64 * 2**20)
     base = {"input": str(src), "compression": "blosc", "level": 5}
     cases = {
-        "baseline (tifffile.imread + zarr write, level 0)": dict(base, case="baseline", chunks=[1, chunk, chunk],
-                                                                 shards=[1, shard, shard]),
+        "baseline (tifffile.imread + zarr write, level 0)": dict(
+            base, case="baseline", chunks=[1, chunk, chunk], shards=[1, shard, shard]
+        ),
         "ours, 1 worker, level 0": dict(base, case="ours", workers=1, levels=1),
         "ours, 2 workers, level 0": dict(base, case="ours", workers=2, levels=1),
         "ours, 1 worker, full pyramid": dict(base, case="ours", workers=1),
@@ -133,26 +151,42 @@ def main() -> int:
     for name, rs in runs.items():
         secs = statistics.median(r["seconds"] for r in rs)
         cpu = statistics.median(r["cpu_seconds"] for r in rs)
-        med[name] = {"seconds": secs, "mb_s": nbytes / 1e6 / secs, "peak_rss": max(r["peak_rss"] for r in rs),
-                     "bytes_out": rs[0]["bytes_out"], "all_seconds": [r["seconds"] for r in rs], "cpu_seconds": cpu}
-        print(f"  {name:<48} {secs:6.2f} s {med[name]['mb_s']:7.1f} MB/s  cpu {cpu:6.2f} s  "
-              f"peak RSS {_fmt_mb(med[name]['peak_rss'])}  out {_fmt_mb(med[name]['bytes_out'])}")
+        med[name] = {
+            "seconds": secs,
+            "mb_s": nbytes / 1e6 / secs,
+            "peak_rss": max(r["peak_rss"] for r in rs),
+            "bytes_out": rs[0]["bytes_out"],
+            "all_seconds": [r["seconds"] for r in rs],
+            "cpu_seconds": cpu,
+        }
+        print(
+            f"  {name:<48} {secs:6.2f} s {med[name]['mb_s']:7.1f} MB/s  cpu {cpu:6.2f} s  "
+            f"peak RSS {_fmt_mb(med[name]['peak_rss'])}  out {_fmt_mb(med[name]['bytes_out'])}"
+        )
     b = med["baseline (tifffile.imread + zarr write, level 0)"]["mb_s"]
     bname = "baseline (tifffile.imread + zarr write, level 0)"
     print("\nratios against the baseline (MB/s ours / MB/s baseline; peak RSS ours / baseline):")
     for name in list(cases)[1:]:
-        print(f"  {name:<48} speed x{med[name]['mb_s'] / b:.2f}   "
-              f"memory x{med[name]['peak_rss'] / med[bname]['peak_rss']:.2f}")
+        print(
+            f"  {name:<48} speed x{med[name]['mb_s'] / b:.2f}   "
+            f"memory x{med[name]['peak_rss'] / med[bname]['peak_rss']:.2f}"
+        )
     results["throughput"] = med
 
     if not args.no_codecs:
         print("\noutput size per codec / level (level 0 only, 2 workers, one run each):")
         table = []
         for comp, level in [("none", 1)] + [(c, lv) for c in ("blosc", "zstd", "lz4") for lv in (1, 5, 9)]:
-            r = run_case(dict(base, case="ours", workers=2, levels=1, compression=comp, level=level,
-                              out=str(work / "out.zarr")))
-            row = {"compression": comp, "level": level, "bytes_out": r["bytes_out"], "ratio": nbytes / r["bytes_out"],
-                   "mb_s": nbytes / 1e6 / r["seconds"]}
+            r = run_case(
+                dict(base, case="ours", workers=2, levels=1, compression=comp, level=level, out=str(work / "out.zarr"))
+            )
+            row = {
+                "compression": comp,
+                "level": level,
+                "bytes_out": r["bytes_out"],
+                "ratio": nbytes / r["bytes_out"],
+                "mb_s": nbytes / 1e6 / r["seconds"],
+            }
             table.append(row)
             label = comp if comp == "none" else f"{comp}-{level}"
             print(f"  {label:<9} {_fmt_mb(r['bytes_out'])}  ratio {row['ratio']:5.2f}  {row['mb_s']:7.1f} MB/s")
@@ -162,12 +196,16 @@ def main() -> int:
         big = work / "big_4x20000.ome.tif"
         t0 = time.perf_counter()
         big_bytes = write_synthetic_tiff(big, 4, 20000, 20000)
-        print(f"\nout of core: 4 x 20000 x 20000 uint16 tiled TIFF, {big_bytes / 1e9:.2f} GB "
-              f"(written in {time.perf_counter() - t0:.1f} s)")
+        print(
+            f"\nout of core: 4 x 20000 x 20000 uint16 tiled TIFF, {big_bytes / 1e9:.2f} GB "
+            f"(written in {time.perf_counter() - t0:.1f} s)"
+        )
         r = run_case(dict(base, input=str(big), case="ours", workers=2, out=str(work / "big.zarr")))
-        print(f"  converted with the full pyramid, 2 workers: {r['seconds']:.1f} s, "
-              f"{big_bytes / 1e6 / r['seconds']:.1f} MB/s, output {r['bytes_out'] / 1e9:.2f} GB, "
-              f"peak RSS {r['peak_rss'] / 1e6:.0f} MB = {r['peak_rss'] / big_bytes:.1%} of the image")
+        print(
+            f"  converted with the full pyramid, 2 workers: {r['seconds']:.1f} s, "
+            f"{big_bytes / 1e6 / r['seconds']:.1f} MB/s, output {r['bytes_out'] / 1e9:.2f} GB, "
+            f"peak RSS {r['peak_rss'] / 1e6:.0f} MB = {r['peak_rss'] / big_bytes:.1%} of the image"
+        )
         results["big"] = dict(r, image_bytes=big_bytes)
         big.unlink()
     src.unlink()

@@ -1,6 +1,6 @@
 """A tiny synthetic cohort (T1w, FLAIR, seg) for the examples and the benchmark; no downloads.
 
-    python examples/make_sample_store.py --store /tmp/sample_store --subjects 8 --shape 64 64 48
+python examples/make_sample_store.py --store /tmp/sample_store --subjects 8 --shape 64 64 48
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def synthetic_subject(i: int, shape: tuple[int, int, int], seed: int = 0) -> dic
     """One subject: a bright ellipsoid 'brain', a sphere 'lesion' (label 1) with a core (label 2)."""
     rng = np.random.default_rng([seed, i])
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s, dtype=np.float32) for s in shape], indexing="ij"))
-    brain = (grid ** 2).sum(0) < 0.8
+    brain = (grid**2).sum(0) < 0.8
     centre = rng.uniform(-0.4, 0.4, 3).astype(np.float32)[:, None, None, None]
     dist = np.sqrt(((grid - centre) ** 2).sum(0))
     radius = rng.uniform(0.12, 0.25)
@@ -31,12 +31,16 @@ def synthetic_subject(i: int, shape: tuple[int, int, int], seed: int = 0) -> dic
     flair = (brain * 80 + (seg > 0) * 90 + rng.normal(0, 5, shape)).astype(np.float32)
     affine = np.diag([1.0, 1.0, 1.2, 1.0])
     src = f"synthetic:sub-{i:03d}"
-    return {"T1w": ImageData(t1, affine, {}, src), "FLAIR": ImageData(flair, affine, {}, src),
-            "seg": ImageData(seg, affine, {}, src)}
+    return {
+        "T1w": ImageData(t1, affine, {}, src),
+        "FLAIR": ImageData(flair, affine, {}, src),
+        "seg": ImageData(seg, affine, {}, src),
+    }
 
 
-def make_sample_store(path: str, subjects: int = 8, shape: tuple[int, int, int] = (64, 64, 48),
-                      backend: str = "zarr", seed: int = 0) -> RadiObject:
+def make_sample_store(
+    path: str, subjects: int = 8, shape: tuple[int, int, int] = (64, 64, 48), backend: str = "zarr", seed: int = 0
+) -> RadiObject:
     """Writes the cohort at ``path`` (a new store) and returns it."""
     images: dict[str, dict[str, ImageData]] = {"T1w": {}, "FLAIR": {}, "seg": {}}
     for i in range(subjects):

@@ -1,6 +1,6 @@
 """A tour of the store API on a tiny synthetic cohort (runs in a few seconds).
 
-    python examples/quickstart.py [--out DIR] [--backend zarr|tiledb]
+python examples/quickstart.py [--out DIR] [--backend zarr|tiledb]
 """
 
 from __future__ import annotations

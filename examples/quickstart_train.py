@@ -20,8 +20,12 @@ from radiobject.ml import CacheStrategy, create_training_dataloader, set_epoch
 def tiny_unet(in_channels: int, classes: int) -> nn.Module:
     """Two conv blocks and a 1x1x1 head: enough to show the data path, not to win a challenge."""
     return nn.Sequential(
-        nn.Conv3d(in_channels, 8, 3, padding=1), nn.InstanceNorm3d(8), nn.ReLU(),
-        nn.Conv3d(8, 8, 3, padding=1), nn.InstanceNorm3d(8), nn.ReLU(),
+        nn.Conv3d(in_channels, 8, 3, padding=1),
+        nn.InstanceNorm3d(8),
+        nn.ReLU(),
+        nn.Conv3d(8, 8, 3, padding=1),
+        nn.InstanceNorm3d(8),
+        nn.ReLU(),
         nn.Conv3d(8, classes, 1),
     )
 
@@ -37,9 +41,18 @@ def main() -> None:
     radi = RadiObject(args.store)
     images = [c for c in radi.collection_names if c != "seg"]
     loader = create_training_dataloader(
-        radi, modalities=images, label="seg", patch_size=(args.patch,) * 3, batch_size=2,
-        num_workers=args.workers, cache_strategy=CacheStrategy.SHARED_MEMORY, cache_bytes=256 << 20,
-        sampler="foreground", foreground_prob=0.5, patches_per_volume=2, seed=0,
+        radi,
+        modalities=images,
+        label="seg",
+        patch_size=(args.patch,) * 3,
+        batch_size=2,
+        num_workers=args.workers,
+        cache_strategy=CacheStrategy.SHARED_MEMORY,
+        cache_bytes=256 << 20,
+        sampler="foreground",
+        foreground_prob=0.5,
+        patches_per_volume=2,
+        seed=0,
     )
     model = tiny_unet(len(images), 2)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -61,8 +74,10 @@ def main() -> None:
                 break
         epoch += 1
     seconds = time.perf_counter() - t0
-    print(f"{patches} patches of {args.patch}^3 x {len(images)} channels in {seconds:.2f} s: "
-          f"{patches / seconds:.1f} patches/s (loading + model step, {args.workers} workers)")
+    print(
+        f"{patches} patches of {args.patch}^3 x {len(images)} channels in {seconds:.2f} s: "
+        f"{patches / seconds:.1f} patches/s (loading + model step, {args.workers} workers)"
+    )
 
 
 if __name__ == "__main__":

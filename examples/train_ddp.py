@@ -32,10 +32,10 @@ class TinyUNet3D(nn.Module):
 
     def __init__(self, in_ch: int, classes: int, width: int = 8) -> None:
         super().__init__()
-        self.enc = nn.Sequential(nn.Conv3d(in_ch, width, 3, padding=1), nn.ReLU(),
-                                 nn.Conv3d(width, width, 3, padding=1, stride=2), nn.ReLU())
-        self.dec = nn.Sequential(nn.ConvTranspose3d(width, width, 2, stride=2), nn.ReLU(),
-                                 nn.Conv3d(width, classes, 1))
+        self.enc = nn.Sequential(
+            nn.Conv3d(in_ch, width, 3, padding=1), nn.ReLU(), nn.Conv3d(width, width, 3, padding=1, stride=2), nn.ReLU()
+        )
+        self.dec = nn.Sequential(nn.ConvTranspose3d(width, width, 2, stride=2), nn.ReLU(), nn.Conv3d(width, classes, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dec(self.enc(x))
@@ -67,9 +67,20 @@ def main() -> None:
 
     radi = RadiObject(args.store)
     loader = create_distributed_dataloader(
-        radi, rank=rank, world_size=world, stage="train", modalities=["T1w", "FLAIR"], label="seg",
-        patch_size=(args.patch,) * 3, batch_size=args.batch_size, num_workers=args.workers, seed=0,
-        sampler="foreground", device=device, timeout=120 if args.workers else 0)
+        radi,
+        rank=rank,
+        world_size=world,
+        stage="train",
+        modalities=["T1w", "FLAIR"],
+        label="seg",
+        patch_size=(args.patch,) * 3,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        seed=0,
+        sampler="foreground",
+        device=device,
+        timeout=120 if args.workers else 0,
+    )
     model = nn.parallel.DistributedDataParallel(TinyUNet3D(2, 3).to(device))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     start_epoch = 0
@@ -104,11 +115,15 @@ def main() -> None:
     if args.checkpoint:
         state = loader.state_dict()
         if rank == 0:
-            torch.save({"model": model.module.state_dict(), "optim": opt.state_dict(), "loader": state},
-                       args.checkpoint)
+            torch.save(
+                {"model": model.module.state_dict(), "optim": opt.state_dict(), "loader": state}, args.checkpoint
+            )
     if rank == 0:
-        print(f"world {world}: {steps} steps, {int(total.item())} patches in {elapsed:.1f} s: "
-              f"{total.item() / elapsed:.1f} patches/s", flush=True)
+        print(
+            f"world {world}: {steps} steps, {int(total.item())} patches in {elapsed:.1f} s: "
+            f"{total.item() / elapsed:.1f} patches/s",
+            flush=True,
+        )
     dist.destroy_process_group()
 
 

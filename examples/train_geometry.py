@@ -35,13 +35,16 @@ def main() -> None:
 
     from monai import transforms as mt
 
-    pipeline = mt.Compose([
-        mt.Spacingd(keys=["image", "label"], pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest")),
-        mt.RandSpatialCropd(keys=["image", "label"], roi_size=(32, 32, 32)),
-        mt.SpatialPadd(keys=["image", "label"], spatial_size=(32, 32, 32)),
-    ])
-    loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(48, 48, 48),
-                                        batch_size=2, transforms=pipeline)
+    pipeline = mt.Compose(
+        [
+            mt.Spacingd(keys=["image", "label"], pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest")),
+            mt.RandSpatialCropd(keys=["image", "label"], roi_size=(32, 32, 32)),
+            mt.SpatialPadd(keys=["image", "label"], spatial_size=(32, 32, 32)),
+        ]
+    )
+    loader = create_training_dataloader(
+        radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(48, 48, 48), batch_size=2, transforms=pipeline
+    )
     set_epoch(loader, 0)
     for step, batch in zip(range(args.steps), loader, strict=False):
         spacing = batch["spacing"][0].tolist()
@@ -51,10 +54,15 @@ def main() -> None:
 
     from radiobject.ml.adapters.torchio import subjects_dataset
 
-    subjects = subjects_dataset(radi, modalities=["T1w", "FLAIR"], label="seg",
-                                transform=tio.Compose([tio.ToCanonical(), tio.RandomAffine(degrees=10)]))
-    queue = tio.Queue(subjects, max_length=8, samples_per_volume=2, sampler=tio.LabelSampler(patch_size=32),
-                      num_workers=0)
+    subjects = subjects_dataset(
+        radi,
+        modalities=["T1w", "FLAIR"],
+        label="seg",
+        transform=tio.Compose([tio.ToCanonical(), tio.RandomAffine(degrees=10)]),
+    )
+    queue = tio.Queue(
+        subjects, max_length=8, samples_per_volume=2, sampler=tio.LabelSampler(patch_size=32), num_workers=0
+    )
     for step, batch in zip(range(args.steps), torch.utils.data.DataLoader(queue, batch_size=2), strict=False):
         print(f"torchio step {step}: image {tuple(batch['image'][tio.DATA].shape)}, subjects {batch['subject_id']}")
 

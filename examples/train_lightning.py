@@ -50,8 +50,11 @@ class SegModel(pl.LightningModule):
         elapsed = time.perf_counter() - self.t0
         total = self.trainer.strategy.reduce(torch.tensor(float(self.patches)), reduce_op="sum")
         if self.trainer.is_global_zero:
-            print(f"lightning: world {self.trainer.world_size}, {self.trainer.global_step} steps, "
-                  f"{int(total)} patches in {elapsed:.1f} s: {float(total) / elapsed:.1f} patches/s", flush=True)
+            print(
+                f"lightning: world {self.trainer.world_size}, {self.trainer.global_step} steps, "
+                f"{int(total)} patches in {elapsed:.1f} s: {float(total) / elapsed:.1f} patches/s",
+                flush=True,
+            )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=1e-3)
@@ -77,16 +80,33 @@ def main() -> None:
 
     subjects = RadiObject(args.store).obs_subject_ids
     val = subjects[-2:]
-    dm = RadiObjectDataModule(args.store, modalities=["T1w", "FLAIR"], label="seg", train_subjects=subjects[:-2],
-                              val_subjects=val, patch_size=(args.patch,) * 3, val_patch_size=(args.patch,) * 3,
-                              batch_size=args.batch_size, num_workers=args.workers, sampler="foreground")
+    dm = RadiObjectDataModule(
+        args.store,
+        modalities=["T1w", "FLAIR"],
+        label="seg",
+        train_subjects=subjects[:-2],
+        val_subjects=val,
+        patch_size=(args.patch,) * 3,
+        val_patch_size=(args.patch,) * 3,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        sampler="foreground",
+    )
     accel = "gpu" if torch.cuda.is_available() else "cpu"
     trainer = pl.Trainer(
-        accelerator=accel, devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
-        max_steps=args.max_steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=bool(args.ckpt_dir), default_root_dir=args.ckpt_dir or None,
-        limit_val_batches=2, num_sanity_val_steps=0,
-        callbacks=[pl.callbacks.ModelCheckpoint(dirpath=args.ckpt_dir, save_last=True)] if args.ckpt_dir else None)
+        accelerator=accel,
+        devices=args.devices,
+        strategy="ddp" if args.devices > 1 else "auto",
+        max_steps=args.max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(args.ckpt_dir),
+        default_root_dir=args.ckpt_dir or None,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        callbacks=[pl.callbacks.ModelCheckpoint(dirpath=args.ckpt_dir, save_last=True)] if args.ckpt_dir else None,
+    )
     trainer.fit(SegModel(), datamodule=dm, ckpt_path=args.resume or None)
 
 

@@ -37,7 +37,9 @@ class _AliasLoader(importlib.abc.Loader):
 class _AliasFinder(importlib.abc.MetaPathFinder):
     """Resolves ``ml.<sub>`` to ``radiobject.ml.<sub>``."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if not fullname.startswith(__name__ + "."):
             return None
         real = _TARGET + fullname[len(__name__) :]

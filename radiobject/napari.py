@@ -26,8 +26,19 @@ __all__ = ["LayerData", "get_reader", "read_store", "volume_layer"]
 LayerData = tuple[np.ndarray, dict[str, Any], str]
 _STORE_MARKER, _COLLECTION_MARKER = "radiobject.json", "collection.json"
 #: TileDB's own entries inside a group folder (``volumes/__meta``, ...): not volumes.
-_TILEDB_INTERNALS = frozenset({"__meta", "__group", "__tiledb_group.tdb", "__schema", "__fragments",
-                               "__commits", "__fragment_meta", "__labels", "__enumerations"})
+_TILEDB_INTERNALS = frozenset(
+    {
+        "__meta",
+        "__group",
+        "__tiledb_group.tdb",
+        "__schema",
+        "__fragments",
+        "__commits",
+        "__fragment_meta",
+        "__labels",
+        "__enumerations",
+    }
+)
 
 
 def _kind(path: Path) -> str | None:
@@ -36,8 +47,11 @@ def _kind(path: Path) -> str | None:
         return "store"
     if (path / _COLLECTION_MARKER).is_file():
         return "collection"
-    if (path.parent.name == "volumes" and (path.parent.parent / _COLLECTION_MARKER).is_file()
-            and path.name not in _TILEDB_INTERNALS):
+    if (
+        path.parent.name == "volumes"
+        and (path.parent.parent / _COLLECTION_MARKER).is_file()
+        and path.name not in _TILEDB_INTERNALS
+    ):
         return "volume"
     return None
 
@@ -69,8 +83,12 @@ def _geometry(affine: np.ndarray) -> dict[str, Any]:
 def volume_layer(volume: Any, name: str, label: bool = False, label_map: Any = None) -> list[LayerData]:
     """LayerData for one stored volume (one per channel for 4D), in millimetres."""
     data = volume.to_numpy() if label else volume.to_numpy(scaled=True)
-    meta = {"obs_id": volume.obs_id, "affine": volume.affine.tolist(), "spacing": list(volume.spacing),
-            "source": volume.info.source}
+    meta = {
+        "obs_id": volume.obs_id,
+        "affine": volume.affine.tolist(),
+        "spacing": list(volume.spacing),
+        "source": volume.info.source,
+    }
     if label_map is not None:
         meta["label_names"] = {int(k): v for k, v in label_map.names.items()}
     geo = _geometry(volume.affine)
@@ -78,8 +96,10 @@ def volume_layer(volume: Any, name: str, label: bool = False, label_map: Any = N
     if data.ndim <= 3:
         return [(data, {"name": name, "metadata": meta, **geo}, kind)]
     flat = data.reshape(data.shape[:3] + (-1,))
-    return [(np.ascontiguousarray(flat[..., c]), {"name": f"{name}[{c}]", "metadata": {**meta, "channel": c}, **geo},
-             kind) for c in range(flat.shape[-1])]
+    return [
+        (np.ascontiguousarray(flat[..., c]), {"name": f"{name}[{c}]", "metadata": {**meta, "channel": c}, **geo}, kind)
+        for c in range(flat.shape[-1])
+    ]
 
 
 def read_store(path: str, *, subject: str | None = None, collections: Sequence[str] | None = None) -> list[LayerData]:

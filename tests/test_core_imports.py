@@ -23,8 +23,9 @@ _BLOCKER = textwrap.dedent(
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _BLOCKER + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKER + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_core_imports_without_ml_stack() -> None:

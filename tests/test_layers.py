@@ -11,8 +11,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "radiobject"
 
 #: a module may import from its own layer and from layers of lower rank only
-RANK = {"cli": 5, "napari": 5, "ingest": 4, "convert": 4, "bench": 4, "ml": 4, "model": 3, "formats": 2,
-        "storage": 1, "errors": 0, "geometry": 0, "_version": 0}
+RANK = {
+    "cli": 5,
+    "napari": 5,
+    "ingest": 4,
+    "convert": 4,
+    "bench": 4,
+    "ml": 4,
+    "model": 3,
+    "formats": 2,
+    "storage": 1,
+    "errors": 0,
+    "geometry": 0,
+    "_version": 0,
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -111,8 +123,9 @@ def test_no_import_circles() -> None:
     mods = _modules()
     graph = _imports(mods)
     # a package's __init__ that re-exports its submodules is not a circle with them
-    pruned = {m: {t for t in ts if not (m.startswith(t + ".") and mods[t].name == "__init__.py")}
-              for m, ts in graph.items()}
+    pruned = {
+        m: {t for t in ts if not (m.startswith(t + ".") and mods[t].name == "__init__.py")} for m, ts in graph.items()
+    }
     assert _cycles(pruned) == []
 
 

@@ -24,8 +24,9 @@ def _store(tmp_path: Path) -> tuple[str, np.ndarray, np.ndarray]:
     seg = (rng.random((6, 5, 4)) > 0.5).astype(np.uint8)
     uri = str(tmp_path / "st")
     dwi = ImageData(rng.normal(size=(6, 5, 4, 2)).astype(np.float32), aff)
-    radi = RadiObject.from_images(uri, {"T1w": {"s1": ImageData(t1, aff)}, "seg": {"s1": ImageData(seg, aff)},
-                                        "dwi": {"s1": dwi}})
+    radi = RadiObject.from_images(
+        uri, {"T1w": {"s1": ImageData(t1, aff)}, "seg": {"s1": ImageData(seg, aff)}, "dwi": {"s1": dwi}}
+    )
     set_label_map(radi.seg, {1: "lesion"})
     return uri, t1, seg
 

@@ -11,5 +11,15 @@ from radiobject.bench.report import write_report
 from radiobject.bench.sweep import SweepOptions, plan, run_sweep
 from radiobject.bench.synthetic import ct_like, mri_like, synthetic_volume
 
-__all__ = ["Access", "Config", "SweepOptions", "ct_like", "mri_like", "plan", "recommend", "run_sweep",
-           "synthetic_volume", "write_report"]
+__all__ = [
+    "Access",
+    "Config",
+    "SweepOptions",
+    "ct_like",
+    "mri_like",
+    "plan",
+    "recommend",
+    "run_sweep",
+    "synthetic_volume",
+    "write_report",
+]

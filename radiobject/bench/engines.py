@@ -123,16 +123,31 @@ def _write_ts_zarr(path: str, data: np.ndarray, cfg: Config, chunks: tuple[int, 
             c["configuration"]["shuffle"] = "bitshuffle"
     if cfg.sharded:
         grid = default_shards(data.shape, chunks)
-        codecs = [{"name": "sharding_indexed", "configuration": {
-            "chunk_shape": list(chunks), "codecs": chain,
-            "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]}}]
+        codecs = [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": list(chunks),
+                    "codecs": chain,
+                    "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}],
+                },
+            }
+        ]
     else:
         grid, codecs = chunks, chain
-    meta = {"shape": list(data.shape), "data_type": data.dtype.name,
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(grid)}},
-            "codecs": codecs, "fill_value": 0, "dimension_names": list(DIMENSION_NAMES[: data.ndim])}
-    store = ts.open({"driver": "zarr3", "kvstore": kvstore_spec(path, _storage()), "metadata": meta},
-                    create=True, delete_existing=True).result()
+    meta = {
+        "shape": list(data.shape),
+        "data_type": data.dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(grid)}},
+        "codecs": codecs,
+        "fill_value": 0,
+        "dimension_names": list(DIMENSION_NAMES[: data.ndim]),
+    }
+    store = ts.open(
+        {"driver": "zarr3", "kvstore": kvstore_spec(path, _storage()), "metadata": meta},
+        create=True,
+        delete_existing=True,
+    ).result()
     store.write(data).result()
 
 
@@ -141,14 +156,23 @@ def _write_tiledb_bitshuffle(path: str, data: np.ndarray, cfg: Config, chunks: t
 
     from radiobject.storage.tiledb_backend import ATTR, META_KEY
 
-    comp = {"blosc-lz4": tiledb.LZ4Filter, "blosc-zstd": tiledb.ZstdFilter, "zstd": tiledb.ZstdFilter,
-            "gzip": tiledb.GzipFilter}[cfg.codec](level=cfg.level)
-    dims = [tiledb.Dim(name=f"d{i}", domain=(0, n - 1), tile=c, dtype=np.int64)
-            for i, (n, c) in enumerate(zip(data.shape, chunks, strict=True))]
-    schema = tiledb.ArraySchema(domain=tiledb.Domain(*dims), sparse=False, cell_order="col-major",
-                                tile_order="col-major",
-                                attrs=[tiledb.Attr(name=ATTR, dtype=data.dtype,
-                                                   filters=tiledb.FilterList([tiledb.BitShuffleFilter(), comp]))])
+    comp = {
+        "blosc-lz4": tiledb.LZ4Filter,
+        "blosc-zstd": tiledb.ZstdFilter,
+        "zstd": tiledb.ZstdFilter,
+        "gzip": tiledb.GzipFilter,
+    }[cfg.codec](level=cfg.level)
+    dims = [
+        tiledb.Dim(name=f"d{i}", domain=(0, n - 1), tile=c, dtype=np.int64)
+        for i, (n, c) in enumerate(zip(data.shape, chunks, strict=True))
+    ]
+    schema = tiledb.ArraySchema(
+        domain=tiledb.Domain(*dims),
+        sparse=False,
+        cell_order="col-major",
+        tile_order="col-major",
+        attrs=[tiledb.Attr(name=ATTR, dtype=data.dtype, filters=tiledb.FilterList([tiledb.BitShuffleFilter(), comp]))],
+    )
     tiledb.Array.create(path, schema)
     with tiledb.open(path, mode="w") as arr:
         arr[tuple(slice(0, n) for n in data.shape)] = np.ascontiguousarray(data)
@@ -161,11 +185,16 @@ def _zarr_python_codecs(cfg: Config, itemsize: int) -> dict[str, Any]:
     if cfg.engine == "zarr-python-v2":
         import numcodecs
 
-        shuffle = {"none": numcodecs.Blosc.NOSHUFFLE, "byte": numcodecs.Blosc.SHUFFLE,
-                   "bit": numcodecs.Blosc.BITSHUFFLE}[cfg.shuffle]
+        shuffle = {
+            "none": numcodecs.Blosc.NOSHUFFLE,
+            "byte": numcodecs.Blosc.SHUFFLE,
+            "bit": numcodecs.Blosc.BITSHUFFLE,
+        }[cfg.shuffle]
         if cfg.codec.startswith("blosc-"):
-            return {"compressors": numcodecs.Blosc(cname=cfg.codec[6:], clevel=cfg.level, shuffle=shuffle),
-                    "filters": None}
+            return {
+                "compressors": numcodecs.Blosc(cname=cfg.codec[6:], clevel=cfg.level, shuffle=shuffle),
+                "filters": None,
+            }
         comp = numcodecs.Zstd(level=cfg.level) if cfg.codec == "zstd" else numcodecs.GZip(level=cfg.level)
         filters = [numcodecs.Shuffle(elementsize=itemsize)] if cfg.shuffle == "byte" else None
         return {"compressors": comp, "filters": filters}
@@ -173,8 +202,11 @@ def _zarr_python_codecs(cfg: Config, itemsize: int) -> dict[str, Any]:
 
     if cfg.codec.startswith("blosc-"):
         shuffle = BloscShuffle({"none": "noshuffle", "byte": "shuffle", "bit": "bitshuffle"}[cfg.shuffle])
-        return {"compressors": BloscCodec(cname=BloscCname(cfg.codec[6:]), clevel=cfg.level, shuffle=shuffle,
-                                          typesize=itemsize)}
+        return {
+            "compressors": BloscCodec(
+                cname=BloscCname(cfg.codec[6:]), clevel=cfg.level, shuffle=shuffle, typesize=itemsize
+            )
+        }
     return {"compressors": ZstdCodec(level=cfg.level) if cfg.codec == "zstd" else GzipCodec(level=cfg.level)}
 
 
@@ -214,8 +246,16 @@ def write(cfg: Config, path: str, data: np.ndarray) -> None:
         kwargs = _zarr_python_codecs(cfg, data.dtype.itemsize)
         if cfg.sharded:
             kwargs["shards"] = default_shards(data.shape, chunks)
-        arr = zarr.create_array(store=path, shape=data.shape, chunks=chunks, dtype=data.dtype,
-                                zarr_format=fmt, fill_value=0, overwrite=True, **kwargs)
+        arr = zarr.create_array(
+            store=path,
+            shape=data.shape,
+            chunks=chunks,
+            dtype=data.dtype,
+            zarr_format=fmt,
+            fill_value=0,
+            overwrite=True,
+            **kwargs,
+        )
         arr[...] = data
 
 

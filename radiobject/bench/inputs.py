@@ -131,8 +131,9 @@ def load_input(path: str, level: int | None = None) -> tuple[str, np.ndarray]:
     raise ImageReadError(path, "not a NIfTI (.nii/.nii.gz), TIFF, DICOM series folder or radiobject volume")
 
 
-def bench_volumes(inputs: list[str] | None, scale: float = 1.0, kinds: tuple[str, ...] = ("mri", "ct"),
-                  level: int | None = None) -> dict[str, np.ndarray]:
+def bench_volumes(
+    inputs: list[str] | None, scale: float = 1.0, kinds: tuple[str, ...] = ("mri", "ct"), level: int | None = None
+) -> dict[str, np.ndarray]:
     """The user's volumes when ``inputs`` is given (``level``: of OME-Zarr inputs), else the
     synthetic ``kinds`` at ``scale``."""
     if inputs:

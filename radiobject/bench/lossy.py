@@ -54,19 +54,23 @@ def settings_for(data: np.ndarray, quick: bool = True) -> list[LossySetting]:
     f32 = np.float32
     if _available("zfp"):  # ZFP has no int16: encode float32, round back to the integer dtype
         for tol in tolerances:
+
             def zfp_enc(a: np.ndarray, t: float = tol) -> bytes | bytearray:
                 # imagecodecs' stub types level as int; in mode "a" it is the float tolerance
                 return ic.zfp_encode(a.astype(f32), mode="a", level=t)  # type: ignore[arg-type]
 
-            out.append(LossySetting("zfp", f"tolerance={tol:g}", "3d", zfp_enc,
-                                    lambda b, shape, dt: ic.zfp_decode(b)))
+            out.append(LossySetting("zfp", f"tolerance={tol:g}", "3d", zfp_enc, lambda b, shape, dt: ic.zfp_decode(b)))
     if _available("sz3"):
         for tol in tolerances:
+
             def sz3_enc(a: np.ndarray, t: float = tol) -> bytes | bytearray:
                 return ic.sz3_encode(a.astype(f32), mode="abs", abs=t)
 
-            out.append(LossySetting("sz3", f"abs={tol:g}", "3d", sz3_enc,
-                                    lambda b, shape, dt: ic.sz3_decode(b, shape, np.dtype(f32))))
+            out.append(
+                LossySetting(
+                    "sz3", f"abs={tol:g}", "3d", sz3_enc, lambda b, shape, dt: ic.sz3_decode(b, shape, np.dtype(f32))
+                )
+            )
     offset = int(-data.min()) if is_int and data.min() < 0 else 0
     span = int(data.max()) + offset if is_int else 0
     if is_int and 0 < span < 65536:
@@ -79,30 +83,50 @@ def settings_for(data: np.ndarray, quick: bool = True) -> list[LossySetting]:
             return d.astype(np.int32) - offset
 
         if _available("jpeg2k"):
-            out.append(LossySetting("jpeg2k", "lossless", "2d",
-                                    lambda a: ic.jpeg2k_encode(to_u16(a), reversible=True, bitspersample=bps),
-                                    lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))))
-            for psnr in ((80, 60) if quick else (90, 80, 70, 60, 50)):
+            out.append(
+                LossySetting(
+                    "jpeg2k",
+                    "lossless",
+                    "2d",
+                    lambda a: ic.jpeg2k_encode(to_u16(a), reversible=True, bitspersample=bps),
+                    lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b)),
+                )
+            )
+            for psnr in (80, 60) if quick else (90, 80, 70, 60, 50):
+
                 def j2k_enc(a: np.ndarray, q: int = psnr) -> bytes | bytearray:
                     return ic.jpeg2k_encode(to_u16(a), level=q, bitspersample=bps)
 
-                out.append(LossySetting("jpeg2k", f"psnr={psnr}dB", "2d", j2k_enc,
-                                        lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))))
+                out.append(
+                    LossySetting(
+                        "jpeg2k", f"psnr={psnr}dB", "2d", j2k_enc, lambda b, shape, dt: from_u16(ic.jpeg2k_decode(b))
+                    )
+                )
         jxl_in: Callable[[np.ndarray], np.ndarray] = to_u16
         jxl_out: Callable[[np.ndarray], np.ndarray] = from_u16
         jxl_bps: int | None = bps
     else:
         jxl_in, jxl_out, jxl_bps = (lambda a: a.astype(f32)), (lambda d: d), None
     if _available("jpegxl") and (is_int and 0 < span < 65536 or data.dtype == f32):
-        out.append(LossySetting("jpegxl", "lossless", "2d",
-                                lambda a: ic.jpegxl_encode(jxl_in(a), lossless=True, bitspersample=jxl_bps, effort=3),
-                                lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))))
-        for dist in ((0.5, 2.0) if quick else (0.25, 0.5, 1.0, 2.0, 4.0)):
+        out.append(
+            LossySetting(
+                "jpegxl",
+                "lossless",
+                "2d",
+                lambda a: ic.jpegxl_encode(jxl_in(a), lossless=True, bitspersample=jxl_bps, effort=3),
+                lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b)),
+            )
+        )
+        for dist in (0.5, 2.0) if quick else (0.25, 0.5, 1.0, 2.0, 4.0):
+
             def jxl_enc(a: np.ndarray, d: float = dist) -> bytes | bytearray:
                 return ic.jpegxl_encode(jxl_in(a), distance=d, effort=3, bitspersample=jxl_bps)
 
-            out.append(LossySetting("jpegxl", f"distance={dist:g}", "2d", jxl_enc,
-                                    lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))))
+            out.append(
+                LossySetting(
+                    "jpegxl", f"distance={dist:g}", "2d", jxl_enc, lambda b, shape, dt: jxl_out(ic.jpegxl_decode(b))
+                )
+            )
     return out
 
 
@@ -110,8 +134,10 @@ def _blocks(shape: tuple[int, ...], kind: str) -> list[tuple[slice, ...]]:
     if kind == "2d":
         return [(slice(None), slice(None), slice(k, k + 1)) for k in range(shape[2])]
     ranges = [range(0, n, CHUNK) for n in shape]
-    return [tuple(slice(s, min(s + CHUNK, n)) for s, n in zip(starts, shape, strict=True))
-            for starts in itertools.product(*ranges)]
+    return [
+        tuple(slice(s, min(s + CHUNK, n)) for s, n in zip(starts, shape, strict=True))
+        for starts in itertools.product(*ranges)
+    ]
 
 
 def _bounds(region: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -121,8 +147,9 @@ def _bounds(region: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, .
 def _ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     from skimage.metrics import structural_similarity
 
-    crop = tuple(slice(max(0, n // 2 - SSIM_CROP // 2), max(0, n // 2 - SSIM_CROP // 2) + min(n, SSIM_CROP))
-                 for n in a.shape)
+    crop = tuple(
+        slice(max(0, n // 2 - SSIM_CROP // 2), max(0, n // 2 - SSIM_CROP // 2) + min(n, SSIM_CROP)) for n in a.shape
+    )
     a, b = a[crop].astype(np.float64), b[crop].astype(np.float64)
     win = min(7, *[n if n % 2 else n - 1 for n in a.shape])
     return float(structural_similarity(a, b, data_range=data_range, win_size=max(3, win)))
@@ -153,14 +180,25 @@ def measure_lossy(data: np.ndarray, setting: LossySetting) -> dict[str, Any]:
     mse = float(np.mean(diff**2))
     data_range = float(data.max()) - float(data.min())
     psnr = float("inf") if mse == 0 else float(10 * np.log10(data_range**2 / mse))
-    return {"codec": setting.codec, "param": setting.param, "unit": "64^3 chunk" if setting.kind == "3d" else "axial slice",
-            "bytes": size, "ratio": data.nbytes / max(size, 1), "encode_s": enc_s, "decode_ms": dec_ms,
-            "mse": mse, "psnr_db": psnr, "max_abs_err": float(np.abs(diff).max()),
-            "ssim": _ssim(data, restored, data_range), "exact": bool(mse == 0 and np.array_equal(restored, data))}
+    return {
+        "codec": setting.codec,
+        "param": setting.param,
+        "unit": "64^3 chunk" if setting.kind == "3d" else "axial slice",
+        "bytes": size,
+        "ratio": data.nbytes / max(size, 1),
+        "encode_s": enc_s,
+        "decode_ms": dec_ms,
+        "mse": mse,
+        "psnr_db": psnr,
+        "max_abs_err": float(np.abs(diff).max()),
+        "ssim": _ssim(data, restored, data_range),
+        "exact": bool(mse == 0 and np.array_equal(restored, data)),
+    }
 
 
-def run_lossy(volumes: dict[str, np.ndarray], quick: bool = True,
-              progress: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def run_lossy(
+    volumes: dict[str, np.ndarray], quick: bool = True, progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
     """Every applicable lossy setting on every volume; one row each (errors recorded, not raised)."""
     rows = []
     for name, data in volumes.items():
@@ -172,7 +210,12 @@ def run_lossy(volumes: dict[str, np.ndarray], quick: bool = True,
             row["volume"] = name
             rows.append(row)
             if progress:
-                progress(f"[lossy {name}] {s.codec} {s.param}: " + (row.get("error") or
-                         f"x{row['ratio']:.2f} PSNR {row['psnr_db']:.1f} dB SSIM {row['ssim']:.4f} "
-                         f"MSE {row['mse']:.3g} decode {row['decode_ms']:.0f} ms"))
+                progress(
+                    f"[lossy {name}] {s.codec} {s.param}: "
+                    + (
+                        row.get("error")
+                        or f"x{row['ratio']:.2f} PSNR {row['psnr_db']:.1f} dB SSIM {row['ssim']:.4f} "
+                        f"MSE {row['mse']:.3g} decode {row['decode_ms']:.0f} ms"
+                    )
+                )
     return rows

@@ -30,8 +30,11 @@ def pareto_front(df: pd.DataFrame, cost: str, gain: str = "ratio") -> pd.DataFra
 def plot_pareto(ok: pd.DataFrame, path: str) -> str:
     """Compressed ratio against full-read, patch and worst-slice time, one row of panels per volume."""
     vols = list(ok["volume"].unique())
-    metrics = [("full_ms", "full volume read (ms)"), ("patch_ms", "random unaligned patch (ms)"),
-               ("slice_max_ms", "slowest plane, one slice (ms)")]
+    metrics = [
+        ("full_ms", "full volume read (ms)"),
+        ("patch_ms", "random unaligned patch (ms)"),
+        ("slice_max_ms", "slowest plane, one slice (ms)"),
+    ]
     fig, axes = plt.subplots(len(vols), 3, figsize=(15, 4.2 * len(vols)), squeeze=False)
     for r, vol in enumerate(vols):
         d = ok[ok["volume"] == vol]
@@ -42,8 +45,13 @@ def plot_pareto(ok: pd.DataFrame, path: str) -> str:
             front = pareto_front(d, col)
             ax.plot(front[col], front["ratio"], "k--", lw=1, label="Pareto front")
             for _, row in front.iterrows():
-                ax.annotate(f"{row['codec']}:{row['level']} {row['chunks']}{' sh' if row['sharded'] else ''}",
-                            (row[col], row["ratio"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{row['codec']}:{row['level']} {row['chunks']}{' sh' if row['sharded'] else ''}",
+                    (row[col], row["ratio"]),
+                    fontsize=6,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
             ax.set_xscale("log")
             ax.set_xlabel(title)
             ax.set_ylabel("compression ratio (raw / stored)")
@@ -64,8 +72,15 @@ def _heat(ax: plt.Axes, table: pd.DataFrame, title: str, fmt: str, cmap: str) ->
     for (i, j), v in np.ndenumerate(vals):
         if np.isfinite(v):
             r, g, b, _ = im.cmap(im.norm(v))
-            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
-                    color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                format(v, fmt),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black",
+            )
     ax.set_title(title, fontsize=9)
 
 
@@ -81,9 +96,13 @@ def plot_codec_level(ok: pd.DataFrame, path: str, chunks: str | None = None) -> 
         dv = d[d["volume"] == vol]
         ch = chunks or dv.groupby("chunks").size().idxmax()
         dv = dv[dv["chunks"] == ch].assign(codec_shuffle=lambda x: x["codec"] + "/" + x["shuffle"])
-        for c, (col, title, fmt, cmap) in enumerate([("ratio", "compression ratio", ".2f", "viridis"),
-                                                     ("full_ms", "full read ms", ".0f", "magma_r"),
-                                                     ("patch_ms", "patch ms", ".2f", "magma_r")]):
+        for c, (col, title, fmt, cmap) in enumerate(
+            [
+                ("ratio", "compression ratio", ".2f", "viridis"),
+                ("full_ms", "full read ms", ".0f", "magma_r"),
+                ("patch_ms", "patch ms", ".2f", "magma_r"),
+            ]
+        ):
             table = dv.pivot_table(index="codec_shuffle", columns="level", values=col, aggfunc="median")
             _heat(axes[r][c], table, f"{vol}, chunks {ch}, sharded: {title}", fmt, cmap)
     fig.tight_layout()
@@ -94,13 +113,18 @@ def plot_codec_level(ok: pd.DataFrame, path: str, chunks: str | None = None) -> 
 
 def plot_chunks(ok: pd.DataFrame, path: str, codec: str = "blosc-lz4", level: int = 5) -> str | None:
     """Heat map chunk shape (x sharding) x access pattern (ms, files), zarr and tiledb, one codec."""
-    d = ok[(ok["codec"] == codec) & (ok["level"] == level) & (ok["shuffle"] == "byte")
-           & ok["engine"].isin(["zarr", "tiledb"])]
+    d = ok[
+        (ok["codec"] == codec)
+        & (ok["level"] == level)
+        & (ok["shuffle"] == "byte")
+        & ok["engine"].isin(["zarr", "tiledb"])
+    ]
     if d.empty:
         return None
     vols = list(d["volume"].unique())
-    fig, axes = plt.subplots(1, len(vols), figsize=(8 * len(vols), 0.45 * d.groupby("volume").size().max() + 2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(vols), figsize=(8 * len(vols), 0.45 * d.groupby("volume").size().max() + 2), squeeze=False
+    )
     cols = ["patch_ms", "axial_ms", "coronal_ms", "sagittal_ms", "full_ms", "write_s", "n_files", "ratio"]
     for c, vol in enumerate(vols):
         dv = d[d["volume"] == vol].copy()
@@ -114,8 +138,15 @@ def plot_chunks(ok: pd.DataFrame, path: str, codec: str = "blosc-lz4", level: in
         ax.set_yticks(range(len(table)), list(table.index), fontsize=8)
         shade = norm.to_numpy(dtype=float)
         for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
-            ax.text(j, i, f"{v:.0f}" if v >= 100 else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if shade[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{v:.0f}" if v >= 100 else f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shade[i, j] > 0.6 else "black",
+            )
         ax.set_title(f"{vol}: chunk shape x access ({codec}:{level}/byte); darker = slower / more", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -148,9 +179,11 @@ def plot_lossy(lossy: pd.DataFrame, path: str) -> str | None:
 
 def write_plots(ok: pd.DataFrame, lossy: pd.DataFrame | None, out_dir: str) -> list[str]:
     """All plots into ``out_dir``; returns the paths written."""
-    paths = [plot_pareto(ok, os.path.join(out_dir, "pareto_size_vs_speed.png")),
-             plot_codec_level(ok, os.path.join(out_dir, "heatmap_codec_level.png")),
-             plot_chunks(ok, os.path.join(out_dir, "heatmap_chunk_shape.png"))]
+    paths = [
+        plot_pareto(ok, os.path.join(out_dir, "pareto_size_vs_speed.png")),
+        plot_codec_level(ok, os.path.join(out_dir, "heatmap_codec_level.png")),
+        plot_chunks(ok, os.path.join(out_dir, "heatmap_chunk_shape.png")),
+    ]
     if lossy is not None and not lossy.empty:
         paths.append(plot_lossy(lossy, os.path.join(out_dir, "lossy_ratio_vs_psnr.png")))
     return [p for p in paths if p]

@@ -82,15 +82,22 @@ def plan(shape: tuple[int, ...], mode: str = "quick") -> list[Config]:
     cfgs: list[Config] = []
     full = mode == "full"
     # A. codec x level x shuffle, zarr engine at the default chunking
-    levels: dict[str, tuple[int, ...]] = {"blosc-lz4": (1, 3, 5, 7, 9) if full else (1, 5, 9), "blosc-zstd": (1, 3, 5, 7, 9) if full else (1, 3, 5, 9),
-              "zstd": (1, 3, 5, 7, 9, 15) if full else (1, 3, 9), "gzip": (1, 3, 5, 7, 9) if full else (1, 6)}
+    levels: dict[str, tuple[int, ...]] = {
+        "blosc-lz4": (1, 3, 5, 7, 9) if full else (1, 5, 9),
+        "blosc-zstd": (1, 3, 5, 7, 9) if full else (1, 3, 5, 9),
+        "zstd": (1, 3, 5, 7, 9, 15) if full else (1, 3, 9),
+        "gzip": (1, 3, 5, 7, 9) if full else (1, 6),
+    }
     if mode == "tiny":
         levels = {"blosc-lz4": (5,), "blosc-zstd": (3,), "zstd": (3,), "gzip": (6,)}
-    for chunks in ((base, clip_chunks((64,) * 3, shape)) if full else (base,)):
+    for chunks in (base, clip_chunks((64,) * 3, shape)) if full else (base,):
         for codec, lv in levels.items():
             for level in lv:
-                shuffles = ("none", "byte", "bit") if full or (codec.startswith("blosc") and level == lv[len(lv) // 2]) \
+                shuffles = (
+                    ("none", "byte", "bit")
+                    if full or (codec.startswith("blosc") and level == lv[len(lv) // 2])
                     else ("byte",)
+                )
                 for sh in shuffles:
                     cfgs.append(Config("zarr", codec, level, sh if codec.startswith("blosc") else "none", chunks, True))
         cfgs.append(Config("zarr", "none", 0, "none", chunks, True))
@@ -104,12 +111,15 @@ def plan(shape: tuple[int, ...], mode: str = "quick") -> list[Config]:
     for chunks in cands:
         cfgs.append(Config("tiledb", "blosc-lz4", 5, "byte", chunks, False))
     c64 = clip_chunks((64,) * 3, shape)
-    tgrid = [(c, lv, sh) for c in ("blosc-lz4", "zstd", "gzip") for lv in (1, 5, 9) for sh in ("none", "byte", "bit")] \
-        if full else [("zstd", 3, "byte"), ("blosc-lz4", 5, "bit")][: 1 if mode == "tiny" else 2]
+    tgrid = (
+        [(c, lv, sh) for c in ("blosc-lz4", "zstd", "gzip") for lv in (1, 5, 9) for sh in ("none", "byte", "bit")]
+        if full
+        else [("zstd", 3, "byte"), ("blosc-lz4", 5, "bit")][: 1 if mode == "tiny" else 2]
+    )
     for codec, level, sh in tgrid:
         cfgs.append(Config("tiledb", codec, level, sh, c64, False))
     # D. zarr-python, Zarr format 2 vs 3 (sharded and not), same codec
-    for chunks in (cands if full else [base] if mode == "tiny" else [base, c64]):
+    for chunks in cands if full else [base] if mode == "tiny" else [base, c64]:
         cfgs.append(Config("zarr-python-v2", "blosc-lz4", 5, "byte", chunks, False))
         cfgs.append(Config("zarr-python-v3", "blosc-lz4", 5, "byte", chunks, False))
         cfgs.append(Config("zarr-python-v3", "blosc-lz4", 5, "byte", chunks, True))
@@ -178,9 +188,16 @@ def prepare(cfg: Config, data: np.ndarray, path: str) -> dict[str, Any]:
     """Writes ``data`` with ``cfg`` at ``path``; returns the row with write time, size, file count,
     open + first voxel and the bit-exact check of a full read."""
     chunks = clip_chunks(cfg.chunks, data.shape)
-    row: dict[str, Any] = {"engine": cfg.engine, "codec": cfg.codec, "level": cfg.level, "shuffle": cfg.shuffle,
-                           "chunks": chunk_label(chunks), "chunk_kib": math.prod(chunks) * data.itemsize / 1024,
-                           "sharded": cfg.sharded, "label": cfg.label()}
+    row: dict[str, Any] = {
+        "engine": cfg.engine,
+        "codec": cfg.codec,
+        "level": cfg.level,
+        "shuffle": cfg.shuffle,
+        "chunks": chunk_label(chunks),
+        "chunk_kib": math.prod(chunks) * data.itemsize / 1024,
+        "sharded": cfg.sharded,
+        "label": cfg.label(),
+    }
     t = time.perf_counter()
     write(cfg, path, data)
     row["write_s"] = time.perf_counter() - t
@@ -196,8 +213,15 @@ def prepare(cfg: Config, data: np.ndarray, path: str) -> dict[str, Any]:
     return row
 
 
-def time_reads(cfg: Config, data: np.ndarray, path: str, probes: Probes, opts: SweepOptions,
-               best: dict[str, list[float]], check: bool) -> bool:
+def time_reads(
+    cfg: Config,
+    data: np.ndarray,
+    path: str,
+    probes: Probes,
+    opts: SweepOptions,
+    best: dict[str, list[float]],
+    check: bool,
+) -> bool:
     """One timing round through a fresh handle: every probe read ``region_reps`` times; ``best``
     keeps each probe's minimum over rounds. Returns False when a patch differs from the original."""
     reader = open_reader(cfg, path)
@@ -241,14 +265,27 @@ def finish(row: dict[str, Any], best: dict[str, list[float]], data: np.ndarray, 
 
 
 def _error_row(cfg: Config, shape: tuple[int, ...], exc: Exception) -> dict[str, Any]:
-    return {"engine": cfg.engine, "codec": cfg.codec, "level": cfg.level, "shuffle": cfg.shuffle,
-            "chunks": chunk_label(clip_chunks(cfg.chunks, shape)), "sharded": cfg.sharded, "label": cfg.label(),
-            "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "engine": cfg.engine,
+        "codec": cfg.codec,
+        "level": cfg.level,
+        "shuffle": cfg.shuffle,
+        "chunks": chunk_label(clip_chunks(cfg.chunks, shape)),
+        "sharded": cfg.sharded,
+        "label": cfg.label(),
+        "error": f"{type(exc).__name__}: {exc}",
+    }
 
 
-def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]], list[Config]] | None = None,
-              opts: SweepOptions | None = None, workdir: str | None = None, mode: str = "quick",
-              progress: Callable[[str], None] | None = None, keep: bool = False) -> list[dict[str, Any]]:
+def run_sweep(
+    volumes: dict[str, np.ndarray],
+    configs: Callable[[tuple[int, ...]], list[Config]] | None = None,
+    opts: SweepOptions | None = None,
+    workdir: str | None = None,
+    mode: str = "quick",
+    progress: Callable[[str], None] | None = None,
+    keep: bool = False,
+) -> list[dict[str, Any]]:
     """Measures every configuration on every volume; returns rows (one per volume x config).
 
     All configurations of a volume are written first; reads are then timed in ``opts.rounds``
@@ -274,13 +311,24 @@ def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]
                         row = prepare(cfg, data, path)
                     except Exception as exc:  # noqa: BLE001 - one failing engine must not end the sweep
                         row = _error_row(cfg, data.shape, exc)
-                    row.update({"volume": name, "shape": "x".join(map(str, data.shape)), "dtype": data.dtype.name,
-                                "raw_mb": data.nbytes / 1e6})
+                    row.update(
+                        {
+                            "volume": name,
+                            "shape": "x".join(map(str, data.shape)),
+                            "dtype": data.dtype.name,
+                            "raw_mb": data.nbytes / 1e6,
+                        }
+                    )
                     rows.append(row)
                     done.append((cfg, path, row, {}))
                     if progress:
-                        progress(f"[{name} write {k + 1}/{len(cfgs)}] {cfg.label()}: " + (row.get("error") or
-                                 f"x{row['ratio']:.2f}, {row['n_files']} files, {row['write_s']:.2f} s"))
+                        progress(
+                            f"[{name} write {k + 1}/{len(cfgs)}] {cfg.label()}: "
+                            + (
+                                row.get("error")
+                                or f"x{row['ratio']:.2f}, {row['n_files']} files, {row['write_s']:.2f} s"
+                            )
+                        )
                 for rnd in range(opts.rounds):
                     for cfg, path, row, best in done:
                         if "error" in row:
@@ -308,10 +356,12 @@ def run_sweep(volumes: dict[str, np.ndarray], configs: Callable[[tuple[int, ...]
 def _progress_line(i: int, n: int, name: str, row: dict[str, Any]) -> str:
     if "error" in row:
         return f"[{name} {i}/{n}] {row['label']}: ERROR {row['error']}"
-    return (f"[{name} {i}/{n}] {row['label']}: x{row['ratio']:.2f} {row['n_files']} files, write {row['write_s']:.2f} s, "
-            f"full {row['full_ms']:.1f} ms, patch {row['patch_ms']:.2f} ms, slices ax/co/sa "
-            f"{row['axial_ms']:.2f}/{row['coronal_ms']:.2f}/{row['sagittal_ms']:.2f} ms"
-            f"{'' if row['exact'] else '  NOT BIT-EXACT'}")
+    return (
+        f"[{name} {i}/{n}] {row['label']}: x{row['ratio']:.2f} {row['n_files']} files, write {row['write_s']:.2f} s, "
+        f"full {row['full_ms']:.1f} ms, patch {row['patch_ms']:.2f} ms, slices ax/co/sa "
+        f"{row['axial_ms']:.2f}/{row['coronal_ms']:.2f}/{row['sagittal_ms']:.2f} ms"
+        f"{'' if row['exact'] else '  NOT BIT-EXACT'}"
+    )
 
 
 def lossless_failures(rows: Iterable[dict[str, Any]]) -> list[str]:

@@ -18,9 +18,11 @@ CT_SHAPE: tuple[int, int, int] = (512, 512, 300)
 
 def _grid(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Open coordinate grids in [-1, 1] along each axis (broadcastable, no full-size copies)."""
-    return tuple(np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if i == a else 1 for i in range(3)])
-                 # the ignore below: 3 axes; tuple() of a generator is variable-length
-                 for a, n in enumerate(shape))  # type: ignore[return-value]
+    return tuple(
+        np.linspace(-1.0, 1.0, n, dtype=np.float32).reshape([-1 if i == a else 1 for i in range(3)])
+        # the ignore below: 3 axes; tuple() of a generator is variable-length
+        for a, n in enumerate(shape)
+    )  # type: ignore[return-value]
 
 
 def _curve(n: int, rng: np.random.Generator, cells: int) -> np.ndarray:

@@ -41,10 +41,20 @@ def add_storage_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--s3-secret", metavar="SECRET", help="secret access key")
     g.add_argument("--s3-region", metavar="REGION", help="bucket region (default us-east-1)")
     g.add_argument("--s3-anon", action="store_true", help="unsigned requests (public buckets)")
-    g.add_argument("--s3-timeout", metavar="SECONDS", type=float, default=DEFAULT_TIMEOUT_S,
-                   help=f"a request that makes no progress for this long fails (default {DEFAULT_TIMEOUT_S:g})")
-    g.add_argument("--s3-retries", metavar="N", type=int_in(0, what="retries"), default=DEFAULT_RETRIES,
-                   help=f"retries of a failed request before the command fails (default {DEFAULT_RETRIES})")
+    g.add_argument(
+        "--s3-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"a request that makes no progress for this long fails (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    g.add_argument(
+        "--s3-retries",
+        metavar="N",
+        type=int_in(0, what="retries"),
+        default=DEFAULT_RETRIES,
+        help=f"retries of a failed request before the command fails (default {DEFAULT_RETRIES})",
+    )
 
 
 def storage_from_args(args: argparse.Namespace) -> StorageOptions:
@@ -52,6 +62,12 @@ def storage_from_args(args: argparse.Namespace) -> StorageOptions:
     timeout = getattr(args, "s3_timeout", DEFAULT_TIMEOUT_S)
     if not timeout > 0:
         raise argparse.ArgumentTypeError(f"--s3-timeout must be > 0, got {timeout}")
-    return StorageOptions(endpoint_url=args.s3_endpoint, key=args.s3_key, secret=args.s3_secret,
-                          region=args.s3_region, anon=bool(args.s3_anon), timeout_s=timeout,
-                          retries=getattr(args, "s3_retries", DEFAULT_RETRIES))
+    return StorageOptions(
+        endpoint_url=args.s3_endpoint,
+        key=args.s3_key,
+        secret=args.s3_secret,
+        region=args.s3_region,
+        anon=bool(args.s3_anon),
+        timeout_s=timeout,
+        retries=getattr(args, "s3_retries", DEFAULT_RETRIES),
+    )

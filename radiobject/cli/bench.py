@@ -31,12 +31,27 @@ def register(subparsers: Any) -> None:
         "MRI-like (240x240x155 float32) and CT-like (512x512x300 int16) volumes. Writes results.csv, "
         "lossy.csv, PNG plots and summary.md into --out.",
     )
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="NIfTI / DICOM folder / TIFF / OME-Zarr (NGFF 0.4 or 0.5) / radiobject volume URI")
-    p.add_argument("--input", action="append", default=[], dest="input_opt", metavar="INPUT",
-                   help="an input (repeatable; same as the positional INPUT)")
-    p.add_argument("--level", type=int, default=None, metavar="N",
-                   help="pyramid level of OME-Zarr inputs (default 0, or the level array the path names)")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="NIfTI / DICOM folder / TIFF / OME-Zarr (NGFF 0.4 or 0.5) / radiobject volume URI",
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        dest="input_opt",
+        metavar="INPUT",
+        help="an input (repeatable; same as the positional INPUT)",
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pyramid level of OME-Zarr inputs (default 0, or the level array the path names)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--quick", action="store_true", help="one factor at a time around the default (default)")
@@ -55,14 +70,20 @@ def register(subparsers: Any) -> None:
         description="Measure candidate settings on your volume (or a synthetic MRI-like one) for an access "
         "pattern and print the best chunk / shard / codec settings with the measurements behind them.",
     )
-    r.add_argument("input", nargs="?", default=None, metavar="INPUT", help="NIfTI / DICOM / TIFF / OME-Zarr / volume URI")
+    r.add_argument(
+        "input", nargs="?", default=None, metavar="INPUT", help="NIfTI / DICOM / TIFF / OME-Zarr / volume URI"
+    )
     r.add_argument("--access", required=True, help="patch:N (random unaligned N^3 patches), slice or full")
     r.add_argument("--storage", choices=("local", "s3"), default="local", help="where the store will live")
     r.add_argument("--scale", type=_scale, default=1.0, help="size factor of the synthetic volume (default 1)")
     r.add_argument("--s3-latency-ms", type=float, default=20.0, help="assumed S3 request latency (default 20)")
     r.add_argument("--s3-concurrency", type=positive_int, default=16, help="assumed parallel S3 requests (default 16)")
-    r.add_argument("--size-weight", type=float, default=1.0,
-                   help="weight of stored size against access time in the score (default 1)")
+    r.add_argument(
+        "--size-weight",
+        type=float,
+        default=1.0,
+        help="weight of stored size against access time in the score (default 1)",
+    )
     r.set_defaults(func=run_recommend)
 
 
@@ -70,9 +91,18 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def storage_bench(inputs: list[str] | None, out: str, mode: str = "quick", scale: float = 1.0,
-                  synthetic: tuple[str, ...] = ("mri", "ct"), patch: int = 64, lossy: bool = True,
-                  keep: bool = False, progress: Any = _log, level: int | None = None) -> dict[str, str]:
+def storage_bench(
+    inputs: list[str] | None,
+    out: str,
+    mode: str = "quick",
+    scale: float = 1.0,
+    synthetic: tuple[str, ...] = ("mri", "ct"),
+    patch: int = 64,
+    lossy: bool = True,
+    keep: bool = False,
+    progress: Any = _log,
+    level: int | None = None,
+) -> dict[str, str]:
     """Runs the sweep (and lossy codecs) and writes the report; returns the written paths.
     ``level``: the pyramid level read from OME-Zarr inputs (default 0)."""
     import os
@@ -86,8 +116,14 @@ def storage_bench(inputs: list[str] | None, out: str, mode: str = "quick", scale
     meta = machine_info()
     volumes = bench_volumes(inputs, scale, synthetic, level)
     tiny = mode == "tiny"
-    opts = SweepOptions(patch=patch, n_patches=3 if tiny else 8, n_slices=2 if tiny else 3, reps=1 if tiny else 2,
-                        rounds=2 if tiny else 3, extra_patches=() if tiny else (96, 128))
+    opts = SweepOptions(
+        patch=patch,
+        n_patches=3 if tiny else 8,
+        n_slices=2 if tiny else 3,
+        reps=1 if tiny else 2,
+        rounds=2 if tiny else 3,
+        extra_patches=() if tiny else (96, 128),
+    )
     workdir = os.path.join(out, "stores") if keep else None
     rows = run_sweep(volumes, mode=mode, opts=opts, workdir=workdir, progress=progress, keep=keep)
     lrows = run_lossy(volumes, quick=mode != "full", progress=progress) if lossy else None
@@ -107,8 +143,17 @@ def run_bench_storage(args: argparse.Namespace) -> int:
     mode = "full" if args.full else "tiny" if args.tiny else "quick"
     try:
         inputs = list(args.inputs) + list(args.input_opt)
-        paths = storage_bench(inputs or None, args.out, mode, args.scale, tuple(args.synthetic.split(",")),
-                              args.patch, not args.no_lossy, args.keep, level=args.level)
+        paths = storage_bench(
+            inputs or None,
+            args.out,
+            mode,
+            args.scale,
+            tuple(args.synthetic.split(",")),
+            args.patch,
+            not args.no_lossy,
+            args.keep,
+            level=args.level,
+        )
     except RadiObjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -142,7 +187,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     except RadiObjectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    s1, s2, choice = recommend(volume, access, args.storage, args.s3_latency_ms, args.s3_concurrency,
-                               size_weight=args.size_weight)
+    s1, s2, choice = recommend(
+        volume, access, args.storage, args.s3_latency_ms, args.s3_concurrency, size_weight=args.size_weight
+    )
     print(explain(s1, s2, choice, access))
     return 0

@@ -29,59 +29,81 @@ def _spacing(text: str) -> tuple[float, float, float]:
 
 def register(subparsers: Any) -> None:
     """Adds ``stats``, ``split``, ``resample`` and ``labels``."""
-    p = subparsers.add_parser("stats", help="cohort summary: shapes, spacings, orientations, classes, intensities",
-                              description="Summarise a store: per collection the shapes, spacings, orientations and "
-                              "dtypes; label maps and voxels per class; and (unless --no-intensity) foreground "
-                              "intensity mean / std / percentiles per image collection and channel.")
+    p = subparsers.add_parser(
+        "stats",
+        help="cohort summary: shapes, spacings, orientations, classes, intensities",
+        description="Summarise a store: per collection the shapes, spacings, orientations and "
+        "dtypes; label maps and voxels per class; and (unless --no-intensity) foreground "
+        "intensity mean / std / percentiles per image collection and channel.",
+    )
     p.add_argument("uri", metavar="STORE")
     p.add_argument("--collections", nargs="+", metavar="NAME", help="image collections for the intensity statistics")
-    p.add_argument("--mask", default="auto", metavar="LABEL",
-                   help="label collection whose > 0 voxels are the foreground (default auto; 'none': non-zero voxels)")
+    p.add_argument(
+        "--mask",
+        default="auto",
+        metavar="LABEL",
+        help="label collection whose > 0 voxels are the foreground (default auto; 'none': non-zero voxels)",
+    )
     p.add_argument("--no-intensity", action="store_true", help="tables only: no pixel reads")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_storage_arguments(p)
     p.set_defaults(func=run_stats)
 
-    p = subparsers.add_parser("split", help="k-fold / train-val split of the subjects, stored in obs_meta",
-                              description="Assign every subject a fold (column 'fold', 0..k-1) and a split (column "
-                              "'split': 'val' for --val-fold, else 'train'), stratified by a column and grouped so "
-                              "that all sessions of one participant share a fold. Loaders read these columns "
-                              "(split=, fold=).")
+    p = subparsers.add_parser(
+        "split",
+        help="k-fold / train-val split of the subjects, stored in obs_meta",
+        description="Assign every subject a fold (column 'fold', 0..k-1) and a split (column "
+        "'split': 'val' for --val-fold, else 'train'), stratified by a column and grouped so "
+        "that all sessions of one participant share a fold. Loaders read these columns "
+        "(split=, fold=).",
+    )
     p.add_argument("uri", metavar="STORE")
     p.add_argument("-k", "--folds", type=int_in(2, what="folds"), default=5, help="number of folds (default 5)")
     p.add_argument("--val-fraction", type=float, metavar="F", help="one train/val split instead of folds (e.g. 0.2)")
-    p.add_argument("--val-fold", type=int_in(0, what="val fold"), default=0,
-                   help="fold written as split=val (default 0)")
+    p.add_argument(
+        "--val-fold", type=int_in(0, what="val fold"), default=0, help="fold written as split=val (default 0)"
+    )
     p.add_argument("--stratify", metavar="COLUMN", help="obs_meta column to balance across folds")
-    p.add_argument("--group", default="auto", metavar="COLUMN",
-                   help="obs_meta column kept within one fold (default auto: participant_id when it groups "
-                   "sessions; 'none')")
+    p.add_argument(
+        "--group",
+        default="auto",
+        metavar="COLUMN",
+        help="obs_meta column kept within one fold (default auto: participant_id when it groups sessions; 'none')",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_storage_arguments(p)
     p.set_defaults(func=run_split)
 
-    p = subparsers.add_parser("resample", help="resample a collection to a target spacing (a new collection)",
-                              description="Write COLLECTION resampled to --spacing (mm) as a new collection of the "
-                              "store "
-                              "(same field of view; linear for images, nearest for label collections).")
+    p = subparsers.add_parser(
+        "resample",
+        help="resample a collection to a target spacing (a new collection)",
+        description="Write COLLECTION resampled to --spacing (mm) as a new collection of the "
+        "store "
+        "(same field of view; linear for images, nearest for label collections).",
+    )
     p.add_argument("uri", metavar="STORE")
     p.add_argument("collection", metavar="COLLECTION")
-    p.add_argument("--spacing", type=_spacing, required=True, metavar="X,Y,Z",
-                   help="target voxel size in mm (or one number)")
+    p.add_argument(
+        "--spacing", type=_spacing, required=True, metavar="X,Y,Z", help="target voxel size in mm (or one number)"
+    )
     p.add_argument("--out", metavar="NAME", help="new collection name (default <collection>_<x>x<y>x<z>mm)")
     p.add_argument("--order", type=int_in(0, 5, "order"), help="spline order (default 0 for labels, 1 for images)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_storage_arguments(p)
     p.set_defaults(func=run_resample)
 
-    p = subparsers.add_parser("labels", help="show or set a label collection's label map; record class counts",
-                              description="Show the label map and class counts of a label collection, or set the map "
-                              "(--set '1=tumour,2=edema') and record per-volume class counts (--count).")
+    p = subparsers.add_parser(
+        "labels",
+        help="show or set a label collection's label map; record class counts",
+        description="Show the label map and class counts of a label collection, or set the map "
+        "(--set '1=tumour,2=edema') and record per-volume class counts (--count).",
+    )
     p.add_argument("uri", metavar="STORE")
     p.add_argument("collection", metavar="COLLECTION")
     p.add_argument("--set", dest="label_map", metavar="V=NAME,...", help="store this label map")
-    p.add_argument("--count", action="store_true",
-                   help="record class voxel counts per volume (obs column class_counts)")
+    p.add_argument(
+        "--count", action="store_true", help="record class voxel counts per volume (obs column class_counts)"
+    )
     p.add_argument("--weights", choices=("inverse", "median", "sqrt", "effective"), help="print class weights")
     add_storage_arguments(p)
     p.set_defaults(func=run_labels)
@@ -103,8 +125,9 @@ def run_stats(args: argparse.Namespace) -> int:
         mask = None if args.mask.lower() == "none" else args.mask
         if mask not in (None, "auto") and mask not in radi.collection_names:
             raise ValueError(f"no collection {mask!r} in {args.uri}")
-        inten = None if args.no_intensity else intensity_stats(radi, args.collections, mask=mask,
-                                                               progress=not args.json)
+        inten = (
+            None if args.no_intensity else intensity_stats(radi, args.collections, mask=mask, progress=not args.json)
+        )
     except Exception as exc:  # noqa: BLE001 - any open failure is a usage error here
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -114,11 +137,15 @@ def run_stats(args: argparse.Namespace) -> int:
         return 0
     print(f"{summary['uri']}: {summary['subjects']} subjects")
     for name, c in summary["collections"].items():
-        print(f"{name}: {c['volumes']} volume(s), shapes {c['shapes']}, spacings {c['spacings']} mm, "
-              f"orientations {c['orientations']}, dtypes {c['dtypes']}")
+        print(
+            f"{name}: {c['volumes']} volume(s), shapes {c['shapes']}, spacings {c['spacings']} mm, "
+            f"orientations {c['orientations']}, dtypes {c['dtypes']}"
+        )
         if "labels" in c:
-            print(f"  labels {c['labels'] or '(no map)'}; voxels per class {c.get('class_voxels', '?')}; "
-                  f"volumes per class {c.get('class_volumes', '?')}")
+            print(
+                f"  labels {c['labels'] or '(no map)'}; voxels per class {c.get('class_voxels', '?')}; "
+                f"volumes per class {c.get('class_volumes', '?')}"
+            )
     if inten is not None and len(inten):
         import pandas as pd
 
@@ -135,11 +162,13 @@ def run_split(args: argparse.Namespace) -> int:
         radi = _open(args)
         group = None if args.group.lower() == "none" else args.group
         if args.val_fraction is not None:
-            sp = split_store(radi, k=None, val_fraction=args.val_fraction, stratify=args.stratify, group=group,
-                             seed=args.seed)
+            sp = split_store(
+                radi, k=None, val_fraction=args.val_fraction, stratify=args.stratify, group=group, seed=args.seed
+            )
         else:
-            sp = split_store(radi, k=args.folds, val_fold=args.val_fold, stratify=args.stratify, group=group,
-                             seed=args.seed)
+            sp = split_store(
+                radi, k=args.folds, val_fold=args.val_fold, stratify=args.stratify, group=group, seed=args.seed
+            )
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -147,8 +176,10 @@ def run_split(args: argparse.Namespace) -> int:
         sizes = sp[FOLD].value_counts().sort_index().to_dict()
         print(f"{len(sp)} subjects in {len(sizes)} folds: " + ", ".join(f"fold {k}: {v}" for k, v in sizes.items()))
     counts = sp[SPLIT].value_counts().to_dict()
-    print(f"split: {counts.get('train', 0)} train, {counts.get('val', 0)} val (obs_meta columns: "
-          f"{', '.join(c for c in (FOLD, SPLIT) if c in sp.columns)})")
+    print(
+        f"split: {counts.get('train', 0)} train, {counts.get('val', 0)} val (obs_meta columns: "
+        f"{', '.join(c for c in (FOLD, SPLIT) if c in sp.columns)})"
+    )
     return 0
 
 
@@ -160,8 +191,9 @@ def run_resample(args: argparse.Namespace) -> int:
         radi = _open(args)
         if args.collection not in radi.collection_names:
             raise ValueError(f"no collection {args.collection!r} in {args.uri}")
-        out = resample_collection(radi, args.collection, args.spacing, out=args.out, order=args.order,
-                                  progress=not args.no_progress)
+        out = resample_collection(
+            radi, args.collection, args.spacing, out=args.out, order=args.order, progress=not args.no_progress
+        )
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

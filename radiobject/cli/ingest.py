@@ -51,64 +51,121 @@ def _image_spec(value: str) -> tuple[str, str]:
 def register(subparsers: Any) -> None:
     """Adds ``ingest`` and ``sample-cohort``."""
     p = subparsers.add_parser(
-        "ingest", help="ingest a cohort (manifest, globs or a DICOM tree) into a store",
+        "ingest",
+        help="ingest a cohort (manifest, globs or a DICOM tree) into a store",
         description="Ingest a cohort into a radiobject store (local path or s3://bucket/prefix). "
         "Re-running finishes an interrupted ingest: stored volumes are skipped.",
     )
     p.add_argument("out", metavar="OUT_URI", help="store to create or extend")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--manifest", metavar="FILE",
-                     help="CSV / TSV / Parquet with subject_id, collection, path [, obs_id, format, metadata...]")
-    src.add_argument("--images", nargs="+", type=_image_spec, metavar="NAME=GLOB",
-                     help="one glob per collection, e.g. T1w='data/*/t1.nii.gz' (quote it)")
+    src.add_argument(
+        "--manifest",
+        metavar="FILE",
+        help="CSV / TSV / Parquet with subject_id, collection, path [, obs_id, format, metadata...]",
+    )
+    src.add_argument(
+        "--images",
+        nargs="+",
+        type=_image_spec,
+        metavar="NAME=GLOB",
+        help="one glob per collection, e.g. T1w='data/*/t1.nii.gz' (quote it)",
+    )
     src.add_argument("--dicom-root", metavar="DIR", help="one folder per subject holding DICOM studies")
-    src.add_argument("--layout", nargs=2, metavar=("KIND", "DIR"),
-                     help="a dataset layout: bids, msd or nnunet and its folder (as radiobject ingest-layout)")
-    p.add_argument("--incomplete", choices=("keep", "skip", "error"), default="keep",
-                   help="with --layout: subjects missing a collection are kept (default), skipped, or an error")
+    src.add_argument(
+        "--layout",
+        nargs=2,
+        metavar=("KIND", "DIR"),
+        help="a dataset layout: bids, msd or nnunet and its folder (as radiobject ingest-layout)",
+    )
+    p.add_argument(
+        "--incomplete",
+        choices=("keep", "skip", "error"),
+        default="keep",
+        help="with --layout: subjects missing a collection are kept (default), skipped, or an error",
+    )
     p.add_argument("--subjects", metavar="TABLE", help="subject table (e.g. participants.csv) -> obs_meta")
-    p.add_argument("--obs-columns", metavar="A,B", default="",
-                   help="manifest columns kept per volume (obs) even when constant per subject")
+    p.add_argument(
+        "--obs-columns",
+        metavar="A,B",
+        default="",
+        help="manifest columns kept per volume (obs) even when constant per subject",
+    )
     p.add_argument("--subject-pattern", metavar="RE", help="regex whose first group is the subject ID")
-    p.add_argument("--dicom-collection-key", choices=("description", "modality", "series_number"),
-                   default="description", help="what names a DICOM series' collection (default: description)")
-    p.add_argument("--philips-scaling", choices=("display", "precise"), default=None,
-                   help="Philips DICOM values: display (modality LUT, default) or precise floating-point "
-                        "scaling (dcm2niix -p y); recorded in each volume's metadata")
-    p.add_argument("--resample-tilt", choices=("exact", "dcm2niix"), default=None,
-                   help="resample gantry-tilted CT like dcm2niix _Tilt / _Tilt_Eq (exact: origin from the "
-                        "DICOM geometry; dcm2niix: dcm2niix's origin); default: raw slices, sheared affine")
+    p.add_argument(
+        "--dicom-collection-key",
+        choices=("description", "modality", "series_number"),
+        default="description",
+        help="what names a DICOM series' collection (default: description)",
+    )
+    p.add_argument(
+        "--philips-scaling",
+        choices=("display", "precise"),
+        default=None,
+        help="Philips DICOM values: display (modality LUT, default) or precise floating-point "
+        "scaling (dcm2niix -p y); recorded in each volume's metadata",
+    )
+    p.add_argument(
+        "--resample-tilt",
+        choices=("exact", "dcm2niix"),
+        default=None,
+        help="resample gantry-tilted CT like dcm2niix _Tilt / _Tilt_Eq (exact: origin from the "
+        "DICOM geometry; dcm2niix: dcm2niix's origin); default: raw slices, sheared affine",
+    )
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
-    p.add_argument("--executor", choices=("thread", "process"), default="thread",
-                   help="local worker kind (default thread)")
-    p.add_argument("--compression", choices=CODECS, default=Codec().name,  # the library's one default
-                   help=f"codec (default {Codec().name})")
+    p.add_argument(
+        "--executor", choices=("thread", "process"), default="thread", help="local worker kind (default thread)"
+    )
+    p.add_argument(
+        "--compression",
+        choices=CODECS,
+        default=Codec().name,  # the library's one default
+        help=f"codec (default {Codec().name})",
+    )
     p.add_argument("--level", type=int, default=None, help="codec level (default 5; zstd 3)")
-    p.add_argument("--lossy", nargs="+", default=None, metavar="[COLLECTION=]SPEC",
-                   help="precision reduction before the codec, per image collection: T1w=abs:2 (error bound "
-                   "in data units) or CT=bits:10 (float mantissa bits); a bare SPEC applies to every "
-                   "collection (label collections are refused)")
+    p.add_argument(
+        "--lossy",
+        nargs="+",
+        default=None,
+        metavar="[COLLECTION=]SPEC",
+        help="precision reduction before the codec, per image collection: T1w=abs:2 (error bound "
+        "in data units) or CT=bits:10 (float mantissa bits); a bare SPEC applies to every "
+        "collection (label collections are refused)",
+    )
     p.add_argument("--chunks", type=_triple, default=None, metavar="X,Y,Z", help="chunk shape (default 32,32,32)")
     p.add_argument("--commit-every", type=_positive, default=16, help="volumes per committed obs fragment")
     p.add_argument("--canonical", action="store_true", help="reorient every image to RAS+")
-    p.add_argument("--validate-alignment", action=argparse.BooleanOptionalAction, default=True,
-                   help="hold back subjects whose volumes differ in shape or affine (default on, as in Python)")
+    p.add_argument(
+        "--validate-alignment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold back subjects whose volumes differ in shape or affine (default on, as in Python)",
+    )
     p.add_argument("--fail-fast", action="store_true", help="stop at the first invalid or failing item")
-    p.add_argument("--on-changed", choices=("replace", "error", "skip"), default="replace",
-                   help="a stored volume whose source files changed since it was ingested: replace it "
-                   "(a new version, published atomically; default), fail it, or keep it")
-    p.add_argument("--rehash", action="store_true",
-                   help="hash every stored volume's sources to find changes (default: only when size / mtime differ)")
+    p.add_argument(
+        "--on-changed",
+        choices=("replace", "error", "skip"),
+        default="replace",
+        help="a stored volume whose source files changed since it was ingested: replace it "
+        "(a new version, published atomically; default), fail it, or keep it",
+    )
+    p.add_argument(
+        "--rehash",
+        action="store_true",
+        help="hash every stored volume's sources to find changes (default: only when size / mtime differ)",
+    )
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--scheduler", metavar="ADDR", help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_storage_arguments(p)
     p.set_defaults(func=run_ingest_command)
 
-    s = subparsers.add_parser("sample-cohort", help="write a small synthetic NIfTI cohort (T1w, FLAIR, seg)",
-                              description="Write a synthetic cohort: DIR/sub-XX/anat/sub-XX_{T1w,FLAIR,seg}.nii.gz, "
-                              "DIR/participants.csv and DIR/manifest.csv.")
+    s = subparsers.add_parser(
+        "sample-cohort",
+        help="write a small synthetic NIfTI cohort (T1w, FLAIR, seg)",
+        description="Write a synthetic cohort: DIR/sub-XX/anat/sub-XX_{T1w,FLAIR,seg}.nii.gz, "
+        "DIR/participants.csv and DIR/manifest.csv.",
+    )
     s.add_argument("dir", metavar="DIR")
     s.add_argument("--subjects", type=_positive, default=8, help="number of subjects (default 8)")
     s.add_argument("--shape", type=_triple, default=(48, 56, 40), metavar="X,Y,Z", help="default 48,56,40")
@@ -186,11 +243,13 @@ def run_ingest_command(args: argparse.Namespace) -> int:
 
     try:
         codec = Codec.parse(args.compression, args.level)
-        options = WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every,
-                               lossy=_lossy_arg(args.lossy))
+        options = WriteOptions(
+            args.backend, args.chunks, codec, args.workers, args.commit_every, lossy=_lossy_arg(args.lossy)
+        )
         plan = _plan(args)
-        dicom_options = {k: v for k, v in (("philips_scaling", args.philips_scaling),
-                                           ("resample_tilt", args.resample_tilt)) if v}
+        dicom_options = {
+            k: v for k, v in (("philips_scaling", args.philips_scaling), ("resample_tilt", args.resample_tilt)) if v
+        }
         if dicom_options:  # travels with each task to the (possibly remote) reader
             plan.tasks = [replace(t, dicom_options={**t.dicom_options, **dicom_options}) for t in plan.tasks]
         for name in plan.collections:  # a lossy label collection is refused before anything is written
@@ -200,17 +259,27 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         return 2
     storage = storage_from_args(args)
     log = _log
-    print(f"ingesting {len(plan.tasks)} volume(s) in {len(plan.collections)} collection(s) "
-          f"into {args.out} ({args.backend}, {codec.name}:{codec.level}, {args.workers} "
-          f"{'Dask' if args.scheduler else args.executor} worker(s))", file=sys.stderr)
+    print(
+        f"ingesting {len(plan.tasks)} volume(s) in {len(plan.collections)} collection(s) "
+        f"into {args.out} ({args.backend}, {codec.name}:{codec.level}, {args.workers} "
+        f"{'Dask' if args.scheduler else args.executor} worker(s))",
+        file=sys.stderr,
+    )
     from radiobject.ingest.layouts import incomplete_report
 
     for line in incomplete_report(plan, args.subjects):  # reported up front, before anything is written
         print(line, file=sys.stderr)
-    common: dict[str, Any] = {"options": options, "storage": storage, "canonical": args.canonical,
-                              "validate_alignment": args.validate_alignment, "fail_fast": args.fail_fast,
-                              "progress": not args.no_progress, "on_changed": args.on_changed,
-                              "rehash": args.rehash, "log": log}
+    common: dict[str, Any] = {
+        "options": options,
+        "storage": storage,
+        "canonical": args.canonical,
+        "validate_alignment": args.validate_alignment,
+        "fail_fast": args.fail_fast,
+        "progress": not args.no_progress,
+        "on_changed": args.on_changed,
+        "rehash": args.rehash,
+        "log": log,
+    }
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         if args.scheduler:
@@ -224,8 +293,11 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt as exc:
         code = 143 if isinstance(exc, _Terminated) else 130
-        print(f"interrupted: {args.out} is consistent (committed volumes are complete, ingest.json says "
-              f"complete: false); re-run the same command to resume", file=sys.stderr)
+        print(
+            f"interrupted: {args.out} is consistent (committed volumes are complete, ingest.json says "
+            f"complete: false); re-run the same command to resume",
+            file=sys.stderr,
+        )
         return code
     finally:
         if previous is not None:

@@ -32,16 +32,23 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("verify", help="check every stored byte against its checksum; exit 1 on any finding")
     p.add_argument("uri", metavar="URI")
-    p.add_argument("--quick", action="store_true",
-                   help="check presence and sizes of every file (and the small metadata), decode nothing")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="check presence and sizes of every file (and the small metadata), decode nothing",
+    )
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.add_argument("--sources", action="store_true",
-                   help="also list volumes whose source files changed or vanished since ingest (hashes every source)")
+    p.add_argument(
+        "--sources",
+        action="store_true",
+        help="also list volumes whose source files changed or vanished since ingest (hashes every source)",
+    )
     add_storage_arguments(p)
     p.set_defaults(func=run_verify)
 
-    p = subparsers.add_parser("export", help="write volumes back as NIfTI (affine and dtype kept; "
-                                             ".bval / .bvec beside DWI volumes)")
+    p = subparsers.add_parser(
+        "export", help="write volumes back as NIfTI (affine and dtype kept; .bval / .bvec beside DWI volumes)"
+    )
     p.add_argument("uri", metavar="URI")
     p.add_argument("out", metavar="OUT", help="folder; files OUT/<collection>/<obs_id>.nii.gz")
     p.add_argument("--format", choices=("nifti",), default="nifti")
@@ -85,25 +92,40 @@ def _stored_bytes(uri: str, storage: Any) -> int | None:
 
 def store_info(radi: Any) -> dict[str, Any]:
     """Summary of a store from its tables only (no pixel reads)."""
-    out: dict[str, Any] = {"uri": radi.uri, "backend": radi.backend_name, "subjects": len(radi.obs_subject_ids),
-                           "obs_meta_columns": [c for c in radi.obs_meta.columns if c != "obs_subject_id"],
-                           "collections": {}}
+    out: dict[str, Any] = {
+        "uri": radi.uri,
+        "backend": radi.backend_name,
+        "subjects": len(radi.obs_subject_ids),
+        "obs_meta_columns": [c for c in radi.obs_meta.columns if c != "obs_subject_id"],
+        "collections": {},
+    }
     for name in radi.collection_names:
         coll = radi[name]
         obs = coll.obs
         shapes = Counter(tuple(int(v) for v in s) for s in obs["shape"]) if len(obs) else Counter()
         dtypes = Counter(obs["dtype"]) if len(obs) else Counter()
-        raw = sum(int(np.prod([int(v) for v in s])) * np.dtype(d).itemsize
-                  for s, d in zip(obs["shape"], obs["dtype"], strict=True)) if len(obs) else 0
+        raw = (
+            sum(
+                int(np.prod([int(v) for v in s])) * np.dtype(d).itemsize
+                for s, d in zip(obs["shape"], obs["dtype"], strict=True)
+            )
+            if len(obs)
+            else 0
+        )
         stored = _stored_bytes(coll.uri, radi.location.storage)
         out["collections"][name] = {
-            "volumes": len(obs), "subjects": obs["obs_subject_id"].nunique() if len(obs) else 0,
+            "volumes": len(obs),
+            "subjects": obs["obs_subject_id"].nunique() if len(obs) else 0,
             "shapes": {"x".join(map(str, k)): v for k, v in shapes.most_common()},
-            "dtypes": dict(dtypes), "codecs": dict(Counter(obs["codec"])) if len(obs) else {},
+            "dtypes": dict(dtypes),
+            "codecs": dict(Counter(obs["codec"])) if len(obs) else {},
             "orientations": dict(Counter(obs["orientation"])) if len(obs) else {},
-            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"])) if len(obs) else {},
+            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"]))
+            if len(obs)
+            else {},
             **_label_info(coll),
-            "raw_bytes": raw, "stored_bytes": stored,
+            "raw_bytes": raw,
+            "stored_bytes": stored,
             "ratio": round(raw / stored, 2) if stored else None,
         }
         lossy = lossy_summary(obs) if len(obs) else None
@@ -124,10 +146,15 @@ def lossy_summary(obs: Any) -> dict[str, Any] | None:
         return None
     psnr = [e["psnr_db"] for e in entries if e.get("psnr_db") is not None]
     ssim = [e["ssim"] for e in entries if e.get("ssim") is not None]
-    return {"volumes": len(entries), "settings": sorted({str(e.get("setting")) for e in entries}),
-            "psnr_db_min": min(psnr) if psnr else None, "psnr_db_mean": round(sum(psnr) / len(psnr), 3) if psnr else None,
-            "ssim_min": min(ssim) if ssim else None, "ssim_mean": round(sum(ssim) / len(ssim), 6) if ssim else None,
-            "max_abs_error": max(float(e.get("max_abs_error") or 0.0) for e in entries)}
+    return {
+        "volumes": len(entries),
+        "settings": sorted({str(e.get("setting")) for e in entries}),
+        "psnr_db_min": min(psnr) if psnr else None,
+        "psnr_db_mean": round(sum(psnr) / len(psnr), 3) if psnr else None,
+        "ssim_min": min(ssim) if ssim else None,
+        "ssim_mean": round(sum(ssim) / len(ssim), 6) if ssim else None,
+        "max_abs_error": max(float(e.get("max_abs_error") or 0.0) for e in entries),
+    }
 
 
 def _label_info(coll: Any) -> dict[str, Any]:
@@ -158,20 +185,30 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{info['uri']}  ({info['backend']})  {info['subjects']} subjects, {len(info['collections'])} collections")
     if info["obs_meta_columns"]:
         print(f"subject columns: {', '.join(info['obs_meta_columns'])}")
-    print(f"{'collection':<16} {'volumes':>8} {'shape(s)':<22} {'dtype':<10} {'codec':<14} "
-          f"{'raw':>10} {'stored':>10} {'ratio':>6}")
+    print(
+        f"{'collection':<16} {'volumes':>8} {'shape(s)':<22} {'dtype':<10} {'codec':<14} "
+        f"{'raw':>10} {'stored':>10} {'ratio':>6}"
+    )
     for name, c in info["collections"].items():
         shapes = ", ".join(list(c["shapes"])[:2]) + (" ..." if len(c["shapes"]) > 2 else "")
         stored = human_bytes(c["stored_bytes"]) if c["stored_bytes"] is not None else "?"
-        print(f"{name:<16} {c['volumes']:>8} {shapes:<22} {','.join(c['dtypes']):<10} {','.join(c['codecs']):<14} "
-              f"{human_bytes(c['raw_bytes']):>10} {stored:>10} {c['ratio'] or '':>6}")
+        print(
+            f"{name:<16} {c['volumes']:>8} {shapes:<22} {','.join(c['dtypes']):<10} {','.join(c['codecs']):<14} "
+            f"{human_bytes(c['raw_bytes']):>10} {stored:>10} {c['ratio'] or '':>6}"
+        )
     for name, c in info["collections"].items():
         if c.get("lossy"):
             q = c["lossy"]
-            psnr = "lossless" if q["psnr_db_min"] is None else f"PSNR min {q['psnr_db_min']:.2f} dB (mean {q['psnr_db_mean']:.2f})"
+            psnr = (
+                "lossless"
+                if q["psnr_db_min"] is None
+                else f"PSNR min {q['psnr_db_min']:.2f} dB (mean {q['psnr_db_mean']:.2f})"
+            )
             ssim = "" if q["ssim_min"] is None else f", SSIM min {q['ssim_min']:.5f} (mean {q['ssim_mean']:.5f})"
-            print(f"lossy {name}: {', '.join(q['settings'])} on {q['volumes']}/{c['volumes']} volume(s); "
-                  f"{psnr}{ssim}; max |error| {q['max_abs_error']:.4g}")
+            print(
+                f"lossy {name}: {', '.join(q['settings'])} on {q['volumes']}/{c['volumes']} volume(s); "
+                f"{psnr}{ssim}; max |error| {q['max_abs_error']:.4g}"
+            )
     _print_geometry_and_labels(info)
     return 0
 
@@ -207,8 +244,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.json:
         doc = report.to_dict()
         if getattr(args, "sources", False):
-            doc["sources"] = [{"collection": f.collection, "obs_id": f.obs_id, "obs_subject_id": f.obs_subject_id,
-                               "reason": f.reason} for f in sources]
+            doc["sources"] = [
+                {"collection": f.collection, "obs_id": f.obs_id, "obs_subject_id": f.obs_subject_id, "reason": f.reason}
+                for f in sources
+            ]
         print(json.dumps(doc, indent=1, default=str))
     else:
         for line in iter_lines(report):

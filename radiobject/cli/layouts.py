@@ -22,39 +22,55 @@ LAYOUTS: tuple[str, ...] = ("bids", "msd", "nnunet")
 def register(subparsers: Any) -> None:
     """Adds ``ingest-layout`` and ``export-nnunet``."""
     p = subparsers.add_parser(
-        "ingest-layout", help="ingest a BIDS, MSD or nnU-Net dataset folder (labels, channels, sessions)",
+        "ingest-layout",
+        help="ingest a BIDS, MSD or nnU-Net dataset folder (labels, channels, sessions)",
         description="Ingest a dataset in a layout users already have. BIDS: subject IDs keep 'sub-', "
         "sessions are samples (sub-01_ses-pre) with participant_id kept, participants.tsv joined, "
         "n/a missing, JSON sidecars as obs columns, DWI .bval/.bvec stored with the volume. "
         "MSD / nnU-Net: dataset.json read (channel names, labels, training list, file ending); "
-        "the label collection gets its label map and class counts.")
+        "the label collection gets its label map and class counts.",
+    )
     p.add_argument("layout", choices=LAYOUTS)
     p.add_argument("path", metavar="PATH", help="dataset folder (BIDS root, MSD TaskXX_*, nnU-Net DatasetXXX_*)")
     p.add_argument("-o", "--out", required=True, metavar="STORE", help="store to create or extend")
-    p.add_argument("--incomplete", choices=("keep", "skip", "error"), default="keep",
-                   help="subjects missing a collection (e.g. an image without label): keep (default, "
-                   "reported), skip them, or stop with the list")
+    p.add_argument(
+        "--incomplete",
+        choices=("keep", "skip", "error"),
+        default="keep",
+        help="subjects missing a collection (e.g. an image without label): keep (default, "
+        "reported), skip them, or stop with the list",
+    )
     p.add_argument("--suffixes", nargs="+", metavar="SUFFIX", help="BIDS: only these suffixes (T1w dwi ...)")
     p.add_argument("--datatypes", nargs="+", metavar="DIR", help="BIDS: only these datatype folders (anat dwi ...)")
     p.add_argument("--include-test", action="store_true", help="MSD: also ingest the test images (no labels)")
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel writers (default 2)")
-    p.add_argument("--validate-alignment", action=argparse.BooleanOptionalAction, default=True,
-                   help="hold back subjects whose volumes differ in shape or affine (default on; BIDS "
-                   "modalities keep their own grids and are not checked)")
+    p.add_argument(
+        "--validate-alignment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hold back subjects whose volumes differ in shape or affine (default on; BIDS "
+        "modalities keep their own grids and are not checked)",
+    )
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_storage_arguments(p)
     p.set_defaults(func=run_ingest_layout)
 
-    e = subparsers.add_parser("export-nnunet",
-                              help="write a store as an nnU-Net raw dataset (imagesTr, labelsTr, dataset.json)",
-                              description="Write subjects that have every channel (and the label) as an nnU-Net v2 "
-                              "raw dataset: imagesTr/<subject>_<XXXX>.nii.gz, labelsTr/<subject>.nii.gz, dataset.json.")
+    e = subparsers.add_parser(
+        "export-nnunet",
+        help="write a store as an nnU-Net raw dataset (imagesTr, labelsTr, dataset.json)",
+        description="Write subjects that have every channel (and the label) as an nnU-Net v2 "
+        "raw dataset: imagesTr/<subject>_<XXXX>.nii.gz, labelsTr/<subject>.nii.gz, dataset.json.",
+    )
     e.add_argument("uri", metavar="STORE")
     e.add_argument("out", metavar="OUT", help="dataset folder, e.g. nnUNet_raw/Dataset001_Brain")
-    e.add_argument("--channels", nargs="+", metavar="COLL",
-                   help="image collections, in channel order (default: every non-label collection, in store order)")
+    e.add_argument(
+        "--channels",
+        nargs="+",
+        metavar="COLL",
+        help="image collections, in channel order (default: every non-label collection, in store order)",
+    )
     e.add_argument("--label", default="label", metavar="COLL", help="label collection (default label; 'none' for none)")
     e.add_argument("--uncompressed", action="store_true", help="write .nii instead of .nii.gz")
     add_storage_arguments(e)
@@ -96,13 +112,22 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.layout} dataset {args.path}: {len(lp.plan.tasks)} volume(s) in {len(lp.plan.collections)} "
-          f"collection(s) {lp.plan.collections}, {len(lp.plan.problems)} problem(s)", file=sys.stderr)
+    print(
+        f"{args.layout} dataset {args.path}: {len(lp.plan.tasks)} volume(s) in {len(lp.plan.collections)} "
+        f"collection(s) {lp.plan.collections}, {len(lp.plan.problems)} problem(s)",
+        file=sys.stderr,
+    )
     try:
-        report = ingest_layout(args.out, lp, incomplete=args.incomplete, log=log,
-                               options=_options(args),
-                               storage=storage_from_args(args), validate_alignment=args.validate_alignment,
-                               progress=not args.no_progress)
+        report = ingest_layout(
+            args.out,
+            lp,
+            incomplete=args.incomplete,
+            log=log,
+            options=_options(args),
+            storage=storage_from_args(args),
+            validate_alignment=args.validate_alignment,
+            progress=not args.no_progress,
+        )
     except LayoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -139,8 +164,14 @@ def run_export_nnunet(args: argparse.Namespace) -> int:
     try:
         radi = RadiObject(args.uri, storage=storage_from_args(args))
         label = None if args.label.lower() == "none" else args.label
-        out = export_nnunet(radi, args.out, channels=args.channels, label=label,
-                            file_ending=".nii" if args.uncompressed else ".nii.gz", progress=True)
+        out = export_nnunet(
+            radi,
+            args.out,
+            channels=args.channels,
+            label=label,
+            file_ending=".nii" if args.uncompressed else ".nii.gz",
+            progress=True,
+        )
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

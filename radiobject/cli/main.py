@@ -45,16 +45,22 @@ def _add_examples(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 #: What ``radiobject --help`` says first (the module docstring is for developers).
-DESCRIPTION = ("radiobject: ingest, inspect, verify and export stores of 3D medical images "
-               "(NIfTI, DICOM, TIFF; BIDS, MSD, nnU-Net layouts).")
+DESCRIPTION = (
+    "radiobject: ingest, inspect, verify and export stores of 3D medical images "
+    "(NIfTI, DICOM, TIFF; BIDS, MSD, nnU-Net layouts)."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every command module's sub-commands."""
     from radiobject.cli.examples import MAIN_EXAMPLES
 
-    parser = argparse.ArgumentParser(prog="radiobject", description=DESCRIPTION, epilog=MAIN_EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="radiobject",
+        description=DESCRIPTION,
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"radiobject {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:

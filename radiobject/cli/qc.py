@@ -54,8 +54,9 @@ def _overlay(seg: np.ndarray, label_map: Any) -> np.ndarray:
     return rgba
 
 
-def render_qc(radi: Any, subjects: list[str], images: list[str], label: str | None, output: str,
-              title: str) -> tuple[int, int]:
+def render_qc(
+    radi: Any, subjects: list[str], images: list[str], label: str | None, output: str, title: str
+) -> tuple[int, int]:
     """Writes the montage PNG; returns (rows, columns)."""
     import matplotlib
 

@@ -75,8 +75,9 @@ class ConvertOptions:
         return int(self.workers or os.cpu_count() or 1)
 
 
-def auto_chunk_size(height: int, width: int, n_channels: int, itemsize: int,
-                    target_bytes: int = AUTO_CHUNK_BYTES) -> int:
+def auto_chunk_size(
+    height: int, width: int, n_channels: int, itemsize: int, target_bytes: int = AUTO_CHUNK_BYTES
+) -> int:
     """The y/x chunk edge: the largest power of two in [256, 2048] whose chunk column over all
     channels stays within ``target_bytes`` (about 32 MB) and that is at most half the
     longest edge (so that small images still get several chunks)."""

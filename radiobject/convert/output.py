@@ -162,8 +162,12 @@ class OutputTarget:
             pass
 
 
-def output_target(out_dir: str | os.PathLike[str], name: str, storage: StorageOptions | None = None,
-                  output: str | os.PathLike[str] | None = None) -> OutputTarget:
+def output_target(
+    out_dir: str | os.PathLike[str],
+    name: str,
+    storage: StorageOptions | None = None,
+    output: str | os.PathLike[str] | None = None,
+) -> OutputTarget:
     """The target of image ``name`` in folder / prefix ``out_dir`` (``OUT/<name>.ome.zarr``), or
     at the exact ``output`` the caller named.
 

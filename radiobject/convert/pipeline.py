@@ -138,9 +138,13 @@ class RegionResult:
         return self.bytes_in / self.bytes_out if self.bytes_out else 0.0
 
 
-def plan_region(region: Region, out_dir: str | os.PathLike[str], options: ConvertOptions,
-                output: str | os.PathLike[str] | None = None,
-                storage: StorageOptions | None = None) -> ConversionPlan:
+def plan_region(
+    region: Region,
+    out_dir: str | os.PathLike[str],
+    options: ConvertOptions,
+    output: str | os.PathLike[str] | None = None,
+    storage: StorageOptions | None = None,
+) -> ConversionPlan:
     """Opens the region's files (tags only) and decides chunk, shard and level shapes.
 
     The output is ``out_dir/<region>.ome.zarr`` (``out_dir`` a folder or an ``s3://`` prefix,
@@ -179,8 +183,9 @@ def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: i
         yield dict(zip(axes, combo, strict=True))
 
 
-def _write_level0(source: RegionSource, path: OutputTarget, key: dict[str, Any], fuse: bool = False,
-                  labels: bool = False) -> tuple[list[int], np.ndarray, np.ndarray]:
+def _write_level0(
+    source: RegionSource, path: OutputTarget, key: dict[str, Any], fuse: bool = False, labels: bool = False
+) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Reads one block from the TIFFs and writes it (and, fused, its level-1 half from memory);
     returns (channels, per-channel min, max)."""
     data = source.read(key)
@@ -212,8 +217,9 @@ def _write_level0(source: RegionSource, path: OutputTarget, key: dict[str, Any],
     return [channel], np.array([data.min()]), np.array([data.max()])
 
 
-def _write_downsampled(axes: str, path: OutputTarget, level: int, key: dict[str, Any], labels: bool,
-                       downsample_z: bool, sub: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+def _write_downsampled(
+    axes: str, path: OutputTarget, level: int, key: dict[str, Any], labels: bool, downsample_z: bool, sub: int
+) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Computes one block of ``level`` from ``level - 1`` in sub-blocks of ``sub`` output pixels."""
     src, dst = open_level(path, level - 1), open_level(path, level)
     ys, xs = key["y"], key["x"]
@@ -239,7 +245,7 @@ def _write_downsampled(axes: str, path: OutputTarget, level: int, key: dict[str,
             small = downsample(block, factors, labels)
             if small.ndim == 3:
                 small = small[0]
-            out[y0 - ys.start:y1 - ys.start, x0 - xs.start:x1 - xs.start] = small
+            out[y0 - ys.start : y1 - ys.start, x0 - xs.start : x1 - xs.start] = small
     dst[tuple(key[a] for a in axes)] = out
     return [], np.empty(0), np.empty(0)
 
@@ -250,8 +256,9 @@ def _executor(options: ConvertOptions) -> Executor:
     return ThreadPoolExecutor(options.n_workers, thread_name_prefix="radiobject-convert")
 
 
-def _run(pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limit: int,
-         on_result: Callable[[Any], None]) -> None:
+def _run(
+    pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limit: int, on_result: Callable[[Any], None]
+) -> None:
     """Submits with at most ``limit`` tasks in flight (bounded memory); re-raises the first error."""
     pending: set[Future] = set()
     try:
@@ -283,14 +290,24 @@ def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[floa
     return [(tmin, tmax, float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
 
-def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
-                 progress: Progress | None = None) -> RegionResult:
+def execute_plan(
+    plan: ConversionPlan, options: ConvertOptions, pool: Executor, progress: Progress | None = None
+) -> RegionResult:
     """Writes one planned region and publishes it; on error (or interrupt) removes what it wrote
     and reports it (an interrupt is re-raised)."""
     src = plan.source
-    result = RegionResult(plan.region.name, [str(p) for p in plan.region.inputs], plan.output, False,
-                          bytes_in=src.nbytes, shape=src.shape, axes=src.axes, n_levels=len(plan.levels),
-                          chunk=plan.chunk, level_shapes=[lv.shape for lv in plan.levels])
+    result = RegionResult(
+        plan.region.name,
+        [str(p) for p in plan.region.inputs],
+        plan.output,
+        False,
+        bytes_in=src.nbytes,
+        shape=src.shape,
+        axes=src.axes,
+        n_levels=len(plan.levels),
+        chunk=plan.chunk,
+        level_shapes=[lv.shape for lv in plan.levels],
+    )
     t0 = time.perf_counter()
     done = 0
     n_c = src.shape[src.axes.index("c")] if "c" in src.axes else 1
@@ -323,16 +340,31 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
         for level in range(2 if plan.fuse_level1 else 1, len(plan.levels)):
             lv = plan.levels[level]
             sub = max(lv.chunks[src.axes.index("y")], layout.block_edge(level) // 2)
-            args = ((src.axes, path, level, k, options.labels, options.downsample_z, sub)
-                    for k in _blocks(src.axes, lv.shape, lv.shards, 1))
+            args = (
+                (src.axes, path, level, k, options.labels, options.downsample_z, sub)
+                for k in _blocks(src.axes, lv.shape, lv.shards, 1)
+            )
             _run(pool, _write_downsampled, args, limit, tick)
         names = src.channel_names or [plan.region.name]
-        extra = {"source": [str(p) for p in plan.region.inputs], "labels": options.labels,
-                 "physical_size": src.info.physical_size, "units": src.info.units, "tiff_kind": src.info.kind}
-        finalize_image(layout, physical_size=src.info.physical_size, units=src.info.units, channel_names=names,
-                       channel_colors=src.channel_colors or ["FFFFFF"] * len(names),
-                       windows=_windows(src.dtype, lo, hi), affine=affine_from_info(src.info),
-                       options=options, name=plan.region.name, extra=extra)
+        extra = {
+            "source": [str(p) for p in plan.region.inputs],
+            "labels": options.labels,
+            "physical_size": src.info.physical_size,
+            "units": src.info.units,
+            "tiff_kind": src.info.kind,
+        }
+        finalize_image(
+            layout,
+            physical_size=src.info.physical_size,
+            units=src.info.units,
+            channel_names=names,
+            channel_colors=src.channel_colors or ["FFFFFF"] * len(names),
+            windows=_windows(src.dtype, lo, hi),
+            affine=affine_from_info(src.info),
+            options=options,
+            name=plan.region.name,
+            extra=extra,
+        )
         plan.target.publish()
         result.ok = True
     except Exception as exc:  # noqa: BLE001 - one region's failure must not stop the others
@@ -350,11 +382,15 @@ def execute_plan(plan: ConversionPlan, options: ConvertOptions, pool: Executor,
     return result
 
 
-def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
-                    options: ConvertOptions | None = None, regions: Sequence[str] | None = None,
-                    progress: Progress | None = None,
-                    on_plan: Callable[[list[ConversionPlan | RegionResult]], None] | None = None,
-                    storage: StorageOptions | None = None) -> list[RegionResult]:
+def convert_regions(
+    inputs: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    options: ConvertOptions | None = None,
+    regions: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    on_plan: Callable[[list[ConversionPlan | RegionResult]], None] | None = None,
+    storage: StorageOptions | None = None,
+) -> list[RegionResult]:
     """Converts every region found in ``inputs`` to ``out_dir/<region>.ome.zarr``.
 
     ``out_dir`` is a local folder or an ``s3://bucket/prefix`` reached with ``storage``
@@ -371,9 +407,15 @@ def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.
         try:
             plans.append(plan_region(region, root, options, storage=storage))
         except Exception as exc:
-            plans.append(RegionResult(region.name, [str(p) for p in region.inputs],
-                                      files.join(root, f"{region.name}.ome.zarr"), False,
-                                      error=f"{type(exc).__name__}: {exc}"))
+            plans.append(
+                RegionResult(
+                    region.name,
+                    [str(p) for p in region.inputs],
+                    files.join(root, f"{region.name}.ome.zarr"),
+                    False,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
     if on_plan is not None:
         on_plan(plans)
     if progress is not None:
@@ -386,9 +428,13 @@ def convert_regions(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.
     return results
 
 
-def convert_tiff(path: str | os.PathLike[str], output: str | os.PathLike[str],
-                 options: ConvertOptions | None = None, progress: Progress | None = None,
-                 storage: StorageOptions | None = None) -> RegionResult:
+def convert_tiff(
+    path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    options: ConvertOptions | None = None,
+    progress: Progress | None = None,
+    storage: StorageOptions | None = None,
+) -> RegionResult:
     """Converts one TIFF file to the OME-Zarr image at ``output`` (a local path or an ``s3://``
     URI reached with ``storage``); returns the result (check ``ok``)."""
     options = options or ConvertOptions()

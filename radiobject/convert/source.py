@@ -106,8 +106,7 @@ class RegionSource:
         infos = [tiff_info(p, series) for p in region.inputs]
         first = infos[0]
         stacked = len(infos) > 1
-        axes = first.axes if not stacked or "c" in first.axes else "".join(
-            a for a in "tczyx" if a in first.axes + "c")
+        axes = first.axes if not stacked or "c" in first.axes else "".join(a for a in "tczyx" if a in first.axes + "c")
         parts = [open_tiff_array(p, series, 0, axes) for p in region.inputs]
         for info, part in zip(infos[1:], parts[1:], strict=True):
             if info.dtype != first.dtype:
@@ -124,7 +123,9 @@ class RegionSource:
             k = part.shape[axes.index("c")] if "c" in axes else 1
             offsets.append(n_c)
             n_c += k
-            if len(info.channel_names) == k and not (stacked and k == 1 and info.channel_names[0].startswith("Channel ")):
+            if len(info.channel_names) == k and not (
+                stacked and k == 1 and info.channel_names[0].startswith("Channel ")
+            ):
                 names.extend(info.channel_names)
             else:
                 names.extend([_stem(p)] if k == 1 else [f"{_stem(p)} {i}" for i in range(k)])
@@ -132,8 +133,7 @@ class RegionSource:
         shape = list(parts[0].shape)
         if "c" in axes:
             shape[axes.index("c")] = n_c
-        return cls(region.name, parts, infos, axes, tuple(shape), np.dtype(first.dtype), names,
-                   colors, offsets)
+        return cls(region.name, parts, infos, axes, tuple(shape), np.dtype(first.dtype), names, colors, offsets)
 
     @property
     def info(self) -> TiffInfo:

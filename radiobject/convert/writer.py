@@ -51,8 +51,15 @@ class ImageLayout:
         return self.levels[level].shards[self.axes.index("y")]
 
 
-def plan_levels(axes: str, shape: tuple[int, ...], n_levels: int, chunk: int, block: int,
-                downsample_z: bool, fuse_level1: bool = False) -> tuple[LevelLayout, ...]:
+def plan_levels(
+    axes: str,
+    shape: tuple[int, ...],
+    n_levels: int,
+    chunk: int,
+    block: int,
+    downsample_z: bool,
+    fuse_level1: bool = False,
+) -> tuple[LevelLayout, ...]:
     """Shapes halve in y / x (and z when asked), floor-sized; chunks are 1 along t / c / z.
 
     Shards are ``block`` pixels in y / x (capped to the level, whole chunks); with
@@ -64,16 +71,20 @@ def plan_levels(axes: str, shape: tuple[int, ...], n_levels: int, chunk: int, bl
     for level in range(n_levels):
         edge = block // 2 if (level == 1 and fuse_level1) else block
         chunks = tuple(min(chunk, n) if a in "yx" else 1 for a, n in zip(axes, cur, strict=True))
-        shards = tuple(min(-(-min(edge, n) // c) * c, -(-n // c) * c) if a in "yx" else 1
-                       for a, n, c in zip(axes, cur, chunks, strict=True))
+        shards = tuple(
+            min(-(-min(edge, n) // c) * c, -(-n // c) * c) if a in "yx" else 1
+            for a, n, c in zip(axes, cur, chunks, strict=True)
+        )
         out.append(LevelLayout(cur, chunks, shards))
-        cur = tuple(max(n // 2, 1) if (a in "yx" or (a == "z" and downsample_z)) else n
-                    for a, n in zip(axes, cur, strict=True))
+        cur = tuple(
+            max(n // 2, 1) if (a in "yx" or (a == "z" and downsample_z)) else n for a, n in zip(axes, cur, strict=True)
+        )
     return tuple(out)
 
 
-def create_image(target: OutputTarget, axes: str, dtype: np.dtype, levels: tuple[LevelLayout, ...],
-                 options: ConvertOptions) -> ImageLayout:
+def create_image(
+    target: OutputTarget, axes: str, dtype: np.dtype, levels: tuple[LevelLayout, ...], options: ConvertOptions
+) -> ImageLayout:
     """Creates one empty array per level (``"0"``, ``"1"`` ...) at ``target.work``, without the
     group's top-level metadata (written by :func:`finalize_image`, last).
 
@@ -86,12 +97,20 @@ def create_image(target: OutputTarget, axes: str, dtype: np.dtype, levels: tuple
     v3 = options.ngff_version == "0.5"
     store = target.store()
     for i, lv in enumerate(levels):
-        kwargs: dict[str, Any] = {"name": str(i), "shape": lv.shape, "dtype": dtype, "chunks": lv.chunks,
-                                  "fill_value": 0, "zarr_format": 3 if v3 else 2}
+        kwargs: dict[str, Any] = {
+            "name": str(i),
+            "shape": lv.shape,
+            "dtype": dtype,
+            "chunks": lv.chunks,
+            "fill_value": 0,
+            "zarr_format": 3 if v3 else 2,
+        }
         if v3:
-            kwargs.update(shards=lv.shards if lv.shards != lv.chunks else None,
-                          compressors=v3_compressors(options.compression, options.compression_level),
-                          dimension_names=list(axes))
+            kwargs.update(
+                shards=lv.shards if lv.shards != lv.chunks else None,
+                compressors=v3_compressors(options.compression, options.compression_level),
+                dimension_names=list(axes),
+            )
         else:
             comp = v2_compressor(options.compression, options.compression_level)
             kwargs.update(compressors=comp, chunk_key_encoding={"name": "v2", "separator": "/"})
@@ -121,10 +140,19 @@ def forget(path: str) -> None:
         del _CACHE[k]
 
 
-def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], units: dict[str, str | None],
-                   channel_names: list[str], channel_colors: list[str],
-                   windows: list[tuple[float, float, float, float]] | None, affine: np.ndarray,
-                   options: ConvertOptions, name: str, extra: dict[str, Any]) -> dict[str, Any]:
+def finalize_image(
+    layout: ImageLayout,
+    *,
+    physical_size: dict[str, float],
+    units: dict[str, str | None],
+    channel_names: list[str],
+    channel_colors: list[str],
+    windows: list[tuple[float, float, float, float]] | None,
+    affine: np.ndarray,
+    options: ConvertOptions,
+    name: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """Writes (and validates) the NGFF group attributes; returns them."""
     axes = layout.axes
     base = [float(physical_size.get(a, 1.0)) if a != "c" else 1.0 for a in axes]
@@ -134,14 +162,22 @@ def finalize_image(layout: ImageLayout, *, physical_size: dict[str, float], unit
         factors = [float(2 ** round(np.log2(f))) if f > 0 else 1.0 for f in factors]
         scales.append([b * f for b, f in zip(base, factors, strict=True)])
         translations.append([b * (f - 1) / 2 for b, f in zip(base, factors, strict=True)])
-    ms = multiscales_metadata(axes, scales, units=units, level_translations=translations, name=name,
-                              version=options.ngff_version, downscale_type="mode" if options.labels else "mean")
+    ms = multiscales_metadata(
+        axes,
+        scales,
+        units=units,
+        level_translations=translations,
+        name=name,
+        version=options.ngff_version,
+        downscale_type="mode" if options.labels else "mean",
+    )
     omero = None
     if not options.labels and "c" in axes:
         omero = omero_metadata(channel_names, channel_colors, windows, version=options.ngff_version, name=name)
     elif not options.labels:
-        omero = omero_metadata([channel_names[0] if channel_names else name], ["FFFFFF"], windows,
-                               version=options.ngff_version, name=name)
+        omero = omero_metadata(
+            [channel_names[0] if channel_names else name], ["FFFFFF"], windows, version=options.ngff_version, name=name
+        )
     attrs = image_attributes(ms, omero=omero, affine=affine, extra=extra, version=options.ngff_version)
     validate_image_attributes(attrs, options.ngff_version, [lv.shape for lv in layout.levels])
     forget(layout.path)

@@ -94,8 +94,13 @@ def canonicalize(image: ImageData) -> ImageData:
     return ImageData(np.ascontiguousarray(apply_orientation(data, ornt)), affine, meta, image.source)
 
 
-def read_image(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = (),
-               dicom_options: Mapping[str, Any] | None = None) -> ImageData:
+def read_image(
+    path: str,
+    fmt: str = "auto",
+    canonical: bool = False,
+    files: Sequence[str] = (),
+    dicom_options: Mapping[str, Any] | None = None,
+) -> ImageData:
     """Reads one volume (NIfTI file, DICOM series folder / files, or TIFF); RAS+ when ``canonical``.
 
     ``dicom_options``: keyword options of ``read_dicom_series`` (e.g. ``philips_scaling``).

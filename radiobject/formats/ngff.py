@@ -30,14 +30,59 @@ __all__ = [
 
 NGFF_VERSIONS = ("0.5", "0.4")
 _AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-_SPACE_UNITS = {"angstrom", "attometer", "centimeter", "decimeter", "exameter", "femtometer", "foot",
-                "gigameter", "hectometer", "inch", "kilometer", "megameter", "meter", "micrometer",
-                "mile", "millimeter", "nanometer", "parsec", "petameter", "picometer", "terameter",
-                "yard", "yoctometer", "yottameter", "zeptometer", "zettameter"}
-_TIME_UNITS = {"attosecond", "centisecond", "day", "decisecond", "exasecond", "femtosecond",
-               "gigasecond", "hectosecond", "hour", "kilosecond", "megasecond", "microsecond",
-               "millisecond", "minute", "nanosecond", "petasecond", "picosecond", "second",
-               "terasecond", "yoctosecond", "yottasecond", "zeptosecond", "zettasecond"}
+_SPACE_UNITS = {
+    "angstrom",
+    "attometer",
+    "centimeter",
+    "decimeter",
+    "exameter",
+    "femtometer",
+    "foot",
+    "gigameter",
+    "hectometer",
+    "inch",
+    "kilometer",
+    "megameter",
+    "meter",
+    "micrometer",
+    "mile",
+    "millimeter",
+    "nanometer",
+    "parsec",
+    "petameter",
+    "picometer",
+    "terameter",
+    "yard",
+    "yoctometer",
+    "yottameter",
+    "zeptometer",
+    "zettameter",
+}
+_TIME_UNITS = {
+    "attosecond",
+    "centisecond",
+    "day",
+    "decisecond",
+    "exasecond",
+    "femtosecond",
+    "gigasecond",
+    "hectosecond",
+    "hour",
+    "kilosecond",
+    "megasecond",
+    "microsecond",
+    "millisecond",
+    "minute",
+    "nanosecond",
+    "petasecond",
+    "picosecond",
+    "second",
+    "terasecond",
+    "yoctosecond",
+    "yottasecond",
+    "zeptosecond",
+    "zettasecond",
+}
 
 
 class NgffError(RadiObjectError, ValueError):
@@ -95,8 +140,12 @@ def multiscales_metadata(
         if trans is not None and any(float(v) != 0.0 for v in trans):
             transforms.append({"type": "translation", "translation": [float(v) for v in trans]})
         datasets.append({"path": paths[i] if paths else str(i), "coordinateTransformations": transforms})
-    entry: dict[str, Any] = {"axes": axes_metadata(axes, units), "datasets": datasets,
-                             "name": name, "type": downscale_type}
+    entry: dict[str, Any] = {
+        "axes": axes_metadata(axes, units),
+        "datasets": datasets,
+        "name": name,
+        "type": downscale_type,
+    }
     if version == "0.4":
         entry = {"version": "0.4", **entry}
     return entry
@@ -118,17 +167,22 @@ def omero_metadata(
     channels = []
     for i, label in enumerate(channel_names):
         w = windows[i] if windows else (0.0, 65535.0, 0.0, 65535.0)
-        channels.append({
-            "label": str(label),
-            "color": (colors[i] if colors else "FFFFFF").upper(),
-            "active": True,
-            "coefficient": 1.0,
-            "family": "linear",
-            "inverted": False,
-            "window": {"min": float(w[0]), "max": float(w[1]), "start": float(w[2]), "end": float(w[3])},
-        })
-    out: dict[str, Any] = {"channels": channels, "rdefs": {"model": "color", "defaultT": 0, "defaultZ": 0},
-                           "name": name}
+        channels.append(
+            {
+                "label": str(label),
+                "color": (colors[i] if colors else "FFFFFF").upper(),
+                "active": True,
+                "coefficient": 1.0,
+                "family": "linear",
+                "inverted": False,
+                "window": {"min": float(w[0]), "max": float(w[1]), "start": float(w[2]), "end": float(w[3])},
+            }
+        )
+    out: dict[str, Any] = {
+        "channels": channels,
+        "rdefs": {"model": "color", "defaultT": 0, "defaultZ": 0},
+        "name": name,
+    }
     if _check_version(version) == "0.4":
         out["version"] = "0.4"
     return out
@@ -238,8 +292,13 @@ def validate_image_attributes(
         for d_i, ds in enumerate(datasets):
             transforms = ds.get("coordinateTransformations") or []
             kinds = [t.get("type") for t in transforms]
-            if not kinds or kinds[0] != "scale" or kinds.count("scale") != 1 or kinds.count(
-                    "translation") > 1 or len(kinds) > 2:
+            if (
+                not kinds
+                or kinds[0] != "scale"
+                or kinds.count("scale") != 1
+                or kinds.count("translation") > 1
+                or len(kinds) > 2
+            ):
                 problems.append(f"{where}.datasets[{d_i}]: need one 'scale' then optional 'translation', got {kinds}")
                 continue
             scale = transforms[0].get("scale") or []

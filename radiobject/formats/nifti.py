@@ -73,8 +73,15 @@ def load_header(path: str | os.PathLike[str]) -> nib.Nifti1Image:
     regular_file_size(p, NiftiReadError)
     try:
         img = nib.load(p)
-    except (nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError, nib.spatialimages.HeaderTypeError,
-            OSError, EOFError, ValueError, zlib.error) as exc:
+    except (
+        nib.filebasedimages.ImageFileError,
+        nib.spatialimages.HeaderDataError,
+        nib.spatialimages.HeaderTypeError,
+        OSError,
+        EOFError,
+        ValueError,
+        zlib.error,
+    ) as exc:
         raise NiftiReadError(p, f"not a readable NIfTI file ({exc})") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiReadError(p, f"not a NIfTI image (nibabel reads it as {type(img).__name__})")
@@ -89,12 +96,18 @@ def _declared_bytes(path: str, header: Any, max_bytes: int) -> int:
     dtype = header.get_data_dtype()
     if dtype.fields is not None:
         code = header.get_value_label("datatype") if hasattr(header, "get_value_label") else str(dtype)
-        raise NiftiReadError(path, f"{code} (structured / RGB) NIfTI is not supported: the store holds scalar "
-                                   f"voxels; convert it to a 4D uint8 image (one channel per colour)")
+        raise NiftiReadError(
+            path,
+            f"{code} (structured / RGB) NIfTI is not supported: the store holds scalar "
+            f"voxels; convert it to a 4D uint8 image (one channel per colour)",
+        )
     nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if nbytes > max_bytes:
-        raise NiftiReadError(path, f"header dims {shape} would need {nbytes / 2**30:.1f} GiB (limit "
-                                   f"{max_bytes / 2**30:.1f} GiB; set RADIOBJECT_MAX_IMAGE_BYTES to raise it)")
+        raise NiftiReadError(
+            path,
+            f"header dims {shape} would need {nbytes / 2**30:.1f} GiB (limit "
+            f"{max_bytes / 2**30:.1f} GiB; set RADIOBJECT_MAX_IMAGE_BYTES to raise it)",
+        )
     return nbytes
 
 
@@ -127,8 +140,12 @@ def _header_metadata(hdr: Any, nifti2: bool, slope: float | None, inter: float |
 def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
     """Header facts kept with the volume: scaling, codes, units, intent, description."""
     # nibabel moves the file's scaling into the array proxy and blanks it in ``img.header``
-    return _header_metadata(img.header, isinstance(img, nib.Nifti2Image),
-                            getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None))
+    return _header_metadata(
+        img.header,
+        isinstance(img, nib.Nifti2Image),
+        getattr(img.dataobj, "slope", None),
+        getattr(img.dataobj, "inter", None),
+    )
 
 
 def _decompress(path: str, need: int, limit: int) -> bytearray:
@@ -157,18 +174,21 @@ def _decompress(path: str, need: int, limit: int) -> bytearray:
                     data = d.unconsumed_tail or (d.unused_data if d.eof else b"")
                     if total < need:
                         take = min(len(chunk), need - total)
-                        out[total:total + take] = chunk[:take]
+                        out[total : total + take] = chunk[:take]
                     total += len(chunk)
                     if total > limit:
-                        raise NiftiReadError(path, f"decompresses to more than the {limit} bytes its header "
-                                                   f"declares (gzip bomb or lying header)")
+                        raise NiftiReadError(
+                            path,
+                            f"decompresses to more than the {limit} bytes its header "
+                            f"declares (gzip bomb or lying header)",
+                        )
         while not d.eof:  # flush what zlib still holds
             chunk = d.decompress(d.unconsumed_tail, _READ_BLOCK)
             if not chunk:
                 break
             if total < need:
                 take = min(len(chunk), need - total)
-                out[total:total + take] = chunk[:take]
+                out[total : total + take] = chunk[:take]
             total += len(chunk)
             if total > limit:
                 raise NiftiReadError(path, f"decompresses to more than the {limit} bytes its header declares")
@@ -191,8 +211,11 @@ def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
     nbytes = _declared_bytes(path, hdr, max_bytes)
     offset = int(getattr(img.dataobj, "offset", 0) or hdr.get_data_offset())  # nibabel blanks vox_offset in img.header
     if nbytes + offset > size * MAX_DEFLATE_RATIO + 1024:
-        raise NiftiReadError(path, f"header declares {nbytes + offset} bytes but a {size}-byte gzip stream "
-                                   f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)")
+        raise NiftiReadError(
+            path,
+            f"header declares {nbytes + offset} bytes but a {size}-byte gzip stream "
+            f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)",
+        )
     slack = max(1 << 20, nbytes // 100)
     buf = _decompress(path, offset + nbytes, offset + nbytes + slack)
     header = type(hdr).from_fileobj(io.BytesIO(bytes(buf[:offset])))
@@ -203,15 +226,15 @@ def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
 def _check_finite(path: str, affine: np.ndarray, meta: dict[str, Any]) -> None:
     """A header whose affine or pixdim holds NaN / inf is damaged: refused, never stored."""
     if not np.isfinite(np.asarray(affine, dtype=np.float64)).all():
-        raise NiftiReadError(path, f"damaged header: the affine holds non-finite values ({np.asarray(affine).tolist()})")
+        raise NiftiReadError(
+            path, f"damaged header: the affine holds non-finite values ({np.asarray(affine).tolist()})"
+        )
     zooms = meta.get("zooms") or []
     if not np.isfinite(np.asarray(zooms, dtype=np.float64)).all():
         raise NiftiReadError(path, f"damaged header: pixdim holds non-finite values {zooms}")
 
 
-def read_nifti(
-    path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int | None = None
-) -> ImageData:
+def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int | None = None) -> ImageData:
     """Reads a NIfTI file: raw (unscaled) voxels in native byte order, nibabel's affine choice.
 
     ``reorient=True`` reorders the axes to RAS+ (nibabel ``as_closest_canonical``) and records the

@@ -52,16 +52,41 @@ MAX_EXTENSION_BYTES = 64 << 10
 #: Fields that follow from the data written, never copied.
 _DATA_FIELDS = frozenset({"sizeof_hdr", "dim", "datatype", "bitpix", "vox_offset", "magic", "eol_check"})
 #: Fields captured separately (geometry and scaling).
-_SPECIAL = frozenset({"pixdim", "quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z",
-                      "srow_x", "srow_y", "srow_z", "scl_slope", "scl_inter"})
+_SPECIAL = frozenset(
+    {
+        "pixdim",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "scl_slope",
+        "scl_inter",
+    }
+)
 _QFORM = ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
 _SROWS = ("srow_x", "srow_y", "srow_z")
 #: Fields that name array axes: kept only while the geometry is unchanged.
 _AXIS_FIELDS = ("dim_info", "slice_start", "slice_end", "slice_code", "slice_duration")
 #: Fields a derived volume (a prediction) does not inherit from its source: they describe the
 #: source's values, not the geometry (:func:`derived_metadata`).
-DERIVED_DROP = ("intent_code", "intent_p1", "intent_p2", "intent_p3", "intent_name", "cal_min", "cal_max",
-                "descrip", "aux_file", "glmax", "glmin")
+DERIVED_DROP = (
+    "intent_code",
+    "intent_p1",
+    "intent_p2",
+    "intent_p3",
+    "intent_name",
+    "cal_min",
+    "cal_max",
+    "descrip",
+    "aux_file",
+    "glmax",
+    "glmin",
+)
 
 
 def _enc(value: Any) -> Any:
@@ -105,7 +130,7 @@ def capture_header(header: Any, affine: np.ndarray | None = None) -> dict[str, A
     out: dict[str, Any] = {
         "version": 2 if isinstance(header, nib.Nifti2Header) else 1,
         "endianness": header.endianness,
-        "shape": [int(v) for v in header["dim"][1:1 + ndim]],
+        "shape": [int(v) for v in header["dim"][1 : 1 + ndim]],
         "affine": [float(v) for v in best.ravel()],
         "fields": {k: _enc(header[k]) for k in header.keys() if k not in _DATA_FIELDS and k not in _SPECIAL},
         "scl_slope": _enc(header["scl_slope"]),
@@ -139,8 +164,9 @@ def derived_metadata(source: dict[str, Any] | None, *, intent: str | None = None
     extensions, ``pixdim[4:]``). ``intent`` (a nibabel intent name such as ``"label"``) sets the
     new volume's ``intent_code``; ``extra`` keys are added."""
     src = dict(source or {})
-    meta: dict[str, Any] = {k: src[k] for k in ("format", "sform_code", "qform_code", "xyz_units", "t_units")
-                            if k in src}
+    meta: dict[str, Any] = {
+        k: src[k] for k in ("format", "sform_code", "qform_code", "xyz_units", "t_units") if k in src
+    }
     hdr = src.get(HEADER_KEY)
     if isinstance(hdr, dict):
         h = {k: v for k, v in hdr.items() if k not in ("extensions", "extensions_dropped")}
@@ -159,8 +185,11 @@ def derived_metadata(source: dict[str, Any] | None, *, intent: str | None = None
 
 def _geometry_kept(hdr: dict[str, Any], shape: tuple[int, ...], affine: np.ndarray) -> bool:
     captured = np.asarray(hdr.get("affine") or [], dtype=np.float64)
-    return (captured.size == 16 and list(hdr.get("shape") or [])[:3] == list(shape[:3])
-            and np.allclose(captured.reshape(4, 4), affine, rtol=1e-9, atol=1e-9))
+    return (
+        captured.size == 16
+        and list(hdr.get("shape") or [])[:3] == list(shape[:3])
+        and np.allclose(captured.reshape(4, 4), affine, rtol=1e-9, atol=1e-9)
+    )
 
 
 def _effective_scaling(slope: Any, inter: Any) -> tuple[float, float]:
@@ -184,7 +213,7 @@ def _set_geometry(h: Any, affine: np.ndarray, sform_code: int, qform_code: int) 
 
 def _set_pixdim(h: Any, start: int, values: list[Any]) -> None:
     pixdim = np.array(h["pixdim"], dtype=np.float64)
-    pixdim[start:start + len(values)] = [float(v) for v in _dec(list(values))]
+    pixdim[start : start + len(values)] = [float(v) for v in _dec(list(values))]
     h["pixdim"] = pixdim
 
 
@@ -216,8 +245,10 @@ def build_header(array: np.ndarray, affine: np.ndarray, metadata: dict[str, Any]
     for key, value in fields.items():
         if kept or key not in _AXIS_FIELDS:
             _set(h, key, value)
-    codes = int(fields.get("sform_code", meta.get("sform_code") or 0)), \
-        int(fields.get("qform_code", meta.get("qform_code") or 0))
+    codes = (
+        int(fields.get("sform_code", meta.get("sform_code") or 0)),
+        int(fields.get("qform_code", meta.get("qform_code") or 0)),
+    )
     pixdim = list(hdr.get("pixdim") or [])
     if kept:
         for key, value in (hdr.get("qform") or {}).items():
@@ -242,8 +273,9 @@ def build_header(array: np.ndarray, affine: np.ndarray, metadata: dict[str, Any]
     return h
 
 
-def write_nifti_image(path: str | os.PathLike[str], array: np.ndarray, affine: np.ndarray,
-                      metadata: dict[str, Any] | None = None) -> None:
+def write_nifti_image(
+    path: str | os.PathLike[str], array: np.ndarray, affine: np.ndarray, metadata: dict[str, Any] | None = None
+) -> None:
     """Writes ``array`` (dtype and raw values kept, native byte order) with the header
     :func:`build_header` makes; ``.nii.gz`` names are gzip-compressed. The file appears whole
     (written beside it, then renamed)."""
@@ -255,8 +287,10 @@ def write_nifti_image(path: str | os.PathLike[str], array: np.ndarray, affine: n
     h["vox_offset"] = offset
     data = np.asfortranarray(arr.astype(h.get_data_dtype(), copy=False))
     p = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(p) or ".", f".{os.path.basename(p)}.{os.getpid()}.part"
-                       + (".gz" if p.lower().endswith(".gz") else ""))
+    tmp = os.path.join(
+        os.path.dirname(p) or ".",
+        f".{os.path.basename(p)}.{os.getpid()}.part" + (".gz" if p.lower().endswith(".gz") else ""),
+    )
     try:
         with nib.openers.Opener(tmp, "wb") as f:
             h.write_to(f)

@@ -41,8 +41,6 @@ from radiobject.formats.tiff_meta import (
 __all__ = ["LazyTiffArray", "TiffInfo", "affine_from_info", "open_tiff_array", "read_tiff", "tiff_info"]
 
 
-
-
 def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
     p = Path(path)
     if not p.exists():
@@ -82,12 +80,28 @@ def _info(tif: tifffile.TiffFile, series: int, path: str) -> TiffInfo:
     keyframe = s.levels[0].keyframe
     size, units, names, colors = _physical(tif, series, axes)
     cn, cc = _channels(axes, levels[0], s.axes, int(keyframe.photometric), names, colors)
-    kind = next((k for k in ("ome", "svs", "imagej", "ndpi", "scn", "qpi", "philips", "lsm", "stk")
-                 if getattr(tif, f"is_{k}", False)), "generic")
+    kind = next(
+        (
+            k
+            for k in ("ome", "svs", "imagej", "ndpi", "scn", "qpi", "philips", "lsm", "stk")
+            if getattr(tif, f"is_{k}", False)
+        ),
+        "generic",
+    )
     return TiffInfo(
-        path=path, kind=kind, series=series, n_series=len(tif.series), axes=axes, shape=levels[0],
-        levels=tuple(levels), dtype=np.dtype(s.dtype), physical_size=size, units=units,
-        channel_names=cn, channel_colors=cc, compression=tifffile.COMPRESSION(keyframe.compression).name,
+        path=path,
+        kind=kind,
+        series=series,
+        n_series=len(tif.series),
+        axes=axes,
+        shape=levels[0],
+        levels=tuple(levels),
+        dtype=np.dtype(s.dtype),
+        physical_size=size,
+        units=units,
+        channel_names=cn,
+        channel_colors=cc,
+        compression=tifffile.COMPRESSION(keyframe.compression).name,
         tile=(int(keyframe.tilelength), int(keyframe.tilewidth)) if keyframe.is_tiled else None,
         source_axes=s.axes,
     )
@@ -101,8 +115,7 @@ class LazyTiffArray:
     the tiles or strips it touches through tifffile's Zarr 3 store.
     """
 
-    def __init__(self, path: str | os.PathLike[str], series: int = 0, level: int = 0,
-                 axes: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], series: int = 0, level: int = 0, axes: str | None = None) -> None:
         self.path, self.series, self.level = str(path), int(series), int(level)
         self._lock = threading.Lock()
         self._tif: tifffile.TiffFile | None = None
@@ -118,8 +131,11 @@ class LazyTiffArray:
         self._map = _map_axes(s.axes, self.src_shape, self.path)
         self.ngff_axes = "".join(a for a in NGFF_ORDER if a in self._map)
         self.axes = axes or self.ngff_axes
-        if set(self.axes) - set(NGFF_ORDER) or len(set(self.axes)) != len(self.axes) or not set(
-                self.ngff_axes) <= set(self.axes):
+        if (
+            set(self.axes) - set(NGFF_ORDER)
+            or len(set(self.axes)) != len(self.axes)
+            or not set(self.ngff_axes) <= set(self.axes)
+        ):
             raise ValueError(f"axes {self.axes!r} must contain {self.ngff_axes!r} and only 'tczyx'")
         sizes = {a: n for a, n in zip(self._map, self.src_shape, strict=True) if a}
         self.shape: tuple[int, ...] = tuple(sizes.get(a, 1) for a in self.axes)
@@ -184,8 +200,10 @@ class LazyTiffArray:
         return out.astype(dtype) if dtype is not None else out
 
     def __repr__(self) -> str:
-        return (f"LazyTiffArray({self.path!r}, series={self.series}, level={self.level}, "
-                f"axes={self.axes!r}, shape={self.shape}, dtype={self.dtype})")
+        return (
+            f"LazyTiffArray({self.path!r}, series={self.series}, level={self.level}, "
+            f"axes={self.axes!r}, shape={self.shape}, dtype={self.dtype})"
+        )
 
     def _normalize(self, key: Any) -> list[int | slice]:
         if not isinstance(key, tuple):
@@ -193,7 +211,7 @@ class LazyTiffArray:
         if any(k is Ellipsis for k in key):
             i = next(i for i, k in enumerate(key) if k is Ellipsis)
             fill = (slice(None),) * (self.ndim - len(key) + 1)
-            key = key[:i] + fill + key[i + 1:]
+            key = key[:i] + fill + key[i + 1 :]
         key = key + (slice(None),) * (self.ndim - len(key))
         if len(key) != self.ndim:
             raise IndexError(f"too many indices for array of {self.ndim} dimensions")
@@ -225,13 +243,15 @@ class LazyTiffArray:
         order = [a for a in out_axes if a in kept]
         data = np.transpose(data, [kept.index(a) for a in order])
         # every axis in out_axes has a slice key (cast: mypy cannot follow the isinstance filter above)
-        shape = [data.shape[order.index(a)] if a in kept else len(range(*cast(slice, keys[a]).indices(1)))
-                 for a in out_axes]
+        shape = [
+            data.shape[order.index(a)] if a in kept else len(range(*cast(slice, keys[a]).indices(1))) for a in out_axes
+        ]
         return data.reshape(shape)
 
 
-def open_tiff_array(path: str | os.PathLike[str], series: int = 0, level: int = 0,
-                    axes: str | None = None) -> LazyTiffArray:
+def open_tiff_array(
+    path: str | os.PathLike[str], series: int = 0, level: int = 0, axes: str | None = None
+) -> LazyTiffArray:
     """A lazy array over one level of one series, in NGFF order (``"tczyx"`` subset) by default.
 
     Raises:
@@ -260,12 +280,19 @@ def read_tiff(path: str | os.PathLike[str], series: int = 0, level: int = 0) -> 
     axes = "xyz" + ("c" if "c" in info.axes else "") + ("t" if "t" in info.axes else "")
     array = LazyTiffArray(path, series, level, axes)
     metadata: dict[str, Any] = {
-        "format": "tiff", "tiff_kind": info.kind, "series": series, "level": level,
-        "n_series": info.n_series, "axes": axes, "ngff_axes": info.axes,
+        "format": "tiff",
+        "tiff_kind": info.kind,
+        "series": series,
+        "level": level,
+        "n_series": info.n_series,
+        "axes": axes,
+        "ngff_axes": info.axes,
         "source_axes": info.source_axes,
         "levels": [list(shape) for shape in info.levels],
-        "physical_size": dict(info.physical_size), "units": dict(info.units),
-        "channel_names": list(info.channel_names), "channel_colors": list(info.channel_colors),
+        "physical_size": dict(info.physical_size),
+        "units": dict(info.units),
+        "channel_names": list(info.channel_names),
+        "channel_colors": list(info.channel_colors),
         "compression": info.compression,
     }
     if info.tile is not None:

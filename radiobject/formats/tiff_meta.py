@@ -22,15 +22,34 @@ __all__ = ["NGFF_ORDER", "TiffInfo", "affine_from_info", "level_downsampling"]
 NGFF_ORDER = "tczyx"
 #: OME / TIFF length units -> NGFF (UDUNITS-2) unit names.
 _UNITS = {
-    "µm": "micrometer", "um": "micrometer", "μm": "micrometer", "micron": "micrometer",
-    "nm": "nanometer", "mm": "millimeter", "cm": "centimeter", "m": "meter",
-    "pm": "picometer", "Å": "angstrom", "in": "inch", "inch": "inch",
-    "s": "second", "ms": "millisecond", "µs": "microsecond", "min": "minute", "h": "hour",
+    "µm": "micrometer",
+    "um": "micrometer",
+    "μm": "micrometer",
+    "micron": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+    "pm": "picometer",
+    "Å": "angstrom",
+    "in": "inch",
+    "inch": "inch",
+    "s": "second",
+    "ms": "millisecond",
+    "µs": "microsecond",
+    "min": "minute",
+    "h": "hour",
 }
 #: size of one unit in millimetres (for the voxel -> mm affine).
 _MM_PER_UNIT = {
-    "micrometer": 1e-3, "nanometer": 1e-6, "millimeter": 1.0, "centimeter": 10.0, "meter": 1e3,
-    "picometer": 1e-9, "angstrom": 1e-7, "inch": 25.4,
+    "micrometer": 1e-3,
+    "nanometer": 1e-6,
+    "millimeter": 1.0,
+    "centimeter": 10.0,
+    "meter": 1e3,
+    "picometer": 1e-9,
+    "angstrom": 1e-7,
+    "inch": 25.4,
 }
 _RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
 _PALETTE = ("0000FF", "00FF00", "FF0000", "FFFFFF", "FFFF00", "FF00FF", "00FFFF", "FF8000")
@@ -133,8 +152,11 @@ def _check_declared_size(page: Any, counts: Any, comp: int, size: int, path: str
     stored = float(np.sum(np.asarray(counts, dtype=np.float64))) if len(counts) else 0.0
     limit = float(size) if comp == 1 else max(stored, 1.0) * MAX_TIFF_RATIO
     if declared > limit:
-        raise TiffError(path, f"header dims {tuple(int(n) for n in shape)} declare {declared:.3g} bytes, more than "
-                              f"the {size}-byte file can hold (lying header or truncated)")
+        raise TiffError(
+            path,
+            f"header dims {tuple(int(n) for n in shape)} declare {declared:.3g} bytes, more than "
+            f"the {size}-byte file can hold (lying header or truncated)",
+        )
 
 
 def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: str) -> None:
@@ -201,8 +223,9 @@ def _svs_metadata(description: str) -> dict[str, Any]:
         return {}
 
 
-def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, float], dict[str, str | None],
-                                                                  list[str], list[str | None]]:
+def _physical(
+    tif: tifffile.TiffFile, s: int, axes: str
+) -> tuple[dict[str, float], dict[str, str | None], list[str], list[str | None]]:
     """Physical sizes, units, channel names and colors from OME-XML, SVS, ImageJ or resolution tags."""
     size: dict[str, float] = {}
     units: dict[str, str | None] = {}
@@ -224,8 +247,9 @@ def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, floa
             spp = int(ch.get("SamplesPerPixel", "1") or 1)
             base = ch.get("Name")
             for k in range(spp):
-                names.append(f"{base}" if base and spp == 1 else (f"{base} {'RGB'[k] if spp == 3 else k}"
-                                                                  if base else ""))
+                names.append(
+                    f"{base}" if base and spp == 1 else (f"{base} {'RGB'[k] if spp == 3 else k}" if base else "")
+                )
                 colors.append(_ome_color(ch.get("Color")) if spp == 1 else None)
     elif tif.is_svs and "MPP" in _svs_metadata(tif.pages.first.description):
         mpp = float(_svs_metadata(tif.pages.first.description)["MPP"])
@@ -260,8 +284,9 @@ def _physical(tif: tifffile.TiffFile, s: int, axes: str) -> tuple[dict[str, floa
     return size, units, names, colors
 
 
-def _channels(info_axes: str, shape: tuple[int, ...], src_axes: str, photometric: int,
-              names: list[str], colors: list[str | None]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _channels(
+    info_axes: str, shape: tuple[int, ...], src_axes: str, photometric: int, names: list[str], colors: list[str | None]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if "c" not in info_axes:  # one channel: keep an OME name if there is one
         return ((names[0],), (colors[0] or "FFFFFF",)) if len(names) == 1 and names[0] else ((), ())
     n = shape[info_axes.index("c")]

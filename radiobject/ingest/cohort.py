@@ -56,8 +56,18 @@ class CohortReport:
         """One dict per item: collection, obs_id, subject, status, seconds, nbytes, source, error."""
         out: list[dict[str, Any]] = []
         for p in self.problems:
-            out.append({"collection": p.collection, "obs_id": p.obs_id, "obs_subject_id": p.subject_id,
-                        "status": "failed", "seconds": 0.0, "nbytes": 0, "source": p.source, "error": p.reason})
+            out.append(
+                {
+                    "collection": p.collection,
+                    "obs_id": p.obs_id,
+                    "obs_subject_id": p.subject_id,
+                    "status": "failed",
+                    "seconds": 0.0,
+                    "nbytes": 0,
+                    "source": p.source,
+                    "error": p.reason,
+                }
+            )
         for name, rep in self.collections.items():
             for r in rep.results:
                 out.append({"collection": name, **asdict(r)})
@@ -83,8 +93,9 @@ class CohortReport:
 
     @property
     def bytes_written(self) -> int:
-        return sum(r.nbytes for rep in self.collections.values() for r in rep.results
-                   if r.status in ("written", "replaced"))
+        return sum(
+            r.nbytes for rep in self.collections.values() for r in rep.results if r.status in ("written", "replaced")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable report (the CLI's ``--json``)."""
@@ -95,10 +106,16 @@ class CohortReport:
         for r in rows:
             per[r["collection"]][r["status"]] += 1
         return {
-            "uri": self.uri, "backend": self.backend, "ok": self.ok, "aborted": self.aborted,
-            "seconds": round(self.seconds, 3), "subjects_added": self.subjects_added,
+            "uri": self.uri,
+            "backend": self.backend,
+            "ok": self.ok,
+            "aborted": self.aborted,
+            "seconds": round(self.seconds, 3),
+            "subjects_added": self.subjects_added,
             "counts": {s: self.count(s) for s in STATUSES},
-            "bytes_written": self.bytes_written, "collections": per, "items": rows,
+            "bytes_written": self.bytes_written,
+            "collections": per,
+            "items": rows,
         }
 
     def summary_table(self, max_failures: int = 50) -> str:
@@ -115,8 +132,11 @@ class CohortReport:
         rate = f", {n / self.seconds:.1f} volumes/s, {mb / self.seconds:.1f} MB/s" if self.seconds > 0 else ""
         lines.append(f"{mb:.1f} MB written in {self.seconds:.2f} s{rate}; {self.subjects_added} subject(s) added")
         kept = [r for r in self._with_status("present") if r["error"]]
-        for title, rows in (("failed", self.failed), ("replaced (source changed)", self._with_status("replaced")),
-                            ("kept although the source changed", kept)):
+        for title, rows in (
+            ("failed", self.failed),
+            ("replaced (source changed)", self._with_status("replaced")),
+            ("kept although the source changed", kept),
+        ):
             if not rows:
                 continue
             lines.append(f"{title} ({len(rows)}):")
@@ -149,9 +169,13 @@ def _subjects_to_add(radi: RadiObject, plan_meta: pd.DataFrame | None, ingested:
             sub = meta[known]
             old = current.loc[sub["obs_subject_id"].tolist(), cols].reset_index(drop=True)
             new = sub[cols].reset_index(drop=True)
-            changed = np.array([any(not _same(o, n) for o, n in zip(ro, rn, strict=True))
-                                for ro, rn in zip(old.itertuples(index=False), new.itertuples(index=False), strict=True)],
-                               dtype=bool)
+            changed = np.array(
+                [
+                    any(not _same(o, n) for o, n in zip(ro, rn, strict=True))
+                    for ro, rn in zip(old.itertuples(index=False), new.itertuples(index=False), strict=True)
+                ],
+                dtype=bool,
+            )
             keep[np.flatnonzero(known)] = changed
     return meta[keep].reset_index(drop=True)
 
@@ -223,8 +247,9 @@ def run_ingest(
     if on_changed not in ON_CHANGED:
         raise ValueError(f"on_changed must be one of {ON_CHANGED}, not {on_changed!r}")
     existed = check_target(uri, storage)
-    tasks, problems = find_problems(plan.tasks, validate_alignment=validate_alignment, canonical=canonical,
-                                    workers=max(4, opts.workers))
+    tasks, problems = find_problems(
+        plan.tasks, validate_alignment=validate_alignment, canonical=canonical, workers=max(4, opts.workers)
+    )
     report = CohortReport(uri, problems=[*plan.problems, *problems])
     if raise_errors and report.problems:
         first = report.problems[0]
@@ -249,11 +274,15 @@ def run_ingest(
         if submitter is None:
             import multiprocessing as mp
 
-            pool = (ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("spawn"))
-                    if executor == "process" else ThreadPoolExecutor(max_workers=opts.workers))
+            pool = (
+                ProcessPoolExecutor(max_workers=opts.workers, mp_context=mp.get_context("spawn"))
+                if executor == "process"
+                else ThreadPoolExecutor(max_workers=opts.workers)
+            )
             submitter = executor_submitter(pool)
-        _write_collections(radi, tasks, report, opts, canonical, fail_fast, progress, submitter, on_changed, rehash,
-                           raise_errors)
+        _write_collections(
+            radi, tasks, report, opts, canonical, fail_fast, progress, submitter, on_changed, rehash, raise_errors
+        )
     except BaseException as exc:  # an error raised (raise_errors), or SIGINT / SIGTERM: mark, then stop
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -266,8 +295,7 @@ def run_ingest(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     radi = RadiObject(uri, storage=storage)
-    stored = {r.obs_subject_id for rep in report.collections.values() for r in rep.results
-              if r.status in STORED}
+    stored = {r.obs_subject_id for rep in report.collections.values() for r in rep.results if r.status in STORED}
     ingested = [s for s in dict.fromkeys(t.subject_id for t in tasks) if s in stored]
     add = _subjects_to_add(radi, plan.obs_meta, ingested)
     if len(add):
@@ -286,8 +314,17 @@ def _counts(report: CohortReport) -> dict[str, int]:
 
 
 def _write_collections(
-    radi: RadiObject, tasks: list[VolumeTask], report: CohortReport, opts: WriteOptions, canonical: bool,
-    fail_fast: bool, progress: bool, submitter: Submitter, on_changed: str, rehash: bool, raise_errors: bool = False,
+    radi: RadiObject,
+    tasks: list[VolumeTask],
+    report: CohortReport,
+    opts: WriteOptions,
+    canonical: bool,
+    fail_fast: bool,
+    progress: bool,
+    submitter: Submitter,
+    on_changed: str,
+    rehash: bool,
+    raise_errors: bool = False,
 ) -> None:
     """Writes each collection's new (and changed) volumes; fills ``report.collections``."""
     by_coll: dict[str, list[VolumeTask]] = {}
@@ -302,9 +339,16 @@ def _write_collections(
             todo, kept = _split_stored(name, coll, ts, changed, on_changed)
         items = [to_ingest_item(t, canonical) for t in todo]
         try:
-            rep = radi.add_collection(name, items, options=opts, skip_existing=True, on_error=on_error,
-                                      progress=name if progress else False, submitter=submitter,
-                                      **({"replace_existing": True} if changed and on_changed == "replace" else {}))
+            rep = radi.add_collection(
+                name,
+                items,
+                options=opts,
+                skip_existing=True,
+                on_error=on_error,
+                progress=name if progress else False,
+                submitter=submitter,
+                **({"replace_existing": True} if changed and on_changed == "replace" else {}),
+            )
         except Exception as exc:  # noqa: BLE001 - fail-fast stop: report what happened
             if raise_errors:
                 raise
@@ -335,12 +379,20 @@ def _split_stored(
         elif reason is None:
             kept.results.append(ItemResult(t.obs_id, t.subject_id, "present", source=t.path))
         elif on_changed == "skip":
-            kept.results.append(ItemResult(t.obs_id, t.subject_id, "present", source=t.path,
-                                           error=f"source changed, stored volume kept (on_changed=skip): {reason}"))
+            kept.results.append(
+                ItemResult(
+                    t.obs_id,
+                    t.subject_id,
+                    "present",
+                    source=t.path,
+                    error=f"source changed, stored volume kept (on_changed=skip): {reason}",
+                )
+            )
         else:
             err = SourceChangedError(name, t.obs_id, t.path, f"changed since it was ingested: {reason}")
-            kept.results.append(ItemResult(t.obs_id, t.subject_id, "failed", error=f"{type(err).__name__}: {err}",
-                                           source=t.path))
+            kept.results.append(
+                ItemResult(t.obs_id, t.subject_id, "failed", error=f"{type(err).__name__}: {err}", source=t.path)
+            )
     return todo, kept
 
 
@@ -353,9 +405,17 @@ def _report_from_store(radi: RadiObject, name: str, tasks: list[VolumeTask], err
     rep = IngestReport()
     for t in tasks:
         status = "written" if t.obs_id in done else "failed"
-        rep.results.append(ItemResult(t.obs_id, t.subject_id, status, error="" if status == "written" else
-                                      f"not ingested (run stopped: {error})", source=t.path))
+        rep.results.append(
+            ItemResult(
+                t.obs_id,
+                t.subject_id,
+                status,
+                error="" if status == "written" else f"not ingested (run stopped: {error})",
+                source=t.path,
+            )
+        )
     return rep
+
 
 def _count_labels(radi: RadiObject, report: CohortReport, progress: bool, log: Callable[[str], None] | None) -> None:
     """Records ``class_counts`` (obs) for label collections that got new volumes (only those)."""

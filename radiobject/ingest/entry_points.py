@@ -99,8 +99,16 @@ def store_from_files(
             # joined on participant_id, as `radiobject ingest --subjects` does
             plan.obs_meta = _merge_meta(pd.DataFrame({SUBJECT: sids}), meta, sids)
             meta = None
-    run_ingest(uri, plan, options=options, storage=storage, canonical=canonical, fail_fast=True, progress=progress,
-               raise_errors=True)
+    run_ingest(
+        uri,
+        plan,
+        options=options,
+        storage=storage,
+        canonical=canonical,
+        fail_fast=True,
+        progress=progress,
+        raise_errors=True,
+    )
     radi = RadiObject(uri, storage=storage)
     if meta is not None:  # subjects of obs_meta without a volume are kept too
         rest = meta[~meta[SUBJECT].isin(set(radi.obs_subject_ids))]

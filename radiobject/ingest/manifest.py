@@ -71,8 +71,12 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     if low.endswith((".parquet", ".pq")):
         return parse_table(p, pd.read_parquet)
     sep = "\t" if low.endswith((".tsv", ".tsv.gz")) else ","
-    df = parse_table(p, lambda q: pd.read_csv(q, sep=sep, dtype=str, keep_default_na=False, index_col=False,
-                                              na_values=list(MISSING_VALUES)))
+    df = parse_table(
+        p,
+        lambda q: pd.read_csv(
+            q, sep=sep, dtype=str, keep_default_na=False, index_col=False, na_values=list(MISSING_VALUES)
+        ),
+    )
     for col in df.columns:  # numbers back to numbers, except ID-like columns
         if col in SUBJECT_COLUMNS or col in _RESERVED:
             continue
@@ -86,8 +90,9 @@ def _subject_column(df: pd.DataFrame, where: str, line: int = 0) -> str:
     for c in SUBJECT_COLUMNS:
         if c in df.columns:
             return c
-    raise ManifestError(where, line, f"needs a subject column (one of {', '.join(SUBJECT_COLUMNS)}); "
-                                     f"got {list(df.columns)}")
+    raise ManifestError(
+        where, line, f"needs a subject column (one of {', '.join(SUBJECT_COLUMNS)}); got {list(df.columns)}"
+    )
 
 
 def _clean(value: object) -> object:
@@ -137,13 +142,19 @@ def check_join(table_ids: Sequence[str], subjects: Sequence[str], table: str = "
         return
     hits = have & rows
     if not hits:
-        raise SubjectTableError(table, f"none of its {len(rows)} subject IDs (e.g. {sorted(rows)[0]!r}) matches "
-                                f"one of the {len(have)} subjects found (e.g. {sorted(have)[0]!r}); "
-                                f"every subject column would be missing")
+        raise SubjectTableError(
+            table,
+            f"none of its {len(rows)} subject IDs (e.g. {sorted(rows)[0]!r}) matches "
+            f"one of the {len(have)} subjects found (e.g. {sorted(have)[0]!r}); "
+            f"every subject column would be missing",
+        )
     if len(hits) < len(have):
         lost = sorted(have - rows)
-        warnings.warn(f"subject table {table}: {len(lost)} of {len(have)} subjects have no row "
-                      f"(e.g. {lost[0]!r}); their subject columns are missing", stacklevel=3)
+        warnings.warn(
+            f"subject table {table}: {len(lost)} of {len(have)} subjects have no row "
+            f"(e.g. {lost[0]!r}); their subject columns are missing",
+            stacklevel=3,
+        )
 
 
 def plan_from_manifest(
@@ -171,22 +182,37 @@ def plan_from_manifest(
     unknown = [c for c in obs_columns if c not in meta_cols]
     if unknown:
         raise ManifestError(mwhere, mline, f"obs columns {unknown} are not in the manifest ({meta_cols})")
-    per_subject = [c for c in meta_cols if c not in obs_columns and (df.groupby(scol)[c].nunique(dropna=False) <= 1).all()]
+    per_subject = [
+        c for c in meta_cols if c not in obs_columns and (df.groupby(scol)[c].nunique(dropna=False) <= 1).all()
+    ]
     per_volume = [c for c in meta_cols if c not in per_subject]
     clash = [c for c in per_volume if c in CATALOG_COLUMNS]
     if clash:
-        raise ManifestError(mwhere, mline, f"manifest columns {clash} clash with obs columns the store writes "
-                                           f"itself ({', '.join(sorted(CATALOG_COLUMNS))}); rename them")
+        raise ManifestError(
+            mwhere,
+            mline,
+            f"manifest columns {clash} clash with obs columns the store writes "
+            f"itself ({', '.join(sorted(CATALOG_COLUMNS))}); rename them",
+        )
     plan = CohortPlan()
     for i, r in enumerate(df.to_dict("records")):
         path = "" if r["path"] is None or r["path"] != r["path"] else str(r["path"])
         if path and not os.path.isabs(path):
             path = os.path.join(base, path)
         sid = r[scol]
-        obs_id = str(r["obs_id"]) if "obs_id" in r and r["obs_id"] == r["obs_id"] and r["obs_id"] not in (None, "") else sid
+        obs_id = (
+            str(r["obs_id"]) if "obs_id" in r and r["obs_id"] == r["obs_id"] and r["obs_id"] not in (None, "") else sid
+        )
         fmt = str(r["format"]).lower() if "format" in r and isinstance(r.get("format"), str) else "auto"
-        task = VolumeTask(str(r["collection"]), sid, obs_id, path, fmt,
-                          columns={c: _clean(r[c]) for c in per_volume}, row=f"manifest row {i + 2}")
+        task = VolumeTask(
+            str(r["collection"]),
+            sid,
+            obs_id,
+            path,
+            fmt,
+            columns={c: _clean(r[c]) for c in per_volume},
+            row=f"manifest row {i + 2}",
+        )
         if not path:
             plan.problems.append(Problem(task.collection, sid, obs_id, task.row, "no path given"))
         elif not sid:
@@ -276,7 +302,9 @@ def plan_from_dicom_root(
             plan.problems.append(Problem("", sid, sid, exc.path, exc.reason))
             continue
         if not disc.series:
-            plan.problems.append(Problem("", sid, sid, str(folder), f"no DICOM series found ({len(disc.skipped_files)} other files)"))
+            plan.problems.append(
+                Problem("", sid, sid, str(folder), f"no DICOM series found ({len(disc.skipped_files)} other files)")
+            )
         for s in disc.series:
             d = s.to_dict()
             modality = d["modality"] or "image"
@@ -289,11 +317,18 @@ def plan_from_dicom_root(
             if s.split:
                 coll = _collection_name(f"{coll}_{s.key.rsplit('#', 1)[-1]}", coll)
             if s.skipped_reason is not None:
-                plan.problems.append(Problem(coll, sid, sid, d["folder"], f"series {s.key} skipped: {s.skipped_reason}"))
+                plan.problems.append(
+                    Problem(coll, sid, sid, d["folder"], f"series {s.key} skipped: {s.skipped_reason}")
+                )
                 continue
             columns = {"series_uid": s.series_uid, "modality": d["modality"], "series_number": d["series_number"]}
-            plan.tasks.append(VolumeTask(coll, sid, sid, d["folder"], "dicom", tuple(s.paths), columns,
-                                         row=f"{folder.name}: series {s.key}"))
+            plan.tasks.append(
+                VolumeTask(
+                    coll, sid, sid, d["folder"], "dicom", tuple(s.paths), columns, row=f"{folder.name}: series {s.key}"
+                )
+            )
     subjects_seen = list(dict.fromkeys(t.subject_id for t in plan.tasks))
-    plan.obs_meta = _merge_meta(pd.DataFrame({"obs_subject_id": subjects_seen}), _subject_table(subjects), subjects_seen)
+    plan.obs_meta = _merge_meta(
+        pd.DataFrame({"obs_subject_id": subjects_seen}), _subject_table(subjects), subjects_seen
+    )
     return plan

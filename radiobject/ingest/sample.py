@@ -106,10 +106,12 @@ def make_sample_cohort(
             img.header.set_xyzt_units("mm")
             path = anat / f"{sid}_{name}.nii.gz"
             nib.save(img, str(path))
-            manifest.append({"subject_id": sid, "collection": name, "path": str(path.relative_to(root)),
-                             "session": "ses-01"})
-        rows.append({"participant_id": sid, "age": int(rng.integers(20, 80)), "sex": "FM"[i % 2],
-                     "site": "AB"[(i // 2) % 2]})
+            manifest.append(
+                {"subject_id": sid, "collection": name, "path": str(path.relative_to(root)), "session": "ses-01"}
+            )
+        rows.append(
+            {"participant_id": sid, "age": int(rng.integers(20, 80)), "sex": "FM"[i % 2], "site": "AB"[(i // 2) % 2]}
+        )
     participants = root / "participants.csv"
     with open(participants, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -28,7 +28,13 @@ from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 
 __all__ = [
-    "MAX_LISTED", "compare", "fingerprint", "load_fingerprinted", "reader_name", "recorded_paths", "source_files",
+    "MAX_LISTED",
+    "compare",
+    "fingerprint",
+    "load_fingerprinted",
+    "reader_name",
+    "recorded_paths",
+    "source_files",
 ]
 
 #: Series with more files than this are recorded as one aggregate entry.
@@ -95,8 +101,14 @@ def _aggregate(entries: list[dict[str, Any]]) -> dict[str, Any]:
     h = hashlib.blake2b(digest_size=32)
     for name, e in zip(names, entries, strict=True):  # relative names: a moved folder hashes the same
         h.update(f"{name}\0{e['size']}\0{e['blake2b']}\n".encode())
-    return {"path": root, "count": len(entries), "names": names, "size": sum(e["size"] for e in entries),
-            "mtime_ns": max(e["mtime_ns"] for e in entries), "blake2b": h.hexdigest()}
+    return {
+        "path": root,
+        "count": len(entries),
+        "names": names,
+        "size": sum(e["size"] for e in entries),
+        "mtime_ns": max(e["mtime_ns"] for e in entries),
+        "blake2b": h.hexdigest(),
+    }
 
 
 def fingerprint(paths: Sequence[str], fmt: str) -> dict[str, Any]:
@@ -118,8 +130,13 @@ def _stats(paths: Sequence[str]) -> list[tuple[int, int]]:
     return [_stat(p) for p in paths]
 
 
-def load_fingerprinted(path: str, fmt: str = "auto", canonical: bool = False, files: Sequence[str] = (),
-                       dicom_options: dict[str, Any] | None = None) -> ImageData:
+def load_fingerprinted(
+    path: str,
+    fmt: str = "auto",
+    canonical: bool = False,
+    files: Sequence[str] = (),
+    dicom_options: dict[str, Any] | None = None,
+) -> ImageData:
     """Reads one volume (``formats.detect.read_image``) and adds ``metadata["sources"]``.
 
     ``dicom_options``: keyword options of the DICOM reader (e.g. ``philips_scaling``).

@@ -36,8 +36,9 @@ def check_text_file(path: str) -> None:
     except ImageReadError as exc:
         raise ManifestError(path, 0, exc.reason) from None
     if size > MAX_TABLE_BYTES:
-        raise ManifestError(path, 0, f"{size / 2**30:.1f} GiB: a table over "
-                                     f"{MAX_TABLE_BYTES / 2**30:.0f} GiB is refused")
+        raise ManifestError(
+            path, 0, f"{size / 2**30:.1f} GiB: a table over {MAX_TABLE_BYTES / 2**30:.0f} GiB is refused"
+        )
     opener: Callable[..., Any] = gzip.open if path.lower().endswith(".gz") else open
     lineno, carry = 1, b""
     try:
@@ -50,9 +51,13 @@ def check_text_file(path: str) -> None:
                 except UnicodeDecodeError as exc:
                     cut = not piece.endswith(b"\n") and exc.reason == "unexpected end of data"
                     if not cut:
-                        raise ManifestError(path, lineno, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
-                                                          f"{exc.start + 1}); save the table as UTF-8") from None
-                    carry = data[exc.start:]  # a character split by the piece limit: decoded with the next piece
+                        raise ManifestError(
+                            path,
+                            lineno,
+                            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                            f"{exc.start + 1}); save the table as UTF-8",
+                        ) from None
+                    carry = data[exc.start :]  # a character split by the piece limit: decoded with the next piece
                 if piece.endswith(b"\n"):
                     lineno += 1
     except OSError as exc:
@@ -99,6 +104,8 @@ def reject_duplicates(df: pd.DataFrame, keys: list[str], where: str, first_line:
     same = rows[(df.iloc[rows][keys].astype(str) == list(key)).all(axis=1).to_numpy()]
     shown = ", ".join(str(int(r) + first_line) for r in same[:SHOWN_ROWS])
     more = f" and {len(same) - SHOWN_ROWS} more" if len(same) > SHOWN_ROWS else ""
-    raise DuplicateIdError(" / ".join(keys), key if len(key) > 1 else key[0],
-                           f"{where} (lines {shown}{more}; {len(rows)} duplicated rows in all; each volume "
-                           f"may be listed once)")
+    raise DuplicateIdError(
+        " / ".join(keys),
+        key if len(key) > 1 else key[0],
+        f"{where} (lines {shown}{more}; {len(rows)} duplicated rows in all; each volume may be listed once)",
+    )

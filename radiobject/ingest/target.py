@@ -31,8 +31,9 @@ def _ours(name: str, allowed: frozenset[str]) -> bool:
     return name in allowed or name.startswith(("radiobject", "__", "."))
 
 
-def check_target(uri: str, storage: StorageOptions, *, marker: str = "radiobject.json",
-                 allowed: frozenset[str] = STORE_NAMES) -> bool:
+def check_target(
+    uri: str, storage: StorageOptions, *, marker: str = "radiobject.json", allowed: frozenset[str] = STORE_NAMES
+) -> bool:
     """True when a store (``marker``) exists at ``uri``. A local folder that exists, is not one and
     holds anything a store would not (``allowed``, hidden files, ``radiobject*``, ``__*``) raises
     ``StoreExistsError``: an ingest never writes into a user's folder."""
@@ -48,15 +49,30 @@ def check_target(uri: str, storage: StorageOptions, *, marker: str = "radiobject
     foreign = sorted(n for n in os.listdir(path) if not _ours(n, allowed))
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise StoreExistsError(uri, f"folder exists, is not a radiobject store and holds files ({shown}); "
-                                    f"ingest into a new or empty folder")
+        raise StoreExistsError(
+            uri,
+            f"folder exists, is not a radiobject store and holds files ({shown}); ingest into a new or empty folder",
+        )
     return False
 
 
-def write_marker(uri: str, storage: StorageOptions, *, complete: bool, running: bool = False, aborted: str = "",
-                 counts: dict[str, int] | None = None) -> None:
+def write_marker(
+    uri: str,
+    storage: StorageOptions,
+    *,
+    complete: bool,
+    running: bool = False,
+    aborted: str = "",
+    counts: dict[str, int] | None = None,
+) -> None:
     """Writes ``ingest.json`` atomically: ``complete``, ``running``, ``aborted``, ``counts`` and the time."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    doc: dict[str, Any] = {"format": "radiobject-ingest", "complete": complete, "running": running,
-                           "aborted": aborted, "counts": dict(counts or {}), "started" if running else "finished": now}
+    doc: dict[str, Any] = {
+        "format": "radiobject-ingest",
+        "complete": complete,
+        "running": running,
+        "aborted": aborted,
+        "counts": dict(counts or {}),
+        "started" if running else "finished": now,
+    }
     files.write_json_atomic(files.join(uri, MARKER), doc, storage)

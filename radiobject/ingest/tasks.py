@@ -114,8 +114,9 @@ def _canonical_geometry(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tup
 def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:
     """The store's lazy ``IngestItem`` for a task (pixels are read when it is written)."""
     # reads the image and records its source fingerprint (radiobject.ingest.sources)
-    loader: Callable[[], ImageData] = partial(load_fingerprinted, task.path, task.format, canonical, tuple(task.files),
-                                              dict(task.dicom_options) or None)
+    loader: Callable[[], ImageData] = partial(
+        load_fingerprinted, task.path, task.format, canonical, tuple(task.files), dict(task.dicom_options) or None
+    )
     if task.metadata:
         loader = partial(_with_metadata, loader, dict(task.metadata))
     source = os.path.abspath(task.path)
@@ -155,8 +156,13 @@ def _check_duplicates(tasks: list[VolumeTask]) -> tuple[list[VolumeTask], list[P
         dup = groups[(t.collection, t.obs_id)]
         if len(dup) > 1:  # the message names at most 3 rows: bounded whatever the count
             others = ", ".join(d.row or d.path for d in dup[:3]) + (f" and {len(dup) - 3} more" if len(dup) > 3 else "")
-            bad.append(_problem(t, f"duplicate: {len(dup)} rows for subject {t.subject_id!r} / obs_id {t.obs_id!r} "
-                                   f"in collection {t.collection!r} ({others}); none ingested"))
+            bad.append(
+                _problem(
+                    t,
+                    f"duplicate: {len(dup)} rows for subject {t.subject_id!r} / obs_id {t.obs_id!r} "
+                    f"in collection {t.collection!r} ({others}); none ingested",
+                )
+            )
         else:
             ok.append(t)
     return ok, bad

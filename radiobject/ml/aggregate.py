@@ -52,9 +52,18 @@ class GridAggregator:
             label map of the reader's label collection, when it has one.
     """
 
-    def __init__(self, radi: RadiObject, dataset: GridPatchDataset, name: str, *, argmax: bool = False,
-                 dtype: Any = np.float32, options: WriteOptions | None = None, exist_ok: bool = False,
-                 label_map: LabelMap | Mapping[Any, Any] | str | None = None) -> None:
+    def __init__(
+        self,
+        radi: RadiObject,
+        dataset: GridPatchDataset,
+        name: str,
+        *,
+        argmax: bool = False,
+        dtype: Any = np.float32,
+        options: WriteOptions | None = None,
+        exist_ok: bool = False,
+        label_map: LabelMap | Mapping[Any, Any] | str | None = None,
+    ) -> None:
         self.radi = RadiObject.open(radi.location)  # fresh: sees collections written since radi was opened
         if name in self.radi.collection_names and not exist_ok:
             raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
@@ -78,8 +87,11 @@ class GridAggregator:
 
     def add_batch(self, predictions: torch.Tensor | np.ndarray, batch: dict[str, Any]) -> list[str]:
         """Adds a batch of outputs ``(B, C, *patch)`` for the batch's samples; returns subjects written."""
-        preds = predictions.detach().float().cpu().numpy() if isinstance(predictions, torch.Tensor) \
+        preds = (
+            predictions.detach().float().cpu().numpy()
+            if isinstance(predictions, torch.Tensor)
             else np.asarray(predictions, dtype=np.float32)
+        )
         indices = batch["index"]
         indices = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
         done = []
@@ -96,8 +108,10 @@ class GridAggregator:
         if pred.ndim == 3:
             pred = pred[None]
         if tuple(pred.shape[1:]) != ds.patch_size:
-            raise ValueError(f"prediction of shape {pred.shape} does not match patch {ds.patch_size} "
-                             f"(subject {ds.reader.subject_ids[subj]!r})")
+            raise ValueError(
+                f"prediction of shape {pred.shape} does not match patch {ds.patch_size} "
+                f"(subject {ds.reader.subject_ids[subj]!r})"
+            )
         seen = self._seen.setdefault(subj, set())
         if index in seen:
             return []
@@ -143,9 +157,15 @@ class GridAggregator:
         return coll
 
 
-def write_predictions(radi: RadiObject, name: str, predictions: Mapping[str, np.ndarray | torch.Tensor], *,
-                      like: str, label_map: LabelMap | Mapping[Any, Any] | str | None = None,
-                      options: WriteOptions | None = None) -> VolumeCollection:
+def write_predictions(
+    radi: RadiObject,
+    name: str,
+    predictions: Mapping[str, np.ndarray | torch.Tensor],
+    *,
+    like: str,
+    label_map: LabelMap | Mapping[Any, Any] | str | None = None,
+    options: WriteOptions | None = None,
+) -> VolumeCollection:
     """Writes whole-volume predictions ``{subject: array}`` (e.g. from MONAI's
     ``sliding_window_inference``; dtype kept, ``(x, y, z)``, ``(x, y, z, c)`` or channel-first
     ``(c, x, y, z)``, stored as ``(x, y, z, c)``) as the new
@@ -158,8 +178,10 @@ def write_predictions(radi: RadiObject, name: str, predictions: Mapping[str, np.
     if name in RadiObject.open(radi.location).collection_names:
         raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
     source = radi[like]
-    arrays = {str(sid): (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
-              for sid, a in predictions.items()}
+    arrays = {
+        str(sid): (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))
+        for sid, a in predictions.items()
+    }
     vols = {sid: source.by_subject(sid) for sid in arrays}
     for sid, arr in list(arrays.items()):
         grid = tuple(vols[sid].shape[:3])
@@ -167,8 +189,11 @@ def write_predictions(radi: RadiObject, name: str, predictions: Mapping[str, np.
             # MONAI / torch channel-first (c, x, y, z), e.g. sliding_window_inference(...)[0]
             arrays[sid] = arr = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
         if tuple(arr.shape[:3]) != grid:
-            raise AlignmentError(sid, f"prediction of shape {arr.shape} does not match {vols[sid].shape} in "
-                                      f"collection {like!r} of {radi.uri}")
+            raise AlignmentError(
+                sid,
+                f"prediction of shape {arr.shape} does not match {vols[sid].shape} in "
+                f"collection {like!r} of {radi.uri}",
+            )
     intent = "label" if label_map is not None else None
 
     def items() -> Any:

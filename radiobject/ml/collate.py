@@ -27,8 +27,10 @@ class BatchShapeError(RadiObjectError, ValueError):
     def __init__(self, key: str, shapes: dict[str, tuple[int, ...]]) -> None:
         self.key, self.shapes = key, shapes
         listed = ", ".join(f"{sid!r}: {tuple(s)}" for sid, s in shapes.items())
-        super().__init__(f"cannot stack {key!r} of different shapes in one batch ({listed}); use batch_size=1, "
-                         "pad_collate=True (zero-pads to the largest shape), or a transform that crops / resizes")
+        super().__init__(
+            f"cannot stack {key!r} of different shapes in one batch ({listed}); use batch_size=1, "
+            "pad_collate=True (zero-pads to the largest shape), or a transform that crops / resizes"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.key, self.shapes))
@@ -49,8 +51,9 @@ class CollatedBatch(list):  # a list of samples to any other collate_fn
         self._n = next((len(v) for v in batch.values() if isinstance(v, (torch.Tensor, list))), 0)
 
     def _sample(self, i: int) -> dict[str, Any]:
-        return {k: (v[i] if isinstance(v, (torch.Tensor, list)) and len(v) == self._n else v)
-                for k, v in self.batch.items()}
+        return {
+            k: (v[i] if isinstance(v, (torch.Tensor, list)) and len(v) == self._n else v) for k, v in self.batch.items()
+        }
 
     def __len__(self) -> int:
         return self._n
@@ -83,8 +86,11 @@ def _ragged(samples: Sequence[Any]) -> str | None:
 
 
 def _is_meta(samples: Sequence[Any]) -> bool:
-    return bool(samples) and isinstance(samples[0], dict) and any(
-        type(v).__name__ == "MetaTensor" for v in samples[0].values())
+    return (
+        bool(samples)
+        and isinstance(samples[0], dict)
+        and any(type(v).__name__ == "MetaTensor" for v in samples[0].values())
+    )
 
 
 def _flatten(batch: Any) -> Any:
@@ -93,8 +99,11 @@ def _flatten(batch: Any) -> Any:
     As MONAI's ``list_data_collate`` does: ``batch_size`` samples of ``n`` crops give one batch of
     ``batch_size * n``, not ``n`` batches.
     """
-    if isinstance(batch, list) and batch and all(
-            isinstance(item, (list, tuple)) and item and all(isinstance(s, dict) for s in item) for item in batch):
+    if (
+        isinstance(batch, list)
+        and batch
+        and all(isinstance(item, (list, tuple)) and item and all(isinstance(s, dict) for s in item) for item in batch)
+    ):
         return [s for item in batch for s in item]
     return batch
 

@@ -51,8 +51,9 @@ class PatchConfig:
         if self.loading_mode is not None:
             mode = str(getattr(self.loading_mode, "value", self.loading_mode)).strip().lower()
             if mode not in ("full_volume", "patch", "slice_2d"):
-                raise ValueError(f"loading_mode must be 'full_volume', 'patch' or 'slice_2d', "
-                                 f"got {self.loading_mode!r}")
+                raise ValueError(
+                    f"loading_mode must be 'full_volume', 'patch' or 'slice_2d', got {self.loading_mode!r}"
+                )
             object.__setattr__(self, "loading_mode", mode)
         if int(self.patches_per_volume) < 1:
             raise ValueError(f"patches_per_volume must be >= 1, got {self.patches_per_volume}")
@@ -130,16 +131,29 @@ class DistributedConfig:
 
 #: Flat (seed) keyword -> (config argument, field).
 FLAT: dict[str, tuple[str, str]] = {
-    "patch_size": ("patch", "patch_size"), "patches_per_volume": ("patch", "patches_per_volume"),
-    "sampler": ("patch", "sampler"), "foreground_prob": ("patch", "foreground_prob"),
-    "loading_mode": ("patch", "loading_mode"), "plane": ("patch", "plane"), "overlap": ("patch", "overlap"),
-    "cache_strategy": ("cache", "strategy"), "cache_bytes": ("cache", "max_bytes"), "cache_path": ("cache", "path"),
-    "batch_size": ("loader", "batch_size"), "num_workers": ("loader", "num_workers"),
-    "worker_mode": ("loader", "worker_mode"), "device": ("loader", "device"), "pin_memory": ("loader", "pin_memory"),
-    "persistent_workers": ("loader", "persistent_workers"), "prefetch_factor": ("loader", "prefetch_factor"),
-    "timeout": ("loader", "timeout"), "multiprocessing_context": ("loader", "multiprocessing_context"),
-    "drop_last": ("loader", "drop_last"), "pad_collate": ("loader", "pad_collate"),
-    "rank": ("distributed", "rank"), "world_size": ("distributed", "world_size"),
+    "patch_size": ("patch", "patch_size"),
+    "patches_per_volume": ("patch", "patches_per_volume"),
+    "sampler": ("patch", "sampler"),
+    "foreground_prob": ("patch", "foreground_prob"),
+    "loading_mode": ("patch", "loading_mode"),
+    "plane": ("patch", "plane"),
+    "overlap": ("patch", "overlap"),
+    "cache_strategy": ("cache", "strategy"),
+    "cache_bytes": ("cache", "max_bytes"),
+    "cache_path": ("cache", "path"),
+    "batch_size": ("loader", "batch_size"),
+    "num_workers": ("loader", "num_workers"),
+    "worker_mode": ("loader", "worker_mode"),
+    "device": ("loader", "device"),
+    "pin_memory": ("loader", "pin_memory"),
+    "persistent_workers": ("loader", "persistent_workers"),
+    "prefetch_factor": ("loader", "prefetch_factor"),
+    "timeout": ("loader", "timeout"),
+    "multiprocessing_context": ("loader", "multiprocessing_context"),
+    "drop_last": ("loader", "drop_last"),
+    "pad_collate": ("loader", "pad_collate"),
+    "rank": ("distributed", "rank"),
+    "world_size": ("distributed", "world_size"),
     "shard_mode": ("distributed", "shard_mode"),
 }
 
@@ -185,8 +199,12 @@ def resolve(
         group, fld = FLAT[key]
         explicit[group][fld] = value
     out = []
-    for group, cls in (("patch", PatchConfig), ("cache", CacheConfig), ("loader", LoaderConfig),
-                       ("distributed", DistributedConfig)):
+    for group, cls in (
+        ("patch", PatchConfig),
+        ("cache", CacheConfig),
+        ("loader", LoaderConfig),
+        ("distributed", DistributedConfig),
+    ):
         cfg = given[group]
         if cfg is not None and not isinstance(cfg, cls):
             raise TypeError(f"{caller}: {group}= must be a {cls.__name__}, got {type(cfg).__name__}")

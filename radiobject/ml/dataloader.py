@@ -30,8 +30,11 @@ def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)) and not isinstance(batch, str):
-        return type(batch)(to_device(v, device, non_blocking) for v in batch) if not hasattr(batch, "_fields") \
+        return (
+            type(batch)(to_device(v, device, non_blocking) for v in batch)
+            if not hasattr(batch, "_fields")
             else type(batch)(*(to_device(v, device, non_blocking) for v in batch))
+        )
     return batch
 
 
@@ -114,12 +117,24 @@ class RadiDataLoader(DataLoader):
             self.dataset.set_epoch(state["epoch"])
 
 
-def make_loader(dataset: RadiDataset, sampler: RadiSampler, *, batch_size: int, num_workers: int,
-            pin_memory: bool | None, device: torch.device | str | None, persistent_workers: bool | None,
-            prefetch_factor: int | None, timeout: float, multiprocessing_context: Any,
-            drop_last: bool = False, collate_fn: Callable[[list[Any]], Any] | None = None,
-            worker_init_fn: Callable[[int], None] | None = None, worker_mode: str = "auto",
-            pad: bool = False) -> RadiDataLoader:
+def make_loader(
+    dataset: RadiDataset,
+    sampler: RadiSampler,
+    *,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool | None,
+    device: torch.device | str | None,
+    persistent_workers: bool | None,
+    prefetch_factor: int | None,
+    timeout: float,
+    multiprocessing_context: Any,
+    drop_last: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    worker_init_fn: Callable[[int], None] | None = None,
+    worker_mode: str = "auto",
+    pad: bool = False,
+) -> RadiDataLoader:
     """A ``RadiDataLoader`` over ``dataset`` / ``sampler`` with the settings of ``ml.config.LoaderConfig``."""
     cuda = torch.cuda.is_available()
     dev = torch.device(device) if device is not None else None
@@ -137,13 +152,24 @@ def make_loader(dataset: RadiDataset, sampler: RadiSampler, *, batch_size: int, 
     if num_workers > 0:
         kwargs.update(
             persistent_workers=bool(persistent_workers) if persistent_workers is not None else False,
-            prefetch_factor=prefetch_factor or 2, timeout=timeout,
-            multiprocessing_context=multiprocessing_context, worker_init_fn=worker_init_fn or limit_worker_threads)
+            prefetch_factor=prefetch_factor or 2,
+            timeout=timeout,
+            multiprocessing_context=multiprocessing_context,
+            worker_init_fn=worker_init_fn or limit_worker_threads,
+        )
     if collate_fn is None:  # whole batches read straight into one buffer (see RadiDataset.__getitems__)
         dataset.batched_reads = True
         collate_fn = pad_collate if pad else default_collate_fn
-    loader = RadiDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                            pin_memory=bool(pin_memory), drop_last=drop_last, collate_fn=collate_fn, **kwargs)
+    loader = RadiDataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=bool(pin_memory),
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        **kwargs,
+    )
     loader.device = dev
     loader.threads = threads
     return loader

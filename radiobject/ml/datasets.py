@@ -116,8 +116,10 @@ class RadiDataset(Dataset):
             subject = self.reader.subject_ids[self.subject_of(index)]
         except Exception:
             subject = "?"
-        return SampleError(f"subject {subject!r} (sample {index}, epoch {epoch}) of store "
-                           f"{self.reader.location.uri}: {type(exc).__name__}: {exc}")
+        return SampleError(
+            f"subject {subject!r} (sample {index}, epoch {epoch}) of store "
+            f"{self.reader.location.uri}: {type(exc).__name__}: {exc}"
+        )
 
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         epoch, index = self._key(key)
@@ -140,8 +142,9 @@ class RadiDataset(Dataset):
             return CollatedBatch(self.build_batch([self._key(k) for k in keys]))
         return [self[k] for k in keys]
 
-    def _sample(self, index: int, subj: int, image: np.ndarray, label: np.ndarray | None,
-                origin: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    def _sample(
+        self, index: int, subj: int, image: np.ndarray, label: np.ndarray | None, origin: Sequence[int] | np.ndarray
+    ) -> dict[str, Any]:
         affine = self.reader.affine(subj).copy()
         affine[:3, 3] += affine[:3, :3] @ np.asarray(origin, dtype=np.float64)
         out: dict[str, Any] = {"image": torch.from_numpy(image)}
@@ -230,8 +233,9 @@ class PatchDataset(RadiDataset):
         fg = foreground_index(self.reader, subj)
         sid = self.reader.subject_ids[subj]
         if self.sampler == "foreground":
-            draw = foreground_patch_origins(fg, self.patch_size, 1, rng, foreground_prob=self.foreground_prob,
-                                            subject=sid)
+            draw = foreground_patch_origins(
+                fg, self.patch_size, 1, rng, foreground_prob=self.foreground_prob, subject=sid
+            )
         elif isinstance(self.sampler, Mapping):
             draw = class_ratio_patch_origins(fg, self.patch_size, 1, rng, ratios=self.sampler, subject=sid)
         else:
@@ -281,8 +285,9 @@ class SliceDataset(RadiDataset):
     an array axis (0, 1, 2). Images are ``(C, a, b)``: the two remaining array axes, in array order.
     """
 
-    def __init__(self, reader: VolumeReader, plane: str | int = "axial", *, transforms: Transform | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, reader: VolumeReader, plane: str | int = "axial", *, transforms: Transform | None = None, seed: int = 0
+    ) -> None:
         super().__init__(reader, transforms=transforms, seed=seed)
         self.plane = plane
         counts = [reader.shapes[i][reader.slice_region(i, plane, 0)[1]] for i in range(len(reader))]
@@ -313,8 +318,15 @@ class GridPatchDataset(RadiDataset):
     Pair with ``ml.aggregate.GridAggregator`` to write predictions back into the store.
     """
 
-    def __init__(self, reader: VolumeReader, patch_size: Sequence[int], *, overlap: float = 0.0,
-                 transforms: Transform | None = None, with_label: bool = False) -> None:
+    def __init__(
+        self,
+        reader: VolumeReader,
+        patch_size: Sequence[int],
+        *,
+        overlap: float = 0.0,
+        transforms: Transform | None = None,
+        with_label: bool = False,
+    ) -> None:
         super().__init__(reader, transforms=transforms)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.overlap = overlap

@@ -14,8 +14,9 @@ from radiobject.ml.sampler import EpochNotSetWarning, RadiSampler, _dist_default
 __all__ = ["EpochNotSetWarning", "RadiSampler", "create_distributed_dataloader", "set_epoch"]
 
 
-def create_distributed_dataloader(radi: Any, *, rank: int | None = None, world_size: int | None = None,
-                                  stage: str = "train", **kwargs: Any) -> Any:
+def create_distributed_dataloader(
+    radi: Any, *, rank: int | None = None, world_size: int | None = None, stage: str = "train", **kwargs: Any
+) -> Any:
     """A loader whose sampler is a ``RadiSampler`` for ``rank`` of ``world_size`` (default: torch.distributed).
 
     ``stage="train"``: shuffled, random patches, ``shard_mode="pad"`` (or ``"drop"``);

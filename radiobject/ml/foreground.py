@@ -75,8 +75,9 @@ def _compute(reader: VolumeReader, index: int, max_per_class: int) -> Foreground
     return ForegroundIndex.from_label(label, max_per_class=max_per_class)
 
 
-def foreground_index(reader: VolumeReader, index: int, *, max_per_class: int = DEFAULT_MAX_PER_CLASS,
-                     write: bool = True) -> ForegroundIndex:
+def foreground_index(
+    reader: VolumeReader, index: int, *, max_per_class: int = DEFAULT_MAX_PER_CLASS, write: bool = True
+) -> ForegroundIndex:
     """The foreground index of subject ``index``'s label: memo -> stored file -> computed (and stored).
 
     Computing reads the label volume once (through the reader's cache, so the same decoded label
@@ -104,9 +105,14 @@ def foreground_index(reader: VolumeReader, index: int, *, max_per_class: int = D
     return fg
 
 
-def build_foreground_indices(reader: VolumeReader, *, indices: Sequence[int] | None = None,
-                             max_per_class: int = DEFAULT_MAX_PER_CLASS, workers: int = 2,
-                             overwrite: bool = False) -> int:
+def build_foreground_indices(
+    reader: VolumeReader,
+    *,
+    indices: Sequence[int] | None = None,
+    max_per_class: int = DEFAULT_MAX_PER_CLASS,
+    workers: int = 2,
+    overwrite: bool = False,
+) -> int:
     """Precomputes and stores the indices (e.g. right after ingest); returns how many were computed."""
     todo = list(range(len(reader))) if indices is None else list(indices)
 

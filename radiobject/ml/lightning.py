@@ -89,15 +89,21 @@ class RadiObjectDataModule(pl.LightningDataModule):
             self.location = store
         else:
             self.location = StoreLocation(str(store))
-        self.modalities = [modalities] if isinstance(modalities, str) else (
-            list(modalities) if modalities is not None else None)
+        self.modalities = (
+            [modalities] if isinstance(modalities, str) else (list(modalities) if modalities is not None else None)
+        )
         self.label = label
-        self.subjects = {"train": train_subjects, "val": val_subjects, "test": test_subjects,
-                         "predict": predict_subjects}
+        self.subjects = {
+            "train": train_subjects,
+            "val": val_subjects,
+            "test": test_subjects,
+            "predict": predict_subjects,
+        }
         self.split, self.fold = bool(split or fold is not None), fold
         dist_opts = {k: options.pop(k) for k in ("shard_mode",) if k in options}
         self.patch, self.cache, self.loader, self.dist = resolve(
-            {**options, **dist_opts}, patch=patch, cache=cache, loader=loader, caller="RadiObjectDataModule")
+            {**options, **dist_opts}, patch=patch, cache=cache, loader=loader, caller="RadiObjectDataModule"
+        )
         self.val_patch_size = tuple(val_patch_size) if val_patch_size is not None else None
         self.val_batch_size = int(val_batch_size)
         self.transforms, self.val_transforms = transforms, val_transforms
@@ -151,10 +157,19 @@ class RadiObjectDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> RadiDataLoader:
         rank, world = self._topology()
         loader = create_training_dataloader(
-            self.radi, modalities=self.modalities, label=self.label, **self._stage_args("train"),
-            patch=self.patch, cache=self.cache, loader=self.loader,
+            self.radi,
+            modalities=self.modalities,
+            label=self.label,
+            **self._stage_args("train"),
+            patch=self.patch,
+            cache=self.cache,
+            loader=self.loader,
             distributed=DistributedConfig(rank=rank, world_size=world, shard_mode=self.dist.shard_mode),
-            transforms=self.transforms, seed=self.seed, incomplete=self.incomplete, meta_tensors=self.meta_tensors)
+            transforms=self.transforms,
+            seed=self.seed,
+            incomplete=self.incomplete,
+            meta_tensors=self.meta_tensors,
+        )
         loader.steps_fn = self._completed_steps
         sampler = loader.sampler
         assert isinstance(sampler, RadiSampler)
@@ -173,11 +188,19 @@ class RadiObjectDataModule(pl.LightningDataModule):
             return []
         rank, world = self._topology()
         return create_validation_dataloader(
-            self.radi, modalities=self.modalities, label=self.label, **self._stage_args(stage),
+            self.radi,
+            modalities=self.modalities,
+            label=self.label,
+            **self._stage_args(stage),
             patch=PatchConfig(patch_size=self.val_patch_size),
-            cache=self.cache, loader=replace(self.loader, batch_size=self.val_batch_size, drop_last=False),
-            distributed=DistributedConfig(rank=rank, world_size=world), transforms=self.val_transforms,
-            seed=self.seed, incomplete=self.incomplete, meta_tensors=self.meta_tensors)
+            cache=self.cache,
+            loader=replace(self.loader, batch_size=self.val_batch_size, drop_last=False),
+            distributed=DistributedConfig(rank=rank, world_size=world),
+            transforms=self.val_transforms,
+            seed=self.seed,
+            incomplete=self.incomplete,
+            meta_tensors=self.meta_tensors,
+        )
 
     def val_dataloader(self) -> RadiDataLoader | list[Any]:
         return self._eval_loader("val")
@@ -188,10 +211,15 @@ class RadiObjectDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> RadiDataLoader:
         rank, world = self._topology()
         return create_inference_dataloader(
-            self.radi, modalities=self.modalities, subjects=self.subjects["predict"],
-            patch=PatchConfig(patch_size=self.inference_patch_size, overlap=self.overlap), cache=self.cache,
+            self.radi,
+            modalities=self.modalities,
+            subjects=self.subjects["predict"],
+            patch=PatchConfig(patch_size=self.inference_patch_size, overlap=self.overlap),
+            cache=self.cache,
             loader=replace(self.loader, batch_size=self.val_batch_size, drop_last=False),
-            distributed=DistributedConfig(rank=rank, world_size=world), incomplete=self.incomplete)
+            distributed=DistributedConfig(rank=rank, world_size=world),
+            incomplete=self.incomplete,
+        )
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -48,10 +48,17 @@ __all__ = [
 Transform = Callable[[dict[str, Any]], Any]
 
 
-def build_reader(radi: Any, modalities: Sequence[str] | str | None, label: str | None, *,
-                 cache: Cache | CacheConfig | CacheStrategy | str | None = None,
-                 subjects: Sequence[str] | None = None, split: str | None = None, fold: int | None = None,
-                 incomplete: str = "error") -> VolumeReader:
+def build_reader(
+    radi: Any,
+    modalities: Sequence[str] | str | None,
+    label: str | None,
+    *,
+    cache: Cache | CacheConfig | CacheStrategy | str | None = None,
+    subjects: Sequence[str] | None = None,
+    split: str | None = None,
+    fold: int | None = None,
+    incomplete: str = "error",
+) -> VolumeReader:
     """A ``VolumeReader`` over ``radi``: roles, split / fold and completeness applied (see module doc)."""
     if isinstance(radi, VolumeReader):
         return radi
@@ -79,18 +86,28 @@ def _wants_meta(meta_tensors: bool | None, transforms: Transform | None) -> bool
     return transforms is not None and type(transforms).__module__.startswith("monai.")
 
 
-def _dataset(reader: VolumeReader, patch: PatchConfig, *, transforms: Transform | None, seed: int,
-             training: bool, meta: bool) -> RadiDataset:
-    mode = LoadingMode(patch.loading_mode) if patch.loading_mode is not None else (
-        LoadingMode.PATCH if patch.patch_size is not None else LoadingMode.FULL_VOLUME)
+def _dataset(
+    reader: VolumeReader, patch: PatchConfig, *, transforms: Transform | None, seed: int, training: bool, meta: bool
+) -> RadiDataset:
+    mode = (
+        LoadingMode(patch.loading_mode)
+        if patch.loading_mode is not None
+        else (LoadingMode.PATCH if patch.patch_size is not None else LoadingMode.FULL_VOLUME)
+    )
     dataset: RadiDataset
     if mode is LoadingMode.PATCH:
         if patch.patch_size is None:
             raise ValueError("LoadingMode.PATCH needs patch_size")
         if training:
-            dataset = PatchDataset(reader, patch.patch_size, patches_per_volume=patch.patches_per_volume,
-                                   sampler=patch.sampler, foreground_prob=patch.foreground_prob,
-                                   transforms=transforms, seed=seed)
+            dataset = PatchDataset(
+                reader,
+                patch.patch_size,
+                patches_per_volume=patch.patches_per_volume,
+                sampler=patch.sampler,
+                foreground_prob=patch.foreground_prob,
+                transforms=transforms,
+                seed=seed,
+            )
         else:
             dataset = PatchDataset(reader, patch.patch_size, transforms=transforms, seed=seed)
     elif mode is LoadingMode.SLICE_2D:
@@ -102,12 +119,21 @@ def _dataset(reader: VolumeReader, patch: PatchConfig, *, transforms: Transform 
 
 
 def _make(dataset: RadiDataset, sampler: RadiSampler, cfg: LoaderConfig, *, training: bool) -> RadiDataLoader:
-    return make_loader(dataset, sampler, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                       pin_memory=cfg.pin_memory, device=cfg.device, persistent_workers=cfg.persistent_workers,
-                       prefetch_factor=cfg.prefetch_factor, timeout=cfg.timeout,
-                       multiprocessing_context=cfg.multiprocessing_context,
-                       drop_last=cfg.drop_last if training else False, worker_mode=cfg.worker_mode,
-                       pad=cfg.pad_collate)
+    return make_loader(
+        dataset,
+        sampler,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        pin_memory=cfg.pin_memory,
+        device=cfg.device,
+        persistent_workers=cfg.persistent_workers,
+        prefetch_factor=cfg.prefetch_factor,
+        timeout=cfg.timeout,
+        multiprocessing_context=cfg.multiprocessing_context,
+        drop_last=cfg.drop_last if training else False,
+        worker_mode=cfg.worker_mode,
+        pad=cfg.pad_collate,
+    )
 
 
 def create_training_dataloader(
@@ -151,16 +177,26 @@ def create_training_dataloader(
         meta_tensors: samples as MONAI ``MetaTensor`` s with the real affine (``None``: when
             ``transforms`` is a MONAI transform).
     """
-    p, c, lc, d = resolve(options, patch=patch, cache=cache, loader=loader, distributed=distributed,
-                          caller="create_training_dataloader")
-    reader = build_reader(radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold,
-                          incomplete=incomplete)
-    dataset = _dataset(reader, p, transforms=transforms, seed=seed, training=True,
-                       meta=_wants_meta(meta_tensors, transforms))
+    p, c, lc, d = resolve(
+        options, patch=patch, cache=cache, loader=loader, distributed=distributed, caller="create_training_dataloader"
+    )
+    reader = build_reader(
+        radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold, incomplete=incomplete
+    )
+    dataset = _dataset(
+        reader, p, transforms=transforms, seed=seed, training=True, meta=_wants_meta(meta_tensors, transforms)
+    )
     group = p.patches_per_volume if isinstance(dataset, PatchDataset) else 1
     # the ignore below: shard_mode is validated by LoaderConfig to a mode name
-    samp = RadiSampler(dataset, d.world_size, d.rank, shuffle=True, seed=seed, mode=d.shard_mode,  # type: ignore[arg-type]
-                       group_size=group)
+    samp = RadiSampler(
+        dataset,
+        d.world_size,
+        d.rank,
+        shuffle=True,
+        seed=seed,
+        mode=d.shard_mode,  # type: ignore[arg-type]
+        group_size=group,
+    )
     return _make(dataset, samp, lc, training=True)
 
 
@@ -197,12 +233,21 @@ def create_validation_dataloader(
     one configuration can build both loaders. Other arguments as ``create_training_dataloader``.
     """
     options = {k: v for k, v in options.items() if k not in _TRAINING_ONLY}
-    p, c, lc, d = resolve(options, patch=patch, cache=cache, loader=loader, distributed=distributed,
-                          defaults={"patch_size": None, "batch_size": 1}, caller="create_validation_dataloader")
-    reader = build_reader(radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold,
-                          incomplete=incomplete)
-    dataset = _dataset(reader, p, transforms=transforms, seed=seed, training=False,
-                       meta=_wants_meta(meta_tensors, transforms))
+    p, c, lc, d = resolve(
+        options,
+        patch=patch,
+        cache=cache,
+        loader=loader,
+        distributed=distributed,
+        defaults={"patch_size": None, "batch_size": 1},
+        caller="create_validation_dataloader",
+    )
+    reader = build_reader(
+        radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold, incomplete=incomplete
+    )
+    dataset = _dataset(
+        reader, p, transforms=transforms, seed=seed, training=False, meta=_wants_meta(meta_tensors, transforms)
+    )
     dataset.fixed_epoch = 0
     samp = RadiSampler(dataset, d.world_size, d.rank, shuffle=False, seed=seed, mode="exact")
     return _make(dataset, samp, lc, training=False)
@@ -231,24 +276,38 @@ def create_inference_dataloader(
     Feed the model's outputs with the batch to ``ml.aggregate.GridAggregator`` to write a new
     collection. ``label`` is ignored unless given (then labels come along, e.g. for evaluation).
     """
-    p, c, lc, d = resolve(options, patch=patch, cache=cache, loader=loader, distributed=distributed,
-                          defaults={"patch_size": (96, 96, 96)}, caller="create_inference_dataloader")
+    p, c, lc, d = resolve(
+        options,
+        patch=patch,
+        cache=cache,
+        loader=loader,
+        distributed=distributed,
+        defaults={"patch_size": (96, 96, 96)},
+        caller="create_inference_dataloader",
+    )
     if p.patch_size is None:
         raise ValueError("create_inference_dataloader needs a patch_size")
-    reader = build_reader(radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold,
-                          incomplete=incomplete)
+    reader = build_reader(
+        radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold, incomplete=incomplete
+    )
     world, r = _dist_default(d.world_size, d.rank)
     if world > 1:  # whole subjects per rank, so that each rank completes (and writes) its volumes
         reader = reader.subset(range(r, len(reader), world))
-    dataset = GridPatchDataset(reader, p.patch_size, overlap=p.overlap, transforms=transforms,
-                               with_label=label is not None)
+    dataset = GridPatchDataset(
+        reader, p.patch_size, overlap=p.overlap, transforms=transforms, with_label=label is not None
+    )
     samp = RadiSampler(dataset, 1, 0, shuffle=False, mode="exact")
-    return _make(dataset, samp, LoaderConfig(**{**lc.__dict__, "persistent_workers": None, "prefetch_factor": None}),
-                 training=False)
+    return _make(
+        dataset,
+        samp,
+        LoaderConfig(**{**lc.__dict__, "persistent_workers": None, "prefetch_factor": None}),
+        training=False,
+    )
 
 
-def train_steps(loader: Any, steps: int = 10, *, model: torch.nn.Module | None = None, lr: float = 1e-3,
-                classes: int = 2) -> dict[str, float]:
+def train_steps(
+    loader: Any, steps: int = 10, *, model: torch.nn.Module | None = None, lr: float = 1e-3, classes: int = 2
+) -> dict[str, float]:
     """A short training run through ``loader`` (e.g. the README's smoke run); returns throughput.
 
     ``model`` defaults to a tiny two-layer 3D convolutional net over the batch's channels,
@@ -294,5 +353,10 @@ def train_steps(loader: Any, steps: int = 10, *, model: torch.nn.Module | None =
             it = iter(loader)
             batch = next(it)
     seconds = time.perf_counter() - t0
-    return {"steps": float(done), "patches": float(patches), "seconds": seconds,
-            "patches_per_s": patches / seconds if seconds > 0 else float("nan"), "loss": loss_value}
+    return {
+        "steps": float(done),
+        "patches": float(patches),
+        "seconds": seconds,
+        "patches_per_s": patches / seconds if seconds > 0 else float("nan"),
+        "loss": loss_value,
+    }

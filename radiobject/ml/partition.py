@@ -171,8 +171,15 @@ def samples_consumed(
     """Samples (with padding repeats) all ranks have consumed in the epoch so far: ``sample_in_epoch``."""
     total = 0
     for k in range(len(segments)):
-        streams = segment_streams(num_samples, seed=seed, epoch=epoch, segments=segments[: k + 1], mode=mode,
-                                  shuffle=shuffle, group_size=group_size)
+        streams = segment_streams(
+            num_samples,
+            seed=seed,
+            epoch=epoch,
+            segments=segments[: k + 1],
+            mode=mode,
+            shuffle=shuffle,
+            group_size=group_size,
+        )
         total += sum(min(int(segments[k][1]), len(s)) for s in streams)
     return total
 
@@ -190,9 +197,15 @@ def resume_state(
     """The state dict of an epoch run along ``segments`` (what samplers and loaders save)."""
     segs = [[int(w), int(p)] for w, p in segments]
     return {
-        "epoch": int(epoch), "seed": int(seed), "shuffle": bool(shuffle), "mode": mode,
-        "num_samples": int(num_samples), "group_size": int(group_size), "world_size": segs[-1][0],
-        "sample_in_epoch": samples_consumed(num_samples, seed=seed, epoch=epoch, segments=segs, mode=mode,
-                                            shuffle=shuffle, group_size=group_size),
+        "epoch": int(epoch),
+        "seed": int(seed),
+        "shuffle": bool(shuffle),
+        "mode": mode,
+        "num_samples": int(num_samples),
+        "group_size": int(group_size),
+        "world_size": segs[-1][0],
+        "sample_in_epoch": samples_consumed(
+            num_samples, seed=seed, epoch=epoch, segments=segs, mode=mode, shuffle=shuffle, group_size=group_size
+        ),
         "segments": segs,
     }

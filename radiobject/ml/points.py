@@ -94,7 +94,7 @@ def scattered_points(
         else:
             key = cache_key(*prefix, region, version=volume.info.version)
             block = cache.get_or_load(key, lambda: volume.read(region))
-        mine = order[bounds[k]:bounds[k + 1]]
+        mine = order[bounds[k] : bounds[k + 1]]
         local = pts[mine] - lo
         out[mine] = block[local[:, 0], local[:, 1], local[:, 2]]
 

@@ -80,7 +80,7 @@ class VolumeReader:
         cache: Cache | None = None,
         subjects: Sequence[str] | None = None,
         atol: float = 1e-4,
-    ) -> "VolumeReader":
+    ) -> VolumeReader:
         """A reader over ``radi``'s subjects (or ``subjects``) having a volume in every collection.
 
         Reads only the ``obs`` tables (no pixels). Raises ``NotFoundError`` for an unknown
@@ -122,20 +122,36 @@ class VolumeReader:
             obs_ids.append(tuple(ids))
             shapes.append(tuple(first[1][:3]))
             affines.append(first[2])
-        return cls(radi.location, mods, label, tuple(wanted), tuple(obs_ids), tuple(shapes), tuple(affines),
-                   cache if cache is not None else NoCache())
+        return cls(
+            radi.location,
+            mods,
+            label,
+            tuple(wanted),
+            tuple(obs_ids),
+            tuple(shapes),
+            tuple(affines),
+            cache if cache is not None else NoCache(),
+        )
 
-    def subset(self, indices: Sequence[int]) -> "VolumeReader":
+    def subset(self, indices: Sequence[int]) -> VolumeReader:
         """A reader over the subjects at ``indices`` (same store, same cache)."""
         idx = [int(i) for i in indices]
-        return VolumeReader(self.location, self.modalities, self.label,
-                            tuple(self.subject_ids[i] for i in idx), tuple(self.obs_ids[i] for i in idx),
-                            tuple(self.shapes[i] for i in idx), tuple(self.affines[i] for i in idx), self.cache)
+        return VolumeReader(
+            self.location,
+            self.modalities,
+            self.label,
+            tuple(self.subject_ids[i] for i in idx),
+            tuple(self.obs_ids[i] for i in idx),
+            tuple(self.shapes[i] for i in idx),
+            tuple(self.affines[i] for i in idx),
+            self.cache,
+        )
 
-    def with_cache(self, cache: Cache) -> "VolumeReader":
+    def with_cache(self, cache: Cache) -> VolumeReader:
         """The same reader reading through ``cache``."""
-        return VolumeReader(self.location, self.modalities, self.label, self.subject_ids, self.obs_ids,
-                            self.shapes, self.affines, cache)
+        return VolumeReader(
+            self.location, self.modalities, self.label, self.subject_ids, self.obs_ids, self.shapes, self.affines, cache
+        )
 
     # --------------------------------------------------------- per-process state
     def __getstate__(self) -> dict[str, Any]:
@@ -149,9 +165,18 @@ class VolumeReader:
         """This process's open objects; rebuilt after ``fork`` (PID check) or unpickling."""
         local = self.__dict__.get("_proc")
         if local is None or local["pid"] != os.getpid():
-            local = {"pid": os.getpid(), "radi": None, "volumes": {}, "channels": {}, "prefixes": {},
-                     "policy": CacheUse(), "whole": None, "whole_keys": {}, "stored": {},
-                     "ticks": itertools.count()}
+            local = {
+                "pid": os.getpid(),
+                "radi": None,
+                "volumes": {},
+                "channels": {},
+                "prefixes": {},
+                "policy": CacheUse(),
+                "whole": None,
+                "whole_keys": {},
+                "stored": {},
+                "ticks": itertools.count(),
+            }
             object.__setattr__(self, "_proc", local)
         return local
 
@@ -183,8 +208,10 @@ class VolumeReader:
         return len(self.subject_ids)
 
     def __repr__(self) -> str:
-        return (f"VolumeReader({self.location.uri!r}, modalities={list(self.modalities)}, label={self.label!r}, "
-                f"subjects={len(self)}, cache={type(self.cache).__name__})")
+        return (
+            f"VolumeReader({self.location.uri!r}, modalities={list(self.modalities)}, label={self.label!r}, "
+            f"subjects={len(self)}, cache={type(self.cache).__name__})"
+        )
 
     def affine(self, index: int) -> np.ndarray:
         """4x4 float64 affine of subject ``index``."""
@@ -207,7 +234,8 @@ class VolumeReader:
         if index not in local["channels"]:
             local["channels"][index] = sum(
                 1 if self.volume(index, m).ndim == 3 else int(np.prod(self.volume(index, m).shape[3:]))
-                for m in self.modalities)
+                for m in self.modalities
+            )
         return local["channels"][index]
 
     # -------------------------------------------------------------------- reads
@@ -223,8 +251,10 @@ class VolumeReader:
         vol = self.volume(index, collection)
         if region is None:
             region = tuple(slice(0, s) for s in vol.shape[:3])
-        spatial = tuple(slice(0 if r.start is None else int(r.start), n if r.stop is None else int(r.stop))
-                        for r, n in zip(tuple(region)[:3], vol.shape[:3], strict=True))
+        spatial = tuple(
+            slice(0 if r.start is None else int(r.start), n if r.stop is None else int(r.stop))
+            for r, n in zip(tuple(region)[:3], vol.shape[:3], strict=True)
+        )
         policy = self._local()["policy"]
         if not isinstance(self.cache, NoCache) and self._whole_volumes():
             out = np.empty(tuple(r.stop - r.start for r in spatial) + vol.shape[3:], dtype=vol.dtype)
@@ -241,8 +271,9 @@ class VolumeReader:
         got = prefixes.get((index, collection))
         if got is None:
             vol = self.volume(index, collection)
-            key = cache_key(self.location.uri, collection, self.obs_ids[index][self._col(collection)],
-                            version=vol.info.version)
+            key = cache_key(
+                self.location.uri, collection, self.obs_ids[index][self._col(collection)], version=vol.info.version
+            )
             got = prefixes[(index, collection)] = chunk_key_prefix(key, vol.chunks)
         return got
 
@@ -271,8 +302,11 @@ class VolumeReader:
         key = keys.get((index, collection))
         if key is None:
             vol = self.volume(index, collection)
-            key = keys[(index, collection)] = whole_key(cache_key(
-                self.location.uri, collection, self.obs_ids[index][self._col(collection)], version=vol.info.version))
+            key = keys[(index, collection)] = whole_key(
+                cache_key(
+                    self.location.uri, collection, self.obs_ids[index][self._col(collection)], version=vol.info.version
+                )
+            )
         vol = self.volume(index, collection)
         began = next(local["ticks"])  # atomic: threads of one process share this state
         got = read_whole(vol, self.cache, key, spatial + (slice(None),) * (vol.ndim - 3), out)
@@ -310,8 +344,15 @@ class VolumeReader:
         data = np.asarray(self.read_raw(index, self.label, region))
         return _label_dtype(data)[None]
 
-    def read_patch(self, index: int, origin: Sequence[int], patch_size: Sequence[int], *,
-                   with_label: bool = True, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray | None]:
+    def read_patch(
+        self,
+        index: int,
+        origin: Sequence[int] | np.ndarray,
+        patch_size: Sequence[int],
+        *,
+        with_label: bool = True,
+        dtype: Any = np.float32,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Image ``(C, *patch)`` and label ``(1, *patch)`` at ``origin``; outside the volume is 0."""
         from radiobject.ml.sampling import patch_slices
 
@@ -325,8 +366,14 @@ class VolumeReader:
             label = _pad_into(label, dst, patch_size) if label is not None else None
         return np.ascontiguousarray(image), (np.ascontiguousarray(label) if label is not None else None)
 
-    def read_patch_into(self, index: int, origin: Sequence[int], patch_size: Sequence[int], image: np.ndarray,
-                        label: np.ndarray | None = None) -> None:
+    def read_patch_into(
+        self,
+        index: int,
+        origin: Sequence[int] | np.ndarray,
+        patch_size: Sequence[int],
+        image: np.ndarray,
+        label: np.ndarray | None = None,
+    ) -> None:
         """Writes the patch at ``origin`` into preallocated ``image`` ``(C, *patch)`` (and ``label`` ``(1, *patch)``).
 
         The only copy is the one into ``image``: from the cached volume, or, without a cache, the
@@ -353,8 +400,9 @@ class VolumeReader:
         """``target`` ``(n, *region)``: the region of one volume, channels first, converted to its dtype."""
         vol = self.volume(index, collection)
         if vol.ndim in (3, 4) and not isinstance(self.cache, NoCache) and self._whole_volumes():
-            self._read_whole(index, collection, tuple(src)[:3],
-                             target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1))
+            self._read_whole(
+                index, collection, tuple(src)[:3], target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1)
+            )
             return
         policy = self._local()["policy"]
         if isinstance(self.cache, NoCache) or not policy.use(self.cache):  # no cache, or one that does not pay
@@ -363,8 +411,14 @@ class VolumeReader:
                 return
             block = vol.read(tuple(src) + (slice(None),) * (vol.ndim - 3))
         elif vol.ndim in (3, 4):  # assembled from cached chunks straight into the batch buffer
-            read_chunked(vol, self.cache, self._chunk_prefix(index, collection), tuple(src)[:3],
-                         target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1), policy=policy)
+            read_chunked(
+                vol,
+                self.cache,
+                self._chunk_prefix(index, collection),
+                tuple(src)[:3],
+                target[0] if vol.ndim == 3 else np.moveaxis(target, 0, -1),
+                policy=policy,
+            )
             return
         else:
             block = self.read_raw(index, collection, src)
@@ -384,28 +438,36 @@ class VolumeReader:
         axis = plane if isinstance(plane, int) else plane_axis(self.affine(index), plane)[0]  # type: ignore[arg-type]
         shape = self.shapes[index]
         if not 0 <= position < shape[axis]:
-            raise IndexError(f"slice {position} out of range for axis {axis} of size {shape[axis]} "
-                             f"(subject {self.subject_ids[index]!r})")
+            raise IndexError(
+                f"slice {position} out of range for axis {axis} of size {shape[axis]} "
+                f"(subject {self.subject_ids[index]!r})"
+            )
         region = [slice(0, s) for s in shape]
         region[axis] = slice(position, position + 1)
         return tuple(region), int(axis)
 
-    def scattered_points(self, index: int, points: np.ndarray, collection: str | None = None,
-                         *, threads: int = 8) -> np.ndarray:
+    def scattered_points(
+        self, index: int, points: np.ndarray, collection: str | None = None, *, threads: int = 8
+    ) -> np.ndarray:
         """Values at integer voxel ``points`` (n, 3) of one volume; each needed chunk read once, in parallel."""
         from radiobject.ml.points import scattered_points
 
         name = collection or self.modalities[0]
-        return scattered_points(self.volume(index, name), points, cache=self.cache, threads=threads,
-                                key_prefix=(self.location.uri, name, self.obs_ids[index][self._col(name)]))
+        return scattered_points(
+            self.volume(index, name),
+            points,
+            cache=self.cache,
+            threads=threads,
+            key_prefix=(self.location.uri, name, self.obs_ids[index][self._col(name)]),
+        )
 
 
-def _patch_slices(origin: Sequence[int], patch_size: Sequence[int],
-                  shape: Sequence[int]) -> tuple[Region, Region, bool]:
+def _patch_slices(
+    origin: Sequence[int] | np.ndarray, patch_size: Sequence[int], shape: Sequence[int]
+) -> tuple[Region, Region, bool]:
     """``sampling.patch_slices`` in plain Python (the per-patch hot path), + whether the patch lies inside."""
     if len(origin) != len(shape) or len(patch_size) != len(shape):
-        raise ValueError(f"origin {tuple(origin)!r} and patch_size {tuple(patch_size)!r} must have "
-                         f"{len(shape)} values")
+        raise ValueError(f"origin {tuple(origin)!r} and patch_size {tuple(patch_size)!r} must have {len(shape)} values")
     src, dst, inside = [], [], True
     for o, p, n in zip(origin, patch_size, shape, strict=True):
         o, p = int(o), int(p)

@@ -58,8 +58,18 @@ class RadiSampler(DistributedSampler):
     ``load_state_dict``) in between warns with :class:`EpochNotSetWarning`.
     """
 
-    def __init__(self, dataset: Any, num_replicas: int | None = None, rank: int | None = None, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False, *, mode: ShardMode | None = None, group_size: int = 1) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        *,
+        mode: ShardMode | None = None,
+        group_size: int = 1,
+    ) -> None:
         world, r = _dist_default(num_replicas, rank)
         self.dataset = dataset
         self.num_replicas = world
@@ -78,8 +88,8 @@ class RadiSampler(DistributedSampler):
         #: counting batches across a mid-epoch restart and compare with ``len(loader)``).
         self.len_counts_consumed = False
         self._pending: tuple[int, list[list[int]]] | None = None  # a loaded, unfinished resume point
-        self._active: tuple[int, list[list[int]]] | None = None   # the epoch being iterated: (epoch, segments)
-        self._epoch_set = True        # set_epoch / load_state_dict called since the last pass began
+        self._active: tuple[int, list[list[int]]] | None = None  # the epoch being iterated: (epoch, segments)
+        self._epoch_set = True  # set_epoch / load_state_dict called since the last pass began
         self._last_pass: int | None = None
 
     # ---------------------------------------------------------------- streams
@@ -104,27 +114,41 @@ class RadiSampler(DistributedSampler):
         return self._current()[1]
 
     def _streams(self, epoch: int, segments: list[list[int]]) -> list[np.ndarray]:
-        return segment_streams(self._size, seed=self.seed, epoch=epoch, segments=segments,
-                               mode=self.mode, shuffle=self.shuffle, group_size=self.group_size)
+        return segment_streams(
+            self._size,
+            seed=self.seed,
+            epoch=epoch,
+            segments=segments,
+            mode=self.mode,
+            shuffle=self.shuffle,
+            group_size=self.group_size,
+        )
 
     def indices(self) -> np.ndarray:
         """What this rank yields this epoch (after any resume point), as sample indices."""
         epoch, segs = self._current()
-        return self._streams(epoch, segs)[self.rank][segs[-1][1]:]
+        return self._streams(epoch, segs)[self.rank][segs[-1][1] :]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        if (not self._epoch_set and self._last_pass == self.epoch and self.shuffle
-                and getattr(self.dataset, "fixed_epoch", None) is None):
-            warnings.warn(f"epoch {self.epoch} iterated again without set_epoch: the same order and patches as "
-                          "the last pass; call radiobject.ml.set_epoch(loader, epoch) at the start of every epoch",
-                          EpochNotSetWarning, stacklevel=2)
+        if (
+            not self._epoch_set
+            and self._last_pass == self.epoch
+            and self.shuffle
+            and getattr(self.dataset, "fixed_epoch", None) is None
+        ):
+            warnings.warn(
+                f"epoch {self.epoch} iterated again without set_epoch: the same order and patches as "
+                "the last pass; call radiobject.ml.set_epoch(loader, epoch) at the start of every epoch",
+                EpochNotSetWarning,
+                stacklevel=2,
+            )
         epoch, segs = self._current()
         segs = [list(x) for x in segs]
         self.epoch = epoch
         self._epoch_set, self._last_pass = False, epoch
         self._pending = None
         self._active = (epoch, segs)
-        for i in self._streams(epoch, segs)[self.rank][segs[-1][1]:].tolist():
+        for i in self._streams(epoch, segs)[self.rank][segs[-1][1] :].tolist():
             yield (epoch, i)
 
     def __len__(self) -> int:
@@ -159,8 +183,15 @@ class RadiSampler(DistributedSampler):
         position = done - before if absolute else segs[-1][1] + done
         length = len(self._streams(epoch, segs)[self.rank])
         segs[-1][1] = max(0, min(position, length))
-        return resume_state(self._size, seed=self.seed, epoch=epoch, segments=segs, mode=self.mode,
-                            shuffle=self.shuffle, group_size=self.group_size)
+        return resume_state(
+            self._size,
+            seed=self.seed,
+            epoch=epoch,
+            segments=segs,
+            mode=self.mode,
+            shuffle=self.shuffle,
+            group_size=self.group_size,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume: the next pass of epoch ``state["epoch"]`` yields only what was not yet consumed.
@@ -171,8 +202,10 @@ class RadiSampler(DistributedSampler):
         """
         for key, mine in (("num_samples", self._size), ("group_size", self.group_size), ("mode", self.mode)):
             if state.get(key) != mine:
-                raise ValueError(f"resume state has {key}={state.get(key)!r}, this loader has {mine!r} "
-                                 "(same dataset, patches_per_volume and shard mode needed)")
+                raise ValueError(
+                    f"resume state has {key}={state.get(key)!r}, this loader has {mine!r} "
+                    "(same dataset, patches_per_volume and shard mode needed)"
+                )
         self.seed, self.shuffle = int(state["seed"]), bool(state["shuffle"])
         self.epoch = int(state["epoch"])
         segs = [[int(w), int(p)] for w, p in state["segments"]]
@@ -187,8 +220,11 @@ class RadiSampler(DistributedSampler):
 
 def set_epoch(loader: Any, epoch: int) -> None:
     """Sets the epoch on a loader's sampler (and dataset): call at the start of every epoch."""
-    targets = [getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None),
-               getattr(loader, "dataset", None)]
+    targets = [
+        getattr(loader, "sampler", None),
+        getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+        getattr(loader, "dataset", None),
+    ]
     done: set[int] = set()
     for target in targets:
         fn = getattr(target, "set_epoch", None)

@@ -68,8 +68,14 @@ def item_rng(
         worker: the DataLoader worker id (leave 0 for draws that do not depend on ``num_workers``).
         stream: separates uses of one item (e.g. 0 = patch origins, 1 = augmentation).
     """
-    for name, value in (("seed", seed), ("epoch", epoch), ("index", index), ("rank", rank),
-                        ("worker", worker), ("stream", stream)):
+    for name, value in (
+        ("seed", seed),
+        ("epoch", epoch),
+        ("index", index),
+        ("rank", rank),
+        ("worker", worker),
+        ("stream", stream),
+    ):
         if int(value) < 0:
             raise ValueError(f"item_rng: {name} must be >= 0, got {value}")
     key = (int(epoch), int(rank), int(worker), int(index), int(stream))
@@ -158,7 +164,7 @@ class ForegroundIndex:
         rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0x46474958,)))
         kept: list[np.ndarray] = []
         for start, count in zip(starts, counts, strict=True):
-            group = fg[start:start + count]
+            group = fg[start : start + count]
             if count > max_per_class:
                 group = np.sort(rng.choice(group, size=max_per_class, replace=False))
             kept.append(group.astype(idx_dtype))
@@ -273,14 +279,12 @@ def foreground_patch_origins(
     else:
         use_fg = rng.random(int(n)) < foreground_prob
         weights = np.asarray(index.counts, dtype=np.float64)
-        drawn = rng.choice(np.asarray(index.labels, np.int64), size=int(use_fg.sum()),
-                           p=weights / weights.sum())
+        drawn = rng.choice(np.asarray(index.labels, np.int64), size=int(use_fg.sum()), p=weights / weights.sum())
         targets[use_fg] = drawn
     return _finish(index, targets, patch, rng)
 
 
-def _finish(index: ForegroundIndex, targets: np.ndarray, patch: np.ndarray,
-            rng: np.random.Generator) -> PatchDraw:
+def _finish(index: ForegroundIndex, targets: np.ndarray, patch: np.ndarray, rng: np.random.Generator) -> PatchDraw:
     origins = np.empty((targets.size, len(index.shape)), dtype=np.int64)
     uniform = targets == _UNIFORM
     origins[uniform] = uniform_patch_origins(index.shape, patch, int(uniform.sum()), rng)
@@ -353,7 +357,7 @@ def grid_patch_origins(
 
 
 def patch_slices(
-    origin: Sequence[int], patch_size: int | Sequence[int], shape: Sequence[int]
+    origin: Sequence[int] | np.ndarray, patch_size: int | Sequence[int], shape: Sequence[int]
 ) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Source slices into the volume and destination slices into the patch buffer.
 

@@ -45,8 +45,10 @@ class IncompleteSubjectsError(RadiObjectError, ValueError):
         self.store, self.missing = store, missing
         listed = "; ".join(f"{sid!r} lacks {cols}" for sid, cols in list(missing.items())[:20])
         more = f" (and {len(missing) - 20} more)" if len(missing) > 20 else ""
-        super().__init__(f"{len(missing)} incomplete subject(s) in {store}: {listed}{more}; pass "
-                         "incomplete='skip' to leave them out, or subjects=[...]")
+        super().__init__(
+            f"{len(missing)} incomplete subject(s) in {store}: {listed}{more}; pass "
+            "incomplete='skip' to leave them out, or subjects=[...]"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.store, self.missing))
@@ -82,8 +84,11 @@ def default_modalities(radi: Any, label: str | None) -> list[str]:
     names = list(radi.collection_names)
     images = [c for c in names if c != label and not is_label_collection(radi, c)]
     if not images:
-        raise NotFoundError("image collection", "(any)", f"{radi.uri}: collections {names} are all labels; "
-                            "name the input collections with modalities=[...]")
+        raise NotFoundError(
+            "image collection",
+            "(any)",
+            f"{radi.uri}: collections {names} are all labels; name the input collections with modalities=[...]",
+        )
     return images
 
 
@@ -104,8 +109,11 @@ def split_subjects(radi: Any, split: str | None, fold: int | None) -> list[str] 
     want = _norm(split) if split is not None else None
     if fold is None:
         if "split" not in meta.columns:
-            raise SplitError(radi.uri, f"split={split!r} needs an obs_meta column 'split' (see `radiobject split`); "
-                             f"columns: {list(meta.columns)}")
+            raise SplitError(
+                radi.uri,
+                f"split={split!r} needs an obs_meta column 'split' (see `radiobject split`); "
+                f"columns: {list(meta.columns)}",
+            )
         return [sid for sid, v in zip(ids, meta["split"], strict=True) if _norm(v) == want]
     if want not in ("train", "val"):
         raise SplitError(radi.uri, f"fold={fold} needs split='train' or 'val', got {split!r}")
@@ -119,12 +127,16 @@ def split_subjects(radi: Any, split: str | None, fold: int | None) -> list[str] 
             raise SplitError(radi.uri, f"fold {fold} not in obs_meta column 'fold' (folds {present})")
         keep = (lambda f: f == int(fold)) if want == "val" else (lambda f: f is not None and f != int(fold))
         return [sid for sid, f in zip(ids, folds, strict=True) if keep(f)]
-    raise SplitError(radi.uri, f"fold={fold} needs an obs_meta column {col!r} or 'fold' (see `radiobject split`); "
-                     f"columns: {list(meta.columns)}")
+    raise SplitError(
+        radi.uri,
+        f"fold={fold} needs an obs_meta column {col!r} or 'fold' (see `radiobject split`); "
+        f"columns: {list(meta.columns)}",
+    )
 
 
-def complete_subjects(radi: Any, collections: Sequence[str], subjects: Sequence[str] | None,
-                      incomplete: str = "error") -> list[str]:
+def complete_subjects(
+    radi: Any, collections: Sequence[str], subjects: Sequence[str] | None, incomplete: str = "error"
+) -> list[str]:
     """``subjects`` (default: all) that have a volume in every one of ``collections``, by policy."""
     if incomplete not in ("error", "skip"):
         raise ValueError(f"incomplete must be 'error' or 'skip', got {incomplete!r}")
@@ -140,6 +152,10 @@ def complete_subjects(radi: Any, collections: Sequence[str], subjects: Sequence[
     if missing and incomplete == "error":
         raise IncompleteSubjectsError(radi.uri, missing)
     if missing:
-        warnings.warn(f"{radi.uri}: left out {len(missing)} of {len(wanted)} subject(s) lacking a volume in one of "
-                      f"{list(collections)}: {sorted(missing)[:10]}", IncompleteSubjectsWarning, stacklevel=3)
+        warnings.warn(
+            f"{radi.uri}: left out {len(missing)} of {len(wanted)} subject(s) lacking a volume in one of "
+            f"{list(collections)}: {sorted(missing)[:10]}",
+            IncompleteSubjectsWarning,
+            stacklevel=3,
+        )
     return [sid for sid in wanted if sid not in missing]

@@ -122,9 +122,7 @@ def worker_init_fn(worker_id: int) -> None:
     _init(worker_id, threads=1, then=None)
 
 
-def make_worker_init_fn(
-    threads: int = 1, then: Callable[[int], None] | None = None
-) -> Callable[[int], None]:
+def make_worker_init_fn(threads: int = 1, then: Callable[[int], None] | None = None) -> Callable[[int], None]:
     """A picklable ``worker_init_fn`` limiting threads to ``threads``, then calling ``then(worker_id)``."""
     if threads < 1:
         raise ValueError(f"make_worker_init_fn: threads must be >= 1, got {threads}")

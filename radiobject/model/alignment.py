@@ -30,8 +30,10 @@ def misalignment(volumes: Sequence[tuple[str, str, tuple[int, ...], np.ndarray]]
         if tuple(shape[:3]) != tuple(s0[:3]):
             return f"shape {tuple(shape[:3])} in {coll!r}{where} != {tuple(s0[:3])} in {c0!r}{w0}"
         if not np.allclose(affine, a0, atol=atol):
-            return (f"affine of {coll!r}{where} differs from {c0!r}{w0} by up to "
-                    f"{np.abs(np.asarray(affine) - np.asarray(a0)).max():.4g}")
+            return (
+                f"affine of {coll!r}{where} differs from {c0!r}{w0} by up to "
+                f"{np.abs(np.asarray(affine) - np.asarray(a0)).max():.4g}"
+            )
     return None
 
 

@@ -29,14 +29,14 @@ from radiobject.formats.image import ImageData
 from radiobject.model.ids import validate_id
 from radiobject.model.options import WriteOptions
 from radiobject.model.versions import LAYOUT, new_version, record_superseded, relative, volume_uri
+from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
+from radiobject.model.writer import write_image
 from radiobject.storage import files
 from radiobject.storage.files import join
 from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
-from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
-from radiobject.model.writer import write_image
 
 Loader = Callable[[], ImageData]
 #: ``submit(fn, *args) -> future`` and ``as_completed(futures) -> iterator`` (concurrent.futures or Dask).
@@ -111,7 +111,11 @@ def obs_row(info: VolumeInfo, item: IngestItem) -> dict[str, Any]:
 
 
 def write_one(
-    collection_uri: str, item: IngestItem, backend: str, storage: StorageOptions, options: WriteOptions,
+    collection_uri: str,
+    item: IngestItem,
+    backend: str,
+    storage: StorageOptions,
+    options: WriteOptions,
     layout: int = LAYOUT,
 ) -> VolumeWritten:
     """Loads and writes one item as a new version ``volumes/<obs_id>/<version>``; runs in any worker.
@@ -132,8 +136,14 @@ def write_one(
         info = write_image(uri, item.image(), be, options, item.obs_id, version)
         row = obs_row(info, item)
     except Exception as exc:  # noqa: BLE001 - reported per item
-        return VolumeWritten(item.obs_id, None, time.perf_counter() - t0, 0, f"{type(exc).__name__}: {exc}",
-                             exc if _pickles(exc) else None)
+        return VolumeWritten(
+            item.obs_id,
+            None,
+            time.perf_counter() - t0,
+            0,
+            f"{type(exc).__name__}: {exc}",
+            exc if _pickles(exc) else None,
+        )
     nbytes = math.prod(info.shape) * np.dtype(info.dtype).itemsize
     return VolumeWritten(item.obs_id, row, time.perf_counter() - t0, nbytes)
 
@@ -152,7 +162,10 @@ def executor_submitter(executor: Executor) -> Submitter:
 
 
 def _plan(
-    collection_uri: str, items: Iterable[IngestItem], existing: Container[str], skip_existing: bool,
+    collection_uri: str,
+    items: Iterable[IngestItem],
+    existing: Container[str],
+    skip_existing: bool,
     replace_existing: bool = False,
 ) -> tuple[list[IngestItem], IngestReport]:
     """Validates IDs, rejects duplicates, and sets aside what is already committed."""
@@ -210,10 +223,24 @@ def write_items(
 class _Run:
     """One bulk write: workers write arrays; this process commits rows in input order."""
 
-    def __init__(self, collection_uri: str, backend: str, storage: StorageOptions, options: WriteOptions,
-                 layout: int, skip_existing: bool, replace_existing: bool,
-                 on_commit: Callable[[list[dict[str, Any]]], None] | None) -> None:
-        self.uri, self.backend, self.storage, self.options, self.layout = collection_uri, backend, storage, options, layout
+    def __init__(
+        self,
+        collection_uri: str,
+        backend: str,
+        storage: StorageOptions,
+        options: WriteOptions,
+        layout: int,
+        skip_existing: bool,
+        replace_existing: bool,
+        on_commit: Callable[[list[dict[str, Any]]], None] | None,
+    ) -> None:
+        self.uri, self.backend, self.storage, self.options, self.layout = (
+            collection_uri,
+            backend,
+            storage,
+            options,
+            layout,
+        )
         self.skip_existing, self.replace_existing, self.on_commit = skip_existing, replace_existing, on_commit
         self.table = FragmentTable(join(collection_uri, "obs"), "obs_id", storage)
 
@@ -237,7 +264,9 @@ class _Run:
                         superseded.append(relative(self.uri, old))
                 else:  # committed meanwhile by another writer: ours is discarded, never published
                     if self.layout >= 2:
-                        files.remove(volume_uri(self.uri, oid, row["version"], self.layout), self.storage, root=self.uri)
+                        files.remove(
+                            volume_uri(self.uri, oid, row["version"], self.layout), self.storage, root=self.uri
+                        )
                     res = results[oid]
                     if self.skip_existing:
                         res.status = "present"
@@ -252,10 +281,13 @@ class _Run:
         pending.clear()
         return conflict
 
-    def __call__(self, todo: list[IngestItem], report: IngestReport, submitter: Submitter, on_error: str,
-                 progress: bool | str) -> IngestReport:
+    def __call__(
+        self, todo: list[IngestItem], report: IngestReport, submitter: Submitter, on_error: str, progress: bool | str
+    ) -> IngestReport:
         submit, as_completed = submitter
-        futures = [submit(write_one, self.uri, it, self.backend, self.storage, self.options, self.layout) for it in todo]
+        futures = [
+            submit(write_one, self.uri, it, self.backend, self.storage, self.options, self.layout) for it in todo
+        ]
         position = {f: i for i, f in enumerate(futures)}
         finished: dict[int, dict[str, Any] | None] = {}  # input position -> row (None: failed)
         pending: list[dict[str, Any]] = []
@@ -274,7 +306,9 @@ class _Run:
             bar.update(1)
             finished[pos] = res.row
             status = "failed" if res.row is None else "written"
-            result = ItemResult(item.obs_id, item.obs_subject_id, status, res.seconds, res.nbytes, res.error, item.source)
+            result = ItemResult(
+                item.obs_id, item.obs_subject_id, status, res.seconds, res.nbytes, res.error, item.source
+            )
             report.results.append(result)
             results[item.obs_id] = result
             if res.row is None and not first_error:

@@ -31,7 +31,9 @@ class CatalogState:
         except FileNotFoundError:
             raise StoreNotFoundError(location.uri, "no radiobject collection here") from None
         except (NotADirectoryError, IsADirectoryError) as exc:
-            raise StoreNotFoundError(location.uri, f"not a radiobject collection ({exc.strerror}: {exc.filename})") from None
+            raise StoreNotFoundError(
+                location.uri, f"not a radiobject collection ({exc.strerror}: {exc.filename})"
+            ) from None
         except RadiObjectError:  # a remote failure, already typed and named
             raise
         except OSError as exc:

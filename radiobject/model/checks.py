@@ -62,5 +62,6 @@ def check_marker(uri: str, meta: Any, name: str) -> None:
 def check_backend_name(uri: str, backend: Any, name: str) -> None:
     """``CorruptDataError`` when a marker names no backend this radiobject knows."""
     if backend not in BACKEND_NAMES:
-        raise CorruptDataError(uri, f"{name} names an unknown backend {backend!r} (known: "
-                                    f"{', '.join(BACKEND_NAMES)})", part=name)
+        raise CorruptDataError(
+            uri, f"{name} names an unknown backend {backend!r} (known: {', '.join(BACKEND_NAMES)})", part=name
+        )

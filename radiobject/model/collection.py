@@ -82,7 +82,8 @@ class VolumeCollection(VersionedWrites):
             backend.create_group(uri, {"radiobject": {"kind": "collection", "name": name}})
             backend.create_group(files.join(uri, "volumes"), {"radiobject": {"kind": "volumes"}})
             files.write_json_atomic(
-                marker, {"format": FORMAT, "version": 1, "layout": LAYOUT, "name": name, "backend": opts.backend},
+                marker,
+                {"format": FORMAT, "version": 1, "layout": LAYOUT, "name": name, "backend": opts.backend},
                 storage,
             )
         return cls(uri, storage=storage)
@@ -165,8 +166,15 @@ class VolumeCollection(VersionedWrites):
         """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
-            uri, paths_or_glob, fmt="nifti", subject_pattern=subject_pattern, canonical=reorient,
-            name=name, options=options, storage=storage, progress=progress,
+            uri,
+            paths_or_glob,
+            fmt="nifti",
+            subject_pattern=subject_pattern,
+            canonical=reorient,
+            name=name,
+            options=options,
+            storage=storage,
+            progress=progress,
         )
 
     @classmethod
@@ -189,10 +197,17 @@ class VolumeCollection(VersionedWrites):
         """
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
-            uri, series_folders, fmt="dicom",
-            name=name, options=options, storage=storage, progress=progress,
-            dicom_options={k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt))
-                           if v} or None,
+            uri,
+            series_folders,
+            fmt="dicom",
+            name=name,
+            options=options,
+            storage=storage,
+            progress=progress,
+            dicom_options={
+                k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt)) if v
+            }
+            or None,
         )
 
     @classmethod
@@ -210,8 +225,14 @@ class VolumeCollection(VersionedWrites):
         """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
-            uri, paths_or_glob, fmt="tiff", subject_pattern=subject_pattern,
-            name=name, options=options, storage=storage, progress=progress,
+            uri,
+            paths_or_glob,
+            fmt="tiff",
+            subject_pattern=subject_pattern,
+            name=name,
+            options=options,
+            storage=storage,
+            progress=progress,
         )
 
     @classmethod
@@ -230,8 +251,15 @@ class VolumeCollection(VersionedWrites):
         """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         return engine.collection_from_files(
-            uri, paths_or_glob, fmt="auto", subject_pattern=subject_pattern, canonical=canonical,
-            name=name, options=options, storage=storage, progress=progress,
+            uri,
+            paths_or_glob,
+            fmt="auto",
+            subject_pattern=subject_pattern,
+            canonical=canonical,
+            name=name,
+            options=options,
+            storage=storage,
+            progress=progress,
         )
 
     def write(
@@ -255,9 +283,18 @@ class VolumeCollection(VersionedWrites):
         """
         opts = replace(options or WriteOptions(), backend=self.backend_name).for_collection(self.name)
         return write_items(
-            self.uri, items, self.backend_name, self.location.storage, opts, existing=self._state.known_ids(),
-            skip_existing=skip_existing, replace_existing=replace_existing, layout=self._state.layout,
-            on_error=on_error, progress=progress, on_commit=self._state.committed,
+            self.uri,
+            items,
+            self.backend_name,
+            self.location.storage,
+            opts,
+            existing=self._state.known_ids(),
+            skip_existing=skip_existing,
+            replace_existing=replace_existing,
+            layout=self._state.layout,
+            on_error=on_error,
+            progress=progress,
+            on_commit=self._state.committed,
             submitter=submitter,
         )
 
@@ -379,31 +416,50 @@ class VolumeCollection(VersionedWrites):
         """A view with the volumes of these subjects (in subject order)."""
         order = {s: i for i, s in enumerate(subject_ids)}  # a repeated subject: its last place
         by_subject = self._state.lookup()[1]  # subject -> obs IDs, built once: O(len(subject_ids))
-        keep = [k for s in sorted(order, key=order.__getitem__) for k in by_subject.get(s, ())
-                if self._ids is None or k in self]
+        keep = [
+            k
+            for s in sorted(order, key=order.__getitem__)
+            for k in by_subject.get(s, ())
+            if self._ids is None or k in self
+        ]
         return VolumeCollection._view(self._state, keep)
 
     @property
     def iloc(self) -> Indexer[Volume, VolumeCollection]:
         """Position -> Volume; slice / list / mask -> view."""
         ids = self._ids if self._ids is not None else self._state.lookup()[0]  # no copy per call
-        return Indexer(lambda i: self._state_volume(ids[i]), lambda ps: self.select([ids[p] for p in ps]),
-                       lambda key: positions(key, len(ids)))
+        return Indexer(
+            lambda i: self._state_volume(ids[i]),
+            lambda ps: self.select([ids[p] for p in ps]),
+            lambda key: positions(key, len(ids)),
+        )
 
     @property
     def loc(self) -> Indexer[Volume, VolumeCollection]:
         """obs ID -> Volume; list of IDs -> view."""
         return Indexer(self.volume, self.select, lambda key: key if isinstance(key, str) else list(key))
 
-    def to_collection(self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None) -> VolumeCollection:
+    def to_collection(
+        self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None
+    ) -> VolumeCollection:
         """Writes this collection (or view) as a new collection: geometry, dtype and obs kept."""
         items = [
-            IngestItem(r["obs_id"], r["obs_subject_id"], self._state_volume(r["obs_id"]).to_image,
-                       {c: v for c, v in r.items() if c not in CATALOG_COLUMNS}, str(r["source"]))
+            IngestItem(
+                r["obs_id"],
+                r["obs_subject_id"],
+                self._state_volume(r["obs_id"]).to_image,
+                {c: v for c, v in r.items() if c not in CATALOG_COLUMNS},
+                str(r["source"]),
+            )
             for r in self.obs.to_dict("records")
         ]
-        return VolumeCollection.from_items(uri, items, name=self.name, options=options or WriteOptions(self.backend_name), storage=storage or self.location.storage)
-
+        return VolumeCollection.from_items(
+            uri,
+            items,
+            name=self.name,
+            options=options or WriteOptions(self.backend_name),
+            storage=storage or self.location.storage,
+        )
 
 
 def _columns_by_id(obs: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
@@ -412,4 +468,3 @@ def _columns_by_id(obs: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
     if "obs_id" not in obs.columns:
         raise ValueError("obs must have an 'obs_id' column")
     return {str(r.pop("obs_id")): r for r in obs.to_dict("records")}
-

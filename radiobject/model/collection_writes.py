@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from radiobject.errors import NotFoundError
 from radiobject.formats.image import ImageData
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.ids import validate_id
@@ -18,10 +19,9 @@ from radiobject.model.options import WriteOptions
 from radiobject.model.versions import DEFAULT_GRACE_SECONDS, collect_garbage, record_superseded, relative
 from radiobject.model.volume import Volume
 from radiobject.model.volume_info import CATALOG_COLUMNS
-from radiobject.errors import NotFoundError
 from radiobject.storage import files
-from radiobject.storage.locks import write_lock
 from radiobject.storage.location import StoreLocation
+from radiobject.storage.locks import write_lock
 from radiobject.storage.tables import FragmentTable
 
 if TYPE_CHECKING:
@@ -41,9 +41,17 @@ class VersionedWrites:
         @property
         def location(self) -> StoreLocation: ...
 
-        def write(self, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
-                  skip_existing: bool = False, replace_existing: bool = False, on_error: str = "raise",
-                  progress: bool | str = False, submitter: Submitter | None = None) -> IngestReport: ...
+        def write(
+            self,
+            items: Iterable[IngestItem],
+            *,
+            options: WriteOptions | None = None,
+            skip_existing: bool = False,
+            replace_existing: bool = False,
+            on_error: str = "raise",
+            progress: bool | str = False,
+            submitter: Submitter | None = None,
+        ) -> IngestReport: ...
 
         def _state_volume(self, obs_id: str) -> Volume: ...
 
@@ -75,12 +83,20 @@ class VersionedWrites:
         if self._state.layout < 2:
             return []
         table = FragmentTable(files.join(self.uri, "obs"), "obs_id", self.location.storage)
-        referenced = {relative(self.uri, self._state.volume_uri(str(k), str(v)))
-                      for k, v in table.live_values("version").items()}
+        referenced = {
+            relative(self.uri, self._state.volume_uri(str(k), str(v))) for k, v in table.live_values("version").items()
+        }
         return collect_garbage(self.uri, self.location.storage, referenced, grace_seconds)
 
-    def replace(self, obs_id: str, image: ImageData | Volume, *, obs_subject_id: str | None = None,
-                options: WriteOptions | None = None, **columns: Any) -> Volume:
+    def replace(
+        self,
+        obs_id: str,
+        image: ImageData | Volume,
+        *,
+        obs_subject_id: str | None = None,
+        options: WriteOptions | None = None,
+        **columns: Any,
+    ) -> Volume:
         """Writes a new version of an existing volume and publishes it in one atomic step.
 
         Readers see the whole old or the whole new volume. The subject and the user columns of the
@@ -108,11 +124,13 @@ class VersionedWrites:
                 if k not in current:
                     raise NotFoundError("obs_id", k, f"collection {self.uri}")
             if self._state.layout >= 2:
-                record_superseded(self.uri, self.location.storage,
-                                  [relative(self.uri, self._state.volume_uri(k, str(current[k]))) for k in ids])
+                record_superseded(
+                    self.uri,
+                    self.location.storage,
+                    [relative(self.uri, self._state.volume_uri(k, str(current[k]))) for k in ids],
+                )
             table.delete(ids)
         self._state.invalidate()
-
 
 
 def _missing(value: Any) -> bool:

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 _ENGINE: dict[str, Any] = {}
 
 
-def register_file_engine(*, collection_from_files: Callable[..., VolumeCollection],
-                         store_from_files: Callable[..., RadiObject]) -> None:
+def register_file_engine(
+    *, collection_from_files: Callable[..., VolumeCollection], store_from_files: Callable[..., RadiObject]
+) -> None:
     """Called once by ``radiobject.ingest.entry_points`` at import."""
     _ENGINE["collection"] = collection_from_files
     _ENGINE["store"] = store_from_files
@@ -45,4 +46,6 @@ def _engine(kind: str) -> Any:
     try:
         return _ENGINE[kind]
     except KeyError:
-        raise RadiObjectError("the ingest engine is not loaded (import radiobject, not only radiobject.model)") from None
+        raise RadiObjectError(
+            "the ingest engine is not loaded (import radiobject, not only radiobject.model)"
+        ) from None

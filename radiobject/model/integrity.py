@@ -59,18 +59,26 @@ class VerifyReport:
         self.findings.append(Finding(level, where, what))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "quick": self.quick, "ok": self.ok, "volumes": self.volumes,
-                "collections": self.collections, "files_checked": self.files_checked,
-                "errors": len(self.errors), "findings": [asdict(f) for f in self.findings]}
+        return {
+            "uri": self.uri,
+            "quick": self.quick,
+            "ok": self.ok,
+            "volumes": self.volumes,
+            "collections": self.collections,
+            "files_checked": self.files_checked,
+            "errors": len(self.errors),
+            "findings": [asdict(f) for f in self.findings],
+        }
 
 
 def _rel(store: str, uri: str) -> str:
     root = store.rstrip("/") + "/"
-    return uri[len(root):] if uri.startswith(root) else uri
+    return uri[len(root) :] if uri.startswith(root) else uri
 
 
-def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
-                     arrays: set[str], full: bool) -> None:
+def _check_documents(
+    report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int], arrays: set[str], full: bool
+) -> None:
     """JSON documents and table fragments outside volume arrays."""
     unsealed: list[str] = []
     for rel in sorted(listing):
@@ -112,18 +120,25 @@ def _check_documents(report: VerifyReport, store: str, storage: StorageOptions, 
                     except Exception as exc:  # noqa: BLE001 - any parse failure is damage
                         report.add("error", rel, f"unreadable table fragment ({type(exc).__name__}: {exc})")
     if unsealed:
-        report.add("note", unsealed[0], f"no checksum record on {len(unsealed)} JSON / table file(s) "
-                                        "(written before checksums; only parsed)")
+        report.add(
+            "note",
+            unsealed[0],
+            f"no checksum record on {len(unsealed)} JSON / table file(s) (written before checksums; only parsed)",
+        )
 
 
-def _check_tables(report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int],
-                  arrays: set[str]) -> None:
+def _check_tables(
+    report: VerifyReport, store: str, storage: StorageOptions, listing: dict[str, int], arrays: set[str]
+) -> None:
     """Each fragment table's head record and chain (``storage.table_head``): a fragment that is gone
     (named by the head or by its successor) is an error; a table without a head record is a note."""
     from radiobject.storage import table_head
 
-    folders = {rel.rpartition("/")[0] for rel in listing
-               if table_head.is_fragment(rel.rpartition("/")[2]) or rel.rpartition("/")[2] == table_head.HEAD_NAME}
+    folders = {
+        rel.rpartition("/")[0]
+        for rel in listing
+        if table_head.is_fragment(rel.rpartition("/")[2]) or rel.rpartition("/")[2] == table_head.HEAD_NAME
+    }
     for folder in sorted(folders):
         if any(folder == a or folder.startswith(a + "/") for a in arrays):
             continue
@@ -140,17 +155,27 @@ def _check_group(report: VerifyReport, store: str, storage: StorageOptions, grou
         report.add("error", prefix + rel, reason)
     extra = set(group_files(uri, storage)) - set(record.get("files", {}))
     if extra:
-        report.add("note", prefix + min(extra), f"{len(extra)} group metadata file(s) written after the group's "
-                   "record (unchecked)")
+        report.add(
+            "note",
+            prefix + min(extra),
+            f"{len(extra)} group metadata file(s) written after the group's record (unchecked)",
+        )
 
 
-def _check_volume(report: VerifyReport, store: str, storage: StorageOptions, uri: str, backend: str,
-                  quick: bool, listing: dict[str, int]) -> bool:
+def _check_volume(
+    report: VerifyReport,
+    store: str,
+    storage: StorageOptions,
+    uri: str,
+    backend: str,
+    quick: bool,
+    listing: dict[str, int],
+) -> bool:
     """Checks one volume's files against its record; False when it has no record (legacy)."""
     from radiobject.storage.zarr_check import diagnose_shard
 
     where = _rel(store, uri)
-    own = {k[len(where) + 1:]: v for k, v in listing.items() if k.startswith(where + "/")}
+    own = {k[len(where) + 1 :]: v for k, v in listing.items() if k.startswith(where + "/")}
     if not own:
         report.add("error", where, "volume listed in the catalog but its array is missing")
         return True
@@ -174,7 +199,10 @@ def _check_volume(report: VerifyReport, store: str, storage: StorageOptions, uri
     small = 1 << 16
     report.files_checked += len(record["files"])
     for rel, reason in integrity.problems(
-        uri, record, storage, listing=own,
+        uri,
+        record,
+        storage,
+        listing=own,
         hash_file=lambda r: not quick or int(record["files"][r]["size"]) <= small,
     ):
         detail = diagnose_shard(uri, rel, storage) if backend == "zarr" and rel.startswith("c/") else ""
@@ -182,8 +210,9 @@ def _check_volume(report: VerifyReport, store: str, storage: StorageOptions, uri
     return True
 
 
-def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool = False,
-                 progress: bool = False) -> VerifyReport:
+def verify_store(
+    uri: str, storage: StorageOptions | None = None, *, quick: bool = False, progress: bool = False
+) -> VerifyReport:
     """Checks the store at ``uri``; see the module docstring. Never raises for damage: every
     problem becomes a ``Finding`` (an unopenable store is one error finding)."""
     from tqdm.auto import tqdm
@@ -211,8 +240,11 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
             report.add("error", f"collections/{name}", str(exc))
             continue
         if coll.backend_name != radi.backend_name:
-            report.add("error", f"collections/{name}/collection.json", f"a {coll.backend_name} collection in a "
-                       f"{radi.backend_name} store (a piece of another store)")
+            report.add(
+                "error",
+                f"collections/{name}/collection.json",
+                f"a {coll.backend_name} collection in a {radi.backend_name} store (a piece of another store)",
+            )
         work.extend((coll, r) for r in rows)
     _check_catalog(report, radi, storage, work)
     arrays = {_rel(uri, coll._state.volume_uri(str(r["obs_id"]), str(r.get("version") or ""))) for coll, r in work}
@@ -229,11 +261,17 @@ def verify_store(uri: str, storage: StorageOptions | None = None, *, quick: bool
         if not quick and len(report.errors) == before:
             _read_back(report, uri, coll, row, _rel(uri, vuri))
     for name, n in legacy.items():
-        report.add("note", f"collections/{name}", f"no checksum record on {n} volume(s) (written before checksums; "
-                   "only decoded)")
+        report.add(
+            "note",
+            f"collections/{name}",
+            f"no checksum record on {n} volume(s) (written before checksums; only decoded)",
+        )
         if n < len(radi[name]):
-            report.add("note", f"collections/{name}", "volumes of two format generations (with and without "
-                       "checksum records) in one collection")
+            report.add(
+                "note",
+                f"collections/{name}",
+                "volumes of two format generations (with and without checksum records) in one collection",
+            )
     return report
 
 
@@ -247,8 +285,12 @@ def _check_ingest_marker(report: VerifyReport, uri: str, storage: StorageOptions
         report.add("error", INGEST_MARKER, f"unreadable ingest marker ({exc})")
         return
     if isinstance(marker, dict) and marker.get("complete") is False:
-        report.add("error", INGEST_MARKER, "the last ingest did not complete (interrupted, or every item failed): "
-                   "re-run it to resume; committed volumes are intact")
+        report.add(
+            "error",
+            INGEST_MARKER,
+            "the last ingest did not complete (interrupted, or every item failed): "
+            "re-run it to resume; committed volumes are intact",
+        )
 
 
 def _check_unmarked_collections(report: VerifyReport, listing: dict[str, int], names: list[str]) -> None:
@@ -263,12 +305,17 @@ def _check_unmarked_collections(report: VerifyReport, listing: dict[str, int], n
         if parts[2] == "obs" or (parts[2] == "volumes" and len(parts) >= 5 and not parts[3].startswith("__")):
             unmarked[parts[1]] = rel
     for name, rel in sorted(unmarked.items()):
-        report.add("error", f"collections/{name}/collection.json", f"missing: the folder holds collection data "
-                   f"(e.g. {rel}) but no collection marker, so readers do not see this collection")
+        report.add(
+            "error",
+            f"collections/{name}/collection.json",
+            f"missing: the folder holds collection data "
+            f"(e.g. {rel}) but no collection marker, so readers do not see this collection",
+        )
 
 
-def _check_catalog(report: VerifyReport, radi: Any, storage: StorageOptions,
-                   work: list[tuple[Any, dict[str, Any]]]) -> None:
+def _check_catalog(
+    report: VerifyReport, radi: Any, storage: StorageOptions, work: list[tuple[Any, dict[str, Any]]]
+) -> None:
     """Tables agree with each other: unique IDs, every subject in ``obs_meta``; leftovers noted."""
     try:
         meta = radi.obs_meta
@@ -289,15 +336,19 @@ def _check_catalog(report: VerifyReport, radi: Any, storage: StorageOptions,
             report.add("error", f"collections/{name}/obs", "duplicate obs_id")
         orphans = {str(r["obs_subject_id"]) for r in rows} - subjects
         if orphans:
-            report.add("error", f"collections/{name}/obs", f"{len(orphans)} subject(s) not in obs_meta, "
-                       f"e.g. {min(orphans)!r}")
+            report.add(
+                "error", f"collections/{name}/obs", f"{len(orphans)} subject(s) not in obs_meta, e.g. {min(orphans)!r}"
+            )
         root = files.join(colls[name].uri, "volumes")
-        on_disk = {n for n in files.listdir(root, storage)
-                   if not n.startswith(("__", ".")) and not n.endswith(".json")}
+        on_disk = {n for n in files.listdir(root, storage) if not n.startswith(("__", ".")) and not n.endswith(".json")}
         extra = on_disk - set(ids)
         if extra:
-            report.add("note", f"collections/{name}/volumes", f"{len(extra)} unreferenced array folder(s) "
-                       f"(an interrupted write; invisible to readers), e.g. {min(extra)!r}")
+            report.add(
+                "note",
+                f"collections/{name}/volumes",
+                f"{len(extra)} unreferenced array folder(s) "
+                f"(an interrupted write; invisible to readers), e.g. {min(extra)!r}",
+            )
 
 
 def _read_back(report: VerifyReport, store: str, coll: Any, row: dict[str, Any], where: str) -> None:
@@ -327,9 +378,11 @@ def _read_back(report: VerifyReport, store: str, coll: Any, row: dict[str, Any],
 def summary(report: VerifyReport) -> str:
     """One line: what was checked and whether it is clean."""
     n = len(report.errors)
-    return (f"verified {report.volumes} volume(s) in {report.collections} collection(s), "
-            f"{report.files_checked} file(s){' (quick: presence and sizes)' if report.quick else ''}: "
-            f"{'OK' if not n else f'{n} problem(s)'}")
+    return (
+        f"verified {report.volumes} volume(s) in {report.collections} collection(s), "
+        f"{report.files_checked} file(s){' (quick: presence and sizes)' if report.quick else ''}: "
+        f"{'OK' if not n else f'{n} problem(s)'}"
+    )
 
 
 def iter_lines(report: VerifyReport) -> Iterable[str]:

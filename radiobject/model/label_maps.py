@@ -44,17 +44,34 @@ COUNTS_COLUMN = "class_counts"
 #: Fixed colours (RGB 0-255) of label values 1, 2, 3, ... (value 0 is background, not drawn);
 #: the same value has the same colour in every panel, subject and tool.
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
-    (0, 0, 128), (128, 128, 128),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (255, 250, 200),
+    (128, 0, 0),
+    (170, 255, 195),
+    (128, 128, 0),
+    (255, 215, 180),
+    (0, 0, 128),
+    (128, 128, 128),
 )
 _LABEL_DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "uint32", "int32", "bool"})
 #: Collection names taken for label collections (whole words, case-insensitive).
 LABEL_NAME = re.compile(
     r"(^|[^a-z])(seg|segs|segmentation|segmentations|label|labels|labelmap|mask|masks|annotation|annotations|"
     r"gt|groundtruth|ground_truth|truth|manual|roi|rois|lesion|lesions|aseg|dseg|probseg)([^a-z]|$)",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -116,14 +133,18 @@ class LabelMap:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: ``{"names": {"1": "tumour"}, "colors": {"1": [230, 25, 75]}}``."""
-        return {"names": {str(k): v for k, v in self.names.items()},
-                "colors": {str(k): list(v) for k, v in self.colors.items()}}
+        return {
+            "names": {str(k): v for k, v in self.names.items()},
+            "colors": {str(k): list(v) for k, v in self.colors.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabelMap:
         """Inverse of ``to_dict``."""
-        return cls({int(k): v for k, v in data.get("names", {}).items()},
-                   {int(k): tuple(v) for k, v in data.get("colors", {}).items()})
+        return cls(
+            {int(k): v for k, v in data.get("names", {}).items()},
+            {int(k): tuple(v) for k, v in data.get("colors", {}).items()},
+        )
 
 
 def _is_int(v: object) -> bool:

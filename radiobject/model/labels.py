@@ -83,8 +83,11 @@ def record_class_counts(coll: VolumeCollection, *, progress: bool = False, recou
     :func:`class_counts_table` of the collection."""
     base = VolumeCollection(coll.uri, storage=coll.location.storage)
     obs = base.obs
-    rows = [r for r in obs.to_dict("records")
-            if recount or not (isinstance(r.get(COUNTS_COLUMN), str) and r.get(COUNTS_COLUMN))]
+    rows = [
+        r
+        for r in obs.to_dict("records")
+        if recount or not (isinstance(r.get(COUNTS_COLUMN), str) and r.get(COUNTS_COLUMN))
+    ]
     for r in tqdm(rows, desc=f"{base.name}: class counts", disable=not progress, leave=False):
         r[COUNTS_COLUMN] = json.dumps({str(k): v for k, v in class_counts(base.volume(r["obs_id"])).items()})
     if rows:
@@ -131,8 +134,11 @@ def class_weights(
     """
     if isinstance(counts, VolumeCollection):
         counts = class_counts_table(counts)
-    total: dict[int, float] = ({int(c): float(counts[c].sum()) for c in counts.columns}
-                               if isinstance(counts, pd.DataFrame) else {int(k): float(v) for k, v in counts.items()})
+    total: dict[int, float] = (
+        {int(c): float(counts[c].sum()) for c in counts.columns}
+        if isinstance(counts, pd.DataFrame)
+        else {int(k): float(v) for k, v in counts.items()}
+    )
     keys = [int(v) for v in values] if values is not None else sorted(total)
     if not include_background:
         keys = [k for k in keys if k != 0]

@@ -34,8 +34,18 @@ from radiobject.errors import RadiObjectError
 from radiobject.formats.image import ArrayLike, ImageData
 from radiobject.model.label_maps import LABEL_NAME
 
-__all__ = ["LABEL_NAMES", "Lossy", "LossyError", "LossyLabelError", "LossyMetrics", "RoundedArray",
-           "check_lossy_collection", "is_label_image", "prepare_lossy", "reduce_precision"]
+__all__ = [
+    "LABEL_NAMES",
+    "Lossy",
+    "LossyError",
+    "LossyLabelError",
+    "LossyMetrics",
+    "RoundedArray",
+    "check_lossy_collection",
+    "is_label_image",
+    "prepare_lossy",
+    "reduce_precision",
+]
 
 #: Collection names taken for label collections: the one rule, in ``radiobject.model.label_maps``.
 LABEL_NAMES = LABEL_NAME
@@ -43,8 +53,11 @@ LABEL_NAMES = LABEL_NAME
 MAX_LABEL_VALUES = 64
 #: SSIM is computed on the central crop of at most this edge (voxels) per axis.
 SSIM_CROP = 96
-_FLOAT_LAYOUT = {np.dtype(np.float16): (np.uint16, 10, 15), np.dtype(np.float32): (np.uint32, 23, 127),
-                 np.dtype(np.float64): (np.uint64, 52, 1023)}
+_FLOAT_LAYOUT = {
+    np.dtype(np.float16): (np.uint16, 10, 15),
+    np.dtype(np.float32): (np.uint32, 23, 127),
+    np.dtype(np.float64): (np.uint64, 52, 1023),
+}
 
 
 class LossyError(RadiObjectError, ValueError):
@@ -255,11 +268,18 @@ class LossyMetrics:
         mse = self.sq_sum / self.n if self.n else 0.0
         rng = self.hi - self.lo if self.n else 0.0
         psnr = None if mse == 0 or rng == 0 else round(10 * math.log10(rng * rng / mse), 3)
-        return {"method": "precision-reduction", "setting": self.setting.describe(),
-                "max_error": self.setting.max_error, "keep_bits": self.setting.keep_bits,
-                "psnr_db": psnr, "ssim": None if self.ssim is None else round(self.ssim, 6),
-                "mse": mse, "max_abs_error": self.max_abs, "data_range": rng,
-                "ssim_region": f"central {SSIM_CROP}^3 crop"}
+        return {
+            "method": "precision-reduction",
+            "setting": self.setting.describe(),
+            "max_error": self.setting.max_error,
+            "keep_bits": self.setting.keep_bits,
+            "psnr_db": psnr,
+            "ssim": None if self.ssim is None else round(self.ssim, 6),
+            "mse": mse,
+            "max_abs_error": self.max_abs,
+            "data_range": rng,
+            "ssim_region": f"central {SSIM_CROP}^3 crop",
+        }
 
 
 def central_crop(shape: tuple[int, ...]) -> tuple[slice, ...]:

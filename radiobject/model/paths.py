@@ -45,8 +45,14 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out += "(?:(.*)/)?"
             i += 3
         elif pattern[i] == "*":
-            entity = next((e for e in BIDS_ID_ENTITIES if pattern[:i].endswith(e + "-")
-                           and (i == len(e) + 1 or not pattern[i - len(e) - 2].isalnum())), None)
+            entity = next(
+                (
+                    e
+                    for e in BIDS_ID_ENTITIES
+                    if pattern[:i].endswith(e + "-") and (i == len(e) + 1 or not pattern[i - len(e) - 2].isalnum())
+                ),
+                None,
+            )
             if entity is not None:  # the entity key is part of the ID (BIDS: sub-01, ses-pre)
                 out = out[: -len(re.escape(entity + "-"))] + f"({re.escape(entity)}-[^/_]*)"
             else:

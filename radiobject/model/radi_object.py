@@ -84,8 +84,11 @@ class RadiObject(RadiObjectWrites):
         if self._names is None:
             root = files.join(self.uri, "collections")
             names = get_backend(self._backend, self._location.storage).members(root)
-            self._names = [validate_collection_name(n) for n in names  # names read back are checked too
-                           if files.exists(files.join(root, n, "collection.json"), self._location.storage)]
+            self._names = [
+                validate_collection_name(n)
+                for n in names  # names read back are checked too
+                if files.exists(files.join(root, n, "collection.json"), self._location.storage)
+            ]
         return list(self._names)
 
     def _all_subjects(self) -> list[str]:
@@ -229,7 +232,7 @@ class RadiObject(RadiObjectWrites):
                     raise NotFoundError("subject", str(end), f"store {self.uri}")
             start = where[key.start] if key.start is not None else None
             stop = where[key.stop] + 1 if key.stop is not None else None
-            return list(ids[start:stop:key.step])
+            return list(ids[start : stop : key.step])
         arr = np.asarray(key)
         if arr.dtype == bool:  # radi.loc[radi.obs_meta["age"] > 50]
             ids = self._subject_map().ids
@@ -241,8 +244,11 @@ class RadiObject(RadiObjectWrites):
     def iloc(self) -> Indexer[RadiObject, RadiObject]:
         """Position (or slice / list / mask) -> view."""
         ids = self._subject_map().ids  # no copy per call
-        return Indexer(lambda i: self.select([ids[i]]), lambda ps: self.select([ids[p] for p in ps]),
-                       lambda key: positions(key, len(ids)))
+        return Indexer(
+            lambda i: self.select([ids[i]]),
+            lambda ps: self.select([ids[p] for p in ps]),
+            lambda key: positions(key, len(ids)),
+        )
 
     def filter(self, *conditions: Condition, **equals: Any) -> RadiObject:
         """Subjects whose ``obs_meta`` rows meet every condition (no code is ``eval``-ed).
@@ -254,11 +260,15 @@ class RadiObject(RadiObjectWrites):
         mask = filter_mask(meta, conditions, equals)
         return self._view(meta.loc[mask, SUBJECT].tolist())
 
-    def to_radi_object(self, uri: str, *, options: WriteOptions | None = None,
-                       storage: StorageOptions | None = None) -> RadiObject:
+    def to_radi_object(
+        self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None
+    ) -> RadiObject:
         """Writes this object (a view: only its subjects) as a new store, geometry intact."""
         colls = {name: self[name] for name in self.collection_names}
         return RadiObject.from_volume_collections(
-            uri, colls, obs_meta=self.obs_meta, options=options or WriteOptions(self._backend),
+            uri,
+            colls,
+            obs_meta=self.obs_meta,
+            options=options or WriteOptions(self._backend),
             storage=storage or self._location.storage,
         )

@@ -69,8 +69,14 @@ class RadiObjectWrites:
         _backend: str
 
     @classmethod
-    def create(cls, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None,
-               exist_ok: bool = False) -> Self:
+    def create(
+        cls,
+        uri: str,
+        *,
+        options: WriteOptions | None = None,
+        storage: StorageOptions | None = None,
+        exist_ok: bool = False,
+    ) -> Self:
         """Creates an empty store with the backend of ``options`` (recorded, detected on open)."""
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         marker = files.join(uri, MARKER)
@@ -142,7 +148,9 @@ class RadiObjectWrites:
         """From ``{collection: {subject_id: ImageData or loader}}`` (obs ID = subject ID)."""
         if validate_alignment:
             check_alignment({c: {s: geometry_of(v) for s, v in per.items()} for c, per in images.items()})
-        items = {c: [IngestItem(s, s, v, {}, getattr(v, "source", "")) for s, v in per.items()] for c, per in images.items()}
+        items = {
+            c: [IngestItem(s, s, v, {}, getattr(v, "source", "")) for s, v in per.items()] for c, per in images.items()
+        }
         return cls.from_items(uri, items, obs_meta=obs_meta, options=options, storage=storage)
 
     @classmethod
@@ -163,9 +171,18 @@ class RadiObjectWrites:
 
         ``reorient=True`` stores every volume in RAS+ axis order (off by default: as in the file).
         """
-        return cls.from_files(uri, images, fmt="nifti", obs_meta=obs_meta, validate_alignment=validate_alignment,
-                              subject_pattern=subject_pattern, canonical=reorient, options=options, storage=storage,
-                              progress=progress)
+        return cls.from_files(
+            uri,
+            images,
+            fmt="nifti",
+            obs_meta=obs_meta,
+            validate_alignment=validate_alignment,
+            subject_pattern=subject_pattern,
+            canonical=reorient,
+            options=options,
+            storage=storage,
+            progress=progress,
+        )
 
     @classmethod
     def from_files(
@@ -191,9 +208,18 @@ class RadiObjectWrites:
         for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
         """
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.store_from_files(uri, images, fmt=fmt, obs_meta=obs_meta, validate_alignment=validate_alignment,
-                                subject_pattern=subject_pattern, canonical=canonical, options=options,
-                                storage=storage, progress=progress)
+        return engine.store_from_files(
+            uri,
+            images,
+            fmt=fmt,
+            obs_meta=obs_meta,
+            validate_alignment=validate_alignment,
+            subject_pattern=subject_pattern,
+            canonical=canonical,
+            options=options,
+            storage=storage,
+            progress=progress,
+        )
 
     @classmethod
     def from_dicoms(
@@ -214,12 +240,30 @@ class RadiObjectWrites:
         (or ``subject_pattern``'s group). ``validate_alignment`` (on by default, as everywhere) reads
         every series twice. Geometry follows the DICOM reader (see ``formats.dicom``).
         """
-        return cls.from_files(uri, images, fmt="dicom", obs_meta=obs_meta, validate_alignment=validate_alignment,
-                              subject_pattern=subject_pattern, options=options, storage=storage, progress=progress)
+        return cls.from_files(
+            uri,
+            images,
+            fmt="dicom",
+            obs_meta=obs_meta,
+            validate_alignment=validate_alignment,
+            subject_pattern=subject_pattern,
+            options=options,
+            storage=storage,
+            progress=progress,
+        )
 
-    def add_collection(self, name: str, items: Iterable[IngestItem], *, options: WriteOptions | None = None,
-                       skip_existing: bool = False, replace_existing: bool = False, on_error: str = "raise",
-                       progress: bool | str = False, submitter: Submitter | None = None) -> IngestReport:
+    def add_collection(
+        self,
+        name: str,
+        items: Iterable[IngestItem],
+        *,
+        options: WriteOptions | None = None,
+        skip_existing: bool = False,
+        replace_existing: bool = False,
+        on_error: str = "raise",
+        progress: bool | str = False,
+        submitter: Submitter | None = None,
+    ) -> IngestReport:
         """Creates (or extends) collection ``name`` with ``items``; see ``VolumeCollection.write``.
 
         Idempotent and race-free: N processes adding the same new collection at once create it
@@ -230,16 +274,23 @@ class RadiObjectWrites:
         opts.for_collection(name)  # a lossy label collection is refused before anything is created
         files.check_no_symlinks(self.uri, self._coll_uri(name))  # never write through a planted link
         if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
-            VolumeCollection.create(self._coll_uri(name), name=name, options=opts, storage=self._location.storage,
-                                    exist_ok=True)
+            VolumeCollection.create(
+                self._coll_uri(name), name=name, options=opts, storage=self._location.storage, exist_ok=True
+            )
             self._names = None
         return self._collection(name).write(
-            items, options=opts, skip_existing=skip_existing, replace_existing=replace_existing, on_error=on_error,
-            progress=name if progress is True else progress, submitter=submitter,
+            items,
+            options=opts,
+            skip_existing=skip_existing,
+            replace_existing=replace_existing,
+            on_error=on_error,
+            progress=name if progress is True else progress,
+            submitter=submitter,
         )
 
-    def replace_subject(self, subject_id: str, images: Mapping[str, ImageData],
-                        options: WriteOptions | None = None) -> None:
+    def replace_subject(
+        self, subject_id: str, images: Mapping[str, ImageData], options: WriteOptions | None = None
+    ) -> None:
         """Replaces the volume of ``subject_id`` in each named collection (``{collection: image}``).
 
         Each collection's replacement is one atomic commit (``VolumeCollection.replace``); the

@@ -56,11 +56,14 @@ def resample_image(image: ImageData, target: Sequence[float], *, order: int = 1)
     out = np.empty(new_shape + (flat.shape[-1],), dtype=out_dtype)
     for c in range(flat.shape[-1]):
         src = flat[..., c] if order == 0 else flat[..., c].astype(np.float32)
-        out[..., c] = ndimage.affine_transform(src, step, offset=offset, output_shape=new_shape, order=order,
-                                               mode="nearest")
+        out[..., c] = ndimage.affine_transform(
+            src, step, offset=offset, output_shape=new_shape, order=order, mode="nearest"
+        )
     out = out.reshape(new_shape + data.shape[3:])
-    meta = {**image.metadata, "resampled_from": {"spacing": list(affine_spacing(image.affine)),
-                                                 "shape": [int(s) for s in data.shape]}}
+    meta = {
+        **image.metadata,
+        "resampled_from": {"spacing": list(affine_spacing(image.affine)), "shape": [int(s) for s in data.shape]},
+    }
     if order:  # interpolated values are already scaled
         meta.pop("scl_slope", None)
         meta.pop("scl_inter", None)
@@ -94,10 +97,16 @@ def resample_collection(
     if len(target) != 3:
         raise ValueError(f"spacing must be three numbers (mm), got {spacing}")
     out = out or f"{name}_{'x'.join(f'{s:g}' for s in target)}mm".replace(".", "p")
-    items = [IngestItem(r["obs_id"], r["obs_subject_id"],
-                        partial(_load_resampled, src.volume(r["obs_id"]), target, order),
-                        {}, f"{name}/{r['obs_id']} resampled to {target} mm")
-             for r in src.obs.to_dict("records")]
+    items = [
+        IngestItem(
+            r["obs_id"],
+            r["obs_subject_id"],
+            partial(_load_resampled, src.volume(r["obs_id"]), target, order),
+            {},
+            f"{name}/{r['obs_id']} resampled to {target} mm",
+        )
+        for r in src.obs.to_dict("records")
+    ]
     radi.add_collection(out, items, options=options, skip_existing=True, progress=out if progress else False)
     dest = radi[out]
     if label:

@@ -38,13 +38,22 @@ def _units(meta: pd.DataFrame, group: str | None, stratify: str | None) -> pd.Da
     key = meta[group].astype(str) if group else meta[SUBJECT].astype(str)
     if group and meta[group].isna().any():
         raise ValueError(f"group column {group!r} has missing values")
-    strata = (meta[stratify].map(lambda v: "<missing>" if pd.isna(v) else v) if stratify
-              else pd.Series("all", index=meta.index))
+    strata = (
+        meta[stratify].map(lambda v: "<missing>" if pd.isna(v) else v)
+        if stratify
+        else pd.Series("all", index=meta.index)
+    )
     df = pd.DataFrame({"unit": key.to_numpy(), "stratum": strata.to_numpy(), SUBJECT: meta[SUBJECT].to_numpy()})
     rows = []
     for unit, sub in df.groupby("unit", sort=True):
-        rows.append({"unit": unit, "size": len(sub), "stratum": sub["stratum"].mode().iloc[0],
-                     "subjects": sub[SUBJECT].tolist()})
+        rows.append(
+            {
+                "unit": unit,
+                "size": len(sub),
+                "stratum": sub["stratum"].mode().iloc[0],
+                "subjects": sub[SUBJECT].tolist(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -89,8 +98,11 @@ def make_splits(
             order = st["unit"].to_numpy()[rng.permutation(len(st))]
             n_val = min(len(order) - 1, max(1, round(val_fraction * len(order)))) if len(order) > 1 else 0
             assign.update({u: int(i < n_val) for i, u in enumerate(order)})
-        split = {s: ("val" if assign[u] else "train") for u, subs in zip(units["unit"], units["subjects"], strict=True)
-                 for s in subs}
+        split = {
+            s: ("val" if assign[u] else "train")
+            for u, subs in zip(units["unit"], units["subjects"], strict=True)
+            for s in subs
+        }
         return pd.DataFrame({SUBJECT: meta[SUBJECT].to_numpy(), SPLIT: meta[SUBJECT].map(split).to_numpy()})
     if k is None or k < 2:
         raise ValueError(f"k must be >= 2 folds (or give val_fraction), got {k}")
@@ -110,8 +122,9 @@ def make_splits(
             totals[f] += size
     fold = {s: assign[u] for u, subs in zip(units["unit"], units["subjects"], strict=True) for s in subs}
     folds = meta[SUBJECT].map(fold).astype("int64").to_numpy()
-    return pd.DataFrame({SUBJECT: meta[SUBJECT].to_numpy(), FOLD: folds,
-                         SPLIT: np.where(folds == val_fold, "val", "train")})
+    return pd.DataFrame(
+        {SUBJECT: meta[SUBJECT].to_numpy(), FOLD: folds, SPLIT: np.where(folds == val_fold, "val", "train")}
+    )
 
 
 def write_splits(radi: Any, splits: pd.DataFrame) -> None:
@@ -137,4 +150,3 @@ def split_store(radi: Any, **kwargs: Any) -> pd.DataFrame:
 def fold_sizes(splits: pd.DataFrame) -> dict[int, int]:
     """Subjects per fold (a quick balance check)."""
     return {int(f): int(n) for f, n in splits[FOLD].value_counts().sort_index().items()}
-

@@ -90,8 +90,13 @@ class _Pool:
         mean = self.s / self.n
         var = max(self.s2 / self.n - mean * mean, 0.0)
         allv = np.concatenate(self.samples)
-        row: dict[str, float] = {"voxels": self.n, "mean": mean, "std": float(np.sqrt(var)),
-                                 "min": self.lo, "max": self.hi}
+        row: dict[str, float] = {
+            "voxels": self.n,
+            "mean": mean,
+            "std": float(np.sqrt(var)),
+            "min": self.lo,
+            "max": self.hi,
+        }
         for p, q in zip(percentiles, np.percentile(allv, list(percentiles)), strict=True):
             row[f"p{p:g}"] = float(q)
         return row
@@ -127,8 +132,13 @@ def intensity_stats(
     for name in names:
         coll = radi[name]
         pools: dict[int, _Pool] = {}
-        for vol, sid in tqdm(zip(coll, coll.obs_subject_ids, strict=True), total=len(coll),
-                             desc=f"{name}: intensities", disable=not progress, leave=False):
+        for vol, sid in tqdm(
+            zip(coll, coll.obs_subject_ids, strict=True),
+            total=len(coll),
+            desc=f"{name}: intensities",
+            disable=not progress,
+            leave=False,
+        ):
             data = vol.to_numpy(scaled=True)
             chans = data.reshape(data.shape[:3] + (-1,))
             if mask_coll is not None:

@@ -93,7 +93,9 @@ def collect_garbage(
     table = superseded_table(collection_uri, storage)
     df = table.read()
     now, removed = time.time(), []
-    for path, at in zip(df["path"].tolist(), df.get("superseded_at", pd.Series([], dtype=float)).tolist(), strict=False):
+    for path, at in zip(
+        df["path"].tolist(), df.get("superseded_at", pd.Series([], dtype=float)).tolist(), strict=False
+    ):
         if path in referenced or now - float(at) < grace_seconds:
             continue
         _remove_version(collection_uri, storage, path)

@@ -204,14 +204,18 @@ class Volume:
             try:
                 handle = backend.open_array(self.uri)
             except StoreNotFoundError as exc:  # the catalog lists this volume: its array must exist
-                raise located(CorruptDataError(self.uri, f"array missing ({exc.reason})"), self.uri,
-                              self._location.storage) from None
+                raise located(
+                    CorruptDataError(self.uri, f"array missing ({exc.reason})"), self.uri, self._location.storage
+                ) from None
             except CorruptDataError as exc:
                 raise located(exc, self.uri, self._location.storage) from None
             stored = str(handle.attrs.get("version") or "")
             if self._info.version and stored != self._info.version:
-                raise VersionMismatchError(self.uri, f"the catalog names version {self._info.version!r} but the "
-                                                     f"stored data is version {stored or 'unknown'!r}")
+                raise VersionMismatchError(
+                    self.uri,
+                    f"the catalog names version {self._info.version!r} but the "
+                    f"stored data is version {stored or 'unknown'!r}",
+                )
             self._handle, self._pid = handle, os.getpid()
         return self._handle
 

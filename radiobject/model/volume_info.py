@@ -14,7 +14,20 @@ from radiobject.storage.base import ArraySpec, Codec
 
 #: ``obs`` columns written by the store itself (user columns may not use these names).
 CATALOG_COLUMNS: frozenset[str] = frozenset(
-    {"obs_id", "obs_subject_id", "version", "shape", "dtype", "spacing", "orientation", "affine", "chunks", "codec", "source", "metadata"}
+    {
+        "obs_id",
+        "obs_subject_id",
+        "version",
+        "shape",
+        "dtype",
+        "spacing",
+        "orientation",
+        "affine",
+        "chunks",
+        "codec",
+        "source",
+        "metadata",
+    }
 )
 
 

@@ -19,6 +19,7 @@ from radiobject.formats.image import ImageData
 from radiobject.geometry import validate_affine
 from radiobject.model.lossy import Lossy, prepare_lossy
 from radiobject.model.options import WriteOptions
+from radiobject.model.volume_info import VolumeInfo
 from radiobject.storage.base import (
     MAX_SHARD_VOXELS,
     ArraySpec,
@@ -27,7 +28,6 @@ from radiobject.storage.base import (
     default_chunks,
     default_shards,
 )
-from radiobject.model.volume_info import VolumeInfo
 
 #: Bytes per block when copying a lazy source (bounded memory whatever the volume size).
 BLOCK_BYTES = 256 << 20
@@ -80,7 +80,11 @@ def _json_default(value: object) -> object:
 
 
 def write_image(
-    uri: str, image: ImageData, backend: Backend, options: WriteOptions, obs_id: str | None = None,
+    uri: str,
+    image: ImageData,
+    backend: Backend,
+    options: WriteOptions,
+    obs_id: str | None = None,
     version: str | None = None,
 ) -> VolumeInfo:
     """Writes ``image`` as a new array at ``uri`` and returns its ``VolumeInfo``.

@@ -20,8 +20,11 @@ def profile_files(key: str, secret: str, token: str | None, region: str | None, 
     """
     out = []
     for suffix, text in (
-        ("credentials", f"[{PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
-                        + (f"aws_session_token = {token}\n" if token else "")),
+        (
+            "credentials",
+            f"[{PROFILE}]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+            + (f"aws_session_token = {token}\n" if token else ""),
+        ),
         ("config", f"[profile {PROFILE}]\nregion = {region or 'us-east-1'}\n"),
     ):
         fd, path = tempfile.mkstemp(prefix=f"radiobject-aws-{suffix}-", suffix=".ini")

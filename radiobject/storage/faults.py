@@ -18,10 +18,25 @@ from radiobject.errors import RadiObjectError, RemoteStorageError
 
 # Substrings of client messages that mean "the remote end failed", not "your data is wrong".
 _REMOTE_MARKERS = (
-    "CURL error", "curl_code", "Could not connect", "Connection refused", "Connection reset",
-    "Timeout was reached", "timed out", "Read timeout", "Connect timeout", "Operation too slow",
-    "Failed to connect", "Couldn't connect", "Connection aborted", "Server disconnected",
-    "Cannot connect to host", "Curl error", "S3 error", "Error code: 5", "ServiceUnavailable",
+    "CURL error",
+    "curl_code",
+    "Could not connect",
+    "Connection refused",
+    "Connection reset",
+    "Timeout was reached",
+    "timed out",
+    "Read timeout",
+    "Connect timeout",
+    "Operation too slow",
+    "Failed to connect",
+    "Couldn't connect",
+    "Connection aborted",
+    "Server disconnected",
+    "Cannot connect to host",
+    "Curl error",
+    "S3 error",
+    "Error code: 5",
+    "ServiceUnavailable",
 )
 
 

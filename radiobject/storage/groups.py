@@ -42,6 +42,7 @@ def members(uri: str, storage: StorageOptions) -> list[str]:
     """Names of the child nodes of a group (sub-groups and arrays), from the listing."""
     skip = {"zarr.json", "__group", "__meta", "__tiledb_group.tdb"}
     return [
-        n for n in files.listdir(uri, storage)
+        n
+        for n in files.listdir(uri, storage)
         if n not in skip and not n.startswith(".") and not n.endswith((".json", ".parquet"))
     ]

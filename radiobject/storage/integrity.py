@@ -43,8 +43,6 @@ INTEGRITY_VERSION = 1
 _FORMAT = "radiobject-integrity"
 
 
-
-
 # ------------------------------------------------------------------ array records
 def walk(uri: str, storage: StorageOptions) -> dict[str, int]:
     """``{relative path: size}`` of every file under ``uri`` (hidden temporaries excluded)."""
@@ -112,8 +110,9 @@ def read_record(uri: str, storage: StorageOptions) -> dict[str, Any]:
     try:
         data = files.read_bytes(path, storage)
     except FileNotFoundError:
-        raise CorruptDataError(uri, "integrity record missing (the array is marked as having one)",
-                               part=MANIFEST) from None
+        raise CorruptDataError(
+            uri, "integrity record missing (the array is marked as having one)", part=MANIFEST
+        ) from None
     record = parse_checked_json(data, path)
     if not isinstance(record, dict) or record.get("format") != _FORMAT or not isinstance(record.get("files"), dict):
         raise CorruptDataError(uri, "integrity record is not a radiobject integrity record", part=MANIFEST)

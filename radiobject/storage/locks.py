@@ -128,5 +128,7 @@ def _acquire(root: str, path: str, deadline: float, wait: float) -> int:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+    os.pwrite(
+        fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0
+    )
     return fd

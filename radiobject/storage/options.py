@@ -82,10 +82,15 @@ class StorageOptions:
         if s.endpoint_url:
             client_kwargs["endpoint_url"] = s.endpoint_url
         return {
-            "key": s.key, "secret": s.secret, "token": s.session_token, "anon": s.anon,
-            "client_kwargs": client_kwargs, "use_listings_cache": False,
+            "key": s.key,
+            "secret": s.secret,
+            "token": s.session_token,
+            "anon": s.anon,
+            "client_kwargs": client_kwargs,
+            "use_listings_cache": False,
             "config_kwargs": {
-                "connect_timeout": s.timeout_s, "read_timeout": s.timeout_s,
+                "connect_timeout": s.timeout_s,
+                "read_timeout": s.timeout_s,
                 "retries": {"max_attempts": s.retries + 1, "mode": "standard"},
             },
         }
@@ -102,7 +107,9 @@ class StorageOptions:
         }
         if s.endpoint_url:
             scheme, host = s.endpoint_url.split("://", 1) if "://" in s.endpoint_url else ("https", s.endpoint_url)
-            cfg.update({"vfs.s3.endpoint_override": host, "vfs.s3.scheme": scheme, "vfs.s3.use_virtual_addressing": "false"})
+            cfg.update(
+                {"vfs.s3.endpoint_override": host, "vfs.s3.scheme": scheme, "vfs.s3.use_virtual_addressing": "false"}
+            )
         if s.region:
             cfg["vfs.s3.region"] = s.region
         if s.key and s.secret:
@@ -122,7 +129,9 @@ class StorageOptions:
         """
         s = self.resolved()
         spec: dict[str, Any] = {
-            "driver": "s3", "bucket": bucket, "path": path,
+            "driver": "s3",
+            "bucket": bucket,
+            "path": path,
             "aws_region": s.region,
             "context": {"s3_request_retries": {"max_retries": s.retries, "initial_delay": "0.2s", "max_delay": "5s"}},
         }
@@ -135,8 +144,12 @@ class StorageOptions:
             from radiobject.storage._credentials import profile_files
 
             creds, config = profile_files(s.key, s.secret, s.session_token, s.region, os.getpid())
-            spec["aws_credentials"] = {"type": "profile", "profile": "radiobject", "credentials_file": creds,
-                                       "config_file": config}
+            spec["aws_credentials"] = {
+                "type": "profile",
+                "profile": "radiobject",
+                "credentials_file": creds,
+                "config_file": config,
+            }
         else:
             spec["aws_credentials"] = {"type": "default"}  # environment, ~/.aws, then instance metadata
         apply_tensorstore_timeouts(s.timeout_s)

@@ -53,7 +53,7 @@ def is_base(name: str) -> bool:
 def visible(names: list[str]) -> list[str]:
     """The fragments a reader uses: from the latest base on (it holds everything older)."""
     bases = [i for i, n in enumerate(names) if is_base(n)]
-    return names[bases[-1]:] if bases else names
+    return names[bases[-1] :] if bases else names
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,9 @@ def read_head(table_uri: str, storage: StorageOptions) -> Head | None:
     if not isinstance(obj, dict) or obj.get("format") != HEAD_FORMAT:
         raise CorruptDataError(uri, "not a table head record", part=HEAD_NAME)
     if int(obj.get("version", 0)) > HEAD_VERSION:
-        raise FormatVersionError(uri, f"table head version {obj.get('version')}; this radiobject reads up to "
-                                      f"{HEAD_VERSION}")
+        raise FormatVersionError(
+            uri, f"table head version {obj.get('version')}; this radiobject reads up to {HEAD_VERSION}"
+        )
     try:
         return Head(str(obj["latest"]), int(obj["fragments"]), int(obj["rows"]), obj["base"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -130,8 +131,14 @@ def read_head(table_uri: str, storage: StorageOptions) -> Head | None:
 
 def write_head(table_uri: str, head: Head, storage: StorageOptions) -> None:
     """Replaces the head record atomically (one rename; one PUT on S3)."""
-    body = {"format": HEAD_FORMAT, "version": HEAD_VERSION, "latest": head.latest, "fragments": head.seq,
-            "rows": head.rows, "base": head.base}
+    body = {
+        "format": HEAD_FORMAT,
+        "version": HEAD_VERSION,
+        "latest": head.latest,
+        "fragments": head.seq,
+        "rows": head.rows,
+        "base": head.base,
+    }
     files.write_json_atomic(files.join(table_uri, HEAD_NAME), body, storage)
 
 
@@ -140,8 +147,9 @@ def covered(name: str, names: list[str]) -> bool:
     return any(is_base(n) and n > name for n in names)  # names sort in commit order
 
 
-def problems(head: Head | None, names: list[str], links: dict[str, Link | None],
-             nrows: dict[str, int]) -> list[tuple[str, str, str]]:
+def problems(
+    head: Head | None, names: list[str], links: dict[str, Link | None], nrows: dict[str, int]
+) -> list[tuple[str, str, str]]:
     """``(level, part, reason)`` of everything wrong with the chain of one listing.
 
     ``names``: the listing (commit order); ``links`` / ``nrows``: link and row count of each
@@ -172,17 +180,23 @@ def problems(head: Head | None, names: list[str], links: dict[str, Link | None],
                 out.append(("error", name, f"table fragment's chain record does not follow {link.prev}"))
     if head is None:
         if any(links.get(n) is not None for n in seen):
-            out.append(("note", HEAD_NAME, "no head record, though fragments carry chain records (a writer "
-                        "stopped before writing it, or it was deleted); the next commit writes it"))
+            out.append(
+                (
+                    "note",
+                    HEAD_NAME,
+                    "no head record, though fragments carry chain records (a writer "
+                    "stopped before writing it, or it was deleted); the next commit writes it",
+                )
+            )
         elif names:
             out.append(("note", HEAD_NAME, "no head record (a table written before head records)"))
         return out
     if gone(head.latest):
-        out.append(("error", head.latest, f"missing table fragment {head.latest} (the newest one, named by "
-                    "the head record)"))
+        out.append(
+            ("error", head.latest, f"missing table fragment {head.latest} (the newest one, named by the head record)")
+        )
     if gone(head.base):
-        out.append(("error", str(head.base), f"missing table fragment {head.base} (the base named by the "
-                    "head record)"))
+        out.append(("error", str(head.base), f"missing table fragment {head.base} (the base named by the head record)"))
     if head.latest in links:
         link = links[head.latest]
         if link is None or (link.seq, link.rows) != (head.seq, head.rows):

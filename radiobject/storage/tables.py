@@ -89,8 +89,12 @@ class FragmentTable:
         head = read_head(self.uri, self.storage)  # before the listing, as readers do
         names = self.fragments()
         if head is not None and head.latest not in names and not covered(head.latest, names):
-            raise CorruptDataError(self.uri, f"missing table fragment {head.latest} (the newest one, named by "
-                                   "the head record); not appending on top of a damaged table", part=head.latest)
+            raise CorruptDataError(
+                self.uri,
+                f"missing table fragment {head.latest} (the newest one, named by "
+                "the head record); not appending on top of a damaged table",
+                part=head.latest,
+            )
         prev = names[-1] if names else None
         before: Link | None = None
         if prev is not None and not base:
@@ -98,8 +102,11 @@ class FragmentTable:
                 before = Link(None, head.seq, head.rows, head.base)
             else:  # a fragment committed without its head (a writer stopped in between), or legacy
                 before = read_link(self._part(prev).schema.metadata, files.join(self.uri, prev), prev)
-        link = before.after(prev, len(df)) if before is not None and prev is not None \
+        link = (
+            before.after(prev, len(df))
+            if before is not None and prev is not None
             else first_link(prev, len(df), base=base)
+        )
         table = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **link.metadata()})
         buf = io.BytesIO()
@@ -150,8 +157,9 @@ class FragmentTable:
                 continue
             named = dict(zip(names, parts, strict=True))
             links = {n: read_link(p.schema.metadata, files.join(self.uri, n), n) for n, p in named.items()}
-            found = [f for f in problems(head, listing, links, {n: p.num_rows for n, p in named.items()})
-                     if f[0] == "error"]
+            found = [
+                f for f in problems(head, listing, links, {n: p.num_rows for n, p in named.items()}) if f[0] == "error"
+            ]
             if found:
                 _, part, reason = found[0]
                 raise CorruptDataError(self.uri, reason, part=part)
@@ -169,7 +177,7 @@ class FragmentTable:
         parts, names = self._snapshot_named()
         prev = self._live if self._live is not None and self._live[0] == column else None
         if prev is not None and tuple(names[: len(prev[1])]) == prev[1]:
-            out, todo = dict(prev[2]), parts[len(prev[1]):]
+            out, todo = dict(prev[2]), parts[len(prev[1]) :]
         else:
             out, todo = {}, parts
         for part in todo:
@@ -205,8 +213,12 @@ class FragmentTable:
             if not tombstones:
                 df = df[~dead].drop(columns=[TOMBSTONE])
         for f in table.schema:  # an integer column read as float only because an older fragment lacked it
-            if pa.types.is_integer(f.type) and f.name in df.columns and df[f.name].dtype.kind == "f" \
-                    and df[f.name].notna().all():
+            if (
+                pa.types.is_integer(f.type)
+                and f.name in df.columns
+                and df[f.name].dtype.kind == "f"
+                and df[f.name].notna().all()
+            ):
                 df[f.name] = df[f.name].astype(f.type.to_pandas_dtype())
         return df.reset_index(drop=True)
 

@@ -85,8 +85,14 @@ def _path(uri: str) -> str:
 class TileDBArray(ArrayHandle):
     """An open TileDB dense array (kept open for reads; writes open a short-lived writer)."""
 
-    def __init__(self, uri: str, ctx: tiledb.Ctx, spec: ArraySpec, attrs: Mapping[str, Any],
-                 storage: StorageOptions | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        ctx: tiledb.Ctx,
+        spec: ArraySpec,
+        attrs: Mapping[str, Any],
+        storage: StorageOptions | None = None,
+    ) -> None:
         self._uri, self._ctx, self._storage = uri, ctx, storage or StorageOptions()
         self.spec, self.attrs = spec, attrs
         self._reader: tiledb.DenseArray | None = None
@@ -148,8 +154,11 @@ class TileDBBackend(Backend):
         ]
         schema = tiledb.ArraySchema(
             domain=tiledb.Domain(*dims, ctx=ctx),
-            attrs=[tiledb.Attr(name=ATTR, dtype=dtype, filters=_filters(spec.codec, self.checksums),
-                               fill=dtype.type(0), ctx=ctx)],
+            attrs=[
+                tiledb.Attr(
+                    name=ATTR, dtype=dtype, filters=_filters(spec.codec, self.checksums), fill=dtype.type(0), ctx=ctx
+                )
+            ],
             sparse=False,
             cell_order="col-major",
             tile_order="col-major",
@@ -175,8 +184,9 @@ class TileDBBackend(Backend):
         checked = files.exists(files.join(uri, integrity.MANIFEST), self.storage)
         if checked:  # before TileDB parses anything: damaged fragment metadata can crash it
             record = integrity.read_record(uri, self.storage)
-            integrity.raise_first(uri, integrity.problems(uri, record, self.storage,
-                                                          hash_file=lambda rel: not _data_file(rel)))
+            integrity.raise_first(
+                uri, integrity.problems(uri, record, self.storage, hash_file=lambda rel: not _data_file(rel))
+            )
         try:
             arr = tiledb.open(path, mode="r", ctx=ctx)
         except tiledb.TileDBError as exc:
@@ -188,12 +198,15 @@ class TileDBBackend(Backend):
             integrity.check_flag(uri, {integrity.ATTR_KEY: flag})
             if not checked:
                 arr.close()
-                raise CorruptDataError(uri, "integrity record missing (the array is marked as having one)",
-                                       part=integrity.MANIFEST)
+                raise CorruptDataError(
+                    uri, "integrity record missing (the array is marked as having one)", part=integrity.MANIFEST
+                )
         schema = arr.schema
         shape = tuple(int(d.domain[1]) + 1 for d in schema.domain)
         chunks = tuple(int(d.tile) for d in schema.domain)
-        meta: dict[str, Any] = json.loads(arr.meta[META_KEY]) if META_KEY in arr.meta else {"attrs": {}, "codec": ["none", 0, False]}
+        meta: dict[str, Any] = (
+            json.loads(arr.meta[META_KEY]) if META_KEY in arr.meta else {"attrs": {}, "codec": ["none", 0, False]}
+        )
         name, level, shuffle = meta["codec"]
         spec = ArraySpec(shape, np.dtype(schema.attr(0).dtype).name, chunks, Codec(name, level, shuffle))
         handle = TileDBArray(path, ctx, spec, meta["attrs"], self.storage)

@@ -136,7 +136,7 @@ def _read_error(uri: str, exc: Exception) -> StoreError:
         part = ""
         if m:
             path, root = m.group(2), os.path.abspath(strip_file_scheme(uri)).rstrip("/") + "/"
-            part = f"{path[len(root):] if path.startswith(root) else path} inner chunk ({m.group(1)})"
+            part = f"{path[len(root) :] if path.startswith(root) else path} inner chunk ({m.group(1)})"
         return CorruptDataError(uri, f"damaged chunk data: {text.rsplit(': ', 1)[-1]}", part=part)
     return StoreError(uri, f"cannot read: {text}")
 
@@ -144,8 +144,14 @@ def _read_error(uri: str, exc: Exception) -> StoreError:
 class ZarrArray(ArrayHandle):
     """An open Zarr v3 array (a tensorstore handle)."""
 
-    def __init__(self, store: ts.TensorStore, spec: ArraySpec, attrs: Mapping[str, Any], uri: str = "",
-                 storage: StorageOptions | None = None) -> None:
+    def __init__(
+        self,
+        store: ts.TensorStore,
+        spec: ArraySpec,
+        attrs: Mapping[str, Any],
+        uri: str = "",
+        storage: StorageOptions | None = None,
+    ) -> None:
         self._store = store
         self.spec = spec
         self.attrs = attrs
@@ -172,8 +178,14 @@ class ZarrArray(ArrayHandle):
 class ZarrPythonArray(ArrayHandle):
     """The fork-safe fallback: the same array read through zarr-python (used after ``fork``)."""
 
-    def __init__(self, array: Any, spec: ArraySpec, attrs: Mapping[str, Any], uri: str = "",
-                 storage: StorageOptions | None = None) -> None:
+    def __init__(
+        self,
+        array: Any,
+        spec: ArraySpec,
+        attrs: Mapping[str, Any],
+        uri: str = "",
+        storage: StorageOptions | None = None,
+    ) -> None:
         self._array, self.spec, self.attrs = array, spec, attrs
         self._uri, self._storage = uri, storage or StorageOptions()
 
@@ -243,8 +255,12 @@ class ZarrBackend(Backend):
         self.delete_array(uri)
         try:
             store = ts.open(
-                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": metadata,
-                 "store_data_equal_to_fill_value": True},
+                {
+                    "driver": "zarr3",
+                    "kvstore": self._kv(uri),
+                    "metadata": metadata,
+                    "store_data_equal_to_fill_value": True,
+                },
                 create=True,
                 delete_existing=True,
                 context=_context(os.getpid()),
@@ -253,8 +269,9 @@ class ZarrBackend(Backend):
             if remote_failure(exc) is not None:
                 raise _read_error(uri, exc) from exc
             raise StoreError(uri, f"cannot create Zarr array: {exc}") from exc
-        return ZarrArray(store, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec, shards), attrs, uri,
-                         self.storage)
+        return ZarrArray(
+            store, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec, shards), attrs, uri, self.storage
+        )
 
     def open_array(self, uri: str) -> ArrayHandle:
         meta_uri = files.join(uri, "zarr.json")
@@ -268,19 +285,23 @@ class ZarrBackend(Backend):
         attrs = {k: v for k, v in meta.get("attributes", {}).items() if k != checksums.CHECKSUM_KEY}
         if integrity.check_flag(uri, attrs):  # sealed: every recorded shard must be there, whole
             record = integrity.read_record(uri, self.storage)
-            integrity.raise_first(uri, integrity.problems(
-                uri, record, self.storage, hash_file=lambda rel: rel == "zarr.json", known={"zarr.json": raw}))
+            integrity.raise_first(
+                uri,
+                integrity.problems(
+                    uri, record, self.storage, hash_file=lambda rel: rel == "zarr.json", known={"zarr.json": raw}
+                ),
+            )
         try:
             spec = _spec_from_metadata(meta)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise CorruptDataError(uri, f"unusable Zarr metadata ({type(exc).__name__}: {exc})",
-                                   part="zarr.json") from None
+            raise CorruptDataError(
+                uri, f"unusable Zarr metadata ({type(exc).__name__}: {exc})", part="zarr.json"
+            ) from None
         if not tensorstore_usable():
             return ZarrPythonArray(self._zarr_python(uri), spec, attrs, uri, self.storage)
         try:
             store = ts.open(
-                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": meta,
-                 "store_data_equal_to_fill_value": True},
+                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": meta, "store_data_equal_to_fill_value": True},
                 open=True,
                 assume_metadata=True,
                 context=_context(os.getpid()),
@@ -298,7 +319,9 @@ class ZarrBackend(Backend):
             return zarr.open_array(store=strip_file_scheme(uri), mode="r+")
         from zarr.storage import FsspecStore
 
-        return zarr.open_array(store=FsspecStore(files.remote_fs(self.storage, asynchronous=True), path=uri.split("://", 1)[1]), mode="r+")
+        return zarr.open_array(
+            store=FsspecStore(files.remote_fs(self.storage, asynchronous=True), path=uri.split("://", 1)[1]), mode="r+"
+        )
 
     def is_array(self, uri: str) -> bool:
         return files.exists(files.join(uri, "zarr.json"), self.storage)
@@ -306,8 +329,9 @@ class ZarrBackend(Backend):
     def create_group(self, uri: str, attrs: Mapping[str, Any]) -> None:
         # zarr.json carries a checksum in its attributes (files.write_json_atomic)
         body = json.loads(json.dumps(dict(attrs)))
-        files.write_json_atomic(files.join(uri, "zarr.json"),
-                                {"zarr_format": 3, "node_type": "group", "attributes": body}, self.storage)
+        files.write_json_atomic(
+            files.join(uri, "zarr.json"), {"zarr_format": 3, "node_type": "group", "attributes": body}, self.storage
+        )
 
     def group_attrs(self, uri: str) -> dict[str, Any]:
         meta = files.read_json(files.join(uri, "zarr.json"), self.storage)

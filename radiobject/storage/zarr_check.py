@@ -31,8 +31,9 @@ def diagnose_shard(array_uri: str, rel: str, storage: StorageOptions) -> str:
     try:
         meta = json.loads(files.read_bytes(files.join(array_uri, "zarr.json"), storage))
         cfg = meta["codecs"][0]["configuration"]
-        grid = [s // c for s, c in zip(meta["chunk_grid"]["configuration"]["chunk_shape"], cfg["chunk_shape"],
-                                        strict=True)]
+        grid = [
+            s // c for s, c in zip(meta["chunk_grid"]["configuration"]["chunk_shape"], cfg["chunk_shape"], strict=True)
+        ]
         data = files.read_bytes(files.join(array_uri, rel), storage)
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return ""

@@ -79,8 +79,15 @@ def test_unsupported_combinations_are_refused(tmp_path: Path) -> None:
 def test_quick_sweep_writes_csv_plots_summary_and_is_bit_exact(tmp_path: Path) -> None:
     out = tmp_path / "report"
     paths = storage_bench(None, str(out), mode="tiny", scale=0.12, patch=16, progress=lambda _m: None)
-    for name in ("results.csv", "lossy.csv", "summary.md", "pareto_size_vs_speed.png", "heatmap_codec_level.png",
-                 "heatmap_chunk_shape.png", "lossy_ratio_vs_psnr.png"):
+    for name in (
+        "results.csv",
+        "lossy.csv",
+        "summary.md",
+        "pareto_size_vs_speed.png",
+        "heatmap_codec_level.png",
+        "heatmap_chunk_shape.png",
+        "lossy_ratio_vs_psnr.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert set(paths) >= {"csv", "summary", "lossy_csv"}
     df = pd.read_csv(out / "results.csv")
@@ -158,9 +165,25 @@ def test_bench_storage_command_on_a_nifti_input(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.slow
 def test_io_benchmark_script_runs_small(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "io.py"), "--scale", "0.1", "--patches", "2",
-                           "--out", str(tmp_path), "--ro011", "/nonexistent/python"],
-                          check=False, capture_output=True, text=True, timeout=300, env={**os.environ})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "io.py"),
+            "--scale",
+            "0.1",
+            "--patches",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--ro011",
+            "/nonexistent/python",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in proc.stdout or "MISS" in proc.stdout
     assert (tmp_path / "io_bench.png").exists() and (tmp_path / "io_results.csv").exists()

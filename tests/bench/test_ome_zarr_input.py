@@ -83,13 +83,28 @@ def test_not_an_ome_zarr(tmp_path: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
-def test_bench_storage_cli_takes_an_ome_zarr_input(tmp_path: Path, version: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_storage_cli_takes_an_ome_zarr_input(
+    tmp_path: Path, version: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "tomo.ome.zarr"
     _write_ome_zarr(path, _tomogram(), version)
     out = tmp_path / "out"
-    rc = main(["bench", "storage", "--input", str(path), "--level", "1", "--out", str(out), "--tiny",
-               "--no-lossy", "--patch", "8"])
+    rc = main(
+        [
+            "bench",
+            "storage",
+            "--input",
+            str(path),
+            "--level",
+            "1",
+            "--out",
+            str(out),
+            "--tiny",
+            "--no-lossy",
+            "--patch",
+            "8",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "all lossless round-trips bit-exact" in capsys.readouterr().out
     df = pd.read_csv(out / "results.csv")

@@ -78,13 +78,37 @@ def test_glob_ingest_keeps_sub_and_na(tmp_path: Path, capsys: pytest.CaptureFixt
         nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), np.eye(4)), root / f"sub-{s}/anat/sub-{s}_T1w.nii.gz")
     (root / "participants.tsv").write_text("participant_id\tage\nsub-01\t30\nsub-02\tn/a\n")
     store = str(tmp_path / "store")
-    assert main(["ingest", store, "--images", f"T1w={root}/sub-*/anat/sub-*_T1w.nii.gz",
-                 "--subjects", str(root / "participants.tsv"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                store,
+                "--images",
+                f"T1w={root}/sub-*/anat/sub-*_T1w.nii.gz",
+                "--subjects",
+                str(root / "participants.tsv"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     meta = RadiObject(store).obs_meta.set_index("obs_subject_id")
     assert meta.loc["sub-01", "age"] == 30 and pd.isna(meta.loc["sub-02", "age"])
     (root / "bad.tsv").write_text("participant_id\tage\n1\t30\n")
-    assert main(["ingest", str(tmp_path / "s2"), "--images", f"T1w={root}/sub-*/anat/sub-*_T1w.nii.gz",
-                 "--subjects", str(root / "bad.tsv"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "ingest",
+                str(tmp_path / "s2"),
+                "--images",
+                f"T1w={root}/sub-*/anat/sub-*_T1w.nii.gz",
+                "--subjects",
+                str(root / "bad.tsv"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "none of its 1 subject IDs" in capsys.readouterr().err
 
 
@@ -97,8 +121,21 @@ def test_ingest_reports_incomplete_up_front(tmp_path: Path, capsys: pytest.Captu
         nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), np.eye(4)), root / f"sub-{s}/img.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.uint8), np.eye(4)), root / "sub-01/seg.nii.gz")
     (root / "participants.tsv").write_text("participant_id\tage\nsub-01\t30\nsub-02\t40\nsub-03\t50\n")
-    assert main(["ingest", str(tmp_path / "store"), "--images", f"img={root}/*/img.nii.gz", f"seg={root}/*/seg.nii.gz",
-                 "--subjects", str(root / "participants.tsv"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                str(tmp_path / "store"),
+                "--images",
+                f"img={root}/*/img.nii.gz",
+                f"seg={root}/*/seg.nii.gz",
+                "--subjects",
+                str(root / "participants.tsv"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "2 incomplete subject(s)" in err and "sub-02: no seg" in err and "sub-03: no images" in err
 

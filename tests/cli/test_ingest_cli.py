@@ -25,9 +25,30 @@ def sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 def test_ingest_manifest(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str) -> None:
     out = str(tmp_path / "store")
-    rc = main(["ingest", out, "--manifest", str(sample / "manifest.csv"), "--subjects", str(sample / "participants.csv"),
-               "--backend", backend, "--workers", "2", "--compression", "zstd", "--level", "5", "--chunks", "8,8,8",
-               "--validate-alignment", "--json", str(tmp_path / "r.json"), "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            out,
+            "--manifest",
+            str(sample / "manifest.csv"),
+            "--subjects",
+            str(sample / "participants.csv"),
+            "--backend",
+            backend,
+            "--workers",
+            "2",
+            "--compression",
+            "zstd",
+            "--level",
+            "5",
+            "--chunks",
+            "8,8,8",
+            "--validate-alignment",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "T1w" in text and "total" in text and "ingested" in text
@@ -44,9 +65,21 @@ def test_ingest_manifest(sample: Path, tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_ingest_globs_and_failures(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (sample / "sub-02/anat/sub-02_T1w.nii.gz").write_text("garbage")
-    rc = main(["ingest", str(tmp_path / "s"), "--images", f"T1w={sample}/*/anat/*_T1w.nii.gz",
-               f"seg={sample}/*/anat/*_seg.nii.gz", "--subject-pattern", r"(sub-\d+)_", "--canonical",
-               "--json", str(tmp_path / "r.json"), "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            str(tmp_path / "s"),
+            "--images",
+            f"T1w={sample}/*/anat/*_T1w.nii.gz",
+            f"seg={sample}/*/anat/*_seg.nii.gz",
+            "--subject-pattern",
+            r"(sub-\d+)_",
+            "--canonical",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 1
     assert "failed (1)" in text and "T1w/sub-02" in text and "wrong format" in text
@@ -57,7 +90,9 @@ def test_ingest_globs_and_failures(sample: Path, tmp_path: Path, capsys: pytest.
 
 def test_ingest_fail_fast(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     os.remove(sample / "sub-03/anat/sub-03_FLAIR.nii.gz")
-    rc = main(["ingest", str(tmp_path / "s"), "--manifest", str(sample / "manifest.csv"), "--fail-fast", "--no-progress"])
+    rc = main(
+        ["ingest", str(tmp_path / "s"), "--manifest", str(sample / "manifest.csv"), "--fail-fast", "--no-progress"]
+    )
     assert rc == 1 and "aborted" in capsys.readouterr().out and not (tmp_path / "s").exists()
 
 
@@ -80,8 +115,15 @@ def test_readme_flow_as_subprocess(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def run(*a: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "radiobject.cli.main", *a], check=False, capture_output=True,
-                              text=True, env=env, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "radiobject.cli.main", *a],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     assert run("sample-cohort", "cohort", "--subjects", "2", "--shape", "10,10,10").returncode == 0
     r = run("ingest", "store", "--manifest", "cohort/manifest.csv", "--subjects", "cohort/participants.csv")
@@ -92,7 +134,9 @@ def test_readme_flow_as_subprocess(tmp_path: Path) -> None:
     assert r.returncode == 0 and "2 subjects, 3 collections" in r.stdout
 
 
-def test_changed_source_on_cli_and_verify_sources(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_source_on_cli_and_verify_sources(
+    sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import nibabel as nib
     import numpy as np
 
@@ -118,8 +162,9 @@ def test_changed_source_on_cli_and_verify_sources(sample: Path, tmp_path: Path, 
     assert main(["verify", out, "--sources"]) == 0
 
 
-def test_typo_glob_and_foreign_folder_exit_2_without_a_store(sample: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_typo_glob_and_foreign_folder_exit_2_without_a_store(
+    sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "s"
     assert main(["ingest", str(out), "--images", f"T1w={sample}/*/antomy/*_T1w.nii.gz", "--no-progress"]) == 2
     assert "matched no files" in capsys.readouterr().err and not out.exists()

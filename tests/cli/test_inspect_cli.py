@@ -21,15 +21,21 @@ from radiobject.storage.base import Codec
 def store(tmp_path: Path, backend: str) -> str:
     c = make_sample_cohort(tmp_path / "c", 3, (12, 14, 10))
     uri = str(tmp_path / "store")
-    assert run_ingest(uri, plan_from_manifest(c.manifest, subjects=c.participants),
-                      options=WriteOptions(backend=backend)).ok
+    assert run_ingest(
+        uri, plan_from_manifest(c.manifest, subjects=c.participants), options=WriteOptions(backend=backend)
+    ).ok
     return uri
 
 
 def test_info(store: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", store]) == 0
     out = capsys.readouterr().out
-    assert "3 subjects, 3 collections" in out and "12x14x10" in out and "float32" in out and f"{Codec().name}:{Codec().level}" in out
+    assert (
+        "3 subjects, 3 collections" in out
+        and "12x14x10" in out
+        and "float32" in out
+        and f"{Codec().name}:{Codec().level}" in out
+    )
     assert main(["info", store, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     t1 = info["collections"]["T1w"]
@@ -49,8 +55,13 @@ def test_verify_ok_then_corrupt(store: str, capsys: pytest.CaptureFixture[str]) 
     assert "verified 9 volume(s) in 3 collection(s)" in out and out.rstrip().endswith("OK")
     assert main(["verify", store, "--quick"]) == 0
     vol = Path(store, "collections", "FLAIR", "volumes", "sub-02")
-    target = next(p for p in sorted(vol.rglob("*")) if p.is_file() and p.stat().st_size > 200 and
-                  (p.name == "0" or p.name.endswith(".tdb") and p.parent.parent.name == "__fragments"))
+    target = next(
+        p
+        for p in sorted(vol.rglob("*"))
+        if p.is_file()
+        and p.stat().st_size > 200
+        and (p.name == "0" or p.name.endswith(".tdb") and p.parent.parent.name == "__fragments")
+    )
     target.write_bytes(b"\x00garbage" * 50)
     capsys.readouterr()
     assert main(["verify", store]) == 1
@@ -87,6 +98,21 @@ def test_qc_montage(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 300
     colored = np.abs(img[..., 0] - img[..., 2]) > 0.2  # gray images have R == B; the overlay does not
     assert colored.sum() > 20
-    assert main(["qc", store, "-o", str(tmp_path / "q2.png"), "--collections", "T1w", "--subjects", "sub-03",
-                 "--label", "seg"]) == 0
+    assert (
+        main(
+            [
+                "qc",
+                store,
+                "-o",
+                str(tmp_path / "q2.png"),
+                "--collections",
+                "T1w",
+                "--subjects",
+                "sub-03",
+                "--label",
+                "seg",
+            ]
+        )
+        == 0
+    )
     assert main(["qc", store, "-o", str(tmp_path / "q3.png"), "--label", "nope"]) == 2

@@ -26,9 +26,29 @@ def _inputs(tmp_path: Path) -> Path:
 def test_convert_tiff_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = _inputs(tmp_path)
     out = tmp_path / "out"
-    rc = main(["convert-tiff", str(d), "-o", str(out), "--workers", "2", "--chunk-size", "128",
-               "--compression", "zstd", "--compression-level", "7", "--pyramid-levels", "2",
-               "--regions", "R000", "--ngff-version", "0.4", "--no-progress"])
+    rc = main(
+        [
+            "convert-tiff",
+            str(d),
+            "-o",
+            str(out),
+            "--workers",
+            "2",
+            "--chunk-size",
+            "128",
+            "--compression",
+            "zstd",
+            "--compression-level",
+            "7",
+            "--pyramid-levels",
+            "2",
+            "--regions",
+            "R000",
+            "--ngff-version",
+            "0.4",
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "Chunk size:     128x128 pixels (user)" in text
@@ -38,8 +58,10 @@ def test_convert_tiff_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "1/1 regions converted" in text
     arr = zarr.open_array(str(out / "scan_R000.ome.zarr" / "1"), mode="r")
     assert arr.shape == (3, 83, 219) and arr.chunks == (1, 83, 128)
-    np.testing.assert_array_equal(zarr.open_array(str(out / "scan_R000.ome.zarr" / "0"), mode="r")[...],
-                                  tifffile.imread(d / "scan_R000_a.ome.tif"))
+    np.testing.assert_array_equal(
+        zarr.open_array(str(out / "scan_R000.ome.zarr" / "0"), mode="r")[...],
+        tifffile.imread(d / "scan_R000_a.ome.tif"),
+    )
 
 
 def test_convert_tiff_failure_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -74,8 +74,15 @@ def test_svs_to_ome_zarr_read_by_ome_zarr_py(tmp_path: Path, version: str) -> No
 
 
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
-@pytest.mark.parametrize("name", ["multi-channel-time-series.ome.tif", "multi-channel-z-series.ome.tif",
-                                  "4D-series.ome.tif", "single-channel.ome.tif"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "multi-channel-time-series.ome.tif",
+        "multi-channel-z-series.ome.tif",
+        "4D-series.ome.tif",
+        "single-channel.ome.tif",
+    ],
+)
 def test_artificial_ome_to_ome_zarr(tmp_path: Path, name: str, version: str) -> None:
     src = data_path("tiff", "tiledb_bioimaging", "artificial-ome-tiff", name)
     out = tmp_path / "img.ome.zarr"
@@ -207,8 +214,13 @@ def test_codecs(tmp_path: Path, compression: str) -> None:
     src = data_path("tiff", "tiledb_bioimaging", "rand_uint16.ome.tiff")
     for version in ("0.5", "0.4"):
         out = tmp_path / f"{compression}-{version}.ome.zarr"
-        res = convert_tiff(src, out, ConvertOptions(compression=compression, compression_level=9,
-                                                    ngff_version=version, workers=1, chunk_size=64))
+        res = convert_tiff(
+            src,
+            out,
+            ConvertOptions(
+                compression=compression, compression_level=9, ngff_version=version, workers=1, chunk_size=64
+            ),
+        )
         assert res.ok, res.error
         np.testing.assert_array_equal(zarr.open_array(str(out / "0"), mode="r")[...], tifffile.imread(src))
         if version == "0.5":
@@ -239,8 +251,10 @@ def test_many_blocks_odd_sizes_all_levels_exact(tmp_path: Path, version: str) ->
         np.testing.assert_array_equal(lv, want)
         want = _ref_mean(want)
     if version == "0.5":
-        shards = [json.loads((out / str(i) / "zarr.json").read_text())["chunk_grid"]["configuration"]["chunk_shape"]
-                  for i in range(2)]
+        shards = [
+            json.loads((out / str(i) / "zarr.json").read_text())["chunk_grid"]["configuration"]["chunk_shape"]
+            for i in range(2)
+        ]
         assert shards == [[1, 256, 256], [1, 128, 128]]
 
 
@@ -260,8 +274,12 @@ def test_single_channel_ome_names_become_channel_labels(tmp_path: Path) -> None:
     d = tmp_path / "in"
     d.mkdir()
     for marker, value in [("DAPI", 10), ("CD3", 20)]:
-        tifffile.imwrite(d / f"slide_R007_{marker.lower()}.ome.tif", np.full((64, 80), value, np.uint16),
-                         ome=True, metadata={"axes": "YX", "Channel": {"Name": marker}})
+        tifffile.imwrite(
+            d / f"slide_R007_{marker.lower()}.ome.tif",
+            np.full((64, 80), value, np.uint16),
+            ome=True,
+            metadata={"axes": "YX", "Channel": {"Name": marker}},
+        )
     [res] = convert_regions([d], tmp_path / "out", ConvertOptions(workers=1))
     assert res.ok, res.error
     levels, meta = _read_ome_zarr(tmp_path / "out" / "slide_R007.ome.zarr")

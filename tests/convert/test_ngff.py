@@ -18,11 +18,16 @@ from radiobject.formats.ngff import (
 
 
 def _attrs(version: str) -> dict:
-    ms = multiscales_metadata("tczyx", [[1, 1, 2, 0.5, 0.5], [1, 1, 2, 1.0, 1.0]],
-                              units={"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"},
-                              level_translations=[None, [0, 0, 0, 0.25, 0.25]], version=version)
-    om = omero_metadata(["DAPI", "CD3"], ["0000ff", "00FF00"], [(0, 65535, 10, 900), (0, 65535, 5, 400)],
-                        version=version)
+    ms = multiscales_metadata(
+        "tczyx",
+        [[1, 1, 2, 0.5, 0.5], [1, 1, 2, 1.0, 1.0]],
+        units={"t": "second", "z": "micrometer", "y": "micrometer", "x": "micrometer"},
+        level_translations=[None, [0, 0, 0, 0.25, 0.25]],
+        version=version,
+    )
+    om = omero_metadata(
+        ["DAPI", "CD3"], ["0000ff", "00FF00"], [(0, 65535, 10, 900), (0, 65535, 5, 400)], version=version
+    )
     return image_attributes(ms, omero=om, affine=np.diag([5e-4, 5e-4, 2e-3, 1]), version=version)
 
 
@@ -46,14 +51,17 @@ def test_builders_produce_valid_metadata(version: str) -> None:
         assert attrs["multiscales"][0]["version"] == "0.4" and "ome" not in attrs
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda ms: ms["axes"].reverse(), "ordered time, channel, space"),
-    (lambda ms: ms["datasets"].reverse(), "smaller than the previous"),
-    (lambda ms: ms["datasets"][1]["coordinateTransformations"].reverse(), "need one 'scale'"),
-    (lambda ms: ms["axes"][2].update(unit="parsecs"), "invalid unit"),
-    (lambda ms: ms["datasets"][0]["coordinateTransformations"][0].update(scale=[1, 1, 0, 1, 1]), "positive"),
-    (lambda ms: ms.update(axes=ms["axes"][:1]), "need 2-5"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ms: ms["axes"].reverse(), "ordered time, channel, space"),
+        (lambda ms: ms["datasets"].reverse(), "smaller than the previous"),
+        (lambda ms: ms["datasets"][1]["coordinateTransformations"].reverse(), "need one 'scale'"),
+        (lambda ms: ms["axes"][2].update(unit="parsecs"), "invalid unit"),
+        (lambda ms: ms["datasets"][0]["coordinateTransformations"][0].update(scale=[1, 1, 0, 1, 1]), "positive"),
+        (lambda ms: ms.update(axes=ms["axes"][:1]), "need 2-5"),
+    ],
+)
 def test_validator_rejects(mutate, message: str) -> None:
     attrs = copy.deepcopy(_attrs("0.5"))
     mutate(attrs["ome"]["multiscales"][0])

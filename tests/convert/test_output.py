@@ -29,8 +29,12 @@ def _samples(tmp_path: Path) -> Path:
     rng = np.random.default_rng(3)
     for sample in ("sampleA", "sampleB"):
         for marker in ("CD3", "DAPI"):
-            tifffile.imwrite(d / f"{sample}_R000_{marker}.ome.tif", rng.integers(0, 4000, (70, 90), np.uint16),
-                             ome=True, metadata={"axes": "YX", "Channel": {"Name": marker}})
+            tifffile.imwrite(
+                d / f"{sample}_R000_{marker}.ome.tif",
+                rng.integers(0, 4000, (70, 90), np.uint16),
+                ome=True,
+                metadata={"axes": "YX", "Channel": {"Name": marker}},
+            )
     tifffile.imwrite(d / "sampleA_R001_DAPI.ome.tif", rng.integers(0, 4000, (70, 90), np.uint16))
     return d
 
@@ -67,8 +71,11 @@ def test_cli_keeps_sample_prefix(tmp_path: Path, capsys: pytest.CaptureFixture[s
     d = _samples(tmp_path)
     rc = main(["convert-tiff", str(d), "-o", str(tmp_path / "out"), "--workers", "1", "--no-progress"])
     assert rc == 0, capsys.readouterr()
-    assert sorted(os.listdir(tmp_path / "out")) == ["sampleA_R000.ome.zarr", "sampleA_R001.ome.zarr",
-                                                      "sampleB_R000.ome.zarr"]
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "sampleA_R000.ome.zarr",
+        "sampleA_R001.ome.zarr",
+        "sampleB_R000.ome.zarr",
+    ]
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("disk on fire"), KeyboardInterrupt()])
@@ -150,14 +157,19 @@ def test_symlinked_output_is_refused(tmp_path: Path) -> None:
 def _s3fs(storage: StorageOptions):  # an independent client, not radiobject's storage layer
     import s3fs
 
-    return s3fs.S3FileSystem(key=storage.key, secret=storage.secret, asynchronous=True,
-                             client_kwargs={"endpoint_url": storage.endpoint_url, "region_name": "us-east-1"})
+    return s3fs.S3FileSystem(
+        key=storage.key,
+        secret=storage.secret,
+        asynchronous=True,
+        client_kwargs={"endpoint_url": storage.endpoint_url, "region_name": "us-east-1"},
+    )
 
 
 @pytest.mark.s3
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
-def test_s3_output_read_back_with_ome_zarr_py(tmp_path: Path, s3_server: StorageOptions, s3_prefix: str,
-                                               version: str) -> None:
+def test_s3_output_read_back_with_ome_zarr_py(
+    tmp_path: Path, s3_server: StorageOptions, s3_prefix: str, version: str
+) -> None:
     from zarr.storage import FsspecStore
 
     d = _samples(tmp_path)
@@ -178,8 +190,9 @@ def test_s3_output_read_back_with_ome_zarr_py(tmp_path: Path, s3_server: Storage
 
 
 @pytest.mark.s3
-def test_s3_interrupted_output_is_not_an_image(tmp_path: Path, s3_server: StorageOptions, s3_prefix: str,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_interrupted_output_is_not_an_image(
+    tmp_path: Path, s3_server: StorageOptions, s3_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from radiobject.storage import files
 
     src = tmp_path / "a.tif"
@@ -205,17 +218,36 @@ def test_s3_interrupted_output_is_not_an_image(tmp_path: Path, s3_server: Storag
 
 
 @pytest.mark.s3
-def test_cli_s3_output_uses_the_ingest_storage_options(tmp_path: Path, s3_server: StorageOptions,
-                                                       s3_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_s3_output_uses_the_ingest_storage_options(
+    tmp_path: Path, s3_server: StorageOptions, s3_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from zarr.storage import FsspecStore
 
     for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     d = _samples(tmp_path)
-    rc = main(["convert-tiff", str(d), "-o", f"{s3_prefix}/cli", "--workers", "1", "--no-progress",
-               "--regions", "sampleB_R000", "--s3-endpoint", str(s3_server.endpoint_url),
-               "--s3-key", "testing", "--s3-secret", "testing", "--s3-region", "us-east-1"])
+    rc = main(
+        [
+            "convert-tiff",
+            str(d),
+            "-o",
+            f"{s3_prefix}/cli",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--regions",
+            "sampleB_R000",
+            "--s3-endpoint",
+            str(s3_server.endpoint_url),
+            "--s3-key",
+            "testing",
+            "--s3-secret",
+            "testing",
+            "--s3-region",
+            "us-east-1",
+        ]
+    )
     assert rc == 0
     assert not (tmp_path / "s3:").exists()
     key = f"{s3_prefix}/cli/sampleB_R000.ome.zarr".split("://", 1)[1]
@@ -225,8 +257,9 @@ def test_cli_s3_output_uses_the_ingest_storage_options(tmp_path: Path, s3_server
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_cli_interrupt_removes_the_partial_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str], how: str) -> None:
+def test_cli_interrupt_removes_the_partial_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
     import signal
     import time
 
@@ -245,8 +278,22 @@ def test_cli_interrupt_removes_the_partial_image(tmp_path: Path, monkeypatch: py
 
     monkeypatch.setattr(pipeline, "_write_level0", interrupted)
     out = tmp_path / "out"
-    rc = main(["convert-tiff", str(d), "-o", str(out), "--workers", "1", "--no-progress", "--chunk-size", "32",
-               "--regions", "sampleA_R000", "sampleB_R000"])
+    rc = main(
+        [
+            "convert-tiff",
+            str(d),
+            "-o",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--chunk-size",
+            "32",
+            "--regions",
+            "sampleA_R000",
+            "sampleB_R000",
+        ]
+    )
     assert rc == (130 if how == "ctrl-c" else 143)
     assert "interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is not None
@@ -257,8 +304,23 @@ def test_cli_interrupt_removes_the_partial_image(tmp_path: Path, monkeypatch: py
         levels, _ = _read(str(out / n))
         assert levels[0].shape == (2, 70, 90)
     monkeypatch.setattr(pipeline, "_write_level0", real)
-    rc = main(["convert-tiff", str(d), "-o", str(out), "--workers", "1", "--no-progress", "--chunk-size", "32",
-               "--regions", "sampleA_R000", "sampleB_R000", "--skip-existing"])
+    rc = main(
+        [
+            "convert-tiff",
+            str(d),
+            "-o",
+            str(out),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--chunk-size",
+            "32",
+            "--regions",
+            "sampleA_R000",
+            "sampleB_R000",
+            "--skip-existing",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "2/2 regions converted" in text
     assert ("present" in text) == bool(names)

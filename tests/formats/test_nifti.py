@@ -42,8 +42,9 @@ def test_round_trip_every_nibabel_nifti(path: str, backend: str, tmp_path) -> No
 
 
 def test_example4d_known_values(backend: str, tmp_path) -> None:
-    vol = Volume.from_nifti(str(tmp_path / "v"), os.path.join(data_path, "example4d.nii.gz"),
-                            options=WriteOptions(backend=backend))
+    vol = Volume.from_nifti(
+        str(tmp_path / "v"), os.path.join(data_path, "example4d.nii.gz"), options=WriteOptions(backend=backend)
+    )
     data = vol.to_numpy()
     assert vol.dtype == np.int16 and data.dtype == np.int16
     assert vol.shape == (128, 96, 24, 2)
@@ -78,9 +79,13 @@ def test_cifti_is_rejected_with_reason() -> None:
     "make, reason",
     [
         (lambda p: p.write_bytes(b"this is not an image at all" * 20), "not a readable NIfTI"),
-        (lambda p: p.write_bytes(gzip.compress(open(os.path.join(data_path, "example4d.nii.gz"), "rb").read())[:0] or
-                                 open(os.path.join(data_path, "example4d.nii.gz"), "rb").read()[:30000]),
-         "truncated|corrupt|not a readable"),
+        (
+            lambda p: p.write_bytes(
+                gzip.compress(open(os.path.join(data_path, "example4d.nii.gz"), "rb").read())[:0]
+                or open(os.path.join(data_path, "example4d.nii.gz"), "rb").read()[:30000]
+            ),
+            "truncated|corrupt|not a readable",
+        ),
     ],
     ids=["garbage", "truncated-gz"],
 )

@@ -20,8 +20,14 @@ from radiobject.formats.nifti import read_nifti, write_nifti
 from radiobject.formats.nifti_header import HEADER_KEY, build_header, derived_metadata
 from radiobject.model.radi_object import RadiObject
 
-SHIPPED = ["example4d.nii.gz", "anatomical.nii", "standard.nii.gz", "example_nifti2.nii.gz", "functional.nii",
-           "reoriented_anat_moved.nii"]
+SHIPPED = [
+    "example4d.nii.gz",
+    "anatomical.nii",
+    "standard.nii.gz",
+    "example_nifti2.nii.gz",
+    "functional.nii",
+    "reoriented_anat_moved.nii",
+]
 
 
 def raw_header(path: str | os.PathLike[str]) -> nib.Nifti1Header:
@@ -99,8 +105,9 @@ def test_shipped_niftis_round_trip_field_for_field(name: str, backend: str, tmp_
 @pytest.mark.parametrize("nifti2", [False, True], ids=["nifti1", "nifti2"])
 @pytest.mark.parametrize("dtype", ["float32", "int16", "uint8", "float64"])
 def test_odd_codes_round_trip_through_the_store(nifti2: bool, dtype: str, backend: str, tmp_path: Path) -> None:
-    src = odd_nifti(tmp_path / ("odd.nii.gz" if nifti2 else "odd.nii"), nifti2=nifti2, dtype=dtype,
-                    scaled=dtype != "float64")
+    src = odd_nifti(
+        tmp_path / ("odd.nii.gz" if nifti2 else "odd.nii"), nifti2=nifti2, dtype=dtype, scaled=dtype != "float64"
+    )
     ref = raw_header(src)
     assert ref["sform_code"] == 4 and ref["qform_code"] == 1
     assert not np.allclose(ref.get_qform(), ref.get_sform())
@@ -143,8 +150,18 @@ def test_reoriented_volume_keeps_codes_and_units_not_axis_fields(tmp_path: Path)
     assert (int(out["sform_code"]), int(out["qform_code"])) == (4, 1)
     assert out.get_xyzt_units() == ("mm", "msec") and float(out["pixdim"][4]) == 1500.0
     assert int(out["dim_info"]) == 0 and int(out["slice_end"]) == 0  # axis-naming fields dropped
-    for key in ("intent_code", "intent_p1", "intent_name", "cal_min", "cal_max", "toffset", "descrip", "aux_file",
-                "scl_slope", "scl_inter"):
+    for key in (
+        "intent_code",
+        "intent_p1",
+        "intent_name",
+        "cal_min",
+        "cal_max",
+        "toffset",
+        "descrip",
+        "aux_file",
+        "scl_slope",
+        "scl_inter",
+    ):
         assert _same(ref[key], out[key]), key
 
 
@@ -163,8 +180,12 @@ def test_changed_geometry_or_scaling_is_not_overwritten_by_the_capture(tmp_path:
 def test_metadata_without_a_captured_header_uses_its_flat_keys(tmp_path: Path) -> None:
     arr = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
     aff = np.diag([0.8, 0.8, 2.0, 1.0])
-    write_nifti(tmp_path / "a.nii", arr, aff, {"xyz_units": "mm", "t_units": "sec", "sform_code": 2,
-                                               "qform_code": 0, "format": "nifti2"})
+    write_nifti(
+        tmp_path / "a.nii",
+        arr,
+        aff,
+        {"xyz_units": "mm", "t_units": "sec", "sform_code": 2, "qform_code": 0, "format": "nifti2"},
+    )
     back = nib.load(tmp_path / "a.nii")
     assert isinstance(back, nib.Nifti2Image)
     assert (int(back.header["sform_code"]), int(back.header["qform_code"])) == (2, 1)  # qform 0 -> 1 (as before)
@@ -179,8 +200,23 @@ def test_derived_metadata_keeps_geometry_drops_value_fields(tmp_path: Path) -> N
     pred = np.zeros(img.array.shape[:3], np.uint8)
     write_nifti(tmp_path / "p.nii", pred, img.affine, meta)
     ref, out = raw_header(tmp_path / "odd.nii"), raw_header(tmp_path / "p.nii")
-    for key in ("sform_code", "qform_code", "xyzt_units", "quatern_b", "quatern_c", "quatern_d", "qoffset_x",
-                "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "dim_info", "slice_start", "slice_end"):
+    for key in (
+        "sform_code",
+        "qform_code",
+        "xyzt_units",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "qoffset_y",
+        "qoffset_z",
+        "srow_x",
+        "srow_y",
+        "srow_z",
+        "dim_info",
+        "slice_start",
+        "slice_end",
+    ):
         assert _same(ref[key], out[key]), key
     np.testing.assert_array_equal(ref["pixdim"][:4], out["pixdim"][:4])
     assert out.get_intent()[0] == "label" and out["descrip"] == b"" and out.get_slope_inter() == (None, None)

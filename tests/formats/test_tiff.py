@@ -15,8 +15,13 @@ from radiobject.formats.tiff import LazyTiffArray, open_tiff_array, read_tiff, t
 from tests.conftest import data_path
 
 ARTIFICIAL = [
-    "single-channel.ome.tif", "multi-channel.ome.tif", "z-series.ome.tif", "time-series.ome.tif",
-    "multi-channel-z-series.ome.tif", "multi-channel-time-series.ome.tif", "4D-series.ome.tif",
+    "single-channel.ome.tif",
+    "multi-channel.ome.tif",
+    "z-series.ome.tif",
+    "time-series.ome.tif",
+    "multi-channel-z-series.ome.tif",
+    "multi-channel-time-series.ome.tif",
+    "4D-series.ome.tif",
 ]
 
 
@@ -119,7 +124,12 @@ def test_lazy_slicing_matches_numpy(tmp_path: Path) -> None:
     tifffile.imwrite(path, data, tile=(32, 32), ome=True, metadata={"axes": "CZYX"})
     arr = open_tiff_array(path)
     assert arr.axes == "czyx" and arr.chunks == (1, 1, 32, 32)
-    for key in [(1, 2), (slice(None), -1, slice(5, 60, 7)), (..., slice(3, 4)), (0, slice(1, 3), 10, slice(None, None, -1 + 2))]:
+    for key in [
+        (1, 2),
+        (slice(None), -1, slice(5, 60, 7)),
+        (..., slice(3, 4)),
+        (0, slice(1, 3), 10, slice(None, None, -1 + 2)),
+    ]:
         np.testing.assert_array_equal(arr[key], data[key])
     view = LazyTiffArray(path, axes="xyzct")
     assert view.shape == (90, 70, 4, 3, 1)
@@ -181,7 +191,7 @@ def test_unsupported_compression(tmp_path: Path) -> None:
         tag = tif.pages[0].tags["Compression"]
         offset, byteorder = tag.valueoffset, tif.byteorder
     raw = bytearray(path.read_bytes())
-    raw[offset:offset + 2] = (60123).to_bytes(2, "little" if byteorder == "<" else "big")
+    raw[offset : offset + 2] = (60123).to_bytes(2, "little" if byteorder == "<" else "big")
     path.write_bytes(bytes(raw))
     with pytest.raises(TiffError, match="unsupported compression 60123"):
         open_tiff_array(path)

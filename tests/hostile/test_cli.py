@@ -24,8 +24,10 @@ def _ingest(capsys: pytest.CaptureFixture[str], tmp: Path, data: bytes, name: st
     return run_cli(capsys, "ingest", "--manifest", m, "--no-progress", *extra, tmp / "out"), m
 
 
-@pytest.mark.parametrize("case", ["empty", "missing_column", "latin1", "utf16", "binary", "unclosed_quote",
-                                  "tsv_named_csv", "garbage_parquet"])
+@pytest.mark.parametrize(
+    "case",
+    ["empty", "missing_column", "latin1", "utf16", "binary", "unclosed_quote", "tsv_named_csv", "garbage_parquet"],
+)
 def test_bad_manifest_one_line_naming_file(tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
     g = str(write_nifti(tmp_path / "g.nii.gz")).encode()
     data, name = {
@@ -72,8 +74,14 @@ def test_20k_duplicate_rows_refused_fast(tmp_path: Path, capsys: pytest.CaptureF
 def test_manifest_paths_missing_fifo_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     g = str(write_nifti(tmp_path / "g.nii.gz")).encode()
     os.mkfifo(tmp_path / "pipe.nii.gz")
-    rows = [b"ok,T1w," + g, b"s1,T1w,/nonexistent/x.nii.gz", b"s2,T1w,pipe.nii.gz", b"s3,T1w,/dev/zero",
-            b"s4,T1w,../../../../../../../nonexistent.nii.gz", b"s5,T1w," + str(tmp_path).encode()]
+    rows = [
+        b"ok,T1w," + g,
+        b"s1,T1w,/nonexistent/x.nii.gz",
+        b"s2,T1w,pipe.nii.gz",
+        b"s3,T1w,/dev/zero",
+        b"s4,T1w,../../../../../../../nonexistent.nii.gz",
+        b"s5,T1w," + str(tmp_path).encode(),
+    ]
     res, _ = _ingest(capsys, tmp_path, H + b"\n".join(rows) + b"\n")
     text = res.out + res.err
     assert res.rc == 1
@@ -86,8 +94,14 @@ def test_bom_crlf_and_na_subject_table(tmp_path: Path, capsys: pytest.CaptureFix
     g = str(write_nifti(tmp_path / "g.nii.gz")).encode()
     parts = tmp_path / "participants.tsv"
     parts.write_bytes(b"participant_id\tage\r\ns1\tn/a\r\n")
-    res, _ = _ingest(capsys, tmp_path, b"\xef\xbb\xbf" + H.replace(b"\n", b"\r\n") + b"s1,T1w," + g + b"\r\n",
-                     "m.csv", "--subjects", parts)
+    res, _ = _ingest(
+        capsys,
+        tmp_path,
+        b"\xef\xbb\xbf" + H.replace(b"\n", b"\r\n") + b"s1,T1w," + g + b"\r\n",
+        "m.csv",
+        "--subjects",
+        parts,
+    )
     assert res.rc == 0, res.err
     radi = RadiObject(str(tmp_path / "out"))
     assert radi.obs_subject_ids == ["s1"]
@@ -96,8 +110,11 @@ def test_bom_crlf_and_na_subject_table(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_subject_table_problems_name_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     g = str(write_nifti(tmp_path / "g.nii.gz")).encode()
-    for name, data in (("dup.tsv", b"participant_id\tage\ns1\t3\ns1\t4\n"), ("nocol.tsv", b"age\n3\n"),
-                       ("latin1.tsv", b"participant_id\tname\ns1\tJos\xe9\n")):
+    for name, data in (
+        ("dup.tsv", b"participant_id\tage\ns1\t3\ns1\t4\n"),
+        ("nocol.tsv", b"age\n3\n"),
+        ("latin1.tsv", b"participant_id\tname\ns1\tJos\xe9\n"),
+    ):
         (tmp_path / name).write_bytes(data)
         res, _ = _ingest(capsys, tmp_path, H + b"s1,T1w," + g + b"\n", "m.csv", "--subjects", tmp_path / name)
         assert res.rc == 2 and str(tmp_path / name) in error_line(res), (name, res.err)
@@ -128,8 +145,9 @@ def test_export_outputs_stay_inside(zstore: Path, tmp_path: Path, capsys: pytest
     assert sorted(os.listdir(outside)) == ["victim.nii.gz"] and (outside / "victim.nii.gz").read_text() == "victim"
 
 
-def test_qc_output_never_through_a_link_or_into_a_folder(zstore: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_qc_output_never_through_a_link_or_into_a_folder(
+    zstore: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("matplotlib")
     res = run_cli(capsys, "qc", zstore, "-o", tmp_path)
     assert res.rc == 2 and "folder" in error_line(res)
@@ -146,15 +164,26 @@ def test_qc_output_never_through_a_link_or_into_a_folder(zstore: Path, tmp_path:
     assert res.rc == 2 and str(tmp_path / "no") in error_line(res)
 
 
-def test_store_locked_by_another_process(zstore: Path, cohort: SampleCohort,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_store_locked_by_another_process(
+    zstore: Path, cohort: SampleCohort, capsys: pytest.CaptureFixture[str]
+) -> None:
     import subprocess
     import sys
 
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom radiobject.storage.locks import write_lock\nfrom radiobject.storage.options import "
-        f"StorageOptions\nwith write_lock({str(zstore)!r}, StorageOptions()):\n    print('held', flush=True)\n"
-        "    time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\nfrom radiobject.storage.locks import write_lock\n"
+                "from radiobject.storage.options import StorageOptions\n"
+                f"with write_lock({str(zstore)!r}, StorageOptions()):\n    print('held', flush=True)\n"
+                "    time.sleep(30)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         radi = RadiObject(str(zstore))  # readers are never blocked by a writer
@@ -186,8 +215,9 @@ def test_convert_tiff_without_tiffs_names_inputs(tmp_path: Path, capsys: pytest.
     assert res.rc == 2 and str(tmp_path / "nope.tif") in error_line(res)
 
 
-def test_ingest_into_store_locked_by_another_process(zstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_ingest_into_store_locked_by_another_process(
+    zstore: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import subprocess
     import sys
 
@@ -195,10 +225,19 @@ def test_ingest_into_store_locked_by_another_process(zstore: Path, tmp_path: Pat
     g = write_nifti(tmp_path / "new.nii.gz")
     m = tmp_path / "new.csv"
     m.write_text(f"subject_id,collection,path\nsub-09,T1w,{g}\n")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time\nfrom radiobject.storage.locks import write_lock\nfrom radiobject.storage.options import "
-        f"StorageOptions\nwith write_lock({str(zstore / 'collections' / 'T1w')!r}, StorageOptions()):\n"
-        "    print('held', flush=True)\n    time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time\nfrom radiobject.storage.locks import write_lock\nfrom radiobject.storage.options import "
+                f"StorageOptions\nwith write_lock({str(zstore / 'collections' / 'T1w')!r}, StorageOptions()):\n"
+                "    print('held', flush=True)\n    time.sleep(30)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:  # writers of one collection are serialized: the second waits (bounded), then fails typed
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         res = run_cli(capsys, "ingest", "--manifest", m, "--no-progress", zstore)

@@ -106,8 +106,16 @@ def test_symlink_loop_in_cohort_folder_bounded(tmp_path: Path, capsys: pytest.Ca
     folder.mkdir(parents=True)
     write_nifti(folder / "sub-01_T1w.nii.gz")
     (folder / "loop").symlink_to(folder)
-    res = run_cli(capsys, "ingest", "--images", f"T1w={tmp_path}/c/*/*_T1w.nii.gz", "--subject-pattern",
-                  r"(sub-\d+)", "--no-progress", tmp_path / "s")
+    res = run_cli(
+        capsys,
+        "ingest",
+        "--images",
+        f"T1w={tmp_path}/c/*/*_T1w.nii.gz",
+        "--subject-pattern",
+        r"(sub-\d+)",
+        "--no-progress",
+        tmp_path / "s",
+    )
     assert res.rc == 0, res.err
     from radiobject import RadiObject
 
@@ -155,8 +163,9 @@ def test_tiff_truncated_absurd_empty_fifo(tmp_path: Path, capsys: pytest.Capture
     with tifffile.TiffFile(good) as t:
         for tag in t.pages[0].tags.values():
             if tag.code in (256, 257):  # ImageWidth / ImageLength
-                struct.pack_into("<H" if tag.dtype == 3 else "<I", big, tag.valueoffset,
-                                 65000 if tag.dtype == 3 else 4_000_000_000)
+                struct.pack_into(
+                    "<H" if tag.dtype == 3 else "<I", big, tag.valueoffset, 65000 if tag.dtype == 3 else 4_000_000_000
+                )
     (tmp_path / "big.tif").write_bytes(bytes(big))
     os.mkfifo(tmp_path / "fifo.tif")
     for name in ("trunc.tif", "empty.tif", "junk.tif", "big.tif", "fifo.tif"):

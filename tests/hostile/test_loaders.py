@@ -34,12 +34,20 @@ def _store(cohort: SampleCohort, tmp: Path, capsys: pytest.CaptureFixture[str], 
 def _loader(store: Path, **kw: object):  # type: ignore[no-untyped-def]
     from radiobject.ml import create_training_dataloader
 
-    return create_training_dataloader(RadiObject(str(store)), modalities=["T1w", "FLAIR"], label="seg",
-                                      patch_size=None, num_workers=0, batch_size=1, **kw)
+    return create_training_dataloader(
+        RadiObject(str(store)),
+        modalities=["T1w", "FLAIR"],
+        label="seg",
+        patch_size=None,
+        num_workers=0,
+        batch_size=1,
+        **kw,
+    )
 
 
-def test_incomplete_subject_is_an_error_or_skipped(cohort: SampleCohort, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_incomplete_subject_is_an_error_or_skipped(
+    cohort: SampleCohort, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = _store(cohort, tmp_path, capsys, ("sub-02", "T1w"))
     with pytest.raises(RadiObjectError, match="sub-02"):
         list(_loader(store))
@@ -47,8 +55,9 @@ def test_incomplete_subject_is_an_error_or_skipped(cohort: SampleCohort, tmp_pat
     assert len(batches) == 1  # sub-01 only, never a zero-filled T1w for sub-02
 
 
-def test_damaged_volume_stops_the_loader_typed(cohort: SampleCohort, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_damaged_volume_stops_the_loader_typed(
+    cohort: SampleCohort, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = _store(cohort, tmp_path, capsys, None)
     shard = sorted(glob.glob(str(store / "collections/T1w/volumes/sub-01/*/c/0/0/0")))[0]
     raw = bytearray(Path(shard).read_bytes())

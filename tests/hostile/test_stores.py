@@ -60,15 +60,18 @@ DATA_DAMAGE: dict[str, Callable[[Path], object]] = {
     "garbage_collection_json": lambda s: (s / "collections/T1w/collection.json").write_text("{"),
     "deleted_collection_json": lambda s: os.remove(s / "collections/T1w/collection.json"),
     "deleted_volume_dir": lambda s: shutil.rmtree(_vol(s)),
-    "volume_dir_symlink": lambda s: (shutil.rmtree(s / "collections/T1w/volumes/sub-01"),
-                                     os.symlink(s.parent / "cohort", s / "collections/T1w/volumes/sub-01")),
+    "volume_dir_symlink": lambda s: (
+        shutil.rmtree(s / "collections/T1w/volumes/sub-01"),
+        os.symlink(s.parent / "cohort", s / "collections/T1w/volumes/sub-01"),
+    ),
 }
 
 
 @pytest.mark.parametrize("damage", sorted(DATA_DAMAGE))
 def test_damaged_store_never_silently_wrong(store: Path, damage: str, capsys: pytest.CaptureFixture[str]) -> None:
-    before = {(n, v.obs_id): v.to_numpy() for n in RadiObject(str(store)).collection_names
-              for v in RadiObject(str(store))[n]}
+    before = {
+        (n, v.obs_id): v.to_numpy() for n in RadiObject(str(store)).collection_names for v in RadiObject(str(store))[n]
+    }
     DATA_DAMAGE[damage](store)
     res = run_cli(capsys, "verify", store)
     assert res.rc == 1, (damage, res.out, res.err)  # verify always finds it
@@ -103,8 +106,11 @@ def test_info_of_collection_with_no_rows(store: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize("what", ["a_file", "missing", "cohort_folder"])
 def test_info_verify_on_non_stores(store: Path, what: str, capsys: pytest.CaptureFixture[str]) -> None:
-    target = {"a_file": store / "radiobject.json", "missing": store.parent / "nope",
-              "cohort_folder": store.parent / "cohort"}[what]
+    target = {
+        "a_file": store / "radiobject.json",
+        "missing": store.parent / "nope",
+        "cohort_folder": store.parent / "cohort",
+    }[what]
     with pytest.raises(StoreNotFoundError):
         RadiObject(str(target))
     for cmd in ("info", "verify", "qc"):
@@ -120,18 +126,22 @@ def test_s3_closed_port_fails_fast_and_typed(tmp_path: Path, backend: str, capsy
 
     t0 = time.monotonic()
     with pytest.raises(RadiObjectError) as info:
-        RadiObject("s3://bucket/x", storage=StorageOptions(endpoint_url="http://127.0.0.1:1", key="k", secret="s",
-                                                           timeout_s=2, retries=1))
+        RadiObject(
+            "s3://bucket/x",
+            storage=StorageOptions(endpoint_url="http://127.0.0.1:1", key="k", secret="s", timeout_s=2, retries=1),
+        )
     assert "s3://bucket/x" in str(info.value)
-    res = run_cli(capsys, "verify", "s3://bucket/x", "--s3-endpoint", "http://127.0.0.1:1", "--s3-key", "k",
-                  "--s3-secret", "s")
+    res = run_cli(
+        capsys, "verify", "s3://bucket/x", "--s3-endpoint", "http://127.0.0.1:1", "--s3-key", "k", "--s3-secret", "s"
+    )
     assert res.rc == 2 and "s3://bucket/x" in error_line(res)
     assert time.monotonic() - t0 < 60
 
 
 @pytest.mark.parametrize("link", ["collections", "collections/T1w/volumes"])
-def test_ingest_never_writes_through_a_link_in_the_store(store: Path, tmp_path: Path, link: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_ingest_never_writes_through_a_link_in_the_store(
+    store: Path, tmp_path: Path, link: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tests.hostile.conftest import write_nifti
 
     target = tmp_path / "outside"
@@ -145,8 +155,9 @@ def test_ingest_never_writes_through_a_link_in_the_store(store: Path, tmp_path: 
     assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == before  # nothing written outside
 
 
-def test_tampered_obs_id_never_leaves_the_export_folder(store: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_tampered_obs_id_never_leaves_the_export_folder(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from radiobject.storage.options import StorageOptions
     from radiobject.storage.tables import FragmentTable
 

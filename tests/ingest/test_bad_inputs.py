@@ -32,8 +32,13 @@ def _manifest(cohort: SampleCohort, rows: list[dict[str, str]], name: str = "m.c
 def test_fifo_and_device_in_manifest_fail_their_items(cohort: SampleCohort, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.nii.gz"
     os.mkfifo(fifo)
-    m = _manifest(cohort, [{"subject_id": "sub-09", "collection": "T1w", "path": str(fifo)},
-                           {"subject_id": "sub-10", "collection": "T1w", "path": "/dev/zero"}])
+    m = _manifest(
+        cohort,
+        [
+            {"subject_id": "sub-09", "collection": "T1w", "path": str(fifo)},
+            {"subject_id": "sub-10", "collection": "T1w", "path": "/dev/zero"},
+        ],
+    )
     rep = run_ingest(str(tmp_path / "s"), plan_from_manifest(m))
     failed = {r["obs_id"]: r["error"] for r in rep.failed}
     assert "FIFO" in failed["sub-09"] and "device" in failed["sub-10"]
@@ -42,8 +47,10 @@ def test_fifo_and_device_in_manifest_fail_their_items(cohort: SampleCohort, tmp_
 
 def test_fifo_matched_by_glob_and_manifest_itself(cohort: SampleCohort, tmp_path: Path) -> None:
     os.mkfifo(cohort.folder / "sub-01" / "anat" / "sub-01_extra.nii.gz")
-    rep = run_ingest(str(tmp_path / "s"), plan_from_globs({"T1w": str(cohort.folder / "*/anat/*_extra.nii.gz")},
-                                                         subject_pattern=r"(sub-\d+)"))
+    rep = run_ingest(
+        str(tmp_path / "s"),
+        plan_from_globs({"T1w": str(cohort.folder / "*/anat/*_extra.nii.gz")}, subject_pattern=r"(sub-\d+)"),
+    )
     assert not rep.ok and "FIFO" in rep.failed[0]["error"]
     assert not Path(tmp_path / "s").exists()  # nothing valid: no store created
     fifo_manifest = tmp_path / "m.csv"
@@ -203,8 +210,9 @@ def test_encoding_check_reads_long_lines_in_pieces(tmp_path: Path) -> None:
     check_text_file(str(bom))
 
 
-def test_constructors_refuse_foreign_folder_but_resume_a_half_created_store(cohort: SampleCohort, tmp_path: Path,
-                                                                            backend: str) -> None:
+def test_constructors_refuse_foreign_folder_but_resume_a_half_created_store(
+    cohort: SampleCohort, tmp_path: Path, backend: str
+) -> None:
     from radiobject import VolumeCollection, WriteOptions
 
     mine = tmp_path / "mine"

@@ -30,13 +30,17 @@ def _broken_manifest(cohort: SampleCohort) -> pd.DataFrame:
     (root / "sub-03/anat/sub-03_FLAIR.nii.gz").write_text("this is not an image\n" * 20)
     # mismatched shapes between image and label
     seg = nib.load(str(root / "sub-04/anat/sub-04_seg.nii.gz"))
-    nib.save(nib.Nifti1Image(np.asarray(seg.dataobj)[:, :, :-2], seg.affine), str(root / "sub-04/anat/sub-04_seg.nii.gz"))
-    extra = pd.DataFrame({
-        "subject_id": ["sub-05"],
-        "collection": ["T1w"],
-        "path": ["sub-05/anat/missing.nii.gz"],  # missing (a duplicate row is a DuplicateIdError: test_manifest)
-        "session": ["ses-01"],
-    })
+    nib.save(
+        nib.Nifti1Image(np.asarray(seg.dataobj)[:, :, :-2], seg.affine), str(root / "sub-04/anat/sub-04_seg.nii.gz")
+    )
+    extra = pd.DataFrame(
+        {
+            "subject_id": ["sub-05"],
+            "collection": ["T1w"],
+            "path": ["sub-05/anat/missing.nii.gz"],  # missing (a duplicate row is a DuplicateIdError: test_manifest)
+            "session": ["ses-01"],
+        }
+    )
     return pd.concat([df, extra], ignore_index=True)
 
 
@@ -97,8 +101,12 @@ def test_fail_fast(cohort: SampleCohort, tmp_path: Path) -> None:
     assert rep.aborted and not rep.ok and not (tmp_path / "s").exists()
     # a failure at write time stops the run after committing what was complete
     t1 = cohort.folder / "sub-02/anat/sub-02_T1w.nii.gz"
-    rep = run_ingest(str(tmp_path / "s2"), plan_from_globs({"T1w": cohort.glob("T1w")}), fail_fast=True,
-                     options=WriteOptions(workers=1, commit_every=1))
+    rep = run_ingest(
+        str(tmp_path / "s2"),
+        plan_from_globs({"T1w": cohort.glob("T1w")}),
+        fail_fast=True,
+        options=WriteOptions(workers=1, commit_every=1),
+    )
     assert t1.stat().st_size < 1000 and rep.aborted and not rep.ok
 
 

@@ -25,21 +25,42 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ingest_cmd(cohort: Path, uri: str, backend: str) -> list[str]:
-    return [sys.executable, "-m", "radiobject.cli.main", "ingest", uri, "--manifest", str(cohort / "manifest.csv"),
-            "--subjects", str(cohort / "participants.csv"), "--backend", backend, "--workers", "1",
-            "--commit-every", "3", "--compression", "zstd", "--level", "9", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "radiobject.cli.main",
+        "ingest",
+        uri,
+        "--manifest",
+        str(cohort / "manifest.csv"),
+        "--subjects",
+        str(cohort / "participants.csv"),
+        "--backend",
+        backend,
+        "--workers",
+        "1",
+        "--commit-every",
+        "3",
+        "--compression",
+        "zstd",
+        "--level",
+        "9",
+        "--no-progress",
+    ]
 
 
 def _n_arrays(uri: str) -> int:
     base = Path(uri, "collections")
     if not base.is_dir():
         return 0
-    return sum(len([n for n in os.listdir(d / "volumes") if not n.startswith("__") and n != "zarr.json"])
-               for d in base.iterdir() if (d / "volumes").is_dir())
+    return sum(
+        len([n for n in os.listdir(d / "volumes") if not n.startswith("__") and n != "zarr.json"])
+        for d in base.iterdir()
+        if (d / "volumes").is_dir()
+    )
 
 
-def _kill_after(cmd: list[str], n_arrays: int, uri: str, timeout: float = 60.0,
-                sig: int = signal.SIGKILL) -> bool:
+def _kill_after(cmd: list[str], n_arrays: int, uri: str, timeout: float = 60.0, sig: int = signal.SIGKILL) -> bool:
     """Starts the ingest, sends ``sig`` once ``n_arrays`` arrays exist; False when it finished first.
 
     A SIGTERM / SIGINT must end the run promptly (90 s bound on a loaded machine) with exit code
@@ -88,8 +109,14 @@ def _visible_volumes_are_complete(uri: str, reference: str) -> int:
 def _crash_and_resume(tmp_path: Path, backend: str, kill_points: list[int], sig: int = signal.SIGKILL) -> None:
     cohort = make_sample_cohort(tmp_path / "cohort", 12, (40, 44, 36)).folder
     reference = str(tmp_path / "reference")
-    subprocess.run(_ingest_cmd(cohort, reference, backend), check=True, cwd=ROOT, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    subprocess.run(
+        _ingest_cmd(cohort, reference, backend),
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     uri = str(tmp_path / "crashed")
     cmd = _ingest_cmd(cohort, uri, backend)
     killed = 0
@@ -98,8 +125,15 @@ def _crash_and_resume(tmp_path: Path, backend: str, kill_points: list[int], sig:
             killed += 1
         _visible_volumes_are_complete(uri, reference)
     assert killed >= 2, "the ingest finished before the kill points; make it slower"
-    done = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        cmd,
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "present" in done.stdout
     assert_same_store(reference, uri)

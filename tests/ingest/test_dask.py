@@ -19,20 +19,31 @@ distributed = pytest.importorskip("distributed")
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
 def test_dask_ingest_equals_serial(cohort: SampleCohort, tmp_path: Path, client) -> None:
     serial, dist = str(tmp_path / "serial"), str(tmp_path / "dask")
-    run_ingest(serial, plan_from_manifest(cohort.manifest, subjects=cohort.participants),
-               options=WriteOptions(workers=1, commit_every=5))
+    run_ingest(
+        serial,
+        plan_from_manifest(cohort.manifest, subjects=cohort.participants),
+        options=WriteOptions(workers=1, commit_every=5),
+    )
     from distributed import get_task_stream
 
     with get_task_stream(client) as stream:
-        rep = run_ingest_dask(dist, plan_from_manifest(cohort.manifest, subjects=cohort.participants), client=client,
-                              options=WriteOptions(commit_every=5))
+        rep = run_ingest_dask(
+            dist,
+            plan_from_manifest(cohort.manifest, subjects=cohort.participants),
+            client=client,
+            options=WriteOptions(commit_every=5),
+        )
     assert rep.ok and rep.count("written") == 12
     writes = [t for t in stream.data if str(t["key"]).startswith("write_one")]
     assert len(writes) == 12 and len({t["worker"] for t in writes}) == 2  # both worker processes wrote
@@ -63,7 +74,18 @@ def test_cli_scheduler_option(cohort: SampleCohort, tmp_path: Path, client, caps
     serial = str(tmp_path / "serial")
     run_ingest(serial, plan_from_manifest(cohort.manifest, subjects=cohort.participants))
     out = str(tmp_path / "cli")
-    rc = main(["ingest", out, "--manifest", str(cohort.manifest), "--subjects", str(cohort.participants),
-               "--scheduler", client.scheduler.address, "--no-progress"])
+    rc = main(
+        [
+            "ingest",
+            out,
+            "--manifest",
+            str(cohort.manifest),
+            "--subjects",
+            str(cohort.participants),
+            "--scheduler",
+            client.scheduler.address,
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr()
     assert_same_store(serial, out)

@@ -26,14 +26,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_model_constructors_run_on_the_registered_engine() -> None:
     """The model names no ingest module (tests/test_layers.py checks the imports); the engine
     registers itself, and importing the root package is enough for that."""
-    code = ("import radiobject.model.radi_object as r, radiobject.model.engine as e, radiobject.ingest.entry_points as p; "
-            "print(e._ENGINE['store'] is p.store_from_files, e._ENGINE['collection'] is p.collection_from_files)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, timeout=120)
+    code = (
+        "import radiobject.model.radi_object as r, radiobject.model.engine as e, radiobject.ingest.entry_points as p; "
+        "print(e._ENGINE['store'] is p.store_from_files, e._ENGINE['collection'] is p.collection_from_files)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, timeout=120
+    )
     assert out.stdout.strip() == "True True", out.stdout
     model_sources = (ROOT / "radiobject" / "model").rglob("*.py")
-    assert not [p.name for p in model_sources if any(
-        line.strip().startswith(("import radiobject.ingest", "from radiobject.ingest"))
-        for line in p.read_text().splitlines())]
+    assert not [
+        p.name
+        for p in model_sources
+        if any(
+            line.strip().startswith(("import radiobject.ingest", "from radiobject.ingest"))
+            for line in p.read_text().splitlines()
+        )
+    ]
 
 
 def test_from_niftis_equals_the_cli_engine(cohort: SampleCohort, tmp_path: Path, backend: str) -> None:
@@ -41,10 +50,12 @@ def test_from_niftis_equals_the_cli_engine(cohort: SampleCohort, tmp_path: Path,
 
     specs = {"T1w": str(cohort.folder / "*/anat/*_T1w.nii.gz"), "seg": str(cohort.folder / "*/anat/*_seg.nii.gz")}
     pattern = r"(sub-\d+)_"
-    a = RadiObject.from_niftis(str(tmp_path / "api"), specs, subject_pattern=pattern,
-                               options=WriteOptions(backend=backend))
-    run_ingest(str(tmp_path / "cli"), plan_from_globs(specs, subject_pattern=pattern),
-               options=WriteOptions(backend=backend))
+    a = RadiObject.from_niftis(
+        str(tmp_path / "api"), specs, subject_pattern=pattern, options=WriteOptions(backend=backend)
+    )
+    run_ingest(
+        str(tmp_path / "cli"), plan_from_globs(specs, subject_pattern=pattern), options=WriteOptions(backend=backend)
+    )
     assert_same_store(str(tmp_path / "api"), str(tmp_path / "cli"))
     assert a.T1w.loc["sub-01"].info.sources is not None  # fingerprints, as for the CLI
     assert json.loads(Path(tmp_path / "api", MARKER).read_text())["complete"] is True
@@ -69,7 +80,11 @@ def test_collection_constructors_fingerprint_and_check(cohort: SampleCohort, tmp
 
 def test_obs_meta_subjects_without_volumes_kept(cohort: SampleCohort, tmp_path: Path) -> None:
     meta = pd.DataFrame({"subject_id": [*cohort.subjects, "sub-99"], "age": np.arange(len(cohort.subjects) + 1)})
-    radi = RadiObject.from_files(str(tmp_path / "s"), {"T1w": str(cohort.folder / "*/anat/*_T1w.nii.gz")},
-                                 subject_pattern=r"(sub-\d+)_", obs_meta=meta)
+    radi = RadiObject.from_files(
+        str(tmp_path / "s"),
+        {"T1w": str(cohort.folder / "*/anat/*_T1w.nii.gz")},
+        subject_pattern=r"(sub-\d+)_",
+        obs_meta=meta,
+    )
     assert sorted(radi.obs_subject_ids) == sorted([*cohort.subjects, "sub-99"])
     assert radi.obs_meta.set_index("obs_subject_id").loc["sub-99", "age"] == len(cohort.subjects)

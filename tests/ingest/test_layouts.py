@@ -31,13 +31,15 @@ def _bids(root: Path) -> Path:
     rng = np.random.default_rng(0)
     root.mkdir(parents=True)
     (root / "dataset_description.json").write_text(json.dumps({"Name": "toy", "BIDSVersion": "1.9.0"}))
-    (root / "participants.tsv").write_text("participant_id\tage\tgroup\nsub-01\t34\tpatient\nsub-02\tn/a\tcontrol\n"
-                                           "sub-03\t51\tn/a\n")
+    (root / "participants.tsv").write_text(
+        "participant_id\tage\tgroup\nsub-01\t34\tpatient\nsub-02\tn/a\tcontrol\nsub-03\t51\tn/a\n"
+    )
     (root / "T1w.json").write_text(json.dumps({"MagneticFieldStrength": 3, "EchoTime": 0.003}))
     for sub, sessions in (("sub-01", ("pre", "post")), ("sub-02", ("pre",))):
         (root / sub / f"{sub}_sessions.tsv").parent.mkdir(parents=True, exist_ok=True)
-        (root / sub / f"{sub}_sessions.tsv").write_text("session_id\tacq_time\n" + "".join(
-            f"ses-{s}\t{i}\n" for i, s in enumerate(sessions)))
+        (root / sub / f"{sub}_sessions.tsv").write_text(
+            "session_id\tacq_time\n" + "".join(f"ses-{s}\t{i}\n" for i, s in enumerate(sessions))
+        )
         for ses in sessions:
             stem = root / sub / f"ses-{ses}"
             t1 = stem / "anat" / f"{sub}_ses-{ses}_T1w.nii.gz"
@@ -141,9 +143,18 @@ def _msd(root: Path, n: int = 3) -> Path:
             _save(root / lab, _seg(rng, (6, 5, 4)))
         training.append({"image": img, "label": lab})
     _save(root / "imagesTs" / "prostate_99.nii.gz", rng.normal(size=(6, 5, 4, 2)).astype(np.float32))
-    (root / "dataset.json").write_text(json.dumps({
-        "name": "Prostate", "modality": {"0": "T2", "1": "ADC"}, "labels": {"0": "background", "1": "PZ", "2": "TZ"},
-        "numTraining": n, "training": training, "test": ["./imagesTs/prostate_99.nii.gz"]}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "name": "Prostate",
+                "modality": {"0": "T2", "1": "ADC"},
+                "labels": {"0": "background", "1": "PZ", "2": "TZ"},
+                "numTraining": n,
+                "training": training,
+                "test": ["./imagesTs/prostate_99.nii.gz"],
+            }
+        )
+    )
     return root
 
 
@@ -168,10 +179,17 @@ def _nnunet(root: Path, n: int = 3) -> Path:
         for c in range(2):
             _save(root / "imagesTr" / f"{case}_{c:04d}.nii.gz", rng.normal(size=(6, 5, 4)).astype(np.float32))
         _save(root / "labelsTr" / f"{case}.nii.gz", _seg(rng, (6, 5, 4)))
-    (root / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "T1", "1": "FLAIR"}, "labels": {"background": 0, "edema": 1, "tumor": 2,
-                                                                "whole": [1, 2]},
-        "numTraining": n, "file_ending": ".nii.gz", "regions_class_order": [1, 2]}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "T1", "1": "FLAIR"},
+                "labels": {"background": 0, "edema": 1, "tumor": 2, "whole": [1, 2]},
+                "numTraining": n,
+                "file_ending": ".nii.gz",
+                "regions_class_order": [1, 2],
+            }
+        )
+    )
     return root
 
 
@@ -192,8 +210,10 @@ def test_nnunet_roundtrip(tmp_path: Path) -> None:
             a = nib.load(src / "imagesTr" / f"{case}_{c:04d}.nii.gz")
             b = nib.load(out / "imagesTr" / f"{case}_{c:04d}.nii.gz")
             assert np.array_equal(a.get_fdata(), b.get_fdata()) and np.allclose(a.affine, b.affine)
-        assert np.array_equal(np.asarray(nib.load(src / "labelsTr" / f"{case}.nii.gz").dataobj),
-                              np.asarray(nib.load(out / "labelsTr" / f"{case}.nii.gz").dataobj))
+        assert np.array_equal(
+            np.asarray(nib.load(src / "labelsTr" / f"{case}.nii.gz").dataobj),
+            np.asarray(nib.load(out / "labelsTr" / f"{case}.nii.gz").dataobj),
+        )
     assert plan_nnunet(out).plan.collections == ["T1", "FLAIR", "label"]
 
 

@@ -24,7 +24,9 @@ def test_sample_cohort_layout(tmp_path: Path) -> None:
     assert t1.shape == seg.shape == (10, 12, 8) and np.allclose(t1.affine, seg.affine)
     assert seg.get_data_dtype() == np.uint8 and set(np.unique(np.asarray(seg.dataobj))) <= {0, 1, 2}
     again = make_sample_cohort(tmp_path / "again", 3, (10, 12, 8), seed=1)
-    assert np.array_equal(np.asarray(t1.dataobj), np.asarray(nib.load(str(again.folder / "sub-02/anat/sub-02_T1w.nii.gz")).dataobj))
+    assert np.array_equal(
+        np.asarray(t1.dataobj), np.asarray(nib.load(str(again.folder / "sub-02/anat/sub-02_T1w.nii.gz")).dataobj)
+    )
     assert len(pd.read_csv(c.manifest)) == 9 and pd.read_csv(c.participants).columns[0] == "participant_id"
 
 
@@ -57,8 +59,9 @@ def test_manifest_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'path' column"):
         plan_from_manifest(pd.DataFrame({"subject_id": ["a"], "collection": ["a"]}))
     with pytest.raises(ValueError, match="clash"):
-        plan_from_manifest(pd.DataFrame({"subject_id": ["a", "a"], "collection": ["c", "d"], "path": ["x", "y"],
-                                         "shape": ["1", "2"]}))
+        plan_from_manifest(
+            pd.DataFrame({"subject_id": ["a", "a"], "collection": ["c", "d"], "path": ["x", "y"], "shape": ["1", "2"]})
+        )
     plan = plan_from_manifest(pd.DataFrame({"subject_id": ["a", "b"], "collection": ["c", "c"], "path": ["x", None]}))
     assert len(plan.tasks) == 1 and plan.problems[0].reason == "no path given"
 

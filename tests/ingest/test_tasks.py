@@ -16,7 +16,10 @@ from radiobject.ingest.tasks import VolumeTask, canonicalize, detect_format, fin
 
 
 def _nifti(path: Path, shape=(6, 7, 5), affine=None, dtype=np.int16) -> Path:
-    nib.save(nib.Nifti1Image(np.arange(np.prod(shape), dtype=dtype).reshape(shape), np.eye(4) if affine is None else affine), str(path))
+    nib.save(
+        nib.Nifti1Image(np.arange(np.prod(shape), dtype=dtype).reshape(shape), np.eye(4) if affine is None else affine),
+        str(path),
+    )
     return path
 
 
@@ -107,8 +110,9 @@ def test_alignment_affine_mismatch(tmp_path: Path) -> None:
     shifted = np.eye(4)
     shifted[0, 3] = 2.0
     b = _nifti(tmp_path / "b.nii.gz", affine=shifted)
-    ok, problems = find_problems([VolumeTask("img", "s", "s", str(a)), VolumeTask("seg", "s", "s", str(b))],
-                                 validate_alignment=True)
+    ok, problems = find_problems(
+        [VolumeTask("img", "s", "s", str(a)), VolumeTask("seg", "s", "s", str(b))], validate_alignment=True
+    )
     assert not ok and "affine" in problems[0].reason
 
 

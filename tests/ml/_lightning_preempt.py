@@ -35,8 +35,17 @@ class Model(pl.LightningModule):
         path = Path(self.log_dir, f"rank{self.global_rank}.jsonl")
         with path.open("a") as f:
             for idx in batch["index"].tolist():
-                f.write(json.dumps({"step": int(self.global_step), "epoch": int(self.current_epoch),
-                                    "rank": int(self.global_rank), "index": int(idx)}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": int(self.global_step),
+                            "epoch": int(self.current_epoch),
+                            "rank": int(self.global_rank),
+                            "index": int(idx),
+                        }
+                    )
+                    + "\n"
+                )
             f.flush()
             os.fsync(f.fileno())
         return torch.nn.functional.cross_entropy(self.net(batch["image"]), batch["label"][:, 0].long())
@@ -72,17 +81,27 @@ def main() -> None:
     ap.add_argument("--kill-at", type=int, default=None)
     ap.add_argument("--resume", default=None)
     args = ap.parse_args()
-    dm = RadiObjectDataModule(args.store, modalities="T1w", label="seg", patch_size=(4, 4, 4), batch_size=1,
-                              patches_per_volume=2, seed=5)
-    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=args.ckpt_dir, save_last=True, every_n_train_steps=1,
-                                              save_top_k=0)
+    dm = RadiObjectDataModule(
+        args.store, modalities="T1w", label="seg", patch_size=(4, 4, 4), batch_size=1, patches_per_volume=2, seed=5
+    )
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=args.ckpt_dir, save_last=True, every_n_train_steps=1, save_top_k=0
+    )
     callbacks: list[pl.Callback] = [checkpoint]
     if args.kill_at is not None:
         callbacks.append(Preempt(args.kill_at))
-    trainer = pl.Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
-                         max_steps=args.max_steps, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=args.ckpt_dir, callbacks=callbacks,
-                         num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=args.devices,
+        strategy="ddp" if args.devices > 1 else "auto",
+        max_steps=args.max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=args.ckpt_dir,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(Model(args.log_dir), datamodule=dm, ckpt_path=args.resume)
 
 

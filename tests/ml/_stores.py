@@ -25,8 +25,15 @@ def decode_origin(value: float) -> tuple[int, tuple[int, int, int]]:
     return subject, (x, y, z)
 
 
-def make_store(root: Path, backend: str = "zarr", n: int = 4, shape: tuple[int, int, int] = (20, 24, 16),
-               *, empty_label: tuple[int, ...] = (), chunks: tuple[int, int, int] | None = (8, 8, 8)) -> RadiObject:
+def make_store(
+    root: Path,
+    backend: str = "zarr",
+    n: int = 4,
+    shape: tuple[int, int, int] = (20, 24, 16),
+    *,
+    empty_label: tuple[int, ...] = (),
+    chunks: tuple[int, int, int] | None = (8, 8, 8),
+) -> RadiObject:
     """A store with collections T1w, FLAIR (T1w + 0.5) and seg (a small cube of label 1 and 2)."""
     affine = np.diag([1.0, 1.2, 2.0, 1.0])
     affine[:3, 3] = [-10.0, 5.0, 3.0]
@@ -38,8 +45,9 @@ def make_store(root: Path, backend: str = "zarr", n: int = 4, shape: tuple[int, 
         lab = np.zeros(shape, np.uint8)
         if i not in empty_label:
             c = 2 + i % 5
-            lab[c:c + 3, c:c + 3, 2:5] = 1
-            lab[c + 5:c + 7, c:c + 2, 6:8] = 2
+            lab[c : c + 3, c : c + 3, 2:5] = 1
+            lab[c + 5 : c + 7, c : c + 2, 6:8] = 2
         seg[sid] = ImageData(lab, affine, {}, f"synthetic/{sid}/seg")
-    return RadiObject.from_images(str(root), {"T1w": t1, "FLAIR": flair, "seg": seg},
-                                  options=WriteOptions(backend=backend, chunks=chunks))
+    return RadiObject.from_images(
+        str(root), {"T1w": t1, "FLAIR": flair, "seg": seg}, options=WriteOptions(backend=backend, chunks=chunks)
+    )

@@ -155,8 +155,10 @@ def test_factory_and_enum(tmp_path):
 
 
 def test_shared_memory_dir_is_removed_when_its_creator_exits():
-    code = ("import numpy as np; from radiobject.ml.cache import SharedMemoryCache; c = SharedMemoryCache(10**6); "
-            "c.put('k', np.ones(10)); print(c.path)")
+    code = (
+        "import numpy as np; from radiobject.ml.cache import SharedMemoryCache; c = SharedMemoryCache(10**6); "
+        "c.put('k', np.ones(10)); print(c.path)"
+    )
     repo = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
     path = Path(out.stdout.strip())
@@ -164,6 +166,7 @@ def test_shared_memory_dir_is_removed_when_its_creator_exits():
 
 
 # ---- several processes --------------------------------------------------------------------------
+
 
 def _fill(cache, seed: int, n_keys: int, rounds: int, out: mp.Queue) -> None:
     """Worker: get_or_load random keys; every value read must be whole and correct, never an error."""
@@ -208,11 +211,13 @@ def test_two_processes_fill_the_same_cache_concurrently(kind, start, tmp_path):
 
 def _slow_load(cache, log: str, out: mp.Queue) -> None:
     """Worker: a slow loader that records every call in ``log``."""
+
     def load() -> np.ndarray:
         with open(log, "a") as fh:
             fh.write("load\n")
         time.sleep(0.5)
         return _arr(7)
+
     got = cache.get_or_load("same-volume", load)
     out.put(bool(np.array_equal(got, _arr(7))))
 
@@ -241,8 +246,7 @@ def _touch_all(cache_or_path, private: bool, ready: mp.Barrier, out: mp.Queue) -
     total = float(arr.sum(dtype=np.float64))  # touches every page
     ready.wait(timeout=60)  # all readers hold their mapping when memory is measured
     after = proc.memory_full_info()
-    out.put({"uss": after.uss - before.uss, "pss": after.pss - before.pss,
-             "rss": after.rss - before.rss, "sum": total})
+    out.put({"uss": after.uss - before.uss, "pss": after.pss - before.pss, "rss": after.rss - before.rss, "sum": total})
     ready.wait(timeout=60)
 
 
@@ -278,9 +282,11 @@ def test_shared_memory_cache_is_one_copy_per_node_not_one_per_worker(tmp_path):
         assert r["pss"] < 0.6 * size, r  # its proportional share: ~size / n
     for r in private:  # the control really does make one private copy per process
         assert r["uss"] > 0.9 * size, r
-    print(f"\nper reader, {n} readers of {size / MB:.0f} MB: shared USS "
-          f"{[round(r['uss'] / MB, 1) for r in shared]} MB, PSS {[round(r['pss'] / MB, 1) for r in shared]} MB; "
-          f"private-copy USS {[round(r['uss'] / MB, 1) for r in private]} MB")
+    print(
+        f"\nper reader, {n} readers of {size / MB:.0f} MB: shared USS "
+        f"{[round(r['uss'] / MB, 1) for r in shared]} MB, PSS {[round(r['pss'] / MB, 1) for r in shared]} MB; "
+        f"private-copy USS {[round(r['uss'] / MB, 1) for r in private]} MB"
+    )
 
 
 def test_cache_key_carries_the_volume_version() -> None:
@@ -291,6 +297,7 @@ def test_cache_key_carries_the_volume_version() -> None:
 
 
 # ---- trust: shared-memory segments cannot be planted (issue 10.8) --------------------------------
+
 
 def test_shared_memory_names_are_unguessable_and_private() -> None:
     a, b = SharedMemoryCache(MB), SharedMemoryCache(MB)

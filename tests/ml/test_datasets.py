@@ -128,15 +128,14 @@ def test_grid_patches_cover_every_voxel(reader):
     cover = np.zeros(SHAPE, int)
     for k in gd.patches_of(0):
         o = gd[k]["patch_origin"].numpy()
-        cover[o[0]:o[0] + 8, o[1]:o[1] + 8, o[2]:o[2] + 8] += 1
+        cover[o[0] : o[0] + 8, o[1] : o[1] + 8, o[2] : o[2] + 8] += 1
     assert (cover > 0).all()
 
 
 def test_error_names_the_subject(reader):
     ds = PatchDataset(reader, (8, 8, 8))
     ds.reader.volume(1, "T1w")  # opened, then the array disappears
-    bad = VolumeReader(reader.location, ("T1w",), None, ("ghost",), (("ghost",),), (SHAPE,),
-                       reader.affines[:1])
+    bad = VolumeReader(reader.location, ("T1w",), None, ("ghost",), (("ghost",),), (SHAPE,), reader.affines[:1])
     with pytest.raises(SampleError, match="ghost"):
         PatchDataset(bad, (8, 8, 8))[0]
 

@@ -72,7 +72,7 @@ def test_pad_drop_exact(world):
 def test_group_size_keeps_a_subjects_patches_on_one_rank():
     shards = _shards(12, 2, group_size=3)
     for s in shards:
-        groups = [s[k:k + 3] for k in range(0, len(s), 3)]
+        groups = [s[k : k + 3] for k in range(0, len(s), 3)]
         assert all(g[0] % 3 == 0 and g == list(range(g[0], g[0] + 3)) for g in groups)
     assert sorted(i for s in shards for i in s) == list(range(12))
 
@@ -87,7 +87,7 @@ def _consume(world, n, steps, bs=1, mode="pad", state=None, group_size=1):
             s.set_epoch(5)
     streams = [[i for _, i in s] for s in samplers]
     used = [x for st in streams for x in st[: steps * bs]]
-    rest = [x for st in streams for x in st[steps * bs:]]
+    rest = [x for st in streams for x in st[steps * bs :]]
     return used, rest, samplers[0].state_dict(steps=steps, batch_size=bs)
 
 
@@ -97,8 +97,9 @@ def _consume(world, n, steps, bs=1, mode="pad", state=None, group_size=1):
 def test_elastic_resume_sees_exactly_the_unseen_samples(mode, new_world, group_size):
     n = 7 * group_size
     used, _, state = _consume(2, n, steps=2, bs=2, mode=mode, group_size=group_size)
-    _, rest, _ = _consume(new_world, n, steps=0, mode="exact" if mode == "exact" else "pad", state=state,
-                          group_size=group_size)
+    _, rest, _ = _consume(
+        new_world, n, steps=0, mode="exact" if mode == "exact" else "pad", state=state, group_size=group_size
+    )
     if new_world == 2:  # same world size: exactly the uninterrupted remainder (its padding included)
         assert rest == _consume(2, n, steps=2, bs=2, mode=mode, group_size=group_size)[1]
         return
@@ -154,12 +155,22 @@ def _ddp_worker(rank: int, world: int, port: int, train_uri: str, val_uri: str, 
         resumed = create_distributed_dataloader(radi, rank=rank, world_size=world, stage="train", **TRAIN_KW)
         resumed.load_state_dict(state)
         rest = [_key(b, 0) for b in resumed]
-        val = create_distributed_dataloader(val_radi, rank=rank, world_size=world, stage="val",
-                                            modalities=["T1w"], label="seg", batch_size=1)
+        val = create_distributed_dataloader(
+            val_radi, rank=rank, world_size=world, stage="val", modalities=["T1w"], label="seg", batch_size=1
+        )
         val_ids = [b["subject_id"][0] for b in val]
         gathered: list = [None] * world
-        dist.all_gather_object(gathered, {"epochs": epochs, "first": first, "rest": rest, "val": val_ids,
-                                          "state": state, "sampler": type(loader.sampler).__name__})
+        dist.all_gather_object(
+            gathered,
+            {
+                "epochs": epochs,
+                "first": first,
+                "rest": rest,
+                "val": val_ids,
+                "state": state,
+                "sampler": type(loader.sampler).__name__,
+            },
+        )
         if rank == 0:
             Path(out_dir, "result.json").write_text(json.dumps(gathered))
         dist.barrier()

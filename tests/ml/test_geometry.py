@@ -45,19 +45,30 @@ def sources(tmp_path_factory) -> tuple[Path, RadiObject]:
         lab[5:12, 6:14, 3:7] = 1
         nib.save(nib.Nifti1Image(img, _affine()), str(d / "t1.nii.gz"))
         nib.save(nib.Nifti1Image(lab, _affine()), str(d / "seg.nii.gz"))
-    radi = RadiObject.from_niftis(str(root / "store"), {"T1w": str(root / "src/*/t1.nii.gz"),
-                                                        "seg": str(root / "src/*/seg.nii.gz")})
+    radi = RadiObject.from_niftis(
+        str(root / "store"), {"T1w": str(root / "src/*/t1.nii.gz"), "seg": str(root / "src/*/seg.nii.gz")}
+    )
     return root / "src", radi
 
 
 def _monai_pipeline(with_random: bool = False, resize: bool = False):
     from monai import transforms as mt
 
-    steps = [mt.Orientationd(keys=["image", "label"], axcodes="RAS"),
-             mt.Spacingd(keys=["image", "label"], pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest"))]
+    steps = [
+        mt.Orientationd(keys=["image", "label"], axcodes="RAS"),
+        mt.Spacingd(keys=["image", "label"], pixdim=(1.0, 1.0, 1.0), mode=("bilinear", "nearest")),
+    ]
     if with_random:
-        steps.append(mt.RandAffined(keys=["image", "label"], prob=1.0, rotate_range=(0, 0, 0.3),
-                                    translate_range=(4, 4, 2), mode=("bilinear", "nearest"), padding_mode="zeros"))
+        steps.append(
+            mt.RandAffined(
+                keys=["image", "label"],
+                prob=1.0,
+                rotate_range=(0, 0, 0.3),
+                translate_range=(4, 4, 2),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            )
+        )
     steps += [mt.SpatialPadd(keys=["image", "label"], spatial_size=(40, 40, 24))]
     if resize:
         steps += [mt.Resized(keys=["image", "label"], spatial_size=(20, 20, 12), mode=("trilinear", "nearest"))]
@@ -69,10 +80,15 @@ def test_monai_spacing_orientation_match_load_imaged(sources, resize):
     from monai import transforms as mt
 
     src, radi = sources
-    ref_t = mt.Compose([mt.LoadImaged(keys=["image", "label"], image_only=True, ensure_channel_first=True),
-                        _monai_pipeline(resize=resize)])
-    loader = create_validation_dataloader(radi, modalities="T1w", label="seg",
-                                          transforms=_monai_pipeline(resize=resize))
+    ref_t = mt.Compose(
+        [
+            mt.LoadImaged(keys=["image", "label"], image_only=True, ensure_channel_first=True),
+            _monai_pipeline(resize=resize),
+        ]
+    )
+    loader = create_validation_dataloader(
+        radi, modalities="T1w", label="seg", transforms=_monai_pipeline(resize=resize)
+    )
     batches = list(loader)
     assert len(batches) == 2
     for b in batches:
@@ -94,8 +110,9 @@ def test_monai_patch_metatensor_affine_is_shifted_to_the_patch_origin(sources):
     from monai.data import MetaTensor
 
     _, radi = sources
-    loader = create_training_dataloader(radi, modalities="T1w", label="seg", patch_size=(8, 8, 4), batch_size=2,
-                                        meta_tensors=True)
+    loader = create_training_dataloader(
+        radi, modalities="T1w", label="seg", patch_size=(8, 8, 4), batch_size=2, meta_tensors=True
+    )
     b = next(iter(loader))
     assert isinstance(b["image"], MetaTensor) and isinstance(b["label"], MetaTensor)
     for k in range(2):
@@ -113,8 +130,7 @@ def test_monai_rand_affine_acts_in_millimetres(sources):
     src, radi = sources
     pipe = _monai_pipeline(with_random=True)
     pipe.set_random_state(seed=3)
-    loader = create_validation_dataloader(radi, modalities="T1w", label="seg", transforms=pipe,
-                                          subjects=["sub-00"])
+    loader = create_validation_dataloader(radi, modalities="T1w", label="seg", transforms=pipe, subjects=["sub-00"])
     got = next(iter(loader))
     ref_pipe = _monai_pipeline(with_random=True)
     ref_pipe.set_random_state(seed=3)
@@ -138,8 +154,11 @@ def test_torchio_subjects_have_the_real_affine_and_match_torchio_readers(sources
     np.testing.assert_allclose(ours["image"].spacing, (0.8, 0.8, 2.0), atol=1e-6)
     assert ours["image"].orientation == ref["image"].orientation
     np.testing.assert_array_equal(ours["label"].data.numpy(), ref["label"].data.numpy())
-    for transform in (tio.Resample(1.0), tio.ToCanonical(),
-                      tio.RandomAffine(scales=0, degrees=(10, 10, 0, 0, 0, 0), translation=(3, 3, 0, 0, 0, 0))):
+    for transform in (
+        tio.Resample(1.0),
+        tio.ToCanonical(),
+        tio.RandomAffine(scales=0, degrees=(10, 10, 0, 0, 0, 0), translation=(3, 3, 0, 0, 0, 0)),
+    ):
         torch.manual_seed(5)
         a = transform(ds[0])
         torch.manual_seed(5)
@@ -155,8 +174,15 @@ def test_torchio_queue_with_label_sampler(sources):
 
     _, radi = sources
     ds = subjects_dataset(radi, modalities="T1w", label="seg", transform=tio.RandomFlip(axes=(0,)))
-    queue = tio.Queue(ds, max_length=8, samples_per_volume=4, sampler=tio.LabelSampler(patch_size=(6, 6, 4)),
-                      num_workers=0, shuffle_subjects=False, shuffle_patches=False)
+    queue = tio.Queue(
+        ds,
+        max_length=8,
+        samples_per_volume=4,
+        sampler=tio.LabelSampler(patch_size=(6, 6, 4)),
+        num_workers=0,
+        shuffle_subjects=False,
+        shuffle_patches=False,
+    )
     loader = torch.utils.data.DataLoader(queue, batch_size=4, num_workers=0)
     batch = next(iter(loader))
     assert batch["image"][tio.DATA].shape == (4, 1, 6, 6, 4)

@@ -38,12 +38,25 @@ class _Model(pl.LightningModule):
 def _fit(store, ckpt_dir, max_steps, resume=None):
     from radiobject.ml.lightning import RadiObjectDataModule
 
-    dm = RadiObjectDataModule(store, modalities="T1w", label="seg", patch_size=(8, 8, 8), batch_size=2,
-                              train_subjects=[f"sub-{i:02d}" for i in range(5)])
+    dm = RadiObjectDataModule(
+        store,
+        modalities="T1w",
+        label="seg",
+        patch_size=(8, 8, 8),
+        batch_size=2,
+        train_subjects=[f"sub-{i:02d}" for i in range(5)],
+    )
     model = _Model()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=str(ckpt_dir),
-                         callbacks=[pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True)])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(ckpt_dir),
+        callbacks=[pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), save_last=True)],
+    )
     trainer.fit(model, datamodule=dm, ckpt_path=resume)
     return model.seen
 
@@ -67,15 +80,32 @@ def test_datamodule_resumes_mid_epoch_exactly(tmp_path):
 def test_lightning_ddp_two_processes_runs_the_example(tmp_path):
     store = tmp_path / "store"
     ckpt = tmp_path / "ckpt"
-    cmd = [sys.executable, str(REPO / "examples" / "train_lightning.py"), "--store", str(store), "--devices", "2",
-           "--max-steps", "5", "--patch", "16", "--ckpt-dir", str(ckpt)]
+    cmd = [
+        sys.executable,
+        str(REPO / "examples" / "train_lightning.py"),
+        "--store",
+        str(store),
+        "--devices",
+        "2",
+        "--max-steps",
+        "5",
+        "--patch",
+        "16",
+        "--ckpt-dir",
+        str(ckpt),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=str(tmp_path))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "lightning: world 2, 5 steps" in out.stdout and "patches/s" in out.stdout
     state = torch.load(ckpt / "last.ckpt", weights_only=False)["RadiObjectDataModule"]
     assert state["train"]["world_size"] == 2 and state["train"]["num_samples"] == 6
-    out = subprocess.run(cmd[:-4] + ["--max-steps", "7", "--ckpt-dir", str(ckpt), "--resume", str(ckpt / "last.ckpt")],
-                         capture_output=True, text=True, timeout=180, cwd=str(tmp_path))
+    out = subprocess.run(
+        cmd[:-4] + ["--max-steps", "7", "--ckpt-dir", str(ckpt), "--resume", str(ckpt / "last.ckpt")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(tmp_path),
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "lightning: world 2, 7 steps" in out.stdout
 
@@ -84,14 +114,22 @@ def _preempt_run(store, ckpt, logs, devices, max_steps, *, kill_at=None, resume=
     import os
     import signal
 
-    cmd = [sys.executable, str(REPO / "tests" / "ml" / "_lightning_preempt.py"), store.uri, str(ckpt), str(logs),
-           str(devices), str(max_steps)]
+    cmd = [
+        sys.executable,
+        str(REPO / "tests" / "ml" / "_lightning_preempt.py"),
+        store.uri,
+        str(ckpt),
+        str(logs),
+        str(devices),
+        str(max_steps),
+    ]
     if kill_at is not None:
         cmd += ["--kill-at", str(kill_at)]
     if resume is not None:
         cmd += ["--resume", str(resume)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO), start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:

@@ -35,8 +35,9 @@ def _epoch(loader, epoch):
 
 
 def test_training_loader_covers_every_subject_each_epoch_new_order_and_patches(radi):
-    loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8),
-                                        batch_size=2, seed=3)
+    loader = create_training_dataloader(
+        radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8), batch_size=2, seed=3
+    )
     assert loader.pin_memory is torch.cuda.is_available()
     seen = []
     for e in range(3):
@@ -57,8 +58,14 @@ def test_training_loader_covers_every_subject_each_epoch_new_order_and_patches(r
 
 
 def test_in_memory_cache_is_warm_after_first_epoch(radi):
-    loader = create_training_dataloader(radi, modalities="T1w", patch_size=(8, 8, 8), batch_size=2,
-                                        cache_strategy=CacheStrategy.IN_MEMORY, cache_bytes=1 << 26)
+    loader = create_training_dataloader(
+        radi,
+        modalities="T1w",
+        patch_size=(8, 8, 8),
+        batch_size=2,
+        cache_strategy=CacheStrategy.IN_MEMORY,
+        cache_bytes=1 << 26,
+    )
     cache = loader.dataset.reader.cache
     _epoch(loader, 0)
     first = cache.misses
@@ -68,8 +75,9 @@ def test_in_memory_cache_is_warm_after_first_epoch(radi):
 
 
 def test_patches_per_volume_loads_each_volume_once(radi):
-    loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(6, 6, 6),
-                                        batch_size=3, patches_per_volume=3)
+    loader = create_training_dataloader(
+        radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(6, 6, 6), batch_size=3, patches_per_volume=3
+    )
     cache = loader.dataset.reader.cache  # the per-process volume buffer
     batches = _epoch(loader, 0)
     ids = [s for b in batches for s in b["subject_id"]]
@@ -85,8 +93,9 @@ def test_full_volume_and_slice_modes(radi):
     full = create_training_dataloader(radi, modalities="T1w", label="seg", patch_size=None, batch_size=2)
     b = next(iter(full))
     assert b["image"].shape == (2, 1, *SHAPE)
-    sl = create_training_dataloader(radi, modalities="T1w", loading_mode=LoadingMode.SLICE_2D, plane="axial",
-                                    batch_size=8, patch_size=None)
+    sl = create_training_dataloader(
+        radi, modalities="T1w", loading_mode=LoadingMode.SLICE_2D, plane="axial", batch_size=8, patch_size=None
+    )
     assert len(sl.dataset) == 4 * SHAPE[2]
     assert next(iter(sl))["image"].shape == (8, 1, SHAPE[0], SHAPE[1])
 
@@ -143,8 +152,9 @@ def test_error_surfaces_naming_the_subject(radi, tmp_path):
 
 def test_inference_grid_aggregates_into_a_new_collection(radi, tmp_path):
     store = make_store(tmp_path / "inf", "zarr", n=3, shape=SHAPE)
-    loader = create_inference_dataloader(store, modalities=["T1w", "FLAIR"], patch_size=(8, 8, 8), overlap=0.5,
-                                         batch_size=4)
+    loader = create_inference_dataloader(
+        store, modalities=["T1w", "FLAIR"], patch_size=(8, 8, 8), overlap=0.5, batch_size=4
+    )
     agg = GridAggregator(store, loader.dataset, "pred")
     agg_lab = GridAggregator(store, loader.dataset, "pred_label", argmax=True)
     max_in_flight = 0
@@ -172,15 +182,22 @@ def test_inference_grid_aggregates_into_a_new_collection(radi, tmp_path):
 def test_train_steps_smoke_run(radi):
     from radiobject.ml.loaders import train_steps
 
-    loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8),
-                                        batch_size=2)
+    loader = create_training_dataloader(
+        radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8), batch_size=2
+    )
     res = train_steps(loader, steps=5)  # 2 batches per epoch: crosses epochs
     assert res["steps"] == 5 and res["patches"] == 10 and res["patches_per_s"] > 0 and np.isfinite(res["loss"])
 
 
 def test_thread_workers_give_the_same_batches(radi):
-    kw = dict(modalities=["T1w", "FLAIR"], label="seg", patch_size=(6, 6, 6), batch_size=2, seed=4,
-              cache_strategy=CacheStrategy.IN_MEMORY)
+    kw = dict(
+        modalities=["T1w", "FLAIR"],
+        label="seg",
+        patch_size=(6, 6, 6),
+        batch_size=2,
+        seed=4,
+        cache_strategy=CacheStrategy.IN_MEMORY,
+    )
     ref = [(b["subject_id"], b["patch_origin"].tolist()) for b in _epoch(create_training_dataloader(radi, **kw), 1)]
     loader = create_training_dataloader(radi, num_workers=2, worker_mode="threads", **kw)
     assert loader.num_workers == 0 and loader.threads == 2
@@ -205,7 +222,8 @@ def test_thread_worker_error_names_the_subject(tmp_path):
 
     store = make_store(tmp_path / "broken", "zarr", n=4, shape=(16, 16, 12))
     shutil.rmtree(tmp_path / "broken" / "collections" / "T1w" / "volumes" / "sub-01")
-    loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), batch_size=1,
-                                        num_workers=2, worker_mode="threads")
+    loader = create_training_dataloader(
+        store, modalities="T1w", patch_size=(4, 4, 4), batch_size=1, num_workers=2, worker_mode="threads"
+    )
     with pytest.raises(Exception, match="sub-01"):
         _epoch(loader, 0)

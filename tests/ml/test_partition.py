@@ -35,8 +35,7 @@ def test_rank_shards_match_torch_distributed_sampler(n, world, drop_last):
     """Same semantics as DistributedSampler over the same base order (shuffle=False there)."""
     mode = "drop" if drop_last else "pad"
     for rank in range(world):
-        expected = list(DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False,
-                                           drop_last=drop_last))
+        expected = list(DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False, drop_last=drop_last))
         got = rank_indices(np.arange(n), rank=rank, world_size=world, mode=mode).tolist()
         assert got == expected, (rank, got, expected)
 
@@ -109,7 +108,7 @@ def test_elastic_resume_sees_exactly_the_unseen_samples(mode):
             segs[-1][1] = pos
             seen += [int(v) for s in streams for v in s[:pos]]
         streams = _streams(n, segs, mode, g)
-        rest = [int(v) for s in streams for v in s[segs[-1][1]:]]
+        rest = [int(v) for s in streams for v in s[segs[-1][1] :]]
         assert set(seen) | set(rest) == set(range(n)) and not set(rest) & set(seen) - set(rest)
         if mode == "exact":
             assert sorted(seen + rest) == list(range(n))  # every sample exactly once in the epoch
@@ -128,13 +127,22 @@ def test_unseen_keeps_step_order_and_drops_repeats():
 def test_group_streams_keep_a_subjects_samples_together():
     streams = _streams(12, [[2, 0]], g=3)
     for s in streams:
-        assert all(s[k] % 3 == 0 and s[k:k + 3].tolist() == list(range(s[k], s[k] + 3)) for k in range(0, len(s), 3))
+        assert all(s[k] % 3 == 0 and s[k : k + 3].tolist() == list(range(s[k], s[k] + 3)) for k in range(0, len(s), 3))
     assert samples_consumed(12, seed=0, epoch=0, segments=[[2, 3]], group_size=3) == 6
 
 
 def test_state_is_a_small_plain_dict():
     state = resume_state(10_000, seed=3, epoch=7, segments=[[4, 100], [2, 50]])
-    assert set(state) == {"epoch", "seed", "shuffle", "mode", "num_samples", "group_size", "world_size",
-                          "sample_in_epoch", "segments"}
+    assert set(state) == {
+        "epoch",
+        "seed",
+        "shuffle",
+        "mode",
+        "num_samples",
+        "group_size",
+        "world_size",
+        "sample_in_epoch",
+        "segments",
+    }
     assert state["world_size"] == 2 and state["sample_in_epoch"] == 4 * 100 + 2 * 50
     assert all(isinstance(v, (int, bool, str, list)) for v in state.values())

@@ -21,8 +21,9 @@ class _Tty(io.StringIO):
 @pytest.fixture(scope="module")
 def volume(tmp_path_factory: pytest.TempPathFactory) -> tuple[Volume, np.ndarray]:
     data = np.random.default_rng(4).integers(0, 1000, (40, 40, 40)).astype(np.int16)
-    vol = Volume.from_image(str(tmp_path_factory.mktemp("pts") / "v"), ImageData(data, np.eye(4)),
-                            options=WriteOptions(chunks=(8, 8, 8)))
+    vol = Volume.from_image(
+        str(tmp_path_factory.mktemp("pts") / "v"), ImageData(data, np.eye(4)), options=WriteOptions(chunks=(8, 8, 8))
+    )
     return vol, data
 
 
@@ -31,8 +32,9 @@ def _points(n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("threads", [1, 4])
-def test_bar_on_a_terminal_for_long_fetches(volume: tuple[Volume, np.ndarray], monkeypatch: pytest.MonkeyPatch,
-                                            threads: int) -> None:
+def test_bar_on_a_terminal_for_long_fetches(
+    volume: tuple[Volume, np.ndarray], monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
     vol, data = volume
     tty = _Tty()
     monkeypatch.setattr(sys, "stderr", tty)
@@ -43,8 +45,9 @@ def test_bar_on_a_terminal_for_long_fetches(volume: tuple[Volume, np.ndarray], m
     assert "chunk" in text and "/125" in text
 
 
-def test_no_bar_when_not_a_terminal_or_short(volume: tuple[Volume, np.ndarray],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_bar_when_not_a_terminal_or_short(
+    volume: tuple[Volume, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     vol, data = volume
     pipe = io.StringIO()  # not a terminal
     monkeypatch.setattr(sys, "stderr", pipe)

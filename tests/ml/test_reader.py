@@ -21,8 +21,11 @@ def store(tmp_path_factory):
 
 
 def _caches(tmp_path, budget: int):
-    return {"memory": InMemoryCache(budget), "disk": DiskCache(tmp_path / "disk", budget),
-            "shm": SharedMemoryCache(budget)}
+    return {
+        "memory": InMemoryCache(budget),
+        "disk": DiskCache(tmp_path / "disk", budget),
+        "shm": SharedMemoryCache(budget),
+    }
 
 
 ORIGINS = [(0, 0, 0), (5, 7, 3), (12, 16, 8), (-3, 20, 10), (15, -2, -4), (7, 9, 2)]
@@ -142,8 +145,11 @@ def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store, monkeypa
 
 def test_4d_volumes_and_rewritten_volumes(tmp_path) -> None:
     data = np.arange(10 * 12 * 8 * 3, dtype=np.int16).reshape(10, 12, 8, 3)
-    radi = RadiObject.from_images(str(tmp_path / "r"), {"dwi": {"s0": ImageData(data, np.eye(4), {}, "x")}},
-                                  options=WriteOptions(chunks=(4, 4, 4)))
+    radi = RadiObject.from_images(
+        str(tmp_path / "r"),
+        {"dwi": {"s0": ImageData(data, np.eye(4), {}, "x")}},
+        options=WriteOptions(chunks=(4, 4, 4)),
+    )
     cache = InMemoryCache(1 << 20)
     reader = VolumeReader.from_radi(radi, "dwi").with_cache(cache)
     img, _ = reader.read_patch(0, (3, 5, 2), (5, 6, 4), with_label=False)
@@ -152,8 +158,11 @@ def test_4d_volumes_and_rewritten_volumes(tmp_path) -> None:
     reader.read_patch_into(0, (3, 5, 2), (5, 6, 4), buf)
     np.testing.assert_array_equal(buf, img)
     # a store rewritten in place: the new volume version gives new chunk keys, nothing stale
-    radi2 = RadiObject.from_images(str(tmp_path / "r2"), {"dwi": {"s0": ImageData(data + 1, np.eye(4), {}, "x")}},
-                                   options=WriteOptions(chunks=(4, 4, 4)))
+    radi2 = RadiObject.from_images(
+        str(tmp_path / "r2"),
+        {"dwi": {"s0": ImageData(data + 1, np.eye(4), {}, "x")}},
+        options=WriteOptions(chunks=(4, 4, 4)),
+    )
     other = VolumeReader.from_radi(radi2, "dwi").with_cache(cache)
     img2, _ = other.read_patch(0, (3, 5, 2), (5, 6, 4), with_label=False)
     np.testing.assert_array_equal(img2, img + 1)

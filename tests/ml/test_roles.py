@@ -68,11 +68,23 @@ def test_a_label_named_like_an_image_is_still_excluded_by_role(tmp_path):
 
 # ---------------------------------------------------------- configs / seeds
 def test_seed_spellings_and_config_objects_build_the_same_loader(radi):
-    seed = create_training_dataloader(radi, modalities=["T1w"], patch_size=(4, 4, 4), batch_size=2, num_workers=0,
-                                      cache_strategy=CacheStrategy.IN_MEMORY, seed=3)
-    cfg = create_training_dataloader(radi, modalities=["T1w"], patch=PatchConfig(patch_size=(4, 4, 4)),
-                                     loader=LoaderConfig(batch_size=2), cache=CacheConfig(strategy="in_memory"),
-                                     seed=3)
+    seed = create_training_dataloader(
+        radi,
+        modalities=["T1w"],
+        patch_size=(4, 4, 4),
+        batch_size=2,
+        num_workers=0,
+        cache_strategy=CacheStrategy.IN_MEMORY,
+        seed=3,
+    )
+    cfg = create_training_dataloader(
+        radi,
+        modalities=["T1w"],
+        patch=PatchConfig(patch_size=(4, 4, 4)),
+        loader=LoaderConfig(batch_size=2),
+        cache=CacheConfig(strategy="in_memory"),
+        seed=3,
+    )
     a = [(b["subject_id"], b["patch_origin"].tolist()) for b in seed]
     assert a == [(b["subject_id"], b["patch_origin"].tolist()) for b in cfg]
     assert seed.batch_size == cfg.batch_size == 2
@@ -101,8 +113,12 @@ def test_seed_import_spellings():
 def test_distributed_seed_spelling(radi):
     from ml.distributed import create_distributed_dataloader
 
-    shards = [create_distributed_dataloader(radi, rank=r, world_size=2, modalities=["T1w"], patch_size=(4, 4, 4),
-                                            batch_size=1) for r in range(2)]
+    shards = [
+        create_distributed_dataloader(
+            radi, rank=r, world_size=2, modalities=["T1w"], patch_size=(4, 4, 4), batch_size=1
+        )
+        for r in range(2)
+    ]
     for s in shards:
         set_epoch(s, 1)
     ids = sorted(_ids(shards[0]) + _ids(shards[1]))
@@ -126,8 +142,10 @@ def test_second_pass_without_set_epoch_warns(radi):
 
 def _ragged_store(root) -> RadiObject:
     aff = np.eye(4)
-    imgs = {f"s{i}": ImageData(coded_volume(i, shape), aff, {}, f"x/s{i}")
-            for i, shape in enumerate([(10, 10, 6), (12, 9, 6), (10, 10, 6)])}
+    imgs = {
+        f"s{i}": ImageData(coded_volume(i, shape), aff, {}, f"x/s{i}")
+        for i, shape in enumerate([(10, 10, 6), (12, 9, 6), (10, 10, 6)])
+    }
     return RadiObject.from_images(str(root), {"T1w": imgs}, options=WriteOptions(backend="zarr"))
 
 
@@ -148,11 +166,21 @@ def _incomplete_store(root) -> RadiObject:
     aff = np.eye(4)
     t1 = {f"s{i}": ImageData(coded_volume(i, SHAPE), aff, {}, f"x/s{i}/t1") for i in range(4)}
     seg = {f"s{i}": ImageData(np.zeros(SHAPE, np.uint8), aff, {}, f"x/s{i}/seg") for i in (0, 2, 3)}
-    meta = pd.DataFrame({"obs_subject_id": [f"s{i}" for i in range(4)],
-                         "split": ["train", "train", "val", "test"],
-                         "fold": [0, 1, 0, 1], "fold_1": ["train", "val", "train", "val"]})
-    return RadiObject.from_images(str(root), {"T1w": t1, "seg": seg}, obs_meta=meta,
-                                  validate_alignment=False, options=WriteOptions(backend="zarr"))
+    meta = pd.DataFrame(
+        {
+            "obs_subject_id": [f"s{i}" for i in range(4)],
+            "split": ["train", "train", "val", "test"],
+            "fold": [0, 1, 0, 1],
+            "fold_1": ["train", "val", "train", "val"],
+        }
+    )
+    return RadiObject.from_images(
+        str(root),
+        {"T1w": t1, "seg": seg},
+        obs_meta=meta,
+        validate_alignment=False,
+        options=WriteOptions(backend="zarr"),
+    )
 
 
 def test_completeness_policy(tmp_path):
@@ -162,8 +190,9 @@ def test_completeness_policy(tmp_path):
     assert exc.value.missing == {"s1": ["seg"]}
     assert pickle.loads(pickle.dumps(exc.value)).missing == {"s1": ["seg"]}
     with pytest.warns(IncompleteSubjectsWarning, match="left out 1 of 4"):
-        loader = create_training_dataloader(radi, modalities="T1w", label="seg", patch_size=(4, 4, 4),
-                                            incomplete="skip")
+        loader = create_training_dataloader(
+            radi, modalities="T1w", label="seg", patch_size=(4, 4, 4), incomplete="skip"
+        )
     assert sorted(_ids(loader)) == ["s0", "s2", "s3"]
     assert len(_ids(create_training_dataloader(radi, modalities="T1w", patch_size=(4, 4, 4)))) == 4
 
@@ -198,8 +227,9 @@ def test_datamodule_takes_configs_and_splits(tmp_path):
     from radiobject.ml.lightning import RadiObjectDataModule
 
     radi = _incomplete_store(tmp_path / "i")
-    dm = RadiObjectDataModule(radi, modalities="T1w", split=True, patch=PatchConfig(patch_size=(4, 4, 4)),
-                              loader=LoaderConfig(batch_size=1))
+    dm = RadiObjectDataModule(
+        radi, modalities="T1w", split=True, patch=PatchConfig(patch_size=(4, 4, 4)), loader=LoaderConfig(batch_size=1)
+    )
     assert sorted(_ids(dm.train_dataloader())) == ["s0", "s1"]
     assert _ids(dm.val_dataloader()) == ["s2"] and _ids(dm.test_dataloader()) == ["s3"]
     folds = RadiObjectDataModule(radi, modalities="T1w", fold=1, patch_size=(4, 4, 4), batch_size=1)

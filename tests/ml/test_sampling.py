@@ -40,14 +40,20 @@ def _contains(origins: np.ndarray, patch, mask: np.ndarray) -> np.ndarray:
 
 # ---- seeding ------------------------------------------------------------------------------------
 
+
 def test_item_rng_is_reproducible_and_differs_per_epoch_rank_worker_index():
     def draw(**kw: int) -> list[int]:
         return item_rng(7, **kw).integers(0, 2**62, size=4).tolist()
 
     base = {"epoch": 0, "index": 3}
     assert draw(**base) == draw(**base)
-    variants = [{"epoch": 1, "index": 3}, {"epoch": 0, "index": 4}, {**base, "rank": 1},
-                {**base, "worker": 1}, {**base, "stream": 1}]
+    variants = [
+        {"epoch": 1, "index": 3},
+        {"epoch": 0, "index": 4},
+        {**base, "rank": 1},
+        {**base, "worker": 1},
+        {**base, "stream": 1},
+    ]
     seen = {tuple(draw(**base))} | {tuple(draw(**v)) for v in variants}
     assert len(seen) == 1 + len(variants)
     assert draw(**base) != item_rng(8, **base).integers(0, 2**62, size=4).tolist()
@@ -63,6 +69,7 @@ def test_patches_change_every_epoch_but_repeat_for_the_same_epoch():
 
 
 # ---- uniform ------------------------------------------------------------------------------------
+
 
 def test_uniform_origins_stay_in_bounds_and_are_unaligned():
     o = uniform_patch_origins(SHAPE, PATCH, 5000, item_rng(0, 0, 0))
@@ -87,6 +94,7 @@ def test_uniform_rejects_bad_patch():
 
 
 # ---- foreground index ---------------------------------------------------------------------------
+
 
 def test_foreground_index_is_exact_small_and_round_trips():
     lab = _label()
@@ -123,6 +131,7 @@ def test_foreground_index_rejects_float_labels():
 
 
 # ---- foreground-weighted ------------------------------------------------------------------------
+
 
 def test_foreground_patches_always_contain_foreground_even_at_borders():
     lab = _label()
@@ -166,6 +175,7 @@ def test_small_volume_foreground_patch_is_padded_and_contains_voxel():
 
 # ---- per-class ratios ---------------------------------------------------------------------------
 
+
 def test_class_ratios_are_respected():
     lab = _label()
     idx = ForegroundIndex.from_label(lab)
@@ -179,8 +189,7 @@ def test_class_ratios_are_respected():
 def test_absent_class_is_dropped_with_warning_and_renormalised():
     idx = ForegroundIndex.from_label(_label())
     with pytest.warns(EmptyLabelWarning, match=r"'s9'.*\[4\]"):
-        draw = class_ratio_patch_origins(idx, PATCH, 1000, item_rng(0, 0, 0),
-                                         ratios={1: 1, 4: 1}, subject="s9")
+        draw = class_ratio_patch_origins(idx, PATCH, 1000, item_rng(0, 0, 0), ratios={1: 1, 4: 1}, subject="s9")
     assert (draw.targets == 1).all()
     with pytest.warns(EmptyLabelWarning):
         draw = class_ratio_patch_origins(idx, PATCH, 5, item_rng(0, 0, 0), ratios={4: 1}, subject="s9")
@@ -197,6 +206,7 @@ def test_class_ratios_without_absent_classes_do_not_warn():
 
 
 # ---- grid ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
 def test_grid_covers_every_voxel_with_requested_overlap(overlap):

@@ -45,15 +45,17 @@ def _tag(worker_id: int) -> None:
 @pytest.mark.parametrize("init", [worker_init_fn, make_worker_init_fn(1, then=_tag)])
 def test_worker_init_limits_threads_in_each_worker_only(init):
     parent = (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"), zarr.config.get("threading.max_workers"))
-    loader = DataLoader(_Probe(), batch_size=None, num_workers=2, worker_init_fn=init,
-                        multiprocessing_context="fork")
+    loader = DataLoader(_Probe(), batch_size=None, num_workers=2, worker_init_fn=init, multiprocessing_context="fork")
     seen = list(loader)
     assert len({s["pid"] for s in seen}) == 2 and os.getpid() not in {s["pid"] for s in seen}
     assert all(s["torch"] == 1 and s["blosc"] == 1 and s["zarr"] == 1 and s["omp"] == "1" for s in seen), seen
     if init is not worker_init_fn:
         assert {s["tag"] for s in seen} == {"w0", "w1"}  # the user's own init still runs
-    assert (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS"),
-            zarr.config.get("threading.max_workers")) == parent
+    assert (
+        torch.get_num_threads(),
+        os.environ.get("OMP_NUM_THREADS"),
+        zarr.config.get("threading.max_workers"),
+    ) == parent
 
 
 def test_helpers_are_picklable_and_validate():

@@ -28,13 +28,15 @@ def sample(radi):
 def test_monai_dict_transforms(radi, sample):
     from monai.transforms import Compose, EnsureTyped, NormalizeIntensityd, RandFlipd, RandRotate90d, RandSpatialCropd
 
-    tf = Compose([
-        RandFlipd(keys=["image", "label"], prob=1.0, spatial_axis=0),
-        RandRotate90d(keys=["image", "label"], prob=1.0, spatial_axes=(0, 1)),
-        RandSpatialCropd(keys=["image", "label"], roi_size=(6, 6, 6), random_size=False),
-        NormalizeIntensityd(keys="image", channel_wise=True),
-        EnsureTyped(keys=["image", "label"], track_meta=False),
-    ])
+    tf = Compose(
+        [
+            RandFlipd(keys=["image", "label"], prob=1.0, spatial_axis=0),
+            RandRotate90d(keys=["image", "label"], prob=1.0, spatial_axes=(0, 1)),
+            RandSpatialCropd(keys=["image", "label"], roi_size=(6, 6, 6), random_size=False),
+            NormalizeIntensityd(keys="image", channel_wise=True),
+            EnsureTyped(keys=["image", "label"], track_meta=False),
+        ]
+    )
     tf.set_random_state(0)
     out = tf(dict(sample))
     assert out["image"].shape == (2, 6, 6, 6) and out["label"].shape == (1, 6, 6, 6)
@@ -44,8 +46,9 @@ def test_monai_dict_transforms(radi, sample):
     flipped = RandFlipd(keys=["image", "label"], prob=1.0, spatial_axis=0)(dict(sample))
     np.testing.assert_array_equal(np.asarray(flipped["image"]), sample["image"].numpy()[:, ::-1])
     np.testing.assert_array_equal(np.asarray(flipped["label"]), sample["label"].numpy()[:, ::-1])
-    loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8),
-                                        batch_size=2, transforms=tf)
+    loader = create_training_dataloader(
+        radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8), batch_size=2, transforms=tf
+    )
     b = next(iter(loader))
     assert b["image"].shape == (2, 2, 6, 6, 6) and b["subject_id"]
 
@@ -54,11 +57,14 @@ def test_torchio_transforms(radi, sample):
     import torchio as tio
 
     keys = dict(include=["image", "label"], label_keys=["label"])  # TorchIO's switch for dict inputs
-    tf = tio.Compose([
-        tio.RandomFlip(axes=(0,), flip_probability=1.0, **keys),
-        tio.ZNormalization(**keys),
-        tio.RandomAffine(scales=0.1, degrees=5, **keys),
-    ], **keys)
+    tf = tio.Compose(
+        [
+            tio.RandomFlip(axes=(0,), flip_probability=1.0, **keys),
+            tio.ZNormalization(**keys),
+            tio.RandomAffine(scales=0.1, degrees=5, **keys),
+        ],
+        **keys,
+    )
     out = tf(dict(sample))
     assert isinstance(out, dict) and out["image"].shape == (2, 8, 8, 8) and out["label"].shape == (1, 8, 8, 8)
     assert out["subject_id"] == sample["subject_id"]
@@ -67,7 +73,8 @@ def test_torchio_transforms(radi, sample):
     flipped = flip(dict(sample))
     np.testing.assert_array_equal(flipped["image"].numpy(), sample["image"].numpy()[:, ::-1])
     np.testing.assert_array_equal(flipped["label"].numpy(), sample["label"].numpy()[:, ::-1])
-    loader = create_training_dataloader(radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8),
-                                        batch_size=2, transforms=tf)
+    loader = create_training_dataloader(
+        radi, modalities=["T1w", "FLAIR"], label="seg", patch_size=(8, 8, 8), batch_size=2, transforms=tf
+    )
     b = next(iter(loader))
     assert b["image"].shape == (2, 2, 8, 8, 8)

@@ -38,20 +38,36 @@ def _run(loader, epochs=2):
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_workers_match_single_process(store, context):
-    kw = dict(modalities=["T1w", "FLAIR"], label="seg", patch_size=(6, 6, 6), batch_size=2, seed=5,
-              sampler="foreground", foreground_prob=0.5)
+    kw = dict(
+        modalities=["T1w", "FLAIR"],
+        label="seg",
+        patch_size=(6, 6, 6),
+        batch_size=2,
+        seed=5,
+        sampler="foreground",
+        foreground_prob=0.5,
+    )
     ref = _run(create_training_dataloader(store, num_workers=0, **kw))
-    loader = create_training_dataloader(store, num_workers=2, multiprocessing_context=context, timeout=60,
-                                        persistent_workers=True, **kw)
+    loader = create_training_dataloader(
+        store, num_workers=2, multiprocessing_context=context, timeout=60, persistent_workers=True, **kw
+    )
     got = _run(loader)
     assert got == ref  # same samples, same patches, same order: draws do not depend on workers
     assert {sid for _, sid, _, _ in got} == {f"sub-{i:02d}" for i in range(6)}
 
 
 def test_shared_memory_cache_one_copy_per_node(store):
-    loader = create_training_dataloader(store, modalities="T1w", patch_size=(6, 6, 6), batch_size=2, num_workers=2,
-                                        multiprocessing_context="fork", timeout=60,
-                                        cache_strategy=CacheStrategy.SHARED_MEMORY, cache_bytes=64 << 20)
+    loader = create_training_dataloader(
+        store,
+        modalities="T1w",
+        patch_size=(6, 6, 6),
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context="fork",
+        timeout=60,
+        cache_strategy=CacheStrategy.SHARED_MEMORY,
+        cache_bytes=64 << 20,
+    )
     cache = loader.dataset.reader.cache
     try:
         _run(loader, epochs=2)
@@ -65,16 +81,30 @@ def test_shared_memory_cache_one_copy_per_node(store):
 def test_worker_error_names_the_subject_and_does_not_hang(tmp_path):
     store = make_store(tmp_path / "broken", "zarr", n=4, shape=SHAPE)
     shutil.rmtree(tmp_path / "broken" / "collections" / "T1w" / "volumes" / "sub-02")
-    loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), batch_size=1,
-                                        num_workers=2, multiprocessing_context="fork", timeout=60)
+    loader = create_training_dataloader(
+        store,
+        modalities="T1w",
+        patch_size=(4, 4, 4),
+        batch_size=1,
+        num_workers=2,
+        multiprocessing_context="fork",
+        timeout=60,
+    )
     with pytest.raises(Exception, match="sub-02"):
         _run(loader, epochs=1)
 
 
 def test_worker_threads_are_limited(store):
-    loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), batch_size=2,
-                                        num_workers=2, multiprocessing_context="fork", timeout=60,
-                                        transforms=_threads_probe)
+    loader = create_training_dataloader(
+        store,
+        modalities="T1w",
+        patch_size=(4, 4, 4),
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context="fork",
+        timeout=60,
+        transforms=_threads_probe,
+    )
     b = next(iter(loader))
     assert b["threads"].tolist() == [1, 1]  # one intra-op thread inside each worker
 

@@ -22,9 +22,27 @@ from tests.formats.test_nifti_header import raw_header
 SHAPE = (9, 8, 7)
 LABELS = {0: "background", 1: "liver", 2: "tumour"}
 #: Geometry header fields a prediction on the source's grid must have exactly.
-GEOMETRY = ("dim", "sform_code", "qform_code", "xyzt_units", "quatern_b", "quatern_c", "quatern_d", "qoffset_x",
-            "qoffset_y", "qoffset_z", "srow_x", "srow_y", "srow_z", "dim_info", "slice_code", "slice_start",
-            "slice_end", "slice_duration", "toffset")
+GEOMETRY = (
+    "dim",
+    "sform_code",
+    "qform_code",
+    "xyzt_units",
+    "quatern_b",
+    "quatern_c",
+    "quatern_d",
+    "qoffset_x",
+    "qoffset_y",
+    "qoffset_z",
+    "srow_x",
+    "srow_y",
+    "srow_z",
+    "dim_info",
+    "slice_code",
+    "slice_start",
+    "slice_end",
+    "slice_duration",
+    "toffset",
+)
 
 
 def _odd(data: np.ndarray, i: int) -> nib.Nifti1Image:
@@ -62,8 +80,9 @@ def store(tmp_path: Path, backend: str) -> str:
 
 def _infer(uri: str, **agg_options: object) -> tuple[GridAggregator, GridAggregator]:
     radi = RadiObject(uri)
-    loader = create_inference_dataloader(radi, modalities="img", label="seg", patch_size=(4, 4, 4), overlap=0.5,
-                                         batch_size=3)
+    loader = create_inference_dataloader(
+        radi, modalities="img", label="seg", patch_size=(4, 4, 4), overlap=0.5, batch_size=3
+    )
     pred = GridAggregator(radi, loader.dataset, "pred")
     # the ignore below: options forwarded as given
     lab = GridAggregator(radi, loader.dataset, "pred_seg", argmax=True, **agg_options)  # type: ignore[arg-type]
@@ -76,8 +95,9 @@ def _infer(uri: str, **agg_options: object) -> tuple[GridAggregator, GridAggrega
     return pred, lab
 
 
-def test_exported_predictions_have_the_source_geometry_header(store: str, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_exported_predictions_have_the_source_geometry_header(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _infer(store)
     out = tmp_path / "export"
     assert main(["export", store, str(out), "--format", "nifti", "--collections", "pred", "pred_seg"]) == 0
@@ -119,8 +139,9 @@ def test_an_explicit_label_map_wins(store: str) -> None:
     assert lm is not None and lm.names == {0: "bg", 1: "organ", 2: "lesion"}
 
 
-def test_write_predictions_whole_volumes_keep_the_source_header(store: str, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_predictions_whole_volumes_keep_the_source_header(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from radiobject.errors import AlignmentError
     from radiobject.ml.aggregate import write_predictions
 
@@ -141,5 +162,6 @@ def test_write_predictions_whole_volumes_keep_the_source_header(store: str, tmp_
         for key in GEOMETRY:
             np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"{sid} {key}")
         assert b.get_intent()[0] == "label" and b.get_data_dtype() == np.uint8
-        np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "e" / "whole" / f"{sid}.nii.gz").dataobj),
-                                      segs[sid].numpy())
+        np.testing.assert_array_equal(
+            np.asarray(nib.load(tmp_path / "e" / "whole" / f"{sid}.nii.gz").dataobj), segs[sid].numpy()
+        )

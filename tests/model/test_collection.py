@@ -14,7 +14,9 @@ from tests.model.helpers import image
 def test_unsorted_ingest_and_append_keep_identity(backend: str, tmp_path) -> None:
     ids = ["zeta", "alpha", "mu", "beta"]  # deliberately unsorted
     imgs = {sid: image(k) for k, sid in enumerate(ids)}
-    coll = VolumeCollection.from_images(str(tmp_path / "c"), imgs, options=WriteOptions(backend=backend, workers=2, commit_every=1))
+    coll = VolumeCollection.from_images(
+        str(tmp_path / "c"), imgs, options=WriteOptions(backend=backend, workers=2, commit_every=1)
+    )
     coll = VolumeCollection(str(tmp_path / "c"))
     assert coll.obs_ids == ids  # input order kept, whatever order the threads finished in
     for k, sid in enumerate(ids):
@@ -85,7 +87,8 @@ def test_duplicate_and_failed_items(tmp_path) -> None:
 
     report = coll.write(
         [IngestItem("b", "b", image(2)), IngestItem("c", "c", boom), IngestItem("a", "a", image(3))],
-        on_error="collect", skip_existing=True,
+        on_error="collect",
+        skip_existing=True,
     )
     assert {r.obs_id: r.status for r in report.results} == {"a": "present", "b": "written", "c": "failed"}
     assert "disk on fire" in report.failed[0].error

@@ -88,8 +88,9 @@ def _rank_predicts(store: str, rank: int, world: int, rounds: int, barrier, queu
 
         for k in range(rounds):
             radi = RadiObject(f"{store}{k}")
-            loader = create_inference_dataloader(radi, modalities="T1w", patch_size=(6, 6, 6), overlap=0.5,
-                                                 batch_size=4, world_size=world, rank=rank)
+            loader = create_inference_dataloader(
+                radi, modalities="T1w", patch_size=(6, 6, 6), overlap=0.5, batch_size=4, world_size=world, rank=rank
+            )
             barrier.wait(60)
             agg = GridAggregator(radi, loader.dataset, "pred", exist_ok=True)
             for batch in loader:
@@ -137,8 +138,7 @@ def _ingest(root: str, backend: str, order: int, barrier, queue) -> None:
             barrier.wait(60)
             radi = RadiObject.create(f"{root}/r{k}", options=WriteOptions(backend=backend), exist_ok=True)
             items = [IngestItem(s, s, img) for s, img in imgs.items()]
-            radi.add_collection("T1w", items, options=WriteOptions(backend=backend, commit_every=2),
-                                skip_existing=True)
+            radi.add_collection("T1w", items, options=WriteOptions(backend=backend, commit_every=2), skip_existing=True)
         queue.put("ok")
     except Exception as exc:  # noqa: BLE001 - reported to the parent
         queue.put(f"ERROR ingest {order}: {type(exc).__name__}: {exc}")
@@ -199,9 +199,11 @@ def test_reader_polling_while_writer_rewrites_and_compacts(backend: str, tmp_pat
     ctx = mp.get_context("spawn")
     started = ctx.Event()
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_rewriter, args=(uri, 25, started, queue)),
-             ctx.Process(target=_poll, args=(uri, started, queue)),
-             ctx.Process(target=_poll, args=(uri, started, queue))]
+    procs = [
+        ctx.Process(target=_rewriter, args=(uri, 25, started, queue)),
+        ctx.Process(target=_poll, args=(uri, started, queue)),
+        ctx.Process(target=_poll, args=(uri, started, queue)),
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=300) for _ in procs]
@@ -223,10 +225,13 @@ def _run_ingest(root: str, manifest: str, participants: str, rounds: int, barrie
 
         for k in range(rounds):
             barrier.wait(60)
-            rep = run_ingest(f"{root}/r{k}", plan_from_manifest(manifest, subjects=participants),
-                             options=WriteOptions(workers=2))
+            rep = run_ingest(
+                f"{root}/r{k}", plan_from_manifest(manifest, subjects=participants), options=WriteOptions(workers=2)
+            )
             if not rep.ok:
-                queue.put(f"ERROR round {k}: {rep.aborted} {[r.error for c in rep.collections.values() for r in c.failed]}")
+                queue.put(
+                    f"ERROR round {k}: {rep.aborted} {[r.error for c in rep.collections.values() for r in c.failed]}"
+                )
                 return
         queue.put("ok")
     except Exception as exc:  # noqa: BLE001 - reported to the parent

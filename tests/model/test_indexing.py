@@ -35,8 +35,9 @@ def _store(root: str, n: int) -> RadiObject:
     table = FragmentTable(files.join(root, "collections", "T1w", "obs"), "obs_id")
     row = table.read().iloc[0].to_dict()
     table.append(pd.DataFrame([{**row, "obs_id": _sid(i), "obs_subject_id": _sid(i)} for i in range(2, n)]))
-    RadiObject(root).add_subjects(pd.DataFrame({"obs_subject_id": [_sid(i) for i in range(2, n)],
-                                                "age": np.arange(2, n) % 90}))
+    RadiObject(root).add_subjects(
+        pd.DataFrame({"obs_subject_id": [_sid(i) for i in range(2, n)], "age": np.arange(2, n) % 90})
+    )
     return RadiObject(root)
 
 
@@ -71,7 +72,7 @@ OPS: dict[str, Callable[[RadiObject, int], object]] = {
     "loc": lambda r, n: r.loc[_sid(n // 2)],
     "loc_list": lambda r, n: r.loc[[_sid(3), _sid(n - 1)]],
     "iloc": lambda r, n: r.iloc[n // 2],
-    "iloc_slice": lambda r, n: r.iloc[n - 10:n - 5],
+    "iloc_slice": lambda r, n: r.iloc[n - 10 : n - 5],
     "view_collection": lambda r, n: r.loc[_sid(n // 2)].T1w,
     "view_volume": lambda r, n: r.loc[_sid(1)].T1w.iloc[0],
     "view_obs_meta": lambda r, n: r.iloc[[1, n - 1]].obs_meta,

@@ -65,7 +65,7 @@ def test_integer_rounding_to_power_of_two_steps(dtype: str) -> None:
     b = reduce_precision(a, Lossy(max_error=5))  # step 8, error <= 4
     err = np.abs(b.astype(np.int64) - a.astype(np.int64))
     assert err.max() <= 4 and b.dtype == a.dtype
-    inside = (b.astype(np.int64) != info.max)
+    inside = b.astype(np.int64) != info.max
     assert np.all(b[inside].astype(np.int64) % 8 == 0)
     assert np.array_equal(reduce_precision(a, Lossy(max_error=0.9)), a)  # a bound below 1 changes nothing
 
@@ -153,8 +153,9 @@ class LazyArray:
 def test_lazy_source_rounded_like_an_eager_one(tmp_path: Path) -> None:
     data = _mri()
     setting = Lossy(max_error=1.5)
-    lazy = Volume.from_image(str(tmp_path / "lazy"), ImageData(LazyArray(data), np.eye(4)),
-                             options=WriteOptions(lossy=setting))
+    lazy = Volume.from_image(
+        str(tmp_path / "lazy"), ImageData(LazyArray(data), np.eye(4)), options=WriteOptions(lossy=setting)
+    )
     eager = Volume.from_image(str(tmp_path / "eager"), ImageData(data, np.eye(4)), options=WriteOptions(lossy=setting))
     np.testing.assert_array_equal(lazy.to_numpy(), eager.to_numpy())
     ql, qe = lazy.metadata["lossy"], eager.metadata["lossy"]
@@ -186,8 +187,20 @@ def test_labels_are_refused(tmp_path: Path) -> None:
 def test_per_collection_setting_leaves_labels_exact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cohort = make_sample_cohort(tmp_path / "cohort", 2, (24, 26, 20))
     out = str(tmp_path / "store")
-    rc = main(["ingest", out, "--manifest", str(cohort.manifest), "--no-progress",
-               "--compression", "blosc-zstd", "--lossy", "T1w=bits:8", "FLAIR=abs:4"])
+    rc = main(
+        [
+            "ingest",
+            out,
+            "--manifest",
+            str(cohort.manifest),
+            "--no-progress",
+            "--compression",
+            "blosc-zstd",
+            "--lossy",
+            "T1w=bits:8",
+            "FLAIR=abs:4",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     radi = RadiObject(out)
     ref = str(tmp_path / "ref")
@@ -212,6 +225,7 @@ def test_per_collection_setting_leaves_labels_exact(tmp_path: Path, capsys: pyte
     assert main(["info", out, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["collections"]["T1w"]["lossy"]["psnr_db_min"] > 20 and "lossy" not in info["collections"]["seg"]
-    rc = main(["ingest", str(tmp_path / "bad"), "--manifest", str(cohort.manifest), "--no-progress",
-               "--lossy", "abs:2"])
+    rc = main(
+        ["ingest", str(tmp_path / "bad"), "--manifest", str(cohort.manifest), "--no-progress", "--lossy", "abs:2"]
+    )
     assert rc == 2 and "seg" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -18,8 +18,9 @@ def cohort(backend: str, tmp_path):
     t1 = {s: image(k) for k, s in enumerate(SUBJECTS)}
     seg = {s: image(50 + k, dtype="uint8") for k, s in enumerate(SUBJECTS)}
     meta = pd.DataFrame({"obs_subject_id": SUBJECTS, "age": [70, 41, 55, 33], "site": ["A", "B", "A", "B"]})
-    RadiObject.from_images(str(tmp_path / "radi"), {"T1w": t1, "seg": seg}, obs_meta=meta,
-                           options=WriteOptions(backend=backend))
+    RadiObject.from_images(
+        str(tmp_path / "radi"), {"T1w": t1, "seg": seg}, obs_meta=meta, options=WriteOptions(backend=backend)
+    )
     return RadiObject(str(tmp_path / "radi")), t1, seg
 
 
@@ -115,7 +116,10 @@ def test_alignment_validation_rejects_before_writing(tmp_path) -> None:
     with pytest.raises(AlignmentError, match="shape") as info:
         RadiObject.from_niftis(
             str(tmp_path / "radi"),
-            images={"T1w": str(tmp_path / "raw" / "*" / "t1.nii.gz"), "seg": str(tmp_path / "raw" / "*" / "seg.nii.gz")},
+            images={
+                "T1w": str(tmp_path / "raw" / "*" / "t1.nii.gz"),
+                "seg": str(tmp_path / "raw" / "*" / "seg.nii.gz"),
+            },
         )
     assert "seg.nii.gz" in str(info.value)
     assert not (tmp_path / "radi").exists()
@@ -149,5 +153,6 @@ def test_obs_meta_checked_before_any_write(tmp_path) -> None:
         RadiObject.from_images(str(tmp_path / "bad"), {"T1w": {"a": image(0)}}, obs_meta=pd.DataFrame({"x": [1]}))
     assert not (tmp_path / "bad").exists()
     with pytest.raises(AlignmentError, match="twice"):
-        RadiObject.from_images(str(tmp_path / "dup"), {"T1w": {"a": image(0)}},
-                               obs_meta=pd.DataFrame({"obs_subject_id": ["a", "a"]}))
+        RadiObject.from_images(
+            str(tmp_path / "dup"), {"T1w": {"a": image(0)}}, obs_meta=pd.DataFrame({"obs_subject_id": ["a", "a"]})
+        )

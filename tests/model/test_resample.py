@@ -44,9 +44,13 @@ def test_label_collection(tmp_path: Path) -> None:
     seg[2:6, 2:6, :] = 2
     aff = np.diag([1.0, 1.0, 2.0, 1.0])
     rng = np.random.default_rng(0)
-    radi = RadiObject.from_images(str(tmp_path / "st"), {
-        "img": {"a": ImageData(rng.normal(size=(8, 8, 4)).astype(np.float32), aff)},
-        "seg": {"a": ImageData(seg, aff)}})
+    radi = RadiObject.from_images(
+        str(tmp_path / "st"),
+        {
+            "img": {"a": ImageData(rng.normal(size=(8, 8, 4)).astype(np.float32), aff)},
+            "seg": {"a": ImageData(seg, aff)},
+        },
+    )
     set_label_map(radi.seg, {2: "organ"})
     out = resample_collection(radi, "seg", (1.0, 1.0, 1.0))
     assert out.name == "seg_1x1x1mm"

@@ -14,8 +14,9 @@ from radiobject.model.splits import fold_sizes, make_splits, split_store
 
 
 def _meta(n: int = 20) -> pd.DataFrame:
-    return pd.DataFrame({"obs_subject_id": [f"s{i:02d}" for i in range(n)],
-                         "site": ["A" if i % 4 else "B" for i in range(n)]})
+    return pd.DataFrame(
+        {"obs_subject_id": [f"s{i:02d}" for i in range(n)], "site": ["A" if i % 4 else "B" for i in range(n)]}
+    )
 
 
 def test_kfold_stratified() -> None:
@@ -30,8 +31,11 @@ def test_kfold_stratified() -> None:
 
 
 def test_groups_do_not_leak() -> None:
-    rows = [{"obs_subject_id": f"sub-{p:02d}_ses-{s}", "participant_id": f"sub-{p:02d}"}
-            for p in range(9) for s in range(1 + p % 3)]
+    rows = [
+        {"obs_subject_id": f"sub-{p:02d}_ses-{s}", "participant_id": f"sub-{p:02d}"}
+        for p in range(9)
+        for s in range(1 + p % 3)
+    ]
     meta = pd.DataFrame(rows)
     sp = make_splits(meta, k=3, seed=0).merge(meta, on="obs_subject_id")
     assert (sp.groupby("participant_id")["fold"].nunique() == 1).all()

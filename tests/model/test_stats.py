@@ -21,9 +21,10 @@ def _store(tmp_path: Path) -> tuple[RadiObject, dict[str, np.ndarray], dict[str,
         imgs[f"s{i}"] = (rng.normal(100, 20, size=shape)).astype(np.float32)
         segs[f"s{i}"] = (rng.random(shape) > 0.6).astype(np.uint8)
     aff = np.diag([0.8, 0.8, 2.0, 1.0])
-    radi = RadiObject.from_images(str(tmp_path / "st"), {
-        "ct": {s: ImageData(a, aff) for s, a in imgs.items()},
-        "seg": {s: ImageData(a, aff) for s, a in segs.items()}})
+    radi = RadiObject.from_images(
+        str(tmp_path / "st"),
+        {"ct": {s: ImageData(a, aff) for s, a in imgs.items()}, "seg": {s: ImageData(a, aff) for s, a in segs.items()}},
+    )
     set_label_map(radi.seg, {0: "bg", 1: "lesion"})
     record_class_counts(radi.seg)
     return RadiObject(radi.uri), imgs, segs

@@ -92,7 +92,9 @@ def test_bulk_write_replace_existing_reports_replaced(backend: str, tmp_path: Pa
 def test_radi_object_replace_and_delete_subject(backend: str, tmp_path: Path) -> None:
     imgs = {f"s{k}": image(k) for k in range(3)}
     labs = {f"s{k}": image(10 + k, dtype="uint8") for k in range(3)}
-    radi = RadiObject.from_images(str(tmp_path / "r"), {"T1w": imgs, "seg": labs}, options=WriteOptions(backend=backend))
+    radi = RadiObject.from_images(
+        str(tmp_path / "r"), {"T1w": imgs, "seg": labs}, options=WriteOptions(backend=backend)
+    )
     radi.replace_subject("s1", {"T1w": image(77)})
     fresh = RadiObject(str(tmp_path / "r"))
     np.testing.assert_array_equal(fresh.T1w.loc["s1"].to_numpy(), image(77).array)
@@ -207,7 +209,8 @@ def test_export_stays_inside_the_output_folder(tmp_path: Path) -> None:
     assert main(["export", str(tmp_path / "r"), str(out)]) == 1  # s1 refused, s0 written
     assert (out / "T1w" / "s0.nii.gz").is_file() and list(victim.iterdir()) == []
     FragmentTable(str(tmp_path / "r" / "collections" / "T1w" / "obs"), "obs_id").append(
-        RadiObject(str(tmp_path / "r")).T1w.obs.iloc[[0]].assign(obs_id="../../escaped"))
+        RadiObject(str(tmp_path / "r")).T1w.obs.iloc[[0]].assign(obs_id="../../escaped")
+    )
     out2 = tmp_path / "out2"
     assert main(["export", str(tmp_path / "r"), str(out2)]) != 0
     assert not (tmp_path / "escaped.nii.gz").exists() and not list(tmp_path.glob("**/escaped*"))

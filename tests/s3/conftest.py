@@ -58,12 +58,18 @@ def s3_server() -> Iterator[StorageOptions]:
                 if time.monotonic() > deadline:
                     pytest.fail(f"moto_server did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S} s")
                 time.sleep(0.05)
-        storage = StorageOptions(endpoint_url=f"http://127.0.0.1:{port}", key="testing", secret="testing",
-                                 region="us-east-1")
+        storage = StorageOptions(
+            endpoint_url=f"http://127.0.0.1:{port}", key="testing", secret="testing", region="us-east-1"
+        )
         import boto3
 
-        boto3.client("s3", endpoint_url=storage.endpoint_url, aws_access_key_id="testing",
-                     aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=storage.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
         yield storage
     finally:
         proc.kill()

@@ -49,10 +49,20 @@ def dying_server() -> Iterator[tuple[StorageOptions, subprocess.Popen[bytes], in
     try:
         import boto3
 
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="t",
-                     aws_secret_access_key="t", region_name="us-east-1").create_bucket(Bucket="faults")
-        yield StorageOptions(endpoint_url=f"http://127.0.0.1:{port}", key="t", secret="t",
-                             timeout_s=TIMEOUT_S, retries=1), proc, port
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id="t",
+            aws_secret_access_key="t",
+            region_name="us-east-1",
+        ).create_bucket(Bucket="faults")
+        yield (
+            StorageOptions(
+                endpoint_url=f"http://127.0.0.1:{port}", key="t", secret="t", timeout_s=TIMEOUT_S, retries=1
+            ),
+            proc,
+            port,
+        )
     finally:
         proc.kill()
         proc.wait(10)
@@ -95,8 +105,9 @@ def _volume(storage: StorageOptions, backend: str) -> tuple[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("mode", ["refused", "hung"])
-def test_read_after_server_dies_is_typed_and_bounded(dying_server: tuple[StorageOptions, subprocess.Popen[bytes], int],
-                                                     backend: str, mode: str) -> None:
+def test_read_after_server_dies_is_typed_and_bounded(
+    dying_server: tuple[StorageOptions, subprocess.Popen[bytes], int], backend: str, mode: str
+) -> None:
     storage, proc, port = dying_server
     uri, data = _volume(storage, backend)
     vol = Volume(uri, storage=storage)
@@ -115,8 +126,9 @@ def test_read_after_server_dies_is_typed_and_bounded(dying_server: tuple[Storage
             hole.close()
 
 
-def test_write_after_server_dies_is_typed(dying_server: tuple[StorageOptions, subprocess.Popen[bytes], int],
-                                          backend: str) -> None:
+def test_write_after_server_dies_is_typed(
+    dying_server: tuple[StorageOptions, subprocess.Popen[bytes], int], backend: str
+) -> None:
     storage, proc, _ = dying_server
     proc.kill()
     proc.wait(10)

@@ -23,15 +23,23 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> SampleCohort:
     return make_sample_cohort(tmp_path_factory.mktemp("s3cohort"), 3, (20, 22, 18))
 
 
-def test_ingest_open_read(cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str, tmp_path: Path,
-                          backend: str) -> None:
+def test_ingest_open_read(
+    cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str, tmp_path: Path, backend: str
+) -> None:
     uri = f"{s3_prefix}/store"
-    rep = run_ingest(uri, plan_from_manifest(cohort.manifest, subjects=cohort.participants),
-                     options=WriteOptions(backend=backend, chunks=(8, 8, 8)), storage=s3_server)
+    rep = run_ingest(
+        uri,
+        plan_from_manifest(cohort.manifest, subjects=cohort.participants),
+        options=WriteOptions(backend=backend, chunks=(8, 8, 8)),
+        storage=s3_server,
+    )
     assert rep.ok and rep.count("written") == 9, rep.summary_table()
     local = str(tmp_path / "local")
-    run_ingest(local, plan_from_manifest(cohort.manifest, subjects=cohort.participants),
-               options=WriteOptions(backend=backend, chunks=(8, 8, 8)))
+    run_ingest(
+        local,
+        plan_from_manifest(cohort.manifest, subjects=cohort.participants),
+        options=WriteOptions(backend=backend, chunks=(8, 8, 8)),
+    )
     radi, ref = RadiObject(uri, storage=s3_server), RadiObject(local)
     assert radi.backend_name == backend and radi.collection_names == ref.collection_names
     pd.testing.assert_frame_equal(radi.obs_meta, ref.obs_meta)
@@ -49,19 +57,37 @@ def test_ingest_open_read(cohort: SampleCohort, s3_server: StorageOptions, s3_pr
     assert reopened.obs_subject_ids == ref.obs_subject_ids
 
 
-def test_cli_with_s3_options_and_env(cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str,
-                                     tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+def test_cli_with_s3_options_and_env(
+    cohort: SampleCohort,
+    s3_server: StorageOptions,
+    s3_prefix: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+) -> None:
     uri = f"{s3_prefix}/cli"
-    s3 = ["--s3-endpoint", str(s3_server.endpoint_url), "--s3-key", "testing", "--s3-secret", "testing",
-          "--s3-region", "us-east-1"]
+    s3 = [
+        "--s3-endpoint",
+        str(s3_server.endpoint_url),
+        "--s3-key",
+        "testing",
+        "--s3-secret",
+        "testing",
+        "--s3-region",
+        "us-east-1",
+    ]
     rc = main(["ingest", uri, "--manifest", str(cohort.manifest), "--backend", backend, "--no-progress", *s3])
     assert rc == 0, capsys.readouterr()
     assert main(["verify", uri, *s3]) == 0
     assert "OK" in capsys.readouterr().out
     # the same through the standard AWS_* environment variables only
-    for k, v in {"AWS_ENDPOINT_URL": str(s3_server.endpoint_url), "AWS_ACCESS_KEY_ID": "testing",
-                 "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ENDPOINT_URL": str(s3_server.endpoint_url),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     assert main(["info", uri]) == 0
     assert "3 subjects, 3 collections" in capsys.readouterr().out
@@ -69,18 +95,21 @@ def test_cli_with_s3_options_and_env(cohort: SampleCohort, s3_server: StorageOpt
     assert len(os.listdir(tmp_path / "exp" / "seg")) == 3
 
 
-def test_ml_loader_from_s3_with_disk_cache(cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str,
-                                           tmp_path: Path, backend: str) -> None:
+def test_ml_loader_from_s3_with_disk_cache(
+    cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str, tmp_path: Path, backend: str
+) -> None:
     loaders = pytest.importorskip("radiobject.ml.loaders")
     uri = f"{s3_prefix}/ml"
-    assert run_ingest(uri, plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend),
-                      storage=s3_server).ok
+    assert run_ingest(
+        uri, plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend), storage=s3_server
+    ).ok
     local = str(tmp_path / "local")
     run_ingest(local, plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend))
     cache_dir = tmp_path / "cache"
     kw = {"modalities": ["T1w", "FLAIR"], "label": "seg", "patch_size": (8, 8, 8), "batch_size": 2, "seed": 3}
-    remote = loaders.create_training_dataloader(RadiObject(uri, storage=s3_server), cache_strategy="disk",
-                                                cache_path=str(cache_dir), cache_bytes=64 << 20, **kw)
+    remote = loaders.create_training_dataloader(
+        RadiObject(uri, storage=s3_server), cache_strategy="disk", cache_path=str(cache_dir), cache_bytes=64 << 20, **kw
+    )
     ref = loaders.create_training_dataloader(RadiObject(local), **kw)
     got, want = list(remote), list(ref)
     assert len(got) == len(want) > 0

@@ -38,10 +38,15 @@ def make_msd(root: Path, cases: int = 3, seed: int = 0) -> Path:
     for c in names:
         save(root / "imagesTr" / f"{c}.nii.gz", rng.normal(size=(24, 24, 12, 2)).astype(np.float32))
         save(root / "labelsTr" / f"{c}.nii.gz", label((24, 24, 12)))
-    ds = {"name": "Prostate", "modality": {"0": "T2", "1": "ADC"},
-          "labels": {"0": "background", "1": "PZ", "2": "TZ"}, "numTraining": cases, "numTest": 0,
-          "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in names],
-          "test": []}
+    ds = {
+        "name": "Prostate",
+        "modality": {"0": "T2", "1": "ADC"},
+        "labels": {"0": "background", "1": "PZ", "2": "TZ"},
+        "numTraining": cases,
+        "numTest": 0,
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in names],
+        "test": [],
+    }
     (root / "dataset.json").write_text(json.dumps(ds))
     return root
 
@@ -54,8 +59,12 @@ def make_nnunet(root: Path, cases: int = 3, seed: int = 0) -> Path:
         for ch in range(2):
             save(root / "imagesTr" / f"{c}_{ch:04d}.nii.gz", rng.normal(size=(24, 24, 12)).astype(np.float32))
         save(root / "labelsTr" / f"{c}.nii.gz", label((24, 24, 12)))
-    ds = {"channel_names": {"0": "T1", "1": "FLAIR"}, "labels": {"background": 0, "edema": 1, "tumour": 2},
-          "numTraining": cases, "file_ending": ".nii.gz"}
+    ds = {
+        "channel_names": {"0": "T1", "1": "FLAIR"},
+        "labels": {"background": 0, "edema": 1, "tumour": 2},
+        "numTraining": cases,
+        "file_ending": ".nii.gz",
+    }
     (root / "dataset.json").write_text(json.dumps(ds))
     return root
 
@@ -65,8 +74,9 @@ def make_bids(root: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.8.0"}))
-    (root / "participants.tsv").write_text("participant_id\tage\tsex\tgroup\nsub-01\t34\tM\tpatient\n"
-                                           "sub-02\tn/a\tF\tcontrol\nsub-03\t51\tn/a\tpatient\n")
+    (root / "participants.tsv").write_text(
+        "participant_id\tage\tsex\tgroup\nsub-01\t34\tM\tpatient\nsub-02\tn/a\tF\tcontrol\nsub-03\t51\tn/a\tpatient\n"
+    )
     (root / "T1w.json").write_text(json.dumps({"RepetitionTime": 2.3, "EchoTime": 0.003}))
     for s in ("01", "02", "03"):
         for ses in ("pre", "post"):
@@ -74,8 +84,11 @@ def make_bids(root: Path, seed: int = 0) -> Path:
             stem = f"sub-{s}_ses-{ses}"
             save(d / "anat" / f"{stem}_T1w.nii.gz", rng.normal(size=(24, 24, 12)).astype(np.float32))
             (d / "anat" / f"{stem}_T1w.json").write_text(json.dumps({"EchoTime": 0.004, "FlipAngle": 9}))
-            save(d / "dwi" / f"{stem}_dwi.nii.gz", rng.normal(size=(12, 12, 6, 4)).astype(np.float32),
-                 np.diag([2.0, 2.0, 2.0, 1.0]))
+            save(
+                d / "dwi" / f"{stem}_dwi.nii.gz",
+                rng.normal(size=(12, 12, 6, 4)).astype(np.float32),
+                np.diag([2.0, 2.0, 2.0, 1.0]),
+            )
             (d / "dwi" / f"{stem}_dwi.bval").write_text("0 1000 1000 2000\n")
             (d / "dwi" / f"{stem}_dwi.bvec").write_text("0 1 0 0\n0 0 1 0\n0 0 0 1\n")
         (root / f"sub-{s}" / f"sub-{s}_sessions.tsv").write_text("session_id\tscanner\nses-pre\tA\nses-post\tn/a\n")

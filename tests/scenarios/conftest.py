@@ -14,6 +14,17 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     tmp = tmp_path_factory.mktemp("cohort")
     assert main(["sample-cohort", str(tmp / "cohort"), "--subjects", "4"]) == 0
-    assert main(["ingest", str(tmp / "store.radi"), "--manifest", str(tmp / "cohort" / "manifest.csv"),
-                 "--subjects", str(tmp / "cohort" / "participants.csv")]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                str(tmp / "store.radi"),
+                "--manifest",
+                str(tmp / "cohort" / "manifest.csv"),
+                "--subjects",
+                str(tmp / "cohort" / "participants.csv"),
+            ]
+        )
+        == 0
+    )
     return tmp / "store.radi"

@@ -49,10 +49,12 @@ def test_from_niftis_joins_participants_on_sessions(tmp_path: Path) -> None:
 
     root = make_bids(tmp_path / "ds")
     radi = RadiObject.from_niftis(
-        str(tmp_path / "store"), images={"T1w": f"{root}/sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz"},
-        obs_meta=pd.read_csv(root / "participants.tsv", sep="\t"))
+        str(tmp_path / "store"),
+        images={"T1w": f"{root}/sub-*/ses-*/anat/sub-*_ses-*_T1w.nii.gz"},
+        obs_meta=pd.read_csv(root / "participants.tsv", sep="\t"),
+    )
     meta = radi.obs_meta.set_index("obs_subject_id")
-    assert len(meta) == 6                                   # samples only, no image-less 'sub-01' rows
+    assert len(meta) == 6  # samples only, no image-less 'sub-01' rows
     assert meta.loc["sub-03_ses-post", "participant_id"] == "sub-03"
     assert meta.loc["sub-03_ses-post", "session_id"] == "ses-post"
     assert meta.loc["sub-03_ses-post", "age"] == 51 and pd.isna(meta.loc["sub-03_ses-pre", "sex"])

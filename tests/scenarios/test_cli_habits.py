@@ -9,7 +9,7 @@ def test_main_help_describes_the_tool(capsys: pytest.CaptureFixture[str]) -> Non
     from radiobject.cli.main import build_parser
 
     text = build_parser().format_help()
-    assert "Entry point" not in text and "builds the parser" not in text   # no developer docstring
+    assert "Entry point" not in text and "builds the parser" not in text  # no developer docstring
     assert "medical images" in text and "examples:" in text
 
 

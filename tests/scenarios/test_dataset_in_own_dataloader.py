@@ -22,7 +22,7 @@ def test_factory_dataset_in_plain_dataloader(sample_store: Path, kind: str) -> N
         monai_data = pytest.importorskip("monai.data")
         dl = monai_data.DataLoader(ours.dataset, batch_size=3)
     batches = list(dl)
-    assert [b["image"].shape[0] for b in batches] == [3, 1]      # 4 subjects, batch 3
+    assert [b["image"].shape[0] for b in batches] == [3, 1]  # 4 subjects, batch 3
     first = batches[0]
     assert tuple(first["image"].shape[1:]) == (1, 16, 16, 16) and first["label"].shape == first["image"].shape
     assert first["affine"].shape == (3, 4, 4) and len(first["subject_id"]) == 3

@@ -25,7 +25,7 @@ def test_region_labels_round_trip(tmp_path: Path) -> None:
     radi = RadiObject(str(tmp_path / "store"))
     out = export_nnunet(radi, tmp_path / "Dataset101_Back", channels=["T1", "FLAIR"], label="label")
     back = json.loads((out / "dataset.json").read_text())
-    assert back["labels"] == ds["labels"]                 # no invented "label 1" class next to the regions
+    assert back["labels"] == ds["labels"]  # no invented "label 1" class next to the regions
     assert back["regions_class_order"] == [1, 2]
     assert back["channel_names"] == ds["channel_names"] and back["numTraining"] == 3
     a, b = nib.load(str(src / "labelsTr" / "case_001.nii.gz")), nib.load(str(out / "labelsTr" / "case_001.nii.gz"))

@@ -29,8 +29,8 @@ def test_argmax_prediction_is_a_label_collection(sample_store: Path) -> None:
     agg.finalize()
     probs.finalize()
     radi = RadiObject(str(sample_store))
-    assert is_label_collection(radi["pred_argmax"])        # uint8 + NIfTI intent label, no map, no counts
-    assert not is_label_collection(radi["pred_probs"])     # float probabilities stay an image
+    assert is_label_collection(radi["pred_argmax"])  # uint8 + NIfTI intent label, no map, no counts
+    assert not is_label_collection(radi["pred_probs"])  # float probabilities stay an image
     assert not is_label_collection(radi["T1w"])
     reader = get_reader(str(sample_store))
     assert reader is not None

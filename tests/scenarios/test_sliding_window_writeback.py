@@ -24,10 +24,11 @@ def test_channel_first_outputs_written_back_and_exported(sample_store: Path, tmp
     probs, labels = {}, {}
     with torch.no_grad():
         for batch in create_validation_dataloader(radi, modalities=["T1w"], label="seg"):
-            out = inferers.sliding_window_inference(batch["image"], roi_size=(32, 32, 32), sw_batch_size=2,
-                                                    predictor=net, overlap=0.25)
+            out = inferers.sliding_window_inference(
+                batch["image"], roi_size=(32, 32, 32), sw_batch_size=2, predictor=net, overlap=0.25
+            )
             sid = batch["subject_id"][0]
-            probs[sid] = out[0]                          # channel-first (2, x, y, z), as MONAI gives it
+            probs[sid] = out[0]  # channel-first (2, x, y, z), as MONAI gives it
             labels[sid] = out[0].argmax(0).to(torch.uint8)
     write_predictions(radi, "probs", probs, like="T1w")
     write_predictions(radi, "pred", labels, like="T1w", label_map={0: "bg", 1: "fg"})
@@ -36,8 +37,12 @@ def test_channel_first_outputs_written_back_and_exported(sample_store: Path, tmp
     vol = radi["probs"].by_subject(sid)
     assert vol.shape == (*radi.T1w.by_subject(sid).shape[:3], 2)
     np.testing.assert_allclose(vol.to_numpy(), np.moveaxis(probs[sid].numpy(), 0, -1), rtol=1e-6)
-    assert main(["export", str(sample_store), "--format", "nifti", str(tmp_path / "out"),
-                 "--collections", "pred", "probs"]) == 0
+    assert (
+        main(
+            ["export", str(sample_store), "--format", "nifti", str(tmp_path / "out"), "--collections", "pred", "probs"]
+        )
+        == 0
+    )
     src = radi.T1w.by_subject(sid)
     img = nib.load(str(tmp_path / "out" / "pred" / f"{sid}.nii.gz"))
     np.testing.assert_array_equal(img.affine, src.affine)

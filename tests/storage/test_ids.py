@@ -15,9 +15,19 @@ def test_accepted(good: str) -> None:
 
 @pytest.mark.parametrize(
     "bad, reason",
-    [("", "empty"), ("a/b", "separator"), ("a\\b", "separator"), ("..", "'..'"), ("a..b", "'..'"),
-     ("x\x00", "NUL"), ("x" * 201, "201 characters"), (" a", "white space"), ("a\tb", "characters"),
-     ("ü", "characters"), (None, "must be a string")],
+    [
+        ("", "empty"),
+        ("a/b", "separator"),
+        ("a\\b", "separator"),
+        ("..", "'..'"),
+        ("a..b", "'..'"),
+        ("x\x00", "NUL"),
+        ("x" * 201, "201 characters"),
+        (" a", "white space"),
+        ("a\tb", "characters"),
+        ("ü", "characters"),
+        (None, "must be a string"),
+    ],
 )
 def test_rejected_with_reason(bad, reason: str) -> None:
     with pytest.raises(InvalidIdError, match=reason):

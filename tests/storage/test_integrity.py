@@ -41,8 +41,9 @@ def _make(uri: str, backend: str, n: int = 2) -> dict[str, np.ndarray]:
     ids = [f"sub-{i:02d}" for i in range(n)]
     radi.add_subjects(pd.DataFrame({"obs_subject_id": ids}))
     arrays = {s: _image(i) for i, s in enumerate(ids)}
-    radi.add_collection("T1w", [IngestItem(s, s, ImageData(a, np.diag([1.0, 1.0, 2.0, 1.0]), {}, "t"))
-                                for s, a in arrays.items()])
+    radi.add_collection(
+        "T1w", [IngestItem(s, s, ImageData(a, np.diag([1.0, 1.0, 2.0, 1.0]), {}, "t")) for s, a in arrays.items()]
+    )
     return arrays
 
 
@@ -58,8 +59,13 @@ def _volume_dir(uri: str, subject: str = "sub-01") -> Path:
 
 def _data_file(vol: Path) -> Path:
     """The largest chunk data file: the Zarr shard, or TileDB's attribute tile file."""
-    cands = [p for p in vol.rglob("*") if p.is_file() and (p.parent.name != vol.name or p.name == "0")
-             and (p.name == "0" or p.name.endswith(".tdb") and p.name.startswith("a"))]
+    cands = [
+        p
+        for p in vol.rglob("*")
+        if p.is_file()
+        and (p.parent.name != vol.name or p.name == "0")
+        and (p.name == "0" or p.name.endswith(".tdb") and p.name.startswith("a"))
+    ]
     return max(cands, key=lambda p: p.stat().st_size)
 
 
@@ -90,8 +96,9 @@ def _verify_fails(uri: str, capsys: pytest.CaptureFixture[str], needle: str, *, 
     return out
 
 
-def test_clean_store_reads_and_verifies(store: tuple[str, dict[str, np.ndarray]],
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_clean_store_reads_and_verifies(
+    store: tuple[str, dict[str, np.ndarray]], capsys: pytest.CaptureFixture[str]
+) -> None:
     uri, arrays = store
     for s, a in arrays.items():
         np.testing.assert_array_equal(_read_fresh(uri, s), a)
@@ -103,8 +110,9 @@ def test_clean_store_reads_and_verifies(store: tuple[str, dict[str, np.ndarray]]
     assert not [f for f in report["findings"] if "no checksum record" in f["what"]]
 
 
-def test_bit_flip_in_chunk_data(store: tuple[str, dict[str, np.ndarray]], backend: str,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_bit_flip_in_chunk_data(
+    store: tuple[str, dict[str, np.ndarray]], backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri, arrays = store
     target = _data_file(_volume_dir(uri))
     _flip(target, target.stat().st_size // 3)
@@ -130,7 +138,7 @@ def test_zarr_every_chunk_is_stored_and_tiles_the_shard(tmp_path: Path) -> None:
     vol = Volume.from_numpy(str(tmp_path / "v"), np.zeros(SHAPE, np.uint8))  # all fill value
     shard = tmp_path / "v" / "c" / "0" / "0" / "0"
     n = 2 * 2 * 1
-    index = shard.read_bytes()[-(16 * n + 4):]
+    index = shard.read_bytes()[-(16 * n + 4) :]
     pairs = struct.unpack(f"<{2 * n}Q", index[:-4])
     assert all(p != (1 << 64) - 1 for p in pairs)  # no "missing" entry: a lost chunk cannot be silent
     assert diagnose_shard(vol.uri, "c/0/0/0", vol._location.storage) == ""
@@ -147,8 +155,9 @@ def test_tiledb_fragment_metadata_flip(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate"])
-def test_missing_or_truncated_data_file(store: tuple[str, dict[str, np.ndarray]], damage: str,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_or_truncated_data_file(
+    store: tuple[str, dict[str, np.ndarray]], damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri, _ = store
     target = _data_file(_volume_dir(uri))
     if damage == "delete":
@@ -162,8 +171,9 @@ def test_missing_or_truncated_data_file(store: tuple[str, dict[str, np.ndarray]]
     _verify_fails(uri, capsys, needle)
 
 
-def test_deleted_fragment_directory_tiledb_or_whole_array(store: tuple[str, dict[str, np.ndarray]],
-                                                         backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_deleted_fragment_directory_tiledb_or_whole_array(
+    store: tuple[str, dict[str, np.ndarray]], backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     uri, _ = store
@@ -179,8 +189,7 @@ def test_deleted_fragment_directory_tiledb_or_whole_array(store: tuple[str, dict
     _verify_fails(uri, capsys, "array is missing", quick=True)
 
 
-def test_integrity_record_damage(store: tuple[str, dict[str, np.ndarray]],
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_integrity_record_damage(store: tuple[str, dict[str, np.ndarray]], capsys: pytest.CaptureFixture[str]) -> None:
     uri, _ = store
     record = _volume_dir(uri) / integrity.MANIFEST
     text = record.read_text()
@@ -193,8 +202,9 @@ def test_integrity_record_damage(store: tuple[str, dict[str, np.ndarray]],
     _verify_fails(uri, capsys, "integrity record missing", quick=True)
 
 
-def test_array_metadata_flip(store: tuple[str, dict[str, np.ndarray]], backend: str,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_array_metadata_flip(
+    store: tuple[str, dict[str, np.ndarray]], backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri, _ = store
     vol = _volume_dir(uri)
     if backend == "zarr":
@@ -234,8 +244,9 @@ def test_json_marker_flip(store: tuple[str, dict[str, np.ndarray]], capsys: pyte
         _verify_fails(uri, capsys, "collections/zarr.json", quick=True)
 
 
-def test_newer_format_versions_are_refused(store: tuple[str, dict[str, np.ndarray]],
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_newer_format_versions_are_refused(
+    store: tuple[str, dict[str, np.ndarray]], capsys: pytest.CaptureFixture[str]
+) -> None:
     uri, _ = store
     record_path = _volume_dir(uri) / integrity.MANIFEST
     record = json.loads(record_path.read_text())
@@ -253,8 +264,9 @@ def test_newer_format_versions_are_refused(store: tuple[str, dict[str, np.ndarra
     _verify_fails(uri, capsys, "format version 7")
 
 
-def test_legacy_arrays_without_record_still_read(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_legacy_arrays_without_record_still_read(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri = str(tmp_path / "store")
     from radiobject.storage import tiledb_backend, zarr_backend
 
@@ -324,8 +336,7 @@ def test_one_flipped_byte_in_any_file_is_found(tmp_path: Path, backend: str) -> 
     uri = str(tmp_path / "store")
     _make(uri, backend)
     rng = np.random.default_rng(7)
-    targets = sorted(p for p in Path(uri).rglob("*") if p.is_file() and p.stat().st_size
-                     and not p.name.startswith("."))
+    targets = sorted(p for p in Path(uri).rglob("*") if p.is_file() and p.stat().st_size and not p.name.startswith("."))
     assert len(targets) > 10
     missed = []
     for path in targets:
@@ -334,8 +345,9 @@ def test_one_flipped_byte_in_any_file_is_found(tmp_path: Path, backend: str) -> 
         try:
             report = verify_store(uri)
             rel = str(path.relative_to(uri))
-            if report.ok or not any(rel.startswith(f.where) or f.where.startswith(rel) or rel in f.what
-                                    for f in report.errors):
+            if report.ok or not any(
+                rel.startswith(f.where) or f.where.startswith(rel) or rel in f.what for f in report.errors
+            ):
                 missed.append((rel, [str(f) for f in report.errors]))
         finally:
             path.write_bytes(original)

@@ -108,7 +108,7 @@ def test_renamed_fragment_is_missing(where: tuple[str, StorageOptions]) -> None:
     uri, storage = where
     _, _, after = _build(uri, storage)
     old = after[1]
-    stamp, rest = old[len("part-"):].split("-", 1)
+    stamp, rest = old[len("part-") :].split("-", 1)
     new = f"part-{stamp}-{uuid.uuid4().hex[:12]}{rest[12:]}"  # a valid name, digest intact
     files.write_bytes_atomic(files.join(uri, new), files.read_bytes(files.join(uri, old), storage), storage)
     files.remove(files.join(uri, old), storage)
@@ -149,8 +149,9 @@ def test_legacy_table_reads_and_is_noted_then_upgrades(where: tuple[str, Storage
     first = _legacy_fragment(uri, storage, _rows("a"))
     _legacy_fragment(uri, storage, _rows("b"))
     assert list(_fresh(uri, storage).read()["obs_id"]) == ["a", "b"]
-    assert table_head.scan(uri, storage) == [("note", table_head.HEAD_NAME,
-                                              "no head record (a table written before head records)")]
+    assert table_head.scan(uri, storage) == [
+        ("note", table_head.HEAD_NAME, "no head record (a table written before head records)")
+    ]
     t = _fresh(uri, storage)
     newest = t.append(_rows("c"))
     assert table_head.scan(uri, storage) == [] and list(_fresh(uri, storage).read()["obs_id"]) == list("abc")
@@ -160,8 +161,9 @@ def test_legacy_table_reads_and_is_noted_then_upgrades(where: tuple[str, Storage
     _expect_missing(uri, storage, newest)
 
 
-def test_writer_stopped_between_fragment_and_head(where: tuple[str, StorageOptions],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_writer_stopped_between_fragment_and_head(
+    where: tuple[str, StorageOptions], monkeypatch: pytest.MonkeyPatch
+) -> None:
     uri, storage = where
     t, _, after = _build(uri, storage)
     from radiobject.storage import tables
@@ -216,13 +218,16 @@ def _store(uri: str, backend: str) -> None:
     radi = RadiObject.create(uri, options=WriteOptions(backend=backend))
     ids = ["sub-01", "sub-02"]
     radi.add_subjects(pd.DataFrame({"obs_subject_id": ids}))
-    radi.add_collection("T1w", [IngestItem(s, s, ImageData(np.full((8, 8, 4), i, np.int16), np.eye(4), {}, "t"))
-                                for i, s in enumerate(ids)])
+    radi.add_collection(
+        "T1w",
+        [IngestItem(s, s, ImageData(np.full((8, 8, 4), i, np.int16), np.eye(4), {}, "t")) for i, s in enumerate(ids)],
+    )
 
 
 @pytest.mark.parametrize("table", ["collections/T1w/obs", "obs_meta"])
-def test_store_catalog_fragment_deleted(tmp_path: Path, backend: str, table: str,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_store_catalog_fragment_deleted(
+    tmp_path: Path, backend: str, table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from radiobject.cli.main import main
     from radiobject.model.radi_object import RadiObject
 
@@ -259,7 +264,8 @@ def _writer(uri: str, storage: StorageOptions, rounds: int, started, queue) -> N
 
 @pytest.mark.slow
 def test_reader_and_verify_never_false_alarm_while_one_writer_appends_and_compacts(
-        where: tuple[str, StorageOptions]) -> None:
+    where: tuple[str, StorageOptions],
+) -> None:
     import multiprocessing as mp
 
     uri, storage = where

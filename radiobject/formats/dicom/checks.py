@@ -21,9 +21,7 @@ def check_consistent(frames: list[Frame], where: str) -> None:
     f0 = frames[0]
     for f in frames[1:]:
         if (f.rows, f.cols) != (f0.rows, f0.cols):
-            raise SeriesGeometryError(
-                where, f"mixed image sizes {f0.rows}x{f0.cols} and {f.rows}x{f.cols}"
-            )
+            raise SeriesGeometryError(where, f"mixed image sizes {f0.rows}x{f0.cols} and {f.rows}x{f.cols}")
         if np.abs(f.iop - f0.iop).max() > 1e-3:
             raise SeriesGeometryError(
                 where,
@@ -31,14 +29,10 @@ def check_consistent(frames: list[Frame], where: str) -> None:
                 f"({np.round(f0.iop, 4).tolist()} vs {np.round(f.iop, 4).tolist()})",
             )
         if np.abs(np.subtract(f.pixel_spacing, f0.pixel_spacing)).max() > 1e-4:
-            raise SeriesGeometryError(
-                where, f"mixed pixel spacing {f0.pixel_spacing} vs {f.pixel_spacing}"
-            )
+            raise SeriesGeometryError(where, f"mixed pixel spacing {f0.pixel_spacing} vs {f.pixel_spacing}")
 
 
-def group_positions(
-    frames: list[Frame], normal: np.ndarray, where: str
-) -> list[list[Frame]]:
+def group_positions(frames: list[Frame], normal: np.ndarray, where: str) -> list[list[Frame]]:
     """Frames grouped by position along ``normal`` (sorted), each group in acquisition order."""
     d = np.array([f.ipp @ normal for f in frames])
     order = np.argsort(d, kind="stable")
@@ -84,8 +78,10 @@ def check_budget(ordered: list[Frame], first: Dataset, where: str) -> None:
     limit = max_image_bytes()
     if need > limit:
         raise InputTooLargeError(
-            where, f"{len(ordered)} images of {f0.rows}x{f0.cols} would need {need / 2**20:.1f} MiB "
-                   f"(limit {limit / 2**20:.1f} MiB; set RADIOBJECT_MAX_IMAGE_BYTES to raise it)")
+            where,
+            f"{len(ordered)} images of {f0.rows}x{f0.cols} would need {need / 2**20:.1f} MiB "
+            f"(limit {limit / 2**20:.1f} MiB; set RADIOBJECT_MAX_IMAGE_BYTES to raise it)",
+        )
 
 
 __all__ = ["POSITION_TOLERANCE_MM", "check_budget", "check_consistent", "group_positions", "missing_instances"]

@@ -61,11 +61,7 @@ _IMAGECODECS_FUNCS = {
 #: syntaxes where imagecodecs output equals pydicom's plugins (checked on the pydicom test files);
 #: for lossy JPEG baseline / extended the colour transform and IDCT rounding can differ, so it is
 #: not used there unless asked for (``backend="imagecodecs"``)
-_AUTO_FALLBACK = {
-    k
-    for k in _IMAGECODECS_FUNCS
-    if k not in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
-}
+_AUTO_FALLBACK = {k for k in _IMAGECODECS_FUNCS if k not in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")}
 
 
 def transfer_syntax(ds: Dataset) -> str:
@@ -96,9 +92,7 @@ def _decode_imagecodecs(ds: Dataset, path: str) -> np.ndarray:
     ts = transfer_syntax(ds)
     func = getattr(imagecodecs, _IMAGECODECS_FUNCS[ts])
     n = int(ds.get("NumberOfFrames", 1) or 1)
-    frames = [
-        np.asarray(func(f)) for f in generate_frames(ds.PixelData, number_of_frames=n)
-    ]
+    frames = [np.asarray(func(f)) for f in generate_frames(ds.PixelData, number_of_frames=n)]
     arr = np.stack(frames) if n > 1 else frames[0]
     return _fix_sign(arr, ds)
 
@@ -131,9 +125,7 @@ def _decode_native(ds: Dataset) -> np.ndarray | None:
     need = rows * cols * frames * dtype.itemsize
     if len(buf) < need:
         return None  # pydicom raises the proper error for truncated data
-    arr = np.frombuffer(buf, dtype=dtype, count=rows * cols * frames).astype(
-        dtype.newbyteorder("=")
-    )
+    arr = np.frombuffer(buf, dtype=dtype, count=rows * cols * frames).astype(dtype.newbyteorder("="))
     stored = int(ds.get("BitsStored", bits))
     if stored < bits:
         shift = bits - stored
@@ -160,11 +152,7 @@ def decode_pixels(ds: Dataset, path: str = "", *, backend: str = "auto") -> np.n
         MissingDecoderError: no installed decoder handles the transfer syntax.
         DicomError: no pixel data, or the pixel data is truncated / corrupt.
     """
-    if (
-        "PixelData" not in ds
-        and "FloatPixelData" not in ds
-        and "DoubleFloatPixelData" not in ds
-    ):
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomError(path, "no pixel data (7FE0,0010) in the file")
     ts = transfer_syntax(ds)
     if backend == "imagecodecs" and ts in _IMAGECODECS_FUNCS:
@@ -177,9 +165,7 @@ def decode_pixels(ds: Dataset, path: str = "", *, backend: str = "auto") -> np.n
         return fast
     try:
         return ds.pixel_array
-    except (
-        Exception
-    ) as exc:  # pydicom raises RuntimeError / ValueError / NotImplementedError
+    except Exception as exc:  # pydicom raises RuntimeError / ValueError / NotImplementedError
         msg = str(exc)
         missing = (
             "missing" in msg.lower()
@@ -199,12 +185,8 @@ def decode_pixels(ds: Dataset, path: str = "", *, backend: str = "auto") -> np.n
                 f"install one of: pip install {' | '.join(pkgs)}",
             ) from exc
         if missing:
-            raise MissingDecoderError(
-                path, f"no decoder for transfer syntax {ts}: {msg}"
-            ) from exc
-        raise DicomError(
-            path, f"cannot decode pixel data ({UID(ts).name if ts else '?'}): {msg}"
-        ) from exc
+            raise MissingDecoderError(path, f"no decoder for transfer syntax {ts}: {msg}") from exc
+        raise DicomError(path, f"cannot decode pixel data ({UID(ts).name if ts else '?'}): {msg}") from exc
 
 
 def int_dtype_for(lo: float, hi: float, min_itemsize: int = 1) -> np.dtype:
@@ -241,9 +223,7 @@ def apply_modality_lut(
     slopes_a = np.asarray(slopes, dtype=np.float64)
     inter_a = np.asarray(intercepts, dtype=np.float64)
     uniform = bool(np.all(slopes_a == slopes_a[0]) and np.all(inter_a == inter_a[0]))
-    integral = bool(
-        np.all(slopes_a == np.round(slopes_a)) and np.all(inter_a == np.round(inter_a))
-    )
+    integral = bool(np.all(slopes_a == np.round(slopes_a)) and np.all(inter_a == np.round(inter_a)))
     info: dict[str, object] = {
         "rescale_slope": float(slopes_a[0]) if uniform else None,
         "rescale_intercept": float(inter_a[0]) if uniform else None,

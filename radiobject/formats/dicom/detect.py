@@ -41,9 +41,7 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
     p = Path(path)
     if p.is_file():  # is_file is stat-based: a FIFO or device is not a file
         name = p.name.lower()
-        if name.endswith(
-            (".nii", ".nii.gz", ".tif", ".tiff", ".npy", ".zarr", ".json")
-        ):
+        if name.endswith((".nii", ".nii.gz", ".tif", ".tiff", ".npy", ".zarr", ".json")):
             return False
         return _file_is_dicom(p)
     if p.is_dir():

@@ -30,9 +30,7 @@ from radiobject.formats.dicom.inputs import gunzip_bounded, read_prefix, walk_fi
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
-_DEFER = (
-    64 * 1024
-)  # pixel data (and other elements) larger than this are read on demand
+_DEFER = 64 * 1024  # pixel data (and other elements) larger than this are read on demand
 
 
 def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
@@ -51,9 +49,7 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
     src: Any = path
     if magic == b"\x1f\x8b":
         src = io.BytesIO(gunzip_bounded(path))
-    kwargs: dict[str, Any] = (
-        {"defer_size": _DEFER} if defer and isinstance(src, str) else {}
-    )
+    kwargs: dict[str, Any] = {"defer_size": _DEFER} if defer and isinstance(src, str) else {}
     try:
         try:
             ds = pydicom.dcmread(src, **kwargs)
@@ -62,24 +58,16 @@ def read_header(path: str | os.PathLike[str], *, defer: bool = True) -> Dataset:
                 src.seek(0)
             ds = pydicom.dcmread(src, force=True, **kwargs)
             if "SOPClassUID" not in ds and not ("Rows" in ds and "PixelData" in ds):
-                raise NotDicomError(
-                    path, "not a DICOM file (no DICM prefix, no SOP class / pixel data)"
-                ) from None
+                raise NotDicomError(path, "not a DICOM file (no DICM prefix, no SOP class / pixel data)") from None
     except NotDicomError:
         raise
     except PermissionError as exc:
         raise UnreadableInputError(path, f"cannot read ({exc.strerror or exc})") from exc
     except Exception as exc:
-        raise NotDicomError(
-            path, f"not a readable DICOM file: {type(exc).__name__}: {exc}"
-        ) from exc
-    sop = str(ds.get("SOPClassUID", "")) or str(
-        getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "")
-    )
+        raise NotDicomError(path, f"not a readable DICOM file: {type(exc).__name__}: {exc}") from exc
+    sop = str(ds.get("SOPClassUID", "")) or str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", ""))
     if sop == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
-        raise NotDicomError(
-            path, "DICOMDIR (ignored: the tree walk finds the files it lists)"
-        )
+        raise NotDicomError(path, "DICOMDIR (ignored: the tree walk finds the files it lists)")
     ds.radiobject_path = path
     return ds
 
@@ -184,21 +172,14 @@ def _int_or_none(v: Any) -> int | None:
 def image_type(ds: Dataset) -> list[str]:
     """ImageType values, upper-case ([] when absent)."""
     v = ds.get("ImageType", [])
-    return [
-        str(x).upper()
-        for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])
-    ]
+    return [str(x).upper() for x in (v if isinstance(v, (list, pydicom.multival.MultiValue)) else [v])]
 
 
 def _orientation(ds: Dataset) -> tuple[float, ...] | None:
     iop = ds.get("ImageOrientationPatient")
     if iop is None and "SharedFunctionalGroupsSequence" in ds:
         try:
-            iop = (
-                ds.SharedFunctionalGroupsSequence[0]
-                .PlaneOrientationSequence[0]
-                .ImageOrientationPatient
-            )
+            iop = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
         except (AttributeError, IndexError):
             iop = None
     if iop is None or len(iop) != 6:
@@ -212,11 +193,7 @@ def skip_reason(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", ""))
     if sop == SEG_SOP_CLASS:
         return "DICOM-SEG label object (read it with read_dicom_seg)"
-    if (
-        "PixelData" not in ds
-        and "FloatPixelData" not in ds
-        and "DoubleFloatPixelData" not in ds
-    ):
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         return f"non-image object (Modality {modality or '?'}, SOP class {sop or '?'})"
     itype = image_type(ds)
     if "LOCALIZER" in itype or "SCOUT" in itype:
@@ -279,10 +256,7 @@ def _acquisition_groups(members: list[Dataset]) -> list[list[Dataset]] | None:
     normal = np.cross(np.asarray(iop[:3]), np.asarray(iop[3:]))
 
     def regular(ds_list: list[Dataset]) -> bool:
-        pos = [
-            round(float(np.dot(normal, [float(x) for x in d.ImagePositionPatient])), 2)
-            for d in ds_list
-        ]
+        pos = [round(float(np.dot(normal, [float(x) for x in d.ImagePositionPatient])), 2) for d in ds_list]
         counts = {p: pos.count(p) for p in pos}
         return len(set(counts.values())) == 1
 
@@ -299,10 +273,7 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
     """Group headers by SeriesInstanceUID and split mixed UIDs (orientation, size, echo, component)."""
     by_uid: dict[str, list[Dataset]] = {}
     for ds in datasets:
-        uid = (
-            str(ds.get("SeriesInstanceUID", ""))
-            or f"no-uid:{os.path.dirname(ds.radiobject_path)}"
-        )
+        uid = str(ds.get("SeriesInstanceUID", "")) or f"no-uid:{os.path.dirname(ds.radiobject_path)}"
         by_uid.setdefault(uid, []).append(ds)
     out: list[SeriesInfo] = []
     for uid, all_members in by_uid.items():
@@ -321,34 +292,23 @@ def group_series(datasets: Iterable[Dataset]) -> list[SeriesInfo]:
             for d, r in skipped:
                 by_reason.setdefault(r, []).append(d)
             for r, ds_list in by_reason.items():
-                suffix = (
-                    "" if not kept and len(by_reason) == 1 else f"#skipped{len(out)}"
-                )
+                suffix = "" if not kept and len(by_reason) == 1 else f"#skipped{len(out)}"
                 out.append(SeriesInfo(uid, uid + suffix, ds_list, skipped_reason=r))
         if not kept:
             continue
         groups: dict[tuple[Any, ...], list[Dataset]] = {}
         for d in kept:
             groups.setdefault(_split_key(d), []).append(d)
-        for k in list(
-            groups
-        ):  # mixed acquisitions within one orientation / echo / component
+        for k in list(groups):  # mixed acquisitions within one orientation / echo / component
             parts = _acquisition_groups(groups[k])
             if parts:
                 del groups[k]
                 for part in parts:
-                    groups[
-                        k
-                        + (
-                            f"acquisition {_int_or_none(part[0].get('AcquisitionNumber'))}",
-                        )
-                    ] = part
+                    groups[k + (f"acquisition {_int_or_none(part[0].get('AcquisitionNumber'))}",)] = part
         keys = list(groups)
         for i, k in enumerate(keys):
             split = _describe_split(keys, k) if len(keys) > 1 else ""
-            info = SeriesInfo(
-                uid, uid if len(keys) == 1 else f"{uid}#{i + 1}", groups[k], split
-            )
+            info = SeriesInfo(uid, uid if len(keys) == 1 else f"{uid}#{i + 1}", groups[k], split)
             info.duplicates = [d.radiobject_path for d in dups] if i == 0 else []
             out.append(info)
     out.sort(

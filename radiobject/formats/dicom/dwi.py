@@ -176,8 +176,10 @@ def _ge_to_lps(v: np.ndarray, ds: Dataset, iop: np.ndarray, notes: list[str]) ->
         b[1] = -b[1]
         b = -b
     else:
-        msg = ("GE gradients kept as stored (no InPlanePhaseEncodingDirection (0018,1312) to orient "
-               "them; dcm2niix does the same)")
+        msg = (
+            "GE gradients kept as stored (no InPlanePhaseEncodingDirection (0018,1312) to orient "
+            "them; dcm2niix does the same)"
+        )
         if msg not in notes:
             notes.append(msg)
     # dcm2niix's frame: columns row, -col (rows flipped), +normal

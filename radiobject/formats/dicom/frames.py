@@ -67,9 +67,7 @@ def spacing_of(ds: Dataset, path: str) -> tuple[float, float]:
     """(row, column) PixelSpacing, falling back to ImagerPixelSpacing."""
     ps = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
     if ps is None or len(ps) != 2:
-        raise SeriesGeometryError(
-            path, "no PixelSpacing: cannot build a patient-space affine"
-        )
+        raise SeriesGeometryError(path, "no PixelSpacing: cannot build a patient-space affine")
     return float(ps[0]), float(ps[1])
 
 
@@ -81,8 +79,7 @@ def classic_frames(ds: Dataset, index: int) -> list[Frame]:
     if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
         raise SeriesGeometryError(
             path,
-            "no ImagePositionPatient / ImageOrientationPatient "
-            "(not a cross-sectional image)",
+            "no ImagePositionPatient / ImageOrientationPatient (not a cross-sectional image)",
         )
     iop_a = np.asarray([float(x) for x in iop])
     ipp_a = np.asarray([float(x) for x in ipp])
@@ -97,7 +94,18 @@ def classic_frames(ds: Dataset, index: int) -> list[Frame]:
     along = offsets is not None and len(offsets) == n
     normal = np.cross(iop_a[:3], iop_a[3:])
     return [
-        Frame(index, f, None, ipp_a + normal * float(offsets[f]) if along else ipp_a, iop_a, sp, rows, cols,
-              slope, inter, order_key(ds, (f,)))
+        Frame(
+            index,
+            f,
+            None,
+            ipp_a + normal * float(offsets[f]) if along else ipp_a,
+            iop_a,
+            sp,
+            rows,
+            cols,
+            slope,
+            inter,
+            order_key(ds, (f,)),
+        )
         for f in range(n)
     ]

@@ -83,9 +83,7 @@ class SliceGeometry:
         return self.tilt_deg > TILT_TOLERANCE_DEG
 
 
-def analyse_positions(
-    positions: np.ndarray, iop: np.ndarray, fallback_spacing: float | None = None
-) -> SliceGeometry:
+def analyse_positions(positions: np.ndarray, iop: np.ndarray, fallback_spacing: float | None = None) -> SliceGeometry:
     """Sort slice positions along the normal, derive the step, find gaps and tilt.
 
     Args:
@@ -107,16 +105,8 @@ def analyse_positions(
     med = float(np.median(dd))
     uniform = bool(np.all(np.abs(dd - med) <= SPACING_TOLERANCE * max(med, 1e-6)))
     if not uniform:
-        bad = [
-            (i, float(x))
-            for i, x in enumerate(dd)
-            if abs(x - med) > SPACING_TOLERANCE * med
-        ]
-        kinds = (
-            "missing slices"
-            if all(x > med for _, x in bad)
-            else "non-uniform slice spacing"
-        )
+        bad = [(i, float(x)) for i, x in enumerate(dd) if abs(x - med) > SPACING_TOLERANCE * med]
+        kinds = "missing slices" if all(x > med for _, x in bad) else "non-uniform slice spacing"
         desc = ", ".join(f"slices {i}-{i + 1}: {x:.3f} mm" for i, x in bad[:10])
         warnings.append(
             f"{kinds}: median spacing {med:.3f} mm but {desc}; stored raw slices "
@@ -130,8 +120,11 @@ def analyse_positions(
             f"gantry tilt / sheared stack of {tilt:.2f} degrees: stored raw slices with "
             "the exact shear affine (resample_tilt=True resamples it like dcm2niix _Tilt)"
         )
-    gaps = [(i, round(float(x), 4), max(1, round(float(x) / med) - 1))
-            for i, x in enumerate(dd) if med > 0 and x > 1.5 * med]
+    gaps = [
+        (i, round(float(x), 4), max(1, round(float(x) / med) - 1))
+        for i, x in enumerate(dd)
+        if med > 0 and x > 1.5 * med
+    ]
     return SliceGeometry(order, d, step, med, uniform, tilt, warnings, gaps)
 
 

@@ -115,11 +115,7 @@ def header_fields(ds: Dataset, *, include_patient: bool = False) -> dict[str, An
                 out[name] = to_json(v)
     if "ImageOrientationPatient" not in out and "SharedFunctionalGroupsSequence" in ds:
         try:
-            iop = (
-                ds.SharedFunctionalGroupsSequence[0]
-                .PlaneOrientationSequence[0]
-                .ImageOrientationPatient
-            )
+            iop = ds.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
             out["ImageOrientationPatient"] = to_json(iop)
         except (AttributeError, IndexError):
             pass

@@ -92,8 +92,8 @@ def gunzip_bounded(path: str) -> bytes:
                 total += len(block)
                 if total > limit:
                     raise InputTooLargeError(
-                        path, f"gzip stream expands past {limit / 2**20:.1f} MiB (gzip bomb?; "
-                              f"{_budget_text(limit)})")
+                        path, f"gzip stream expands past {limit / 2**20:.1f} MiB (gzip bomb?; {_budget_text(limit)})"
+                    )
                 parts.append(block)
     except (InputTooLargeError, UnreadableInputError):
         raise

@@ -39,9 +39,7 @@ def mosaic_layout(ds: Dataset) -> tuple[int, int, int, int]:
     try:
         n = int(csareader.get_n_mosaic(_csa(ds)))
     except Exception as exc:
-        raise SeriesGeometryError(
-            path, f"mosaic without a readable CSA NumberOfImagesInMosaic: {exc}"
-        ) from exc
+        raise SeriesGeometryError(path, f"mosaic without a readable CSA NumberOfImagesInMosaic: {exc}") from exc
     m = math.ceil(math.sqrt(n))
     return n, m, int(ds.Rows) // m, int(ds.Columns) // m
 
@@ -55,14 +53,9 @@ def mosaic_frames(ds: Dataset, index: int) -> list[Frame]:
     if normal is None:
         normal = np.cross(iop[:3], iop[3:])
     normal = np.asarray(normal, dtype=np.float64)
-    spacing = _num(ds.get("SpacingBetweenSlices"), 0.0) or _num(
-        ds.get("SliceThickness"), 1.0
-    )
+    spacing = _num(ds.get("SpacingBetweenSlices"), 0.0) or _num(ds.get("SliceThickness"), 1.0)
     rs, cs = base.pixel_spacing
-    shift = (
-        iop[3:] * rs * (int(ds.Rows) - tr) / 2
-        + iop[:3] * cs * (int(ds.Columns) - tc) / 2
-    )
+    shift = iop[3:] * rs * (int(ds.Rows) - tr) / 2 + iop[:3] * cs * (int(ds.Columns) - tc) / 2
     first = base.ipp + shift
     return [
         Frame(

@@ -20,10 +20,7 @@ from radiobject.formats.dicom.frames import Frame, _num
 
 def is_enhanced(ds: Dataset) -> bool:
     """True when the data set carries functional groups (enhanced multi-frame IODs)."""
-    return (
-        "PerFrameFunctionalGroupsSequence" in ds
-        or "SharedFunctionalGroupsSequence" in ds
-    )
+    return "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds
 
 
 def _item(groups: list[Dataset | None], seq: str) -> Dataset | None:
@@ -37,16 +34,8 @@ def enhanced_frames(ds: Dataset, index: int) -> list[Frame]:
     """One :class:`Frame` per frame of an enhanced multi-frame data set."""
     path = str(getattr(ds, "radiobject_path", ""))
     n = int(_num(ds.get("NumberOfFrames"), 1) or 1)
-    shared = (
-        ds.SharedFunctionalGroupsSequence[0]
-        if "SharedFunctionalGroupsSequence" in ds
-        else None
-    )
-    per = (
-        list(ds.PerFrameFunctionalGroupsSequence)
-        if "PerFrameFunctionalGroupsSequence" in ds
-        else []
-    )
+    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    per = list(ds.PerFrameFunctionalGroupsSequence) if "PerFrameFunctionalGroupsSequence" in ds else []
     out: list[Frame] = []
     for f in range(n):
         groups = [per[f] if f < len(per) else None, shared]
@@ -56,31 +45,16 @@ def enhanced_frames(ds: Dataset, index: int) -> list[Frame]:
         if pos is None or ori is None or meas is None or "PixelSpacing" not in meas:
             raise SeriesGeometryError(
                 path,
-                f"frame {f + 1}: no plane position / orientation / pixel "
-                "measures in the functional groups",
+                f"frame {f + 1}: no plane position / orientation / pixel measures in the functional groups",
             )
         trans = _item(groups, "PixelValueTransformationSequence")
-        slope = (
-            _num(trans.get("RescaleSlope"), 1.0)
-            if trans is not None
-            else _num(ds.get("RescaleSlope"), 1.0)
-        )
-        inter = (
-            _num(trans.get("RescaleIntercept"), 0.0)
-            if trans is not None
-            else _num(ds.get("RescaleIntercept"), 0.0)
-        )
+        slope = _num(trans.get("RescaleSlope"), 1.0) if trans is not None else _num(ds.get("RescaleSlope"), 1.0)
+        inter = _num(trans.get("RescaleIntercept"), 0.0) if trans is not None else _num(ds.get("RescaleIntercept"), 0.0)
         content = _item(groups, "FrameContentSequence")
         key: tuple[Any, ...] = ()
         if content is not None:
             div = content.get("DimensionIndexValues")
-            div = (
-                []
-                if div is None
-                else list(div)
-                if isinstance(div, (list, MultiValue))
-                else [div]
-            )
+            div = [] if div is None else list(div) if isinstance(div, (list, MultiValue)) else [div]
             key = (
                 _num(content.get("TemporalPositionIndex")),
                 tuple(int(v) for v in div),

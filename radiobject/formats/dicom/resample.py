@@ -88,8 +88,9 @@ def resample_series(
             warnings.append(f"gantry tilt not corrected: {exc}; stored raw slices")
             plan = None
         if plan is not None:
-            array = correct_tilt(np.asarray(array), plan, padding_value=_padding(first, slope, inter),
-                                 slope=slope, intercept=inter)
+            array = correct_tilt(
+                np.asarray(array), plan, padding_value=_padding(first, slope, inter), slope=slope, intercept=inter
+            )
             spacing = float(plan.distances[-1] / (nz - 1))
             exact = tilt_affine(affine, plan, spacing, "exact")
             affine = tilt_affine(affine, plan, spacing, mode)
@@ -105,7 +106,8 @@ def resample_series(
             if plan.residual_rows > 0.1:
                 warnings.append(
                     f"slice positions deviate up to {plan.residual_rows:.2f} rows from a straight tilted "
-                    "stack: each slice was shifted by its own offset (dcm2niix shifts linearly)")
+                    "stack: each slice was shifted by its own offset (dcm2niix shifts linearly)"
+                )
             if mode == "dcm2niix" and meta["tilt_correction"]["origin_offset_from_exact_mm"] > 1e-3:
                 warnings.append(
                     "tilt corrected with dcm2niix's origin, which lies "

@@ -34,9 +34,7 @@ def _fill(ij: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _perimeter(ij: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
-    rr, cc = polygon_perimeter(
-        np.rint(ij[:, 0]), np.rint(ij[:, 1]), shape=shape, clip=False
-    )
+    rr, cc = polygon_perimeter(np.rint(ij[:, 0]), np.rint(ij[:, 1]), shape=shape, clip=False)
     ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
     mask[rr[ok], cc[ok]] = True
     return mask
@@ -72,14 +70,9 @@ def read_rtstruct(
             ds = pydicom.dcmread(path, force=True)
     except Exception as exc:
         raise DicomError(path, f"cannot read RTSTRUCT: {exc}") from exc
-    if (
-        str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS
-        and ds.get("Modality") != "RTSTRUCT"
-    ):
+    if str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS and ds.get("Modality") != "RTSTRUCT":
         raise DicomError(path, f"not an RTSTRUCT (Modality {ds.get('Modality')})")
-    names = {
-        int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])
-    }
+    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
     table = {name: i + 1 for i, name in enumerate(names.values())}
     value_of = {num: table[name] for num, name in names.items()}
     shape3 = (int(reference.shape[0]), int(reference.shape[1]), int(reference.shape[2]))
@@ -111,16 +104,11 @@ def read_rtstruct(
                     "off the nearest slice centre"
                 )
             if not 0 <= k < shape3[2]:
-                warnings.append(
-                    f"ROI {name!r}: a contour lies outside the reference volume (slice {k})"
-                )
+                warnings.append(f"ROI {name!r}: a contour lies outside the reference volume (slice {k})")
                 continue
-            xor, edge = per_slice.get(
-                k, (np.zeros(shape3[:2], bool), np.zeros(shape3[:2], bool))
-            )
+            xor, edge = per_slice.get(k, (np.zeros(shape3[:2], bool), np.zeros(shape3[:2], bool)))
             per_slice[k] = (
-                xor
-                ^ (_fill(vox[:, :2], shape3[:2]) | _perimeter(vox[:, :2], shape3[:2])),
+                xor ^ (_fill(vox[:, :2], shape3[:2]) | _perimeter(vox[:, :2], shape3[:2])),
                 edge | _perimeter(vox[:, :2], shape3[:2]),
             )
         for k, (xor, edge) in per_slice.items():

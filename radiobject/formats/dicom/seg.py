@@ -63,15 +63,11 @@ def read_dicom_seg(
         and np.allclose(t[:3, 3], np.round(t[:3, 3]), atol=1e-2)
         and np.allclose(np.abs(np.round(rot)).sum(axis=0), 1)
     ):
-        raise SeriesGeometryError(
-            path, "SEG frames are not on the reference series' voxel grid"
-        )
+        raise SeriesGeometryError(path, "SEG frames are not on the reference series' voxel grid")
     idx = np.indices(arr.shape).reshape(3, -1)
     dst = (np.round(rot) @ idx + np.round(t[:3, 3])[:, None]).astype(int)
     ok = np.all((dst >= 0) & (dst < np.array(out.shape)[:, None]), axis=0)
     if not ok.all() and np.any(arr.reshape(-1)[~ok]):
-        meta["warnings"].append(
-            "some segment voxels lie outside the reference volume (dropped)"
-        )
+        meta["warnings"].append("some segment voxels lie outside the reference volume (dropped)")
     out[tuple(dst[:, ok])] = arr.reshape(-1)[ok]
     return ImageData(out, reference.affine.copy(), meta, source=path), table

@@ -65,11 +65,7 @@ def frames_of(ds: Dataset, index: int) -> list[Frame]:
     """The frames of one data set (mosaic tiles, enhanced frames, or the classic image)."""
     if is_mosaic(ds):
         return mosaic_frames(ds, index)
-    if (
-        is_enhanced(ds)
-        and int(ds.get("NumberOfFrames", 1) or 1) >= 1
-        and "PerFrameFunctionalGroupsSequence" in ds
-    ):
+    if is_enhanced(ds) and int(ds.get("NumberOfFrames", 1) or 1) >= 1 and "PerFrameFunctionalGroupsSequence" in ds:
         return enhanced_frames(ds, index)
     return classic_frames(ds, index)
 
@@ -86,9 +82,7 @@ class _PixelCache:
         ds = self.datasets[f.ds_index]
         arr = self.cache.get(f.ds_index)
         if arr is None:
-            arr = decode_pixels(
-                ds, getattr(ds, "radiobject_path", ""), backend=self.decoder
-            )
+            arr = decode_pixels(ds, getattr(ds, "radiobject_path", ""), backend=self.decoder)
             self.cache[f.ds_index] = arr
         if f.tile is not None:
             if f.ds_index not in self.layout:
@@ -125,15 +119,11 @@ def series_to_image(
     groups = group_positions(frames, normal, where)
     nz, nt = len(groups), len(groups[0])
     first = info.first
-    fallback = float(
-        first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0
-    )
+    fallback = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
     geo = analyse_positions(np.array([g[0].ipp for g in groups]), f0.iop, fallback)
     warnings = list(geo.warnings)
     if info.duplicates:
-        warnings.append(
-            f"{len(info.duplicates)} duplicate file(s) (same SOPInstanceUID) ignored"
-        )
+        warnings.append(f"{len(info.duplicates)} duplicate file(s) (same SOPInstanceUID) ignored")
     if nz == 1 and nt > 1 and not is_enhanced(first) and not is_mosaic(first):
         warnings.append(
             f"all {nt} images share one slice position: stored as a single-slice series "
@@ -179,12 +169,18 @@ def series_to_image(
     array = values.transpose(axes)
     if nt == 1:
         array = array[:, :, :, 0]
-    affine = lps_to_ras(
-        plane_affine_lps(f0.iop, f0.pixel_spacing, groups[0][0].ipp, geo.step)
-    )
+    affine = lps_to_ras(plane_affine_lps(f0.iop, f0.pixel_spacing, groups[0][0].ipp, geo.step))
     array, affine, resampled_meta, more = resample_series(
-        np.asarray(array), affine, geo, np.array([g[0].ipp for g in groups])[geo.order], f0.iop,
-        f0.pixel_spacing, first, rescale, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
+        np.asarray(array),
+        affine,
+        geo,
+        np.array([g[0].ipp for g in groups])[geo.order],
+        f0.iop,
+        f0.pixel_spacing,
+        first,
+        rescale,
+        resample_tilt=resample_tilt,
+        resample_gaps=resample_gaps,
     )
     warnings.extend(more)
     diffusion, notes = series_diffusion([[g[t] for g in groups] for t in range(nt)], info.datasets, affine)
@@ -214,9 +210,7 @@ def series_to_image(
         meta["diffusion"] = diffusion
     if philips_record is not None:
         meta["philips_scaling"] = philips_record
-    return ImageData(
-        array=array, affine=affine, metadata=meta, source=os.path.dirname(info.paths[0])
-    )
+    return ImageData(array=array, affine=affine, metadata=meta, source=os.path.dirname(info.paths[0]))
 
 
 def _pick(disc: Discovery, series_uid: str | None, where: str) -> SeriesInfo:
@@ -240,16 +234,14 @@ def _pick(disc: Discovery, series_uid: str | None, where: str) -> SeriesInfo:
             raise SkippedSeriesError(where, f"no convertible series ({reasons})")
         shown = "; ".join(f"{p}: {r}" for p, r in disc.skipped_files[:3])
         raise DicomError(
-            where, f"no DICOM images found ({len(disc.skipped_files)} non-DICOM files"
-            + (f": {shown}" if shown else "") + ")"
+            where,
+            f"no DICOM images found ({len(disc.skipped_files)} non-DICOM files" + (f": {shown}" if shown else "") + ")",
         )
     raise MultipleSeriesError(
         where,
         f"{len(usable)} series found, pass series_uid= one of: "
         + ", ".join(
-            f"{s.key} ({s.to_dict()['series_description']}"
-            f"{', ' + s.split if s.split else ''})"
-            for s in usable
+            f"{s.key} ({s.to_dict()['series_description']}{', ' + s.split if s.split else ''})" for s in usable
         ),
     )
 
@@ -295,11 +287,7 @@ def read_dicom_series(
         MissingDecoderError: a compressed transfer syntax has no installed decoder.
         DicomError: anything else (no DICOM files, truncated pixel data, ...).
     """
-    where = (
-        str(source)
-        if isinstance(source, (str, os.PathLike))
-        else f"{len(source)} files"
-    )
+    where = str(source) if isinstance(source, (str, os.PathLike)) else f"{len(source)} files"
     disc = discover_series(source)
     info = _pick(disc, series_uid, where)
     img = series_to_image(
@@ -311,9 +299,7 @@ def read_dicom_series(
         philips_scaling=philips_scaling,
     )
     if disc.skipped_files:
-        img.metadata["warnings"].append(
-            f"{len(disc.skipped_files)} non-DICOM file(s) skipped"
-        )
+        img.metadata["warnings"].append(f"{len(disc.skipped_files)} non-DICOM file(s) skipped")
         img.metadata["skipped_files"] = [list(x) for x in disc.skipped_files]
     return img
 
@@ -338,9 +324,17 @@ def iter_dicom_folder(
     disc = discovery or discover_series(root)
     for info in disc.series:
         try:
-            yield info, series_to_image(info, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
-                                        include_patient=include_patient, decoder=decoder,
-                                        philips_scaling=philips_scaling)
+            yield (
+                info,
+                series_to_image(
+                    info,
+                    resample_tilt=resample_tilt,
+                    resample_gaps=resample_gaps,
+                    include_patient=include_patient,
+                    decoder=decoder,
+                    philips_scaling=philips_scaling,
+                ),
+            )
         except DicomError as exc:
             yield info, exc
         except Exception as exc:  # noqa: BLE001 - one odd series must not stop a folder ingest
@@ -370,8 +364,16 @@ def read_dicom_folder(
         :class:`SkippedSeriesError`; ``.skipped_files`` holds ``(path, reason)`` of non-DICOM files.
     """
     disc = discover_series(root)
-    out = DicomFolderResult(iter_dicom_folder(root, resample_tilt=resample_tilt, resample_gaps=resample_gaps,
-                                              include_patient=include_patient, decoder=decoder, discovery=disc,
-                                              philips_scaling=philips_scaling))
+    out = DicomFolderResult(
+        iter_dicom_folder(
+            root,
+            resample_tilt=resample_tilt,
+            resample_gaps=resample_gaps,
+            include_patient=include_patient,
+            decoder=decoder,
+            discovery=disc,
+            philips_scaling=philips_scaling,
+        )
+    )
     out.skipped_files = list(disc.skipped_files)
     return out

@@ -167,9 +167,7 @@ def correct_tilt(
     return _cast(out, data.dtype)
 
 
-def tilt_affine(
-    affine_ras: np.ndarray, plan: TiltPlan, spacing: float, origin: str = "exact"
-) -> np.ndarray:
+def tilt_affine(affine_ras: np.ndarray, plan: TiltPlan, spacing: float, origin: str = "exact") -> np.ndarray:
     """The voxel -> RAS affine of :func:`correct_tilt`'s output.
 
     Args:
@@ -244,8 +242,9 @@ def equalise_spacing(
             out[:, :, s] = src[:, :, hi]
         else:
             f = float((np.float32(x) - np.float32(m_lo)) / (np.float32(m_hi) - np.float32(m_lo)))
-            out[:, :, s] = _blend(src[:, :, lo].astype(np.float64), src[:, :, hi].astype(np.float64), f,
-                                  slope, intercept, integer)
+            out[:, :, s] = _blend(
+                src[:, :, lo].astype(np.float64), src[:, :, hi].astype(np.float64), f, slope, intercept, integer
+            )
     return _cast(out, data.dtype), spacing
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "ingest_nnunet",
 ]
 
+
 def ingest_layout(
     uri: str,
     lp: LayoutPlan,
@@ -87,8 +88,9 @@ def _ingest(kind: str, root: Any, uri: str, plan_kwargs: dict[str, Any], **kwarg
     return ingest_layout(uri, planner(root, **plan_kwargs), **kwargs)  # type: ignore[operator]
 
 
-def ingest_bids(root: Any, uri: str, *, suffixes: Sequence[str] | None = None,
-                datatypes: Sequence[str] | None = None, **kwargs: Any) -> Any:
+def ingest_bids(
+    root: Any, uri: str, *, suffixes: Sequence[str] | None = None, datatypes: Sequence[str] | None = None, **kwargs: Any
+) -> Any:
     """``plan_bids(root)`` ingested into ``uri`` (``kwargs`` as for :func:`ingest_layout`)."""
     return _ingest("bids", root, uri, {"suffixes": suffixes, "datatypes": datatypes}, **kwargs)
 

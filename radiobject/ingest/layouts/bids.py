@@ -34,8 +34,10 @@ from radiobject.ingest.tasks import Problem, VolumeTask
 __all__ = ["BidsFile", "parse_bids_name", "plan_bids", "read_bids_table"]
 
 _SKIP_DIRS = frozenset({"derivatives", "sourcedata", "code", "stimuli"})
-_NAME = re.compile(r"^(?P<entities>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)*[a-zA-Z0-9]+-[a-zA-Z0-9]+)_(?P<suffix>[a-zA-Z0-9]+)"
-                   r"(?P<ext>\.nii\.gz|\.nii)$")
+_NAME = re.compile(
+    r"^(?P<entities>(?:[a-zA-Z0-9]+-[a-zA-Z0-9]+_)*[a-zA-Z0-9]+-[a-zA-Z0-9]+)_(?P<suffix>[a-zA-Z0-9]+)"
+    r"(?P<ext>\.nii\.gz|\.nii)$"
+)
 
 
 class BidsFile:
@@ -148,8 +150,14 @@ def _dwi_gradients(f: BidsFile) -> dict[str, Any]:
         vec = vec.T
     if vec.shape != (3, bvals.size):
         raise LayoutError(str(bvec), f"{vec.shape} gradient table for {bvals.size} b-values (expected 3 rows)")
-    return {"diffusion": {"bvals": [float(v) for v in bvals], "bvecs": [[float(x) for x in col] for col in vec.T],
-                          "convention": CONVENTION, "source": f"{bval.name}+{bvec.name}"}}
+    return {
+        "diffusion": {
+            "bvals": [float(v) for v in bvals],
+            "bvecs": [[float(x) for x in col] for col in vec.T],
+            "convention": CONVENTION,
+            "source": f"{bval.name}+{bvec.name}",
+        }
+    }
 
 
 def plan_bids(
@@ -179,13 +187,21 @@ def plan_bids(
                 continue
             parsed = parse_bids_name(path.name)
             if parsed is None:
-                plan.problems.append(Problem("", sub.name, "", str(path), "not a BIDS file name "
-                                             "(sub-<label>[_<key>-<value>]_<suffix>.nii[.gz])"))
+                plan.problems.append(
+                    Problem(
+                        "",
+                        sub.name,
+                        "",
+                        str(path),
+                        "not a BIDS file name (sub-<label>[_<key>-<value>]_<suffix>.nii[.gz])",
+                    )
+                )
                 continue
             ents, suffix = parsed
             if f"sub-{ents['sub']}" != sub.name or ("ses" in ents and f"ses-{ents['ses']}" not in rel.parts):
-                plan.problems.append(Problem("", sub.name, "", str(path),
-                                             "file name entities disagree with its folders"))
+                plan.problems.append(
+                    Problem("", sub.name, "", str(path), "file name entities disagree with its folders")
+                )
                 continue
             if suffixes is not None and suffix not in suffixes:
                 continue
@@ -198,8 +214,18 @@ def plan_bids(
     for f in found:
         sidecar = {k: _cell(v) for k, v in _sidecar(f, base).items()}
         meta = _dwi_gradients(f) if f.suffix == "dwi" else {}
-        plan.tasks.append(VolumeTask(f.collection, f.sample_id, f.sample_id, str(f.path), "nifti", columns=sidecar,
-                                     row=str(f.path.relative_to(base)), metadata=meta))
+        plan.tasks.append(
+            VolumeTask(
+                f.collection,
+                f.sample_id,
+                f.sample_id,
+                str(f.path),
+                "nifti",
+                columns=sidecar,
+                row=str(f.path.relative_to(base)),
+                metadata=meta,
+            )
+        )
         row = samples.setdefault(f.sample_id, {"participant_id": f"sub-{f.entities['sub']}"})
         if "ses" in f.entities:
             row["session_id"] = f"ses-{f.entities['ses']}"
@@ -214,8 +240,11 @@ def plan_bids(
         table_subjects = part["participant_id"].tolist()
         ids = set(meta.get("participant_id", pd.Series([], dtype=str)))
         if ids and not ids & set(table_subjects):
-            raise LayoutError(str(ptsv), f"none of its participant_id values (e.g. {table_subjects[:1]}) matches a "
-                              f"subject folder (e.g. {sorted(ids)[:1]})")
+            raise LayoutError(
+                str(ptsv),
+                f"none of its participant_id values (e.g. {table_subjects[:1]}) matches a "
+                f"subject folder (e.g. {sorted(ids)[:1]})",
+            )
         meta = meta.merge(part, on="participant_id", how="left", suffixes=("", "_participants"))
     meta = _join_sessions(base, meta)
     plan.obs_meta = meta

@@ -57,7 +57,7 @@ def _case_id(path: str, ending: str) -> str:
 def _channel_names(ds: dict[str, Any], key: str, where: str) -> list[str]:
     raw = ds.get(key)
     if not isinstance(raw, dict) or not raw:
-        raise LayoutError(where, f"dataset.json needs a non-empty {key!r} object ({{\"0\": \"T2\", ...}})")
+        raise LayoutError(where, f'dataset.json needs a non-empty {key!r} object ({{"0": "T2", ...}})')
     return [str(raw[k]) for k in sorted(raw, key=lambda k: int(k))]
 
 
@@ -114,8 +114,11 @@ def plan_nnunet(root: str | os.PathLike[str]) -> LayoutPlan:
     base = Path(root)
     ds = read_dataset_json(base)
     where = str(base / "dataset.json")
-    channels = _channel_names(ds, "channel_names" if "channel_names" in ds else "modality", where) \
-        if ("channel_names" in ds or "modality" in ds) else _channel_names(ds, "channel_names", where)
+    channels = (
+        _channel_names(ds, "channel_names" if "channel_names" in ds else "modality", where)
+        if ("channel_names" in ds or "modality" in ds)
+        else _channel_names(ds, "channel_names", where)
+    )
     ending = str(ds.get("file_ending", ".nii.gz"))
     names = _collection_names(channels)
     images = base / "imagesTr"
@@ -137,8 +140,9 @@ def plan_nnunet(root: str | os.PathLike[str]) -> LayoutPlan:
             plan.problems.append(Problem("", m.group("case"), "", str(path), f"channel {ch} is not in channel_names"))
             continue
         cases[m.group("case")] = None
-        plan.tasks.append(VolumeTask(names[ch], m.group("case"), m.group("case"), str(path), "auto",
-                                     row=f"imagesTr/{path.name}"))
+        plan.tasks.append(
+            VolumeTask(names[ch], m.group("case"), m.group("case"), str(path), "auto", row=f"imagesTr/{path.name}")
+        )
     for case in cases:
         lab = base / "labelsTr" / f"{case}{ending}"
         if lab.exists():
@@ -215,8 +219,10 @@ def export_nnunet(
         values = sorted(set(label_values(radi[label])) | (set(lm.names) if lm else set()) | {0})
         if regions:  # region-based labels: a value is named by its regions, not as a class of its own
             values = [v for v in values if v == 0 or (lm is not None and v in lm.names)]
-        labels = {("background" if v == 0 and (lm is None or v not in lm.names) else
-                   (lm.name(v) if lm else f"label_{v}")): v for v in values}
+        labels = {
+            ("background" if v == 0 and (lm is None or v not in lm.names) else (lm.name(v) if lm else f"label_{v}")): v
+            for v in values
+        }
         labels.update(regions)
         region_order = label_meta.get("regions_class_order") if regions else None
     ds = {"channel_names": channel_names, "labels": labels, "numTraining": len(cases), "file_ending": file_ending}

@@ -45,16 +45,18 @@ class LayoutPlan:
         return list(self.label_maps)
 
 
-def find_incomplete(plan: CohortPlan, required: Sequence[str] | None = None,
-                    table_subjects: Sequence[str] = ()) -> list[Incomplete]:
+def find_incomplete(
+    plan: CohortPlan, required: Sequence[str] | None = None, table_subjects: Sequence[str] = ()
+) -> list[Incomplete]:
     """Subjects lacking a ``required`` collection (default: every collection of the plan), and
     subject-table rows (``table_subjects``) without any image."""
     have: dict[str, set[str]] = {}
     for t in plan.tasks:
         have.setdefault(t.subject_id, set()).add(t.collection)
     need = list(required) if required is not None else plan.collections
-    out = [Incomplete(s, tuple(c for c in need if c not in cs)) for s, cs in have.items()
-           if any(c not in cs for c in need)]
+    out = [
+        Incomplete(s, tuple(c for c in need if c not in cs)) for s, cs in have.items() if any(c not in cs for c in need)
+    ]
     # a participants row is covered by its sessions' samples (BIDS: sub-01 by sub-01_ses-pre, ...)
     covered = set(have) | {s.split("_ses-", 1)[0] for s in have}
     meta = plan.obs_meta

@@ -27,9 +27,14 @@ def to_meta(sample: dict[str, Any]) -> dict[str, Any]:
         value = sample.get(key)
         if value is None or isinstance(value, MetaTensor):
             continue
-        meta = {"filename_or_obj": f"{sample.get('subject_id', '')}/{key}", "subject_id": sample.get("subject_id"),
-                "spatial_shape": torch.as_tensor(value.shape[1:]), "original_affine": affine.clone(),
-                "original_channel_dim": 0, "space": "RAS"}
+        meta = {
+            "filename_or_obj": f"{sample.get('subject_id', '')}/{key}",
+            "subject_id": sample.get("subject_id"),
+            "spatial_shape": torch.as_tensor(value.shape[1:]),
+            "original_affine": affine.clone(),
+            "original_channel_dim": 0,
+            "space": "RAS",
+        }
         out[key] = MetaTensor(value, affine=affine.clone(), meta=meta)
     return out
 

@@ -61,10 +61,19 @@ def subjects_dataset(
     from radiobject.ml.loaders import build_reader
 
     reader = build_reader(radi, modalities, label, subjects=subjects, split=split, fold=fold, incomplete=incomplete)
-    single = {name: VolumeReader(reader.location, (name,), None, reader.subject_ids,
-                                 tuple((ids[k],) for ids in reader.obs_ids), reader.shapes, reader.affines,
-                                 reader.cache)
-              for k, name in enumerate(reader.modalities)}
+    single = {
+        name: VolumeReader(
+            reader.location,
+            (name,),
+            None,
+            reader.subject_ids,
+            tuple((ids[k],) for ids in reader.obs_ids),
+            reader.shapes,
+            reader.affines,
+            reader.cache,
+        )
+        for k, name in enumerate(reader.modalities)
+    }
     # TorchIO re-creates cropped images with the same path and checks that it exists: the path names
     # the store folder (a temporary folder for remote stores); the reader, not the path, finds the voxels.
     where = reader.location.uri if os.path.isdir(reader.location.uri) else tempfile.gettempdir()
@@ -72,13 +81,14 @@ def subjects_dataset(
     for i, sid in enumerate(reader.subject_ids):
         images: dict[str, Any] = {}
         for name in reader.modalities:
-            images[name] = tio.ScalarImage(path=where, reader=StoreImageReader(single[name], i, "image"),
-                                           verify_path=False)
+            images[name] = tio.ScalarImage(
+                path=where, reader=StoreImageReader(single[name], i, "image"), verify_path=False
+            )
         if stack and "image" not in images:
-            images["image"] = tio.ScalarImage(path=where, reader=StoreImageReader(reader, i, "image"),
-                                              verify_path=False)
+            images["image"] = tio.ScalarImage(
+                path=where, reader=StoreImageReader(reader, i, "image"), verify_path=False
+            )
         if reader.label:
-            images["label"] = tio.LabelMap(path=where, reader=StoreImageReader(reader, i, "label"),
-                                           verify_path=False)
+            images["label"] = tio.LabelMap(path=where, reader=StoreImageReader(reader, i, "label"), verify_path=False)
         items.append(tio.Subject(subject_id=sid, **images))
     return tio.SubjectsDataset(items, transform=transform)

@@ -105,7 +105,7 @@ def _header(key: str, value: np.ndarray, payload_crc: int) -> bytes:
     body = _FIXED.pack(MAGIC, length, 0, key_digest(key), payload_crc, value.nbytes) + meta
     body = body.ljust(length, b"\0")
     crc = zlib.crc32(body)
-    return _FIXED.pack(MAGIC, length, crc, key_digest(key), payload_crc, value.nbytes) + body[_FIXED.size:]
+    return _FIXED.pack(MAGIC, length, crc, key_digest(key), payload_crc, value.nbytes) + body[_FIXED.size :]
 
 
 def publish(file: Path, key: str, value: np.ndarray) -> int | None:
@@ -168,7 +168,7 @@ def load(file: Path, key: str, *, verify_payload: bool = True) -> tuple[np.ndarr
         head[12:16] = b"\0\0\0\0"  # the header crc field itself
         if zlib.crc32(head) != hcrc:
             return _reject(file, mm)
-        meta = json.loads(bytes(head[_FIXED.size:]).rstrip(b"\0"))
+        meta = json.loads(bytes(head[_FIXED.size :]).rstrip(b"\0"))
         dtype, shape = np.dtype(meta["dtype"]), tuple(int(s) for s in meta["shape"])
         if dtype.hasobject or int(np.prod(shape)) * dtype.itemsize != plen:
             return _reject(file, mm)

@@ -22,14 +22,18 @@ def cache_key(
     ``"|{version}"`` when non-empty, so a rewritten volume gets a new key and is never served stale.
     ``%`` and ``|`` inside the parts are percent-escaped so distinct inputs give distinct keys.
     """
+
     def esc(part: str) -> str:
         return str(part).replace("%", "%25").replace("|", "%7C")
 
     if region is None:
         reg = "full"
     else:
-        reg = ",".join(f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
-                       + ("" if s.step in (None, 1) else f":{s.step}") for s in region)
+        reg = ",".join(
+            f"{'' if s.start is None else s.start}:{'' if s.stop is None else s.stop}"
+            + ("" if s.step in (None, 1) else f":{s.step}")
+            for s in region
+        )
     key = f"{esc(store_uri)}|{esc(collection)}|{esc(obs_id)}|{reg}"
     return f"{key}|{esc(version)}" if version else key
 

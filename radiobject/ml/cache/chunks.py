@@ -34,8 +34,19 @@ import numpy as np
 
 from radiobject.ml.cache.base import Cache
 
-__all__ = ["ADMIT_WHEN_FULL", "BYPASS_BELOW", "PROBE_EVERY", "PROBE_MAX", "WHOLE_VOLUMES_UP_TO", "CacheUse",
-           "ChunkSource", "chunk_key_prefix", "read_chunked", "read_whole", "whole_key"]
+__all__ = [
+    "ADMIT_WHEN_FULL",
+    "BYPASS_BELOW",
+    "PROBE_EVERY",
+    "PROBE_MAX",
+    "WHOLE_VOLUMES_UP_TO",
+    "CacheUse",
+    "ChunkSource",
+    "chunk_key_prefix",
+    "read_chunked",
+    "read_whole",
+    "whole_key",
+]
 
 #: Probability that a missed chunk is stored once the cache is nearly full.
 ADMIT_WHEN_FULL = 0.25
@@ -151,8 +162,16 @@ PROBE_EVERY = 32
 PROBE_MAX = 512
 
 
-def read_chunked(volume: ChunkSource, cache: Cache, prefix: str, region: Region, out: np.ndarray,
-                 *, rng: random.Random | None = None, policy: CacheUse | None = None) -> np.ndarray:
+def read_chunked(
+    volume: ChunkSource,
+    cache: Cache,
+    prefix: str,
+    region: Region,
+    out: np.ndarray,
+    *,
+    rng: random.Random | None = None,
+    policy: CacheUse | None = None,
+) -> np.ndarray:
     """Fill ``out`` with ``region`` (three spatial slices, clipped to the volume) of ``volume``.
 
     ``out``: shape ``(*region_shape, *trailing)`` where ``trailing`` are the volume's axes after
@@ -191,8 +210,12 @@ def read_chunked(volume: ChunkSource, cache: Cache, prefix: str, region: Region,
         for idx, key in missing:
             if admit >= 1.0 or draw() < admit:
                 cr = chunk_region(idx)
-                cache.put(key, np.array(data[tuple(slice(c.start - b.start, c.stop - b.start)
-                                                   for c, b in zip(cr, box, strict=True))]))
+                cache.put(
+                    key,
+                    np.array(
+                        data[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(cr, box, strict=True))]
+                    ),
+                )
     for idx, block in hits:
         cr = chunk_region(idx)
         if box is not None and all(b.start <= c.start and c.stop <= b.stop for c, b in zip(cr, box, strict=True)):

@@ -32,7 +32,7 @@ class InMemoryCache(Cache):
         return {"max_bytes": self.max_bytes}  # a new process starts empty: no copy per worker
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["max_bytes"])
+        InMemoryCache.__init__(self, state["max_bytes"])
 
     def get(self, key: str) -> np.ndarray | None:
         """The cached array, marked most recently used, or ``None``."""

@@ -117,11 +117,13 @@ def _check_private(path: Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafePathError(str(path), "shared-memory cache path exists and is not a directory (or is a link)")
     if st.st_uid != os.getuid():
-        raise UnsafePathError(str(path),
-                              f"shared-memory cache directory is owned by uid {st.st_uid}, not {os.getuid()}")
+        raise UnsafePathError(
+            str(path), f"shared-memory cache directory is owned by uid {st.st_uid}, not {os.getuid()}"
+        )
     if st.st_mode & 0o077:
-        raise UnsafePathError(str(path), f"shared-memory cache directory has mode {stat.S_IMODE(st.st_mode):o}; "
-                                         "it must be private (0700)")
+        raise UnsafePathError(
+            str(path), f"shared-memory cache directory has mode {stat.S_IMODE(st.st_mode):o}; it must be private (0700)"
+        )
 
 
 def _remove_if_owner(path: str, owner: int) -> None:

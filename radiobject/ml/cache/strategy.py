@@ -13,7 +13,7 @@ from radiobject.ml.cache.shared import SharedMemoryCache
 __all__ = ["CacheStrategy", "make_cache"]
 
 
-class CacheStrategy(str, enum.Enum):
+class CacheStrategy(enum.StrEnum):
     """Which cache a loader uses."""
 
     NONE = "none"

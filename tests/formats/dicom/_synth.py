@@ -118,7 +118,6 @@ def run_dcm2niix(folder: Path, out: Path, *extra: str) -> dict[str, Any]:
     return res
 
 
-
 VENDORS = {
     "philips": "Philips Medical Systems",
     "canon": "CANON_MEC",
@@ -171,7 +170,8 @@ def write_dwi_series(
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
             if vendor == "ge":
                 ds.private_block(0x0043, "GEMS_PARM_01", create=True).add_new(
-                    0x39, "IS", [int(1_000_000_000 + b), 8, 0, 0])
+                    0x39, "IS", [int(1_000_000_000 + b), 8, 0, 0]
+                )
                 acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
                 for off, v in zip((0xBB, 0xBC, 0xBD), vec, strict=True):
                     acq.add_new(off, "DS", f"{float(v):.6f}")

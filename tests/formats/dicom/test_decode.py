@@ -81,9 +81,7 @@ def _decode(name: str, backend: str = "auto") -> np.ndarray:
     return decode_pixels(read_header(p), str(p), backend=backend)
 
 
-@pytest.mark.parametrize(
-    ("orig", "other"), [(a, b) for a, bs in PAIRS.items() for b in bs]
-)
+@pytest.mark.parametrize(("orig", "other"), [(a, b) for a, bs in PAIRS.items() for b in bs])
 def test_pairs_decode_identically(orig: str, other: str) -> None:
     a, b = _decode(orig), _decode(other)
     assert a.shape == b.shape
@@ -91,9 +89,7 @@ def test_pairs_decode_identically(orig: str, other: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("orig", "other"), [(a, b) for a, bs in SLOW_PAIRS.items() for b in bs]
-)
+@pytest.mark.parametrize(("orig", "other"), [(a, b) for a, bs in SLOW_PAIRS.items() for b in bs])
 def test_large_pairs_decode_identically(orig: str, other: str) -> None:
     np.testing.assert_array_equal(_decode(orig), _decode(other))
 
@@ -128,9 +124,7 @@ def test_gzip_file() -> None:
 )
 def test_imagecodecs_fallback_equals_pydicom_plugin(name: str) -> None:
     pytest.importorskip("libjpeg", reason="the reference decoder pylibjpeg-libjpeg (test extra) is not installed")
-    np.testing.assert_array_equal(
-        _decode(name, "imagecodecs"), _decode(name, "pydicom")
-    )
+    np.testing.assert_array_equal(_decode(name, "imagecodecs"), _decode(name, "pydicom"))
 
 
 def test_imagecodecs_fallback_dcm_qa_ts() -> None:
@@ -163,9 +157,7 @@ def test_missing_decoder_typed_error(no_jpeg_lossless_plugins: None) -> None:
     img = read_dicom_series(p)  # auto: falls back to imagecodecs (BSD), same voxels
     np.testing.assert_array_equal(
         np.asarray(img.array),
-        np.asarray(
-            read_dicom_series(data_path("dicom", "dcm_qa_ts", "In", "1.dcm")).array
-        ),
+        np.asarray(read_dicom_series(data_path("dicom", "dcm_qa_ts", "In", "1.dcm")).array),
     )
 
 
@@ -175,9 +167,7 @@ def test_modality_lut_dtypes() -> None:
     assert v.dtype == np.int16 and v.tolist() == [[[-1024, 3071]]]
     v, _ = apply_modality_lut(raw, [1.0], [0.0], 2)
     assert v.dtype == np.uint16
-    v, _ = apply_modality_lut(
-        np.array([[[0, 60000]]], dtype=np.uint16), [1.0], [-1024.0], 2
-    )
+    v, _ = apply_modality_lut(np.array([[[0, 60000]]], dtype=np.uint16), [1.0], [-1024.0], 2)
     assert v.dtype == np.int32 and v.max() == 58976
     two = np.ones((2, 1, 2), dtype=np.int16)
     v, info = apply_modality_lut(two, [1.0, 2.5], [0.0, 0.0], 2)
@@ -245,9 +235,7 @@ def test_all_syntaxes_without_gpl_decoder(without_pylibjpeg_libjpeg: None) -> No
 
     for i in range(1, 10):
         img = read_dicom_series(data_path("dicom", "dcm_qa_ts", "In", f"{i}.dcm"))
-        assert_matches_reference(
-            img, data_path("dicom", "dcm_qa_ts", "Ref", f"{i}.nii")
-        )
+        assert_matches_reference(img, data_path("dicom", "dcm_qa_ts", "Ref", f"{i}.nii"))
 
 
 def test_native_fast_path_equals_pydicom() -> None:
@@ -267,9 +255,7 @@ def test_native_fast_path_equals_pydicom() -> None:
             "OBXXXX1A_2frame.dcm",
         )
     ]
-    files += iter_files(
-        data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010")
-    )[:5]
+    files += iter_files(data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010"))[:5]
     files += [str(data_path("dicom", "dcm_qa_ts", "In", f"{i}.dcm")) for i in (1, 2, 3)]
     checked = 0
     for f in files:

@@ -33,9 +33,7 @@ def original():
     return folder, read_dicom_series(folder)
 
 
-def _copy(
-    folder: Path, dst: Path, edit=None, prefix: str = ""
-) -> list[pydicom.Dataset]:
+def _copy(folder: Path, dst: Path, edit=None, prefix: str = "") -> list[pydicom.Dataset]:
     dst.mkdir(parents=True, exist_ok=True)
     out = []
     for i, f in enumerate(sorted(folder.iterdir())):
@@ -109,19 +107,12 @@ def test_varying_slopes_give_float32(original, tmp_path: Path) -> None:
     img = read_dicom_series(tmp_path)
     assert img.array.dtype == np.float32 and img.metadata["rescale_varies"]
     z_order = np.argsort(
-        [
-            float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[0])
-            for p in sorted(tmp_path.iterdir())
-        ]
+        [float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[0]) for p in sorted(tmp_path.iterdir())]
     )
     raw = np.asarray(ref.array).astype(np.float64)
     got = np.asarray(img.array)
-    for k in range(
-        4
-    ):  # slice k of the volume came from the file whose slope we can identify
-        cand = [
-            np.allclose(got[:, :, k], raw[:, :, k] * s - 10, atol=1e-3) for s in slopes
-        ]
+    for k in range(4):  # slice k of the volume came from the file whose slope we can identify
+        cand = [np.allclose(got[:, :, k], raw[:, :, k] * s - 10, atol=1e-3) for s in slopes]
         assert any(cand)
     assert len(z_order) == 4
 
@@ -136,9 +127,7 @@ def test_integer_rescale_stays_integer(original, tmp_path: Path) -> None:
     _copy(folder, tmp_path, edit)
     img = read_dicom_series(tmp_path)
     assert img.array.dtype == np.int16
-    np.testing.assert_array_equal(
-        np.asarray(img.array), np.asarray(ref.array).astype(np.int32) - 1024
-    )
+    np.testing.assert_array_equal(np.asarray(img.array), np.asarray(ref.array).astype(np.int32) - 1024)
 
 
 def test_header_fields_and_patient_opt_in(original) -> None:
@@ -190,15 +179,9 @@ def test_is_dicom_detection(tmp_path: Path) -> None:
     from radiobject.formats.dicom import is_dicom
 
     assert is_dicom(data_path("dicom", "dcm_qa_nih", "In"))  # folder, recursive
-    assert is_dicom(
-        data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010", "I10")
-    )  # no extension
-    assert is_dicom(
-        Path(pydicom.data.get_testdata_file("zipMR.gz", download=False))
-    )  # gzip
-    assert is_dicom(
-        Path(pydicom.data.get_testdata_file("ExplVR_LitEndNoMeta.dcm", download=False))
-    )
+    assert is_dicom(data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010", "I10"))  # no extension
+    assert is_dicom(Path(pydicom.data.get_testdata_file("zipMR.gz", download=False)))  # gzip
+    assert is_dicom(Path(pydicom.data.get_testdata_file("ExplVR_LitEndNoMeta.dcm", download=False)))
     (tmp_path / "a.nii.gz").write_bytes(b"\x1f\x8b" + b"\x00" * 200)
     (tmp_path / "notes.txt").write_text("hello")
     assert not is_dicom(tmp_path / "a.nii.gz")

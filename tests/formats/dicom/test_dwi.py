@@ -81,14 +81,16 @@ def test_real_dti_matches_dcm2niix(case: str, tmp_path: Path) -> None:
     diff = img.metadata["diffusion"]
     bval, bvec = _read_fsl(tmp_path / "s")
     np.testing.assert_allclose(diff["bvals"], bval, atol=1e-6)
-    np.testing.assert_allclose(to_patient(np.asarray(diff["bvecs"]), img.affine),
-                               to_patient(bvec, ref.affine), atol=1e-4)
+    np.testing.assert_allclose(
+        to_patient(np.asarray(diff["bvecs"]), img.affine), to_patient(bvec, ref.affine), atol=1e-4
+    )
     if case.startswith("ge"):  # no (0018,1312): kept as stored, like dcm2niix, and said so
         assert any("InPlanePhaseEncodingDirection" in w for w in img.metadata["warnings"])
 
 
 SYNTHETIC = [(v, o, "COL") for v in ("philips", "canon", "siemens", "ge") for o in ORIENTATIONS] + [
-    ("ge", o, "ROW") for o in ORIENTATIONS]
+    ("ge", o, "ROW") for o in ORIENTATIONS
+]
 
 
 @needs_dcm2niix
@@ -101,8 +103,9 @@ def test_synthetic_vendor_matches_dcm2niix(vendor: str, orientation: str, phase:
     diff = img.metadata["diffusion"]
     assert img.shape[3] == len(BVALS)
     np.testing.assert_allclose(diff["bvals"], bval, atol=1e-6)
-    np.testing.assert_allclose(to_patient(np.asarray(diff["bvecs"]), img.affine),
-                               to_patient(bvec, ref.affine), atol=1e-4)
+    np.testing.assert_allclose(
+        to_patient(np.asarray(diff["bvecs"]), img.affine), to_patient(bvec, ref.affine), atol=1e-4
+    )
     assert diff["bvecs"][0] == [0.0, 0.0, 0.0]
 
 
@@ -183,8 +186,12 @@ def test_enhanced_mr_diffusion_sequence_equals_classic(tmp_path: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             enh = hd.legacy.LegacyConvertedEnhancedMRImage(
-                legacy_datasets=datasets, series_instance_uid=hd.UID(), series_number=1,
-                sop_instance_uid=hd.UID(), instance_number=1)
+                legacy_datasets=datasets,
+                series_instance_uid=hd.UID(),
+                series_number=1,
+                sop_instance_uid=hd.UID(),
+                instance_number=1,
+            )
     finally:
         logging.disable(logging.NOTSET)
     for frame in enh.PerFrameFunctionalGroupsSequence:

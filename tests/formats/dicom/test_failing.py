@@ -59,9 +59,7 @@ def test_gantry_tilt_raw_exact_shear(tilt_folder: Path) -> None:
 
 
 @pytest.mark.skipif(not DCM2NIIX.exists(), reason="dcm2niix wheel not installed")
-def test_gantry_tilt_resampled_matches_dcm2niix_tilt(
-    tilt_folder: Path, tmp_path: Path
-) -> None:
+def test_gantry_tilt_resampled_matches_dcm2niix_tilt(tilt_folder: Path, tmp_path: Path) -> None:
     subprocess.run(
         [str(DCM2NIIX), "-o", str(tmp_path), "-f", "tilt", str(tilt_folder)],
         check=True,
@@ -79,12 +77,8 @@ def test_missing_slice_warned_and_resampled(tmp_path: Path) -> None:
     folder = data_path("dicom", "dicom2nifti", "failing", "sliceincrement", "001")
     img = read_dicom_series(folder)
     assert img.shape[2] == 4 and not img.metadata["uniform_spacing"]
-    assert any(
-        "missing slices" in w and "10.000 mm" in w for w in img.metadata["warnings"]
-    )
-    assert img.metadata["slice_positions_mm"] == pytest.approx(
-        [18.1075, 23.1075, 28.1075, 38.1075], abs=1e-3
-    )
+    assert any("missing slices" in w and "10.000 mm" in w for w in img.metadata["warnings"])
+    assert img.metadata["slice_positions_mm"] == pytest.approx([18.1075, 23.1075, 28.1075, 38.1075], abs=1e-3)
     eq = read_dicom_series(folder, resample_gaps=True)
     assert eq.metadata["resampled"] == "gaps"
     assert eq.metadata["spacing_equalised"]["slices_in"] == 4
@@ -95,8 +89,9 @@ def test_missing_slice_warned_and_resampled(tmp_path: Path) -> None:
     for k_eq, k_raw in ((0, 0), (5, 3)):  # first and last positions are raw slices
         np.testing.assert_array_equal(np.asarray(eq.array)[:, :, k_eq], raw[:, :, k_raw])
     if DCM2NIIX.exists():
-        subprocess.run([str(DCM2NIIX), "-o", str(tmp_path), "-f", "t", str(folder)],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [str(DCM2NIIX), "-o", str(tmp_path), "-f", "t", str(folder)], check=True, capture_output=True, timeout=120
+        )
         ref = nib.load(str(tmp_path / "t_Eq_1.nii"))
         ours, aff = reorient_to(np.asarray(eq.array), eq.affine, ref.affine)
         np.testing.assert_array_equal(ours, np.asanyarray(ref.dataobj))
@@ -110,9 +105,7 @@ def test_tilt_and_gap_both_warned() -> None:
     assert "gantry tilt" in text and "missing slices" in text
     both = read_dicom_series(folder, resample_gaps=True, resample_tilt=True)
     assert both.metadata["resampled"] == "tilt+gaps"
-    assert (
-        both.shape[2] == 5 and both.shape[1] > 512
-    )  # gap filled, rows widened for the shift
+    assert both.shape[2] == 5 and both.shape[1] > 512  # gap filled, rows widened for the shift
     a = both.affine
     assert abs(np.dot(np.cross(a[:3, 0], a[:3, 1]), a[:3, 2])) == pytest.approx(
         np.linalg.norm(np.cross(a[:3, 0], a[:3, 1])) * np.linalg.norm(a[:3, 2]),
@@ -125,9 +118,7 @@ def test_tilt_and_gap_both_warned() -> None:
 
 
 def test_not_a_volume_is_single_slice_4d_with_warning() -> None:
-    img = read_dicom_series(
-        data_path("dicom", "dicom2nifti", "failing", "notavolume", "001")
-    )
+    img = read_dicom_series(data_path("dicom", "dicom2nifti", "failing", "notavolume", "001"))
     assert img.shape == (512, 512, 1, 4)
     assert any("share one slice position" in w for w in img.metadata["warnings"])
 
@@ -145,9 +136,7 @@ def test_mixed_orientation_split_into_two_series() -> None:
 
 
 def test_slicecount_two_slices() -> None:
-    img = read_dicom_series(
-        data_path("dicom", "dicom2nifti", "failing", "slicecount", "001")
-    )
+    img = read_dicom_series(data_path("dicom", "dicom2nifti", "failing", "slicecount", "001"))
     assert img.shape == (256, 256, 2)
 
 
@@ -160,9 +149,7 @@ def messy_tree(tmp_path: Path) -> Path:
     (root / "a" / "b").mkdir(parents=True)
     shutil.copy(files[0], root / "a" / "slice0.dcm")
     shutil.copy(files[1], root / "a" / "b" / "noextension")
-    (root / "a" / "b" / "slice2.dcm.gz").write_bytes(
-        gzip.compress(files[2].read_bytes())
-    )
+    (root / "a" / "b" / "slice2.dcm.gz").write_bytes(gzip.compress(files[2].read_bytes()))
     shutil.copy(files[3], root / "slice3")
     (root / "notes.txt").write_text("not dicom")
     (root / "Thumbs.db").write_bytes(b"\x00" * 300)
@@ -170,16 +157,12 @@ def messy_tree(tmp_path: Path) -> Path:
     trunc.mkdir()
     data = files[0].read_bytes()
     (trunc / "cut.dcm").write_bytes(data[: len(data) - 5000])
-    shutil.copy(
-        pydicom.data.get_testdata_file("rtstruct.dcm", download=False), root / "rt.dcm"
-    )
+    shutil.copy(pydicom.data.get_testdata_file("rtstruct.dcm", download=False), root / "rt.dcm")
     return root
 
 
 def test_messy_tree(messy_tree: Path) -> None:
-    ref = read_dicom_series(
-        data_path("dicom", "dicom2nifti", "ge", "anatomical", "001")
-    )
+    ref = read_dicom_series(data_path("dicom", "dicom2nifti", "ge", "anatomical", "001"))
     img = read_dicom_series(messy_tree)
     np.testing.assert_array_equal(np.asarray(img.array), np.asarray(ref.array))
     np.testing.assert_allclose(img.affine, ref.affine)
@@ -205,15 +188,10 @@ def test_only_non_image_objects() -> None:
 
 
 def test_dicomdir_ignored() -> None:
-    folder = (
-        Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent
-        / "dicomdirtests"
-    )
+    folder = Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent / "dicomdirtests"
     disc = discover_series(folder)
     reasons = dict(disc.skipped_files)
-    assert any(
-        "DICOMDIR" in r for p, r in reasons.items() if Path(p).name == "DICOMDIR"
-    )
+    assert any("DICOMDIR" in r for p, r in reasons.items() if Path(p).name == "DICOMDIR")
     assert disc.series  # the files the DICOMDIR lists are still found
 
 

@@ -84,11 +84,7 @@ def test_pydicom_rtstruct_sample_parses() -> None:
     path = pydicom.data.get_testdata_file("rtstruct.dcm", download=False)
     ds = pydicom.dcmread(path, force=True)
     pts = np.concatenate(
-        [
-            np.asarray(c.ContourData, float).reshape(-1, 3)
-            for roi in ds.ROIContourSequence
-            for c in roi.ContourSequence
-        ]
+        [np.asarray(c.ContourData, float).reshape(-1, 3) for roi in ds.ROIContourSequence for c in roi.ContourSequence]
     )
     lo = pts.min(0) - 5
     aff = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -107,10 +103,7 @@ def _data_store(name: str) -> Path:
         pytest.skip("pydicom-data not installed")
     p = Path(data_store.__file__).parent / "data" / name
     if not p.exists():
-        p = (
-            Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent
-            / name
-        )
+        p = Path(pydicom.data.get_testdata_file("CT_small.dcm", download=False)).parent / name
     if not p.exists():
         pytest.skip(f"{name} not in pydicom-data")
     return p
@@ -121,9 +114,7 @@ def test_pydicom_data_seg_files() -> None:
     assert table == {"Liver": 1}
     assert labels.shape == (512, 512, 3) and labels.array.dtype == np.uint8
     assert 0 < int(np.asarray(labels.array).sum()) < labels.array.size
-    with pytest.raises(
-        DicomError, match="little endian"
-    ):  # highdicom parses little endian only
+    with pytest.raises(DicomError, match="little endian"):  # highdicom parses little endian only
         read_dicom_seg(_data_store("liver_expb.dcm"))
     one, _ = read_dicom_seg(_data_store("liver_1frame.dcm"))
     assert one.shape[:2] == (512, 512)
@@ -145,9 +136,7 @@ def test_seg_round_trip_highdicom(series) -> None:
             )
         ),
     )
-    for (
-        d
-    ) in sources:  # highdicom insists on patient module attributes the test data lacks
+    for d in sources:  # highdicom insists on patient module attributes the test data lacks
         for kw in (
             "PatientSex",
             "PatientBirthDate",
@@ -166,19 +155,13 @@ def test_seg_round_trip_highdicom(series) -> None:
         d.FrameOfReferenceUID = d.get("FrameOfReferenceUID") or for_uid
         d.SliceThickness = d.get("SliceThickness") or 1.0
     # highdicom wants (frames, rows, cols, segments) in source-image order
-    pixel = np.stack(
-        [masks[n].transpose(2, 1, 0) for n in ("ring", "box", "blob")], -1
-    ).astype(np.uint8)
-    algo = hd.AlgorithmIdentificationSequence(
-        name="test", version="1", family=hd.sr.CodedConcept("123", "99X", "x")
-    )
+    pixel = np.stack([masks[n].transpose(2, 1, 0) for n in ("ring", "box", "blob")], -1).astype(np.uint8)
+    algo = hd.AlgorithmIdentificationSequence(name="test", version="1", family=hd.sr.CodedConcept("123", "99X", "x"))
     descs = [
         hd.seg.SegmentDescription(
             segment_number=i + 1,
             segment_label=n,
-            segmented_property_category=hd.sr.CodedConcept(
-                "91723000", "SCT", "Anatomical Structure"
-            ),
+            segmented_property_category=hd.sr.CodedConcept("91723000", "SCT", "Anatomical Structure"),
             segmented_property_type=hd.sr.CodedConcept("12738006", "SCT", "Brain"),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algo,

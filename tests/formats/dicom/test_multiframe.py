@@ -27,9 +27,7 @@ def test_enhanced_conversion_matches_ground_truth(case: str, tmp_path: Path) -> 
     hd = pytest.importorskip("highdicom")
     folder = data_path("dicom", "dicom2nifti", *case.split("/"))
     datasets = [pydicom.dcmread(f) for f in sorted(folder.iterdir())]
-    logging.disable(
-        logging.WARNING
-    )  # highdicom logs every attribute the legacy files lack
+    logging.disable(logging.WARNING)  # highdicom logs every attribute the legacy files lack
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -78,8 +78,9 @@ def test_matches_dcm2niix(flag: str, mode: str, philips: tuple[Path, np.ndarray]
     np.testing.assert_allclose(aff, ref.affine, atol=1e-3)
 
 
-def test_api_and_cli_thread_the_option(philips: tuple[Path, np.ndarray], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_api_and_cli_thread_the_option(
+    philips: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from radiobject import RadiObject, Volume, VolumeCollection
     from radiobject.cli.main import main
 
@@ -94,8 +95,19 @@ def test_api_and_cli_thread_the_option(philips: tuple[Path, np.ndarray], tmp_pat
     sub.parent.mkdir()
     folder.rename(sub)
     store = str(tmp_path / "store")
-    rc = main(["ingest", store, "--images", f"t1={tmp_path / 'cohort' / '*'}", "--philips-scaling", "precise",
-               "--no-progress", "--json", str(tmp_path / "report.json")])
+    rc = main(
+        [
+            "ingest",
+            store,
+            "--images",
+            f"t1={tmp_path / 'cohort' / '*'}",
+            "--philips-scaling",
+            "precise",
+            "--no-progress",
+            "--json",
+            str(tmp_path / "report.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "Philips DICOM scaling: precise" in out

@@ -15,17 +15,14 @@ from tests.formats.dicom._util import assert_matches_reference
 
 D2N = SHARED_DATA / "dicom" / "dicom2nifti"
 #: dicom2nifti folders whose ground truth is not a plain conversion (checked in test_failing.py)
-D2N_SPECIAL = {
-    "failing/sliceincrement/002"
-}  # dicom2nifti's own tilt resampling (512x514x5)
+D2N_SPECIAL = {"failing/sliceincrement/002"}  # dicom2nifti's own tilt resampling (512x514x5)
 
 
 def _d2n_cases() -> list[str]:
     if not D2N.is_dir():
         return ["<absent>"]
     return sorted(
-        str(p.relative_to(D2N)).replace("_ground_truth.nii.gz", "")
-        for p in D2N.rglob("*_ground_truth.nii.gz")
+        str(p.relative_to(D2N)).replace("_ground_truth.nii.gz", "") for p in D2N.rglob("*_ground_truth.nii.gz")
     )
 
 
@@ -66,13 +63,9 @@ def _check_resampled_ground_truth(folder: Path, gt_path: Path) -> None:
 
     vals, want = sample(img.affine)
     assert vals.size > 0.5 * ref.size
-    assert (
-        np.percentile(np.abs(vals - want), 99) < 1.5
-    )  # int16 rounding + interpolation
+    assert np.percentile(np.abs(vals - want), 99) < 1.5  # int16 rounding + interpolation
     assert np.corrcoef(vals, want)[0, 1] > 0.9999
-    unsheared = (
-        img.affine.copy()
-    )  # control: without the shear the volumes do not line up
+    unsheared = img.affine.copy()  # control: without the shear the volumes do not line up
     n = np.cross(unsheared[:3, 0], unsheared[:3, 1])
     n /= np.linalg.norm(n)
     unsheared[:3, 2] = n * (unsheared[:3, 2] @ n)
@@ -92,8 +85,7 @@ def _nih_ref(info) -> Path:
         meta = json.loads(js.read_text())
         if (
             meta.get("SeriesNumber") == int(ds.SeriesNumber)
-            and meta.get("Manufacturer", "").lower()[:2]
-            == str(ds.Manufacturer).lower()[:2]
+            and meta.get("Manufacturer", "").lower()[:2] == str(ds.Manufacturer).lower()[:2]
         ):
             return js.with_suffix(".nii")
     raise AssertionError(f"no reference for series {ds.SeriesNumber}")
@@ -110,18 +102,13 @@ def test_dcm_qa_nih_all_series(nih: list) -> None:
 
 
 def test_dcm_qa_nih_skipped_files_recorded(nih) -> None:
-    res = read_dicom_folder(
-        data_path("dicom", "dcm_qa_nih", "In", "20180918Si", "mr_0003")
-    )
+    res = read_dicom_folder(data_path("dicom", "dcm_qa_nih", "In", "20180918Si", "mr_0003"))
     assert any(p.endswith("README-Series.txt") for p, _ in res.skipped_files)
 
 
 @pytest.fixture(scope="module")
 def ts_images() -> dict[int, object]:
-    return {
-        i: read_dicom_series(data_path("dicom", "dcm_qa_ts", "In", f"{i}.dcm"))
-        for i in range(1, 10)
-    }
+    return {i: read_dicom_series(data_path("dicom", "dcm_qa_ts", "In", f"{i}.dcm")) for i in range(1, 10)}
 
 
 def test_dcm_qa_ts_nine_syntaxes_identical(ts_images) -> None:
@@ -136,15 +123,11 @@ def test_dcm_qa_ts_nine_syntaxes_identical(ts_images) -> None:
 
 @pytest.mark.parametrize("i", range(1, 10))
 def test_dcm_qa_ts_vs_reference(ts_images, i: int) -> None:
-    assert_matches_reference(
-        ts_images[i], data_path("dicom", "dcm_qa_ts", "Ref", f"{i}.nii")
-    )
+    assert_matches_reference(ts_images[i], data_path("dicom", "dcm_qa_ts", "Ref", f"{i}.nii"))
 
 
 def test_dcm_qa_ct_s2010() -> None:
-    img = read_dicom_series(
-        data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010")
-    )
+    img = read_dicom_series(data_path("dicom", "dcm_qa_ct", "In", "Philips", "S21570", "S2010"))
     assert img.array.dtype == np.int16  # HU after the modality LUT
     assert_matches_reference(
         img,

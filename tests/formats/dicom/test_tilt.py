@@ -33,10 +33,8 @@ CASES = {
     "negative": dict(tilt_deg=-14.0, steps_mm=[5.0] * 5),
     "positive-uneven": dict(tilt_deg=12.0, steps_mm=UNEVEN),
     "negative-uneven": dict(tilt_deg=-12.0, steps_mm=UNEVEN),
-    "negative-uneven-capped": dict(tilt_deg=-20.0, steps_mm=[1.0, 1.0, 1.0, 1.0, 30.0],
-                                   manufacturer="SIEMENS"),
-    "positive-padding": dict(tilt_deg=17.0, steps_mm=[2.5] * 7, padding_value=-2000,
-                             manufacturer="Philips"),
+    "negative-uneven-capped": dict(tilt_deg=-20.0, steps_mm=[1.0, 1.0, 1.0, 1.0, 30.0], manufacturer="SIEMENS"),
+    "positive-padding": dict(tilt_deg=17.0, steps_mm=[2.5] * 7, padding_value=-2000, manufacturer="Philips"),
 }
 
 
@@ -54,8 +52,9 @@ def _physical_error(out: ImageData, raw: ImageData) -> tuple[float, float]:
     an un-equalised output must fall on a raw slice and equal the raw row interpolation there.
     """
     o, r = np.asarray(out.array).astype(np.float64), np.asarray(raw.array).astype(np.float64)
-    ii, jj, kk = np.meshgrid(np.arange(2, o.shape[0] - 2, 5), np.arange(o.shape[1]), np.arange(o.shape[2]),
-                             indexing="ij")
+    ii, jj, kk = np.meshgrid(
+        np.arange(2, o.shape[0] - 2, 5), np.arange(o.shape[1]), np.arange(o.shape[2]), indexing="ij"
+    )
     vox = np.stack([ii.ravel(), jj.ravel(), kk.ravel(), np.ones(ii.size)])
     u = np.linalg.solve(raw.affine, out.affine @ vox)
     k_err = float(np.abs(u[2] - np.round(u[2])).max())
@@ -133,7 +132,8 @@ def test_exact_mode_puts_voxels_where_the_dicom_says(tilt: float, tmp_path: Path
     assert v_err <= 0.5 + 1e-6  # integer rounding of the interpolated value only
     a = out.affine[:3, :3]
     assert abs(np.dot(np.cross(a[:, 0], a[:, 1]), a[:, 2])) == pytest.approx(
-        np.linalg.norm(np.cross(a[:, 0], a[:, 1])) * np.linalg.norm(a[:, 2]), rel=1e-9)
+        np.linalg.norm(np.cross(a[:, 0], a[:, 1])) * np.linalg.norm(a[:, 2]), rel=1e-9
+    )
 
 
 def test_dcm2niix_mode_negative_tilt_is_physically_off(tmp_path: Path) -> None:
@@ -204,16 +204,28 @@ def test_ingest_cli_and_collection_resample_tilt(tmp_path: Path, capsys: pytest.
     write_tilted_ct(tmp_path / "cohort" / "sub-01", tilt_deg=-14.0, steps_mm=[4.0] * 6)
     want = read_dicom_series(tmp_path / "cohort" / "sub-01", resample_tilt=True)
     store = str(tmp_path / "store")
-    rc = main(["ingest", store, "--images", f"ct={tmp_path / 'cohort' / '*'}", "--resample-tilt", "exact",
-               "--no-progress", "--json", str(tmp_path / "r.json")])
+    rc = main(
+        [
+            "ingest",
+            store,
+            "--images",
+            f"ct={tmp_path / 'cohort' / '*'}",
+            "--resample-tilt",
+            "exact",
+            "--no-progress",
+            "--json",
+            str(tmp_path / "r.json"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().out
     vol = RadiObject(store)["ct"].iloc[0]
     assert vol.metadata["tilt_correction"]["origin"] == "exact" and vol.shape == want.shape
     np.testing.assert_array_equal(vol.to_numpy(), np.asarray(want.array))
     np.testing.assert_allclose(vol.affine, want.affine, atol=1e-9)
     assert json.loads((tmp_path / "r.json").read_text())["dicom_options"] == {"resample_tilt": "exact"}
-    coll = VolumeCollection.from_dicoms(str(tmp_path / "c"), {"s": str(tmp_path / "cohort" / "sub-01")},
-                                        resample_tilt="dcm2niix")
+    coll = VolumeCollection.from_dicoms(
+        str(tmp_path / "c"), {"s": str(tmp_path / "cohort" / "sub-01")}, resample_tilt="dcm2niix"
+    )
     assert coll.volume("s").metadata["tilt_correction"]["origin"] == "dcm2niix"
     raw = RadiObject.from_dicoms(str(tmp_path / "raw"), {"ct": str(tmp_path / "cohort" / "*")})
     assert raw["ct"].iloc[0].metadata["resampled"] is None  # default: the untilted original
