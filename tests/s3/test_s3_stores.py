@@ -99,6 +99,7 @@ def test_ml_loader_from_s3_with_disk_cache(
     cohort: SampleCohort, s3_server: StorageOptions, s3_prefix: str, tmp_path: Path, backend: str
 ) -> None:
     loaders = pytest.importorskip("radiobject.ml.loaders")
+    from radiobject.ml.cache._files import SUFFIX
     uri = f"{s3_prefix}/ml"
     assert run_ingest(
         uri, plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend), storage=s3_server
@@ -119,5 +120,5 @@ def test_ml_loader_from_s3_with_disk_cache(
         for k in kb:
             if hasattr(kb[k], "shape"):
                 assert np.array_equal(np.asarray(ka[k]), np.asarray(kb[k])), k
-    assert any(cache_dir.rglob("*.npy"))  # volumes from S3 went through the disk cache
+    assert any(cache_dir.rglob(f"*{SUFFIX}"))  # volumes from S3 went through the disk cache
     assert list(remote) and len(list(remote)) == len(want)  # second epoch served (cache warm)
