@@ -10,15 +10,14 @@ import pandas as pd
 
 from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
-from radiobject.model import engine
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter, write_items
 from radiobject.model.catalog import FORMAT, MARKER, CatalogState
+from radiobject.model.collection_files import FileConstructors
 from radiobject.model.collection_writes import VersionedWrites
 from radiobject.model.frames import CatalogFrame
 from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.model.indexing import Indexer, positions
 from radiobject.model.options import WriteOptions
-from radiobject.model.paths import PathSpec
 from radiobject.model.versions import LAYOUT
 from radiobject.model.volume import Volume
 from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
@@ -29,7 +28,7 @@ from radiobject.storage.options import StorageOptions
 from radiobject.storage.registry import get_backend
 
 
-class VolumeCollection(VersionedWrites):
+class VolumeCollection(FileConstructors, VersionedWrites):
     """Volumes of one kind (e.g. all T1w) with one ``obs`` row per volume.
 
     ``VolumeCollection(uri)`` opens a stored collection. ``iloc[i]`` / ``loc["id"]`` give a
@@ -149,118 +148,6 @@ class VolumeCollection(VersionedWrites):
             for k, v in volumes.items()
         ]
         return cls.from_items(uri, items, name=name, options=options, storage=storage)
-
-    @classmethod
-    def from_niftis(
-        cls,
-        uri: str,
-        paths_or_glob: PathSpec,
-        *,
-        subject_pattern: str | None = None,
-        reorient: bool = False,
-        name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
-    ) -> VolumeCollection:
-        """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            paths_or_glob,
-            fmt="nifti",
-            subject_pattern=subject_pattern,
-            canonical=reorient,
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
-
-    @classmethod
-    def from_dicoms(
-        cls,
-        uri: str,
-        series_folders: Mapping[str, str] | PathSpec,
-        *,
-        name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
-        philips_scaling: str | None = None,
-        resample_tilt: bool | str = False,
-    ) -> VolumeCollection:
-        """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name).
-
-        ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``);
-        ``resample_tilt``: gantry-tilt correction (see ``formats.dicom.read_dicom_series``).
-        """
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            series_folders,
-            fmt="dicom",
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-            dicom_options={
-                k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt)) if v
-            }
-            or None,
-        )
-
-    @classmethod
-    def from_tiffs(
-        cls,
-        uri: str,
-        paths_or_glob: PathSpec,
-        *,
-        subject_pattern: str | None = None,
-        name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
-    ) -> VolumeCollection:
-        """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            paths_or_glob,
-            fmt="tiff",
-            subject_pattern=subject_pattern,
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
-
-    @classmethod
-    def from_files(
-        cls,
-        uri: str,
-        paths_or_glob: PathSpec,
-        *,
-        subject_pattern: str | None = None,
-        canonical: bool = False,
-        name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
-    ) -> VolumeCollection:
-        """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            paths_or_glob,
-            fmt="auto",
-            subject_pattern=subject_pattern,
-            canonical=canonical,
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
 
     def write(
         self,
