@@ -30,19 +30,14 @@ from radiobject.geometry import plane_axis
 from radiobject.ml.cache import Cache, NoCache, cache_key
 from radiobject.ml.cache import chunks as chunk_cache
 from radiobject.ml.cache.chunks import CacheUse, chunk_key_prefix, read_chunked, read_whole, whole_key
+from radiobject.ml.regions import Region, _label_dtype, _pad_into, _patch_slices, as_region
+from radiobject.model.alignment import misalignment
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.scaling import apply_scaling, scaled
 from radiobject.model.volume import Volume
 from radiobject.storage.location import StoreLocation
 
 __all__ = ["VolumeReader", "as_region"]
-
-Region = tuple[slice, ...]
-
-
-def as_region(origin: Sequence[int], size: Sequence[int]) -> Region:
-    """``origin`` / ``size`` -> a tuple of slices (no clipping)."""
-    return tuple(slice(int(o), int(o) + int(s)) for o, s in zip(origin, size, strict=True))
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,24 +99,16 @@ class VolumeReader:
             rows[name] = per
         obs_ids, shapes, affines = [], [], []
         for sid in wanted:
-            ids = []
-            first: tuple[str, tuple[int, ...], tuple[float, ...]] | None = None
-            for name in names:
-                if sid not in rows[name]:
-                    raise NotFoundError("subject", sid, f"collection {name!r} of {radi.uri}")
-                oid, shape, aff = rows[name][sid]
-                ids.append(oid)
-                if first is None:
-                    first = (name, shape, aff)
-                    continue
-                if shape[:3] != first[1][:3]:
-                    raise AlignmentError(sid, f"shape {shape} in {name!r} != {first[1]} in {first[0]!r}")
-                if not np.allclose(aff, first[2], atol=atol):
-                    raise AlignmentError(sid, f"affine of {name!r} differs from {first[0]!r}")
-            assert first is not None
-            obs_ids.append(tuple(ids))
-            shapes.append(tuple(first[1][:3]))
-            affines.append(first[2])
+            missing = [name for name in names if sid not in rows[name]]
+            if missing:
+                raise NotFoundError("subject", sid, f"collection {missing[0]!r} of {radi.uri}")
+            found = [(name, *rows[name][sid]) for name in names]
+            reason = misalignment([(name, "", shape, np.asarray(aff)) for name, _, shape, aff in found], atol)
+            if reason is not None:
+                raise AlignmentError(sid, reason)
+            obs_ids.append(tuple(oid for _, oid, _, _ in found))
+            shapes.append(tuple(found[0][2][:3]))
+            affines.append(found[0][3])
         return cls(
             radi.location,
             mods,
@@ -460,40 +447,3 @@ class VolumeReader:
             threads=threads,
             key_prefix=(self.location.uri, name, self.obs_ids[index][self._col(name)]),
         )
-
-
-def _patch_slices(
-    origin: Sequence[int] | np.ndarray, patch_size: Sequence[int], shape: Sequence[int]
-) -> tuple[Region, Region, bool]:
-    """``sampling.patch_slices`` in plain Python (the per-patch hot path), + whether the patch lies inside."""
-    if len(origin) != len(shape) or len(patch_size) != len(shape):
-        raise ValueError(f"origin {tuple(origin)!r} and patch_size {tuple(patch_size)!r} must have {len(shape)} values")
-    src, dst, inside = [], [], True
-    for o, p, n in zip(origin, patch_size, shape, strict=True):
-        o, p = int(o), int(p)
-        if p < 1:
-            raise ValueError(f"patch_size must be {len(shape)} positive ints, got {tuple(patch_size)!r}")
-        lo = min(max(o, 0), n)
-        hi = max(min(max(o + p, 0), n), lo)
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - o, hi - o))
-        inside = inside and lo - o == 0 and hi - o == p
-    return tuple(src), tuple(dst), inside
-
-
-def _label_dtype(data: np.ndarray) -> np.ndarray:
-    if data.dtype == np.bool_:
-        return data.astype(np.uint8)
-    if data.dtype.kind == "f":
-        return data.astype(np.int64)
-    if data.dtype.kind == "u" and data.dtype.itemsize >= 4:
-        return data.astype(np.int64)
-    if data.dtype.kind == "u" and data.dtype.itemsize == 2:
-        return data.astype(np.int32)
-    return data
-
-
-def _pad_into(data: np.ndarray, dst: Region, patch_size: Sequence[int]) -> np.ndarray:
-    out = np.zeros((data.shape[0], *[int(p) for p in patch_size]), dtype=data.dtype)
-    out[(slice(None), *dst)] = data
-    return out

@@ -100,6 +100,7 @@ def test_ml_loader_from_s3_with_disk_cache(
 ) -> None:
     loaders = pytest.importorskip("radiobject.ml.loaders")
     from radiobject.ml.cache._files import SUFFIX
+
     uri = f"{s3_prefix}/ml"
     assert run_ingest(
         uri, plan_from_manifest(cohort.manifest), options=WriteOptions(backend=backend), storage=s3_server
