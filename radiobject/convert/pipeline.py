@@ -11,18 +11,12 @@ Outputs go to a local folder or an ``s3://`` prefix and are published only when 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
-    FIRST_COMPLETED,
     Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
 )
 from dataclasses import dataclass, field
 from itertools import product
@@ -32,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from radiobject.convert.downsample import downsample
+from radiobject.convert.executor import make_executor, run_bounded
 from radiobject.convert.options import (
     ConvertOptions,
     auto_chunk_size,
@@ -250,34 +245,6 @@ def _write_downsampled(
     return [], np.empty(0), np.empty(0)
 
 
-def _executor(options: ConvertOptions) -> Executor:
-    if options.executor == "process":
-        return ProcessPoolExecutor(options.n_workers, mp_context=multiprocessing.get_context("spawn"))
-    return ThreadPoolExecutor(options.n_workers, thread_name_prefix="radiobject-convert")
-
-
-def _run(
-    pool: Executor, fn: Callable[..., Any], arg_sets: Iterable[tuple], limit: int, on_result: Callable[[Any], None]
-) -> None:
-    """Submits with at most ``limit`` tasks in flight (bounded memory); re-raises the first error."""
-    pending: set[Future] = set()
-    try:
-        for args in arg_sets:
-            if len(pending) >= limit:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    on_result(f.result())
-            pending.add(pool.submit(fn, *args))
-        for f in list(pending):
-            result = f.result()  # kept in ``pending`` until done: an interrupt here still waits for it
-            pending.discard(f)
-            on_result(result)
-    finally:
-        for f in pending:
-            f.cancel()
-        wait(pending)  # no task may still write into a work folder that the caller is about to remove
-
-
 def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
     """omero windows: (type min, type max, data min, data max) per channel; finite JSON numbers."""
     lo = np.where(np.isfinite(lo), lo, 0.0)
@@ -336,7 +303,9 @@ def execute_plan(
         path = plan.target
         lv0 = plan.levels[0]
         blocks0 = _blocks(src.axes, lv0.shape, plan.level0_edges, plan.c_group)
-        _run(pool, _write_level0, ((src, path, k, plan.fuse_level1, options.labels) for k in blocks0), limit, tick)
+        run_bounded(
+            pool, _write_level0, ((src, path, k, plan.fuse_level1, options.labels) for k in blocks0), limit, tick
+        )
         for level in range(2 if plan.fuse_level1 else 1, len(plan.levels)):
             lv = plan.levels[level]
             sub = max(lv.chunks[src.axes.index("y")], layout.block_edge(level) // 2)
@@ -344,7 +313,7 @@ def execute_plan(
                 (src.axes, path, level, k, options.labels, options.downsample_z, sub)
                 for k in _blocks(src.axes, lv.shape, lv.shards, 1)
             )
-            _run(pool, _write_downsampled, args, limit, tick)
+            run_bounded(pool, _write_downsampled, args, limit, tick)
         names = src.channel_names or [plan.region.name]
         extra = {
             "source": [str(p) for p in plan.region.inputs],
@@ -422,7 +391,7 @@ def convert_regions(
         progress.total = sum(p.n_tasks for p in plans if isinstance(p, ConversionPlan))
         progress.refresh()
     results: list[RegionResult] = []
-    with _executor(options) as pool:
+    with make_executor(options) as pool:
         for plan in plans:
             results.append(plan if isinstance(plan, RegionResult) else execute_plan(plan, options, pool, progress))
     return results
@@ -447,5 +416,5 @@ def convert_tiff(
         return RegionResult(region.name, [str(path)], str(output), False, error=f"{type(exc).__name__}: {exc}")
     if progress is not None:
         progress.total = plan.n_tasks
-    with _executor(options) as pool:
+    with make_executor(options) as pool:
         return execute_plan(plan, options, pool, progress)
