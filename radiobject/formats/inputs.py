@@ -48,3 +48,16 @@ def regular_file_size(path: str | os.PathLike[str], error: type[ImageReadError] 
     if not stat.S_ISREG(st.st_mode):
         raise error(p, f"not a regular file (a {file_kind(st.st_mode)}); only regular files are read")
     return int(st.st_size)
+
+
+def max_image_bytes() -> int:
+    """The memory budget of one image read (bytes): ``RADIOBJECT_MAX_IMAGE_BYTES``, else min(16 GiB,
+    half the RAM). Read at each call; every reader (NIfTI, DICOM, TIFF) refuses more up front."""
+    env = os.environ.get("RADIOBJECT_MAX_IMAGE_BYTES")
+    if env:
+        return int(env)
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        physical = 32 << 30
+    return int(min(16 << 30, physical // 2))

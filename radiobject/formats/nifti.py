@@ -21,7 +21,7 @@ from nibabel.orientations import apply_orientation
 
 from radiobject.errors import NiftiReadError
 from radiobject.formats.image import ImageData
-from radiobject.formats.inputs import regular_file_size
+from radiobject.formats.inputs import max_image_bytes, regular_file_size
 from radiobject.formats.nifti_header import HEADER_KEY, capture_header, read_raw_header, write_nifti_image
 from radiobject.geometry import to_canonical
 
@@ -31,21 +31,10 @@ MAX_DEFLATE_RATIO = 1032
 _READ_BLOCK = 4 << 20
 
 
-def _default_budget() -> int:
-    env = os.environ.get("RADIOBJECT_MAX_IMAGE_BYTES")
-    if env:
-        return int(env)
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 32 << 30
-    return int(min(16 << 30, physical // 2))
-
-
 #: Memory budget of one image read: a header declaring more voxel bytes is refused before reading.
 #: Default ``min(16 GiB, half the physical memory)``; the environment variable
 #: ``RADIOBJECT_MAX_IMAGE_BYTES`` overrides it, ``read_nifti(max_bytes=...)`` per call.
-MAX_NIFTI_BYTES = _default_budget()
+MAX_NIFTI_BYTES = max_image_bytes()
 
 
 def is_nifti_path(path: str | os.PathLike[str]) -> bool:

@@ -21,21 +21,9 @@ import zlib
 from collections.abc import Iterator
 
 from radiobject.formats.dicom.errors import InputTooLargeError, NotDicomError, UnreadableInputError
-from radiobject.formats.inputs import file_kind
+from radiobject.formats.inputs import file_kind, max_image_bytes
 
 _BLOCK = 1 << 20
-
-
-def max_image_bytes() -> int:
-    """The memory budget of one image read (bytes), read from the environment at each call."""
-    env = os.environ.get("RADIOBJECT_MAX_IMAGE_BYTES")
-    if env:
-        return int(env)
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 32 << 30
-    return int(min(16 << 30, physical // 2))
 
 
 def _budget_text(limit: int) -> str:
