@@ -12,4 +12,7 @@ fi
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+# Known-good versions of every dependency (scripts/constraints.txt, from a green run): pip's
+# resolver otherwise backtracks for many minutes over aiobotocore / botocore / boto3 releases.
+# The package's own requirements stay ranges; refresh the file with `pip freeze` after an upgrade.
+.venv/bin/python -m pip install -q -c scripts/constraints.txt -e ".[test]"
