@@ -6,6 +6,7 @@ kept current by this process's own commits, so an append never re-reads the tabl
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pandas as pd
@@ -17,6 +18,9 @@ from radiobject.model.versions import validate_rows, volume_uri
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.tables import FragmentTable
+
+#: Guards the lazy load and merges of every CatalogState in the process (rare, short).
+_STATE_LOCK = threading.RLock()
 
 MARKER = "collection.json"
 FORMAT = "radiobject-collection"
@@ -55,23 +59,30 @@ class CatalogState:
         self._new_ids: set[str] = set()
 
     def _load(self) -> None:
-        if self._obs is None:
-            df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
-            if "obs_subject_id" not in df.columns:
-                df["obs_subject_id"] = pd.Series([], dtype=str)
-            validate_rows(df, files.join(self.location.uri, "obs"), self.layout)
-            self._obs = df
-            self._pos = {k: i for i, k in enumerate(df["obs_id"].tolist())}
+        if self._obs is not None:
+            return
+        with _STATE_LOCK:  # loader threads share one state: one reads, the others wait for both maps
+            if self._obs is None:
+                df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
+                if "obs_subject_id" not in df.columns:
+                    df["obs_subject_id"] = pd.Series([], dtype=str)
+                validate_rows(df, files.join(self.location.uri, "obs"), self.layout)
+                self._pos = {k: i for i, k in enumerate(df["obs_id"].tolist())}
+                self._obs = df  # published last: a reader that sees the table sees its index
 
     @property
     def obs(self) -> pd.DataFrame:
         self._load()
-        assert self._obs is not None
         if self._new_rows:
-            start = len(self._obs)
-            self._obs = pd.concat([self._obs, pd.DataFrame(self._new_rows)], ignore_index=True)
-            self._pos.update({r["obs_id"]: start + i for i, r in enumerate(self._new_rows)})
-            self._new_rows, self._new_ids = [], set()
+            with _STATE_LOCK:
+                if self._new_rows:
+                    assert self._obs is not None
+                    start = len(self._obs)
+                    merged = pd.concat([self._obs, pd.DataFrame(self._new_rows)], ignore_index=True)
+                    self._pos.update({r["obs_id"]: start + i for i, r in enumerate(self._new_rows)})
+                    self._obs = merged
+                    self._new_rows, self._new_ids = [], set()
+        assert self._obs is not None
         return self._obs
 
     def known_ids(self) -> KnownIds:
