@@ -1,8 +1,10 @@
 """Checksum overhead on patch reads: the same volume stored with and without checksums, same run.
 
-For each backend, one synthetic int16 volume (smooth anatomy-like signal plus noise, so it
-compresses like MR) is written twice through the store's backend, once with the engine checksums
-(Zarr: ``crc32c`` on every inner chunk; TileDB: SHA-256 filter on every tile) and once without.
+For each backend and data kind (``--data``: ``mri``, a BraTS-like float32 brain with exact-zero
+background from ``radiobject.bench.synthetic.mri_like``; ``int16``, smooth signal plus noise with no
+background, the least compressible and so the most bytes to check), one volume is written twice
+through the store's backend, once with the engine checksums (Zarr: ``crc32c`` on every inner
+chunk; TileDB: SHA-256 filter on every tile) and once without.
 Random unaligned cubic patches are then read from both, alternating the two in every round so that
 load drifts hit both alike. The chunk cache is off (every read decodes, so every read verifies):
 the worst case for checksums. Prints patches/s and MB/s (decoded voxel bytes; best round of each), the
@@ -13,6 +15,7 @@ loader opens each volume once per process. Their cost is printed separately (med
 
     .venv/bin/python benchmarks/checksum_overhead.py [--shape 160,160,160] [--patch 64]
                                                      [--patches 200] [--rounds 5] [--backends zarr,tiledb]
+                                                     [--data mri,int16] [--codec blosc-lz4hc:5]
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ def synthetic(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return (img + rng.normal(0, 20, shape)).clip(0, 4000).astype(np.int16)
 
 
+def volume(kind: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The benchmark volume of ``kind`` (``mri`` or ``int16``)."""
+    if kind == "mri":
+        from radiobject.bench.synthetic import mri_like
+
+        return mri_like(shape)  # type: ignore[arg-type]
+    if kind == "int16":
+        return synthetic(shape)
+    raise SystemExit(f"--data: unknown kind {kind!r} (mri, int16)")
+
+
 def write(uri: str, backend_name: str, data: np.ndarray, checksums: bool, codec: Codec) -> None:
     backend = get_backend(backend_name)
     backend.checksums = checksums
@@ -72,31 +86,12 @@ def timed_reads(handle: ArrayHandle, regions: list[tuple[slice, ...]], edge: int
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", default="160,160,160")
-    ap.add_argument("--patch", type=int, default=64)
-    ap.add_argument("--patches", type=int, default=200, help="patches per round and variant")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--backends", default="zarr,tiledb")
-    ap.add_argument("--codec", default="blosc-lz4:5")
-    args = ap.parse_args()
-    shape = tuple(int(v) for v in args.shape.split(","))
-    codec = Codec.parse(args.codec)
-    zarr_backend.CHUNK_CACHE_BYTES = 0  # no decoded-chunk cache: every read decodes and verifies
-    data = synthetic(shape)
-    print(
-        f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
-        f"{platform.system()} {platform.release()}; python {platform.python_version()}; "
-        f"load avg {os.getloadavg()[0]:.2f} (start)"
-    )
-    print(
-        f"volume {'x'.join(map(str, shape))} int16 ({data.nbytes / 1e6:.1f} MB), codec {args.codec}, "
-        f"{args.patches} random {args.patch}^3 patches x {args.rounds} rounds per variant, chunk cache off\n"
-    )
-    print(f"{'backend':<8} {'variant':<16} {'patches/s':>10} {'MB/s':>8} {'open ms':>8}")
+def compare(
+    args: argparse.Namespace, shape: tuple[int, ...], data: np.ndarray, codec: Codec
+) -> list[tuple[str, float]]:
+    """Per backend: write ``data`` with and without checksums, time interleaved patch reads, print rows."""
     patch_mb = args.patch**3 * data.dtype.itemsize / 1e6
-    summary = []
+    out = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.backends.split(","):
             uris = {c: os.path.join(tmp, f"{name}-{'crc' if c else 'plain'}") for c in (True, False)}
@@ -124,10 +119,41 @@ def main() -> None:
                     f"{1e3 * statistics.median(opens[c]):>8.2f}"
                 )
             ratio = rate[True] / rate[False]
-            summary.append((name, ratio))
-            print(f"{name:<8} ratio with/without {ratio:.3f}  -> overhead {100 * (1 - ratio):+.1f}% (target < 5%)\n")
+            out.append((name, ratio))
+            print(f"{name:<8} ratio with/without {ratio:.3f}  -> overhead {100 * (1 - ratio):+.1f}% (target < 5%)")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="160,160,160")
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--patches", type=int, default=200, help="patches per round and variant")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--backends", default="zarr,tiledb")
+    ap.add_argument("--codec", default="blosc-lz4hc:5", help="the shipped default")
+    ap.add_argument("--data", default="mri,int16", help="data kinds: mri (float32, zero background), int16 (noise)")
+    args = ap.parse_args()
+    shape = tuple(int(v) for v in args.shape.split(","))
+    codec = Codec.parse(args.codec)
+    zarr_backend.CHUNK_CACHE_BYTES = 0  # no decoded-chunk cache: every read decodes and verifies
     print(
-        "summary: "
+        f"date {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; machine {platform.machine()} {os.cpu_count()} CPUs "
+        f"{platform.system()} {platform.release()}; python {platform.python_version()}; "
+        f"load avg {os.getloadavg()[0]:.2f} (start)"
+    )
+    summary = []
+    for kind in args.data.split(","):
+        data = volume(kind, shape)
+        print(
+            f"\n[{kind}] volume {'x'.join(map(str, shape))} {data.dtype} ({data.nbytes / 1e6:.1f} MB), "
+            f"codec {args.codec}, {args.patches} random {args.patch}^3 patches x {args.rounds} rounds per variant, "
+            "chunk cache off\n"
+        )
+        print(f"{'backend':<8} {'variant':<16} {'patches/s':>10} {'MB/s':>8} {'open ms':>8}")
+        summary += [(f"{kind}/{n}", r) for n, r in compare(args, shape, data, codec)]
+    print(
+        "\nsummary: "
         + "; ".join(f"{n} overhead {100 * (1 - r):+.1f}%" for n, r in summary)
         + f"; load avg {os.getloadavg()[0]:.2f} (end)"
     )

@@ -1,6 +1,7 @@
 """Out-of-core patch loading (issue 12, figures a, b, c): radiobject against same-run baselines.
 
     .venv/bin/python benchmarks/out_of_core.py [--volumes 12] [--patches 100] [--drop] [--workers]
+                                               [--per-volume 1]
 
 Cohort: ``--volumes`` MRI-like float32 volumes of 160x192x144 (17.7 MB each, 212 MB for 12), random
 96^3 patches. Each configuration runs in a fresh subprocess and makes one cold pass (empty
@@ -18,6 +19,8 @@ application caches) and two warm passes (best reported), each of ``--patches`` f
 ``--drop`` also runs every file-reading configuration with the page cache dropped before each pass
 (``sync; echo 1 > /proc/sys/vm/drop_caches``, needs root): every format then really reads the disk.
 ``--workers`` adds figure (c): the training DataLoader with 0 / 1 / 2 workers, threads and processes.
+``--per-volume K`` draws K consecutive patches from each randomly chosen subject (the loader's
+``patches_per_volume``, TorchIO's ``samples_per_volume``): chunk caches then serve the overlap.
 Date, machine and load are printed: the machine may be shared with other work.
 """
 
@@ -84,12 +87,12 @@ def prepare(work: Path, n: int) -> None:
     (work / "ready").write_text("ok")
 
 
-def draws(n: int, patches: int, seed: int = 0) -> list[tuple[int, list[int]]]:
+def draws(n: int, patches: int, seed: int = 0, per_volume: int = 1) -> list[tuple[int, list[int]]]:
+    """``patches`` random (subject, origin) draws; ``per_volume`` consecutive draws share a subject
+    (the loader's ``patches_per_volume``, TorchIO's ``samples_per_volume``)."""
     rng = np.random.default_rng(seed)
-    return [
-        (int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH, strict=True)])
-        for s in rng.integers(0, n, patches)
-    ]
+    subjects = np.repeat(rng.integers(0, n, -(-patches // per_volume)), per_volume)[:patches]
+    return [(int(s), [int(rng.integers(0, d - p + 1)) for d, p in zip(SHAPE, PATCH, strict=True)]) for s in subjects]
 
 
 def drop_page_cache() -> None:
@@ -148,12 +151,12 @@ def make_reader(name: str, work: Path, n: int):
     return lambda s, o, out: reader.read_patch_into(s, o, PATCH, out)
 
 
-def run_one(name: str, work: Path, n: int, patches: int, drop: bool) -> dict:
+def run_one(name: str, work: Path, n: int, patches: int, drop: bool, per_volume: int = 1) -> dict:
     reader = make_reader(name, work, n)
     out = np.empty((1, *PATCH), np.float32)
     rates = []
     for rep in range(3):  # fresh random patches every pass, as in training epochs
-        todo = draws(n, patches, seed=rep)
+        todo = draws(n, patches, seed=rep, per_volume=per_volume)
         if drop:
             drop_page_cache()
         t0 = time.perf_counter()
@@ -198,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patches", type=int, default=100)
     ap.add_argument("--workdir", default="/tmp/radiobject-ooc")
     ap.add_argument("--drop", action="store_true")
+    ap.add_argument(
+        "--per-volume", type=int, default=1, help="consecutive patches per subject (loader patches_per_volume)"
+    )
     ap.add_argument("--workers", action="store_true")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -206,13 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     if args.one:
-        print(json.dumps(run_one(args.one, work, args.volumes, args.patches, args.one_drop)))
+        print(json.dumps(run_one(args.one, work, args.volumes, args.patches, args.one_drop, args.per_volume)))
         return 0
     print(header())
     prepare(work, args.volumes)
     print(
         f"cohort {args.volumes} x {SHAPE} float32 = {args.volumes * np.prod(SHAPE) * 4 / 2**20:.0f} MB decoded; "
-        f"patches {PATCH}, {args.patches} per pass"
+        f"patches {PATCH}, {args.patches} per pass, {args.per_volume} consecutive per subject"
     )
     results = []
     variants = [(c, False) for c in args.configs.split(",")]
@@ -230,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.volumes),
             "--patches",
             str(args.patches),
+            "--per-volume",
+            str(args.per_volume),
         ] + (["--one-drop"] if drop else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
