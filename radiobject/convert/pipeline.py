@@ -6,42 +6,28 @@ level k+1 is computed from level k in the output, block by block. Workers (threa
 each hold one block at a time, so peak memory is bounded by ``workers x block_bytes`` whatever
 the image size. A failing region is reported and removed; the other regions still convert.
 Outputs go to a local folder or an ``s3://`` prefix and are published only when complete
-(:mod:`radiobject.convert.output`).
+(:mod:`radiobject.convert.output`). The work blocks and their writers are in
+``radiobject.convert._blocks``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import (
-    Executor,
-)
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from radiobject.convert.downsample import downsample
+from radiobject.convert._blocks import omero_windows, work_blocks, write_downsampled, write_level0
 from radiobject.convert.executor import make_executor, run_bounded
-from radiobject.convert.options import (
-    ConvertOptions,
-    auto_chunk_size,
-    block_size,
-    level_count,
-)
+from radiobject.convert.options import ConvertOptions, auto_chunk_size, block_size, level_count
 from radiobject.convert.output import OutputTarget, output_target
 from radiobject.convert.source import Region, RegionSource, find_regions
-from radiobject.convert.writer import (
-    ImageLayout,
-    create_image,
-    finalize_image,
-    open_level,
-    plan_levels,
-)
+from radiobject.convert.writer import ImageLayout, create_image, finalize_image, plan_levels
 from radiobject.formats.tiff import affine_from_info
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions, is_remote
@@ -89,10 +75,10 @@ class ConversionPlan:
     @property
     def n_tasks(self) -> int:
         """Number of work blocks over all levels (level 1 rides along level 0 when fused)."""
-        n = sum(1 for _ in _blocks(self.source.axes, self.levels[0].shape, self.level0_edges, self.c_group))
+        n = sum(1 for _ in work_blocks(self.source.axes, self.levels[0].shape, self.level0_edges, self.c_group))
         for i, lv in enumerate(self.levels[1:], start=1):
             if not (i == 1 and self.fuse_level1):
-                n += sum(1 for _ in _blocks(self.source.axes, lv.shape, lv.shards, 1))
+                n += sum(1 for _ in work_blocks(self.source.axes, lv.shape, lv.shards, 1))
         return n
 
     @property
@@ -164,99 +150,6 @@ def plan_region(
     return ConversionPlan(region, source, target, chunk, options.chunk_size is None, block, levels, fuse, full_width)
 
 
-def _blocks(axes: str, shape: tuple[int, ...], edge: tuple[int, ...], c_group: int) -> Iterator[dict[str, Any]]:
-    """Work blocks: an int for t / z (and c unless grouped), slices for y / x (one shard each)."""
-    ranges: list[list[int | slice]] = []
-    for a, n, e in zip(axes, shape, edge, strict=True):
-        if a in "yx":
-            ranges.append([slice(i, min(i + e, n)) for i in range(0, n, e)])
-        elif a == "c" and c_group > 1:
-            ranges.append([slice(i, min(i + c_group, n)) for i in range(0, n, c_group)])
-        else:
-            ranges.append(list(range(n)))
-    for combo in product(*ranges):
-        yield dict(zip(axes, combo, strict=True))
-
-
-def _write_level0(
-    source: RegionSource, path: OutputTarget, key: dict[str, Any], fuse: bool = False, labels: bool = False
-) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Reads one block from the TIFFs and writes it (and, fused, its level-1 half from memory);
-    returns (channels, per-channel min, max)."""
-    data = source.read(key)
-    arr = open_level(path, 0)
-    arr[tuple(key[a] for a in source.axes)] = data
-    kept = [a for a in source.axes if not isinstance(key[a], int)]
-    if fuse:
-        small = downsample(data, [2 if a in "yx" else 1 for a in kept], labels)
-        key1 = dict(key)
-        for a in "yx":
-            start = key[a].start // 2
-            key1[a] = slice(start, start + small.shape[kept.index(a)])
-        open_level(path, 1)[tuple(key1[a] for a in source.axes)] = small
-    if "c" in kept:
-        ci = kept.index("c")
-        other = tuple(i for i in range(data.ndim) if i != ci)
-        c = key["c"]
-        channels = list(range(c.start, c.stop))
-        if data.dtype.kind == "f":  # NaN-aware (an all-NaN channel gives a non-finite, dropped later)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return channels, np.nanmin(data, axis=other), np.nanmax(data, axis=other)
-        return channels, data.min(axis=other), data.max(axis=other)
-    channel = key.get("c", 0)
-    if data.dtype.kind == "f":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return [channel], np.array([np.nanmin(data)]), np.array([np.nanmax(data)])
-    return [channel], np.array([data.min()]), np.array([data.max()])
-
-
-def _write_downsampled(
-    axes: str, path: OutputTarget, level: int, key: dict[str, Any], labels: bool, downsample_z: bool, sub: int
-) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """Computes one block of ``level`` from ``level - 1`` in sub-blocks of ``sub`` output pixels."""
-    src, dst = open_level(path, level - 1), open_level(path, level)
-    ys, xs = key["y"], key["x"]
-    out = np.empty((ys.stop - ys.start, xs.stop - xs.start), dtype=dst.dtype)
-    for y0 in range(ys.start, ys.stop, sub):
-        for x0 in range(xs.start, xs.stop, sub):
-            y1, x1 = min(y0 + sub, ys.stop), min(x0 + sub, xs.stop)
-            read_key = []
-            factors = []
-            for a in axes:
-                if a == "y":
-                    read_key.append(slice(2 * y0, 2 * y1))
-                    factors.append(2)
-                elif a == "x":
-                    read_key.append(slice(2 * x0, 2 * x1))
-                    factors.append(2)
-                elif a == "z" and downsample_z:
-                    read_key.append(slice(2 * key["z"], 2 * key["z"] + 2))
-                    factors.append(2)
-                else:
-                    read_key.append(key[a])
-            block = np.asarray(src[tuple(read_key)])
-            small = downsample(block, factors, labels)
-            if small.ndim == 3:
-                small = small[0]
-            out[y0 - ys.start : y1 - ys.start, x0 - xs.start : x1 - xs.start] = small
-    dst[tuple(key[a] for a in axes)] = out
-    return [], np.empty(0), np.empty(0)
-
-
-def _windows(dtype: np.dtype, lo: np.ndarray, hi: np.ndarray) -> list[tuple[float, float, float, float]]:
-    """omero windows: (type min, type max, data min, data max) per channel; finite JSON numbers."""
-    lo = np.where(np.isfinite(lo), lo, 0.0)
-    hi = np.where(np.isfinite(hi), hi, lo)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        tmin, tmax = float(info.min), float(info.max)
-    else:
-        tmin, tmax = float(lo.min()), float(hi.max())
-    return [(tmin, tmax, float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
-
-
 def execute_plan(
     plan: ConversionPlan, options: ConvertOptions, pool: Executor, progress: Progress | None = None
 ) -> RegionResult:
@@ -302,18 +195,18 @@ def execute_plan(
         layout: ImageLayout = create_image(plan.target, src.axes, src.dtype, plan.levels, options)
         path = plan.target
         lv0 = plan.levels[0]
-        blocks0 = _blocks(src.axes, lv0.shape, plan.level0_edges, plan.c_group)
+        blocks0 = work_blocks(src.axes, lv0.shape, plan.level0_edges, plan.c_group)
         run_bounded(
-            pool, _write_level0, ((src, path, k, plan.fuse_level1, options.labels) for k in blocks0), limit, tick
+            pool, write_level0, ((src, path, k, plan.fuse_level1, options.labels) for k in blocks0), limit, tick
         )
         for level in range(2 if plan.fuse_level1 else 1, len(plan.levels)):
             lv = plan.levels[level]
             sub = max(lv.chunks[src.axes.index("y")], layout.block_edge(level) // 2)
             args = (
                 (src.axes, path, level, k, options.labels, options.downsample_z, sub)
-                for k in _blocks(src.axes, lv.shape, lv.shards, 1)
+                for k in work_blocks(src.axes, lv.shape, lv.shards, 1)
             )
-            run_bounded(pool, _write_downsampled, args, limit, tick)
+            run_bounded(pool, write_downsampled, args, limit, tick)
         names = src.channel_names or [plan.region.name]
         extra = {
             "source": [str(p) for p in plan.region.inputs],
@@ -328,7 +221,7 @@ def execute_plan(
             units=src.info.units,
             channel_names=names,
             channel_colors=src.channel_colors or ["FFFFFF"] * len(names),
-            windows=_windows(src.dtype, lo, hi),
+            windows=omero_windows(src.dtype, lo, hi),
             affine=affine_from_info(src.info),
             options=options,
             name=plan.region.name,

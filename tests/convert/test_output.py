@@ -84,7 +84,7 @@ def test_failure_mid_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     tifffile.imwrite(src, np.arange(300 * 400, dtype=np.uint16).reshape(300, 400))
     opts = ConvertOptions(workers=1, chunk_size=64, block_bytes=2**16, pyramid_levels=3)
     calls = {"n": 0}
-    real = pipeline._write_downsampled
+    real = pipeline.write_downsampled
 
     def failing(*args: object) -> object:
         calls["n"] += 1
@@ -92,7 +92,7 @@ def test_failure_mid_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
             raise exc
         return real(*args)
 
-    monkeypatch.setattr(pipeline, "_write_downsampled", failing)
+    monkeypatch.setattr(pipeline, "write_downsampled", failing)
     out = tmp_path / "out"
     out.mkdir()
     if isinstance(exc, KeyboardInterrupt):
@@ -116,7 +116,7 @@ def test_failed_overwrite_keeps_the_old_image(tmp_path: Path, monkeypatch: pytes
     def boom(*args: object) -> object:
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(pipeline, "_write_downsampled", boom)
+    monkeypatch.setattr(pipeline, "write_downsampled", boom)
     tifffile.imwrite(src, np.full((200, 240), 1, np.uint16))
     res = convert_tiff(src, out, ConvertOptions(workers=1, chunk_size=64, pyramid_levels=3, overwrite=True))
     assert not res.ok and "no space" in res.error
@@ -200,18 +200,18 @@ def test_s3_interrupted_output_is_not_an_image(
     uri = f"{s3_prefix}/a.ome.zarr"
     opts = ConvertOptions(workers=1, chunk_size=32, pyramid_levels=3)
     seen: list[list[str]] = []
-    real = pipeline._write_downsampled
+    real = pipeline.write_downsampled
 
     def interrupted(*args: object) -> object:
         seen.append(files.listdir(uri, s3_server))  # while writing: arrays, no group metadata
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "_write_downsampled", interrupted)
+    monkeypatch.setattr(pipeline, "write_downsampled", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert_tiff(src, uri, opts, storage=s3_server)
     assert seen and "0" in seen[0] and "zarr.json" not in seen[0]
     assert files.listdir(uri, s3_server) == []  # cleaned up
-    monkeypatch.setattr(pipeline, "_write_downsampled", real)
+    monkeypatch.setattr(pipeline, "write_downsampled", real)
     res = convert_tiff(src, uri, opts, storage=s3_server)
     assert res.ok, res.error
     assert "zarr.json" in files.listdir(uri, s3_server)
@@ -264,7 +264,7 @@ def test_cli_interrupt_removes_the_partial_image(
     import time
 
     d = _samples(tmp_path)
-    real = pipeline._write_level0
+    real = pipeline.write_level0
     calls = {"n": 0}
 
     def interrupted(*args: object) -> object:
@@ -276,7 +276,7 @@ def test_cli_interrupt_removes_the_partial_image(
             time.sleep(0.5)
         return real(*args)
 
-    monkeypatch.setattr(pipeline, "_write_level0", interrupted)
+    monkeypatch.setattr(pipeline, "write_level0", interrupted)
     out = tmp_path / "out"
     rc = main(
         [
@@ -303,7 +303,7 @@ def test_cli_interrupt_removes_the_partial_image(
     for n in names:  # whatever is there is complete
         levels, _ = _read(str(out / n))
         assert levels[0].shape == (2, 70, 90)
-    monkeypatch.setattr(pipeline, "_write_level0", real)
+    monkeypatch.setattr(pipeline, "write_level0", real)
     rc = main(
         [
             "convert-tiff",
