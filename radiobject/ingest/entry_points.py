@@ -15,7 +15,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -28,8 +27,8 @@ from radiobject.ingest.tasks import VolumeTask, find_problems, to_ingest_item
 from radiobject.model.alignment import check_alignment, file_geometry
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.engine import register_file_engine
+from radiobject.model.file_ingest import FileIngest, StoreIngest
 from radiobject.model.ids import validate_collection_name, validate_id
-from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.subjects import SUBJECT, subject_table
@@ -57,32 +56,21 @@ def store_plan(images: Mapping[str, PathSpec], *, fmt: str = "auto", subject_pat
     return plan
 
 
-def store_from_files(
-    uri: str,
-    images: Mapping[str, PathSpec],
-    *,
-    fmt: str = "auto",
-    obs_meta: pd.DataFrame | None = None,
-    validate_alignment: bool = True,
-    subject_pattern: str | None = None,
-    canonical: bool = False,
-    options: WriteOptions | None = None,
-    storage: StorageOptions | None = None,
-    progress: bool = False,
-) -> RadiObject:
+def store_from_files(uri: str, images: Mapping[str, PathSpec], ingest: StoreIngest) -> RadiObject:
     """A new store from image files per collection (see ``RadiObject.from_files``).
 
     Everything that can be checked before writing is: the store must not exist, ``obs_meta``
     is validated, every file is detected (regular, readable, the right format) and, with
-    ``validate_alignment``, every subject's volumes share shape and affine (from the headers).
+    ``validate_alignment`` (both of ``ingest``), every subject's volumes share shape and affine (from the headers).
     """
-    storage = storage or StorageOptions()
+    fmt, canonical = ingest.fmt, ingest.canonical
+    storage = ingest.storage or StorageOptions()
     if check_target(uri, storage):  # a user's non-store folder with files: StoreExistsError too
         raise StoreExistsError(uri, "a radiobject store already exists here")
-    meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
-    plan = store_plan(images, fmt=fmt, subject_pattern=subject_pattern)
+    meta = None if ingest.obs_meta is None else subject_table(ingest.obs_meta)  # checked before any write
+    plan = store_plan(images, fmt=fmt, subject_pattern=ingest.subject_pattern)
     _raise_first(plan.tasks)
-    if validate_alignment:
+    if ingest.validate_alignment:
         by_coll: dict[str, dict[str, str]] = {}
         for t in plan.tasks:
             by_coll.setdefault(t.collection, {})[t.subject_id] = t.path
@@ -102,11 +90,11 @@ def store_from_files(
     run_ingest(
         uri,
         plan,
-        options=options,
+        options=ingest.options,
         storage=storage,
         canonical=canonical,
         fail_fast=True,
-        progress=progress,
+        progress=ingest.progress,
         raise_errors=True,
     )
     radi = RadiObject(uri, storage=storage)
@@ -150,35 +138,25 @@ def collection_tasks(
 
 
 def collection_from_files(
-    uri: str,
-    spec: PathSpec | Mapping[str, str],
-    *,
-    fmt: str = "auto",
-    subject_pattern: str | None = None,
-    canonical: bool = False,
-    name: str | None = None,
-    options: WriteOptions | None = None,
-    storage: StorageOptions | None = None,
-    progress: bool = False,
-    dicom_options: Mapping[str, Any] | None = None,
+    uri: str, spec: PathSpec | Mapping[str, str], ingest: FileIngest, *, name: str | None = None
 ) -> VolumeCollection:
     """A new collection from files (see ``VolumeCollection.from_files``): checked first, then
-    written by the bulk path with the fingerprinting loader; the first failure is raised.
-    ``dicom_options``: keyword options of the DICOM reader (e.g. ``philips_scaling``)."""
+    written by the bulk path with the fingerprinting loader; the first failure is raised."""
     cname = name or uri.rstrip("/").rsplit("/", 1)[-1]
-    tasks = collection_tasks(spec, fmt=fmt, subject_pattern=subject_pattern, name=cname)
-    if dicom_options:
-        tasks = [replace(t, dicom_options=dict(dicom_options)) for t in tasks]
+    tasks = collection_tasks(spec, fmt=ingest.fmt, subject_pattern=ingest.subject_pattern, name=cname)
+    if ingest.dicom_options:
+        tasks = [replace(t, dicom_options=dict(ingest.dicom_options)) for t in tasks]
     seen: set[str] = set()
     for t in tasks:
         if t.obs_id in seen:
             raise DuplicateIdError("obs_id", t.obs_id, f"files for collection {uri} ({t.path})")
         seen.add(t.obs_id)
     _raise_first(tasks)
+    storage, options = ingest.storage, ingest.options
     if check_target(uri, storage or StorageOptions(), marker="collection.json", allowed=COLLECTION_NAMES):
         raise StoreExistsError(uri, "a collection already exists here")
     coll = VolumeCollection.create(uri, name=name, options=options, storage=storage)
-    coll.write([to_ingest_item(t, canonical) for t in tasks], options=options, progress=progress)
+    coll.write([to_ingest_item(t, ingest.canonical) for t in tasks], options=options, progress=ingest.progress)
     coll.compact()
     return coll
 

@@ -26,12 +26,14 @@ consumed by all ranks together (informational; the segments are what resume read
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NotRequired, TypedDict, Unpack
 
 import numpy as np
 
 __all__ = [
+    "EpochRun",
     "ShardMode",
     "epoch_order",
     "rank_indices",
@@ -126,86 +128,98 @@ def unseen(streams: Sequence[np.ndarray], position: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def segment_streams(
-    num_samples: int,
-    *,
-    seed: int,
-    epoch: int,
-    segments: Sequence[Sequence[int]],
-    mode: ShardMode = "pad",
-    shuffle: bool = True,
-    group_size: int = 1,
-) -> list[np.ndarray]:
+class EpochRun(TypedDict):
+    """The keywords naming one epoch's run, taken by :func:`segment_streams`,
+    :func:`samples_consumed` and :func:`resume_state` after ``num_samples``.
+
+    Attributes:
+        seed: the run's seed (the epoch order depends only on ``(seed, epoch)``).
+        epoch: the epoch.
+        segments: the epoch's ``[[world_size, position], ...]`` (see the module docstring).
+        mode: a :data:`ShardMode` (default ``"pad"``).
+        shuffle: permute the epoch (default True; False: ``arange`` order).
+        group_size: samples per group, a subject's consecutive patches (default 1).
+    """
+
+    seed: int
+    epoch: int
+    segments: Sequence[Sequence[int]]
+    mode: NotRequired[ShardMode]
+    shuffle: NotRequired[bool]
+    group_size: NotRequired[int]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """An :class:`EpochRun` with its defaults, and ``num_samples``."""
+
+    num_samples: int
+    seed: int
+    epoch: int
+    segments: Sequence[Sequence[int]]
+    mode: ShardMode = "pad"
+    shuffle: bool = True
+    group_size: int = 1
+
+    def streams(self) -> Iterator[list[np.ndarray]]:
+        """Every rank's full stream in each segment, segment by segment."""
+        g = _check("group_size", self.group_size, 1)
+        if _check("num_samples", self.num_samples) % g:
+            raise ValueError(f"num_samples={self.num_samples} is not a multiple of group_size={g}")
+        if not self.segments:
+            raise ValueError("segments must name at least one [world_size, position]")
+        groups = epoch_order(self.num_samples // g, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        world = _check("world_size", self.segments[0][0], 1)
+        streams = [_expand(rank_indices(groups, rank=r, world_size=world, mode=self.mode), g) for r in range(world)]
+        yield streams
+        for (_, position), (new_world, _) in zip(self.segments[:-1], self.segments[1:], strict=True):
+            rest = unseen(streams, int(position))
+            w = _check("world_size", new_world, 1)
+            streams = [rank_indices(rest, rank=r, world_size=w, mode=self.mode) for r in range(w)]
+            yield streams
+
+    def consumed(self) -> int:
+        if not self.segments:
+            return 0
+        return sum(
+            min(int(seg[1]), len(s))
+            for seg, streams in zip(self.segments, self.streams(), strict=True)
+            for s in streams
+        )
+
+
+def segment_streams(num_samples: int, **run: Unpack[EpochRun]) -> list[np.ndarray]:
     """Every rank's full stream (sample indices) in the last of ``segments``.
 
-    ``segments`` is the epoch's ``[[world_size, position], ...]`` (see the module docstring); the
-    first segment shards the epoch order by groups, each later one re-shards the samples unseen at
-    the end of the one before (sample by sample: a subject's patches may then be split over ranks).
-    Rank ``r`` yields ``streams[r][position:]`` of the last segment.
+    ``run``: the keywords of :class:`EpochRun`. ``segments`` is the epoch's
+    ``[[world_size, position], ...]`` (see the module docstring); the first segment shards the
+    epoch order by groups, each later one re-shards the samples unseen at the end of the one
+    before (sample by sample: a subject's patches may then be split over ranks). Rank ``r``
+    yields ``streams[r][position:]`` of the last segment.
     """
-    g = _check("group_size", group_size, 1)
-    if _check("num_samples", num_samples) % g:
-        raise ValueError(f"num_samples={num_samples} is not a multiple of group_size={g}")
-    if not segments:
-        raise ValueError("segments must name at least one [world_size, position]")
-    groups = epoch_order(num_samples // g, seed=seed, epoch=epoch, shuffle=shuffle)
-    world = _check("world_size", segments[0][0], 1)
-    streams = [_expand(rank_indices(groups, rank=r, world_size=world, mode=mode), g) for r in range(world)]
-    for (_, position), (new_world, _) in zip(segments[:-1], segments[1:], strict=True):
-        rest = unseen(streams, int(position))
-        w = _check("world_size", new_world, 1)
-        streams = [rank_indices(rest, rank=r, world_size=w, mode=mode) for r in range(w)]
-    return streams
+    *_, last = _Run(num_samples, **run).streams()
+    return last
 
 
-def samples_consumed(
-    num_samples: int,
-    *,
-    seed: int,
-    epoch: int,
-    segments: Sequence[Sequence[int]],
-    mode: ShardMode = "pad",
-    shuffle: bool = True,
-    group_size: int = 1,
-) -> int:
-    """Samples (with padding repeats) all ranks have consumed in the epoch so far: ``sample_in_epoch``."""
-    total = 0
-    for k in range(len(segments)):
-        streams = segment_streams(
-            num_samples,
-            seed=seed,
-            epoch=epoch,
-            segments=segments[: k + 1],
-            mode=mode,
-            shuffle=shuffle,
-            group_size=group_size,
-        )
-        total += sum(min(int(segments[k][1]), len(s)) for s in streams)
-    return total
+def samples_consumed(num_samples: int, **run: Unpack[EpochRun]) -> int:
+    """Samples (with padding repeats) all ranks have consumed in the epoch so far: ``sample_in_epoch``
+    (``run``: the keywords of :class:`EpochRun`)."""
+    return _Run(num_samples, **run).consumed()
 
 
-def resume_state(
-    num_samples: int,
-    *,
-    seed: int,
-    epoch: int,
-    segments: Sequence[Sequence[int]],
-    mode: ShardMode = "pad",
-    shuffle: bool = True,
-    group_size: int = 1,
-) -> dict[str, Any]:
-    """The state dict of an epoch run along ``segments`` (what samplers and loaders save)."""
-    segs = [[int(w), int(p)] for w, p in segments]
+def resume_state(num_samples: int, **run: Unpack[EpochRun]) -> dict[str, Any]:
+    """The state dict of an epoch run along ``segments`` (what samplers and loaders save;
+    ``run``: the keywords of :class:`EpochRun`)."""
+    r = _Run(num_samples, **run)
+    segs = [[int(w), int(p)] for w, p in r.segments]
     return {
-        "epoch": int(epoch),
-        "seed": int(seed),
-        "shuffle": bool(shuffle),
-        "mode": mode,
+        "epoch": int(r.epoch),
+        "seed": int(r.seed),
+        "shuffle": bool(r.shuffle),
+        "mode": r.mode,
         "num_samples": int(num_samples),
-        "group_size": int(group_size),
+        "group_size": int(r.group_size),
         "world_size": segs[-1][0],
-        "sample_in_epoch": samples_consumed(
-            num_samples, seed=seed, epoch=epoch, segments=segs, mode=mode, shuffle=shuffle, group_size=group_size
-        ),
+        "sample_in_epoch": replace(r, segments=segs).consumed(),
         "segments": segs,
     }

@@ -1,16 +1,19 @@
 """The file constructors of ``VolumeCollection``: thin calls into the one ingest engine
 (``radiobject.model.engine``; the same planning, checks, fingerprints and crash-safe write as
-``radiobject ingest``)."""
+``radiobject ingest``).
+
+Besides its own keywords each takes those of ``model.file_ingest.FileKeywords`` (``subject_pattern``,
+``options``, ``storage``, ``progress``; ``from_dicoms``: ``WriteKeywords``, without ``subject_pattern``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from radiobject.model import engine
-from radiobject.model.options import WriteOptions
+from radiobject.model.file_ingest import FileIngest, FileKeywords, WriteKeywords
 from radiobject.model.paths import PathSpec
-from radiobject.storage.options import StorageOptions
 
 if TYPE_CHECKING:
     from radiobject.model.collection import VolumeCollection
@@ -25,25 +28,17 @@ class FileConstructors:
         uri: str,
         paths_or_glob: PathSpec,
         *,
-        subject_pattern: str | None = None,
         reorient: bool = False,
         name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
+        **kw: Unpack[FileKeywords],
     ) -> VolumeCollection:
-        """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``)."""
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        """Ingests NIfTI files; obs and subject IDs come from the path (see ``subject_id_from_path``).
+
+        ``reorient=True`` stores every volume in RAS+ axis order; ``name``: the collection's name
+        (default: the last part of ``uri``); ``**kw``: ``FileKeywords``.
+        """
         return engine.collection_from_files(
-            uri,
-            paths_or_glob,
-            fmt="nifti",
-            subject_pattern=subject_pattern,
-            canonical=reorient,
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
+            uri, paths_or_glob, FileIngest(fmt="nifti", canonical=reorient, **kw), name=name
         )
 
     @classmethod
@@ -53,56 +48,26 @@ class FileConstructors:
         series_folders: Mapping[str, str] | PathSpec,
         *,
         name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
         philips_scaling: str | None = None,
         resample_tilt: bool | str = False,
+        **kw: Unpack[WriteKeywords],
     ) -> VolumeCollection:
         """Ingests DICOM series: ``{obs_id: folder}`` or folders / a glob (obs ID = folder name).
 
         ``philips_scaling``: ``"display"`` / ``"precise"`` (see ``formats.dicom.philips``);
-        ``resample_tilt``: gantry-tilt correction (see ``formats.dicom.read_dicom_series``).
+        ``resample_tilt``: gantry-tilt correction (see ``formats.dicom.read_dicom_series``);
+        ``**kw``: ``WriteKeywords``.
         """
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            series_folders,
-            fmt="dicom",
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-            dicom_options={
-                k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt)) if v
-            }
-            or None,
-        )
+        dicom = {k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt)) if v}
+        ingest = FileIngest(fmt="dicom", dicom_options=dicom or None, **kw)
+        return engine.collection_from_files(uri, series_folders, ingest, name=name)
 
     @classmethod
     def from_tiffs(
-        cls,
-        uri: str,
-        paths_or_glob: PathSpec,
-        *,
-        subject_pattern: str | None = None,
-        name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
+        cls, uri: str, paths_or_glob: PathSpec, *, name: str | None = None, **kw: Unpack[FileKeywords]
     ) -> VolumeCollection:
-        """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block)."""
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            paths_or_glob,
-            fmt="tiff",
-            subject_pattern=subject_pattern,
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
+        """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block); ``**kw``: ``FileKeywords``."""
+        return engine.collection_from_files(uri, paths_or_glob, FileIngest(fmt="tiff", **kw), name=name)
 
     @classmethod
     def from_files(
@@ -110,23 +75,12 @@ class FileConstructors:
         uri: str,
         paths_or_glob: PathSpec,
         *,
-        subject_pattern: str | None = None,
         canonical: bool = False,
         name: str | None = None,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
+        **kw: Unpack[FileKeywords],
     ) -> VolumeCollection:
-        """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content."""
-        # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.collection_from_files(
-            uri,
-            paths_or_glob,
-            fmt="auto",
-            subject_pattern=subject_pattern,
-            canonical=canonical,
-            name=name,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
+        """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content.
+
+        ``canonical=True`` stores every volume in RAS+ axis order; ``**kw``: ``FileKeywords``.
+        """
+        return engine.collection_from_files(uri, paths_or_glob, FileIngest(canonical=canonical, **kw), name=name)

@@ -11,13 +11,15 @@ constructor can run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from radiobject.errors import RadiObjectError
 
 if TYPE_CHECKING:
     from radiobject.model.collection import VolumeCollection
+    from radiobject.model.file_ingest import FileIngest, StoreIngest
+    from radiobject.model.paths import PathSpec
     from radiobject.model.radi_object import RadiObject
 
 
@@ -32,14 +34,16 @@ def register_file_engine(
     _ENGINE["store"] = store_from_files
 
 
-def collection_from_files(uri: str, spec: Any, **kwargs: Any) -> VolumeCollection:
+def collection_from_files(
+    uri: str, spec: PathSpec | Mapping[str, str], ingest: FileIngest, *, name: str | None = None
+) -> VolumeCollection:
     """A new collection from files, through the registered ingest engine."""
-    return _engine("collection")(uri, spec, **kwargs)
+    return _engine("collection")(uri, spec, ingest, name=name)
 
 
-def store_from_files(uri: str, images: Any, **kwargs: Any) -> RadiObject:
+def store_from_files(uri: str, images: Mapping[str, PathSpec], ingest: StoreIngest) -> RadiObject:
     """A new store from files per collection, through the registered ingest engine."""
-    return _engine("store")(uri, images, **kwargs)
+    return _engine("store")(uri, images, ingest)
 
 
 def _engine(kind: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, Unpack
 
 import pandas as pd
 
@@ -19,6 +19,7 @@ from radiobject.model import engine
 from radiobject.model.alignment import check_alignment, geometry_of
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.collection import VolumeCollection
+from radiobject.model.file_ingest import StoreIngest, StoreKeywords
 from radiobject.model.ids import validate_collection_name
 from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec
@@ -155,34 +156,15 @@ class RadiObjectWrites:
 
     @classmethod
     def from_niftis(
-        cls,
-        uri: str,
-        images: Mapping[str, PathSpec],
-        *,
-        obs_meta: pd.DataFrame | None = None,
-        validate_alignment: bool = True,
-        subject_pattern: str | None = None,
-        reorient: bool = False,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
+        cls, uri: str, images: Mapping[str, PathSpec], *, reorient: bool = False, **kw: Unpack[StoreKeywords]
     ) -> RadiObject:
         """From NIfTI files per collection: a glob, a folder or a list each (see ``from_files``).
 
-        ``reorient=True`` stores every volume in RAS+ axis order (off by default: as in the file).
+        ``reorient=True`` stores every volume in RAS+ axis order (off by default: as in the file);
+        ``**kw``: ``StoreKeywords`` (``obs_meta``, ``validate_alignment``, ``subject_pattern``,
+        ``options``, ``storage``, ``progress``).
         """
-        return cls.from_files(
-            uri,
-            images,
-            fmt="nifti",
-            obs_meta=obs_meta,
-            validate_alignment=validate_alignment,
-            subject_pattern=subject_pattern,
-            canonical=reorient,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
+        return engine.store_from_files(uri, images, StoreIngest(fmt="nifti", canonical=reorient, **kw))
 
     @classmethod
     def from_files(
@@ -191,66 +173,33 @@ class RadiObjectWrites:
         images: Mapping[str, PathSpec],
         *,
         fmt: str = "auto",
-        obs_meta: pd.DataFrame | None = None,
-        validate_alignment: bool = True,
-        subject_pattern: str | None = None,
         canonical: bool = False,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
+        **kw: Unpack[StoreKeywords],
     ) -> RadiObject:
         """From image files per collection, each a glob, a folder or a list; the format (NIfTI,
         DICOM series folder, TIFF) is detected from each file's content unless ``fmt`` names one.
 
         Subject IDs come from what a glob's wildcard matched (``data/*/t1.nii.gz``), a
-        ``subject_pattern`` regex, or the file name. With ``validate_alignment`` every subject's
-        volumes must share shape and affine, checked before any pixel is written (from the header
-        for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
+        ``subject_pattern`` regex, or the file name. With ``validate_alignment`` (the default)
+        every subject's volumes must share shape and affine, checked before any pixel is written
+        (from the header for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
+        ``**kw``: ``StoreKeywords`` (``obs_meta``, ``validate_alignment``, ``subject_pattern``,
+        ``options``, ``storage``, ``progress``).
         """
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
-        return engine.store_from_files(
-            uri,
-            images,
-            fmt=fmt,
-            obs_meta=obs_meta,
-            validate_alignment=validate_alignment,
-            subject_pattern=subject_pattern,
-            canonical=canonical,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
+        return engine.store_from_files(uri, images, StoreIngest(fmt=fmt, canonical=canonical, **kw))
 
     @classmethod
-    def from_dicoms(
-        cls,
-        uri: str,
-        images: Mapping[str, PathSpec],
-        *,
-        obs_meta: pd.DataFrame | None = None,
-        subject_pattern: str | None = None,
-        validate_alignment: bool = True,
-        options: WriteOptions | None = None,
-        storage: StorageOptions | None = None,
-        progress: bool = False,
-    ) -> RadiObject:
+    def from_dicoms(cls, uri: str, images: Mapping[str, PathSpec], **kw: Unpack[StoreKeywords]) -> RadiObject:
         """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
 
         Each matched folder holds one series; the subject ID is what the glob's wildcard matched
         (or ``subject_pattern``'s group). ``validate_alignment`` (on by default, as everywhere) reads
-        every series twice. Geometry follows the DICOM reader (see ``formats.dicom``).
+        every series twice. Geometry follows the DICOM reader (see ``formats.dicom``). ``**kw``:
+        ``StoreKeywords`` (``obs_meta``, ``validate_alignment``, ``subject_pattern``, ``options``,
+        ``storage``, ``progress``).
         """
-        return cls.from_files(
-            uri,
-            images,
-            fmt="dicom",
-            obs_meta=obs_meta,
-            validate_alignment=validate_alignment,
-            subject_pattern=subject_pattern,
-            options=options,
-            storage=storage,
-            progress=progress,
-        )
+        return engine.store_from_files(uri, images, StoreIngest(fmt="dicom", **kw))
 
     def add_collection(
         self,
