@@ -3,12 +3,14 @@
 Layout (BIDS-like)::
 
     folder/participants.csv                 participant_id, age, sex, site
-    folder/manifest.csv                     subject_id, collection, path (relative), session
+    folder/manifest.csv                     subject_id, collection, path (relative)
     folder/sub-01/anat/sub-01_T1w.nii.gz    float32 "brain" (ellipsoid, tissue classes, noise)
     folder/sub-01/anat/sub-01_FLAIR.nii.gz  int16, same grid
     folder/sub-01/anat/sub-01_seg.nii.gz    uint8 labels 0 / 1 (lesion) / 2 (edema), same grid
 
-Everything is deterministic in ``seed``: the same call writes byte-identical voxels.
+One session per subject, so neither the file names nor the manifest name one (a session column
+would be a constant that the names do not carry). Everything is deterministic in ``seed``: the
+same call writes byte-identical voxels.
 """
 
 from __future__ import annotations
@@ -106,9 +108,7 @@ def make_sample_cohort(
             img.header.set_xyzt_units("mm")
             path = anat / f"{sid}_{name}.nii.gz"
             nib.save(img, str(path))
-            manifest.append(
-                {"subject_id": sid, "collection": name, "path": str(path.relative_to(root)), "session": "ses-01"}
-            )
+            manifest.append({"subject_id": sid, "collection": name, "path": str(path.relative_to(root))})
         rows.append(
             {"participant_id": sid, "age": int(rng.integers(20, 80)), "sex": "FM"[i % 2], "site": "AB"[(i // 2) % 2]}
         )

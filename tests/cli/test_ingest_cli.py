@@ -23,6 +23,18 @@ def sample(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     return tmp_path / "c"
 
 
+def test_sample_cohort_manifest_agrees_with_file_names(sample: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    m = pd.read_csv(sample / "manifest.csv", dtype=str)
+    assert list(m.columns) == ["subject_id", "collection", "path"]  # no session: the file names carry none
+    assert all(p == f"{s}/anat/{s}_{c}.nii.gz" for s, c, p in m[["subject_id", "collection", "path"]].to_numpy())
+    store = str(tmp_path / "store")
+    args = ["ingest", store, "--manifest", str(sample / "manifest.csv"), "--subjects", str(sample / "participants.csv")]
+    assert main([*args, "--no-progress"]) == 0
+    assert "session" not in RadiObject(store).obs_meta.columns
+
+
 def test_ingest_manifest(sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], backend: str) -> None:
     out = str(tmp_path / "store")
     rc = main(

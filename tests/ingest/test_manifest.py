@@ -33,6 +33,7 @@ def test_sample_cohort_layout(tmp_path: Path) -> None:
 def test_manifest_columns_split_between_obs_meta_and_obs(cohort: SampleCohort) -> None:
     df = pd.read_csv(cohort.manifest, dtype=str)
     df["age"] = 40
+    df["session"] = "ses-01"  # constant within a subject -> obs_meta
     df["scanner"] = ["A", "B", "C"] * (len(df) // 3)  # varies within a subject -> obs
     plan = plan_from_manifest(df, subjects=cohort.participants, base_dir=cohort.folder)
     assert len(plan.tasks) == 12 and not plan.problems
