@@ -59,7 +59,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("uri", metavar="STORE")
     p.add_argument("-k", "--folds", type=int_in(2, what="folds"), default=5, help="number of folds (default 5)")
-    p.add_argument("--val-fraction", type=float, metavar="F", help="one train/val split instead of folds (e.g. 0.2)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="one train/val split instead of folds (e.g. 0.2); a fold column of an earlier split is dropped",
+    )
     p.add_argument(
         "--val-fold", type=int_in(0, what="val fold"), default=0, help="fold written as split=val (default 0)"
     )

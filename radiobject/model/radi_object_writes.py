@@ -287,6 +287,21 @@ class RadiObjectWrites:
             self._meta_table().append(df)
         self._obs_meta = None
 
+    def drop_subject_columns(self, columns: Iterable[str]) -> None:
+        """Removes ``columns`` from ``obs_meta`` (absent ones are ignored) in one atomic commit:
+        the subject table is rewritten as one base fragment, as ``compact`` writes it (on
+        ``s3://`` only while nobody else writes the table: the single-writer rule)."""
+        drop = list(dict.fromkeys(columns))
+        if SUBJECT in drop:
+            raise ValueError(f"{SUBJECT!r} is the key of obs_meta and cannot be dropped")
+        table = self._meta_table()
+        with write_lock(table.uri, self._location.storage):  # no append between the read and the base
+            df = table.read()
+            drop = [c for c in drop if c in df.columns]
+            if drop:
+                table.append(df.drop(columns=drop), base=True)
+        self._obs_meta = None
+
     def compact(self) -> None:
         """Folds every table's fragments into one (faster opens after many appends)."""
         with write_lock(self.uri, self._location.storage):

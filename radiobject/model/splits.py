@@ -129,15 +129,22 @@ def make_splits(
 
 def write_splits(radi: Any, splits: pd.DataFrame) -> None:
     """Stores ``fold`` / ``split`` of ``splits`` as ``obs_meta`` columns (other columns kept;
-    earlier values of these columns replaced)."""
+    earlier values of these columns replaced).
+
+    A column of an earlier split that ``splits`` lacks is dropped from ``obs_meta``: a train / val
+    split (``val_fraction``, no ``fold``) after a k-fold split leaves no stale ``fold`` behind.
+    """
     meta = pd.DataFrame(radi.obs_meta)
     cols = [c for c in (FOLD, SPLIT) if c in splits.columns]
     unknown = set(splits[SUBJECT]) - set(meta[SUBJECT])
     if unknown:
         raise ValueError(f"splits name subjects not in the store, e.g. {sorted(unknown)[0]!r}")
+    stale = [c for c in (FOLD, SPLIT) if c in meta.columns and c not in cols]
     meta = meta.drop(columns=[c for c in (FOLD, SPLIT) if c in meta.columns])
     meta = meta.merge(splits[[SUBJECT, *cols]], on=SUBJECT, how="inner")
     radi.add_subjects(meta)
+    if stale:
+        radi.drop_subject_columns(stale)
 
 
 def split_store(radi: Any, **kwargs: Any) -> pd.DataFrame:

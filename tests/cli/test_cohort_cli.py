@@ -45,6 +45,10 @@ def test_nnunet_cli_roundtrip(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["split", store, "-k", "2", "--seed", "3"]) == 0
     meta = RadiObject(store).obs_meta
     assert sorted(meta["fold"].tolist()) == [0, 0, 1, 1] and set(meta["split"]) == {"train", "val"}
+    assert main(["split", store, "--val-fraction", "0.5"]) == 0  # after k-fold: the stale fold is dropped
+    meta = RadiObject(store).obs_meta
+    assert "fold" not in meta.columns and sorted(meta["split"].tolist()) == ["train", "train", "val", "val"]
+    assert "obs_meta columns: split)" in capsys.readouterr().out
     assert main(["resample", store, "label", "--spacing", "1.6,1,2", "--no-progress"]) == 0
     assert RadiObject(store)["label_1p6x1x2mm"].volume("BRATS_000").shape == (3, 4, 4)
     assert main(["labels", store, "label", "--set", "0=bg,1=edema,2=tumor", "--weights", "inverse"]) == 0

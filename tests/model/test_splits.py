@@ -70,3 +70,31 @@ def test_fold_column_stays_integer(tmp_path: Path) -> None:
     split_store(radi, k=2)
     meta = RadiObject(radi.uri).obs_meta
     assert meta["fold"].dtype == np.int64 and sorted(meta["fold"]) == [0, 0, 1, 1]
+
+
+def test_val_fraction_after_kfold_drops_the_stale_fold(tmp_path: Path) -> None:
+    imgs = {f"s{i}": ImageData(np.zeros((2, 2, 2), np.int16), np.eye(4)) for i in range(6)}
+    meta = pd.DataFrame({"obs_subject_id": list(imgs), "site": list("AABBCC")})
+    radi = RadiObject.from_images(str(tmp_path / "st"), {"img": imgs}, obs_meta=meta)
+    split_store(radi, k=3)
+    assert "fold" in RadiObject(radi.uri).obs_meta.columns
+    sp = split_store(RadiObject(radi.uri), k=None, val_fraction=0.5)
+    got = RadiObject(radi.uri).obs_meta
+    assert "fold" not in got.columns  # not a column of NaN next to a split made without folds
+    assert got.set_index("obs_subject_id")["split"].to_dict() == sp.set_index("obs_subject_id")["split"].to_dict()
+    assert got["site"].tolist() == list("AABBCC") and len(got) == 6
+    split_store(RadiObject(radi.uri), k=2)  # and k-fold again afterwards
+    again = RadiObject(radi.uri).obs_meta
+    assert again["fold"].dtype == np.int64 and sorted(again["fold"]) == [0, 0, 0, 1, 1, 1]
+
+
+def test_drop_subject_columns(tmp_path: Path) -> None:
+    imgs = {f"s{i}": ImageData(np.zeros((2, 2, 2), np.int16), np.eye(4)) for i in range(3)}
+    meta = pd.DataFrame({"obs_subject_id": list(imgs), "a": [1, 2, 3], "b": ["x", "y", "z"]})
+    radi = RadiObject.from_images(str(tmp_path / "st"), {"img": imgs}, obs_meta=meta)
+    radi.delete_subject("s1")
+    radi.drop_subject_columns(["a", "not-there"])
+    got = RadiObject(radi.uri).obs_meta
+    assert list(got.columns) == ["obs_subject_id", "b"] and got["obs_subject_id"].tolist() == ["s0", "s2"]
+    with pytest.raises(ValueError, match="key"):
+        radi.drop_subject_columns(["obs_subject_id"])
