@@ -119,6 +119,13 @@ def _context(pid: int) -> ts.Context:
     return ts.Context({"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}})
 
 
+def _recheck(uri: str) -> dict[str, Any]:
+    """On S3, cached chunks and shard indexes are trusted from the open on (no conditional GET per
+    read: a volume's files live under its own version and are not rewritten in place); local
+    files are revalidated on every read (a ``stat``), as tensorstore does by default."""
+    return {"recheck_cached_data": "open"} if is_remote(uri) else {}
+
+
 #: tensorstore status codes that mean "the stored bytes are wrong" (others: I/O, permissions).
 _DAMAGE_CODES = ("DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE", "INVALID_ARGUMENT")
 
@@ -301,7 +308,13 @@ class ZarrBackend(Backend):
             return ZarrPythonArray(self._zarr_python(uri), spec, attrs, uri, self.storage)
         try:
             store = ts.open(
-                {"driver": "zarr3", "kvstore": self._kv(uri), "metadata": meta, "store_data_equal_to_fill_value": True},
+                {
+                    "driver": "zarr3",
+                    "kvstore": self._kv(uri),
+                    "metadata": meta,
+                    "store_data_equal_to_fill_value": True,
+                    **_recheck(uri),
+                },
                 open=True,
                 assume_metadata=True,
                 context=_context(os.getpid()),
