@@ -6,9 +6,10 @@ root of the collection or store. Waiting is bounded: after ``timeout`` seconds
 The lock is re-entrant within a process (a thread that holds it may take it again); a forked
 child does not inherit it.
 
-Object stores (``s3://``) have no lock: every publishing step there is a single PUT of a uniquely
-named object, so concurrent writers of *different* volumes are safe, and the documented rule is a
-single writer per volume (see docs/integrity.md).
+On object stores (``s3://``) the lock is an object ``.radiobject.lock`` created with a conditional
+PUT (``If-None-Match: *``), held under a lease that a heartbeat renews, taken over when stale, and
+deleted on release only while it is still ours: see :mod:`radiobject.storage._s3_lock`. The same
+timeout applies and the same ``StoreLockedError`` names the holder, so callers never branch.
 """
 
 from __future__ import annotations
@@ -77,10 +78,13 @@ def write_lock(root: str, storage: StorageOptions | None = None, timeout: float 
 
     Local paths: exclusive ``flock``, waiting at most ``timeout`` seconds (default
     :func:`lock_timeout`), then ``StoreLockedError`` naming the store and the holder's pid.
-    ``s3://``: no lock (see the module docstring).
+    ``s3://``: the conditional-write lock object of :mod:`radiobject.storage._s3_lock`.
     """
     if is_remote(root):
-        yield
+        from radiobject.storage._s3_lock import s3_write_lock
+
+        with s3_write_lock(root, storage or StorageOptions(), lock_timeout() if timeout is None else timeout):
+            yield
         return
     path = os.path.join(os.path.abspath(strip_file_scheme(root)), LOCK_NAME)
     with _registry_guard:
