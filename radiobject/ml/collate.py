@@ -6,6 +6,13 @@ naming each subject and its shape instead; :func:`pad_collate` zero-pads every t
 the largest shape (at the end of each axis; ``batch["shape"]`` keeps each sample's own shape, so a
 caller can crop outputs back). Samples holding MONAI ``MetaTensor`` s are collated with MONAI's
 ``list_data_collate`` (batched affines and meta data).
+
+Inside a DataLoader worker process, a collated dict batch leaves as a :class:`WireBatch`: its small
+tensors (``index``, ``affine``, ``spacing``, ``patch_origin``: at most :data:`INLINE_BYTES` each)
+travel inside the pickle, and only the large ones through torch's shared memory (each
+shared-memory tensor costs the main process a file-descriptor hand-over, more than the bytes of a
+small one). The main process receives a plain ``dict`` with the same keys, order, values, dtypes
+and shapes.
 """
 
 from __future__ import annotations
@@ -13,12 +20,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import default_collate, get_worker_info
 
 from radiobject.errors import RadiObjectError
 
-__all__ = ["BatchShapeError", "CollatedBatch", "collate", "pad_collate"]
+__all__ = [
+    "INLINE_BYTES",
+    "BatchShapeError",
+    "CollatedBatch",
+    "WireBatch",
+    "batch_buffer",
+    "collate",
+    "pad_collate",
+]
+
+#: Tensors of a worker's batch up to this size travel inside the pickle (see :class:`WireBatch`).
+INLINE_BYTES = 64 << 10
 
 
 class BatchShapeError(RadiObjectError, ValueError):
@@ -72,6 +91,48 @@ class CollatedBatch(list):  # a list of samples to any other collate_fn
         return (CollatedBatch, (self.batch,))
 
 
+def batch_buffer(shape: tuple[int, ...], dtype: Any) -> tuple[torch.Tensor, np.ndarray]:
+    """An uninitialised batch buffer as ``(tensor, its numpy view)``.
+
+    Inside a DataLoader worker process it lies in shared memory (as ``default_collate`` allocates
+    there), so handing the batch to the main process copies nothing.
+    """
+    if get_worker_info() is None:
+        arr = np.empty(shape, dtype)
+        return torch.from_numpy(arr), arr
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    storage = torch.UntypedStorage._new_shared(nbytes)
+    tensor = torch.empty(0, dtype=torch.from_numpy(np.empty(0, dtype)).dtype).set_(storage).view(shape)
+    return tensor, tensor.numpy()
+
+
+class WireBatch(dict):
+    """A collated batch leaving a worker process: unpickles as a plain ``dict`` (see the module doc)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        items = []
+        for key, value in self.items():
+            inline = (
+                type(value) is torch.Tensor
+                and value.device.type == "cpu"
+                and not value.requires_grad
+                and value.nbytes <= INLINE_BYTES
+            )
+            items.append((key, value.numpy() if inline else value, inline))
+        return (_unwire, (items,))
+
+
+def _unwire(items: list[tuple[Any, Any, bool]]) -> dict[Any, Any]:
+    return {key: torch.from_numpy(value) if inline else value for key, value, inline in items}
+
+
+def _outgoing(batch: Any) -> Any:
+    """``batch`` as it should leave this process: a ``WireBatch`` in a worker, unchanged otherwise."""
+    if type(batch) is dict and get_worker_info() is not None:
+        return WireBatch(batch)
+    return batch
+
+
 def _ids(samples: Sequence[dict[str, Any]]) -> list[str]:
     return [str(s.get("subject_id", f"sample {i}")) for i, s in enumerate(samples)]
 
@@ -111,9 +172,9 @@ def _flatten(batch: Any) -> Any:
 def collate(batch: Any) -> Any:
     """``default_collate``; a batch already collated by ``__getitems__`` passes through; ragged -> typed error."""
     if isinstance(batch, CollatedBatch):
-        return batch.batch
+        return _outgoing(batch.batch)
     if isinstance(batch, dict):
-        return batch
+        return _outgoing(batch)
     batch = _flatten(batch)
     key = _ragged(batch)
     if key is not None:
@@ -122,7 +183,7 @@ def collate(batch: Any) -> Any:
         from monai.data.utils import list_data_collate
 
         return list_data_collate(batch)
-    return default_collate(batch)
+    return _outgoing(default_collate(batch))
 
 
 def pad_collate(batch: Any) -> Any:
@@ -132,7 +193,7 @@ def pad_collate(batch: Any) -> Any:
     """
     batch = _flatten(batch)
     if isinstance(batch, CollatedBatch):
-        return batch.batch
+        return _outgoing(batch.batch)
     if isinstance(batch, dict) or _ragged(batch) is None:
         out = collate(batch)
         if isinstance(out, dict) and "image" in out and "shape" not in out and not isinstance(batch, dict):
@@ -153,4 +214,4 @@ def pad_collate(batch: Any) -> Any:
         padded.append(item)
     out = collate(padded)
     out["shape"] = shapes
-    return out
+    return out  # a WireBatch in a worker (from collate): "shape" travels inline too

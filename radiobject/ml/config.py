@@ -91,7 +91,10 @@ class LoaderConfig:
         device: deliver batches on this device (non-blocking copies from pinned memory).
         pin_memory: default ``True`` when CUDA is present.
         persistent_workers / prefetch_factor / timeout / multiprocessing_context: as in ``DataLoader``
-            (``timeout``: seconds to wait for a worker batch, 0 = forever).
+            (``timeout``: seconds to wait for a worker batch, 0 = forever), except two defaults for
+            process workers: ``persistent_workers=None`` keeps them (they start once per loader), and
+            ``multiprocessing_context=None`` picks ``fork`` or, once this process has used
+            tensorstore, ``forkserver`` (see ``ml.dataloader.default_context``).
         drop_last: drop a short last batch (training only).
         pad_collate: validation batches of volumes with different shapes are zero-padded to the
             largest shape (``False``: such a batch raises ``BatchShapeError`` naming the subjects).

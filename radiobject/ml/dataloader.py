@@ -4,10 +4,21 @@ Built by the factories of :mod:`radiobject.ml.loaders` (:func:`make_loader`). ``
 ``load_state_dict()`` save and restore the epoch position through the sampler
 (:mod:`radiobject.ml.partition`'s resume model), so Lightning's own checkpointing (which calls them on
 stateful loaders) resumes exactly mid-epoch.
+
+**Worker processes.** tensorstore cannot be used in a child forked from a process that has used it
+(its thread pools do not survive ``fork``); such children read through zarr-python, measured 4-8x
+slower. Without an explicit ``multiprocessing_context`` the loader therefore picks the start method
+when its workers start (:func:`default_context`): ``fork`` while this process has not used
+tensorstore, ``forkserver`` once it has (the fork server preloads torch and radiobject, so each
+worker starts in a fraction of a ``spawn``'s time). Process workers are persistent by default, so
+they start once per loader, not once per epoch.
 """
 
 from __future__ import annotations
 
+import pickle
+import sys
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -20,7 +31,48 @@ from radiobject.ml.datasets import RadiDataset
 from radiobject.ml.sampler import RadiSampler
 from radiobject.ml.threads import worker_init_fn as limit_worker_threads  # one thread per library per worker
 
-__all__ = ["RadiDataLoader", "make_loader", "to_device"]
+__all__ = ["FORKSERVER_PRELOAD", "RadiDataLoader", "default_context", "make_loader", "to_device"]
+
+#: Modules the fork server imports once, so that each worker forked from it starts with them loaded
+#: (not ``__main__``: a script's unguarded top-level reads would run in the server, and its children
+#: would then be forked after a tensorstore use).
+FORKSERVER_PRELOAD: tuple[str, ...] = ("torch", "numpy", "radiobject.ml.loaders")
+
+
+def _tensorstore_used() -> bool:
+    zb = sys.modules.get("radiobject.storage.zarr_backend")  # not imported: tensorstore never used here
+    return bool(zb is not None and zb.tensorstore_used())
+
+
+def default_context(dataset: Any = None) -> str:
+    """The start method for process workers: ``"fork"`` unless a forked child could not use tensorstore.
+
+    Once this process has used tensorstore, ``"forkserver"`` (its preload list set to
+    :data:`FORKSERVER_PRELOAD` when the fork server is not running yet) — unless ``dataset`` cannot
+    be pickled (e.g. a lambda transform): then ``"fork"`` with a ``RuntimeWarning``, since its
+    workers read through zarr-python (several times slower; make the transforms picklable, or pass
+    ``multiprocessing_context`` explicitly).
+    """
+    if not _tensorstore_used():
+        return "fork"
+    if dataset is not None:
+        try:
+            pickle.dumps(dataset)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure: fall back to fork
+            warnings.warn(
+                f"process workers: the dataset cannot be pickled ({type(exc).__name__}: {exc}), so they are "
+                "forked from a process that has used tensorstore and read through zarr-python (several "
+                "times slower); make the transforms picklable or pass multiprocessing_context",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return "fork"
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and getattr(server, "_forkserver_pid", None) is None:  # not started yet
+        forkserver.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    return "forkserver"
 
 
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
@@ -54,7 +106,15 @@ class RadiDataLoader(DataLoader):
     #: Optional: batches of the current epoch the model has consumed in total (set by the Lightning
     #: DataModule, whose prefetching runs ahead of training); ``None`` = batches delivered here.
     steps_fn: Callable[[], int | None] | None = None
+    #: Process workers without an explicit context: the start method is chosen when they start
+    #: (:func:`default_context`).
+    auto_context: bool = False
     _steps: int = 0
+
+    def _get_iterator(self) -> Any:
+        if self.num_workers > 0 and self.auto_context:
+            self.multiprocessing_context = default_context(self.dataset)
+        return super()._get_iterator()
 
     # the ignore below: torch types DataLoader.__iter__ as returning its own iterator class
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
@@ -150,8 +210,8 @@ def make_loader(
         num_workers = 0
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
-        kwargs.update(
-            persistent_workers=bool(persistent_workers) if persistent_workers is not None else False,
+        kwargs.update(  # persistent by default: workers start once per loader, not once per epoch
+            persistent_workers=bool(persistent_workers) if persistent_workers is not None else True,
             prefetch_factor=prefetch_factor or 2,
             timeout=timeout,
             multiprocessing_context=multiprocessing_context,
@@ -172,4 +232,5 @@ def make_loader(
     )
     loader.device = dev
     loader.threads = threads
+    loader.auto_context = num_workers > 0 and multiprocessing_context is None
     return loader

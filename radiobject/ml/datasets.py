@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from radiobject.errors import RadiObjectError
 from radiobject.ml.cache import InMemoryCache, NoCache
-from radiobject.ml.collate import collate
+from radiobject.ml.collate import batch_buffer, collate
 from radiobject.ml.reader import VolumeReader, as_region
 from radiobject.ml.sampling import (
     class_ratio_patch_origins,
@@ -248,32 +248,78 @@ class PatchDataset(RadiDataset):
         image, label = self.reader.read_patch(subj, origin, self.patch_size)
         return self._sample(index, subj, image, label, origin)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_facts", None)  # per-subject tables: rebuilt where needed (small pickles for workers)
+        return state
+
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, list[tuple[tuple[int, int], ...]]]:
+        """Per-subject affines ``(N, 4, 4)``, spacings ``(N, 3)`` and uniform origin bounds, built once.
+
+        Each row equals ``reader.affine(i)`` / ``reader.spacing(i)`` exactly; the bounds are the
+        ``[low, high)`` ranges of ``ml.sampling.uniform_patch_origins`` per axis. Rebuilt when the
+        reader or the patch size changes.
+        """
+        r, patch = self.reader, self.patch_size
+        facts = self.__dict__.get("_facts")
+        if facts is None or facts[0] is not r or facts[1] != patch:
+            n = len(r)
+            affines = np.asarray(r.affines, dtype=np.float64).reshape(n, 4, 4)
+            spacing = np.sqrt((affines[:, :3, :3] ** 2).sum(axis=1))
+            bounds = [
+                tuple((min(d - p, 0), max(d - p, 0) + 1) for d, p in zip(shape, patch, strict=True))
+                for shape in r.shapes
+            ]
+            facts = self.__dict__["_facts"] = (r, patch, affines, spacing, bounds)
+        return facts[2], facts[3], facts[4]
+
     def build_batch(self, keys: list[tuple[int, int]]) -> dict[str, Any]:
-        """The collated batch of ``(epoch, index)`` keys, each patch read once into one buffer."""
+        """The collated batch of ``(epoch, index)`` keys, each patch read once into one buffer.
+
+        The hot path of the loader: per-subject facts come from :meth:`_tables`, uniform origins
+        are drawn per axis from the item's generator (the same draws as
+        ``ml.sampling.uniform_patch_origins``), and every tensor wraps its numpy buffer (no copies).
+        """
         r = self.reader
-        subjects = [self.subject_of(i) for _, i in keys]
-        channels = {r.num_channels(s) for s in subjects}
+        n, ppv = len(keys), self.patches_per_volume
+        subjects = [i // ppv for _, i in keys]
+        channels = {r.num_channels(s) for s in set(subjects)}
         if len(channels) != 1:  # mixed channel counts cannot share a buffer: per-sample path
             return collate([self[k] for k in keys])
-        image = np.empty((len(keys), channels.pop(), *self.patch_size), np.float32)
-        label = np.empty((len(keys), 1, *self.patch_size), r.label_dtype()) if r.label else None
-        origins = np.empty((len(keys), 3), np.int64)
-        affines = np.empty((len(keys), 4, 4), np.float64)
-        for k, ((epoch, index), subj) in enumerate(zip(keys, subjects, strict=True)):
+        affines_of, spacing_of, bounds_of = self._tables()
+        image_t, image = batch_buffer((n, channels.pop(), *self.patch_size), np.float32)
+        label_t, label = batch_buffer((n, 1, *self.patch_size), r.label_dtype()) if r.label else (None, None)
+        origins = np.empty((n, 3), np.int64)
+        affines = affines_of[subjects]  # a copy: the rows are shifted below
+        uniform = self.sampler == "uniform"
+        seed, patch = self.seed, self.patch_size
+        todo = []
+        for k, ((epoch, index), subj) in enumerate(zip(keys, subjects, strict=True)):  # draws first, then reads
             try:
-                origins[k] = self.origin(index, epoch)
-                r.read_patch_into(subj, origins[k], self.patch_size, image[k], label[k] if label is not None else None)
+                if uniform:
+                    rng = item_rng(seed, epoch, index)
+                    origin = tuple(int(rng.integers(lo, hi)) for lo, hi in bounds_of[subj])
+                else:
+                    origin = tuple(int(o) for o in self.origin(index, epoch))
             except Exception as exc:  # noqa: BLE001 - re-raised with the subject named
                 raise self._error(index, epoch, exc) from exc
-            affines[k] = r.affine(subj)
-            affines[k, :3, 3] += affines[k, :3, :3] @ origins[k].astype(np.float64)
-        out: dict[str, Any] = {"image": torch.from_numpy(image)}
-        if label is not None:
-            out["label"] = torch.from_numpy(label)
+            origins[k] = origin
+            todo.append((k, epoch, index, subj, origin))
+        for k, epoch, index, subj, origin in todo:
+            try:
+                r.read_patch_into(subj, origin, patch, image[k], label[k] if label is not None else None)
+            except Exception as exc:  # noqa: BLE001 - re-raised with the subject named
+                raise self._error(index, epoch, exc) from exc
+        shift = origins.astype(np.float64)
+        for k in range(n):
+            affines[k, :3, 3] += affines[k, :3, :3] @ shift[k]
+        out: dict[str, Any] = {"image": image_t}
+        if label_t is not None:
+            out["label"] = label_t
         out["subject_id"] = [r.subject_ids[s] for s in subjects]
-        out["index"] = torch.tensor([i for _, i in keys], dtype=torch.int64)
+        out["index"] = torch.from_numpy(np.array([i for _, i in keys], dtype=np.int64))
         out["affine"] = torch.from_numpy(affines)
-        out["spacing"] = torch.from_numpy(np.stack([r.spacing(s) for s in subjects]))
+        out["spacing"] = torch.from_numpy(spacing_of[subjects])
         out["patch_origin"] = torch.from_numpy(origins)
         return out
 

@@ -113,6 +113,12 @@ def tensorstore_usable() -> bool:
     return not _ts_state["forked_after_use"]
 
 
+def tensorstore_used() -> bool:
+    """True once this process (or the one it was forked from) has used tensorstore: a child forked
+    from it now would read through zarr-python (start DataLoader workers with forkserver / spawn)."""
+    return _ts_state["used"] or _ts_state["forked_after_use"]
+
+
 @lru_cache(maxsize=4)
 def _context(pid: int) -> ts.Context:
     _ts_state["used"] = True

@@ -227,3 +227,67 @@ def test_thread_worker_error_names_the_subject(tmp_path):
     )
     with pytest.raises(Exception, match="sub-01"):
         _epoch(loader, 0)
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "foreground"])
+def test_batched_reads_equal_the_per_sample_path_exactly(tmp_path, sampler):
+    """The hot path (one buffer per batch, per-subject tables, per-axis origin draws) gives the very
+    tensors the per-sample path collated by ``default_collate`` gives, for uneven affines / shapes."""
+    from radiobject.formats.image import ImageData
+    from radiobject.ml.collate import collate
+    from radiobject.ml.datasets import PatchDataset
+    from radiobject.ml.loaders import build_reader
+
+    rng = np.random.default_rng(0)
+    imgs, segs = {}, {}
+    for i, shape in enumerate([(20, 24, 16), (9, 30, 12), (17, 5, 21)]):
+        affine = np.eye(4)
+        affine[:3, :3] = rng.normal(size=(3, 3)) * 1.37
+        affine[:3, 3] = rng.normal(size=3) * 50
+        imgs[f"s{i}"] = ImageData(coded_volume(i, shape), affine, {}, f"synthetic/s{i}")
+        seg = np.zeros(shape, np.uint8)
+        seg[2:4, 1:3, 3:6] = 1
+        segs[f"s{i}"] = ImageData(seg, affine, {}, f"synthetic/s{i}/seg")
+    store = RadiObject.from_images(str(tmp_path / "s"), {"img": imgs, "seg": segs})
+    ds = PatchDataset(build_reader(store, "img", "seg"), (8, 8, 8), patches_per_volume=7, sampler=sampler, seed=4)
+    for epoch in (0, 3):
+        for start in range(0, len(ds), 4):
+            keys = [(epoch, i) for i in range(start, min(start + 4, len(ds)))]
+            fast = ds.build_batch(keys)
+            slow = collate([ds[k] for k in keys])
+            assert list(fast) == list(slow)
+            for key, value in slow.items():
+                if isinstance(value, torch.Tensor):
+                    assert fast[key].dtype == value.dtype and torch.equal(fast[key], value), key
+                else:
+                    assert fast[key] == value, key
+            origins = [ds.origin(i, e).tolist() for e, i in keys]
+            assert fast["patch_origin"].tolist() == origins
+
+
+def test_worker_batches_unpickle_as_the_same_plain_dict():
+    """``WireBatch``: small tensors inline, large ones through shared memory; a plain dict arrives."""
+    import io
+    import pickle
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401 - registers torch's shared-memory reductions
+
+    from radiobject.ml.collate import INLINE_BYTES, WireBatch
+
+    batch = {
+        "image": torch.arange(2 * INLINE_BYTES, dtype=torch.float32).reshape(2, 1, -1),
+        "subject_id": ["a", "b"],
+        "index": torch.tensor([3, 9]),
+        "affine": torch.rand(2, 4, 4, dtype=torch.float64),
+        "patch_origin": torch.tensor([[1, 2, 3], [4, 5, 6]]).T.contiguous().T,  # a non-contiguous view
+    }
+    buf = io.BytesIO()
+    ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(WireBatch(batch))
+    got = pickle.loads(buf.getvalue())
+    assert type(got) is dict and list(got) == list(batch)
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
+        else:
+            assert got[key] == value

@@ -112,3 +112,77 @@ def test_worker_threads_are_limited(store):
 def _threads_probe(sample):
     sample["threads"] = torch.get_num_threads()
     return sample
+
+
+def _batches(loader, epochs=2):
+    out = []
+    for e in range(epochs):
+        set_epoch(loader, e)
+        for b in loader:
+            out.append({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in b.items()})
+    return out
+
+
+def _same(got, ref):
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        assert list(g) == list(r)  # same keys, same order
+        for k in r:
+            if isinstance(r[k], torch.Tensor):
+                assert g[k].dtype == r[k].dtype and g[k].shape == r[k].shape
+                assert torch.equal(g[k], r[k]), k
+            else:
+                assert g[k] == r[k], k
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context", ["forkserver", "spawn", None])
+def test_process_workers_give_exactly_the_zero_worker_batches(tmp_path, context):
+    """Every tensor equal (images, labels, affines, spacings, origins, indices), for a fixed seed, with
+    forkserver / spawn workers and with the default context in a process that has used tensorstore."""
+    from radiobject.storage.zarr_backend import tensorstore_used
+
+    store = make_store(tmp_path / "s", "zarr", n=5, shape=SHAPE)
+    kw = dict(modalities=["T1w", "FLAIR"], label="seg", patch_size=(6, 6, 6), batch_size=2, seed=11)
+    ref = _batches(create_training_dataloader(store, num_workers=0, **kw))
+    assert tensorstore_used()  # the 0-worker pass read through tensorstore in this process
+    loader = create_training_dataloader(
+        store, num_workers=2, worker_mode="processes", multiprocessing_context=context, timeout=60, **kw
+    )
+    got = _batches(loader)
+    assert loader.multiprocessing_context.get_start_method() == (context or "forkserver")
+    assert loader.persistent_workers  # the default for process workers: started once per loader
+    _same(got, ref)
+
+
+def _reads_through(sample):
+    from radiobject.storage.zarr_backend import tensorstore_usable
+
+    sample["tensorstore"] = int(tensorstore_usable())
+    return sample
+
+
+@pytest.mark.slow
+def test_default_context_workers_read_through_tensorstore(tmp_path):
+    store = make_store(tmp_path / "s", "zarr", n=4, shape=SHAPE)
+    kw = dict(modalities="T1w", patch_size=(4, 4, 4), batch_size=2, seed=2, transforms=_reads_through)
+    next(iter(create_training_dataloader(store, num_workers=0, **kw)))  # the parent uses tensorstore
+    forked = create_training_dataloader(store, num_workers=1, multiprocessing_context="fork", timeout=60, **kw)
+    assert next(iter(forked))["tensorstore"].tolist() == [0, 0]  # forked after use: zarr-python
+    auto = create_training_dataloader(store, num_workers=1, timeout=60, **kw)
+    assert next(iter(auto))["tensorstore"].tolist() == [1, 1]
+
+
+def test_default_context_falls_back_to_fork_for_an_unpicklable_dataset(store):
+    from radiobject.ml.dataloader import default_context
+
+    loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), transforms=lambda s: s)
+    next(iter(loader))  # 0 workers: this process has used tensorstore (zarr) or not (tiledb)
+    from radiobject.storage.zarr_backend import tensorstore_used
+
+    if not tensorstore_used():
+        assert default_context(loader.dataset) == "fork"
+        return
+    with pytest.warns(RuntimeWarning, match="cannot be pickled"):
+        assert default_context(loader.dataset) == "fork"
+    assert default_context() == "forkserver"
