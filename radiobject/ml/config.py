@@ -96,6 +96,8 @@ class LoaderConfig:
             ``multiprocessing_context=None`` picks ``fork`` or, once this process has used
             tensorstore, ``forkserver`` (see ``ml.dataloader.default_context``).
         drop_last: drop a short last batch (training only).
+        prefetch_patches: patches read ahead of the one being built (``None``: 2 x ``batch_size``;
+            0: off); see ``ml.sampler.RadiSampler``.
         pad_collate: validation batches of volumes with different shapes are zero-padded to the
             largest shape (``False``: such a batch raises ``BatchShapeError`` naming the subjects).
     """
@@ -111,12 +113,15 @@ class LoaderConfig:
     multiprocessing_context: Any = None
     drop_last: bool = False
     pad_collate: bool = False
+    prefetch_patches: int | None = None
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.worker_mode not in ("auto", "processes", "threads"):
             raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {self.worker_mode!r}")
+        if self.prefetch_patches is not None and int(self.prefetch_patches) < 0:
+            raise ValueError(f"prefetch_patches must be >= 0, got {self.prefetch_patches}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ FLAT: dict[str, tuple[str, str]] = {
     "multiprocessing_context": ("loader", "multiprocessing_context"),
     "drop_last": ("loader", "drop_last"),
     "pad_collate": ("loader", "pad_collate"),
+    "prefetch_patches": ("loader", "prefetch_patches"),
     "rank": ("distributed", "rank"),
     "world_size": ("distributed", "world_size"),
     "shard_mode": ("distributed", "shard_mode"),

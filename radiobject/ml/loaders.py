@@ -119,6 +119,8 @@ def _dataset(
 
 
 def _make(dataset: RadiDataset, sampler: RadiSampler, cfg: LoaderConfig, *, training: bool) -> RadiDataLoader:
+    ahead = cfg.prefetch_patches
+    sampler.prefetch_patches = 2 * cfg.batch_size if ahead is None else int(ahead)
     return make_loader(
         dataset,
         sampler,
@@ -166,7 +168,8 @@ def create_training_dataloader(
             ``sampler``, ``foreground_prob``, ``loading_mode``, ``plane``, ``cache_strategy``,
             ``cache_bytes``, ``cache_path``, ``batch_size`` (2), ``num_workers``, ``worker_mode``,
             ``device``, ``pin_memory``, ``persistent_workers``, ``prefetch_factor``, ``timeout``,
-            ``multiprocessing_context``, ``drop_last``, ``rank``, ``world_size``, ``shard_mode``.
+            ``multiprocessing_context``, ``drop_last``, ``prefetch_patches`` (patches read ahead;
+            default 2 x ``batch_size``, 0: off), ``rank``, ``world_size``, ``shard_mode``.
         transforms: per-sample transform (MONAI or TorchIO dict transforms).
         seed: patches and order are functions of ``(seed, epoch, index)``; call
             ``radiobject.ml.set_epoch(loader, epoch)`` each epoch (a second pass over one epoch warns).

@@ -8,6 +8,9 @@ state dict comes from the pure functions of :mod:`radiobject.ml.partition` (the 
 * the epoch's order permutes *groups* (a subject's ``patches_per_volume`` consecutive samples) and
   depends only on ``(seed, epoch)``; rank ``r`` takes groups ``r::world`` (pad / drop / exact);
 * each index is yielded as ``(epoch, index)`` so that persistent workers draw this epoch's patches;
+* while sample ``j`` is handed out, the reads of samples ``j .. j + prefetch_patches`` of a patch
+  dataset are already in flight (:mod:`radiobject.ml._reader_prefetch`; bounded, cancelled by each
+  new pass, never changing which samples or patches are drawn);
 * the state is ``partition.resume_state``'s small dict (``epoch``, ``seed``, ``world_size``,
   ``sample_in_epoch``, ``segments``); ``load_state_dict`` continues each rank exactly where it
   stopped on the same world size, and re-shards exactly the unseen samples on another (elastic).
@@ -23,6 +26,7 @@ import numpy as np
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from radiobject.ml._reader_prefetch import DEFAULT_PREFETCH_PATCHES, Lookahead
 from radiobject.ml.partition import ShardMode, resume_state, segment_streams
 
 __all__ = ["EpochNotSetWarning", "RadiSampler", "set_epoch"]
@@ -53,6 +57,11 @@ class RadiSampler(DistributedSampler):
         mode: ``"pad"`` (default for training), ``"drop"`` or ``"exact"`` (validation).
         group_size: consecutive samples kept together on one rank (``patches_per_volume``);
             ``len(dataset)`` must be a multiple of it.
+        prefetch_patches: patches of a patch dataset read ahead while the current one is handed
+            out (default :data:`~radiobject.ml._reader_prefetch.DEFAULT_PREFETCH_PATCHES`; the
+            loader factories use 2 x ``batch_size``; 0 disables). Reads start only in a process
+            that reads through the dataset's reader (not in the main process of a loader with
+            worker processes); samples are the same with and without.
 
     Iterating a shuffled sampler twice on the same epoch without ``set_epoch`` (or
     ``load_state_dict``) in between warns with :class:`EpochNotSetWarning`.
@@ -69,6 +78,7 @@ class RadiSampler(DistributedSampler):
         *,
         mode: ShardMode | None = None,
         group_size: int = 1,
+        prefetch_patches: int | None = None,
     ) -> None:
         world, r = _dist_default(num_replicas, rank)
         self.dataset = dataset
@@ -82,6 +92,9 @@ class RadiSampler(DistributedSampler):
         if self.mode not in ("pad", "drop", "exact"):
             raise ValueError(f"mode must be 'pad', 'drop' or 'exact', got {self.mode!r}")
         self.group_size = int(group_size)
+        self.prefetch_patches = DEFAULT_PREFETCH_PATCHES if prefetch_patches is None else int(prefetch_patches)
+        if self.prefetch_patches < 0:
+            raise ValueError(f"prefetch_patches must be >= 0, got {prefetch_patches}")
         if self.group_size < 1 or len(dataset) % self.group_size:
             raise ValueError(f"len(dataset)={len(dataset)} is not a multiple of group_size={group_size}")
         #: ``len()`` counts the samples consumed before a resume too (trainers such as Lightning keep
@@ -148,7 +161,11 @@ class RadiSampler(DistributedSampler):
         self._epoch_set, self._last_pass = False, epoch
         self._pending = None
         self._active = (epoch, segs)
-        for i in self._streams(epoch, segs)[self.rank][segs[-1][1] :].tolist():
+        stream = self._streams(epoch, segs)[self.rank][segs[-1][1] :].tolist()
+        ahead = Lookahead.start(self.dataset, epoch, stream, self.prefetch_patches)
+        for j, i in enumerate(stream):
+            if ahead is not None:
+                ahead.step(j)
             yield (epoch, i)
 
     def __len__(self) -> int:

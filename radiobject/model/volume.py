@@ -19,6 +19,8 @@ from radiobject.model.writer import write_image
 from radiobject.storage.base import (
     ArrayHandle,
     Backend,
+    CompletedRead,
+    ReadFuture,
     Region,
     normalize_region,
     region_shape,
@@ -236,6 +238,26 @@ class Volume:
             data = data.reshape(tuple(n for i, n in enumerate(data.shape) if i not in squeeze))
         return self._scale(data) if scaled else data
 
+    def read_async(self, region: Region | Any = (), *, executor: Any = None) -> ReadFuture:
+        """Starts reading a region (no integer indices); ``result()`` gives what :meth:`read` would.
+
+        Zarr reads run on tensorstore's threads (I/O and decode without the GIL); other engines
+        read on ``executor`` (a ``concurrent.futures`` executor) when given, else at once. Errors
+        (``CorruptDataError`` naming store, collection and subject, ...) come from ``result()``.
+        """
+        norm, squeeze = normalize_region(region, self.shape)
+        if squeeze:
+            raise IndexError("read_async takes slices only; index the result instead")
+        handle = self._array()
+        if not handle.async_reads:
+            if executor is not None:
+                return executor.submit(self.read, norm)
+            try:
+                return CompletedRead(self.read(norm))
+            except Exception as exc:  # noqa: BLE001 - re-raised by result(), where the caller consumes it
+                return CompletedRead(error=exc)
+        return _LocatedRead(handle.read_async(norm), self.uri, self._location.storage)
+
     def _scale(self, data: np.ndarray) -> np.ndarray:
         return scaled(data, self._info.metadata, np.float32)
 
@@ -301,6 +323,27 @@ class Volume:
         from radiobject.formats.nifti import write_nifti
 
         write_nifti(path, self.to_numpy(), self.affine, self.metadata)
+
+
+class _LocatedRead:
+    """A backend read future whose ``CorruptDataError`` names the volume's store, collection and subject."""
+
+    __slots__ = ("_future", "_storage", "_uri")
+
+    def __init__(self, future: ReadFuture, uri: str, storage: StorageOptions) -> None:
+        self._future, self._uri, self._storage = future, uri, storage
+
+    def result(self) -> np.ndarray:
+        try:
+            return self._future.result()
+        except CorruptDataError as exc:
+            raise located(exc, self._uri, self._storage) from None
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
+    def done(self) -> bool:
+        return self._future.done()
 
 
 def _rebuild(location: StoreLocation, info: VolumeInfo) -> Volume:

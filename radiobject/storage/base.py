@@ -11,7 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
 
@@ -132,11 +132,52 @@ def region_shape(region: Region) -> tuple[int, ...]:
     return tuple(r.stop - r.start for r in region)
 
 
+class ReadFuture(Protocol):
+    """A read in flight (:meth:`ArrayHandle.read_async`): ``result()`` waits for the array.
+
+    ``result()`` raises the same typed errors as :meth:`ArrayHandle.read` (``CorruptDataError``
+    for damaged data, ...), when the future is consumed; ``cancel()`` asks to drop the read (the
+    result is then never used); ``done()`` tells whether ``result()`` would return at once.
+    """
+
+    def result(self) -> np.ndarray: ...
+
+    def cancel(self) -> bool: ...
+
+    def done(self) -> bool: ...
+
+
+class CompletedRead:
+    """A :class:`ReadFuture` whose read already ran: holds the array, or the exception it raised."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: np.ndarray | None = None, error: BaseException | None = None) -> None:
+        self._value, self._error = value, error
+
+    def result(self) -> np.ndarray:
+        """The array; re-raises the read's exception (first raised when the read ran)."""
+        if self._error is not None:
+            raise self._error
+        return cast(np.ndarray, self._value)  # one of value / error is always set
+
+    def cancel(self) -> bool:
+        """Too late: the read already ran."""
+        return False
+
+    def done(self) -> bool:
+        """Always ``True``."""
+        return True
+
+
 class ArrayHandle(ABC):
     """An open array. Handles are per process: never share one across ``fork``."""
 
     spec: ArraySpec
     attrs: Mapping[str, Any]
+    #: ``True`` when :meth:`read_async` returns before the data is read and decoded (the engine
+    #: works on its own threads); ``False``: the default, which reads synchronously.
+    async_reads: ClassVar[bool] = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -149,6 +190,18 @@ class ArrayHandle(ABC):
     @abstractmethod
     def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
         """Reads a normalised region, into ``out`` (C-contiguous, right shape/dtype) when given."""
+
+    def read_async(self, region: Region) -> ReadFuture:
+        """Starts reading a normalised region; the future's ``result()`` is the array.
+
+        The default reads synchronously and returns a :class:`CompletedRead` (errors are raised
+        when the result is consumed, as for a real future). Engines with asynchronous I/O and
+        decode override it and set :attr:`async_reads`.
+        """
+        try:
+            return CompletedRead(self.read(region))
+        except Exception as exc:  # noqa: BLE001 - re-raised by result(), where the caller consumes it
+            return CompletedRead(error=exc)
 
     @abstractmethod
     def write(self, region: Region, data: np.ndarray) -> None:

@@ -71,6 +71,14 @@ class Cache:
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
 
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` is probably held, without counting as a use (no LRU touch, no hit/miss).
+
+        For planning only (a prefetch deciding which chunks to read ahead): the entry may be gone
+        when it is looked up. The default answers ``False`` (plan as if missing: read more).
+        """
+        return False
+
     @property
     def nbytes(self) -> int:
         """Bytes currently held (for disk caches: in this cache's directory, all processes)."""

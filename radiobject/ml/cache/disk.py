@@ -105,6 +105,10 @@ class DiskCache(Cache):
         self.hits += 1
         return value
 
+    def holds(self, key: str) -> bool:
+        """Whether an entry file for ``key`` exists (one ``stat``; not a use, not verified)."""
+        return self._file(key).exists()
+
     def _remember(self, key: str, value: np.ndarray, st: os.stat_result) -> None:
         if self.max_maps <= 0:
             return

@@ -45,6 +45,10 @@ class InMemoryCache(Cache):
             self.hits += 1
             return value
 
+    def holds(self, key: str) -> bool:
+        """Whether ``key`` is held (not a use: the LRU order and the hit counts stay as they are)."""
+        return key in self._items
+
     def put(self, key: str, value: np.ndarray) -> None:
         """Insert (or refresh) ``key``, evicting least recently used entries beyond the budget."""
         value = _readonly(np.asarray(value))
