@@ -21,7 +21,7 @@ from radiobject.ml.cache import InMemoryCache
 from radiobject.ml.cache import chunks as chunk_cache
 from radiobject.ml.config import LoaderConfig
 from radiobject.ml.datasets import GridPatchDataset, PatchDataset
-from radiobject.ml.loaders import create_training_dataloader
+from radiobject.ml.loaders import create_training_dataloader, create_validation_dataloader
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampler import RadiSampler
 from radiobject.model.radi_object import RadiObject
@@ -76,6 +76,24 @@ def test_samples_are_the_same_with_and_without_prefetch(store, backend, monkeypa
     assert stats[6]["held"] <= 6
     if cache == "chunks":
         assert lookups[0] == lookups[6]  # the cache saw the very same lookups and admissions
+
+
+@pytest.mark.parametrize("how", ["threads", "validation"])
+def test_worker_threads_and_validation_patches(store, how: str) -> None:
+    """Loader threads share the window (reads out of order); validation draws its fixed epoch."""
+    runs, used = {}, {}
+    for k in (0, 4):
+        reader = VolumeReader.from_radi(store, ["T1w"], "seg")
+        if how == "threads":
+            loader = create_training_dataloader(
+                reader, patch_size=PATCH, batch_size=2, num_workers=2, worker_mode="threads", prefetch_patches=k
+            )
+        else:
+            loader = create_validation_dataloader(reader, patch_size=PATCH, batch_size=2, prefetch_patches=k)
+        runs[k] = _epochs(loader, 3)
+        used[k] = reader.prefetch_stats()["used"]
+    _same(runs[0], runs[4])
+    assert used[0] == 0 and used[4] > 0
 
 
 @pytest.mark.parametrize("buffer", [0, 64 << 20])
