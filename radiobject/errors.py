@@ -83,6 +83,24 @@ class NiftiReadError(ImageReadError):
     """A NIfTI file cannot be read."""
 
 
+class SourceTimeoutError(ImageReadError, TimeoutError):
+    """Reading or decoding one source did not finish within the per-item time limit (a hung
+    network mount, a stuck device): that item fails, the rest of the ingest goes on. Names the
+    file and the limit (``WriteOptions.item_timeout_s``, ``--item-timeout``,
+    ``RADIOBJECT_ITEM_TIMEOUT``)."""
+
+    def __init__(self, path: object, limit_s: float, what: str = "reading") -> None:
+        self.limit_s, self.what = float(limit_s), what
+        super().__init__(
+            path,
+            f"{what} did not finish within the item time limit of {self.limit_s:g} s; the read was "
+            f"abandoned and nothing was stored (raise it with --item-timeout / RADIOBJECT_ITEM_TIMEOUT)",
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.limit_s, self.what))
+
+
 class DicomError(ImageReadError):
     """A DICOM file or series cannot be read or turned into a volume."""
 

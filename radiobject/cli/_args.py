@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from radiobject.storage.options import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, StorageOptions
 
@@ -22,6 +26,57 @@ def int_in(lo: int, hi: int | None = None, what: str = "value") -> Callable[[str
 
 
 positive_int = int_in(1, what="count")
+
+
+def item_timeout_seconds(text: str) -> float:
+    """An argparse type for ``--item-timeout``: seconds >= 0 (0 = no limit)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if math.isnan(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 seconds (0 = no limit), got {text!r}")
+    return value
+
+
+def add_item_timeout_argument(p: argparse.ArgumentParser) -> None:
+    """Adds ``--item-timeout SECONDS`` (the ingest's per-item read deadline)."""
+    p.add_argument(
+        "--item-timeout",
+        type=item_timeout_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="seconds one source may take to be read and decoded; past it that item fails "
+        "(SourceTimeoutError naming the file) and the others go on (default $RADIOBJECT_ITEM_TIMEOUT, "
+        "else 900; 0 = no limit)",
+    )
+
+
+def item_timeout_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``WriteOptions`` keywords for ``--item-timeout`` (none when it was not given: the default)."""
+    value = getattr(args, "item_timeout", None)
+    return {} if value is None else {"item_timeout_s": value or None}
+
+
+@contextmanager
+def item_timeout_env(args: argparse.Namespace) -> Iterator[None]:
+    """``$RADIOBJECT_ITEM_TIMEOUT`` set to ``--item-timeout`` for the ``with`` block (restored after),
+    so that the checks run before writing (``ingest.tasks.find_problems``, which the cohort runner
+    calls without the write options) use the same limit as the reads."""
+    value = getattr(args, "item_timeout", None)
+    if value is None:
+        yield
+        return
+    name = "RADIOBJECT_ITEM_TIMEOUT"
+    before = os.environ.get(name)
+    os.environ[name] = repr(float(value))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def human_bytes(n: float) -> str:

@@ -16,7 +16,13 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from radiobject.cli._args import add_storage_arguments, storage_from_args
+from radiobject.cli._args import (
+    add_item_timeout_argument,
+    add_storage_arguments,
+    item_timeout_env,
+    item_timeout_options,
+    storage_from_args,
+)
 from radiobject.errors import RadiObjectError
 from radiobject.storage.base import CODECS, Codec
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
@@ -157,6 +163,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--scheduler", metavar="ADDR", help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_item_timeout_argument(p)
     add_storage_arguments(p)
     p.set_defaults(func=run_ingest_command)
 
@@ -244,7 +251,13 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     try:
         codec = Codec.parse(args.compression, args.level)
         options = WriteOptions(
-            args.backend, args.chunks, codec, args.workers, args.commit_every, lossy=_lossy_arg(args.lossy)
+            args.backend,
+            args.chunks,
+            codec,
+            args.workers,
+            args.commit_every,
+            lossy=_lossy_arg(args.lossy),
+            **item_timeout_options(args),
         )
         plan = _plan(args)
         dicom_options = {
@@ -282,12 +295,13 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     }
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        if args.scheduler:
-            from radiobject.ingest.dask import run_ingest_dask
+        with item_timeout_env(args):
+            if args.scheduler:
+                from radiobject.ingest.dask import run_ingest_dask
 
-            report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
-        else:
-            report = run_ingest(args.out, plan, executor=args.executor, **common)
+                report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
+            else:
+                report = run_ingest(args.out, plan, executor=args.executor, **common)
     except (ValueError, OSError, RadiObjectError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

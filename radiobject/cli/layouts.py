@@ -11,7 +11,14 @@ import json
 import sys
 from typing import Any
 
-from radiobject.cli._args import add_storage_arguments, positive_int, storage_from_args
+from radiobject.cli._args import (
+    add_item_timeout_argument,
+    add_storage_arguments,
+    item_timeout_env,
+    item_timeout_options,
+    positive_int,
+    storage_from_args,
+)
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
 __all__ = ["register", "run_export_nnunet", "run_ingest_layout", "run_layout_from_ingest"]
@@ -54,6 +61,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_item_timeout_argument(p)
     add_storage_arguments(p)
     p.set_defaults(func=run_ingest_layout)
 
@@ -93,10 +101,11 @@ def _options(args: argparse.Namespace) -> Any:
     from radiobject.model.options import WriteOptions
     from radiobject.storage.base import Codec
 
+    limit = item_timeout_options(args)
     if getattr(args, "compression", None):
         codec = Codec.parse(args.compression, args.level)
-        return WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every)
-    return WriteOptions(args.backend, workers=args.workers)
+        return WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every, **limit)
+    return WriteOptions(args.backend, workers=args.workers, **limit)
 
 
 def run_ingest_layout(args: argparse.Namespace) -> int:
@@ -118,16 +127,17 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
-        report = ingest_layout(
-            args.out,
-            lp,
-            incomplete=args.incomplete,
-            log=log,
-            options=_options(args),
-            storage=storage_from_args(args),
-            validate_alignment=args.validate_alignment,
-            progress=not args.no_progress,
-        )
+        with item_timeout_env(args):
+            report = ingest_layout(
+                args.out,
+                lp,
+                incomplete=args.incomplete,
+                log=log,
+                options=_options(args),
+                storage=storage_from_args(args),
+                validate_alignment=args.validate_alignment,
+                progress=not args.no_progress,
+            )
     except LayoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -5,12 +5,22 @@ before ``open``), the header's declared voxel bytes are checked against a memory
 file size before any voxel is read, and a ``.nii.gz`` is decompressed completely by this module
 (never partly by nibabel) so a wrong gzip CRC, a wrong length or a stream that ends early is a
 ``NiftiReadError`` naming the file, never a silently damaged volume.
+
+The header's layout is checked from its bytes before nibabel parses it (:func:`check_layout`):
+``vox_offset`` must be a finite number past the header and its 4-byte extender (352 for NIfTI-1,
+544 for NIfTI-2) and inside the file; each header extension must declare a positive multiple of 16
+bytes (``esize``) and end at or before ``vox_offset``, so an extension never overlaps the voxel data
+(nibabel would read it, and a ``vox_offset`` inside the header, silently); the voxel data must end
+inside the file (the decompressed stream for ``.nii.gz``).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
+import math
 import os
+import struct
 import zlib
 from pathlib import Path
 from typing import Any
@@ -29,6 +39,13 @@ NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 #: Deflate cannot compress more than about 1032:1, so a gzip stream of ``n`` bytes holds at most this many times ``n``.
 MAX_DEFLATE_RATIO = 1032
 _READ_BLOCK = 4 << 20
+#: More header extensions than this in one file are refused (a chain of tiny extensions is not a header).
+MAX_EXTENSIONS = 65536
+#: sizeof_hdr -> (NIfTI version, offset and struct code of vox_offset, offset of magic, single-file magic)
+_LAYOUTS: dict[int, tuple[int, int, str, int, bytes]] = {
+    348: (1, 108, "f", 344, b"n+1\x00"),
+    540: (2, 168, "q", 4, b"n+2\x00\r\n\x1a\n"),
+}
 
 
 #: Memory budget of one image read: a header declaring more voxel bytes is refused before reading.
@@ -56,10 +73,96 @@ def _is_gzip(path: str) -> bool:
         return f.read(2) == b"\x1f\x8b"
 
 
-def load_header(path: str | os.PathLike[str]) -> nib.Nifti1Image:
-    """Opens a NIfTI lazily (header only); typed error naming the file when it is not one."""
+def check_layout(path: str | os.PathLike[str], max_bytes: int | None = None) -> None:
+    """Checks a single-file NIfTI's header from its bytes, before nibabel parses it: the voxel
+    bytes its dims declare (non-empty axes, scalar type, at most ``max_bytes``, default
+    :data:`MAX_NIFTI_BYTES`), then where header, extensions and voxel data lie (module docstring).
+    Reads the header and the 8-byte head of each extension only. ``NiftiReadError`` naming the file
+    and the field (dims, ``vox_offset``, an extension's ``esize``).
+
+    What this does not decide (not a NIfTI, a header cut short, a damaged gzip stream) is left to
+    the reader, which reports it."""
     p = str(path)
-    regular_file_size(p, NiftiReadError)
+    size = regular_file_size(p, NiftiReadError)
+    gz = _is_gzip(p)
+    try:
+        with gzip.open(p, "rb") if gz else open(p, "rb") as f:
+            _check_layout(p, f, size, gz, MAX_NIFTI_BYTES if max_bytes is None else int(max_bytes))
+    except (OSError, EOFError, zlib.error, nib.spatialimages.HeaderDataError):
+        return  # an unreadable stream or header: the reader names the cause
+
+
+def _check_layout(path: str, f: Any, size: int, gz: bool, max_bytes: int) -> None:
+    head = f.read(548)
+    for order in "<>":
+        layout = _LAYOUTS.get(struct.unpack(f"{order}i", head[:4])[0]) if len(head) >= 4 else None
+        if layout is not None:
+            break
+    else:
+        return  # not a NIfTI header: nibabel says so
+    hsize = struct.unpack(f"{order}i", head[:4])[0]
+    version, at, code, magic_at, magic = layout
+    if len(head) < hsize + 4 or head[magic_at : magic_at + len(magic)] != magic:
+        return  # cut short, or not a single-file (n+1 / n+2) NIfTI
+    cls = nib.Nifti2Header if version == 2 else nib.Nifti1Header
+    try:
+        hdr = cls(head[:hsize], endianness=order, check=False)
+        hdr.get_data_dtype(), hdr.get_data_shape()
+    except (nib.spatialimages.HeaderDataError, KeyError, ValueError, TypeError):
+        return  # an unknown data type or bad dims: nibabel names it
+    nbytes = _declared_bytes(path, hdr, max_bytes)
+    (declared,) = struct.unpack(f"{order}{code}", head[at : at + struct.calcsize(code)])
+    if not math.isfinite(declared):
+        raise NiftiReadError(path, f"damaged header: vox_offset is {declared!r}, not a byte offset")
+    vox_offset, first = int(declared), hsize + 4
+    end = size * MAX_DEFLATE_RATIO + 1024 if gz else size
+    if vox_offset + nbytes > end:
+        data = f"vox_offset {vox_offset} + {nbytes} voxel bytes"
+        if gz:
+            raise NiftiReadError(
+                path,
+                f"header declares {vox_offset + nbytes} bytes ({data}) but a {size}-byte gzip stream "
+                f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)",
+            )
+        raise NiftiReadError(path, f"truncated: {data} needs {vox_offset + nbytes} bytes, file has {size}")
+    if vox_offset < first:
+        raise NiftiReadError(
+            path,
+            f"damaged header: vox_offset {declared!r} lies inside the header (NIfTI-{version} voxel "
+            f"data start at byte {first} or later)",
+        )
+    if head[hsize] == 0:
+        return  # no extensions
+    pos, count = first, 0
+    while vox_offset - pos >= 16:  # as nibabel: fewer bytes than an extension's minimum are padding
+        count += 1
+        if count > MAX_EXTENSIONS:
+            raise NiftiReadError(path, f"damaged header: more than {MAX_EXTENSIONS} header extensions")
+        f.seek(pos)
+        ext = f.read(8)
+        where = f"header extension {count} at byte {pos}"
+        if len(ext) < 8:
+            raise NiftiReadError(path, f"damaged header: {where} runs past the end of the file")
+        esize, _ = struct.unpack(f"{order}ii", ext)
+        if esize <= 0 or esize % 16:
+            raise NiftiReadError(
+                path, f"damaged header: {where} declares esize {esize} (must be a positive multiple of 16)"
+            )
+        if pos + esize > vox_offset:
+            raise NiftiReadError(
+                path,
+                f"damaged header: {where} (esize {esize}) ends at byte {pos + esize}, past vox_offset "
+                f"{vox_offset}: it overlaps the voxel data",
+            )
+        pos += esize
+
+
+def load_header(path: str | os.PathLike[str], max_bytes: int | None = None) -> nib.Nifti1Image:
+    """Opens a NIfTI lazily (header only); typed error naming the file when it is not one, when it
+    declares more than ``max_bytes`` voxel bytes (default :data:`MAX_NIFTI_BYTES`) or when its
+    layout is damaged (:func:`check_layout`)."""
+    p = str(path)
+    check_layout(p, max_bytes)
     try:
         img = nib.load(p)
     except (
@@ -105,7 +208,10 @@ def _check_size(path: str, img: nib.Nifti1Image, max_bytes: int) -> None:
     size = regular_file_size(path, NiftiReadError)
     needed = int(getattr(img.dataobj, "offset", 0) or img.header.get_data_offset()) + nbytes
     if size < needed:
-        raise NiftiReadError(path, f"truncated: header needs {needed} bytes, file has {size}")
+        raise NiftiReadError(
+            path,
+            f"truncated: vox_offset {needed - nbytes} + {nbytes} voxel bytes needs {needed} bytes, file has {size}",
+        )
 
 
 def _header_metadata(hdr: Any, nifti2: bool, slope: float | None, inter: float | None) -> dict[str, Any]:
@@ -137,7 +243,7 @@ def nifti_metadata(img: nib.Nifti1Image) -> dict[str, Any]:
     )
 
 
-def _decompress(path: str, need: int, limit: int) -> bytearray:
+def _decompress(path: str, need: int, limit: int, what: str = "") -> bytearray:
     """The first ``need`` bytes of the gzip stream(s) of ``path``, read to the end: every member's
     CRC-32 and length are checked by zlib, and a stream that ends early, holds more than ``limit``
     bytes (a bomb) or is followed by garbage raises ``NiftiReadError``. Memory: ``need`` bytes plus
@@ -188,25 +294,26 @@ def _decompress(path: str, need: int, limit: int) -> bytearray:
     if not d.eof:
         raise NiftiReadError(path, f"truncated gzip stream: it ends after {total} bytes, before its end marker and CRC")
     if total < need:
-        raise NiftiReadError(path, f"truncated: header needs {need} bytes, the stream holds {total}")
+        raise NiftiReadError(path, f"truncated: header needs {need} bytes{what}, the stream holds {total}")
     return out
 
 
 def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
     """(raw voxels, header, is NIfTI-2) of a ``.nii.gz``, read and checked completely."""
     size = regular_file_size(path, NiftiReadError)
-    img = load_header(path)
+    img = load_header(path, max_bytes)
     hdr = img.header
     nbytes = _declared_bytes(path, hdr, max_bytes)
     offset = int(getattr(img.dataobj, "offset", 0) or hdr.get_data_offset())  # nibabel blanks vox_offset in img.header
     if nbytes + offset > size * MAX_DEFLATE_RATIO + 1024:
         raise NiftiReadError(
             path,
-            f"header declares {nbytes + offset} bytes but a {size}-byte gzip stream "
+            f"header declares {nbytes + offset} bytes (vox_offset {offset} + {nbytes} voxel bytes) but "
+            f"a {size}-byte gzip stream "
             f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)",
         )
     slack = max(1 << 20, nbytes // 100)
-    buf = _decompress(path, offset + nbytes, offset + nbytes + slack)
+    buf = _decompress(path, offset + nbytes, offset + nbytes + slack, f" (vox_offset {offset} + {nbytes} voxel bytes)")
     header = type(hdr).from_fileobj(io.BytesIO(bytes(buf[:offset])))
     raw = np.ndarray(header.get_data_shape(), dtype=header.get_data_dtype(), buffer=buf, offset=offset, order="F")
     return raw, header, isinstance(img, nib.Nifti2Image)
@@ -241,7 +348,7 @@ def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_byte
         affine = header.get_best_affine()
         meta[HEADER_KEY] = capture_header(header, affine)
     else:
-        img = load_header(p)
+        img = load_header(p, budget)
         _check_size(p, img, budget)
         meta = nifti_metadata(img)
         affine = img.affine

@@ -4,6 +4,11 @@ A :class:`VolumeTask` is a plain, picklable description (paths and IDs, no pixel
 turns bad rows into :class:`Problem` s (reported per item with the reason) and leaves the rest to
 be written; :func:`to_ingest_item` makes the store's :class:`~radiobject.model.bulk.IngestItem` with a
 lazy loader (a module-level ``partial``, so it travels to worker processes and Dask workers).
+
+The checks that open a file (format detection, headers for alignment) run each file under the
+per-item deadline (``item_timeout_s``, default ``$RADIOBJECT_ITEM_TIMEOUT`` else 900 s): a file
+whose check blocks (a hung mount) becomes a :class:`Problem` of its own task, never a hang of the
+cohort (``radiobject.model.bulk.call_within``).
 """
 
 from __future__ import annotations
@@ -14,19 +19,20 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from radiobject.errors import ImageReadError
+from radiobject.errors import ImageReadError, SourceTimeoutError
 from radiobject.formats.detect import FORMATS, canonicalize, detect_format
 from radiobject.formats.detect import read_image as load_image
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 from radiobject.ingest.sources import load_fingerprinted
 from radiobject.model.alignment import misalignment
-from radiobject.model.bulk import IngestItem
+from radiobject.model.bulk import IngestItem, call_within
 from radiobject.model.ids import validate_collection_name, validate_id
+from radiobject.model.options import default_item_timeout
 
 __all__ = [
     "FORMATS",
@@ -168,7 +174,21 @@ def _check_duplicates(tasks: list[VolumeTask]) -> tuple[list[VolumeTask], list[P
     return ok, bad
 
 
-def _check_paths(tasks: list[VolumeTask], workers: int) -> tuple[list[VolumeTask], list[Problem]]:
+def _bounded(fn: Callable[[VolumeTask], Any], limit_s: float | None, what: str) -> Callable[[VolumeTask], Any]:
+    """``fn`` under the per-item deadline; a timeout becomes the task's problem text."""
+
+    def run(t: VolumeTask) -> Any:
+        try:
+            return call_within(partial(fn, t), limit_s, os.path.abspath(t.path) if t.path else t.row, what)
+        except SourceTimeoutError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    return run
+
+
+def _check_paths(
+    tasks: list[VolumeTask], workers: int, limit_s: float | None = None
+) -> tuple[list[VolumeTask], list[Problem]]:
     def check(t: VolumeTask) -> str | None:
         if t.files:
             missing = [f for f in t.files if not os.path.exists(f)]
@@ -189,14 +209,14 @@ def _check_paths(tasks: list[VolumeTask], workers: int) -> tuple[list[VolumeTask
         return None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        reasons = list(pool.map(check, tasks))
+        reasons = list(pool.map(_bounded(check, limit_s, "checking the file"), tasks))
     ok = [t for t, r in zip(tasks, reasons, strict=True) if r is None]
     bad = [_problem(t, r) for t, r in zip(tasks, reasons, strict=True) if r is not None]
     return ok, bad
 
 
 def _check_alignment(
-    tasks: list[VolumeTask], canonical: bool, workers: int, atol: float
+    tasks: list[VolumeTask], canonical: bool, workers: int, atol: float, limit_s: float | None = None
 ) -> tuple[list[VolumeTask], list[Problem]]:
     by_subject: dict[str, list[VolumeTask]] = defaultdict(list)
     for t in tasks:
@@ -210,7 +230,9 @@ def _check_alignment(
             return f"unreadable header: {exc}"
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        found = dict(zip([id(t) for t in multi], pool.map(geo, multi), strict=True))
+        found = dict(
+            zip([id(t) for t in multi], pool.map(_bounded(geo, limit_s, "reading the header"), multi), strict=True)
+        )
     failed_subjects: dict[str, str] = {}
     header_errors: dict[int, str] = {}
     for sid, ts in by_subject.items():
@@ -243,18 +265,24 @@ def find_problems(
     check_files: bool = True,
     workers: int = 4,
     atol: float = 1e-4,
+    item_timeout_s: float | Literal["default"] | None = "default",
 ) -> tuple[list[VolumeTask], list[Problem]]:
     """Splits tasks into (to write, problems): invalid IDs, duplicate subject/collection rows,
     missing / unreadable / wrong-format files and, with ``validate_alignment``, subjects whose
     volumes differ in shape or affine (every volume of such a subject is held back, so no image is
-    stored without its label). Order of the remaining tasks is kept."""
+    stored without its label). Order of the remaining tasks is kept.
+
+    ``item_timeout_s``: seconds each file's check may take (``"default"``:
+    ``$RADIOBJECT_ITEM_TIMEOUT``, else 900 s; ``None``: no limit); a check past it is a problem
+    of that task (``SourceTimeoutError``), the others go on."""
+    limit_s = default_item_timeout() if item_timeout_s == "default" else item_timeout_s
     ok, problems = _check_ids(tasks)
     ok, bad = _check_duplicates(ok)
     problems += bad
     if check_files:
-        ok, bad = _check_paths(ok, workers)
+        ok, bad = _check_paths(ok, workers, limit_s)
         problems += bad
     if validate_alignment:
-        ok, bad = _check_alignment(ok, canonical, workers, atol)
+        ok, bad = _check_alignment(ok, canonical, workers, atol, limit_s)
         problems += bad
     return ok, problems

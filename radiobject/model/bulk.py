@@ -7,12 +7,22 @@ only after their arrays are complete: a volume becomes visible when its row is c
 crash leaves at most unreferenced versions (removed by ``collect_garbage``), and ``skip_existing``
 makes a re-run finish only what is missing. Every write is a new version path; each commit holds
 the collection's write lock and re-checks which obs IDs exist (see ``radiobject.model.versions``).
+
+Stuck sources: each item's source is read (loaded and decoded) under a deadline,
+``WriteOptions.item_timeout_s`` (:func:`load_within`), before anything of it is written. The read
+runs in a daemon thread; past the deadline the item fails with ``SourceTimeoutError`` naming the
+file and the limit, its worker goes on with the next item, and the stuck thread is abandoned (it
+only reads: whatever it returns later is dropped). With a process pool the same happens inside
+the worker process; the worker is not killed, since terminating one worker breaks the whole pool
+(``BrokenProcessPool``) for the items it did not run, and the abandoned thread ends with its
+process when the pool shuts down.
 """
 
 from __future__ import annotations
 
 import math
 import pickle
+import threading
 import time
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -24,7 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from radiobject.errors import DuplicateIdError, RadiObjectError
+from radiobject.errors import DuplicateIdError, RadiObjectError, SourceTimeoutError
 from radiobject.formats.image import ImageData
 from radiobject.model.ids import validate_id
 from radiobject.model.options import WriteOptions
@@ -110,6 +120,41 @@ def obs_row(info: VolumeInfo, item: IngestItem) -> dict[str, Any]:
     return row
 
 
+def call_within(fn: Callable[[], Any], limit_s: float | None, path: str, what: str = "reading") -> Any:
+    """``fn()`` with a deadline: its result, or its exception re-raised; ``SourceTimeoutError``
+    naming ``path`` and the limit when it has not returned after ``limit_s`` seconds (``None``: no
+    limit, called directly). ``fn`` runs in a daemon thread that is abandoned at the deadline, so
+    it must not write anything a later step relies on (a read)."""
+    if limit_s is None:
+        return fn()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"radiobject-read {path}"[:100], daemon=True).start()
+    if not done.wait(limit_s):
+        raise SourceTimeoutError(path, limit_s, what)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def load_within(item: IngestItem, limit_s: float | None) -> ImageData:
+    """The item's image, read under the deadline ``limit_s`` (see :func:`call_within`); an
+    in-memory image is returned as is."""
+    if isinstance(item.load, ImageData):
+        return item.load
+    image: ImageData = call_within(item.load, limit_s, item.source or f"obs_id {item.obs_id!r}")
+    return image
+
+
 def write_one(
     collection_uri: str,
     item: IngestItem,
@@ -121,10 +166,13 @@ def write_one(
     """Loads and writes one item as a new version ``volumes/<obs_id>/<version>``; runs in any worker.
 
     The path is new, so nothing a reader can see changes until the caller commits the row.
-    A symbolic link anywhere below the collection fails the item (``UnsafePathError``).
+    A symbolic link anywhere below the collection fails the item (``UnsafePathError``). The source
+    is read first, under ``options.item_timeout_s`` (:func:`load_within`): an item whose read fails
+    or times out has written nothing.
     """
     t0 = time.perf_counter()
     try:
+        image = load_within(item, options.item_timeout_s)
         version = new_version()
         uri = volume_uri(collection_uri, item.obs_id, version, layout)
         files.check_no_symlinks(collection_uri, uri)
@@ -133,7 +181,7 @@ def write_one(
             group = join(collection_uri, "volumes", item.obs_id)
             if not files.exists(join(group, "zarr.json"), storage):  # keeps the tree a Zarr hierarchy
                 be.create_group(group, {"radiobject": {"kind": "volume", "obs_id": item.obs_id}})
-        info = write_image(uri, item.image(), be, options, item.obs_id, version)
+        info = write_image(uri, image, be, options, item.obs_id, version)
         row = obs_row(info, item)
     except Exception as exc:  # noqa: BLE001 - reported per item
         return VolumeWritten(

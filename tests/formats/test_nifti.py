@@ -203,3 +203,91 @@ def test_good_gzip_read_matches_nibabel(tmp_path) -> None:
     assert got.dtype == np.float32 and got.dtype.byteorder in ("=", "|")
     np.testing.assert_array_equal(got.array, np.asarray(ref.dataobj.get_unscaled()))
     assert np.array_equal(got.affine, ref.affine)
+
+
+# --- header layout: vox_offset and extensions (issue 10) ----------------------------------------
+
+_EXT_CONTENT = b"radiobject test extension"  # 25 bytes: esize 48 (8 + 25, padded to 16)
+_VOX_AT, _EXT_AT = 108, 352  # NIfTI-1: vox_offset (float32) and the first extension's esize
+
+
+def _with_extension(path) -> np.ndarray:
+    """A small NIfTI-1 with one real (comment) extension at ``path``; returns its voxels."""
+    data = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    img = nib.Nifti1Image(data, np.diag([1.0, 2.0, 3.0, 1.0]))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, _EXT_CONTENT))
+    nib.save(img, str(path))
+    return data
+
+
+def _raw(path) -> bytearray:
+    blob = path.read_bytes()
+    return bytearray(gzip.decompress(blob) if str(path).endswith(".gz") else blob)
+
+
+def _put(path, raw: bytes) -> None:
+    path.write_bytes(gzip.compress(bytes(raw)) if str(path).endswith(".gz") else bytes(raw))
+
+
+def _patched(path, at: int, value: bytes) -> None:
+    raw = _raw(path)
+    raw[at : at + len(value)] = value
+    _put(path, raw)
+
+
+LAYOUT_DAMAGE = {
+    "extension_overlaps_data": (_EXT_AT, np.int32(64).tobytes(), r"esize 64\) ends at byte 416, past vox_offset 400"),
+    "esize_0": (_EXT_AT, np.int32(0).tobytes(), r"declares esize 0 \(must be a positive multiple of 16\)"),
+    "esize_not_multiple_of_16": (_EXT_AT, np.int32(40).tobytes(), r"declares esize 40 \(must be a positive multiple"),
+    "vox_offset_past_end": (_VOX_AT, np.float32(1e6).tobytes(), r"vox_offset 1000000 \+ 48 voxel bytes"),
+    "vox_offset_negative": (_VOX_AT, np.float32(-16).tobytes(), r"vox_offset -16.0 lies inside the header"),
+    "vox_offset_inside_header": (_VOX_AT, np.float32(348).tobytes(), r"vox_offset 348.0 lies inside the header"),
+    "vox_offset_nan": (_VOX_AT, np.float32("nan").tobytes(), r"vox_offset is nan"),
+}
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("case", sorted(LAYOUT_DAMAGE))
+def test_damaged_header_layout_refused(tmp_path, suffix: str, case: str) -> None:
+    """Each damage of the header layout: ``NiftiReadError`` naming the file and the field."""
+    p = tmp_path / f"{case}{suffix}"
+    _with_extension(p)
+    raw = _raw(p)
+    assert np.frombuffer(bytes(raw[_VOX_AT : _VOX_AT + 4]), "<f4")[0] == 400  # 352 + one 48-byte extension
+    assert np.frombuffer(bytes(raw[_EXT_AT : _EXT_AT + 4]), "<i4")[0] == 48
+    at, value, reason = LAYOUT_DAMAGE[case]
+    _patched(p, at, value)
+    with pytest.raises(NiftiReadError, match=reason) as info:
+        read_nifti(p)
+    assert str(info.value).startswith(f"{p}: ")
+    with pytest.raises(NiftiReadError, match=reason):  # the header-only open (geometry checks) too
+        from radiobject.formats.nifti import load_header
+
+        load_header(p)
+
+
+def test_extension_chain_past_the_end_of_the_stream(tmp_path) -> None:
+    """A ``.nii.gz`` whose vox_offset lies past the end of its stream and whose extension chain
+    runs into that end (the chain is walked up to vox_offset)."""
+    p = tmp_path / "chain.nii.gz"
+    _with_extension(p)
+    raw = _raw(p)
+    raw[_VOX_AT : _VOX_AT + 4] = np.float32(5000).tobytes()
+    raw[400:408] = np.array([16, 0], "<i4").tobytes()  # the voxels read as a second extension
+    _put(p, raw[:420])  # a third one would start at byte 416 and its head ends past the stream
+    with pytest.raises(NiftiReadError, match=r"header extension 3 at byte 416 runs past the end of the file"):
+        read_nifti(p)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_valid_extension_loads_bit_exactly(tmp_path, suffix: str) -> None:
+    p = tmp_path / f"ok{suffix}"
+    data = _with_extension(p)
+    got = read_nifti(p)
+    assert got.array.dtype == data.dtype
+    np.testing.assert_array_equal(got.array, data)
+    assert np.array_equal(got.affine, nib.load(str(p)).affine)
+    (ext,) = got.metadata["nifti_header"]["extensions"]
+    import base64
+
+    assert ext[0] == 6 and base64.b64decode(ext[1]).rstrip(b"\x00") == _EXT_CONTENT
