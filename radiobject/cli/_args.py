@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from radiobject.storage.options import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, StorageOptions
@@ -56,27 +54,6 @@ def item_timeout_options(args: argparse.Namespace) -> dict[str, Any]:
     """``WriteOptions`` keywords for ``--item-timeout`` (none when it was not given: the default)."""
     value = getattr(args, "item_timeout", None)
     return {} if value is None else {"item_timeout_s": value or None}
-
-
-@contextmanager
-def item_timeout_env(args: argparse.Namespace) -> Iterator[None]:
-    """``$RADIOBJECT_ITEM_TIMEOUT`` set to ``--item-timeout`` for the ``with`` block (restored after),
-    so that the checks run before writing (``ingest.tasks.find_problems``, which the cohort runner
-    calls without the write options) use the same limit as the reads."""
-    value = getattr(args, "item_timeout", None)
-    if value is None:
-        yield
-        return
-    name = "RADIOBJECT_ITEM_TIMEOUT"
-    before = os.environ.get(name)
-    os.environ[name] = repr(float(value))
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
 
 
 def human_bytes(n: float) -> str:

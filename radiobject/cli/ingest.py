@@ -19,7 +19,6 @@ from typing import Any
 from radiobject.cli._args import (
     add_item_timeout_argument,
     add_storage_arguments,
-    item_timeout_env,
     item_timeout_options,
     storage_from_args,
 )
@@ -295,13 +294,12 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     }
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        with item_timeout_env(args):
-            if args.scheduler:
-                from radiobject.ingest.dask import run_ingest_dask
+        if args.scheduler:
+            from radiobject.ingest.dask import run_ingest_dask
 
-                report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
-            else:
-                report = run_ingest(args.out, plan, executor=args.executor, **common)
+            report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
+        else:
+            report = run_ingest(args.out, plan, executor=args.executor, **common)
     except (ValueError, OSError, RadiObjectError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,6 @@ from typing import Any
 from radiobject.cli._args import (
     add_item_timeout_argument,
     add_storage_arguments,
-    item_timeout_env,
     item_timeout_options,
     positive_int,
     storage_from_args,
@@ -127,17 +126,16 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
-        with item_timeout_env(args):
-            report = ingest_layout(
-                args.out,
-                lp,
-                incomplete=args.incomplete,
-                log=log,
-                options=_options(args),
-                storage=storage_from_args(args),
-                validate_alignment=args.validate_alignment,
-                progress=not args.no_progress,
-            )
+        report = ingest_layout(
+            args.out,
+            lp,
+            incomplete=args.incomplete,
+            log=log,
+            options=_options(args),
+            storage=storage_from_args(args),
+            validate_alignment=args.validate_alignment,
+            progress=not args.no_progress,
+        )
     except LayoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -136,7 +136,11 @@ def run_ingest(
         raise ValueError(f"on_changed must be one of {ON_CHANGED}, not {on_changed!r}")
     existed = check_target(uri, storage)
     tasks, problems = find_problems(
-        plan.tasks, validate_alignment=validate_alignment, canonical=canonical, workers=max(4, opts.workers)
+        plan.tasks,
+        validate_alignment=validate_alignment,
+        canonical=canonical,
+        workers=max(4, opts.workers),
+        item_timeout_s=opts.item_timeout_s,
     )
     report = CohortReport(uri, problems=[*plan.problems, *problems])
     if raise_errors and report.problems:

@@ -29,6 +29,7 @@ from radiobject.model.collection import VolumeCollection
 from radiobject.model.engine import register_file_engine
 from radiobject.model.file_ingest import FileIngest, StoreIngest
 from radiobject.model.ids import validate_collection_name, validate_id
+from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.subjects import SUBJECT, subject_table
@@ -69,7 +70,7 @@ def store_from_files(uri: str, images: Mapping[str, PathSpec], ingest: StoreInge
         raise StoreExistsError(uri, "a radiobject store already exists here")
     meta = None if ingest.obs_meta is None else subject_table(ingest.obs_meta)  # checked before any write
     plan = store_plan(images, fmt=fmt, subject_pattern=ingest.subject_pattern)
-    _raise_first(plan.tasks)
+    _raise_first(plan.tasks, ingest.options)
     if ingest.validate_alignment:
         by_coll: dict[str, dict[str, str]] = {}
         for t in plan.tasks:
@@ -106,13 +107,15 @@ def store_from_files(uri: str, images: Mapping[str, PathSpec], ingest: StoreInge
     return radi
 
 
-def _raise_first(tasks: list[VolumeTask]) -> None:
-    """The first invalid task (ID, duplicate, missing / non-regular / wrong-format file), typed."""
+def _raise_first(tasks: list[VolumeTask], options: WriteOptions | None) -> None:
+    """The first invalid task (ID, duplicate, missing / non-regular / wrong-format file), typed;
+    the checks of each file run under ``options.item_timeout_s`` (a stuck file: ``SourceTimeoutError``)."""
     for t in tasks:
         validate_collection_name(t.collection)
         validate_id(t.subject_id, "subject id")
         validate_id(t.obs_id, "obs_id")
-    _, problems = find_problems(tasks, check_files=True)
+    limit = (options or WriteOptions()).item_timeout_s
+    _, problems = find_problems(tasks, check_files=True, item_timeout_s=limit)
     for p in problems:
         if p.reason.startswith("duplicate"):
             raise DuplicateIdError("obs_id", p.obs_id, f"collection {p.collection!r} ({p.reason})")
@@ -151,7 +154,7 @@ def collection_from_files(
         if t.obs_id in seen:
             raise DuplicateIdError("obs_id", t.obs_id, f"files for collection {uri} ({t.path})")
         seen.add(t.obs_id)
-    _raise_first(tasks)
+    _raise_first(tasks, ingest.options)
     storage, options = ingest.storage, ingest.options
     if check_target(uri, storage or StorageOptions(), marker="collection.json", allowed=COLLECTION_NAMES):
         raise StoreExistsError(uri, "a collection already exists here")
