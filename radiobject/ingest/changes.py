@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from radiobject.errors import ImageReadError
+from radiobject.errors import ImageReadError, SourceTimeoutError
 from radiobject.ingest.sources import compare, recorded_paths, source_files
 from radiobject.ingest.tasks import VolumeTask
+from radiobject.model.bulk import call_within
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.radi_object import RadiObject
 from radiobject.storage import files
@@ -73,12 +74,20 @@ def _records(coll: VolumeCollection, obs_ids: Sequence[str] | None = None) -> _S
 
 
 def changed_sources(
-    coll: VolumeCollection, tasks: Sequence[VolumeTask], *, rehash: bool = False, workers: int = 4
+    coll: VolumeCollection,
+    tasks: Sequence[VolumeTask],
+    *,
+    rehash: bool = False,
+    workers: int = 4,
+    item_timeout_s: float | None = None,
 ) -> dict[str, str]:
     """``{obs_id: reason}`` for the tasks whose volume is stored but whose sources changed.
 
     Volumes ingested without a fingerprint (in-memory images, older stores) are never reported.
-    ``rehash=True`` hashes every source (default: only those whose size or mtime differ).
+    ``rehash=True`` hashes every source (default: only those whose size or mtime differ). Each
+    comparison runs under ``item_timeout_s`` (``WriteOptions.item_timeout_s``): a source that does
+    not answer in time is reported as changed ("timed out"), so its write is tried, under the same
+    limit, and fails that subject alone with ``SourceTimeoutError``.
     """
     stored = _records(coll, [t.obs_id for t in tasks])
     todo = [(t, stored[t.obs_id][1]) for t in tasks if t.obs_id in stored and stored[t.obs_id][1] is not None]
@@ -87,7 +96,14 @@ def changed_sources(
         task, record = item
         assert record is not None
         try:
-            return compare(record, source_files(task.path, task.files), rehash=rehash)
+            return call_within(
+                lambda: compare(record, source_files(task.path, task.files), rehash=rehash),
+                item_timeout_s,
+                task.path,
+                "comparing with its stored fingerprint",
+            )
+        except SourceTimeoutError as exc:
+            return f"timed out: {exc.reason}"
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a damaged record: write it again
             return f"the stored source record cannot be read ({type(exc).__name__}: {exc})"
         except ImageReadError as exc:  # the planned source cannot be listed: its write will fail and say so

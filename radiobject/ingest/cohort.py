@@ -227,7 +227,9 @@ def _write_collections(
         todo, kept, changed = ts, IngestReport(), {}
         if name in radi.collection_names:
             coll = _stored_collection(radi, name)
-            changed = changed_sources(coll, ts, rehash=rehash, workers=max(4, opts.workers))
+            changed = changed_sources(
+                coll, ts, rehash=rehash, workers=max(4, opts.workers), item_timeout_s=opts.item_timeout_s
+            )
             todo, kept = _split_stored(name, coll, ts, changed, on_changed)
         items = [to_ingest_item(t, canonical) for t in todo]
         try:

@@ -171,3 +171,34 @@ def test_order_of_listed_files_does_not_matter(tmp_path: Path) -> None:
     assert compare(rec, files[::-1], rehash=True) is None
     Path(files[1]).write_bytes(b"\x09" * 11)
     assert "content differs" in str(compare(rec, files[::-1], rehash=True))
+
+
+@pytest.mark.timeout(120)
+def test_stuck_source_during_comparison_does_not_hang_the_rerun(
+    cohort: SampleCohort, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored volume whose source blocks while it is compared with its fingerprint: the re-run
+    finishes within the item limit; that volume is tried again (the read has the same limit)."""
+    import threading
+
+    from radiobject.ingest import changes
+
+    uri = str(tmp_path / "s")
+    assert _ingest(cohort, uri).ok
+    stuck = str((cohort.folder / "sub-03/anat/sub-03_T1w.nii.gz").resolve())
+    release = threading.Event()
+    real = changes.compare
+
+    def blocking(record, files, **kw):  # type: ignore[no-untyped-def]
+        if any(stuck in str(f) for f in files):
+            release.wait(60)
+        return real(record, files, **kw)
+
+    monkeypatch.setattr(changes, "compare", blocking)
+    try:
+        rep = _ingest(cohort, uri, options=WriteOptions(item_timeout_s=1.0))
+    finally:
+        release.set()
+    assert rep.ok and rep.count("replaced") == 1 and rep.count("present") == 11
+    assert "timed out" in rep.summary_table() and "sub-03" in rep.summary_table()
+    assert verify_sources(RadiObject(uri)) == []
