@@ -8,10 +8,10 @@ stateful loaders) resumes exactly mid-epoch.
 **Worker processes.** tensorstore cannot be used in a child forked from a process that has used it
 (its thread pools do not survive ``fork``); such children read through zarr-python, measured 4-8x
 slower. Without an explicit ``multiprocessing_context`` the loader therefore picks the start method
-when its workers start (:func:`default_context`): ``fork`` while this process has not used
-tensorstore, ``forkserver`` once it has (the fork server preloads torch and radiobject, so each
-worker starts in a fraction of a ``spawn``'s time). Process workers are persistent by default, so
-they start once per loader, not once per epoch.
+when its workers start (:func:`default_context`): the default (``fork`` on Linux) while this
+process has not used tensorstore, ``forkserver`` once it has (the fork server preloads torch and
+radiobject, so each worker starts in a fraction of a ``spawn``'s time). Process workers are
+persistent by default, so they start once per loader, not once per epoch.
 """
 
 from __future__ import annotations
@@ -44,21 +44,26 @@ def _tensorstore_used() -> bool:
     return bool(zb is not None and zb.tensorstore_used())
 
 
-def default_context(dataset: Any = None) -> str:
-    """The start method for process workers: ``"fork"`` unless a forked child could not use tensorstore.
+def default_context(dataset: Any = None) -> str | None:
+    """The start method for process workers: ``None`` (the default, ``fork`` on Linux) or ``"forkserver"``.
 
-    Once this process has used tensorstore, ``"forkserver"`` (its preload list set to
-    :data:`FORKSERVER_PRELOAD` when the fork server is not running yet) — unless ``dataset`` cannot
-    be pickled (e.g. a lambda transform): then ``"fork"`` with a ``RuntimeWarning``, since its
-    workers read through zarr-python (several times slower; make the transforms picklable, or pass
-    ``multiprocessing_context`` explicitly).
+    ``"forkserver"`` once this process has used tensorstore and would fork its workers (its preload
+    list set to :data:`FORKSERVER_PRELOAD` when the fork server is not running yet), since forked
+    children of such a process cannot use tensorstore. An explicit global start method other than
+    ``fork`` is kept (``None``). When ``dataset`` cannot be pickled (e.g. a lambda transform):
+    ``None`` with a ``RuntimeWarning``, since its forked workers read through zarr-python (several
+    times slower; make the transforms picklable, or pass ``multiprocessing_context``).
     """
-    if not _tensorstore_used():
-        return "fork"
+    import multiprocessing
+
+    if not _tensorstore_used() or multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+        return None
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
     if dataset is not None:
         try:
             pickle.dumps(dataset)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure: fall back to fork
+        except Exception as exc:  # noqa: BLE001 - any pickling failure: fall back to the default
             warnings.warn(
                 f"process workers: the dataset cannot be pickled ({type(exc).__name__}: {exc}), so they are "
                 "forked from a process that has used tensorstore and read through zarr-python (several "
@@ -66,7 +71,7 @@ def default_context(dataset: Any = None) -> str:
                 RuntimeWarning,
                 stacklevel=3,
             )
-            return "fork"
+            return None
     from multiprocessing import forkserver
 
     server = getattr(forkserver, "_forkserver", None)
@@ -113,7 +118,9 @@ class RadiDataLoader(DataLoader):
 
     def _get_iterator(self) -> Any:
         if self.num_workers > 0 and self.auto_context:
-            self.multiprocessing_context = default_context(self.dataset)
+            context = default_context(self.dataset)
+            if context is not None:
+                self.multiprocessing_context = context
         return super()._get_iterator()
 
     # the ignore below: torch types DataLoader.__iter__ as returning its own iterator class
@@ -233,4 +240,8 @@ def make_loader(
     loader.device = dev
     loader.threads = threads
     loader.auto_context = num_workers > 0 and multiprocessing_context is None
+    if loader.auto_context and default_context() == "forkserver":  # its imports overlap the caller's work
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
     return loader
