@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/loader_workers.py [--volumes 8] [--patches 160] [--patch 64] [--contexts ...]
 
 Cohort: ``--volumes`` MRI-like float32 volumes (``radiobject.bench.synthetic.mri_like``) of
-``--shape`` (default 128x128x96, 6.3 MB each), written with the store's defaults; random
-``--patch``^3 patches, batch 2, no cache. All configurations run in **one** process, in this order,
+``--shape`` (default 160x192x144, 17.7 MB each: the cohort exceeds tensorstore's 64 MB chunk pool),
+written with the store's defaults; random ``--patch``^3 patches, batch 2, no cache, ``--per-volume``
+patches per subject per epoch in random order (``PatchDataset`` without its per-process volume
+buffer, so every patch is a store read; built with ``ml.dataloader.make_loader``, the factories'
+path). All configurations run in **one** process, in this order,
 so the process-worker rows see what a training script sees: a parent that has already read through
 tensorstore (the 0-worker row runs first).
 
