@@ -29,7 +29,7 @@ from radiobject.ml.collate import collate as default_collate_fn
 from radiobject.ml.collate import pad_collate
 from radiobject.ml.datasets import RadiDataset
 from radiobject.ml.sampler import RadiSampler
-from radiobject.ml.threads import worker_init_fn as limit_worker_threads  # one thread per library per worker
+from radiobject.ml.threads import make_worker_init_fn, worker_share
 
 __all__ = ["FORKSERVER_PRELOAD", "RadiDataLoader", "default_context", "make_loader", "to_device"]
 
@@ -222,7 +222,8 @@ def make_loader(
             prefetch_factor=prefetch_factor or 2,
             timeout=timeout,
             multiprocessing_context=multiprocessing_context,
-            worker_init_fn=worker_init_fn or limit_worker_threads,
+            # each worker's libraries (torch, BLAS, blosc, tensorstore) get its share of the cores
+            worker_init_fn=worker_init_fn or make_worker_init_fn(worker_share(num_workers)),
         )
     if collate_fn is None:  # whole batches read straight into one buffer (see RadiDataset.__getitems__)
         dataset.batched_reads = True

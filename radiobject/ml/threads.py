@@ -9,10 +9,11 @@ machine, a 2-core node runs dozens of threads and every worker slows down. Insid
   (read by libraries that initialise later in this process);
 * already imported libraries: ``torch.set_num_threads`` (and inter-op threads when still
   allowed), ``threadpoolctl`` for loaded BLAS / OpenMP runtimes when it is installed,
-  ``numcodecs.blosc.set_nthreads``, zarr's ``threading.max_workers``, OpenCV's ``setNumThreads``.
+  ``numcodecs.blosc.set_nthreads``, zarr's ``threading.max_workers``, OpenCV's ``setNumThreads``,
+  and the decode threads of tensorstore contexts the Zarr backend opens from then on.
 
-tensorstore and TileDB size their pools per context, not per process: readers build their
-context from :func:`tensorstore_context_spec` / :func:`tiledb_config` instead.
+The training loader gives each of its W worker processes ``worker_share(W)`` threads (the cores
+divided among the workers). TileDB sizes its pools per context: see :func:`tiledb_config`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from collections.abc import Callable
 
 __all__ = [
     "THREAD_ENV_VARS",
+    "cores",
     "limit_threads",
     "make_worker_init_fn",
     "tensorstore_context_spec",
     "tiledb_config",
     "worker_init_fn",
+    "worker_share",
 ]
 
 #: Environment variables that size native thread pools, set by :func:`limit_threads`.
@@ -89,7 +92,26 @@ def limit_threads(n: int = 1) -> dict[str, object]:
     if cv2 is not None and hasattr(cv2, "setNumThreads"):
         cv2.setNumThreads(n)
         applied["cv2"] = n
+
+    zarr_backend = sys.modules.get("radiobject.storage.zarr_backend")
+    if zarr_backend is not None:  # tensorstore contexts opened from now on in this process
+        zarr_backend.set_decode_threads(n)
+        applied["tensorstore"] = n
     return applied
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def worker_share(num_workers: int) -> int:
+    """Threads per library for each of ``num_workers`` worker processes: the cores divided among
+    them (at least 1), so W workers together use the machine once rather than W times."""
+    return max(1, cores() // max(1, int(num_workers)))
 
 
 def tensorstore_context_spec(n: int = 1, *, io_concurrency: int = 8) -> dict[str, dict[str, int]]:

@@ -121,10 +121,27 @@ def tensorstore_used() -> bool:
     return _ts_state["used"] or _ts_state["forked_after_use"]
 
 
+#: Threads tensorstore decodes and copies with in this process (``None``: its default, one per core).
+#: DataLoader worker processes set their share of the cores (``set_decode_threads``).
+DECODE_THREADS: int | None = None
+
+
+def set_decode_threads(n: int | None) -> None:
+    """Decode / copy threads for arrays opened from now on in this process (``None``: one per core)."""
+    global DECODE_THREADS
+    if n is not None and int(n) < 1:
+        raise ValueError(f"decode threads must be >= 1 or None, got {n}")
+    DECODE_THREADS = None if n is None else int(n)
+    _context.cache_clear()
+
+
 @lru_cache(maxsize=4)
 def _context(pid: int) -> ts.Context:
     _ts_state["used"] = True
-    return ts.Context({"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}})
+    spec: dict[str, Any] = {"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}}
+    if DECODE_THREADS is not None:
+        spec["data_copy_concurrency"] = {"limit": DECODE_THREADS}
+    return ts.Context(spec)
 
 
 def _recheck(uri: str) -> dict[str, Any]:
