@@ -53,6 +53,8 @@ CONFIGS = [
     "radi_mem_full",
     "radi_shm_q",
     "radi_shm_full",
+    "radi_pool_q",
+    "radi_pool_h",
 ]
 
 
@@ -137,9 +139,11 @@ def make_reader(name: str, work: Path, n: int):
     from radiobject.ml.reader import VolumeReader
     from radiobject.storage import zarr_backend
 
-    if name != "radi_nocache_pool64":
-        zarr_backend.CHUNK_CACHE_BYTES = 0
     frac = {"q": 0.25, "h": 0.5, "full": 1.1}.get(name.rsplit("_", 1)[-1], 0)
+    if name.startswith("radi_pool_"):  # tensorstore's own decoded-chunk pool as the cache
+        zarr_backend.CHUNK_CACHE_BYTES = int(cohort * frac)
+    elif name != "radi_nocache_pool64":
+        zarr_backend.CHUNK_CACHE_BYTES = 0
     cache = (
         InMemoryCache(int(cohort * frac))
         if "_mem_" in name

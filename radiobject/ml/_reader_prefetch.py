@@ -151,6 +151,8 @@ class PrefetchReads:
 
         def _whole_volumes(self) -> bool: ...
 
+        def _pooled(self) -> bool: ...
+
         def _chunk_prefix(self, index: int, collection: str) -> str: ...
 
     def _window(self) -> _Window:
@@ -225,6 +227,7 @@ class PrefetchReads:
             cached = not isinstance(self.cache, NoCache)
             if cached and self._whole_volumes():
                 return True  # whole volumes: nothing to plan per patch
+            cached = cached and not self._pooled()  # tensorstore's pool: read ahead like no cache
             for name in names:
                 vol = self.volume(index, name)
                 if vol.ndim not in (3, 4):

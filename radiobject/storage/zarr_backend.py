@@ -135,10 +135,31 @@ def set_decode_threads(n: int | None) -> None:
     _context.cache_clear()
 
 
+_reserved_pool = {"bytes": 0}
+
+
+def reserve_chunk_pool(nbytes: int) -> bool:
+    """Grow this process's decoded-chunk pool (tensorstore's LRU, shared by every array opened from
+    now on in this process) to at least ``nbytes``; ``True`` when it grew. The ``ml`` in-memory
+    cache uses it as its chunk cache when a cohort does not fit the cache (see
+    ``radiobject.ml._reader_cache``)."""
+    if int(nbytes) <= max(CHUNK_CACHE_BYTES, _reserved_pool["bytes"]):
+        return False
+    _reserved_pool["bytes"] = int(nbytes)
+    _context.cache_clear()
+    return True
+
+
+def chunk_pool_bytes() -> int:
+    """Bytes of tensorstore's decoded-chunk pool for arrays opened from now on in this process."""
+    return max(CHUNK_CACHE_BYTES, _reserved_pool["bytes"])
+
+
 @lru_cache(maxsize=4)
 def _context(pid: int) -> ts.Context:
     _ts_state["used"] = True
-    spec: dict[str, Any] = {"cache_pool": {"total_bytes_limit": CHUNK_CACHE_BYTES}}
+    pool = chunk_pool_bytes()
+    spec: dict[str, Any] = {"cache_pool": {"total_bytes_limit": pool}}
     if DECODE_THREADS is not None:
         spec["data_copy_concurrency"] = {"limit": DECODE_THREADS}
     return ts.Context(spec)

@@ -10,6 +10,7 @@ from radiobject.ml.cache import DiskCache, InMemoryCache, NoCache, SharedMemoryC
 from radiobject.ml.cache import chunks as chunk_cache
 from radiobject.ml.cache.chunks import read_chunked
 from radiobject.ml.reader import VolumeReader
+from radiobject.storage import zarr_backend
 from tests.ml._stores import coded_volume, make_store
 
 SHAPE = (20, 24, 16)
@@ -54,6 +55,11 @@ def test_patches_through_a_cache_equal_the_store(store, tmp_path, monkeypatch, k
                     np.testing.assert_array_equal(lab, want[1])
             if rep == 0:
                 misses = cache.misses
+        if kind == "memory" and mode == "chunks":  # held in tensorstore's pool, grown to the budget
+            assert cached._local()["pooled"] is True and cached._pooled()
+            assert zarr_backend.chunk_pool_bytes() >= cache.max_bytes
+            assert cache.hits == cache.misses == len(cache) == 0  # nothing twice in memory
+            return
         assert cache.misses == misses and cache.hits > 0  # the warm pass decoded nothing
         if mode == "whole":
             assert len(cache) == 3 * 3  # one entry per volume
@@ -123,10 +129,11 @@ def test_whole_volume_keys_carry_the_version(tmp_path) -> None:
     np.testing.assert_array_equal(out, data[region])
 
 
-def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store, monkeypatch) -> None:
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store, tmp_path, monkeypatch, kind: str) -> None:
     monkeypatch.setattr(chunk_cache, "PROBE_MAX", chunk_cache.PROBE_EVERY)  # probe often: 200 reads see hits
     chunk = 8 * 8 * 8 * 4
-    cache = InMemoryCache(10 * chunk)  # 10 chunks of ~162 in the cohort
+    cache = _caches(tmp_path, 10 * chunk)[kind]  # 10 chunks of ~162 in the cohort
     reader = VolumeReader.from_radi(store, "T1w").with_cache(cache)
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -140,7 +147,10 @@ def test_a_cache_smaller_than_the_cohort_stays_exact_and_bounded(store, monkeypa
         want[(0, *dst)] = full[src]
         np.testing.assert_array_equal(got, want)
         assert cache.nbytes <= cache.max_bytes
-    assert cache.hits > 0
+    if kind == "memory":  # Zarr: chunks in tensorstore's pool (an LRU bounded by the budget), none in Python
+        assert reader._pooled() and cache.hits == len(cache) == 0
+    else:
+        assert cache.hits > 0
 
 
 def test_4d_volumes_and_rewritten_volumes(tmp_path) -> None:
@@ -250,3 +260,27 @@ def test_the_readers_patch_slices_equal_the_samplers() -> None:
         assert inside == all(d.start == 0 and d.stop == p for d, p in zip(dst, patch, strict=True))
     with pytest.raises(ValueError):
         _patch_slices((0, 0, 0), (4, 0, 4), (8, 8, 8))
+
+
+def test_an_in_memory_cache_on_tiledb_keeps_chunk_entries(tmp_path, monkeypatch) -> None:
+    """Only Zarr volumes read through tensorstore use its pool; TileDB keeps the cache's chunk entries."""
+    monkeypatch.setattr(chunk_cache, "WHOLE_VOLUMES_UP_TO", 0.0)
+    radi = make_store(tmp_path / "t", "tiledb", n=1, shape=SHAPE)
+    cache = InMemoryCache(64 << 20)
+    reader = VolumeReader.from_radi(radi, "T1w").with_cache(cache)
+    for _ in range(2):
+        got, _lab = reader.read_patch(0, (2, 3, 1), (8, 9, 7), with_label=False)
+        np.testing.assert_array_equal(got[0], coded_volume(0, SHAPE)[2:10, 3:12, 1:8])
+    assert not reader._pooled() and cache.hits > 0 and len(cache) > 0
+
+
+def test_the_pool_grows_to_the_cache_budget(store, monkeypatch) -> None:
+    """A budget above the shipped pool grows this process's pool; volumes are reopened to use it."""
+    monkeypatch.setattr(chunk_cache, "WHOLE_VOLUMES_UP_TO", 0.0)
+    monkeypatch.setitem(zarr_backend._reserved_pool, "bytes", 0)  # restored after the test
+    budget = zarr_backend.CHUNK_CACHE_BYTES + (32 << 20)
+    reader = VolumeReader.from_radi(store, "T1w").with_cache(InMemoryCache(budget))
+    got, _ = reader.read_patch(1, (3, 4, 5), (8, 9, 7), with_label=False)
+    np.testing.assert_array_equal(got[0], coded_volume(1, SHAPE)[3:11, 4:13, 5:12])
+    assert reader._pooled() and zarr_backend.chunk_pool_bytes() == budget
+    assert not zarr_backend.reserve_chunk_pool(budget)  # already that large: nothing reopened
