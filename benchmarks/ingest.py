@@ -25,8 +25,6 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +36,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from radiobject import RadiObject, StorageOptions, WriteOptions
+from radiobject import RadiObject, WriteOptions
 from radiobject.ingest import make_sample_cohort, plan_from_manifest, run_ingest
 
 
@@ -184,45 +182,13 @@ def bench_scale(work: str, backend: str, n_small: int, batch: int) -> dict[str, 
     }
 
 
-def _moto(work: str) -> tuple[subprocess.Popen[bytes], StorageOptions]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.05)
-    import boto3
-
-    storage = StorageOptions(endpoint_url=f"http://127.0.0.1:{port}", key="bench", secret="bench", region="us-east-1")
-    boto3.client(
-        "s3",
-        endpoint_url=storage.endpoint_url,
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="bench")
-    return proc, storage
-
-
 def bench_s3(cohort_dir: str, work: str, backend: str, patch: int) -> dict[str, Any]:
     """Patch loader throughput: local, S3 without cache, S3 with a disk cache cold then warm."""
+    from radiobject.bench.s3server import LocalS3
     from radiobject.ml.loaders import create_training_dataloader
 
-    proc, storage = _moto(work)
+    server = LocalS3(bucket="bench", key="bench", secret="bench").start()
+    storage = server.storage
     try:
         s3_uri, local = "s3://bench/store", os.path.join(work, "local")
         t0 = time.perf_counter()
@@ -272,8 +238,7 @@ def bench_s3(cohort_dir: str, work: str, backend: str, patch: int) -> dict[str, 
         out["s3_warm_cache_patches_per_s"] = epoch(cached, 2)
         return out
     finally:
-        proc.kill()
-        proc.wait(10)
+        server.stop()
 
 
 def main() -> int:

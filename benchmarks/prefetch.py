@@ -22,8 +22,6 @@ import argparse
 import os
 import platform
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -146,23 +144,6 @@ def compare(name: str, radi: object, args: argparse.Namespace) -> None:
         )
 
 
-def moto(port: int) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("moto_server")
-    cmd = [str(exe) if exe.exists() else "moto_server", "-H", "127.0.0.1", "-p", str(port)]
-    env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.05)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, default=24)
@@ -184,29 +165,10 @@ def main() -> None:
     )
     compare("local", make_store(str(work / "radi"), args.backend), args)
     if args.s3:
-        from radiobject import StorageOptions
+        from radiobject.bench.s3server import LocalS3
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        proc = moto(port)
-        try:
-            import boto3
-
-            storage = StorageOptions(
-                endpoint_url=f"http://127.0.0.1:{port}", key="testing", secret="testing", region="us-east-1"
-            )
-            boto3.client(
-                "s3",
-                endpoint_url=storage.endpoint_url,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                region_name="us-east-1",
-            ).create_bucket(Bucket="bench")
-            compare("s3", make_store("s3://bench/radi", args.backend, storage), args)
-        finally:
-            proc.kill()
-            proc.wait(10)
+        with LocalS3(bucket="bench") as s3:
+            compare("s3", make_store("s3://bench/radi", args.backend, s3.storage), args)
     print(f"end: load avg {os.getloadavg()[0]:.2f}")
 
 

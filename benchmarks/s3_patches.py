@@ -31,7 +31,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -52,51 +51,11 @@ _LOG_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|HEAD|PUT|POST|DELETE) (\S+) HT
 
 
 # --------------------------------------------------------------------------- the server
-class MotoServer:
-    """``moto_server`` on a free port of 127.0.0.1, its request log in ``log``; a context manager."""
+def moto_server(log: Path) -> Any:
+    """``moto_server`` on a free port of 127.0.0.1 with bucket ``BUCKET``, its request log in ``log``."""
+    from radiobject.bench.s3server import LocalS3
 
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> MotoServer:
-        exe = Path(sys.executable).with_name("moto_server")
-        cmd = [str(exe) if exe.exists() else "moto_server", "-H", "127.0.0.1", "-p", str(self.port)]
-        env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
-        self._fh = open(self.log, "wb")  # noqa: SIM115 - closed in __exit__
-        self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode} (log: {self.log})")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    raise RuntimeError("moto_server did not listen within 30 s") from None
-                time.sleep(0.05)
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=self.url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=BUCKET)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._fh.close()
+    return LocalS3(bucket=BUCKET, log=log)
 
 
 def storage_for(url: str) -> Any:
@@ -297,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backends.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     results: list[dict[str, Any]] = []
-    with MotoServer(work / "moto.log") as server:
+    with moto_server(work / "moto.log") as server:
         prepare(work, server.url, args.volumes, backends)
         print(
             f"cohort {args.volumes} x {SHAPE} float32 = {args.volumes * math.prod(SHAPE) * 4 / 2**20:.0f} MB decoded; "

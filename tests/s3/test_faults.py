@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 from radiobject import StorageOptions, WriteOptions
+from radiobject.bench.s3server import LocalS3, LocalS3Error, moto_server_command
 from radiobject.errors import RemoteStorageError
 from radiobject.model.volume import Volume
 from radiobject.storage.faults import remote_failure
-
-from .conftest import _free_port, _moto_server_cmd
 
 pytestmark = pytest.mark.s3
 
@@ -28,44 +27,19 @@ TIMEOUT_S = 2.0
 BOUND_S = 90.0
 
 
-def _start(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(_moto_server_cmd(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.05)
-
-
 @pytest.fixture
 def dying_server() -> Iterator[tuple[StorageOptions, subprocess.Popen[bytes], int]]:
-    port = _free_port()
-    proc = _start(port)
+    if moto_server_command(0) is None:
+        pytest.skip("moto_server not installed (pip install 'moto[server]')")
     try:
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-            region_name="us-east-1",
-        ).create_bucket(Bucket="faults")
-        yield (
-            StorageOptions(
-                endpoint_url=f"http://127.0.0.1:{port}", key="t", secret="t", timeout_s=TIMEOUT_S, retries=1
-            ),
-            proc,
-            port,
-        )
+        server = LocalS3(bucket="faults", key="t", secret="t").start()
+    except LocalS3Error as exc:
+        pytest.fail(str(exc))
+    assert server.proc is not None
+    try:
+        yield server.storage_options(timeout_s=TIMEOUT_S, retries=1), server.proc, server.port
     finally:
-        proc.kill()
-        proc.wait(10)
+        server.stop()
 
 
 class _BlackHole:
