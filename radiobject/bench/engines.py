@@ -3,7 +3,7 @@
 Engines:
 - ``zarr``: Zarr v3 through tensorstore, written with radiobject's ``ZarrBackend`` when the setting
   is one it offers (sharded, no / byte shuffle); bit shuffle and unsharded arrays are built here with
-  the same codec chain (``_codec_chain``) and read back through ``ZarrBackend.open_array``.
+  the same codec chain (``codec_chain``) and read back through ``ZarrBackend.open_array``.
 - ``tiledb``: radiobject's ``TileDBBackend`` (bit shuffle built here with the same schema layout).
   TileDB has no blosc: ``blosc-lz4`` / ``blosc-zstd`` become its shuffle + LZ4 / Zstd filters.
 - ``zarr-python-v2`` / ``zarr-python-v3``: zarr-python writing and reading Zarr format 2 / 3
@@ -111,13 +111,10 @@ def _bench_codec(cfg: Config) -> Codec:
 def _write_ts_zarr(path: str, data: np.ndarray, cfg: Config, chunks: tuple[int, ...]) -> None:
     import tensorstore as ts
 
-    from radiobject.storage.zarr_backend import (
-        DIMENSION_NAMES,
-        _codec_chain,
-        kvstore_spec,
-    )
+    from radiobject.storage._zarr_meta import DIMENSION_NAMES, codec_chain
+    from radiobject.storage.zarr_backend import kvstore_spec
 
-    chain = _codec_chain(_bench_codec(cfg), data.dtype.itemsize)
+    chain = codec_chain(_bench_codec(cfg), data.dtype.itemsize)
     for c in chain:
         if c["name"] == "blosc" and cfg.shuffle == "bit":
             c["configuration"]["shuffle"] = "bitshuffle"

@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 from radiobject.errors import RadiObjectError
 from radiobject.ml.cache import InMemoryCache, NoCache
 from radiobject.ml.collate import batch_buffer, collate
-from radiobject.ml.reader import VolumeReader, as_region
+from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampling import (
     class_ratio_patch_origins,
     foreground_patch_origins,
@@ -396,7 +396,3 @@ class GridPatchDataset(RadiDataset):
         image, label = self.reader.read_patch(subj, origin, self.patch_size, with_label=self.with_label)
         return self._sample(index, subj, image, label, origin)
 
-
-def region_of(origin: Sequence[int], patch_size: Sequence[int]) -> tuple[slice, ...]:
-    """Slices of a patch (helper for users cropping their own arrays the same way)."""
-    return as_region(origin, patch_size)

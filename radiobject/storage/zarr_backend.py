@@ -24,11 +24,11 @@ import tensorstore as ts
 
 from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
 from radiobject.storage import checksums, files, integrity
+from radiobject.storage._zarr_meta import DIMENSION_NAMES, codec_chain, spec_from_metadata
 from radiobject.storage.base import (
     ArrayHandle,
     ArraySpec,
     Backend,
-    Codec,
     ReadFuture,
     Region,
     default_shards,
@@ -39,51 +39,6 @@ from radiobject.storage.options import StorageOptions, is_remote, strip_file_sch
 
 #: Bytes of decoded chunks each process keeps (tensorstore's LRU cache pool).
 CHUNK_CACHE_BYTES = 64 << 20
-DIMENSION_NAMES = ("x", "y", "z", "t", "c")
-
-
-def _codec_chain(codec: Codec, itemsize: int, checksum: bool = True) -> list[dict[str, Any]]:
-    """The inner-chunk codecs of ``codec``, ending with ``crc32c`` unless ``checksum=False``."""
-    chain: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
-    if codec.name.startswith("blosc-"):
-        chain.append(
-            {
-                "name": "blosc",
-                "configuration": {
-                    "cname": codec.name.split("-", 1)[1],
-                    "clevel": codec.level,
-                    "shuffle": "shuffle" if codec.shuffle else "noshuffle",
-                    "typesize": itemsize,
-                    "blocksize": 0,
-                },
-            }
-        )
-    elif codec.name == "zstd":
-        chain.append({"name": "zstd", "configuration": {"level": codec.level}})
-    elif codec.name == "gzip":
-        chain.append({"name": "gzip", "configuration": {"level": codec.level}})
-    if checksum:
-        chain.append({"name": "crc32c"})
-    return chain
-
-
-def _codec_from_metadata(meta: Mapping[str, Any]) -> Codec:
-    inner = meta["codecs"][0].get("configuration", {}).get("codecs", meta["codecs"])
-    for c in inner:
-        cfg = c.get("configuration", {})
-        if c["name"] == "blosc":
-            return Codec(f"blosc-{cfg['cname']}", int(cfg["clevel"]), cfg.get("shuffle") != "noshuffle")
-        if c["name"] in ("zstd", "gzip"):
-            return Codec(c["name"], int(cfg.get("level", 3)))
-    return Codec("none", 0)
-
-
-def _spec_from_metadata(meta: Mapping[str, Any]) -> ArraySpec:
-    sharded = meta["codecs"][0]["name"] == "sharding_indexed"
-    grid = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
-    chunks = tuple(meta["codecs"][0]["configuration"]["chunk_shape"]) if sharded else grid
-    dtype = np.dtype(meta["data_type"]).name
-    return ArraySpec(tuple(meta["shape"]), dtype, chunks, _codec_from_metadata(meta), grid if sharded else None)
 
 
 def kvstore_spec(uri: str, storage: StorageOptions) -> dict[str, Any]:
@@ -330,7 +285,7 @@ class ZarrBackend(Backend):
                     "name": "sharding_indexed",
                     "configuration": {
                         "chunk_shape": list(spec.chunks),
-                        "codecs": _codec_chain(spec.codec, dtype.itemsize, self.checksums),
+                        "codecs": codec_chain(spec.codec, dtype.itemsize, self.checksums),
                         "index_codecs": [
                             {"name": "bytes", "configuration": {"endian": "little"}},
                             {"name": "crc32c"},
@@ -382,7 +337,7 @@ class ZarrBackend(Backend):
                 ),
             )
         try:
-            spec = _spec_from_metadata(meta)
+            spec = spec_from_metadata(meta)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise CorruptDataError(
                 uri, f"unusable Zarr metadata ({type(exc).__name__}: {exc})", part="zarr.json"
