@@ -84,6 +84,8 @@ class LocalS3:
 
     def start(self) -> LocalS3:
         """Starts the server and waits (at most ``timeout_s``) until it listens; creates ``bucket``."""
+        if self.proc is not None:
+            raise LocalS3Error(f"moto_server is already running on {self.url}")
         cmd = moto_server_command(self.port)
         if cmd is None:
             raise LocalS3Error("moto_server is not installed (pip install 'moto[server]')")
@@ -109,15 +111,19 @@ class LocalS3:
                     ) from None
                 time.sleep(0.05)
         if self.bucket:
-            import boto3
+            try:
+                import boto3
 
-            boto3.client(
-                "s3",
-                endpoint_url=self.url,
-                aws_access_key_id=self.key,
-                aws_secret_access_key=self.secret,
-                region_name="us-east-1",
-            ).create_bucket(Bucket=self.bucket)
+                boto3.client(
+                    "s3",
+                    endpoint_url=self.url,
+                    aws_access_key_id=self.key,
+                    aws_secret_access_key=self.secret,
+                    region_name="us-east-1",
+                ).create_bucket(Bucket=self.bucket)
+            except BaseException:
+                self.stop()  # never an orphaned server
+                raise
         return self
 
     def stop(self) -> None:

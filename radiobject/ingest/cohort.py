@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from radiobject.errors import ImageReadError, SourceChangedError
+from radiobject.errors import SourceChangedError
 from radiobject.ingest._cohort_report import STATUSES, STORED, CohortReport
 from radiobject.ingest.changes import ON_CHANGED, changed_sources
 from radiobject.ingest.manifest import CohortPlan
@@ -144,8 +144,7 @@ def run_ingest(
     )
     report = CohortReport(uri, problems=[*plan.problems, *problems])
     if raise_errors and report.problems:
-        first = report.problems[0]
-        raise ImageReadError(first.source, first.reason)
+        raise report.problems[0].as_error()
     if fail_fast and report.problems:
         report.aborted = f"{len(report.problems)} invalid item(s) and --fail-fast: nothing written"
         report.seconds = time.perf_counter() - t0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from radiobject.errors import AlignmentError, DuplicateIdError, ImageReadError, StoreExistsError
+from radiobject.errors import AlignmentError, DuplicateIdError, StoreExistsError
 from radiobject.formats.nifti import NIFTI_SUFFIXES
 from radiobject.ingest.cohort import run_ingest
 from radiobject.ingest.manifest import CohortPlan
@@ -119,7 +119,7 @@ def _raise_first(tasks: list[VolumeTask], options: WriteOptions | None) -> None:
     for p in problems:
         if p.reason.startswith("duplicate"):
             raise DuplicateIdError("obs_id", p.obs_id, f"collection {p.collection!r} ({p.reason})")
-        raise ImageReadError(p.source, p.reason)
+        raise p.as_error()
 
 
 def collection_tasks(

@@ -32,7 +32,7 @@ from radiobject.ingest.sources import load_fingerprinted
 from radiobject.model.alignment import misalignment
 from radiobject.model.bulk import IngestItem, call_within
 from radiobject.model.ids import validate_collection_name, validate_id
-from radiobject.model.options import default_item_timeout
+from radiobject.model.options import default_item_timeout, item_timeout
 
 __all__ = [
     "FORMATS",
@@ -87,6 +87,15 @@ class Problem:
     obs_id: str
     source: str
     reason: str
+    #: the item time limit (seconds) when the check of this task did not finish within it
+    timed_out_s: float | None = None
+
+    def as_error(self) -> ImageReadError:
+        """The typed error of this problem: ``SourceTimeoutError`` for a check past the time limit,
+        ``ImageReadError`` naming the source and the reason otherwise."""
+        if self.timed_out_s is not None:
+            return SourceTimeoutError(self.source, self.timed_out_s, "checking the file")
+        return ImageReadError(self.source, self.reason)
 
 
 def image_geometry(task: VolumeTask, canonical: bool = False) -> tuple[tuple[int, ...], np.ndarray]:
@@ -134,8 +143,16 @@ def _with_metadata(load: Callable[[], ImageData], extra: dict[str, Any]) -> Imag
     return ImageData(image.array, image.affine, {**image.metadata, **extra}, image.source)
 
 
+class _TimedOut(str):
+    """A problem text that records the time limit the check ran past."""
+
+    limit_s: float
+
+
 def _problem(t: VolumeTask, reason: str) -> Problem:
-    return Problem(t.collection, t.subject_id, t.obs_id, os.path.abspath(t.path) if t.path else t.row, reason)
+    limit = reason.limit_s if isinstance(reason, _TimedOut) else None
+    source = os.path.abspath(t.path) if t.path else t.row
+    return Problem(t.collection, t.subject_id, t.obs_id, source, str(reason), timed_out_s=limit)
 
 
 def _check_ids(tasks: Iterable[VolumeTask]) -> tuple[list[VolumeTask], list[Problem]]:
@@ -181,7 +198,9 @@ def _bounded(fn: Callable[[VolumeTask], Any], limit_s: float | None, what: str) 
         try:
             return call_within(partial(fn, t), limit_s, os.path.abspath(t.path) if t.path else t.row, what)
         except SourceTimeoutError as exc:
-            return f"{type(exc).__name__}: {exc}"
+            text = _TimedOut(f"{type(exc).__name__}: {exc}")  # the report's text names the file
+            text.limit_s = exc.limit_s
+            return text
 
     return run
 
@@ -275,7 +294,7 @@ def find_problems(
     ``item_timeout_s``: seconds each file's check may take (``"default"``:
     ``$RADIOBJECT_ITEM_TIMEOUT``, else 900 s; ``None``: no limit); a check past it is a problem
     of that task (``SourceTimeoutError``), the others go on."""
-    limit_s = default_item_timeout() if item_timeout_s == "default" else item_timeout_s
+    limit_s = default_item_timeout() if item_timeout_s == "default" else item_timeout(item_timeout_s)
     ok, problems = _check_ids(tasks)
     ok, bad = _check_duplicates(ok)
     problems += bad

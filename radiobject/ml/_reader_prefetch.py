@@ -93,9 +93,14 @@ class PrefetchedSource:
         """``region`` (spatial slices, trailing axes whole) from the prefetched block or the volume."""
         spatial = tuple(region)[:3]
         box = self._box
-        if len(spatial) == 3 and all(
-            r.start is not None and r.stop is not None and b.start <= r.start and r.stop <= b.stop
-            for r, b in zip(spatial, box, strict=True)
+        whole_trailing = all(r == slice(None) for r in tuple(region)[3:])  # the block holds every channel
+        if (
+            len(spatial) == 3
+            and whole_trailing
+            and all(
+                r.start is not None and r.stop is not None and b.start <= r.start and r.stop <= b.stop
+                for r, b in zip(spatial, box, strict=True)
+            )
         ):
             block = self._future.result()  # the typed error of a damaged chunk surfaces here
             view = block[tuple(slice(r.start - b.start, r.stop - b.start) for r, b in zip(spatial, box, strict=True))]

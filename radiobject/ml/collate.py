@@ -112,13 +112,18 @@ class WireBatch(dict):
     def __reduce__(self) -> tuple[Any, ...]:
         items = []
         for key, value in self.items():
-            inline = (
+            inline = None
+            if (
                 type(value) is torch.Tensor
                 and value.device.type == "cpu"
                 and not value.requires_grad
                 and value.nbytes <= INLINE_BYTES
-            )
-            items.append((key, value.numpy() if inline else value, inline))
+            ):
+                try:  # dtypes numpy lacks (bfloat16, ...) or conj / neg views travel as tensors
+                    inline = value.numpy()
+                except (TypeError, RuntimeError):
+                    inline = None
+            items.append((key, value if inline is None else inline, inline is not None))
         return (_unwire, (items,))
 
 

@@ -215,6 +215,10 @@ def make_loader(
     threads = num_workers if worker_mode == "threads" else 0
     if threads:
         num_workers = 0
+    if num_workers > 0 and int(getattr(sampler, "prefetch_patches", 0) or 0):
+        # worker processes read the samples; the sampler runs in this process, which reads none:
+        # a read started ahead here would never be consumed (workers rely on prefetch_factor)
+        sampler.prefetch_patches = 0
     kwargs: dict[str, Any] = {}
     if num_workers > 0:
         kwargs.update(  # persistent by default: workers start once per loader, not once per epoch

@@ -395,4 +395,3 @@ class GridPatchDataset(RadiDataset):
         origin = self.origins[subj][index - int(self._starts[subj])]
         image, label = self.reader.read_patch(subj, origin, self.patch_size, with_label=self.with_label)
         return self._sample(index, subj, image, label, origin)
-

@@ -1,7 +1,7 @@
 """The write lock of an ``s3://`` store: one lock object, created and renewed with conditional writes.
 
-The lock of ``s3://bucket/prefix`` is the object ``prefix/.radiobject.lock``. Its body (JSON) names
-the holder (host, pid, a random token), when it was acquired and renewed, and its lease in seconds.
+The lock of ``s3://bucket/prefix`` is the object ``prefix/.radiobject.lock``; its JSON body names the
+holder (host, pid, a random token), when it was acquired and renewed, and its lease in seconds.
 
 - **Acquire**: ``PutObject`` with ``If-None-Match: *`` (created only when absent: atomic on the
   server). ``412 PreconditionFailed`` (or ``409 ConditionalRequestConflict``) means it is held:
@@ -10,25 +10,23 @@ the holder (host, pid, a random token), when it was acquired and renewed, and it
 - **Lease and heartbeat**: while held, a daemon thread rewrites the object every ``lease / 3``
   seconds with ``If-Match: <our ETag>``. A holder that stops renewing (crash, ``kill -9``, a host
   that went away) leaves a *stale* object: one whose ``Last-Modified`` is more than its lease
-  (+1 s for the one-second resolution of HTTP dates) before the server's ``Date``. Both times come
-  from the server, so the clocks of the hosts do not matter.
+  (+1 s: HTTP dates have one-second resolution) before the server's ``Date`` (server clock only).
 - **Take-over**: a waiter that finds a stale object overwrites it with ``If-Match: <its ETag>``;
   of several waiters only one can succeed (the others get 412 and keep waiting).
-- **Release**: ``DeleteObject`` with ``If-Match: <our ETag>`` where the server honours it;
-  elsewhere the object is read first and deleted only when it still carries our token (the window
-  between that read and the delete matters only when our lease already expired).
-- **Lost lease**: when a renewal finds someone else's token (our lease expired, e.g. the process
-  was paused for longer than the lease) the ``with`` block ends with ``StoreLockedError``: another
-  writer may have published in between.
+- **Release**: ``DeleteObject`` with ``If-Match: <our ETag>`` where honoured; elsewhere read, then
+  deleted only if it still carries our token (that window matters only after our lease expired).
+- **Lost lease**: a renewal that finds someone else's token, or a release that finds the object gone
+  after our lease ran out, ends the ``with`` block with ``StoreLockedError`` (another writer may
+  have published in between).
 
 Support is probed once per process and bucket (a scratch object next to the lock): a server that
 does not honour ``If-None-Match`` / ``If-Match`` on ``PutObject`` gets no lock, one
 ``RuntimeWarning``, and the documented single-writer rule (docs/integrity.md). ``RADIOBJECT_S3_LOCK=off``
 skips the lock (and the probe) on purpose.
 
-Requests use botocore (installed with s3fs) configured from ``StorageOptions.s3fs_kwargs()``:
-the same credentials, endpoint, timeouts and retries as every other client; failures become
-``RemoteStorageError`` through :func:`radiobject.storage.faults.remote_errors`.
+Requests use botocore (installed with s3fs) with the credentials and endpoint of
+``StorageOptions.s3fs_kwargs()``, each bounded to a third of the lease (timeouts and retries
+capped); failures become ``RemoteStorageError`` (:func:`radiobject.storage.faults.remote_errors`).
 """
 
 from __future__ import annotations
@@ -74,13 +72,17 @@ def enabled() -> bool:
 
 
 @lru_cache(maxsize=8)
-def _client(storage: StorageOptions, pid: int) -> Any:
+def _client(storage: StorageOptions, pid: int, lease_s: float) -> Any:
+    """The lock's S3 client: a request, retries included, ends within a third of the lease."""
     import botocore.session
     from botocore import UNSIGNED
     from botocore.config import Config
 
     kw = storage.s3fs_kwargs()
     config: dict[str, Any] = dict(kw["config_kwargs"])
+    attempts = min(storage.retries + 1, 2)
+    per_try = max(0.5, min(storage.timeout_s, lease_s / (3 * attempts)))
+    config.update(connect_timeout=per_try, read_timeout=per_try, retries={"max_attempts": attempts, "mode": "standard"})
     if kw["anon"]:
         config["signature_version"] = UNSIGNED
     return botocore.session.Session().create_client(
@@ -144,7 +146,8 @@ class LockObject:
 
         with remote_errors(self.uri):
             try:
-                resp = getattr(_client(self.storage, os.getpid()), op)(Bucket=self.bucket, Key=self.key, **kw)
+                client = _client(self.storage, os.getpid(), lease_seconds())
+                resp = getattr(client, op)(Bucket=self.bucket, Key=self.key, **kw)
             except ClientError as exc:
                 status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
                 if status in _HANDLED:
@@ -278,6 +281,9 @@ class Lease:
                     status = self.target.delete(IfMatch=self.etag)
                 if status == 412:
                     return self.lost or "it was taken over before the release"
+                if status == 404 and time.monotonic() - self._renewed > self.holder.lease_s:
+                    # gone after our lease ran out: taken over and released (before: our own retry)
+                    return "the lease expired and the lock object was deleted before the release"
                 return None
             seen = self.target.get()  # no conditional delete: read, compare, delete (a short window)
             if seen is not None and seen[0] is not None and seen[0].token == self.holder.token:

@@ -38,3 +38,14 @@ def test_a_server_that_cannot_listen_is_a_typed_error(monkeypatch) -> None:
     monkeypatch.setattr("radiobject.bench.s3server.moto_server_command", lambda port: None)
     with pytest.raises(LocalS3Error, match="not installed"):
         LocalS3().start()
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_bucket_stops_the_server_and_start_twice_is_refused() -> None:
+    s3 = LocalS3(bucket="x")  # an invalid bucket name: create_bucket fails
+    with pytest.raises(Exception, match="InvalidBucketName|not valid"):
+        s3.start()
+    assert s3.proc is None  # stopped, not orphaned
+    with LocalS3() as ok:
+        with pytest.raises(LocalS3Error, match="already running"):
+            ok.start()

@@ -128,3 +128,38 @@ def test_geometry_canonical_without_pixels(tmp_path: Path) -> None:
 
     s2, a2 = _canonical_geometry((6, 7, 5), aff)
     assert s2 == ref.shape[:3] and np.allclose(a2, ref.affine)
+
+
+def test_an_item_timeout_of_zero_means_no_limit(tmp_path: Path) -> None:
+    tasks = [VolumeTask("T1w", f"s{i}", f"s{i}", str(_nifti(tmp_path / f"s{i}.nii"))) for i in range(3)]
+    ok, problems = find_problems(tasks, item_timeout_s=0)
+    assert problems == [] and len(ok) == 3
+
+
+@pytest.mark.timeout(60)
+def test_a_stuck_check_is_a_typed_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from radiobject.errors import SourceTimeoutError
+    from radiobject.ingest import tasks as tasks_mod
+
+    release = threading.Event()
+    real = tasks_mod.detect_format
+
+    def stuck(path: str) -> str:
+        if path.endswith("s1.nii"):
+            release.wait(30)
+        return real(path)
+
+    monkeypatch.setattr(tasks_mod, "detect_format", stuck)
+    tasks = [VolumeTask("T1w", f"s{i}", f"s{i}", str(_nifti(tmp_path / f"s{i}.nii"))) for i in range(3)]
+    try:
+        ok, problems = find_problems(tasks, item_timeout_s=0.5)
+    finally:
+        release.set()
+    assert [t.subject_id for t in ok] == ["s0", "s2"] and len(problems) == 1
+    (p,) = problems
+    assert p.timed_out_s == 0.5 and p.source.endswith("s1.nii") and "s1.nii" in p.reason
+    err = p.as_error()
+    assert isinstance(err, SourceTimeoutError) and isinstance(err, TimeoutError) and err.path == p.source
+    assert str(err).count("s1.nii") == 1  # the typed error names the file once

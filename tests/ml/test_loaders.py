@@ -281,6 +281,7 @@ def test_worker_batches_unpickle_as_the_same_plain_dict():
         "index": torch.tensor([3, 9]),
         "affine": torch.rand(2, 4, 4, dtype=torch.float64),
         "patch_origin": torch.tensor([[1, 2, 3], [4, 5, 6]]).T.contiguous().T,  # a non-contiguous view
+        "weights": torch.rand(2, 3).to(torch.bfloat16),  # a dtype numpy lacks: travels as a tensor
     }
     buf = io.BytesIO()
     ForkingPickler(buf, pickle.HIGHEST_PROTOCOL).dump(WireBatch(batch))

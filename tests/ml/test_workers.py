@@ -186,3 +186,15 @@ def test_default_context_falls_back_to_fork_for_an_unpicklable_dataset(store):
     with pytest.warns(RuntimeWarning, match="cannot be pickled"):
         assert default_context(loader.dataset) is None
     assert default_context() == "forkserver"
+
+
+def test_no_read_ahead_in_the_main_process_of_process_workers(store):
+    """With worker processes the sampler runs where no sample is read: its prefetch is off (a read
+    started there would never be used); threads and 0 workers keep it."""
+    kw = dict(modalities=["T1w"], patch_size=(6, 6, 6), batch_size=2, prefetch_patches=4)
+    assert create_training_dataloader(store, num_workers=0, **kw).sampler.prefetch_patches == 4
+    assert create_training_dataloader(store, num_workers=2, worker_mode="threads", **kw).sampler.prefetch_patches == 4
+    procs = create_training_dataloader(
+        store, num_workers=1, worker_mode="processes", multiprocessing_context="spawn", persistent_workers=False, **kw
+    )
+    assert procs.sampler.prefetch_patches == 0
