@@ -119,8 +119,9 @@ class RadiDataLoader(DataLoader):
     def _get_iterator(self) -> Any:
         if self.num_workers > 0 and self.auto_context:
             context = default_context(self.dataset)
-            if context is not None:
+            if context is not None:  # decided for good: the dataset is not pickled again each epoch
                 self.multiprocessing_context = context
+                self.auto_context = False
         return super()._get_iterator()
 
     # the ignore below: torch types DataLoader.__iter__ as returning its own iterator class

@@ -19,10 +19,9 @@ holder (host, pid, a random token), when it was acquired and renewed, and its le
   after our lease ran out, ends the ``with`` block with ``StoreLockedError`` (another writer may
   have published in between).
 
-Support is probed once per process and bucket (a scratch object next to the lock): a server that
-does not honour ``If-None-Match`` / ``If-Match`` on ``PutObject`` gets no lock, one
-``RuntimeWarning``, and the documented single-writer rule (docs/integrity.md). ``RADIOBJECT_S3_LOCK=off``
-skips the lock (and the probe) on purpose.
+Support is probed once per process and bucket (a scratch object next to the lock): a server not
+honouring ``If-None-Match`` / ``If-Match`` on ``PutObject`` gets no lock, one ``RuntimeWarning`` and
+the single-writer rule (docs/integrity.md); ``RADIOBJECT_S3_LOCK=off`` skips lock and probe.
 
 Requests use botocore (installed with s3fs) with the credentials and endpoint of
 ``StorageOptions.s3fs_kwargs()``, each bounded to a third of the lease (timeouts and retries
@@ -40,7 +39,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -221,7 +220,8 @@ def _probe(p: LockObject) -> Support:
         detail = f"If-None-Match -> {again}, If-Match -> {wrong}, conditional delete -> {deleted}"
         return Support(writes, deleted == 412, detail)
     finally:
-        p.delete()
+        with suppress(RemoteStorageError):
+            p.delete()  # a failing cleanup never hides the probe's own error
 
 
 class Lease:
