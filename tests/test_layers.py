@@ -149,6 +149,14 @@ def test_few_loose_modules() -> None:
     assert len(loose) <= 6, loose
 
 
+#: the house limit on a module's length (split by purpose beyond it)
+MAX_MODULE_LINES = 400
+
+
 def test_modules_stay_small() -> None:
-    big = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > 450}
+    big = {
+        str(p.relative_to(ROOT)): n
+        for p in ROOT.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert big == {}
