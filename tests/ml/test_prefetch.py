@@ -25,7 +25,7 @@ from radiobject.ml.loaders import create_training_dataloader, create_validation_
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampler import RadiSampler
 from radiobject.model.radi_object import RadiObject
-from tests.ml._stores import make_store
+from tests.ml._stores import coded_volume, make_store
 
 SHAPE = (20, 24, 16)
 PATCH = (10, 9, 12)  # unaligned to the 8^3 chunks; some origins pad
@@ -198,3 +198,23 @@ def test_backend_read_async_matches_read(store, backend) -> None:
     assert vol._array().async_reads == (backend == "zarr")
     with pytest.raises(IndexError):
         vol.read_async((3, slice(None), slice(None)))
+
+
+def test_a_damaged_chunk_raises_through_the_pooled_in_memory_cache(tmp_path: Path, monkeypatch) -> None:
+    """A cohort larger than the in-memory cache (Zarr: tensorstore's pool) never serves a damaged
+    chunk: the read raises the typed error; the undamaged subject reads exactly."""
+    monkeypatch.setattr(chunk_cache, "WHOLE_VOLUMES_UP_TO", 0.0)  # the cohort "does not fit"
+    store = make_store(tmp_path / "radi", "zarr", n=2, shape=SHAPE, chunks=(8, 8, 8))
+    target = _shard_or_tile(store, "sub-01")
+    data = bytearray(target.read_bytes())
+    data[len(data) // 3] ^= 0x04
+    target.write_bytes(bytes(data))
+    reader = VolumeReader.from_radi(RadiObject(store.uri), ["T1w"], None).with_cache(InMemoryCache(64 << 20))
+    image = np.zeros((1, *SHAPE), np.float32)
+    for _ in range(2):  # cold, then with the pool filled by the good subject
+        reader.read_patch_into(0, (0, 0, 0), SHAPE, image)
+        np.testing.assert_array_equal(image[0], coded_volume(0, SHAPE))
+        with pytest.raises(CorruptDataError) as info:
+            reader.read_patch_into(1, (0, 0, 0), SHAPE, image)
+        assert info.value.subject == "sub-01"
+    assert reader._pooled()

@@ -127,13 +127,21 @@ def test_two_processes_never_overlap(s3_server: StorageOptions, s3_prefix: str, 
     assert _lock_body(s3_server, s3_prefix) is None  # released
 
 
-def test_waiter_gives_up_naming_the_holder(s3_server: StorageOptions, s3_prefix: str) -> None:
+def _holder(root: str, storage: StorageOptions) -> tuple[Any, Any, Any]:
+    """A spawned process holding the lock of ``root`` (until ``release`` is set): (process, release, out)."""
     ctx = mp.get_context("spawn")
     ready, release, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_hold, args=(s3_prefix, s3_server, ready, release, out))
+    proc = ctx.Process(target=_hold, args=(root, storage, ready, release, out))
     proc.start()
+    if not ready.wait(60):
+        proc.kill()
+        pytest.fail("the holder process did not take the lock within 60 s")
+    return proc, release, out
+
+
+def test_waiter_gives_up_naming_the_holder(s3_server: StorageOptions, s3_prefix: str) -> None:
+    proc, release, out = _holder(s3_prefix, s3_server)
     try:
-        assert ready.wait(60)
         with pytest.raises(StoreLockedError, match=f"pid {proc.pid} on ") as err:
             with write_lock(s3_prefix, s3_server, timeout=0.5):
                 pass
@@ -170,12 +178,8 @@ def test_taken_over_holder_keeps_the_new_lock(
     """A holder paused past its lease (SIGSTOP) is taken over; resumed, it ends with StoreLockedError
     and leaves the new holder's lock object in place."""
     monkeypatch.setenv("RADIOBJECT_S3_LOCK_LEASE", "1")
-    ctx = mp.get_context("spawn")
-    ready, release, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_hold, args=(s3_prefix, s3_server, ready, release, out))
-    proc.start()
+    proc, release, out = _holder(s3_prefix, s3_server)
     try:
-        assert ready.wait(60)
         assert proc.pid is not None
         os.kill(proc.pid, signal.SIGSTOP)
         monkeypatch.setenv("RADIOBJECT_S3_LOCK_LEASE", "30")
