@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -22,9 +21,10 @@ from typing import Any
 import numpy as np
 import tensorstore as ts
 
-from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
+from radiobject.errors import CorruptDataError, StoreError, StoreNotFoundError
 from radiobject.storage import checksums, files, integrity
 from radiobject.storage._zarr_meta import DIMENSION_NAMES, codec_chain, spec_from_metadata
+from radiobject.storage._zarr_read import ZarrRead, cores, read_error, split_region
 from radiobject.storage.base import (
     ArrayHandle,
     ArraySpec,
@@ -127,50 +127,6 @@ def _recheck(uri: str) -> dict[str, Any]:
     return {"recheck_cached_data": "open"} if is_remote(uri) else {}
 
 
-#: tensorstore status codes that mean "the stored bytes are wrong" (others: I/O, permissions).
-_DAMAGE_CODES = ("DATA_LOSS", "FAILED_PRECONDITION", "OUT_OF_RANGE", "INVALID_ARGUMENT")
-
-
-_SHARD_ENTRY = re.compile(r'shard entry \{([^}]*)\}/\{[^}]*\} in [^"]*"([^"]+)"')
-
-
-def _read_error(uri: str, exc: Exception) -> StoreError:
-    text = str(exc)
-    cause = remote_failure(exc)
-    if cause is not None:
-        return RemoteStorageError(uri, f"object storage failed after the configured timeout / retries: {cause}")
-    if text.startswith(_DAMAGE_CODES) or "checksum" in text.lower() or "blosc" in text.lower():
-        m = _SHARD_ENTRY.search(text)
-        part = ""
-        if m:
-            path, root = m.group(2), os.path.abspath(strip_file_scheme(uri)).rstrip("/") + "/"
-            part = f"{path[len(root) :] if path.startswith(root) else path} inner chunk ({m.group(1)})"
-        return CorruptDataError(uri, f"damaged chunk data: {text.rsplit(': ', 1)[-1]}", part=part)
-    return StoreError(uri, f"cannot read: {text}")
-
-
-class _ZarrRead:
-    """A tensorstore read in flight into a numpy buffer; ``result()`` maps engine errors to typed ones."""
-
-    __slots__ = ("_future", "_out", "_uri")
-
-    def __init__(self, future: Any, out: np.ndarray, uri: str) -> None:
-        self._future, self._out, self._uri = future, out, uri
-
-    def result(self) -> np.ndarray:
-        try:
-            self._future.result()
-        except ValueError as exc:
-            raise _read_error(self._uri, exc) from None
-        return self._out
-
-    def cancel(self) -> bool:
-        return bool(self._future.cancel())
-
-    def done(self) -> bool:
-        return bool(self._future.done())
-
-
 class ZarrArray(ArrayHandle):
     """An open Zarr v3 array (a tensorstore handle)."""
 
@@ -190,14 +146,9 @@ class ZarrArray(ArrayHandle):
         self._uri, self._storage = uri, storage or StorageOptions()
 
     def read(self, region: Region, out: np.ndarray | None = None) -> np.ndarray:
-        view = self._store[region]
-        try:
-            if out is None:
-                return view.read().result()
-            ts.array(out).write(view).result()
-        except ValueError as exc:
-            raise _read_error(self._uri, exc) from None
-        return out
+        if out is None:
+            out = np.empty(region_shape(region), dtype=self.dtype)
+        return self._start(region, out).result()
 
     def read_async(self, region: Region) -> ReadFuture:
         """Starts the read on tensorstore's thread pool (I/O and decode without the GIL).
@@ -205,12 +156,25 @@ class ZarrArray(ArrayHandle):
         The data lands in a new numpy buffer (patch copies from it run at in-RAM speed); damaged
         chunks raise ``CorruptDataError`` from ``result()``, as :meth:`read` would.
         """
-        out = np.empty(region_shape(region), dtype=self.dtype)
+        return self._start(region, np.empty(region_shape(region), dtype=self.dtype))
+
+    def _start(self, region: Region, out: np.ndarray) -> ZarrRead:
+        """Issues the read of ``region`` into ``out`` as one sub-read per decode thread, cut on
+        inner-chunk boundaries (``radiobject.storage._split``): one shard's chunks are otherwise
+        decoded on one core."""
+        pieces = split_region(region, self.spec.chunks, DECODE_THREADS or cores())
+        target = ts.array(out)
+        origin = [r.start for r in region]
         try:
-            future = ts.array(out).write(self._store[region])
+            futures = [
+                target[tuple(slice(p.start - o, p.stop - o) for p, o in zip(piece, origin, strict=True))].write(
+                    self._store[piece]
+                )
+                for piece in pieces
+            ]
         except ValueError as exc:
-            raise _read_error(self._uri, exc) from None
-        return _ZarrRead(future, out, self._uri)
+            raise read_error(self._uri, exc) from None
+        return ZarrRead(futures, out, self._uri)
 
     def seal(self) -> str:
         return _seal(self._uri, self._storage, self)
@@ -312,7 +276,7 @@ class ZarrBackend(Backend):
             ).result()
         except ValueError as exc:
             if remote_failure(exc) is not None:
-                raise _read_error(uri, exc) from exc
+                raise read_error(uri, exc) from exc
             raise StoreError(uri, f"cannot create Zarr array: {exc}") from exc
         return ZarrArray(
             store, ArraySpec(spec.shape, dtype.name, spec.chunks, spec.codec, shards), attrs, uri, self.storage
@@ -359,7 +323,7 @@ class ZarrBackend(Backend):
             ).result()
         except ValueError as exc:
             if remote_failure(exc) is not None:
-                raise _read_error(uri, exc) from None
+                raise read_error(uri, exc) from None
             raise CorruptDataError(uri, f"unusable Zarr metadata: {exc}", part="zarr.json") from None
         return ZarrArray(store, spec, attrs, uri, self.storage)
 
