@@ -27,6 +27,7 @@ __all__ = [
     "THREAD_ENV_VARS",
     "cores",
     "limit_threads",
+    "local_ranks",
     "make_worker_init_fn",
     "tensorstore_context_spec",
     "tiledb_config",
@@ -108,10 +109,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_ranks() -> int:
+    """Training processes on this node: torchrun's ``LOCAL_WORLD_SIZE`` (1 outside torchrun or when
+    unset / not a positive integer)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
 def worker_share(num_workers: int) -> int:
     """Threads per library for each of ``num_workers`` worker processes: the cores divided among
-    them (at least 1), so W workers together use the machine once rather than W times."""
-    return max(1, cores() // max(1, int(num_workers)))
+    them and among the node's ranks (``local_ranks()``; at least 1), so the W workers of each of
+    R ranks together use the machine once rather than W x R times."""
+    return max(1, cores() // (max(1, int(num_workers)) * local_ranks()))
 
 
 def tensorstore_context_spec(n: int = 1, *, io_concurrency: int = 8) -> dict[str, dict[str, int]]:

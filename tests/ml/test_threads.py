@@ -77,3 +77,18 @@ def test_context_helpers_are_accepted_by_tensorstore_and_tiledb():
     defaults = tiledb.Config()  # no Ctx here: a TileDB context in the test process would make later forks unsafe
     for key, value in tiledb_config(1).items():
         assert key in defaults and tiledb.Config({key: value})[key] == value
+
+
+def test_worker_share_divides_the_cores_among_workers_and_local_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from radiobject.ml import threads
+
+    monkeypatch.setattr(threads, "cores", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert threads.local_ranks() == 1 and threads.worker_share(4) == 4 and threads.worker_share(0) == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun --nproc-per-node=2: two ranks share the node
+    assert threads.local_ranks() == 2 and threads.worker_share(4) == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert threads.worker_share(4) == 1  # never below one thread
+    for bad in ("", "zero", "-3"):
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", bad)
+        assert threads.local_ranks() == 1

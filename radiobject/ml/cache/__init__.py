@@ -19,7 +19,7 @@ from __future__ import annotations
 from radiobject.ml.cache.base import Cache, NoCache, cache_key
 from radiobject.ml.cache.disk import DiskCache
 from radiobject.ml.cache.memory import InMemoryCache
-from radiobject.ml.cache.shared import SharedMemoryCache
+from radiobject.ml.cache.shared import SharedMemoryCache, sweep_stale
 from radiobject.ml.cache.strategy import CacheStrategy, make_cache
 
 __all__ = [
@@ -31,4 +31,5 @@ __all__ = [
     "SharedMemoryCache",
     "cache_key",
     "make_cache",
+    "sweep_stale",
 ]

@@ -15,12 +15,19 @@ Trust (another local process must not be able to feed the loader its own voxels)
   = store URI, collection, obs ID, volume version and chunk; header and payload CRC32) that is
   checked, with the file's owner and mode, before the entry is used; a planted or damaged entry
   is ignored and removed.
+
+Nothing left behind: a generated directory is removed when its process exits, and records its
+creator (boot id, pid, process start time) in ``.owner``; a process killed before it could clean
+up (SIGKILL, or SIGTERM from ``torchrun``) leaves it, and the next generated cache under the same
+root removes every such directory of this user whose creator is gone (:func:`sweep_stale`).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -30,9 +37,11 @@ from pathlib import Path
 from radiobject.errors import UnsafePathError
 from radiobject.ml.cache.disk import DiskCache
 
-__all__ = ["SharedMemoryCache"]
+__all__ = ["SharedMemoryCache", "sweep_stale"]
 
 _SHM_ROOT = Path("/dev/shm")
+_GENERATED = re.compile(r"radiobject-cache-[0-9a-f]{32}")
+_OWNER_FILE = ".owner"
 
 
 class SharedMemoryCache(DiskCache):
@@ -71,6 +80,7 @@ class SharedMemoryCache(DiskCache):
                 "(in Docker raise --shm-size)"
             )
         if name is None:
+            sweep_stale(base)
             while True:  # 128 random bits: a name no other process can guess and create first
                 name = f"radiobject-cache-{secrets.token_hex(16)}"
                 try:
@@ -85,6 +95,9 @@ class SharedMemoryCache(DiskCache):
         self._owner = os.getpid()
         if generated if cleanup is None else cleanup:
             atexit.register(_remove_if_owner, str(self.path), self._owner)
+            me = _identity(self._owner)
+            if generated and me is not None:
+                _write_private(self.path / _OWNER_FILE, me)
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "name": self.name, "owner": self._owner}
@@ -124,6 +137,68 @@ def _check_private(path: Path) -> None:
         raise UnsafePathError(
             str(path), f"shared-memory cache directory has mode {stat.S_IMODE(st.st_mode):o}; it must be private (0700)"
         )
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _identity(pid: int) -> str | None:
+    """``"<boot id> <pid namespace> <pid> <start time>"`` of a running process of this pid namespace
+    (``None``: gone, or no ``/proc``)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+        start = raw.rsplit(b")", 1)[1].split()[19].decode()  # field 22, starttime (comm may hold spaces)
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    return f"{_boot_id()} {_pid_namespace()} {pid} {start}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def sweep_stale(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove the generated cache directories under ``root`` whose creating process is gone.
+
+    Only directories with a generated name, owned by this user, private (``0700``), not links, and
+    holding an ``.owner`` record of a process that ran before the last boot, or that ran in this
+    pid namespace and no longer runs (its pid gone or now another process's) are removed. Others
+    are left alone: named caches, and caches of processes in other pid namespaces (containers
+    sharing ``/dev/shm``), whose liveness cannot be seen from here. Returns the directories removed.
+    """
+    boot, namespace = _boot_id(), _pid_namespace()
+    removed: list[Path] = []
+    with contextlib.suppress(OSError):
+        candidates = [e for e in os.scandir(root) if _GENERATED.fullmatch(e.name)]
+        for entry in candidates:
+            path = Path(entry.path)
+            try:
+                _check_private(path)
+                fd = os.open(path / _OWNER_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd) as f:
+                    owner = f.read(200).split()
+            except (UnsafePathError, OSError):
+                continue
+            if len(owner) != 4 or not owner[2].isdigit() or not boot or not namespace:
+                continue
+            gone = owner[0] != boot or (owner[1] == namespace and _identity(int(owner[2])) != " ".join(owner))
+            if gone:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
 
 
 def _remove_if_owner(path: str, owner: int) -> None:
