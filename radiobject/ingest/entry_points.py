@@ -33,7 +33,7 @@ from radiobject.model.options import WriteOptions
 from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.subjects import SUBJECT, subject_table
-from radiobject.storage.options import StorageOptions
+from radiobject.storage.options import StorageOptions, as_location
 
 __all__ = ["collection_from_files", "collection_tasks", "store_from_files", "store_plan"]
 
@@ -57,13 +57,14 @@ def store_plan(images: Mapping[str, PathSpec], *, fmt: str = "auto", subject_pat
     return plan
 
 
-def store_from_files(uri: str, images: Mapping[str, PathSpec], ingest: StoreIngest) -> RadiObject:
+def store_from_files(uri: str | os.PathLike[str], images: Mapping[str, PathSpec], ingest: StoreIngest) -> RadiObject:
     """A new store from image files per collection (see ``RadiObject.from_files``).
 
     Everything that can be checked before writing is: the store must not exist, ``obs_meta``
     is validated, every file is detected (regular, readable, the right format) and, with
     ``validate_alignment`` (both of ``ingest``), every subject's volumes share shape and affine (from the headers).
     """
+    uri = as_location(uri)
     fmt, canonical = ingest.fmt, ingest.canonical
     storage = ingest.storage or StorageOptions()
     if check_target(uri, storage):  # a user's non-store folder with files: StoreExistsError too
@@ -141,10 +142,11 @@ def collection_tasks(
 
 
 def collection_from_files(
-    uri: str, spec: PathSpec | Mapping[str, str], ingest: FileIngest, *, name: str | None = None
+    uri: str | os.PathLike[str], spec: PathSpec | Mapping[str, str], ingest: FileIngest, *, name: str | None = None
 ) -> VolumeCollection:
     """A new collection from files (see ``VolumeCollection.from_files``): checked first, then
     written by the bulk path with the fingerprinting loader; the first failure is raised."""
+    uri = as_location(uri)
     cname = name or uri.rstrip("/").rsplit("/", 1)[-1]
     tasks = collection_tasks(spec, fmt=ingest.fmt, subject_pattern=ingest.subject_pattern, name=cname)
     if ingest.dicom_options:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -24,7 +25,7 @@ from radiobject.model.volume_info import CATALOG_COLUMNS, VolumeInfo
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.locks import write_lock
-from radiobject.storage.options import StorageOptions
+from radiobject.storage.options import StorageOptions, as_location
 from radiobject.storage.registry import get_backend
 
 
@@ -36,7 +37,8 @@ class VolumeCollection(FileConstructors, VersionedWrites):
     addressed by ``obs_id``, never by position, so order changes and appends cannot mix them up.
     """
 
-    def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None:
+    def __init__(self, uri: str | os.PathLike[str], *, storage: StorageOptions | None = None) -> None:
+        uri = as_location(uri)
         self._state = CatalogState(StoreLocation(uri, storage or StorageOptions()))
         self._ids: tuple[str, ...] | None = None
 
@@ -55,7 +57,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
     @classmethod
     def create(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         *,
         name: str | None = None,
         options: WriteOptions | None = None,
@@ -63,6 +65,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         exist_ok: bool = False,
     ) -> VolumeCollection:
         """Creates an empty collection (its name defaults to the last path component)."""
+        uri = as_location(uri)
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         name = validate_collection_name(name or uri.rstrip("/").rsplit("/", 1)[-1])
         opts = opts.for_collection(name)  # lossy storage is refused for a label collection
@@ -90,7 +93,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
     @classmethod
     def from_items(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         items: Iterable[IngestItem],
         *,
         name: str | None = None,
@@ -99,6 +102,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         progress: bool = False,
     ) -> VolumeCollection:
         """Creates a collection and writes ``items`` into it (the bulk path every ``from_*`` uses)."""
+        uri = as_location(uri)
         coll = cls.create(uri, name=name, options=options, storage=storage)
         coll.write(items, options=options, progress=progress)
         coll.compact()
@@ -107,7 +111,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
     @classmethod
     def from_images(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         images: Mapping[str, ImageData],
         *,
         subject_ids: Mapping[str, str] | None = None,
@@ -117,6 +121,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         storage: StorageOptions | None = None,
     ) -> VolumeCollection:
         """From ``{obs_id: ImageData}``; subjects default to the obs IDs; ``obs`` adds columns."""
+        uri = as_location(uri)
         extra = _columns_by_id(obs)
         items = [
             IngestItem(k, (subject_ids or {}).get(k, k), img, extra.get(k, {}), img.source) for k, img in images.items()
@@ -126,7 +131,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
     @classmethod
     def from_volumes(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         volumes: Mapping[str, Volume] | Iterable[Volume],
         *,
         subject_ids: Mapping[str, str] | None = None,
@@ -136,6 +141,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         storage: StorageOptions | None = None,
     ) -> VolumeCollection:
         """Copies stored volumes (a mapping obs_id -> Volume, or Volumes that carry an obs_id)."""
+        uri = as_location(uri)
         if not isinstance(volumes, Mapping):
             vols = list(volumes)
             missing = [v.uri for v in vols if v.obs_id is None]
@@ -327,9 +333,10 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         return Indexer(self.volume, self.select, lambda key: key if isinstance(key, str) else list(key))
 
     def to_collection(
-        self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None
+        self, uri: str | os.PathLike[str], *, options: WriteOptions | None = None, storage: StorageOptions | None = None
     ) -> VolumeCollection:
         """Writes this collection (or view) as a new collection: geometry, dtype and obs kept."""
+        uri = as_location(uri)
         items = [
             IngestItem(
                 r["obs_id"],

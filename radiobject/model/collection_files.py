@@ -8,12 +8,14 @@ Besides its own keywords each takes those of ``model.file_ingest.FileKeywords`` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Unpack
 
 from radiobject.model import engine
 from radiobject.model.file_ingest import FileIngest, FileKeywords, WriteKeywords
 from radiobject.model.paths import PathSpec
+from radiobject.storage.options import as_location
 
 if TYPE_CHECKING:
     from radiobject.model.collection import VolumeCollection
@@ -25,7 +27,7 @@ class FileConstructors:
     @classmethod
     def from_niftis(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         paths_or_glob: PathSpec,
         *,
         reorient: bool = False,
@@ -37,6 +39,7 @@ class FileConstructors:
         ``reorient=True`` stores every volume in RAS+ axis order; ``name``: the collection's name
         (default: the last part of ``uri``); ``**kw``: ``FileKeywords``.
         """
+        uri = as_location(uri)
         return engine.collection_from_files(
             uri, paths_or_glob, FileIngest(fmt="nifti", canonical=reorient, **kw), name=name
         )
@@ -44,7 +47,7 @@ class FileConstructors:
     @classmethod
     def from_dicoms(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         series_folders: Mapping[str, str] | PathSpec,
         *,
         name: str | None = None,
@@ -58,21 +61,28 @@ class FileConstructors:
         ``resample_tilt``: gantry-tilt correction (see ``formats.dicom.read_dicom_series``);
         ``**kw``: ``WriteKeywords``.
         """
+        uri = as_location(uri)
         dicom = {k: v for k, v in (("philips_scaling", philips_scaling), ("resample_tilt", resample_tilt)) if v}
         ingest = FileIngest(fmt="dicom", dicom_options=dicom or None, **kw)
         return engine.collection_from_files(uri, series_folders, ingest, name=name)
 
     @classmethod
     def from_tiffs(
-        cls, uri: str, paths_or_glob: PathSpec, *, name: str | None = None, **kw: Unpack[FileKeywords]
+        cls,
+        uri: str | os.PathLike[str],
+        paths_or_glob: PathSpec,
+        *,
+        name: str | None = None,
+        **kw: Unpack[FileKeywords],
     ) -> VolumeCollection:
         """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block); ``**kw``: ``FileKeywords``."""
+        uri = as_location(uri)
         return engine.collection_from_files(uri, paths_or_glob, FileIngest(fmt="tiff", **kw), name=name)
 
     @classmethod
     def from_files(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         paths_or_glob: PathSpec,
         *,
         canonical: bool = False,
@@ -83,4 +93,5 @@ class FileConstructors:
 
         ``canonical=True`` stores every volume in RAS+ axis order; ``**kw``: ``FileKeywords``.
         """
+        uri = as_location(uri)
         return engine.collection_from_files(uri, paths_or_glob, FileIngest(canonical=canonical, **kw), name=name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from radiobject.model.subject_filter import Condition, filter_mask
 from radiobject.model.subjects import SUBJECT
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
-from radiobject.storage.options import StorageOptions
+from radiobject.storage.options import StorageOptions, as_location
 from radiobject.storage.registry import get_backend
 from radiobject.storage.tables import FragmentTable
 
@@ -38,7 +39,8 @@ class RadiObject(RadiObjectWrites):
     whose collections contain only the view's subjects; ``view.to_radi_object(uri)`` writes one.
     """
 
-    def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None:
+    def __init__(self, uri: str | os.PathLike[str], *, storage: StorageOptions | None = None) -> None:
+        uri = as_location(uri)
         location = StoreLocation(uri, storage or StorageOptions())
         try:
             meta = files.read_json(files.join(uri, MARKER), location.storage)
@@ -261,9 +263,10 @@ class RadiObject(RadiObjectWrites):
         return self._view(meta.loc[mask, SUBJECT].tolist())
 
     def to_radi_object(
-        self, uri: str, *, options: WriteOptions | None = None, storage: StorageOptions | None = None
+        self, uri: str | os.PathLike[str], *, options: WriteOptions | None = None, storage: StorageOptions | None = None
     ) -> RadiObject:
         """Writes this object (a view: only its subjects) as a new store, geometry intact."""
+        uri = as_location(uri)
         colls = {name: self[name] for name in self.collection_names}
         return RadiObject.from_volume_collections(
             uri,

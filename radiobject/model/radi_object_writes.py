@@ -7,6 +7,7 @@ A mixin of ``RadiObject``: file constructors are thin calls into the one ingest 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Self, Unpack
@@ -26,7 +27,7 @@ from radiobject.model.paths import PathSpec
 from radiobject.model.subjects import SUBJECT, subject_table
 from radiobject.storage import files
 from radiobject.storage.locks import write_lock
-from radiobject.storage.options import StorageOptions
+from radiobject.storage.options import StorageOptions, as_location
 from radiobject.storage.registry import get_backend
 
 MARKER = "radiobject.json"
@@ -65,20 +66,21 @@ class RadiObjectWrites:
 
         def _collection_subjects(self) -> list[str]: ...
 
-        def __init__(self, uri: str, *, storage: StorageOptions | None = None) -> None: ...
+        def __init__(self, uri: str | os.PathLike[str], *, storage: StorageOptions | None = None) -> None: ...
 
         _backend: str
 
     @classmethod
     def create(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         *,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         exist_ok: bool = False,
     ) -> Self:
         """Creates an empty store with the backend of ``options`` (recorded, detected on open)."""
+        uri = as_location(uri)
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         marker = files.join(uri, MARKER)
         if files.exists(marker, storage):
@@ -100,7 +102,7 @@ class RadiObjectWrites:
     @classmethod
     def from_items(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         items: Mapping[str, Iterable[IngestItem]],
         *,
         obs_meta: pd.DataFrame | None = None,
@@ -109,6 +111,7 @@ class RadiObjectWrites:
         progress: bool = False,
     ) -> Self:
         """Creates a store from ``{collection: items}`` (the path every ``from_*`` takes)."""
+        uri = as_location(uri)
         obs_meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
         radi = cls.create(uri, options=options, storage=storage)
         for name, its in items.items():
@@ -119,7 +122,7 @@ class RadiObjectWrites:
     @classmethod
     def from_volume_collections(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         collections: Mapping[str, VolumeCollection],
         *,
         obs_meta: pd.DataFrame | None = None,
@@ -127,6 +130,7 @@ class RadiObjectWrites:
         storage: StorageOptions | None = None,
     ) -> Self:
         """Copies collections (or views) into a new store; subjects from ``obs_meta`` or the volumes."""
+        uri = as_location(uri)
         items: dict[str, list[IngestItem]] = {}
         for name, coll in collections.items():
             items[name] = [
@@ -138,7 +142,7 @@ class RadiObjectWrites:
     @classmethod
     def from_images(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         images: Mapping[str, Mapping[str, ImageData | Callable[[], ImageData]]],
         *,
         obs_meta: pd.DataFrame | None = None,
@@ -147,6 +151,7 @@ class RadiObjectWrites:
         storage: StorageOptions | None = None,
     ) -> Self:
         """From ``{collection: {subject_id: ImageData or loader}}`` (obs ID = subject ID)."""
+        uri = as_location(uri)
         if validate_alignment:
             check_alignment({c: {s: geometry_of(v) for s, v in per.items()} for c, per in images.items()})
         items = {
@@ -156,7 +161,12 @@ class RadiObjectWrites:
 
     @classmethod
     def from_niftis(
-        cls, uri: str, images: Mapping[str, PathSpec], *, reorient: bool = False, **kw: Unpack[StoreKeywords]
+        cls,
+        uri: str | os.PathLike[str],
+        images: Mapping[str, PathSpec],
+        *,
+        reorient: bool = False,
+        **kw: Unpack[StoreKeywords],
     ) -> RadiObject:
         """From NIfTI files per collection: a glob, a folder or a list each (see ``from_files``).
 
@@ -164,12 +174,13 @@ class RadiObjectWrites:
         ``**kw``: ``StoreKeywords`` (``obs_meta``, ``validate_alignment``, ``subject_pattern``,
         ``options``, ``storage``, ``progress``).
         """
+        uri = as_location(uri)
         return engine.store_from_files(uri, images, StoreIngest(fmt="nifti", canonical=reorient, **kw))
 
     @classmethod
     def from_files(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         images: Mapping[str, PathSpec],
         *,
         fmt: str = "auto",
@@ -187,10 +198,13 @@ class RadiObjectWrites:
         ``options``, ``storage``, ``progress``).
         """
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
+        uri = as_location(uri)
         return engine.store_from_files(uri, images, StoreIngest(fmt=fmt, canonical=canonical, **kw))
 
     @classmethod
-    def from_dicoms(cls, uri: str, images: Mapping[str, PathSpec], **kw: Unpack[StoreKeywords]) -> RadiObject:
+    def from_dicoms(
+        cls, uri: str | os.PathLike[str], images: Mapping[str, PathSpec], **kw: Unpack[StoreKeywords]
+    ) -> RadiObject:
         """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
 
         Each matched folder holds one series; the subject ID is what the glob's wildcard matched
@@ -199,6 +213,7 @@ class RadiObjectWrites:
         ``StoreKeywords`` (``obs_meta``, ``validate_alignment``, ``subject_pattern``, ``options``,
         ``storage``, ``progress``).
         """
+        uri = as_location(uri)
         return engine.store_from_files(uri, images, StoreIngest(fmt="dicom", **kw))
 
     def add_collection(

@@ -26,7 +26,7 @@ from radiobject.storage.base import (
     region_shape,
 )
 from radiobject.storage.location import StoreLocation
-from radiobject.storage.options import StorageOptions
+from radiobject.storage.options import StorageOptions, as_location
 from radiobject.storage.registry import detect_backend, get_backend
 
 
@@ -38,7 +38,10 @@ class Volume:
     ``fork`` / ``spawn``: the backend handle is reopened lazily in each process.
     """
 
-    def __init__(self, uri: str, *, storage: StorageOptions | None = None, info: VolumeInfo | None = None) -> None:
+    def __init__(
+        self, uri: str | os.PathLike[str], *, storage: StorageOptions | None = None, info: VolumeInfo | None = None
+    ) -> None:
+        uri = as_location(uri)
         self._location = StoreLocation(uri, storage or StorageOptions())
         self._handle: ArrayHandle | None = None
         self._pid = -1
@@ -56,7 +59,7 @@ class Volume:
     @classmethod
     def from_image(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         image: ImageData,
         *,
         obs_id: str | None = None,
@@ -64,6 +67,7 @@ class Volume:
         storage: StorageOptions | None = None,
     ) -> Volume:
         """Writes an ``ImageData`` (from any reader) as a new volume at ``uri``."""
+        uri = as_location(uri)
         opts = options or WriteOptions()
         backend = get_backend(opts.backend, storage)
         info = write_image(uri, image, backend, opts, obs_id)
@@ -72,7 +76,7 @@ class Volume:
     @classmethod
     def from_numpy(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         array: np.ndarray,
         affine: np.ndarray | None = None,
         *,
@@ -82,13 +86,14 @@ class Volume:
         storage: StorageOptions | None = None,
     ) -> Volume:
         """Writes a NumPy array (dtype kept) with its 4x4 affine (identity when omitted)."""
+        uri = as_location(uri)
         image = ImageData(np.asarray(array), np.eye(4) if affine is None else affine, dict(metadata or {}), "numpy")
         return cls.from_image(uri, image, obs_id=obs_id, options=options, storage=storage)
 
     @classmethod
     def from_nifti(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         path: str | os.PathLike[str],
         *,
         reorient: bool = False,
@@ -96,6 +101,7 @@ class Volume:
         storage: StorageOptions | None = None,
     ) -> Volume:
         """Ingests a NIfTI-1/2 file (raw dtype; ``scl_slope`` / ``scl_inter`` kept as metadata)."""
+        uri = as_location(uri)
         from radiobject.formats.nifti import read_nifti
 
         return cls.from_image(uri, read_nifti(path, reorient=reorient), options=options, storage=storage)
@@ -103,7 +109,7 @@ class Volume:
     @classmethod
     def from_dicom(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         folder_or_files: str | os.PathLike[str] | list[str],
         *,
         options: WriteOptions | None = None,
@@ -116,6 +122,7 @@ class Volume:
         ``philips_scaling`` (``"display"`` / ``"precise"``) and ``resample_tilt`` are those of
         ``formats.dicom.read_dicom_series``; what was applied is in the volume's metadata.
         """
+        uri = as_location(uri)
         from radiobject.formats.dicom import read_dicom_series
 
         image = read_dicom_series(folder_or_files, philips_scaling=philips_scaling, resample_tilt=resample_tilt)
@@ -124,13 +131,14 @@ class Volume:
     @classmethod
     def from_tiff(
         cls,
-        uri: str,
+        uri: str | os.PathLike[str],
         path: str | os.PathLike[str],
         *,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
     ) -> Volume:
         """Ingests a TIFF / OME-TIFF (level 0 of series 0), copied block by block."""
+        uri = as_location(uri)
         from radiobject.formats.tiff import read_tiff
 
         return cls.from_image(uri, read_tiff(path), options=options, storage=storage)
@@ -330,7 +338,8 @@ class _LocatedRead:
 
     __slots__ = ("_future", "_storage", "_uri")
 
-    def __init__(self, future: ReadFuture, uri: str, storage: StorageOptions) -> None:
+    def __init__(self, future: ReadFuture, uri: str | os.PathLike[str], storage: StorageOptions) -> None:
+        uri = as_location(uri)
         self._future, self._uri, self._storage = future, uri, storage
 
     def result(self) -> np.ndarray:

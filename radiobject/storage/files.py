@@ -15,12 +15,12 @@ from typing import Any
 
 from radiobject.storage.checksums import parse_checked_json, seal_json
 from radiobject.storage.faults import remote_errors
-from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
+from radiobject.storage.options import StorageOptions, as_location, is_remote, strip_file_scheme
 
 
-def join(uri: str, *parts: str) -> str:
+def join(uri: str | os.PathLike[str], *parts: str) -> str:
     """Joins path components with ``/`` (also for local paths; Python accepts them everywhere)."""
-    out = uri.rstrip("/")
+    out = as_location(uri).rstrip("/")
     for p in parts:
         out = f"{out}/{p.strip('/')}"
     return out

@@ -163,11 +163,31 @@ def apply_tensorstore_timeouts(timeout_s: float) -> None:
     os.environ.setdefault("TENSORSTORE_CURL_LOW_SPEED_LIMIT_BYTES", "1")
 
 
-def is_remote(uri: str) -> bool:
+def as_location(uri: str | os.PathLike[str]) -> str:
+    """A store location as the ``str`` every layer uses: a path (``str`` or ``os.PathLike``, e.g.
+    ``pathlib.Path``) or a URI (``s3://bucket/key``, ``file:///a/b``).
+
+    Raises:
+        TypeError: ``uri`` is neither (bytes, numbers, ``None``...).
+    """
+    if isinstance(uri, str):
+        return uri
+    if isinstance(uri, os.PathLike):
+        out = os.fspath(uri)
+        if isinstance(out, str):
+            return out
+    raise TypeError(
+        f"a store location is a str path, a pathlib.Path or an s3:// URI, not {type(uri).__name__}: {uri!r}"
+    )
+
+
+def is_remote(uri: str | os.PathLike[str]) -> bool:
     """True for object-store URIs (``s3://...``)."""
+    uri = as_location(uri)
     return "://" in uri and not uri.startswith("file://")
 
 
-def strip_file_scheme(uri: str) -> str:
+def strip_file_scheme(uri: str | os.PathLike[str]) -> str:
     """``file:///a/b`` -> ``/a/b``; other URIs unchanged."""
+    uri = as_location(uri)
     return uri[len("file://") :] if uri.startswith("file://") else uri
