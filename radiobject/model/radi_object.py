@@ -256,7 +256,9 @@ class RadiObject(RadiObjectWrites):
         """Subjects whose ``obs_meta`` rows meet every condition (no code is ``eval``-ed).
 
         ``radi.filter(site="A")``, ``radi.filter(("age", ">", 50), ("grade", "in", [2, 3]))``,
-        or a boolean mask / callable ``df -> mask`` over ``obs_meta``.
+        ``radi.filter("age > 50", "site == 'A'")`` (one comparison with a literal per string, parsed,
+        not evaluated), or a boolean mask / callable ``df -> mask`` over ``obs_meta``. Anything else
+        is a ``TypeError`` naming the accepted forms.
         """
         meta = self.obs_meta
         mask = filter_mask(meta, conditions, equals)

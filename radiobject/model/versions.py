@@ -105,18 +105,37 @@ def collect_garbage(
         table.compact()
     known = set(df["path"].tolist())
     root = files.join(collection_uri, "volumes")
+    in_use = {r.split("/")[1] for r in referenced if r.count("/") == 2}
     for oid in files.listdir(root, storage):
         if oid.startswith((".", "__")) or oid.endswith(".json"):
             continue
+        left = 0
         for ver in files.listdir(files.join(root, oid), storage):
             rel = f"volumes/{oid}/{ver}"
-            if not _VERSION.match(ver) or rel in referenced or rel in known:
+            if not _VERSION.match(ver):
+                continue
+            left += 1
+            if rel in referenced or rel in known:
                 continue
             age = files.mtime(files.join(root, oid, ver), storage)
             if age is not None and now - age >= grace_seconds:
                 _remove_version(collection_uri, storage, rel)
                 removed.append(rel)
+                left -= 1
+        if not left and oid not in in_use:
+            _remove_empty_volume_folder(collection_uri, storage, oid, grace_seconds)
     return removed
+
+
+def _remove_empty_volume_folder(collection_uri: str, storage: StorageOptions, oid: str, grace_seconds: float) -> None:
+    """Removes ``volumes/<oid>`` (its group metadata only: no version left, no catalog row) when it was
+    last changed ``grace_seconds`` ago or longer; a writer that just created it for a new volume is
+    younger. Object stores have no folder times: there only with ``grace_seconds <= 0``."""
+    validate_id(oid, f"obs_id folder in {collection_uri}/volumes")
+    folder = files.join(collection_uri, "volumes", oid)
+    changed = files.mtime(folder, storage)
+    if (grace_seconds <= 0) if changed is None else (time.time() - changed >= grace_seconds):
+        files.remove(folder, storage, root=collection_uri)
 
 
 def _remove_version(collection_uri: str, storage: StorageOptions, rel: str) -> None:

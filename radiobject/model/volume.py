@@ -276,6 +276,11 @@ class Volume:
         """The whole volume (into ``out`` when given)."""
         return self.read((), out, scaled=scaled)
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(volume)``: the whole volume's stored voxels (one read, as :meth:`to_numpy`)."""
+        data = self.to_numpy()
+        return data if dtype is None else data.astype(dtype, copy=False)
+
     def plane(self, plane: Plane, index: int) -> np.ndarray:
         """An anatomical plane, chosen from the affine (not from the array's axis order).
 

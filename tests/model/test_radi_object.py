@@ -72,6 +72,20 @@ def test_filter_without_eval(cohort) -> None:
         radi.filter(("age", "__import__('os')", 1))
 
 
+def test_filter_strings_are_parsed_never_evaluated(cohort) -> None:
+    radi, _, _ = cohort
+    assert radi.filter("age > 50").obs_subject_ids == radi.filter(("age", ">", 50)).obs_subject_ids
+    assert radi.filter("age < 50", "site == 'B'").obs_subject_ids == ["P-002", "P-001"]
+    assert radi.filter(" age>=41 ").filter('site != "A"').obs_subject_ids == ["P-002"]
+    for bad in ("age > 40 and site == 'A'", "__import__('os').system('true')", "age > limit", "age", "> 3"):
+        with pytest.raises(TypeError, match="condition"):
+            radi.filter(bad)
+    with pytest.raises(TypeError, match="radi.loc"):
+        radi.filter(["P-002", "P-001"])  # IDs are not a mask
+    with pytest.raises(ValueError, match="mask of shape"):
+        radi.filter(np.array([True, False]))
+
+
 def test_materialise_view(cohort, tmp_path) -> None:
     radi, t1, seg = cohort
     view = radi.filter(site="B")

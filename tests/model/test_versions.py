@@ -73,6 +73,8 @@ def test_replace_unknown_and_delete(backend: str, tmp_path: Path) -> None:
     fresh.compact()
     assert VolumeCollection(coll.uri).obs_ids == ["s1", "s2"]  # the tombstone survives compaction
     assert fresh.collect_garbage(grace_seconds=0) == [f"volumes/s0/{gone}"]
+    assert not Path(coll.uri, "volumes", "s0").exists()  # no empty folder left behind
+    assert Path(coll.uri, "volumes", "s1").is_dir()
     coll.append(image(7), "s0")  # the ID can be used again
     np.testing.assert_array_equal(VolumeCollection(coll.uri).loc["s0"].to_numpy(), image(7).array)
 

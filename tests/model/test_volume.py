@@ -110,3 +110,12 @@ def test_bad_affine_and_missing_volume(tmp_path) -> None:
         Volume.from_numpy(str(tmp_path / "b"), np.zeros((2, 2, 2)), np.zeros((4, 4)))
     with pytest.raises(StoreNotFoundError, match="nowhere"):
         Volume(str(tmp_path / "nowhere"))
+
+
+def test_numpy_asarray_gives_the_stored_voxels(tmp_path) -> None:
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    vol = Volume.from_numpy(str(tmp_path / "v"), data)
+    out = np.asarray(vol)
+    assert out.dtype == np.int16 and out.shape == (3, 4, 5)
+    np.testing.assert_array_equal(out, data)
+    assert np.asarray(vol, dtype=np.float32).dtype == np.float32
