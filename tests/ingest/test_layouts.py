@@ -172,6 +172,23 @@ def test_msd(tmp_path: Path) -> None:
     assert counts == {"0": 6 * 5 * 4 - 4 - 5, "1": 4, "2": 5}
 
 
+def test_msd_4d_images_export_one_3d_file_per_channel(tmp_path: Path) -> None:
+    src = _msd(tmp_path / "Task05_Prostate")
+    ingest_layout(str(tmp_path / "store"), plan_msd(src), incomplete="skip")
+    out = export_nnunet(RadiObject(str(tmp_path / "store")), tmp_path / "Dataset005_Prostate")
+    ds = json.loads((out / "dataset.json").read_text())
+    assert ds["channel_names"] == {"0": "T2", "1": "ADC"} and ds["numTraining"] == 2
+    for case in ("prostate_00", "prostate_01"):
+        a = nib.load(src / "imagesTr" / f"{case}.nii.gz")
+        for c in range(2):
+            b = nib.load(out / "imagesTr" / f"{case}_{c:04d}.nii.gz")
+            assert b.shape == (6, 5, 4) and b.get_data_dtype() == np.float32
+            assert np.array_equal(np.asarray(a.dataobj)[..., c], np.asarray(b.dataobj))
+            assert np.allclose(a.affine, b.affine)
+        assert not (out / "imagesTr" / f"{case}_0002.nii.gz").exists()
+    assert plan_nnunet(out).plan.collections == ["T2", "ADC", "label"]  # nnU-Net reads it back as two channels
+
+
 def _nnunet(root: Path, n: int = 3) -> Path:
     rng = np.random.default_rng(2)
     for i in range(n):

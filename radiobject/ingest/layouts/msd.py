@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from radiobject.errors import LayoutError
+from radiobject.formats.nifti import write_nifti
 from radiobject.ingest.layouts.plan import LayoutPlan, find_incomplete
 from radiobject.ingest.manifest import CohortPlan
 from radiobject.ingest.tasks import Problem, VolumeTask
@@ -174,8 +175,9 @@ def export_nnunet(
     file_ending: str = ".nii.gz",
     progress: bool = False,
 ) -> Path:
-    """Writes ``out/imagesTr/{subject}_{XXXX}{ending}`` per channel collection (in ``channels``
-    order), ``out/labelsTr/{subject}{ending}`` from ``label`` and ``out/dataset.json``
+    """Writes ``out/imagesTr/{subject}_{XXXX}{ending}`` per channel (in ``channels`` order; a 4D
+    collection, e.g. MSD's multi-modal images, gives one 3D file per channel, as nnU-Net v2 reads
+    them), ``out/labelsTr/{subject}{ending}`` from ``label`` and ``out/dataset.json``
     (``channel_names``, ``labels`` from the label map, ``numTraining``, ``file_ending``).
     Only subjects with every channel (and a label) are written; geometry and dtype as stored.
     ``channels=None``: every collection that is not ``label`` nor a label collection, in the channel
@@ -201,15 +203,27 @@ def export_nnunet(
     (root / "imagesTr").mkdir(parents=True, exist_ok=True)
     if label:
         (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    widths = {ch: _channels_of(radi, ch, [by_coll[ch][c] for c in cases]) for ch in channels}
     for case in tqdm(cases, desc="export nnU-Net", disable=not progress):
-        for i, ch in enumerate(channels):
-            radi[ch].volume(by_coll[ch][case]).to_nifti(root / "imagesTr" / f"{case}_{i:04d}{file_ending}")
+        first = 0
+        for ch in channels:
+            vol = radi[ch].volume(by_coll[ch][case])
+            if vol.ndim == 3:
+                vol.to_nifti(root / "imagesTr" / f"{case}_{first:04d}{file_ending}")
+            else:  # one 3D file per channel of a 4D volume
+                data = vol.to_numpy()
+                for c in range(widths[ch]):
+                    path = root / "imagesTr" / f"{case}_{first + c:04d}{file_ending}"
+                    write_nifti(path, data[..., c], vol.affine, vol.metadata)
+            first += widths[ch]
         if label:
             radi[label].volume(by_coll[label][case]).to_nifti(root / "labelsTr" / f"{case}{file_ending}")
     channel_names = {}
-    for i, ch in enumerate(channels):
-        stored = read_collection_meta(radi[ch]).get("channel_names") or []
-        channel_names[str(i)] = stored[0] if len(stored) == 1 else ch
+    for ch in channels:
+        stored = [str(n) for n in read_collection_meta(radi[ch]).get("channel_names") or []]
+        names_here = stored if len(stored) == widths[ch] else [ch] if widths[ch] == 1 else []
+        for c in range(widths[ch]):
+            channel_names[str(len(channel_names))] = names_here[c] if names_here else f"{ch}_{c}"
     labels: dict[str, Any] = {}
     region_order = None
     if label:
@@ -230,3 +244,18 @@ def export_nnunet(
         ds["regions_class_order"] = region_order
     (root / "dataset.json").write_text(json.dumps(ds, indent=2))
     return root
+
+
+def _channels_of(radi: Any, collection: str, obs_ids: Sequence[str]) -> int:
+    """Channels per case of ``collection``: 1 for 3D volumes, the last axis of 4D ones; every case
+    must agree (``LayoutError`` otherwise, before anything is written)."""
+    widths = {}
+    for oid in obs_ids:
+        vol = radi[collection].volume(oid)
+        if vol.ndim not in (3, 4):
+            raise LayoutError(radi.uri, f"{collection}/{oid}: a {vol.ndim}D volume cannot be an nnU-Net channel")
+        widths[oid] = 1 if vol.ndim == 3 else int(vol.shape[3])
+    if len(set(widths.values())) > 1:
+        counts = sorted(set(widths.values()))
+        raise LayoutError(radi.uri, f"{collection}: cases hold different channel counts {counts}; nnU-Net needs one")
+    return next(iter(widths.values()), 1)
