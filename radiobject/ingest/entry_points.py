@@ -30,26 +30,34 @@ from radiobject.model.engine import register_file_engine
 from radiobject.model.file_ingest import FileIngest, StoreIngest
 from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.model.options import WriteOptions
-from radiobject.model.paths import PathSpec, expand_paths, subject_id_from_path
+from radiobject.model.paths import CollectionSpec, PathSpec, expand_paths, subject_id_from_path
 from radiobject.model.radi_object import RadiObject
 from radiobject.model.subjects import SUBJECT, subject_table
 from radiobject.storage.options import StorageOptions, as_location
 
-__all__ = ["collection_from_files", "collection_tasks", "store_from_files", "store_plan"]
+__all__ = ["check_pairing", "collection_from_files", "collection_tasks", "store_from_files", "store_plan"]
 
 
 def _paths(spec: PathSpec, fmt: str) -> list[str]:
     return expand_paths(spec, NIFTI_SUFFIXES) if fmt == "nifti" else expand_paths(spec)
 
 
-def store_plan(images: Mapping[str, PathSpec], *, fmt: str = "auto", subject_pattern: str | None = None) -> CohortPlan:
-    """One task per file (obs ID = subject ID from the path); two files of one subject in one
-    collection are an ``AlignmentError`` naming both."""
+def store_plan(
+    images: Mapping[str, CollectionSpec],
+    *,
+    fmt: str = "auto",
+    subject_pattern: str | None = None,
+) -> CohortPlan:
+    """One task per file (obs ID = subject ID from the path, or the key of a ``{subject: file}``
+    mapping); two files of one subject in one collection are an ``AlignmentError`` naming both."""
     plan = CohortPlan()
     for name, spec in images.items():
         per: dict[str, str] = {}
-        for p in _paths(spec, fmt):
-            sid = subject_id_from_path(p, spec, subject_pattern)
+        if isinstance(spec, Mapping):
+            pairs = [(validate_id(str(k), f"subject ID of collection {name!r}"), os.fspath(f)) for k, f in spec.items()]
+        else:
+            pairs = [(subject_id_from_path(p, spec, subject_pattern), p) for p in _paths(spec, fmt)]
+        for sid, p in pairs:
             if sid in per:
                 raise AlignmentError(sid, f"two files for collection {name!r}: {per[sid]} and {p}")
             per[sid] = p
@@ -57,7 +65,25 @@ def store_plan(images: Mapping[str, PathSpec], *, fmt: str = "auto", subject_pat
     return plan
 
 
-def store_from_files(uri: str | os.PathLike[str], images: Mapping[str, PathSpec], ingest: StoreIngest) -> RadiObject:
+def check_pairing(plan: CohortPlan) -> None:
+    """Several collections of which no subject has every one are an ``AlignmentError``: subject
+    IDs taken from file names that never pair (``sub-01_T1w`` and ``sub-01_seg``)."""
+    ids: dict[str, set[str]] = {}
+    for t in plan.tasks:
+        ids.setdefault(t.collection, set()).add(t.subject_id)
+    if len(ids) > 1 and not set.intersection(*ids.values()):
+        examples = "; ".join(f"{n!r}: {min(v)!r}" for n, v in ids.items())
+        raise AlignmentError(
+            min(next(iter(ids.values()))),
+            f"no subject has a volume in every collection ({examples}): the subject IDs taken from the "
+            "file names never pair; pass subject_pattern=r'(sub-[^_/]+)' (CLI --subject-pattern) or "
+            "{subject: file} mappings (or validate_alignment=False for collections of different subjects)",
+        )
+
+
+def store_from_files(
+    uri: str | os.PathLike[str], images: Mapping[str, CollectionSpec], ingest: StoreIngest
+) -> RadiObject:
     """A new store from image files per collection (see ``RadiObject.from_files``).
 
     Everything that can be checked before writing is: the store must not exist, ``obs_meta``
@@ -71,6 +97,8 @@ def store_from_files(uri: str | os.PathLike[str], images: Mapping[str, PathSpec]
         raise StoreExistsError(uri, "a radiobject store already exists here")
     meta = None if ingest.obs_meta is None else subject_table(ingest.obs_meta)  # checked before any write
     plan = store_plan(images, fmt=fmt, subject_pattern=ingest.subject_pattern)
+    if ingest.validate_alignment:
+        check_pairing(plan)
     _raise_first(plan.tasks, ingest.options)
     if ingest.validate_alignment:
         by_coll: dict[str, dict[str, str]] = {}

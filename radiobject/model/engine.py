@@ -19,7 +19,7 @@ from radiobject.errors import RadiObjectError
 if TYPE_CHECKING:
     from radiobject.model.collection import VolumeCollection
     from radiobject.model.file_ingest import FileIngest, StoreIngest
-    from radiobject.model.paths import PathSpec
+    from radiobject.model.paths import CollectionSpec, PathSpec
     from radiobject.model.radi_object import RadiObject
 
 
@@ -41,7 +41,7 @@ def collection_from_files(
     return _engine("collection")(uri, spec, ingest, name=name)
 
 
-def store_from_files(uri: str, images: Mapping[str, PathSpec], ingest: StoreIngest) -> RadiObject:
+def store_from_files(uri: str, images: Mapping[str, CollectionSpec], ingest: StoreIngest) -> RadiObject:
     """A new store from files per collection, through the registered ingest engine."""
     return _engine("store")(uri, images, ingest)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from radiobject.errors import ImageReadError
 
 PathSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: The files of one collection of a store: a ``PathSpec`` (subject IDs from the paths) or a
+#: ``{subject ID: file}`` mapping.
+CollectionSpec = PathSpec | Mapping[str, str | os.PathLike[str]]
 
 _IMAGE_SUFFIXES = (".nii", ".nii.gz", ".dcm", ".tif", ".tiff", ".svs")
 
@@ -92,10 +95,16 @@ def subject_id_from_path(path: str, spec: PathSpec | None = None, subject_patter
     - else the file name without its image suffix (for folders: the folder name).
     """
     if subject_pattern is not None:
-        m = re.search(subject_pattern, path)
+        try:
+            m = re.search(subject_pattern, path)
+        except re.error as exc:
+            raise ImageReadError(path, f"subject pattern {subject_pattern!r} is not a valid regex ({exc})") from None
         if not m:
             raise ImageReadError(path, f"subject pattern {subject_pattern!r} does not match the path")
-        return m.group("subject") if "subject" in m.groupdict() else m.group(1 if m.groups() else 0)
+        sid = m.group("subject") if "subject" in m.groupdict() else m.group(1 if m.groups() else 0)
+        if not sid:  # an optional group that took no part in the match, or matched nothing
+            raise ImageReadError(path, f"subject pattern {subject_pattern!r} matched an empty subject ID")
+        return str(sid)
     if isinstance(spec, (str, os.PathLike)) and glob.has_magic(str(spec)):
         m = _glob_regex(str(spec)).match(path)
         if m:

@@ -23,7 +23,7 @@ from radiobject.model.collection import VolumeCollection
 from radiobject.model.file_ingest import StoreIngest, StoreKeywords
 from radiobject.model.ids import validate_collection_name
 from radiobject.model.options import WriteOptions
-from radiobject.model.paths import PathSpec
+from radiobject.model.paths import CollectionSpec
 from radiobject.model.subjects import SUBJECT, subject_table
 from radiobject.storage import files
 from radiobject.storage.locks import write_lock
@@ -163,7 +163,7 @@ class RadiObjectWrites:
     def from_niftis(
         cls,
         uri: str | os.PathLike[str],
-        images: Mapping[str, PathSpec],
+        images: Mapping[str, CollectionSpec],
         *,
         reorient: bool = False,
         **kw: Unpack[StoreKeywords],
@@ -181,7 +181,7 @@ class RadiObjectWrites:
     def from_files(
         cls,
         uri: str | os.PathLike[str],
-        images: Mapping[str, PathSpec],
+        images: Mapping[str, CollectionSpec],
         *,
         fmt: str = "auto",
         canonical: bool = False,
@@ -203,7 +203,7 @@ class RadiObjectWrites:
 
     @classmethod
     def from_dicoms(
-        cls, uri: str | os.PathLike[str], images: Mapping[str, PathSpec], **kw: Unpack[StoreKeywords]
+        cls, uri: str | os.PathLike[str], images: Mapping[str, CollectionSpec], **kw: Unpack[StoreKeywords]
     ) -> RadiObject:
         """From DICOM series folders per collection (a glob such as ``"dicom/*/CT"`` or a list).
 

@@ -88,3 +88,23 @@ def test_obs_meta_subjects_without_volumes_kept(cohort: SampleCohort, tmp_path: 
     )
     assert sorted(radi.obs_subject_ids) == sorted([*cohort.subjects, "sub-99"])
     assert radi.obs_meta.set_index("obs_subject_id").loc["sub-99", "age"] == len(cohort.subjects)
+
+
+def test_file_lists_that_never_pair_are_refused_and_mappings_pair(cohort: SampleCohort, tmp_path: Path) -> None:
+    from radiobject.errors import AlignmentError
+
+    t1 = sorted(str(p) for p in cohort.folder.glob("*/anat/*_T1w.nii.gz"))
+    seg = sorted(str(p) for p in cohort.folder.glob("*/anat/*_seg.nii.gz"))
+    with pytest.raises(AlignmentError, match="never pair"):  # IDs sub-01_T1w vs sub-01_seg
+        RadiObject.from_niftis(tmp_path / "lists", {"T1w": t1, "seg": seg})
+    assert not (tmp_path / "lists").exists()
+    radi = RadiObject.from_niftis(
+        tmp_path / "maps",
+        {"T1w": {Path(p).name.split("_")[0]: p for p in t1}, "seg": {Path(p).name.split("_")[0]: Path(p) for p in seg}},
+    )
+    assert radi.obs_subject_ids == list(cohort.subjects) and radi.collection_names == ["T1w", "seg"]
+    assert radi.seg.obs_subject_ids == list(cohort.subjects)
+    with pytest.raises(ValueError, match="subject ID"):
+        RadiObject.from_niftis(tmp_path / "bad", {"T1w": {"../up": t1[0]}})
+    paired = RadiObject.from_niftis(tmp_path / "pattern", {"T1w": t1, "seg": seg}, subject_pattern=r"(sub-[^_/]+)")
+    assert paired.seg.obs_subject_ids == list(cohort.subjects)

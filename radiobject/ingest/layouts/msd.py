@@ -218,7 +218,7 @@ def export_nnunet(
             first += widths[ch]
         if label:
             radi[label].volume(by_coll[label][case]).to_nifti(root / "labelsTr" / f"{case}{file_ending}")
-    channel_names = {}
+    channel_names: dict[str, str] = {}
     for ch in channels:
         stored = [str(n) for n in read_collection_meta(radi[ch]).get("channel_names") or []]
         names_here = stored if len(stored) == widths[ch] else [ch] if widths[ch] == 1 else []
