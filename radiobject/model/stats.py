@@ -11,6 +11,7 @@ of at most ``sample_per_volume`` voxels per volume).
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from radiobject.errors import AlignmentError
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.labels import COUNTS_COLUMN, get_label_map, is_label_collection
 
@@ -122,6 +124,7 @@ def intensity_stats(
         sample_per_volume: voxels kept per volume and channel for the percentiles.
     """
     labels = [n for n in radi.collection_names if is_label_collection(radi[n])]
+    implicit = mask == "auto"
     if mask == "auto":
         mask = labels[0] if len(labels) == 1 else None
     names = list(collections) if collections is not None else [n for n in radi.collection_names if n not in labels]
@@ -132,6 +135,15 @@ def intensity_stats(
     for name in names:
         coll = radi[name]
         pools: dict[int, _Pool] = {}
+        masked = mask_coll
+        if masked is not None and implicit and not _same_grid(coll, masked, mask_of):
+            warnings.warn(
+                f"intensity_stats: {name} is not on the grid of the label collection {mask!r} (resampled?); "
+                "its foreground is its non-zero voxels",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            masked = None
         for vol, sid in tqdm(
             zip(coll, coll.obs_subject_ids, strict=True),
             total=len(coll),
@@ -141,17 +153,28 @@ def intensity_stats(
         ):
             data = vol.to_numpy(scaled=True)
             chans = data.reshape(data.shape[:3] + (-1,))
-            if mask_coll is not None:
+            if masked is not None:
                 if sid not in mask_of:
                     continue
-                m = mask_coll.volume(mask_of[sid]).to_numpy()
+                m = masked.volume(mask_of[sid]).to_numpy()
                 fg = m.reshape(m.shape[:3] + (-1,))[..., 0] > 0
                 if fg.shape != chans.shape[:3]:
-                    raise ValueError(f"{name}/{vol.obs_id}: shape {chans.shape[:3]} != mask {mask}'s {fg.shape}")
+                    raise AlignmentError(
+                        sid, f"{name}/{vol.obs_id}: shape {chans.shape[:3]} differs from mask {mask}'s {fg.shape}"
+                    )
             for c in range(chans.shape[-1]):
                 ch = chans[..., c]
-                sel = ch[fg] if mask_coll is not None else ch[ch != 0]
+                sel = ch[fg] if masked is not None else ch[ch != 0]
                 pools.setdefault(c, _Pool()).add(sel, rng, sample_per_volume)
         for c, pool in sorted(pools.items()):
-            rows.append({"collection": name, "channel": c, "foreground": mask or "nonzero", **pool.row(percentiles)})
+            where = mask if masked is not None else "nonzero"
+            rows.append({"collection": name, "channel": c, "foreground": where, **pool.row(percentiles)})
     return pd.DataFrame(rows)
+
+
+def _same_grid(coll: VolumeCollection, mask: VolumeCollection, mask_of: dict[str, str]) -> bool:
+    """Whether ``coll``'s volumes share the spatial shape of their subject's mask (headers only)."""
+    for vol, sid in zip(coll, coll.obs_subject_ids, strict=True):
+        if sid in mask_of:
+            return tuple(vol.shape[:3]) == tuple(mask.volume(mask_of[sid]).shape[:3])
+    return True

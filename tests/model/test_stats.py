@@ -53,3 +53,18 @@ def test_intensity_in_foreground(tmp_path: Path) -> None:
     assert row["p50"] == pytest.approx(np.percentile(fg, 50)) and row["max"] == pytest.approx(fg.max())
     nz = intensity_stats(radi, ["ct"], mask=None)
     assert nz["voxels"].iloc[0] == sum(int((a != 0).sum()) for a in imgs.values())
+
+
+def test_a_collection_off_the_label_grid(tmp_path: Path) -> None:
+    from radiobject.errors import AlignmentError
+    from radiobject.model.resample import resample_collection
+
+    radi, imgs, _ = _store(tmp_path)
+    resample_collection(radi, "ct", (0.4, 0.8, 2.0), out="ct_fine")  # twice the voxels along x
+    radi = RadiObject(radi.uri)
+    with pytest.warns(RuntimeWarning, match="ct_fine"):
+        df = intensity_stats(radi)  # the implicit mask cannot apply: non-zero voxels, said so
+    assert df.set_index("collection").loc["ct_fine", "foreground"] == "nonzero"
+    assert df.set_index("collection").loc["ct", "foreground"] == "seg"
+    with pytest.raises(AlignmentError, match="differs from mask seg"):
+        intensity_stats(radi, ["ct_fine"], mask="seg")  # asked for explicitly: an error
