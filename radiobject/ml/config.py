@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
+
 from radiobject.ml.cache import CacheStrategy
 
 __all__ = ["CacheConfig", "DistributedConfig", "LoaderConfig", "PatchConfig", "resolve"]
@@ -28,7 +30,7 @@ class PatchConfig:
     """What one sample is.
 
     Attributes:
-        patch_size: patch shape (3 ints) for ``LoadingMode.PATCH``; ``None``: whole volumes.
+        patch_size: patch shape (3 ints, or one int for a cube) for ``LoadingMode.PATCH``; ``None``: whole volumes.
         patches_per_volume: patches per subject per epoch (kept consecutive on one rank).
         sampler: ``"uniform"``, ``"foreground"`` or ``{label value: weight}`` (class ratios).
         foreground_prob: probability of a foreground-centred patch (``sampler="foreground"``).
@@ -47,7 +49,14 @@ class PatchConfig:
 
     def __post_init__(self) -> None:
         if self.patch_size is not None:
-            object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+            size = self.patch_size
+            if isinstance(size, (int, np.integer)):  # one edge: a cube, as MONAI and TorchIO take it
+                size = (int(size),) * 3
+            if isinstance(size, (str, bytes)) or not all(isinstance(p, (int, np.integer)) for p in size):
+                raise TypeError(f"patch_size is an int or a tuple of ints, got {self.patch_size!r}")
+            if not 2 <= len(size) <= 3 or any(int(p) < 1 for p in size):
+                raise ValueError(f"patch_size needs 2 or 3 positive edges, got {self.patch_size!r}")
+            object.__setattr__(self, "patch_size", tuple(int(p) for p in size))
         if self.loading_mode is not None:
             mode = str(getattr(self.loading_mode, "value", self.loading_mode)).strip().lower()
             if mode not in ("full_volume", "patch", "slice_2d"):

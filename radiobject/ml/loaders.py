@@ -22,6 +22,7 @@ sample's real affine (MONAI spatial transforms then act in millimetres and updat
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ from radiobject.ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, 
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampler import RadiSampler, _dist_default, set_epoch
 from radiobject.ml.selection import complete_subjects, default_modalities, split_subjects
+from radiobject.model.radi_object import RadiObject
 
 __all__ = [
     "RadiDataLoader",
@@ -62,6 +64,12 @@ def build_reader(
     """A ``VolumeReader`` over ``radi``: roles, split / fold and completeness applied (see module doc)."""
     if isinstance(radi, VolumeReader):
         return radi
+    if isinstance(radi, (str, os.PathLike)):  # a store location: opened here
+        radi = RadiObject(radi)
+    elif not hasattr(radi, "collection_names"):
+        raise TypeError(
+            f"the loaders take a RadiObject (or a view), a VolumeReader or a store path, not {type(radi).__name__}"
+        )
     if modalities is None:
         modalities = default_modalities(radi, label)
     mods = [modalities] if isinstance(modalities, str) else list(modalities)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,22 @@ def test_worker_batches_unpickle_as_the_same_plain_dict():
             assert got[key].dtype == value.dtype and torch.equal(got[key], value), key
         else:
             assert got[key] == value
+
+
+def test_a_store_path_and_an_int_patch_size_are_accepted(tmp_path) -> None:
+    from radiobject.ml import create_training_dataloader
+    from radiobject.ml.config import PatchConfig
+
+    radi = make_store(tmp_path / "s", "zarr", n=3, shape=(12, 12, 12))
+    for where in (radi.uri, Path(radi.uri)):
+        batch = next(iter(create_training_dataloader(where, modalities=["T1w"], patch_size=8, batch_size=2)))
+        assert tuple(batch["image"].shape) == (2, 1, 8, 8, 8)
+    assert PatchConfig(patch_size=6).patch_size == (6, 6, 6)
+    for bad in ("64", (8.5, 8, 8), [8, "x", 8]):
+        with pytest.raises(TypeError, match="patch_size"):
+            PatchConfig(patch_size=bad)  # type: ignore[arg-type]
+    for bad in (0, (8, 8, 8, 8), (8, -1, 8), (8,)):
+        with pytest.raises(ValueError, match="patch_size"):
+            PatchConfig(patch_size=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="RadiObject"):
+        create_training_dataloader(42, modalities=["T1w"], patch_size=8)  # type: ignore[arg-type]
