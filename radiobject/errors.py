@@ -204,6 +204,11 @@ class CorruptDataError(StoreError):
         self.reason = reason
 
 
+class OutputTooLargeError(StoreError, MemoryError):
+    """A volume to be computed (a resampled volume, a synthetic image) would need more memory than
+    the budget of one image (``RADIOBJECT_MAX_IMAGE_BYTES``); refused before it is allocated."""
+
+
 class FormatVersionError(StoreError):
     """A piece of a store (store, collection, volume, record) has a format version this code does
     not read, or pieces of one store disagree on their format version."""

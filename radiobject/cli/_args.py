@@ -26,6 +26,66 @@ def int_in(lo: int, hi: int | None = None, what: str = "value") -> Callable[[str
 positive_int = int_in(1, what="count")
 
 
+def regex(text: str) -> str:
+    """An argparse type for a regular expression (``--subject-pattern``): compiled once here, so a
+    typo is one usage error, not one failed item per file."""
+    import re
+
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a valid regular expression {text!r} ({exc})") from None
+    return text
+
+
+def check_report_path(path: str, out: str) -> None:
+    """The ``--json`` report can be written: its folder exists, it is not a folder itself, and it
+    lies outside every store but ``out``, the one ingested into. Checked before anything is
+    ingested, so a bad report path never costs a finished ingest its report."""
+    import os
+
+    from radiobject.ingest.target import refuse_inside_store
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path.strip():
+        raise ValueError("--json is empty; give a file name for the report")
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path}: is a folder; give a file name for the report")
+    from radiobject.storage.options import is_remote, strip_file_scheme
+
+    creates = not is_remote(out) and folder == os.path.abspath(strip_file_scheme(out))  # OUT/report.json
+    if not os.path.isdir(folder) and not creates:
+        raise ValueError(f"--json {path}: the folder {folder} does not exist (or is not a folder)")
+    refuse_inside_store(path, "the --json report", allow=out)
+
+
+def write_report(path: str, payload: Any) -> None:
+    """Writes the JSON report under a temporary name, then renames it: complete or absent."""
+    import json
+    import os
+
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+
+
+def check_store_uri(uri: str) -> str:
+    """``uri`` when it names a place for a store: a local path, ``file://`` path or
+    ``scheme://bucket/...``; ``ValueError`` for an empty one or an object-store URI without a
+    bucket (``s3://``, ``s3:///x``)."""
+    if not uri.strip():
+        raise ValueError("the store URI is empty")
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.lower() != "file" and (not rest or rest.startswith("/") or not rest.split("/", 1)[0]):
+        raise ValueError(f"{uri}: no bucket named (expected {scheme}://BUCKET/PREFIX)")
+    return uri
+
+
 def item_timeout_seconds(text: str) -> float:
     """An argparse type for ``--item-timeout``: seconds >= 0 (0 = no limit)."""
     try:

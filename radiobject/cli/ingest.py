@@ -8,8 +8,6 @@ Ctrl-C (SIGINT) and 143 after SIGTERM — the store is consistent and a re-run r
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import sys
 import threading
@@ -19,8 +17,12 @@ from typing import Any
 from radiobject.cli._args import (
     add_item_timeout_argument,
     add_storage_arguments,
+    check_report_path,
+    check_store_uri,
     item_timeout_options,
+    regex,
     storage_from_args,
+    write_report,
 )
 from radiobject.errors import RadiObjectError
 from radiobject.storage.base import CODECS, Codec
@@ -95,7 +97,7 @@ def register(subparsers: Any) -> None:
         default="",
         help="manifest columns kept per volume (obs) even when constant per subject",
     )
-    p.add_argument("--subject-pattern", metavar="RE", help="regex whose first group is the subject ID")
+    p.add_argument("--subject-pattern", metavar="RE", type=regex, help="regex whose first group is the subject ID")
     p.add_argument(
         "--dicom-collection-key",
         choices=("description", "modality", "series_number"),
@@ -182,8 +184,14 @@ def register(subparsers: Any) -> None:
 def run_sample_cohort(args: argparse.Namespace) -> int:
     """Writes the sample cohort and prints how to ingest it."""
     from radiobject.ingest.sample import make_sample_cohort
+    from radiobject.ingest.target import refuse_inside_store
 
-    c = make_sample_cohort(args.dir, args.subjects, tuple(args.shape), seed=args.seed)
+    try:
+        refuse_inside_store(args.dir, "the sample cohort")
+        c = make_sample_cohort(args.dir, args.subjects, tuple(args.shape), seed=args.seed)
+    except (ValueError, OSError, RadiObjectError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(c.subjects)} subjects x 3 images (T1w, FLAIR, seg) under {c.folder}")
     print(f"  subjects: {c.participants}\n  manifest: {c.manifest}")
     print(f"ingest:  radiobject ingest STORE --manifest {c.manifest} --subjects {c.participants}")
@@ -248,6 +256,7 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     from radiobject.model.options import WriteOptions
 
     try:
+        check_store_uri(args.out)
         codec = Codec.parse(args.compression, args.level)
         options = WriteOptions(
             args.backend,
@@ -266,6 +275,8 @@ def run_ingest_command(args: argparse.Namespace) -> int:
             plan.tasks = [replace(t, dicom_options={**t.dicom_options, **dicom_options}) for t in plan.tasks]
         for name in plan.collections:  # a lossy label collection is refused before anything is written
             options.for_collection(name)
+        if args.json:
+            check_report_path(args.json, args.out)
     except (ValueError, OSError, RadiObjectError) as exc:  # bad manifest / glob: nothing created
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -317,12 +328,9 @@ def run_ingest_command(args: argparse.Namespace) -> int:
     print(report.summary_table())
     if args.philips_scaling:
         print(f"Philips DICOM scaling: {args.philips_scaling} (per volume: metadata philips_scaling)")
-    if args.json:  # temporary name, then rename: a report file is complete or absent
-        tmp = f"{args.json}.tmp-{os.getpid()}"
-        with open(tmp, "w") as f:
-            payload = report.to_dict()
-            if dicom_options:  # the reader options every DICOM volume was read with
-                payload["dicom_options"] = dicom_options
-            json.dump(payload, f, indent=1, default=str)
-        os.replace(tmp, args.json)
+    if args.json:
+        payload = report.to_dict()
+        if dicom_options:  # the reader options every DICOM volume was read with
+            payload["dicom_options"] = dicom_options
+        write_report(args.json, payload)
     return 0 if report.ok else 1

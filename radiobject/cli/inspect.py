@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from radiobject.cli._args import add_storage_arguments, human_bytes, storage_from_args
+from radiobject.cli._args import add_storage_arguments, human_bytes, positive_int, storage_from_args
 from radiobject.errors import RadiObjectError
+from radiobject.ingest.target import refuse_inside_store
 from radiobject.storage import files
 
 __all__ = ["register", "run_export", "run_info", "run_qc", "run_verify", "store_info"]
@@ -64,7 +65,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--label", metavar="NAME", help="label collection drawn over the images (default: auto)")
     p.add_argument("--collections", nargs="+", metavar="NAME", help="image collections to show")
     p.add_argument("--subjects", nargs="+", metavar="ID", help="subjects to show")
-    p.add_argument("--max-subjects", type=int, default=8, help="first N subjects (default 8)")
+    p.add_argument("--max-subjects", type=positive_int, default=8, help="first N subjects (default 8)")
     add_storage_arguments(p)
     p.set_defaults(func=run_qc)
 
@@ -274,6 +275,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise ValueError(f"no collection(s) {missing} in {args.uri}")
         if os.path.lexists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"{args.out}: the output exists and is not a folder")
+        refuse_inside_store(args.out, "the export folder")
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -320,6 +322,9 @@ def run_qc(args: argparse.Namespace) -> int:
         images = args.collections or [n for n in radi.collection_names if n != label]
         if not images or not subjects:
             raise ValueError("nothing to show (no image collection or no subject)")
+        if not str(args.output).strip():
+            raise ValueError("-o/--output is empty; give a PNG file name (e.g. qc.png)")
+        refuse_inside_store(args.output, "the QC image")
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,9 +14,12 @@ from typing import Any
 from radiobject.cli._args import (
     add_item_timeout_argument,
     add_storage_arguments,
+    check_report_path,
+    check_store_uri,
     item_timeout_options,
     positive_int,
     storage_from_args,
+    write_report,
 )
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
@@ -116,6 +119,9 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr)
 
     try:
+        check_store_uri(args.out)
+        if args.json:
+            check_report_path(args.json, args.out)
         lp = _plan(args)
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -144,8 +150,7 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         return 2
     print(report.summary_table())
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report.to_dict(), f, indent=1, default=str)
+        write_report(args.json, report.to_dict())
     return 0 if report.ok else 1
 
 
@@ -167,10 +172,12 @@ def run_export_nnunet(args: argparse.Namespace) -> int:
     """Runs ``radiobject export-nnunet``."""
     from radiobject.errors import RadiObjectError
     from radiobject.ingest.layouts.msd import export_nnunet
+    from radiobject.ingest.target import refuse_inside_store
     from radiobject.model.radi_object import RadiObject
 
     try:
         radi = RadiObject(args.uri, storage=storage_from_args(args))
+        refuse_inside_store(args.out, "the nnU-Net dataset")
         label = None if args.label.lower() == "none" else args.label
         out = export_nnunet(
             radi,

@@ -69,52 +69,62 @@ def render_qc(
     lm = get_label_map(radi[label]) if label else None
     columns: list[tuple[str, int]] = []  # (collection, channel)
     for name in images:
-        shapes = [tuple(int(v) for v in s) for s in radi[name].obs["shape"]]
+        obs = radi[name].obs
+        shapes = [tuple(int(v) for v in s) for s in obs["shape"]] if "shape" in obs.columns else []
         n = max((channel_count(s) for s in shapes), default=1)
         columns += [(name, c) for c in range(n)]
     ncols, nrows = 3 * len(columns), len(subjects)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.9 * nrows + 0.4), squeeze=False)
-    seen: set[int] = set()
-    for r, sid in enumerate(subjects):
-        lab = None
-        if label is not None and sid in set(radi[label].obs_subject_ids):
-            lab = radi[label].by_subject(sid)
-        for c, (name, ch) in enumerate(columns):
-            vol = radi[name].by_subject(sid) if sid in set(radi[name].obs_subject_ids) else None
-            for k, plane in enumerate(PLANES):
-                ax = axes[r, 3 * c + k]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title(f"{name}{f'[{ch}]' if len(columns) > len(images) else ''} {plane}", fontsize=7)
-                if c == 0 and k == 0:
-                    ax.set_ylabel(sid, fontsize=7)
-                if vol is None or ch >= channel_count(vol.shape):
-                    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-                    continue
-                i = vol.n_slices(plane) // 2
-                img = vol.plane(plane, i).astype(np.float32)
-                img = img.reshape(img.shape[:2] + (-1,))[..., ch]
-                lo, hi = _window(img)
-                aspect = mm_aspect(vol.affine, plane)
-                ax.imshow(img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, interpolation="nearest", aspect=aspect)
-                if lab is not None and tuple(lab.shape[:3]) == tuple(vol.shape[:3]):
-                    seg = lab.plane(plane, i)
-                    seg = seg.reshape(seg.shape[:2] + (-1,))[..., 0]
-                    seen.update(int(v) for v in np.unique(seg) if v != 0)
-                    ax.imshow(_overlay(seg.T, lm), origin="lower", interpolation="nearest", aspect=aspect)
-    if label is not None:
-        from radiobject.model.labels import LabelMap
+    try:  # the figure is closed also when a volume cannot be read
+        seen: set[int] = set()
+        for r, sid in enumerate(subjects):
+            lab = None
+            if label is not None and sid in set(radi[label].obs_subject_ids):
+                lab = radi[label].by_subject(sid)
+            for c, (name, ch) in enumerate(columns):
+                vol = radi[name].by_subject(sid) if sid in set(radi[name].obs_subject_ids) else None
+                for k, plane in enumerate(PLANES):
+                    ax = axes[r, 3 * c + k]
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    if r == 0:
+                        ax.set_title(f"{name}{f'[{ch}]' if len(columns) > len(images) else ''} {plane}", fontsize=7)
+                    if c == 0 and k == 0:
+                        ax.set_ylabel(sid, fontsize=7)
+                    if vol is None or ch >= channel_count(vol.shape):
+                        ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+                        continue
+                    if len(vol.shape) < 3:  # no planes to cut (a 1D / 2D array stored from Python)
+                        ax.text(
+                            0.5, 0.5, f"{len(vol.shape)}D", ha="center", va="center", fontsize=7, transform=ax.transAxes
+                        )
+                        continue
+                    i = vol.n_slices(plane) // 2
+                    img = vol.plane(plane, i).astype(np.float32)
+                    img = img.reshape(img.shape[:2] + (-1,))[..., ch]
+                    lo, hi = _window(img)
+                    aspect = mm_aspect(vol.affine, plane)
+                    ax.imshow(
+                        img.T, cmap="gray", origin="lower", vmin=lo, vmax=hi, interpolation="nearest", aspect=aspect
+                    )
+                    if lab is not None and tuple(lab.shape[:3]) == tuple(vol.shape[:3]):
+                        seg = lab.plane(plane, i)
+                        seg = seg.reshape(seg.shape[:2] + (-1,))[..., 0]
+                        seen.update(int(v) for v in np.unique(seg) if v != 0)
+                        ax.imshow(_overlay(seg.T, lm), origin="lower", interpolation="nearest", aspect=aspect)
+        if label is not None:
+            from radiobject.model.labels import LabelMap
 
-        shown = lm or LabelMap({})
-        values = sorted(seen | {v for v in (lm.names if lm else {}) if v != 0})
-        handles = [Patch(color=_rgb(shown.color(v)), label=f"{v}: {shown.name(v)}") for v in values]
-        if handles:
-            fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
-    fig.suptitle(title + (f"  (overlay: {label})" if label else ""), fontsize=8)
-    fig.tight_layout(rect=(0, 0.05 if label else 0, 1, 1))
-    _save_png(fig, output)
-    plt.close(fig)
+            shown = lm or LabelMap({})
+            values = sorted(seen | {v for v in (lm.names if lm else {}) if v != 0})
+            handles = [Patch(color=_rgb(shown.color(v)), label=f"{v}: {shown.name(v)}") for v in values]
+            if handles:
+                fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=7, frameon=False)
+        fig.suptitle(title + (f"  (overlay: {label})" if label else ""), fontsize=8)
+        fig.tight_layout(rect=(0, 0.05 if label else 0, 1, 1))
+        _save_png(fig, output)
+    finally:
+        plt.close(fig)
     return nrows, ncols
 
 

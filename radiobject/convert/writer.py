@@ -92,6 +92,9 @@ def create_image(
         StoreExistsError: a finished image exists at ``target.final`` and ``options.overwrite``
             is false.
     """
+    # by its type code: numpy has two int64 types on Linux (long / longlong, tifffile may give the
+    # latter) and zarr knows only one of them
+    dtype = np.dtype(np.dtype(dtype).str)
     forget(target.work)  # never reuse handles of an earlier image at this path
     target.prepare(options.overwrite)
     v3 = options.ngff_version == "0.5"

@@ -358,6 +358,8 @@ def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_byte
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
     _check_finite(p, affine, meta)
+    if raw.ndim < 3:  # a 1D / 2D NIfTI (dim[0] < 3): the missing spatial axes have length 1
+        raw = raw.reshape(raw.shape + (1,) * (3 - raw.ndim))
     if raw.dtype.byteorder not in ("=", "|"):
         raw = raw.astype(raw.dtype.newbyteorder("="))
     if reorient:

@@ -14,9 +14,10 @@ import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from radiobject.errors import ImageReadError, SourceTimeoutError
+from radiobject.errors import ImageReadError, RadiObjectError, SourceTimeoutError
 from radiobject.ingest.sources import compare, recorded_paths, source_files
 from radiobject.ingest.tasks import VolumeTask
 from radiobject.model.bulk import call_within
@@ -111,7 +112,24 @@ def changed_sources(
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         reasons = list(pool.map(check, todo))
-    return {t.obs_id: r for (t, _), r in zip(todo, reasons, strict=True) if r is not None}
+        found = {t.obs_id: r for (t, _), r in zip(todo, reasons, strict=True) if r is not None}
+        kept = [oid for oid in dict.fromkeys(t.obs_id for t in tasks) if oid in stored and oid not in found]
+        missing = list(pool.map(partial(_array_problem, coll, item_timeout_s), kept))
+    found.update({oid: r for oid, r in zip(kept, missing, strict=True) if r is not None})
+    return found
+
+
+def _array_problem(coll: VolumeCollection, limit_s: float | None, obs_id: str) -> str | None:
+    """Why the stored array of ``obs_id`` cannot be read (deleted, damaged), else None: a re-ingest
+    writes such a volume again instead of counting it as present. Reads one voxel."""
+    try:
+        vol = coll.volume(obs_id)
+        call_within(
+            lambda: vol.read(tuple(slice(0, 1) for _ in vol.shape)), limit_s, vol.uri, "reading the stored array"
+        )
+    except RadiObjectError as exc:
+        return f"its stored array cannot be read ({exc})"
+    return None
 
 
 def verify_sources(radi: RadiObject, *, rehash: bool = True, workers: int = 4) -> list[SourceFinding]:

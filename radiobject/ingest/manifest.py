@@ -26,7 +26,13 @@ from pathlib import Path
 import pandas as pd
 
 from radiobject.errors import ImageReadError, ManifestError, SubjectTableError
-from radiobject.ingest.table_checks import parse_table, reject_duplicates
+from radiobject.ingest.table_checks import (
+    check_header_names,
+    check_scalar_columns,
+    id_text,
+    parse_table,
+    reject_duplicates,
+)
 from radiobject.ingest.tasks import Problem, VolumeTask
 from radiobject.model.paths import bids_sample_parts, subject_id_from_path
 from radiobject.model.volume_info import CATALOG_COLUMNS
@@ -77,6 +83,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             q, sep=sep, dtype=str, keep_default_na=False, index_col=False, na_values=list(MISSING_VALUES)
         ),
     )
+    check_header_names(p, sep)
     for col in df.columns:  # numbers back to numbers, except ID-like columns
         if col in SUBJECT_COLUMNS or col in _RESERVED:
             continue
@@ -109,8 +116,18 @@ def _subject_table(subjects: pd.DataFrame | str | os.PathLike[str] | None) -> pd
     df = read_table(subjects) if not isinstance(subjects, pd.DataFrame) else subjects.copy()
     frame = isinstance(subjects, pd.DataFrame)
     col = _subject_column(df, "subject table" if frame else str(subjects), 0 if frame else 1)
-    df = df.rename(columns={col: "obs_subject_id"})
-    df["obs_subject_id"] = df["obs_subject_id"].astype(str)
+    table = "subject table" if frame else str(subjects)
+    if col != "obs_subject_id" and "obs_subject_id" in df.columns:
+        raise SubjectTableError(table, f"has both {col!r} and 'obs_subject_id' columns; keep one subject column")
+    df = df.rename(columns={col: "obs_subject_id"}).reset_index(drop=True)
+    df["obs_subject_id"] = df["obs_subject_id"].map(id_text)
+    empty = (df["obs_subject_id"] == "").to_numpy().nonzero()[0]
+    if len(empty):
+        text_file = not frame and not str(subjects).lower().endswith((".parquet", ".pq"))
+        where_row = f"line {int(empty[0]) + 2}" if text_file else f"row {int(empty[0]) + 1}"
+        raise SubjectTableError(
+            table, f"{len(empty)} row(s) without a subject ID in column {col!r} (first: {where_row})"
+        )
     where = "subject table" if isinstance(subjects, pd.DataFrame) else f"subject table {subjects}"
     reject_duplicates(df.reset_index(drop=True), ["obs_subject_id"], where)  # before any volume is written
     return df
@@ -175,10 +192,15 @@ def plan_from_manifest(
     for c in ("collection", "path"):
         if c not in df.columns:
             raise ManifestError(mwhere, mline, f"needs a {c!r} column; got {list(df.columns)}")
+    if scol != "obs_subject_id" and "obs_subject_id" in df.columns:
+        raise ManifestError(mwhere, mline, f"has both {scol!r} and 'obs_subject_id' columns; keep one subject column")
     df = df.reset_index(drop=True)
-    df[scol] = df[scol].map(lambda v: "" if v is None or pd.isna(v) else str(v))
+    df[scol] = df[scol].map(id_text)
+    if "obs_id" in df.columns:
+        df["obs_id"] = df["obs_id"].map(id_text)
     _check_duplicate_rows(df, scol, "manifest" if isinstance(manifest, pd.DataFrame) else f"manifest {manifest}")
     meta_cols = [c for c in df.columns if c not in _RESERVED and c != scol]
+    check_scalar_columns(df, meta_cols, mwhere, mline)
     unknown = [c for c in obs_columns if c not in meta_cols]
     if unknown:
         raise ManifestError(mwhere, mline, f"obs columns {unknown} are not in the manifest ({meta_cols})")
@@ -205,7 +227,7 @@ def plan_from_manifest(
         )
         fmt = str(r["format"]).lower() if "format" in r and isinstance(r.get("format"), str) else "auto"
         task = VolumeTask(
-            str(r["collection"]),
+            id_text(r["collection"]),
             sid,
             obs_id,
             path,
@@ -213,7 +235,9 @@ def plan_from_manifest(
             columns={c: _clean(r[c]) for c in per_volume},
             row=f"manifest row {i + 2}",
         )
-        if not path:
+        if not task.collection:
+            plan.problems.append(Problem(task.collection, sid, obs_id, task.row, "no collection given"))
+        elif not path:
             plan.problems.append(Problem(task.collection, sid, obs_id, task.row, "no path given"))
         elif not sid:
             plan.problems.append(Problem(task.collection, sid, obs_id, task.row, "no subject ID given"))

@@ -26,6 +26,8 @@ import numpy as np
 __all__ = ["SampleCohort", "make_sample_cohort", "synthetic_subject"]
 
 COLLECTIONS: tuple[str, ...] = ("T1w", "FLAIR", "seg")
+#: Grid-sized float32 arrays :func:`synthetic_subject` holds at once (bounds its memory up front).
+_WORK_ARRAYS = 12
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,17 @@ def make_sample_cohort(
     """
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
+    from radiobject.errors import OutputTooLargeError
+    from radiobject.formats.inputs import max_image_bytes
+
+    # the synthetic subject holds about a dozen float32 arrays of the grid at once
+    need = int(np.prod([int(s) for s in shape], dtype=np.float64)) * 4 * _WORK_ARRAYS
+    if need > max_image_bytes():
+        raise OutputTooLargeError(
+            str(folder),
+            f"shape {tuple(shape)} would need about {need / 2**30:.1f} GiB of memory to synthesise "
+            f"(limit {max_image_bytes() / 2**30:.1f} GiB, RADIOBJECT_MAX_IMAGE_BYTES); choose a smaller shape",
+        )
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -19,7 +19,14 @@ import pandas as pd
 from radiobject.errors import DuplicateIdError, ImageReadError, ManifestError
 from radiobject.formats.inputs import regular_file_size
 
-__all__ = ["check_text_file", "parse_table", "reject_duplicates"]
+__all__ = [
+    "check_header_names",
+    "check_scalar_columns",
+    "check_text_file",
+    "id_text",
+    "parse_table",
+    "reject_duplicates",
+]
 
 #: Rows named in a duplicate error (the count is always given in full).
 SHOWN_ROWS = 5
@@ -109,3 +116,63 @@ def reject_duplicates(df: pd.DataFrame, keys: list[str], where: str, first_line:
         key if len(key) > 1 else key[0],
         f"{where} (lines {shown}{more}; {len(rows)} duplicated rows in all; each volume may be listed once)",
     )
+
+
+def check_header_names(path: str, sep: str) -> None:
+    """Raises ``ManifestError`` (line 1) when two columns of a CSV / TSV header have one name:
+    pandas would rename the second (``path.1``) and the first would be used without a word."""
+    try:
+        head = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, index_col=False)
+    except Exception:  # noqa: BLE001 - the full parse already succeeded; nothing more to say
+        return
+    if not len(head):
+        return
+    names = [str(v).strip() for v in head.iloc[0].tolist()]
+    seen: set[str] = set()
+    dups = []
+    for n in names:
+        if n and n in seen:
+            dups.append(n)
+        seen.add(n)
+    if dups:
+        raise ManifestError(path, 1, f"duplicate column name(s) {sorted(set(dups))}: each column must be named once")
+
+
+def check_scalar_columns(df: pd.DataFrame, columns: list[str], where: str, line: int = 0) -> None:
+    """Raises ``ManifestError`` when a metadata column holds lists, arrays or mappings (a Parquet
+    list column): metadata cells must be single values (numbers, text, booleans)."""
+    for c in columns:
+        col = df[c]
+        if col.dtype != object:
+            continue
+        bad = col.map(lambda v: isinstance(v, (list, tuple, dict, set, bytes)) or hasattr(v, "shape")).to_numpy()
+        if bad.any():
+            row = int(bad.nonzero()[0][0])
+            raise ManifestError(
+                where,
+                line,
+                f"column {c!r} holds {type(col.iloc[row]).__name__} values (first at row {row + 1}); "
+                f"metadata cells must be single values (numbers or text)",
+            )
+
+
+def id_text(value: object) -> str:
+    """An ID cell as text: missing (None, NaN, NA) is ``""``; a whole float (``1.0`` from a Parquet
+    column that also holds missing values) is ``"1"``; anything else ``str(value)``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item") and not isinstance(value, (bytes, bytearray)):
+        item = value.item()
+        if isinstance(item, float) and item.is_integer():
+            return str(int(item))
+        return str(item)
+    return str(value)

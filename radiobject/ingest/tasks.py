@@ -109,7 +109,8 @@ def image_geometry(task: VolumeTask, canonical: bool = False) -> tuple[tuple[int
             import nibabel as nib
 
             img = nib.as_closest_canonical(img)
-        return tuple(int(s) for s in img.shape[:3]), np.asarray(img.affine, dtype=np.float64)
+        shape = tuple(int(s) for s in img.shape[:3])
+        return shape + (1,) * (3 - len(shape)), np.asarray(img.affine, dtype=np.float64)
     image = load_image(task.path, fmt, False, task.files)  # TIFF stays lazy: no pixel I/O
     shape = tuple(int(s) for s in image.shape[:3])
     return _canonical_geometry(shape, image.affine) if canonical else (shape, image.affine)

@@ -110,7 +110,16 @@ class LabelMap:
             bad = [p[0] for p in pairs if not p[1]]
             if bad:
                 raise ValueError(f"label map: expected VALUE=NAME pairs, got {spec!r}")
-            return cls({int(v.strip()): n.strip() for v, _, n in pairs})
+            parsed: dict[int, str] = {}
+            for v, _, n in pairs:
+                if not _is_int(v.strip()):
+                    raise ValueError(f"label map: value {v.strip()!r} in {spec!r} is not an integer")
+                if not n.strip():
+                    raise ValueError(f"label map: value {v.strip()} in {spec!r} has no name")
+                if int(v) in parsed:
+                    raise ValueError(f"label map: value {int(v)} is named twice in {spec!r}")
+                parsed[int(v)] = n.strip()
+            return cls(parsed)
         out: dict[int, str] = {}
         for k, v in spec.items():
             if _is_int(k):

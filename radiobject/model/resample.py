@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from radiobject.errors import GeometryError, OutputTooLargeError
 from radiobject.formats.image import ImageData
+from radiobject.formats.inputs import max_image_bytes
 from radiobject.geometry import spacing as affine_spacing
 from radiobject.model.bulk import IngestItem
 from radiobject.model.collection import VolumeCollection
@@ -31,8 +33,8 @@ def resampled_grid(
 ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """(new spatial shape, new affine, per-axis step in old voxels) for ``target`` spacing (mm)."""
     tgt = np.asarray([float(t) for t in target], dtype=np.float64)
-    if tgt.shape != (3,) or not np.all(tgt > 0):
-        raise ValueError(f"target spacing must be three positive numbers, got {tuple(target)}")
+    if tgt.shape != (3,) or not np.all(np.isfinite(tgt) & (tgt > 0)):
+        raise GeometryError(f"target spacing must be three positive finite numbers, got {tuple(target)}")
     old = np.asarray(affine_spacing(affine), dtype=np.float64)
     step = tgt / old
     n = np.asarray(shape[:3], dtype=np.float64)
@@ -50,6 +52,7 @@ def resample_image(image: ImageData, target: Sequence[float], *, order: int = 1)
 
     data = np.asarray(image.array)
     new_shape, new_affine, step = resampled_grid(data.shape, image.affine, target)
+    _check_budget(image.source or "image", new_shape, data.shape, data.dtype if order == 0 else np.dtype(np.float32))
     offset = 0.5 * (step - 1.0)
     flat: np.ndarray = data.reshape(tuple(data.shape[:3]) + (-1,))
     out_dtype = data.dtype if order == 0 else np.dtype(np.float32)
@@ -68,6 +71,19 @@ def resample_image(image: ImageData, target: Sequence[float], *, order: int = 1)
         meta.pop("scl_slope", None)
         meta.pop("scl_inter", None)
     return ImageData(out, new_affine, meta, image.source)
+
+
+def _check_budget(where: str, new_shape: Sequence[int], shape: Sequence[int], dtype: np.dtype) -> None:
+    """``OutputTooLargeError`` when the resampled array would exceed the memory budget of one image."""
+    nbytes = float(np.prod([float(n) for n in new_shape])) * float(np.prod([float(n) for n in shape[3:]]))
+    nbytes *= np.dtype(dtype).itemsize
+    budget = max_image_bytes()
+    if nbytes > budget:
+        raise OutputTooLargeError(
+            where,
+            f"resampled to shape {tuple(int(n) for n in new_shape)} it would need {nbytes / 2**30:.1f} GiB "
+            f"(limit {budget / 2**30:.1f} GiB, RADIOBJECT_MAX_IMAGE_BYTES); choose a coarser spacing",
+        )
 
 
 def _load_resampled(volume: Volume, target: tuple[float, float, float], order: int) -> ImageData:
@@ -97,11 +113,17 @@ def resample_collection(
     if len(target) != 3:
         raise ValueError(f"spacing must be three numbers (mm), got {spacing}")
     out = out or f"{name}_{'x'.join(f'{s:g}' for s in target)}mm".replace(".", "p")
+    if out == name:
+        raise ValueError(f"resample: the output collection {out!r} is the source collection; name another (--out)")
+    vols = {r["obs_id"]: src.volume(r["obs_id"]) for r in src.obs.to_dict("records")}
+    for oid, vol in vols.items():  # every output fits the memory budget, checked before anything is written
+        new_shape = resampled_grid(vol.shape, vol.affine, target)[0]
+        _check_budget(f"{src.uri}/{oid}", new_shape, vol.shape, vol.dtype if order == 0 else np.dtype(np.float32))
     items = [
         IngestItem(
             r["obs_id"],
             r["obs_subject_id"],
-            partial(_load_resampled, src.volume(r["obs_id"]), target, order),
+            partial(_load_resampled, vols[r["obs_id"]], target, order),
             {},
             f"{name}/{r['obs_id']} resampled to {target} mm",
         )

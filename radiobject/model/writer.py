@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from radiobject.errors import StoreError
 from radiobject.formats.image import ImageData
 from radiobject.geometry import validate_affine
 from radiobject.model.lossy import Lossy, prepare_lossy
@@ -79,6 +80,24 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
+#: Axes a Zarr volume can name (x, y, z, t, c): more would be refused by the array metadata.
+ZARR_MAX_AXES = 5
+
+
+def _check_storable(uri: str, source: str | None, shape: tuple[int, ...], dtype: np.dtype, backend: str) -> None:
+    """``StoreError`` naming the source before any array is created, for voxels the backend's
+    arrays cannot hold (rather than the array library's parse error)."""
+    where = f"{source}: " if source else ""
+    if backend == "zarr" and len(shape) > ZARR_MAX_AXES:
+        raise StoreError(
+            uri, f"{where}{len(shape)} axes {shape}: a zarr store holds at most {ZARR_MAX_AXES} (x, y, z, t, c)"
+        )
+    if backend == "zarr" and dtype.kind == "c":
+        raise StoreError(uri, f"{where}{dtype.name} (complex) voxels cannot be stored in a zarr store")
+    if dtype.kind not in "biufc":
+        raise StoreError(uri, f"{where}{dtype} voxels are not numbers; the store holds numeric voxels")
+
+
 def write_image(
     uri: str,
     image: ImageData,
@@ -102,6 +121,7 @@ def write_image(
     shape, dtype = image.shape, image.dtype
     if dtype.byteorder not in ("=", "|"):
         dtype = dtype.newbyteorder("=")
+    _check_storable(uri, image.source, shape, dtype, backend.name)
     chunks = _chunks_for(shape, options)
     eager = isinstance(image.array, np.ndarray)
     cap = MAX_SHARD_VOXELS if eager else max(1, min(MAX_SHARD_VOXELS, BLOCK_BYTES // dtype.itemsize))

@@ -7,13 +7,14 @@ stacks frames without caring where they came from.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from radiobject.formats.dicom.errors import SeriesGeometryError
+from radiobject.formats.dicom.errors import DicomError, SeriesGeometryError
 
 
 @dataclass
@@ -63,6 +64,21 @@ def order_key(ds: Dataset, extra: tuple[Any, ...] = ()) -> tuple[Any, ...]:
     )
 
 
+def rescale_of(ds: Any, path: str, where: str = "") -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept) of a data set or functional-group item; a slope of 0 (or
+    none) is 1 and no intercept is 0, as every reader does. A NaN or infinite value would make
+    every voxel NaN / infinite: ``DicomError`` naming the file."""
+    slope = _num(ds.get("RescaleSlope"), 1.0) or 1.0
+    inter = _num(ds.get("RescaleIntercept"), 0.0)
+    if not (math.isfinite(slope) and math.isfinite(inter)):
+        raise DicomError(
+            path,
+            f"{where}RescaleSlope {slope!r} / RescaleIntercept {inter!r} is not a finite number "
+            f"(every voxel would be NaN or infinite)",
+        )
+    return slope, inter
+
+
 def spacing_of(ds: Dataset, path: str) -> tuple[float, float]:
     """(row, column) PixelSpacing, falling back to ImagerPixelSpacing."""
     ps = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
@@ -84,8 +100,7 @@ def classic_frames(ds: Dataset, index: int) -> list[Frame]:
     iop_a = np.asarray([float(x) for x in iop])
     ipp_a = np.asarray([float(x) for x in ipp])
     sp = spacing_of(ds, path)
-    slope = _num(ds.get("RescaleSlope"), 1.0) or 1.0
-    inter = _num(ds.get("RescaleIntercept"), 0.0)
+    slope, inter = rescale_of(ds, path)
     rows, cols = int(ds.Rows), int(ds.Columns)
     n = int(_num(ds.get("NumberOfFrames"), 1) or 1)
     if n == 1:

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from radiobject.formats.dicom.errors import SeriesGeometryError
-from radiobject.formats.dicom.frames import Frame, _num
+from radiobject.formats.dicom.frames import Frame, _num, rescale_of
 
 
 def is_enhanced(ds: Dataset) -> bool:
@@ -48,8 +48,7 @@ def enhanced_frames(ds: Dataset, index: int) -> list[Frame]:
                 f"frame {f + 1}: no plane position / orientation / pixel measures in the functional groups",
             )
         trans = _item(groups, "PixelValueTransformationSequence")
-        slope = _num(trans.get("RescaleSlope"), 1.0) if trans is not None else _num(ds.get("RescaleSlope"), 1.0)
-        inter = _num(trans.get("RescaleIntercept"), 0.0) if trans is not None else _num(ds.get("RescaleIntercept"), 0.0)
+        slope, inter = rescale_of(trans if trans is not None else ds, path, f"frame {f + 1}: ")
         content = _item(groups, "FrameContentSequence")
         key: tuple[Any, ...] = ()
         if content is not None:
@@ -70,7 +69,7 @@ def enhanced_frames(ds: Dataset, index: int) -> list[Frame]:
                 (float(ps[0]), float(ps[1])),
                 int(ds.Rows),
                 int(ds.Columns),
-                slope or 1.0,
+                slope,
                 inter,
                 (*key, f),
             )
