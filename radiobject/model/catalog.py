@@ -17,6 +17,7 @@ from radiobject.model.indexing import single_chunk
 from radiobject.model.versions import validate_rows, volume_uri
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
+from radiobject.storage.table_head import read_head
 from radiobject.storage.tables import FragmentTable
 
 #: Guards the lazy load and merges of every CatalogState in the process (rare, short).
@@ -53,6 +54,8 @@ class CatalogState:
         self.backend: str = meta["backend"]
         #: 2: versioned volume paths (``volumes/<obs_id>/<version>``); 1: ``volumes/<obs_id>``.
         self.layout: int = int(meta.get("layout", 1))
+        #: The obs table was created with the collection: its head record must exist.
+        self.catalog_required = bool(meta.get("catalog"))
         self._obs: pd.DataFrame | None = None
         self._pos: dict[str, int] = {}
         self._new_rows: list[dict[str, Any]] = []  # committed by this process, not merged yet
@@ -63,7 +66,15 @@ class CatalogState:
             return
         with _STATE_LOCK:  # loader threads share one state: one reads, the others wait for both maps
             if self._obs is None:
-                df = FragmentTable(files.join(self.location.uri, "obs"), "obs_id", self.location.storage).read()
+                obs_uri = files.join(self.location.uri, "obs")
+                if self.catalog_required and read_head(obs_uri, self.location.storage) is None:
+                    raise CorruptDataError(
+                        self.location.uri,
+                        "the obs table (the collection's catalog) is missing: its head record is gone",
+                        part="obs",
+                        collection=self.name,
+                    )
+                df = FragmentTable(obs_uri, "obs_id", self.location.storage).read()
                 if "obs_subject_id" not in df.columns:
                     df["obs_subject_id"] = pd.Series([], dtype=str)
                 validate_rows(df, files.join(self.location.uri, "obs"), self.layout)

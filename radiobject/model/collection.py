@@ -27,6 +27,7 @@ from radiobject.storage.location import StoreLocation
 from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions, as_location
 from radiobject.storage.registry import get_backend
+from radiobject.storage.tables import FragmentTable
 
 
 class VolumeCollection(FileConstructors, VersionedWrites):
@@ -83,9 +84,20 @@ class VolumeCollection(FileConstructors, VersionedWrites):
             backend = get_backend(opts.backend, storage)
             backend.create_group(uri, {"radiobject": {"kind": "collection", "name": name}})
             backend.create_group(files.join(uri, "volumes"), {"radiobject": {"kind": "volumes"}})
+            # the catalog exists from the start (an empty base fragment and its head): a deleted
+            # obs table is then an error, never an empty collection (``"catalog": 1``)
+            empty = pd.DataFrame({"obs_id": pd.Series([], dtype=str)})
+            FragmentTable(files.join(uri, "obs"), "obs_id", storage).append(empty, base=True)
             files.write_json_atomic(
                 marker,
-                {"format": FORMAT, "version": 1, "layout": LAYOUT, "name": name, "backend": opts.backend},
+                {
+                    "format": FORMAT,
+                    "version": 1,
+                    "layout": LAYOUT,
+                    "name": name,
+                    "backend": opts.backend,
+                    "catalog": 1,
+                },
                 storage,
             )
         return cls(uri, storage=storage)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from radiobject.errors import (
+    CorruptDataError,
     NotFoundError,
     RadiObjectError,
     StoreError,
@@ -62,6 +63,9 @@ class RadiObject(RadiObjectWrites):
         self._obs_meta: pd.DataFrame | None = None
         self._collections: dict[str, VolumeCollection] = {}
         self._names: list[str] | None = None
+        recorded = meta.get("collections")
+        #: The collections the marker records (``None``: a store from before the record).
+        self._recorded: list[str] | None = [str(n) for n in recorded] if isinstance(recorded, list) else None
 
     def _view(self, subjects: Sequence[str]) -> RadiObject:
         obj = RadiObject.__new__(RadiObject)
@@ -82,15 +86,32 @@ class RadiObject(RadiObjectWrites):
     def _coll_uri(self, name: str) -> str:
         return files.join(self.uri, "collections", name)
 
+    def _listed_collection_names(self) -> list[str]:
+        """The collections found under ``collections/`` (each with its marker), names checked."""
+        root = files.join(self.uri, "collections")
+        names = get_backend(self._backend, self._location.storage).members(root)
+        return [
+            validate_collection_name(n)
+            for n in names  # names read back are checked too
+            if files.exists(files.join(root, n, "collection.json"), self._location.storage)
+        ]
+
     def _all_collection_names(self) -> list[str]:
+        """The store's collections; one the marker records but the store lacks is a
+        ``CorruptDataError`` (a deleted collection is never silently absent)."""
         if self._names is None:
-            root = files.join(self.uri, "collections")
-            names = get_backend(self._backend, self._location.storage).members(root)
-            self._names = [
-                validate_collection_name(n)
-                for n in names  # names read back are checked too
-                if files.exists(files.join(root, n, "collection.json"), self._location.storage)
-            ]
+            names = self._listed_collection_names()
+            lost = [n for n in self._recorded or () if n not in names]
+            if lost:
+                raise CorruptDataError(
+                    self.uri,
+                    f"collection {lost[0]!r} is recorded in {MARKER} but missing"
+                    + (f" (and {len(lost) - 1} more: {lost[1:]})" if len(lost) > 1 else ""),
+                    part=f"collections/{lost[0]}",
+                    store=self.uri,
+                    collection=lost[0],
+                )
+            self._names = names
         return list(self._names)
 
     def _all_subjects(self) -> list[str]:

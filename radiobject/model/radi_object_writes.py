@@ -46,6 +46,7 @@ class RadiObjectWrites:
         _location: StoreLocation
         _collections: dict[str, VolumeCollection]
         _names: list[str] | None
+        _recorded: list[str] | None
         _obs_meta: pd.DataFrame | None
 
         @property
@@ -57,6 +58,8 @@ class RadiObjectWrites:
         def _coll_uri(self, name: str) -> str: ...
 
         def _all_collection_names(self) -> list[str]: ...
+
+        def _listed_collection_names(self) -> list[str]: ...
 
         def _collection(self, name: str) -> VolumeCollection: ...
 
@@ -96,7 +99,9 @@ class RadiObjectWrites:
             backend = get_backend(opts.backend, storage)
             backend.create_group(uri, {"radiobject": {"kind": "store", "version": 1}})
             backend.create_group(files.join(uri, "collections"), {"radiobject": {"kind": "collections"}})
-            files.write_json_atomic(marker, {"format": FORMAT, "version": 1, "backend": opts.backend}, storage)
+            files.write_json_atomic(
+                marker, {"format": FORMAT, "version": 1, "backend": opts.backend, "collections": []}, storage
+            )
         return cls(uri, storage=storage)
 
     @classmethod
@@ -242,6 +247,7 @@ class RadiObjectWrites:
                 self._coll_uri(name), name=name, options=opts, storage=self._location.storage, exist_ok=True
             )
             self._names = None
+            self._record_collection(name)
         return self._collection(name).write(
             items,
             options=opts,
@@ -251,6 +257,23 @@ class RadiObjectWrites:
             progress=name if progress is True else progress,
             submitter=submitter,
         )
+
+    def _record_collection(self, name: str) -> None:
+        """Adds ``name`` to the collections ``radiobject.json`` records (under the store's write lock),
+        so that a collection deleted later is an error rather than silently absent. A store from
+        before the record starts one with the collections it holds now."""
+        storage = self._location.storage
+        marker = files.join(self.uri, MARKER)
+        with write_lock(self.uri, storage):
+            meta = files.read_json(marker, storage)
+            names = meta.get("collections")
+            if not isinstance(names, list):
+                self._names = None
+                names = sorted(set(self._listed_collection_names()))
+            if name not in names:
+                meta["collections"] = [*names, name]
+                files.write_json_atomic(marker, meta, storage)
+                self._recorded = list(meta["collections"])
 
     def replace_subject(
         self, subject_id: str, images: Mapping[str, ImageData], options: WriteOptions | None = None

@@ -296,3 +296,45 @@ def test_writer_names_the_source(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="/data/x.nii.*complex"):
         write_image(str(tmp_path / "v"), image, get_backend("zarr", StorageOptions()), WriteOptions())
     assert not (tmp_path / "v").exists()
+
+
+@pytest.mark.parametrize("backend", ["zarr", "tiledb"])
+def test_a_deleted_collection_is_an_error_not_an_absence(tmp_path: Path, backend: str) -> None:
+    import shutil
+
+    import numpy as np
+
+    from radiobject import ImageData, RadiObject, WriteOptions
+    from radiobject.cli.main import main
+    from radiobject.errors import CorruptDataError
+
+    uri = str(tmp_path / "s")
+    img = {f"s{i}": ImageData(np.full((4, 4, 4), i, np.int16), np.eye(4)) for i in range(2)}
+    seg = {k: ImageData((v.array > 0).astype(np.uint8), np.eye(4)) for k, v in img.items()}
+    RadiObject.from_images(uri, {"T1w": img, "seg": seg}, options=WriteOptions(backend=backend))
+    assert RadiObject(uri).collection_names == ["T1w", "seg"]
+    assert main(["verify", uri, "--quick"]) == 0
+    shutil.rmtree(Path(uri, "collections", "seg"))
+    with pytest.raises(CorruptDataError, match="'seg' is recorded") as info:
+        RadiObject(uri).collection_names
+    assert info.value.store == uri and "collections/seg" in info.value.part
+    assert main(["verify", uri, "--quick"]) == 1
+    assert main(["info", uri]) != 0
+
+
+@pytest.mark.parametrize("backend", ["zarr", "tiledb"])
+def test_a_deleted_catalog_is_an_error_not_an_empty_collection(tmp_path: Path, backend: str) -> None:
+    from radiobject import ImageData, VolumeCollection, WriteOptions
+    from radiobject.cli.main import main
+    from radiobject.errors import CorruptDataError
+
+    uri = str(tmp_path / "s")
+    img = {f"s{i}": ImageData(np.full((4, 4, 4), i, np.int16), np.eye(4)) for i in range(2)}
+    RadiObject.from_images(uri, {"T1w": img}, options=WriteOptions(backend=backend))
+    empty = VolumeCollection.create(str(tmp_path / "empty"), options=WriteOptions(backend=backend))
+    assert len(VolumeCollection(empty.uri)) == 0  # a new collection is empty, and not damaged
+    shutil.rmtree(Path(uri, "collections", "T1w", "obs"))
+    with pytest.raises(CorruptDataError, match="obs table") as info:
+        len(RadiObject(uri).T1w)
+    assert info.value.collection == "T1w" and info.value.part == "obs"
+    assert main(["verify", uri, "--quick"]) == 1
