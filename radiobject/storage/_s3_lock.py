@@ -46,7 +46,7 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
 
-from radiobject.errors import RemoteStorageError, StoreLockedError
+from radiobject.errors import RemoteStorageError, StoreError, StoreLockedError
 from radiobject.storage.faults import remote_errors
 from radiobject.storage.options import StorageOptions
 
@@ -133,6 +133,9 @@ class LockObject:
     """Conditional requests on one lock object (``uri`` = ``s3://bucket/key``)."""
 
     def __init__(self, root: str, storage: StorageOptions, name: str = LOCK_NAME) -> None:
+        scheme, sep, rest = root.partition("://")
+        if not sep or not rest.split("/", 1)[0]:
+            raise StoreError(root, "an object-store location needs a bucket: s3://bucket/prefix")
         self.root = root
         self.uri = root.rstrip("/") + "/" + name
         self.bucket, _, self.key = self.uri.split("://", 1)[1].partition("/")

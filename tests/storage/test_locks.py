@@ -98,3 +98,14 @@ def test_s3_lock_off_sends_no_request(monkeypatch: pytest.MonkeyPatch) -> None:
     with write_lock("s3://nobucket/store", _dead_endpoint(), timeout=1):
         ran = True
     assert ran
+
+
+def test_an_s3_lock_without_a_bucket_is_a_typed_error() -> None:
+    from radiobject.errors import StoreError
+    from radiobject.storage._s3_lock import LockObject
+    from radiobject.storage.options import StorageOptions
+
+    for root in ("s3://", "s3:///prefix", "bucket-only"):
+        with pytest.raises(StoreError, match="needs a bucket"):
+            LockObject(root, StorageOptions())
+    assert LockObject("s3://b/p", StorageOptions()).key == "p/.radiobject.lock"
