@@ -5,7 +5,9 @@ Public names: ``create_training_dataloader``, ``create_validation_dataloader``,
 ``PatchConfig``, ``CacheConfig``, ``LoaderConfig``, ``DistributedConfig``; ``CacheStrategy``,
 ``LoadingMode``, ``VolumeReader``, the ``datasets`` module; typed errors and warnings
 (``IncompleteSubjectsError``, ``SplitError``, ``BatchShapeError``, ``EpochNotSetWarning``,
-``IncompleteSubjectsWarning``); and ``RadiObjectDataModule`` (imported lazily: it needs
+``IncompleteSubjectsWarning``; and from ``ml.errors``: ``SampleError``, ``LoaderConfigError``,
+``EmptySelectionError``, ``LabelValueError``, ``ResumeStateError``, ``WorkerError``,
+``WorkerTimeoutError``); and ``RadiObjectDataModule`` (imported lazily: it needs
 ``lightning``). Adapters: ``radiobject.ml.adapters.monai`` / ``.torchio``.
 """
 
@@ -19,6 +21,15 @@ from radiobject.ml.collate import BatchShapeError
 from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig
 from radiobject.ml.datasets import LoadingMode
 from radiobject.ml.distributed import create_distributed_dataloader, set_epoch
+from radiobject.ml.errors import (
+    EmptySelectionError,
+    LabelValueError,
+    LoaderConfigError,
+    ResumeStateError,
+    SampleError,
+    WorkerError,
+    WorkerTimeoutError,
+)
 from radiobject.ml.loaders import create_inference_dataloader, create_training_dataloader, create_validation_dataloader
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampler import EpochNotSetWarning
@@ -29,15 +40,22 @@ __all__ = [
     "CacheConfig",
     "CacheStrategy",
     "DistributedConfig",
+    "EmptySelectionError",
     "EpochNotSetWarning",
     "IncompleteSubjectsError",
     "IncompleteSubjectsWarning",
+    "LabelValueError",
+    "LoaderConfigError",
     "LoaderConfig",
     "LoadingMode",
     "PatchConfig",
     "RadiObjectDataModule",
+    "ResumeStateError",
+    "SampleError",
     "SplitError",
     "VolumeReader",
+    "WorkerError",
+    "WorkerTimeoutError",
     "create_distributed_dataloader",
     "create_inference_dataloader",
     "create_training_dataloader",

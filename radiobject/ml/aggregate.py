@@ -20,18 +20,50 @@ from typing import Any
 import numpy as np
 import torch
 
-from radiobject.errors import AlignmentError
+from radiobject.errors import AlignmentError, StoreExistsError
 from radiobject.formats.image import ImageData
 from radiobject.formats.nifti_header import derived_metadata
 from radiobject.ml.datasets import GridPatchDataset
+from radiobject.ml.errors import LoaderArgumentError
 from radiobject.ml.sampling import patch_slices
 from radiobject.model.bulk import IngestItem
 from radiobject.model.collection import VolumeCollection
+from radiobject.model.ids import validate_id
 from radiobject.model.labels import LabelMap, get_label_map, set_label_map
 from radiobject.model.options import WriteOptions
 from radiobject.model.radi_object import RadiObject
 
-__all__ = ["GridAggregator", "write_predictions"]
+__all__ = ["CollectionExistsError", "GridAggregator", "PredictionError", "write_predictions"]
+
+
+class CollectionExistsError(StoreExistsError, ValueError):
+    """The collection predictions were to be written into exists already (``exist_ok`` not given)."""
+
+
+class PredictionError(AlignmentError):
+    """Model outputs do not fit the grid (shape, channels, batch size, index) or cannot be stored."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(subject, reason)
+        if not subject:  # not one subject's: the message is the reason alone
+            self.args = (reason,)
+
+
+def _to_integer(values: np.ndarray, dtype: np.dtype, subject: str) -> np.ndarray:
+    """Averaged predictions as an integer ``dtype``: rounded; out of range or not finite is an error."""
+    info = np.iinfo(dtype) if dtype.kind in "iu" else None
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise PredictionError(
+            subject, f"predictions hold {int((~finite).sum())} non-finite values; cannot store as {dtype}"
+        )
+    lo, hi = (info.min, info.max) if info is not None else (0, 1)
+    if values.size and (values.min() < lo - 0.5 or values.max() > hi + 0.5):
+        raise PredictionError(
+            subject,
+            f"predictions span [{values.min():g}, {values.max():g}], outside {dtype} [{lo}, {hi}]; pass a wider dtype",
+        )
+    return np.rint(values).astype(dtype)
 
 
 class GridAggregator:
@@ -64,9 +96,15 @@ class GridAggregator:
         exist_ok: bool = False,
         label_map: LabelMap | Mapping[Any, Any] | str | None = None,
     ) -> None:
+        if not isinstance(dataset, GridPatchDataset):
+            raise LoaderArgumentError(
+                "GridAggregator needs the GridPatchDataset of create_inference_dataloader, "
+                f"got {type(dataset).__name__}"
+            )
+        validate_id(name, "collection name")
         self.radi = RadiObject.open(radi.location)  # fresh: sees collections written since radi was opened
         if name in self.radi.collection_names and not exist_ok:
-            raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
+            raise CollectionExistsError(radi.uri, f"collection {name!r} already exists; choose a new name")
         self.dataset = dataset
         self.name = name
         self.argmax = argmax
@@ -92,8 +130,14 @@ class GridAggregator:
             if isinstance(predictions, torch.Tensor)
             else np.asarray(predictions, dtype=np.float32)
         )
+        if not isinstance(batch, dict) or "index" not in batch:
+            raise PredictionError("", f"batch has no 'index' (pass the batch of the inference loader): {type(batch)}")
         indices = batch["index"]
         indices = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
+        if preds.ndim < 1 or preds.shape[0] != len(indices):
+            raise PredictionError(
+                "", f"predictions of shape {preds.shape} for a batch of {len(indices)} samples (need (B, C, *patch))"
+            )
         done = []
         for k, index in enumerate(indices):
             done += self.add(int(index), preds[k])
@@ -102,15 +146,21 @@ class GridAggregator:
     def add(self, index: int, prediction: np.ndarray) -> list[str]:
         """Adds the output ``(C, *patch)`` of grid sample ``index``; writes its volume when complete."""
         ds = self.dataset
+        if not 0 <= int(index) < len(ds):
+            raise PredictionError("", f"sample index {index} is not one of the {len(ds)} grid patches")
         subj = ds.subject_of(index)
         shape = ds.reader.shapes[subj]
+        sid = ds.reader.subject_ids[subj]
         pred = np.asarray(prediction, dtype=np.float32)
         if pred.ndim == 3:
             pred = pred[None]
-        if tuple(pred.shape[1:]) != ds.patch_size:
-            raise ValueError(
-                f"prediction of shape {pred.shape} does not match patch {ds.patch_size} "
-                f"(subject {ds.reader.subject_ids[subj]!r})"
+        if pred.ndim != 4 or tuple(pred.shape[1:]) != ds.patch_size:
+            raise PredictionError(sid, f"prediction of shape {pred.shape} does not match patch {ds.patch_size}")
+        if subj in self._sum and self._sum[subj].shape[0] != pred.shape[0]:
+            raise PredictionError(
+                sid,
+                f"prediction has {pred.shape[0]} channels, earlier patches of this volume had "
+                f"{self._sum[subj].shape[0]}",
             )
         seen = self._seen.setdefault(subj, set())
         if index in seen:
@@ -131,12 +181,16 @@ class GridAggregator:
         total, count = self._sum.pop(subj), self._count.pop(subj)
         self._seen[subj] = set(self.dataset.patches_of(subj))
         mean = total / np.maximum(count, 1)[None]
-        if self.argmax:
-            out = np.argmax(mean, axis=0).astype(np.uint8)
-        else:
-            out = (mean[0] if mean.shape[0] == 1 else np.moveaxis(mean, 0, -1)).astype(self.dtype)
         reader = self.dataset.reader
         sid = reader.subject_ids[subj]
+        if self.argmax:  # class numbers: uint8 up to 256 classes, wider beyond (never wrapped)
+            out = np.argmax(mean, axis=0).astype(np.uint8 if mean.shape[0] <= 256 else np.uint16)
+        else:
+            out = (mean[0] if mean.shape[0] == 1 else np.moveaxis(mean, 0, -1)).astype(
+                np.float32 if self.dtype.kind in "iub" else self.dtype
+            )
+            if self.dtype.kind in "iub":
+                out = _to_integer(out, self.dtype, sid)
         source = reader.volume(subj, reader.modalities[0]).metadata
         meta = derived_metadata(source, intent="label" if self.argmax else None, prediction_of=list(reader.modalities))
         image = ImageData(out, reader.affine(subj), meta, f"prediction:{sid}")
@@ -150,7 +204,10 @@ class GridAggregator:
         """Checks that every volume was completed and returns the new collection (compacted)."""
         if self._sum:
             missing = [self.dataset.reader.subject_ids[s] for s in self._sum]
-            raise RuntimeError(f"collection {self.name!r}: patches missing for subjects {missing}")
+            raise PredictionError(
+                missing[0],
+                f"collection {self.name!r}: patches missing for subjects {missing}; nothing was written for them",
+            )
         radi = RadiObject.open(self.radi.location)
         coll = radi[self.name]
         coll.compact()
@@ -175,8 +232,9 @@ def write_predictions(
     checked against the source before anything is written (``AlignmentError`` naming the subject);
     ``name`` must be a new collection.
     """
+    validate_id(name, "collection name")
     if name in RadiObject.open(radi.location).collection_names:
-        raise ValueError(f"collection {name!r} already exists in {radi.uri}; choose a new name")
+        raise CollectionExistsError(radi.uri, f"collection {name!r} already exists; choose a new name")
     source = radi[like]
     arrays = {
         str(sid): (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a))

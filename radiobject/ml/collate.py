@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import default_collate, get_worker_info
 
 from radiobject.errors import RadiObjectError
+from radiobject.ml.errors import WorkerFailure, sample_error
 
 __all__ = [
     "INLINE_BYTES",
@@ -174,8 +175,46 @@ def _flatten(batch: Any) -> Any:
     return batch
 
 
+def _guarded(fn: Any, batch: Any) -> Any:
+    """``fn(batch)``; an error becomes typed (``SampleError`` naming the subjects unless already a
+    radiobject error) and, inside a worker process, is returned as a ``WorkerFailure`` (the loader
+    raises it intact in the training process)."""
+    if isinstance(batch, WorkerFailure):
+        return batch
+    try:
+        return fn(batch)
+    except Exception as exc:  # noqa: BLE001 - typed and named below
+        error: BaseException = exc
+        if not isinstance(exc, RadiObjectError):
+            try:
+                who = _ids(batch) if isinstance(batch, list) and all(isinstance(s, dict) for s in batch) else []
+            except Exception:  # noqa: BLE001 - naming is best effort
+                who = []
+            kinds = sorted({type(s).__name__ for s in batch}) if isinstance(batch, list) else [type(batch).__name__]
+            error = sample_error(
+                f"collating a batch of subjects {who} failed (samples of type {kinds}; a transform must return "
+                f"a dict of tensors): {type(exc).__name__}: {exc}",
+                exc,
+            )
+        if get_worker_info() is not None:
+            return WorkerFailure(error)
+        raise error from exc
+
+
 def collate(batch: Any) -> Any:
     """``default_collate``; a batch already collated by ``__getitems__`` passes through; ragged -> typed error."""
+    return _guarded(_collate, batch)
+
+
+def pad_collate(batch: Any) -> Any:
+    """Like :func:`collate`, but tensors of different shapes are zero-padded to the largest shape.
+
+    Adds ``batch["shape"]``: ``(B, ndim)`` int64, each sample's unpadded ``image`` shape.
+    """
+    return _guarded(_pad_collate, batch)
+
+
+def _collate(batch: Any) -> Any:
     if isinstance(batch, CollatedBatch):
         return _outgoing(batch.batch)
     if isinstance(batch, dict):
@@ -191,16 +230,12 @@ def collate(batch: Any) -> Any:
     return _outgoing(default_collate(batch))
 
 
-def pad_collate(batch: Any) -> Any:
-    """Like :func:`collate`, but tensors of different shapes are zero-padded to the largest shape.
-
-    Adds ``batch["shape"]``: ``(B, ndim)`` int64, each sample's unpadded ``image`` shape.
-    """
+def _pad_collate(batch: Any) -> Any:
     batch = _flatten(batch)
     if isinstance(batch, CollatedBatch):
         return _outgoing(batch.batch)
     if isinstance(batch, dict) or _ragged(batch) is None:
-        out = collate(batch)
+        out = _collate(batch)
         if isinstance(out, dict) and "image" in out and "shape" not in out and not isinstance(batch, dict):
             out["shape"] = torch.tensor([list(s["image"].shape) for s in batch], dtype=torch.int64)
         return out
@@ -217,6 +252,6 @@ def pad_collate(batch: Any) -> Any:
                 pad += [0, target[d] - int(value.shape[d])]
             item[key] = torch.nn.functional.pad(value, pad) if any(pad) else value
         padded.append(item)
-    out = collate(padded)
+    out = _collate(padded)
     out["shape"] = shapes
     return out  # a WireBatch in a worker (from collate): "shape" travels inline too

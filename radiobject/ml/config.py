@@ -14,6 +14,7 @@ with another batch size) raises ``TypeError``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from radiobject.ml.cache import CacheStrategy
+from radiobject.ml.errors import LoaderArgumentError, LoaderConfigError
 
 __all__ = ["CacheConfig", "DistributedConfig", "LoaderConfig", "PatchConfig", "resolve"]
 
@@ -53,19 +55,28 @@ class PatchConfig:
             if isinstance(size, (int, np.integer)):  # one edge: a cube, as MONAI and TorchIO take it
                 size = (int(size),) * 3
             if isinstance(size, (str, bytes)) or not all(isinstance(p, (int, np.integer)) for p in size):
-                raise TypeError(f"patch_size is an int or a tuple of ints, got {self.patch_size!r}")
+                raise LoaderArgumentError(f"patch_size is an int or a tuple of ints, got {self.patch_size!r}")
             if not 2 <= len(size) <= 3 or any(int(p) < 1 for p in size):
-                raise ValueError(f"patch_size needs 2 or 3 positive edges, got {self.patch_size!r}")
+                raise LoaderConfigError(f"patch_size needs 2 or 3 positive edges, got {self.patch_size!r}")
             object.__setattr__(self, "patch_size", tuple(int(p) for p in size))
         if self.loading_mode is not None:
             mode = str(getattr(self.loading_mode, "value", self.loading_mode)).strip().lower()
             if mode not in ("full_volume", "patch", "slice_2d"):
-                raise ValueError(
+                raise LoaderConfigError(
                     f"loading_mode must be 'full_volume', 'patch' or 'slice_2d', got {self.loading_mode!r}"
                 )
             object.__setattr__(self, "loading_mode", mode)
-        if int(self.patches_per_volume) < 1:
-            raise ValueError(f"patches_per_volume must be >= 1, got {self.patches_per_volume}")
+        object.__setattr__(self, "patches_per_volume", _integer("patches_per_volume", self.patches_per_volume, 1))
+        object.__setattr__(self, "sampler", _sampler(self.sampler))
+        object.__setattr__(self, "foreground_prob", _fraction("foreground_prob", self.foreground_prob, 0.0, 1.0))
+        plane = self.plane
+        if isinstance(plane, str) and plane.strip().lower() in _PLANES:
+            object.__setattr__(self, "plane", plane.strip().lower())
+        elif isinstance(plane, bool) or not isinstance(plane, (int, np.integer)) or not 0 <= plane <= 2:
+            raise LoaderConfigError(f"plane must be one of {list(_PLANES)} or an array axis 0, 1, 2; got {plane!r}")
+        ov = self.overlap
+        for v in ov if isinstance(ov, (tuple, list)) else (ov,):
+            _fraction("overlap", v, 0.0, 1.0, open_hi=True)
 
 
 @dataclass(frozen=True)
@@ -83,9 +94,19 @@ class CacheConfig:
         elif isinstance(value, str) and not isinstance(value, CacheStrategy):
             by_name = {m.name.lower(): m for m in CacheStrategy} | {m.value.lower(): m for m in CacheStrategy}
             if value.strip().lower() not in by_name:
-                raise ValueError(f"cache strategy must be one of {[m.value for m in CacheStrategy]}, got {value!r}")
+                raise LoaderConfigError(
+                    f"cache strategy must be one of {[m.value for m in CacheStrategy]}, got {value!r}"
+                )
             value = by_name[value.strip().lower()]
-        object.__setattr__(self, "strategy", CacheStrategy(value))
+        try:
+            object.__setattr__(self, "strategy", CacheStrategy(value))
+        except ValueError:
+            raise LoaderConfigError(
+                f"cache strategy must be one of {[m.value for m in CacheStrategy]}, got {value!r}"
+            ) from None
+        object.__setattr__(self, "max_bytes", _integer("cache_bytes (max_bytes)", self.max_bytes, 0))
+        if self.path is not None and not isinstance(self.path, (str, os.PathLike)):
+            raise LoaderArgumentError(f"cache_path must be a path, got {type(self.path).__name__}")
 
 
 @dataclass(frozen=True)
@@ -125,12 +146,32 @@ class LoaderConfig:
     prefetch_patches: int | None = None
 
     def __post_init__(self) -> None:
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        import math
+        import multiprocessing
+
+        import torch
+
+        object.__setattr__(self, "batch_size", _integer("batch_size", self.batch_size, 1))
+        object.__setattr__(self, "num_workers", _integer("num_workers", self.num_workers, 0))
         if self.worker_mode not in ("auto", "processes", "threads"):
-            raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {self.worker_mode!r}")
-        if self.prefetch_patches is not None and int(self.prefetch_patches) < 0:
-            raise ValueError(f"prefetch_patches must be >= 0, got {self.prefetch_patches}")
+            raise LoaderConfigError(f"worker_mode must be 'auto', 'processes' or 'threads', got {self.worker_mode!r}")
+        if self.prefetch_patches is not None:
+            object.__setattr__(self, "prefetch_patches", _integer("prefetch_patches", self.prefetch_patches, 0))
+        if self.prefetch_factor is not None:
+            object.__setattr__(self, "prefetch_factor", _integer("prefetch_factor", self.prefetch_factor, 1))
+        t = self.timeout
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise LoaderConfigError(f"timeout must be a finite number of seconds >= 0 (0: no limit), got {t!r}")
+        ctx = self.multiprocessing_context
+        if isinstance(ctx, str) and ctx not in multiprocessing.get_all_start_methods():
+            raise LoaderConfigError(
+                f"multiprocessing_context must be one of {multiprocessing.get_all_start_methods()}, got {ctx!r}"
+            )
+        if self.device is not None:
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise LoaderConfigError(f"device {self.device!r} is not a torch device: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -143,7 +184,13 @@ class DistributedConfig:
 
     def __post_init__(self) -> None:
         if self.shard_mode not in ("pad", "drop"):
-            raise ValueError(f"shard_mode must be 'pad' or 'drop', got {self.shard_mode!r}")
+            raise LoaderConfigError(f"shard_mode must be 'pad' or 'drop', got {self.shard_mode!r}")
+        if self.world_size is not None:
+            object.__setattr__(self, "world_size", _integer("world_size", self.world_size, 1))
+        if self.rank is not None:
+            object.__setattr__(self, "rank", _integer("rank", self.rank, 0))
+        if self.rank is not None and self.world_size is not None and self.rank >= self.world_size:
+            raise LoaderConfigError(f"rank {self.rank} out of range for world_size {self.world_size}")
 
 
 #: Flat (seed) keyword -> (config argument, field).
@@ -176,6 +223,58 @@ FLAT: dict[str, tuple[str, str]] = {
 }
 
 _C = TypeVar("_C")
+_PLANES = ("axial", "coronal", "sagittal")
+
+
+def _integer(name: str, value: Any, lo: int | None = None) -> int:
+    """``value`` as an int when it is a whole number (not a bool, str or fraction), else ``LoaderConfigError``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise LoaderConfigError(f"{name} must be a whole number, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        whole = int(value)
+    elif float(value).is_integer():
+        whole = int(float(value))
+    else:
+        raise LoaderConfigError(f"{name} must be a whole number, got {value!r}")
+    if lo is not None and whole < lo:
+        raise LoaderConfigError(f"{name} must be >= {lo}, got {value!r}")
+    return whole
+
+
+def _fraction(name: str, value: Any, lo: float, hi: float, *, open_hi: bool = False) -> float:
+    import math
+    import numbers
+
+    span = f"[{lo}, {hi}{')' if open_hi else ']'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise LoaderConfigError(f"{name} must be a finite number in {span}, got {value!r}")
+    v = float(value)
+    if v < lo or v > hi or (open_hi and v >= hi):
+        raise LoaderConfigError(f"{name} must be in {span}, got {value!r}")
+    return v
+
+
+def _sampler(value: Any) -> Any:
+    import math
+
+    if isinstance(value, str):
+        if value not in ("uniform", "foreground"):
+            raise LoaderConfigError(f"unknown sampler {value!r}: use 'uniform', 'foreground' or a ratio mapping")
+        return value
+    if isinstance(value, Mapping):
+        try:
+            weights = {int(k): float(w) for k, w in value.items()}
+        except (TypeError, ValueError):
+            weights = {}
+        if not weights or any(not math.isfinite(w) or w < 0 for w in weights.values()) or not any(weights.values()):
+            raise LoaderConfigError(
+                "sampler ratios must be a non-empty {label value: weight} mapping of finite weights >= 0, "
+                f"not all 0; got {dict(value)!r}"
+            )
+        return value
+    raise LoaderConfigError(f"unknown sampler {value!r}: use 'uniform', 'foreground' or a ratio mapping")
 
 
 def _apply(config: _C | None, default: _C, flat: dict[str, Any], what: str) -> _C:
@@ -184,7 +283,7 @@ def _apply(config: _C | None, default: _C, flat: dict[str, Any], what: str) -> _
         return dataclasses.replace(default, **flat) if flat else default  # type: ignore[type-var]
     if flat:
         clash = sorted(flat)
-        raise TypeError(f"give {clash} either as keywords or inside {what}=, not both")
+        raise LoaderArgumentError(f"give {clash} either as keywords or inside {what}=, not both")
     return config
 
 
@@ -205,7 +304,7 @@ def resolve(
     """
     unknown = sorted(set(flat) - set(FLAT))
     if unknown:
-        raise TypeError(f"{caller}: unexpected arguments {unknown}")
+        raise LoaderArgumentError(f"{caller}: unexpected arguments {unknown}")
     groups: dict[str, dict[str, Any]] = {"patch": {}, "cache": {}, "loader": {}, "distributed": {}}
     given = {"patch": patch, "cache": cache, "loader": loader, "distributed": distributed}
     for key, value in (defaults or {}).items():
@@ -225,7 +324,7 @@ def resolve(
     ):
         cfg = given[group]
         if cfg is not None and not isinstance(cfg, cls):
-            raise TypeError(f"{caller}: {group}= must be a {cls.__name__}, got {type(cfg).__name__}")
+            raise LoaderArgumentError(f"{caller}: {group}= must be a {cls.__name__}, got {type(cfg).__name__}")
         out.append(_apply(cfg, cls(**groups[group]), explicit[group], group))
     # the ignore below: out holds one config of each class, in this order
     return out[0], out[1], out[2], out[3]  # type: ignore[return-value]

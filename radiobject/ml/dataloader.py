@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -28,10 +29,11 @@ from torch.utils.data import DataLoader
 from radiobject.ml.collate import collate as default_collate_fn
 from radiobject.ml.collate import pad_collate
 from radiobject.ml.datasets import RadiDataset
+from radiobject.ml.errors import LoaderConfigError, WorkerError, WorkerFailure, WorkerTimeoutError
 from radiobject.ml.sampler import RadiSampler
 from radiobject.ml.threads import make_worker_init_fn, worker_share
 
-__all__ = ["FORKSERVER_PRELOAD", "RadiDataLoader", "default_context", "make_loader", "to_device"]
+__all__ = ["FORKSERVER_PRELOAD", "RadiDataLoader", "default_context", "make_loader", "to_device", "worker_error"]
 
 #: Modules the fork server imports once, so that each worker forked from it starts with them loaded
 #: (not ``__main__``: a script's unguarded top-level reads would run in the server, and its children
@@ -80,6 +82,55 @@ def default_context(dataset: Any = None) -> str | None:
     return "forkserver"
 
 
+def worker_error(exc: RuntimeError, where: str) -> WorkerError | None:
+    """The typed error for torch's ``RuntimeError`` about a worker (died, killed, timed out), else ``None``."""
+    text = str(exc)
+    if "DataLoader timed out" in text:
+        return WorkerTimeoutError(
+            f"{where}: {text} (a worker did not deliver its batch in time: a stuck read, a hung "
+            "transform or an overloaded machine; raise timeout= or check the store)"
+        )
+    if text.startswith("Caught ") and "DataLoader worker" in text:  # an error torch could not re-raise typed
+        return WorkerError(f"{where}: {text.splitlines()[0]}; {text.strip().splitlines()[-1]}")
+    if "DataLoader worker" in text and any(w in text for w in ("exited unexpectedly", "killed by signal")):
+        return WorkerError(
+            f"{where}: {text.splitlines()[0]} (killed, e.g. by the out-of-memory killer, or crashed); "
+            "the epoch was not completed"
+        )
+    return None
+
+
+def _method(context: Any) -> str:
+    """The start method's name of a ``multiprocessing_context`` (a name or a context object)."""
+    if context is None:
+        return "the default start method's"
+    return str(getattr(context, "_name", None) or context)
+
+
+def _typed_sigchld() -> None:
+    """Wraps torch's ``SIGCHLD`` handler (which raises a bare ``RuntimeError`` wherever the main
+    thread is when a worker dies) so that it raises a :class:`WorkerError` instead."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
+        return
+    previous = signal.getsignal(signal.SIGCHLD)
+    if not callable(previous) or getattr(previous, "_radiobject", False):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        try:
+            previous(signum, frame)
+        except RuntimeError as exc:
+            error = worker_error(exc, "a radiobject DataLoader")
+            if error is None:
+                raise
+            raise error from exc
+
+    handler._radiobject = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGCHLD, handler)
+
+
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
     """Moves every tensor in a (nested) batch to ``device``; other values are left as they are."""
     if isinstance(batch, torch.Tensor):
@@ -122,16 +173,57 @@ class RadiDataLoader(DataLoader):
             if context is not None:  # decided for good: the dataset is not pickled again each epoch
                 self.multiprocessing_context = context
                 self.auto_context = False
-        return super()._get_iterator()
+        it = super()._get_iterator()
+        if self.num_workers > 0:
+            _typed_sigchld()
+        return it
 
     # the ignore below: torch types DataLoader.__iter__ as returning its own iterator class
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         self._steps = 0
         device = self.device
-        source = self._threaded() if self.threads > 0 and self.num_workers == 0 else super().__iter__()
-        for batch in source:
-            self._steps += 1
-            yield to_device(batch, device) if device is not None else batch
+        try:
+            source = self._threaded() if self.threads > 0 and self.num_workers == 0 else super().__iter__()
+            for batch in source:
+                if isinstance(batch, WorkerFailure):  # an error inside a worker process, sent intact
+                    raise batch.error
+                self._steps += 1
+                yield to_device(batch, device) if device is not None else batch
+        except RuntimeError as exc:
+            error = worker_error(exc, self._where())
+            if error is None:
+                raise
+            self._drop_workers()
+            raise error from exc
+        except pickle.PicklingError as exc:
+            raise self._unpicklable(exc) from exc
+        except (AttributeError, TypeError) as exc:
+            if "pickle" not in str(exc):
+                raise
+            raise self._unpicklable(exc) from exc
+
+    def _where(self) -> str:
+        reader = getattr(self.dataset, "reader", None)
+        return f"store {reader.location.uri}" if reader is not None else "this loader"
+
+    def _unpicklable(self, exc: BaseException) -> LoaderConfigError:
+        return LoaderConfigError(
+            f"{self._where()}: the dataset cannot be sent to {_method(self.multiprocessing_context)} worker "
+            f"processes ({type(exc).__name__}: {exc}); make the transforms picklable (no lambdas or local "
+            "functions), or use worker_mode='threads' / multiprocessing_context='fork'"
+        )
+
+    def _drop_workers(self) -> None:
+        """After a worker died or timed out: shut the rest down; the next pass starts new workers."""
+        it = getattr(self, "_iterator", None)
+        if it is not None:
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:
+                try:
+                    shutdown()
+                except Exception:  # noqa: BLE001 - best effort: the workers are broken already
+                    pass
+            self._iterator = None
 
     def _threaded(self) -> Iterator[Any]:
         """Batches in sampler order, built ahead by ``threads`` threads (at most ``2 * threads`` in flight)."""
@@ -182,7 +274,7 @@ class RadiDataLoader(DataLoader):
             raise TypeError("load_state_dict needs a loader built by ml.loaders (a RadiSampler)")
         sampler.load_state_dict(state)
         if isinstance(self.dataset, RadiDataset):
-            self.dataset.set_epoch(state["epoch"])
+            self.dataset.set_epoch(sampler.epoch)
 
 
 def make_loader(

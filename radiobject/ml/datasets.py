@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
-from radiobject.errors import RadiObjectError
 from radiobject.ml.cache import InMemoryCache, NoCache
-from radiobject.ml.collate import batch_buffer, collate
+from radiobject.ml.collate import CollatedBatch, batch_buffer, collate
+from radiobject.ml.errors import SampleError, WorkerFailure, first_key, sample_error
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampling import (
     class_ratio_patch_origins,
@@ -64,10 +64,6 @@ class LoadingMode(enum.StrEnum):
     FULL_VOLUME = "full_volume"
     PATCH = "patch"
     SLICE_2D = "slice_2d"
-
-
-class SampleError(RadiObjectError):
-    """Loading or transforming one sample failed; the message names the subject and the store."""
 
 
 class RadiDataset(Dataset):
@@ -116,10 +112,9 @@ class RadiDataset(Dataset):
             subject = self.reader.subject_ids[self.subject_of(index)]
         except Exception:
             subject = "?"
-        return SampleError(
-            f"subject {subject!r} (sample {index}, epoch {epoch}) of store "
-            f"{self.reader.location.uri}: {type(exc).__name__}: {exc}"
-        )
+        uri = self.reader.location.uri
+        text = f"subject {subject!r} (sample {index}, epoch {epoch}) of store {uri}: {type(exc).__name__}: {exc}"
+        return sample_error(text, exc, subject=subject, store=uri)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         epoch, index = self._key(key)
@@ -136,11 +131,16 @@ class RadiDataset(Dataset):
 
     def __getitems__(self, keys: list[Any]) -> Any:
         """A batch: collated directly when ``batched_reads`` and no transforms, else a list of samples."""
-        if self.batched_reads and self.transforms is None and not self.meta_tensors and hasattr(self, "build_batch"):
-            from radiobject.ml.collate import CollatedBatch
-
-            return CollatedBatch(self.build_batch([self._key(k) for k in keys]))
-        return [self[k] for k in keys]
+        direct = self.batched_reads and self.transforms is None and not self.meta_tensors
+        try:
+            if direct and hasattr(self, "build_batch"):
+                return CollatedBatch(self.build_batch([self._key(k) for k in keys]))
+            return [self[k] for k in keys]
+        except Exception as exc:  # noqa: BLE001 - named, and sent intact from a worker process
+            error = exc if isinstance(exc, SampleError) else self._error(*first_key(keys, self.epoch), exc)
+            if self.batched_reads and get_worker_info() is not None:  # our collate passes it on
+                return WorkerFailure(error)
+            raise error from exc
 
     def _sample(
         self, index: int, subj: int, image: np.ndarray, label: np.ndarray | None, origin: Sequence[int] | np.ndarray
@@ -288,7 +288,9 @@ class PatchDataset(RadiDataset):
             return collate([self[k] for k in keys])
         affines_of, spacing_of, bounds_of = self._tables()
         image_t, image = batch_buffer((n, channels.pop(), *self.patch_size), np.float32)
-        label_t, label = batch_buffer((n, 1, *self.patch_size), r.label_dtype()) if r.label else (None, None)
+        label_t, label = (
+            batch_buffer((n, 1, *self.patch_size), r.label_dtype(sorted(set(subjects)))) if r.label else (None, None)
+        )
         origins = np.empty((n, 3), np.int64)
         affines = affines_of[subjects]  # a copy: the rows are shifted below
         uniform = self.sampler == "uniform"

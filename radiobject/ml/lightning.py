@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, resolve
+from radiobject.ml.errors import EmptySelectionError
 from radiobject.ml.loaders import (
     RadiDataLoader,
     create_inference_dataloader,
@@ -187,6 +188,12 @@ class RadiObjectDataModule(pl.LightningDataModule):
         if self.split and self.fold is not None and stage == "test" and self.subjects[stage] is None:
             return []
         rank, world = self._topology()
+        try:
+            return self._validation_loader(stage, rank, world)
+        except EmptySelectionError:  # a split without rows for this stage: no loader, as Lightning takes it
+            return []
+
+    def _validation_loader(self, stage: str, rank: int, world: int) -> RadiDataLoader:
         return create_validation_dataloader(
             self.radi,
             modalities=self.modalities,

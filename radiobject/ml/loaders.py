@@ -28,10 +28,12 @@ from typing import Any, cast
 
 import torch
 
+from radiobject.ml._loader_checks import check_cache_path, names_of, nonempty, typed
 from radiobject.ml.cache import Cache, CacheStrategy, make_cache
-from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, resolve
+from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, _integer, resolve
 from radiobject.ml.dataloader import RadiDataLoader, make_loader, to_device
 from radiobject.ml.datasets import GridPatchDataset, LoadingMode, PatchDataset, RadiDataset, SliceDataset, VolumeDataset
+from radiobject.ml.errors import LoaderArgumentError, LoaderConfigError
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampler import RadiSampler, _dist_default, set_epoch
 from radiobject.ml.selection import complete_subjects, default_modalities, split_subjects
@@ -67,12 +69,18 @@ def build_reader(
     if isinstance(radi, (str, os.PathLike)):  # a store location: opened here
         radi = RadiObject(radi)
     elif not hasattr(radi, "collection_names"):
-        raise TypeError(
+        raise LoaderArgumentError(
             f"the loaders take a RadiObject (or a view), a VolumeReader or a store path, not {type(radi).__name__}"
         )
     if modalities is None:
         modalities = default_modalities(radi, label)
-    mods = [modalities] if isinstance(modalities, str) else list(modalities)
+    mods = names_of("modalities", modalities, radi.uri)
+    if not mods:
+        raise LoaderConfigError(f"{radi.uri}: modalities is empty; name at least one image collection")
+    if label is not None and not isinstance(label, str):
+        raise LoaderArgumentError(f"label must be a collection name (str) or None, got {type(label).__name__}")
+    if subjects is not None:
+        subjects = names_of("subjects", subjects, radi.uri)
     chosen = split_subjects(radi, split, fold)
     if subjects is not None and chosen is not None:
         keep = set(chosen)
@@ -83,6 +91,7 @@ def build_reader(
     chosen = complete_subjects(radi, names, chosen, incomplete)
     if not isinstance(cache, Cache):
         cfg = cache if isinstance(cache, CacheConfig) else CacheConfig(strategy=cache or CacheStrategy.NONE)
+        check_cache_path(cfg, radi.uri)
         # cast: CacheConfig.__post_init__ turns every strategy (None included) into a CacheStrategy
         cache = make_cache(cast(CacheStrategy, cfg.strategy), max_bytes=cfg.max_bytes, path=cfg.path)
     return VolumeReader.from_radi(radi, mods, label, cache=cache, subjects=chosen)
@@ -146,6 +155,7 @@ def _make(dataset: RadiDataset, sampler: RadiSampler, cfg: LoaderConfig, *, trai
     )
 
 
+@typed
 def create_training_dataloader(
     radi: Any,
     *,
@@ -191,9 +201,11 @@ def create_training_dataloader(
     p, c, lc, d = resolve(
         options, patch=patch, cache=cache, loader=loader, distributed=distributed, caller="create_training_dataloader"
     )
+    seed = _integer("seed", seed, 0)
     reader = build_reader(
         radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold, incomplete=incomplete
     )
+    nonempty(reader, "create_training_dataloader")
     dataset = _dataset(
         reader, p, transforms=transforms, seed=seed, training=True, meta=_wants_meta(meta_tensors, transforms)
     )
@@ -215,6 +227,7 @@ def create_training_dataloader(
 _TRAINING_ONLY = frozenset({"patches_per_volume", "sampler", "foreground_prob", "shard_mode", "drop_last"})
 
 
+@typed
 def create_validation_dataloader(
     radi: Any,
     *,
@@ -253,9 +266,11 @@ def create_validation_dataloader(
         defaults={"patch_size": None, "batch_size": 1},
         caller="create_validation_dataloader",
     )
+    seed = _integer("seed", seed, 0)
     reader = build_reader(
         radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold, incomplete=incomplete
     )
+    nonempty(reader, "create_validation_dataloader")
     dataset = _dataset(
         reader, p, transforms=transforms, seed=seed, training=False, meta=_wants_meta(meta_tensors, transforms)
     )
@@ -264,6 +279,7 @@ def create_validation_dataloader(
     return _make(dataset, samp, lc, training=False)
 
 
+@typed
 def create_inference_dataloader(
     radi: Any,
     *,
@@ -301,6 +317,7 @@ def create_inference_dataloader(
     reader = build_reader(
         radi, modalities, label, cache=c, subjects=subjects, split=split, fold=fold, incomplete=incomplete
     )
+    nonempty(reader, "create_inference_dataloader")
     world, r = _dist_default(d.world_size, d.rank)
     if world > 1:  # whole subjects per rank, so that each rank completes (and writes) its volumes
         reader = reader.subset(range(r, len(reader), world))

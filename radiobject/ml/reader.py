@@ -26,6 +26,7 @@ import numpy as np
 from radiobject.errors import AlignmentError, NotFoundError
 from radiobject.geometry import plane_axis
 from radiobject.ml._reader_cache import CacheReads
+from radiobject.ml._reader_open import check_geometry, pinned_volume
 from radiobject.ml._reader_prefetch import PrefetchReads
 from radiobject.ml.cache import Cache, NoCache
 from radiobject.ml.cache.chunks import CacheUse
@@ -52,6 +53,10 @@ class VolumeReader(CacheReads, PrefetchReads):
         shapes: per subject, the spatial (first three axes) shape, shared by all its volumes.
         affines: per subject, the 4x4 affine flattened to 16 floats.
         cache: where decoded volumes are kept (``NoCache()`` by default).
+        versions: per subject, the version of each volume (same order as ``obs_ids``) when the
+            reader was built; every process reads exactly these (a volume replaced meanwhile is
+            read whole in its old version, consistent with ``shapes`` / ``affines``; one removed
+            since is a typed error). Empty: the current versions.
     """
 
     location: StoreLocation
@@ -62,6 +67,7 @@ class VolumeReader(CacheReads, PrefetchReads):
     shapes: tuple[tuple[int, ...], ...]
     affines: tuple[tuple[float, ...], ...]
     cache: Cache = field(default_factory=NoCache)
+    versions: tuple[tuple[str, ...], ...] = ()
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -86,26 +92,41 @@ class VolumeReader(CacheReads, PrefetchReads):
             raise ValueError("VolumeReader: give at least one image collection in modalities")
         names = [*mods, label] if label else list(mods)
         wanted = list(subjects) if subjects is not None else radi.obs_subject_ids
-        rows: dict[str, dict[str, tuple[str, tuple[int, ...], tuple[float, ...]]]] = {}
+        rows: dict[str, dict[str, tuple[str, tuple[int, ...], tuple[float, ...], str]]] = {}
         for name in names:
             obs = radi[name].obs
-            per: dict[str, tuple[str, tuple[int, ...], tuple[float, ...]]] = {}
+            per: dict[str, tuple[str, tuple[int, ...], tuple[float, ...], str]] = {}
             for r in obs.to_dict("records"):
                 sid = str(r["obs_subject_id"])
                 if sid in per:
                     raise AlignmentError(sid, f"has several volumes in collection {name!r}; select one per subject")
-                per[sid] = (str(r["obs_id"]), tuple(int(s) for s in r["shape"]), tuple(float(v) for v in r["affine"]))
+                shape = tuple(int(s) for s in r["shape"])
+                if len(shape) < 3 or min(shape) < 1:
+                    raise AlignmentError(
+                        sid,
+                        f"volume {r['obs_id']!r} of collection {name!r} has shape {shape}: the loaders need 3D "
+                        "(x, y, z) or 4D (x, y, z, t) volumes",
+                    )
+                if name == label and len(shape) > 3 and int(np.prod(shape[3:])) != 1:
+                    raise AlignmentError(
+                        sid,
+                        f"label volume {r['obs_id']!r} of collection {name!r} has shape {shape}: a label "
+                        "must be one 3D map (x, y, z)",
+                    )
+                version = "" if r.get("version") is None else str(r.get("version"))
+                per[sid] = (str(r["obs_id"]), shape, tuple(float(v) for v in r["affine"]), version)
             rows[name] = per
-        obs_ids, shapes, affines = [], [], []
+        obs_ids, shapes, affines, versions = [], [], [], []
         for sid in wanted:
             missing = [name for name in names if sid not in rows[name]]
             if missing:
                 raise NotFoundError("subject", sid, f"collection {missing[0]!r} of {radi.uri}")
             found = [(name, *rows[name][sid]) for name in names]
-            reason = misalignment([(name, "", shape, np.asarray(aff)) for name, _, shape, aff in found], atol)
+            reason = misalignment([(name, "", shape, np.asarray(aff)) for name, _, shape, aff, _ in found], atol)
             if reason is not None:
                 raise AlignmentError(sid, reason)
-            obs_ids.append(tuple(oid for _, oid, _, _ in found))
+            obs_ids.append(tuple(oid for _, oid, _, _, _ in found))
+            versions.append(tuple(v for *_, v in found))
             shapes.append(tuple(found[0][2][:3]))
             affines.append(found[0][3])
         return cls(
@@ -117,6 +138,7 @@ class VolumeReader(CacheReads, PrefetchReads):
             tuple(shapes),
             tuple(affines),
             cache if cache is not None else NoCache(),
+            tuple(versions),
         )
 
     def subset(self, indices: Sequence[int]) -> VolumeReader:
@@ -131,12 +153,21 @@ class VolumeReader(CacheReads, PrefetchReads):
             tuple(self.shapes[i] for i in idx),
             tuple(self.affines[i] for i in idx),
             self.cache,
+            tuple(self.versions[i] for i in idx) if self.versions else (),
         )
 
     def with_cache(self, cache: Cache) -> VolumeReader:
         """The same reader reading through ``cache``."""
         return VolumeReader(
-            self.location, self.modalities, self.label, self.subject_ids, self.obs_ids, self.shapes, self.affines, cache
+            self.location,
+            self.modalities,
+            self.label,
+            self.subject_ids,
+            self.obs_ids,
+            self.shapes,
+            self.affines,
+            cache,
+            self.versions,
         )
 
     # --------------------------------------------------------- per-process state
@@ -185,10 +216,15 @@ class VolumeReader(CacheReads, PrefetchReads):
         if vol is None:
             names = [*self.modalities, self.label] if self.label else list(self.modalities)
             try:
-                oid = self.obs_ids[index][names.index(collection)]
+                col = names.index(collection)
             except ValueError:
                 raise NotFoundError("collection", collection, "this reader") from None
+            oid = self.obs_ids[index][col]
             vol = self.radi[collection].volume(oid)
+            pinned = self.versions[index][col] if self.versions else ""
+            if pinned and vol.info.version and vol.info.version != pinned:
+                vol = pinned_volume(self, index, collection, vol, pinned)
+            check_geometry(self, index, collection, vol)
             local["volumes"][key] = vol
         return vol
 
@@ -249,7 +285,7 @@ class VolumeReader(CacheReads, PrefetchReads):
         if self.label is None:
             raise ValueError(f"{self!r} has no label collection")
         data = np.asarray(self.read_raw(index, self.label, region))
-        return _label_dtype(data)[None]
+        return _label_dtype(data, self.label)[None]
 
     def read_patch(
         self,
@@ -301,13 +337,18 @@ class VolumeReader(CacheReads, PrefetchReads):
             apply_scaling(target, vol.metadata)
             c += n
         if label is not None and self.label is not None:
-            self._read_into(index, self.label, src, label[(slice(0, 1), *dst)])
+            if self.volume(index, self.label).dtype.kind == "f":  # checked: whole numbers only
+                label[(slice(0, 1), *dst)] = _label_dtype(self.read_raw(index, self.label, src), self.label)
+            else:
+                self._read_into(index, self.label, src, label[(slice(0, 1), *dst)])
 
-    def label_dtype(self) -> np.dtype:
-        """The dtype labels are delivered in (see ``read_label``)."""
+    def label_dtype(self, subjects: Sequence[int] = (0,)) -> np.dtype:
+        """The dtype labels of ``subjects`` are delivered in together (see ``read_label``): one that
+        holds every one of their stored dtypes (no label value is ever truncated)."""
         if self.label is None:
             raise ValueError(f"{self!r} has no label collection")
-        return _label_dtype(np.empty(0, self.volume(0, self.label).dtype)).dtype
+        label = self.label
+        return np.result_type(*{_label_dtype(np.empty(0, self.volume(i, label).dtype)).dtype for i in subjects})
 
     def slice_region(self, index: int, plane: str | int, position: int) -> tuple[Region, int]:
         """Region of one 2D slice: ``plane`` is ``"axial"`` / ``"coronal"`` / ``"sagittal"`` or an array axis."""

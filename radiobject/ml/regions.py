@@ -35,10 +35,20 @@ def _patch_slices(
     return tuple(src), tuple(dst), inside
 
 
-def _label_dtype(data: np.ndarray) -> np.ndarray:
+def _label_dtype(data: np.ndarray, collection: str = "") -> np.ndarray:
+    """``data`` in the integer dtype labels are delivered in; float labels must hold whole numbers."""
     if data.dtype == np.bool_:
         return data.astype(np.uint8)
     if data.dtype.kind == "f":
+        bad = ~np.isfinite(data) | (data != np.rint(data)) if data.size else np.zeros(0, bool)
+        if bad.any():
+            from radiobject.ml.errors import LabelValueError
+
+            raise LabelValueError(
+                f"label collection {collection!r} holds non-integer values (e.g. {float(data[bad].flat[0])!r}; "
+                f"{int(bad.sum())} voxel(s) of this region): a probability or intensity map, not a label map; "
+                "store labels as integers, or pass it in modalities"
+            )
         return data.astype(np.int64)
     if data.dtype.kind == "u" and data.dtype.itemsize >= 4:
         return data.astype(np.int64)

@@ -27,9 +27,10 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from radiobject.ml._reader_prefetch import DEFAULT_PREFETCH_PATCHES, Lookahead
+from radiobject.ml.errors import ResumeStateError
 from radiobject.ml.partition import ShardMode, resume_state, segment_streams
 
-__all__ = ["EpochNotSetWarning", "RadiSampler", "set_epoch"]
+__all__ = ["EpochNotSetWarning", "RadiSampler", "check_state", "dataset_fingerprint", "set_epoch"]
 
 
 class EpochNotSetWarning(UserWarning):
@@ -200,7 +201,7 @@ class RadiSampler(DistributedSampler):
         position = done - before if absolute else segs[-1][1] + done
         length = len(self._streams(epoch, segs)[self.rank])
         segs[-1][1] = max(0, min(position, length))
-        return resume_state(
+        state = resume_state(
             self._size,
             seed=self.seed,
             epoch=epoch,
@@ -209,6 +210,8 @@ class RadiSampler(DistributedSampler):
             shuffle=self.shuffle,
             group_size=self.group_size,
         )
+        state["dataset"] = dataset_fingerprint(self.dataset)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume: the next pass of epoch ``state["epoch"]`` yields only what was not yet consumed.
@@ -217,15 +220,30 @@ class RadiSampler(DistributedSampler):
         samples no rank had consumed are re-sharded over the new ranks (training pads / drops as
         configured, validation exact), each exactly once.
         """
-        for key, mine in (("num_samples", self._size), ("group_size", self.group_size), ("mode", self.mode)):
-            if state.get(key) != mine:
-                raise ValueError(
-                    f"resume state has {key}={state.get(key)!r}, this loader has {mine!r} "
-                    "(same dataset, patches_per_volume and shard mode needed)"
-                )
-        self.seed, self.shuffle = int(state["seed"]), bool(state["shuffle"])
-        self.epoch = int(state["epoch"])
-        segs = [[int(w), int(p)] for w, p in state["segments"]]
+        epoch, segs = check_state(
+            state,
+            {
+                "num_samples": self._size,
+                "group_size": self.group_size,
+                "mode": self.mode,
+                "seed": self.seed,
+                "shuffle": self.shuffle,
+                "dataset": dataset_fingerprint(self.dataset),
+            },
+        )
+        self.epoch = epoch
+        try:  # every position must lie on its segment's streams (a tampered state cannot skip samples)
+            for k in range(len(segs)):
+                longest = max(len(x) for x in self._streams(epoch, [*segs[:k], [segs[k][0], 0]]))
+                if segs[k][1] > longest:
+                    raise ResumeStateError(
+                        f"resume state: position {segs[k][1]} of segment {k} is past the end of its streams "
+                        f"({longest} samples per rank on {segs[k][0]} ranks)"
+                    )
+        except ResumeStateError:
+            raise
+        except ValueError as exc:
+            raise ResumeStateError(f"resume state: segments {segs} do not describe this epoch: {exc}") from exc
         if segs[-1][0] != self.num_replicas:
             segs.append([self.num_replicas, 0])
         left = sum(max(len(x) - segs[-1][1], 0) for x in self._streams(self.epoch, segs))
@@ -233,6 +251,69 @@ class RadiSampler(DistributedSampler):
         self._pending = (self.epoch, segs) if left else None
         self._active = None if left else (self.epoch, segs)
         self._epoch_set = True
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """A short digest of what a dataset's samples are (subjects, collections, patch size, sampling), so
+    that a resume state is never loaded into a loader whose samples are others (world size excluded)."""
+    import hashlib
+
+    reader = getattr(dataset, "reader", None)
+    parts = [
+        type(dataset).__name__,
+        len(dataset),
+        getattr(getattr(reader, "location", None), "uri", None),
+        getattr(reader, "modalities", None),
+        getattr(reader, "label", None),
+        getattr(reader, "subject_ids", None),
+        getattr(reader, "obs_ids", None),
+        getattr(dataset, "patch_size", None),
+        getattr(dataset, "patches_per_volume", None),
+        repr(getattr(dataset, "sampler", None)),
+        getattr(dataset, "foreground_prob", None),
+        getattr(dataset, "plane", None),
+        getattr(dataset, "seed", None),
+    ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def check_state(state: Any, mine: dict[str, Any]) -> tuple[int, list[list[int]]]:
+    """``(epoch, segments)`` of a resume state, checked against this loader's facts ``mine``.
+
+    ``ResumeStateError`` for a state that is not a mapping, lacks a key, holds values of the wrong
+    type or range, or belongs to another loader (dataset, patches, shard mode, seed, shuffle).
+    A state without ``"dataset"`` (saved before it was recorded) is not checked for it.
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(state, Mapping):
+        raise ResumeStateError(f"resume state must be the dict of state_dict(), got {type(state).__name__}")
+    missing = [
+        k for k in ("epoch", "seed", "shuffle", "mode", "num_samples", "group_size", "segments") if k not in state
+    ]
+    if missing:
+        raise ResumeStateError(f"resume state lacks {missing} (not a state_dict() of a radiobject loader)")
+    for key, value in mine.items():
+        if key == "dataset" and key not in state:
+            continue
+        if state.get(key) != value:
+            raise ResumeStateError(
+                f"resume state has {key}={state.get(key)!r}, this loader has {value!r}: the state belongs to "
+                "another loader (same subjects, patch size, patches_per_volume, sampler, seed and shard mode needed)"
+            )
+    try:
+        epoch = state["epoch"]
+        if isinstance(epoch, bool) or int(epoch) != epoch or epoch < 0:
+            raise ValueError(f"epoch {epoch!r}")
+        segs = [[w, p] for w, p in state["segments"]]
+        if not segs:
+            raise ValueError("no segments")
+        for w, p in segs:
+            if isinstance(w, bool) or isinstance(p, bool) or int(w) != w or int(p) != p or w < 1 or p < 0:
+                raise ValueError(f"segment {[w, p]!r}")
+    except (TypeError, ValueError) as exc:
+        raise ResumeStateError(f"resume state is malformed ({exc}): {dict(state)!r}") from exc
+    return int(epoch), [[int(w), int(p)] for w, p in segs]
 
 
 def set_epoch(loader: Any, epoch: int) -> None:

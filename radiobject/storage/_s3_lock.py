@@ -9,8 +9,7 @@ holder (host, pid, a random token), when it was acquired and renewed, and its le
   and the holder. After a successful create the object is read back and must carry our token.
 - **Lease and heartbeat**: while held, a daemon thread rewrites the object every ``lease / 3``
   seconds with ``If-Match: <our ETag>``. A holder that stops renewing (crash, ``kill -9``, a host
-  that went away) leaves a *stale* object: one whose ``Last-Modified`` is more than its lease
-  (+1 s: HTTP dates have one-second resolution) before the server's ``Date`` (server clock only).
+  that went away) leaves a *stale* object (``Last-Modified`` over lease + 1 s before ``Date``).
 - **Take-over**: a waiter that finds a stale object overwrites it with ``If-Match: <its ETag>``;
   of several waiters only one can succeed (the others get 412 and keep waiting).
 - **Release**: ``DeleteObject`` with ``If-Match: <our ETag>`` where honoured; elsewhere read, then
@@ -23,9 +22,8 @@ Support is probed once per process and bucket (a scratch object next to the lock
 honouring ``If-None-Match`` / ``If-Match`` on ``PutObject`` gets no lock, one ``RuntimeWarning`` and
 the single-writer rule (docs/integrity.md); ``RADIOBJECT_S3_LOCK=off`` skips lock and probe.
 
-Requests use botocore (installed with s3fs) with the credentials and endpoint of
-``StorageOptions.s3fs_kwargs()``, each bounded to a third of the lease (timeouts and retries
-capped); failures become ``RemoteStorageError`` (:func:`radiobject.storage.faults.remote_errors`).
+Requests: botocore with ``StorageOptions.s3fs_kwargs()``, each bounded to a third of the lease;
+failures become ``RemoteStorageError``.
 """
 
 from __future__ import annotations
@@ -133,8 +131,7 @@ class LockObject:
     """Conditional requests on one lock object (``uri`` = ``s3://bucket/key``)."""
 
     def __init__(self, root: str, storage: StorageOptions, name: str = LOCK_NAME) -> None:
-        scheme, sep, rest = root.partition("://")
-        if not sep or not rest.split("/", 1)[0]:
+        if not root.partition("://")[2].split("/", 1)[0]:
             raise StoreError(root, "an object-store location needs a bucket: s3://bucket/prefix")
         self.root = root
         self.uri = root.rstrip("/") + "/" + name

@@ -187,6 +187,10 @@ class TileDBBackend(Backend):
             integrity.raise_first(
                 uri, integrity.problems(uri, record, self.storage, hash_file=lambda rel: not _data_file(rel))
             )
+        if tiledb.object_type(path, ctx=ctx) != "array":  # not via a TileDB error (its teardown can abort)
+            if checked:
+                raise CorruptDataError(uri, "TileDB finds no array here", part="__schema")
+            raise StoreNotFoundError(uri, "no TileDB array here")
         try:
             arr = tiledb.open(path, mode="r", ctx=ctx)
         except tiledb.TileDBError as exc:

@@ -316,7 +316,7 @@ def test_a_deleted_collection_is_an_error_not_an_absence(tmp_path: Path, backend
     assert main(["verify", uri, "--quick"]) == 0
     shutil.rmtree(Path(uri, "collections", "seg"))
     with pytest.raises(CorruptDataError, match="'seg' is recorded") as info:
-        RadiObject(uri).collection_names
+        _ = RadiObject(uri).collection_names
     assert info.value.store == uri and "collections/seg" in info.value.part
     assert main(["verify", uri, "--quick"]) == 1
     assert main(["info", uri]) != 0

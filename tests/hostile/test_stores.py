@@ -97,11 +97,11 @@ def test_extra_unknown_files_are_harmless(store: Path, capsys: pytest.CaptureFix
     assert run_cli(capsys, "info", store).rc == 0
 
 
-def test_info_of_collection_with_no_rows(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_of_collection_whose_catalog_was_deleted(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for p in glob.glob(str(store / "collections/T1w/obs/*")):
         os.remove(p)
-    res = run_cli(capsys, "info", store)
-    assert res.rc == 0 and "T1w" in res.out
+    res = run_cli(capsys, "info", store)  # damage, not an empty collection: a typed error naming it
+    assert res.rc == 2 and "obs table" in error_line(res) and "T1w" in error_line(res)
 
 
 @pytest.mark.parametrize("what", ["a_file", "missing", "cohort_folder"])

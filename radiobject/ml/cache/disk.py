@@ -46,7 +46,14 @@ class DiskCache(Cache):
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.max_maps = int(max_maps)
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:  # a file in the way, no permission, a read-only disk
+            from radiobject.ml.errors import LoaderConfigError
+
+            raise LoaderConfigError(
+                f"{type(self).__name__}: cannot use {self.path} as a cache directory ({type(exc).__name__}: {exc})"
+            ) from exc
         self.hits = 0
         self.misses = 0
         self._reset_maps()
