@@ -18,6 +18,7 @@ from radiobject.errors import DicomError, StoreError, SubjectTableError
 from radiobject.formats.nifti import read_nifti
 from radiobject.ingest.manifest import plan_from_manifest
 from radiobject.model.label_maps import LabelMap
+from tests.hostile._dicom import mr_slice
 from tests.hostile.conftest import error_line, run_cli, write_nifti
 
 pytestmark = pytest.mark.timeout(120)
@@ -121,21 +122,13 @@ def test_subject_table_missing_or_second_id_column(
 # ------------------------------------------------------------------ image files
 def test_dicom_non_finite_rescale_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     from radiobject.formats.dicom import read_dicom_series
 
     folder = tmp_path / "root" / "sub1"
     folder.mkdir(parents=True)
     for i in range(3):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = "p1", "1.2.3", "1.2.3.4", "MR"
-        ds.InstanceNumber, ds.ImagePositionPatient, ds.ImageOrientationPatient = i + 1, [0, 0, i], [1, 0, 0, 0, 1, 0]
+        ds = mr_slice(i)
         ds.PixelSpacing, ds.Rows, ds.Columns, ds.SamplesPerPixel = [1, 1], 4, 5, 1
         ds.PhotometricInterpretation, ds.BitsAllocated, ds.BitsStored, ds.HighBit = "MONOCHROME2", 16, 16, 15
         ds.PixelRepresentation, ds.RescaleSlope, ds.RescaleIntercept = 1, "nan", 0

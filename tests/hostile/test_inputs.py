@@ -12,6 +12,7 @@ import pytest
 
 from radiobject.errors import NiftiReadError
 from radiobject.formats.nifti import read_nifti
+from tests.hostile._dicom import mr_slice
 from tests.hostile.conftest import manifest, run_cli, write_nifti
 
 pytestmark = pytest.mark.timeout(60)
@@ -124,8 +125,6 @@ def test_symlink_loop_in_cohort_folder_bounded(tmp_path: Path, capsys: pytest.Ca
 
 def test_dicom_folder_of_non_dicom_and_without_pixels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     junk = tmp_path / "junk" / "sub1"
     junk.mkdir(parents=True)
@@ -136,13 +135,7 @@ def test_dicom_folder_of_non_dicom_and_without_pixels(tmp_path: Path, capsys: py
     nopix = tmp_path / "nopix" / "sub1"
     nopix.mkdir(parents=True)
     for i in range(3):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
-        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = "p1", "1.2.3", "1.2.3.4", "MR"
-        ds.InstanceNumber, ds.ImagePositionPatient, ds.ImageOrientationPatient = i + 1, [0, 0, i], [1, 0, 0, 0, 1, 0]
+        ds = mr_slice(i)
         ds.PixelSpacing, ds.Rows, ds.Columns = [1, 1], 4, 4
         ds.save_as(nopix / f"f{i}.dcm", enforce_file_format=True)
     assert pydicom.dcmread(nopix / "f0.dcm").get("PixelData") is None
