@@ -100,7 +100,8 @@ def test_lightning_ddp_two_processes_runs_the_example(tmp_path):
     state = torch.load(ckpt / "last.ckpt", weights_only=False)["RadiObjectDataModule"]
     assert state["train"]["world_size"] == 2 and state["train"]["num_samples"] == 6
     out = subprocess.run(
-        cmd[:-4] + ["--max-steps", "7", "--ckpt-dir", str(ckpt), "--resume", str(ckpt / "last.ckpt")],
+        # the same settings (a resume state of another patch size is refused: ResumeStateError)
+        cmd[:-6] + ["--patch", "16", "--max-steps", "7", "--ckpt-dir", str(ckpt), "--resume", str(ckpt / "last.ckpt")],
         capture_output=True,
         text=True,
         timeout=180,
