@@ -343,8 +343,7 @@ class _LocatedRead:
 
     __slots__ = ("_future", "_storage", "_uri")
 
-    def __init__(self, future: ReadFuture, uri: str | os.PathLike[str], storage: StorageOptions) -> None:
-        uri = as_location(uri)
+    def __init__(self, future: ReadFuture, uri: str, storage: StorageOptions) -> None:
         self._future, self._uri, self._storage = future, uri, storage
 
     def result(self) -> np.ndarray:
