@@ -9,6 +9,7 @@ Only 127.0.0.1 is used; nothing here reaches a network.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,13 +18,32 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from radiobject.errors import InvalidIdError, StoreError
 from radiobject.storage.options import StorageOptions
 
-__all__ = ["LocalS3", "LocalS3Error", "free_port", "moto_server_command"]
+__all__ = ["LocalS3", "LocalS3Error", "check_bucket_name", "free_port", "moto_server_command"]
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 class LocalS3Error(RuntimeError):
     """``moto_server`` is not installed, exited, or did not listen in time."""
+
+
+def check_bucket_name(bucket: str) -> str:
+    """``bucket`` when it is a valid S3 bucket name (3-63 characters: lowercase letters, digits,
+    ``.`` and ``-``, a letter or digit first and last, no ``..``, not an IP address); else an
+    ``InvalidIdError`` naming it and the rule it breaks."""
+    if not _BUCKET.match(bucket):
+        reason = (
+            f"{len(bucket)} character(s) (S3 bucket names have 3 to 63)"
+            if not 3 <= len(bucket) <= 63
+            else "S3 bucket names hold lowercase letters, digits, '.' and '-', and start and end with a letter or digit"
+        )
+        raise InvalidIdError("S3 bucket name", bucket, reason)
+    if ".." in bucket or re.fullmatch(r"\d+\.\d+\.\d+\.\d+", bucket):
+        raise InvalidIdError("S3 bucket name", bucket, "S3 bucket names hold no '..' and are not IP addresses")
+    return bucket
 
 
 def free_port() -> int:
@@ -83,9 +103,18 @@ class LocalS3:
         return self.storage_options()
 
     def start(self) -> LocalS3:
-        """Starts the server and waits (at most ``timeout_s``) until it listens; creates ``bucket``."""
+        """Starts the server and waits (at most ``timeout_s``) until it listens; creates ``bucket``.
+
+        Raises:
+            InvalidIdError: ``bucket`` is not a valid S3 bucket name (before any server starts).
+            StoreError: the server refused to create ``bucket`` (``s3://bucket``, its error code
+                and message); the server is stopped.
+            LocalS3Error: not installed, already running, exited, or did not listen in time.
+        """
         if self.proc is not None:
             raise LocalS3Error(f"moto_server is already running on {self.url}")
+        if self.bucket:
+            check_bucket_name(self.bucket)
         cmd = moto_server_command(self.port)
         if cmd is None:
             raise LocalS3Error("moto_server is not installed (pip install 'moto[server]')")
@@ -112,19 +141,29 @@ class LocalS3:
                 time.sleep(0.05)
         if self.bucket:
             try:
-                import boto3
-
-                boto3.client(
-                    "s3",
-                    endpoint_url=self.url,
-                    aws_access_key_id=self.key,
-                    aws_secret_access_key=self.secret,
-                    region_name="us-east-1",
-                ).create_bucket(Bucket=self.bucket)
+                self._create_bucket(self.bucket)
             except BaseException:
                 self.stop()  # never an orphaned server
                 raise
         return self
+
+    def _create_bucket(self, bucket: str) -> None:
+        import boto3
+        from botocore.exceptions import ClientError
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.key,
+            aws_secret_access_key=self.secret,
+            region_name="us-east-1",
+        )
+        try:
+            client.create_bucket(Bucket=bucket)
+        except ClientError as exc:  # a raw botocore error is no radiobject error: typed, named
+            err = exc.response.get("Error", {})
+            code, text = err.get("Code", "error"), err.get("Message", str(exc))
+            raise StoreError(f"s3://{bucket}", f"{self.url} refused to create the bucket: {code}: {text}") from exc
 
     def stop(self) -> None:
         """Kills the server (if running) and closes its log."""

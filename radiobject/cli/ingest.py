@@ -1,7 +1,8 @@
 """``radiobject ingest`` (a cohort -> a store) and ``radiobject sample-cohort`` (demo data).
 
 Exit codes: 0 when every item is stored (newly, replaced or already), 1 when any item failed or
-the run stopped, 2 on bad arguments or inputs (a manifest, a glob, a target folder), 130 after
+the run stopped, 2 on bad arguments or inputs (a manifest, a glob, a target folder, collections
+whose subject IDs never pair: ``AlignmentError``), 130 after
 Ctrl-C (SIGINT) and 143 after SIGTERM — the store is consistent and a re-run resumes.
 """
 
@@ -118,6 +119,14 @@ def register(subparsers: Any) -> None:
         help="resample gantry-tilted CT like dcm2niix _Tilt / _Tilt_Eq (exact: origin from the "
         "DICOM geometry; dcm2niix: dcm2niix's origin); default: raw slices, sheared affine",
     )
+    p.add_argument(
+        "--tiff-series",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the series to read of TIFFs that hold several images (default: a TIFF's one image "
+        "series; a TIFF of several is an error listing them)",
+    )
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
     p.add_argument(
@@ -146,7 +155,8 @@ def register(subparsers: Any) -> None:
         "--validate-alignment",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="hold back subjects whose volumes differ in shape or affine (default on, as in Python)",
+        help="hold back subjects whose volumes differ in shape or affine, and refuse collections whose "
+        "subject IDs never pair (default on, as in Python)",
     )
     p.add_argument("--fail-fast", action="store_true", help="stop at the first invalid or failing item")
     p.add_argument(
@@ -216,6 +226,13 @@ def _plan(args: argparse.Namespace) -> Any:
     return plan_from_dicom_root(args.dicom_root, collection_key=args.dicom_collection_key, subjects=args.subjects)
 
 
+#: How to pair the IDs of collections that never pair (the CLI's options).
+_PAIRING_HINT = (
+    "pass --subject-pattern '(sub-[^_/]+)', give subject_id per row in a --manifest, "
+    "or --no-validate-alignment for collections of different subjects"
+)
+
+
 def _lossy_arg(values: list[str] | None) -> Any:
     """``--lossy`` values -> ``WriteOptions.lossy`` (one ``Lossy`` or ``{collection: Lossy}``)."""
     from radiobject.model.lossy import Lossy
@@ -268,11 +285,19 @@ def run_ingest_command(args: argparse.Namespace) -> int:
             **item_timeout_options(args),
         )
         plan = _plan(args)
+        if args.validate_alignment and not args.dicom_root:  # IDs from file names / a manifest
+            from radiobject.ingest.manifest import check_pairing
+
+            check_pairing(plan, _PAIRING_HINT)
         dicom_options = {
             k: v for k, v in (("philips_scaling", args.philips_scaling), ("resample_tilt", args.resample_tilt)) if v
         }
         if dicom_options:  # travels with each task to the (possibly remote) reader
             plan.tasks = [replace(t, dicom_options={**t.dicom_options, **dicom_options}) for t in plan.tasks]
+        if args.tiff_series is not None:
+            if args.tiff_series < 0:
+                raise ValueError(f"--tiff-series must be >= 0, not {args.tiff_series}")
+            plan.tasks = [replace(t, tiff_series=args.tiff_series) for t in plan.tasks]
         for name in plan.collections:  # a lossy label collection is refused before anything is written
             options.for_collection(name)
         if args.json:

@@ -11,23 +11,31 @@ The header's layout is checked from its bytes before nibabel parses it (:func:`c
 544 for NIfTI-2) and inside the file; each header extension must declare a positive multiple of 16
 bytes (``esize``) and end at or before ``vox_offset``, so an extension never overlaps the voxel data
 (nibabel would read it, and a ``vox_offset`` inside the header, silently); the voxel data must end
-inside the file (the decompressed stream for ``.nii.gz``).
+inside the file (the decompressed stream for ``.nii.gz``). nibabel's header fix-ups (``pixdim[0] (qfac)
+should be 1 ...``) are not logged on stderr: ``metadata["header_fixes"]`` and ``radiobject.formats.nifti``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import logging
 import math
 import os
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+from nibabel.batteryrunners import BatteryRunner
+from nibabel.filebasedimages import ImageFileError
 from nibabel.orientations import apply_orientation
+from nibabel.spatialimages import HeaderDataError, HeaderTypeError
 
 from radiobject.errors import NiftiReadError
 from radiobject.formats.image import ImageData
@@ -52,6 +60,20 @@ _LAYOUTS: dict[int, tuple[int, int, str, int, bytes]] = {
 #: Default ``min(16 GiB, half the physical memory)``; the environment variable
 #: ``RADIOBJECT_MAX_IMAGE_BYTES`` overrides it, ``read_nifti(max_bytes=...)`` per call.
 MAX_NIFTI_BYTES = max_image_bytes()
+_LOG = logging.getLogger(__name__)
+_LOG.addHandler(logging.NullHandler())  # shown where the application sets up logging, never by the last resort
+_READING = threading.local()  # per thread: how deep inside this module's reads (nibabel's records dropped)
+logging.getLogger("nibabel.global").addFilter(lambda record: not getattr(_READING, "n", 0))  # its stderr handler
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """nibabel's log records are dropped in this thread meanwhile (also a decorator: ``@_quiet()``)."""
+    _READING.n = getattr(_READING, "n", 0) + 1
+    try:
+        yield
+    finally:
+        _READING.n -= 1
 
 
 def is_nifti_path(path: str | os.PathLike[str]) -> bool:
@@ -88,7 +110,7 @@ def check_layout(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
     try:
         with gzip.open(p, "rb") if gz else open(p, "rb") as f:
             _check_layout(p, f, size, gz, MAX_NIFTI_BYTES if max_bytes is None else int(max_bytes))
-    except (OSError, EOFError, zlib.error, nib.spatialimages.HeaderDataError):
+    except (OSError, EOFError, zlib.error, HeaderDataError):
         return  # an unreadable stream or header: the reader names the cause
 
 
@@ -108,7 +130,7 @@ def _check_layout(path: str, f: Any, size: int, gz: bool, max_bytes: int) -> Non
     try:
         hdr = cls(head[:hsize], endianness=order, check=False)
         hdr.get_data_dtype(), hdr.get_data_shape()
-    except (nib.spatialimages.HeaderDataError, KeyError, ValueError, TypeError):
+    except (HeaderDataError, KeyError, ValueError, TypeError):
         return  # an unknown data type or bad dims: nibabel names it
     nbytes = _declared_bytes(path, hdr, max_bytes)
     (declared,) = struct.unpack(f"{order}{code}", head[at : at + struct.calcsize(code)])
@@ -157,6 +179,7 @@ def _check_layout(path: str, f: Any, size: int, gz: bool, max_bytes: int) -> Non
         pos += esize
 
 
+@_quiet()
 def load_header(path: str | os.PathLike[str], max_bytes: int | None = None) -> nib.Nifti1Image:
     """Opens a NIfTI lazily (header only); typed error naming the file when it is not one, when it
     declares more than ``max_bytes`` voxel bytes (default :data:`MAX_NIFTI_BYTES`) or when its
@@ -165,15 +188,7 @@ def load_header(path: str | os.PathLike[str], max_bytes: int | None = None) -> n
     check_layout(p, max_bytes)
     try:
         img = nib.load(p)
-    except (
-        nib.filebasedimages.ImageFileError,
-        nib.spatialimages.HeaderDataError,
-        nib.spatialimages.HeaderTypeError,
-        OSError,
-        EOFError,
-        ValueError,
-        zlib.error,
-    ) as exc:
+    except (ImageFileError, HeaderDataError, HeaderTypeError, OSError, EOFError, ValueError, zlib.error) as exc:
         raise NiftiReadError(p, f"not a readable NIfTI file ({exc})") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise NiftiReadError(p, f"not a NIfTI image (nibabel reads it as {type(img).__name__})")
@@ -309,8 +324,7 @@ def _read_gzip(path: str, max_bytes: int) -> tuple[np.ndarray, Any, bool]:
         raise NiftiReadError(
             path,
             f"header declares {nbytes + offset} bytes (vox_offset {offset} + {nbytes} voxel bytes) but "
-            f"a {size}-byte gzip stream "
-            f"cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)",
+            f"a {size}-byte gzip stream cannot hold more than {size * MAX_DEFLATE_RATIO} (truncated or lying header)",
         )
     slack = max(1 << 20, nbytes // 100)
     buf = _decompress(path, offset + nbytes, offset + nbytes + slack, f" (vox_offset {offset} + {nbytes} voxel bytes)")
@@ -330,6 +344,7 @@ def _check_finite(path: str, affine: np.ndarray, meta: dict[str, Any]) -> None:
         raise NiftiReadError(path, f"damaged header: pixdim holds non-finite values {zooms}")
 
 
+@_quiet()
 def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int | None = None) -> ImageData:
     """Reads a NIfTI file: raw (unscaled) voxels in native byte order, nibabel's affine choice.
 
@@ -341,7 +356,7 @@ def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_byte
     p = str(path)
     budget = MAX_NIFTI_BYTES if max_bytes is None else int(max_bytes)
     regular_file_size(p, NiftiReadError)
-    if _is_gzip(p):
+    if gz := _is_gzip(p):
         raw, header, nifti2 = _read_gzip(p, budget)
         slope, inter = header.get_slope_inter()
         meta = _header_metadata(header, nifti2, 1.0 if slope is None else slope, 0.0 if inter is None else inter)
@@ -357,6 +372,12 @@ def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_byte
             raw = np.asarray(img.dataobj.get_unscaled())  # type: ignore[attr-defined]  # nibabel's ArrayProxy
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise NiftiReadError(p, f"cannot read voxel data (truncated or corrupt: {exc})") from exc
+        header = img.header
+    with gzip.open(p, "rb") if gz else open(p, "rb") as f:  # what nibabel's checks fixed in the stored header
+        _, reports = BatteryRunner(type(header)._get_checks()).check_fix(type(header).from_fileobj(f, check=False))
+    for r in (r for r in reports if r.problem_level):  # the lines nibabel would log: kept, and logged here
+        _LOG.log(int(r.problem_level), "%s: nibabel fixed the header on read: %s", p, r.message)
+        meta.setdefault("header_fixes", []).append(r.message)
     _check_finite(p, affine, meta)
     if raw.ndim < 3:  # a 1D / 2D NIfTI (dim[0] < 3): the missing spatial axes have length 1
         raw = raw.reshape(raw.shape + (1,) * (3 - raw.ndim))

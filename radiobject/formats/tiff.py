@@ -15,6 +15,7 @@ slice touches, and can be pickled (it re-opens the file by path in the new proce
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 from pathlib import Path
@@ -38,7 +39,15 @@ from radiobject.formats.tiff_meta import (
     level_downsampling,  # noqa: F401 - re-exported: public name of this module before the split
 )
 
-__all__ = ["LazyTiffArray", "TiffInfo", "affine_from_info", "open_tiff_array", "read_tiff", "tiff_info"]
+__all__ = [
+    "LazyTiffArray",
+    "TiffInfo",
+    "affine_from_info",
+    "image_series",
+    "open_tiff_array",
+    "read_tiff",
+    "tiff_info",
+]
 
 
 def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
@@ -54,19 +63,54 @@ def _open_tifffile(path: str | os.PathLike[str]) -> tifffile.TiffFile:
         raise TiffError(p, f"cannot parse TIFF structure ({exc})") from exc
 
 
-def tiff_info(path: str | os.PathLike[str], series: int = 0) -> TiffInfo:
+#: Names of a whole-slide file's associated images (tifffile's SVS / NDPI / Philips / QPI series,
+#: OME / Bio-Formats images): a series so named beside series 0 is not an image of its own.
+_ASSOCIATED = re.compile(r"^(thumbnail|label|macro|map|overview)( image)?$", re.IGNORECASE)
+
+
+def image_series(tif: tifffile.TiffFile) -> list[int]:
+    """The indices of the image series of an open file: series 0 and every other series that is
+    not an associated image (a slide's thumbnail, label, macro, map or overview). The pyramid
+    levels of a series belong to that series (tifffile's ``levels``), never counted here."""
+    return [i for i, s in enumerate(tif.series) if i == 0 or not _ASSOCIATED.match((s.name or "").strip())]
+
+
+def _choose_series(tif: tifffile.TiffFile, series: int | None, path: str) -> int:
+    """``series`` when given; else the file's one image series, or a ``TiffError`` naming each of
+    them (index, name, shape, axes): a file of several images is never read as its first silently."""
+    if series is not None:
+        return int(series)
+    found = image_series(tif)
+    if len(found) <= 1:
+        return 0
+    listed = "; ".join(
+        f"{i}: {tif.series[i].name or 'unnamed'!r} {tuple(tif.series[i].shape)} {tif.series[i].axes}" for i in found
+    )
+    raise TiffError(
+        path,
+        f"holds {len(found)} image series ({listed}); choose one: series=N (read_tiff / tiff_info), "
+        "radiobject ingest --tiff-series N, convert-tiff --series N",
+    )
+
+
+def tiff_info(path: str | os.PathLike[str], series: int | None = None) -> TiffInfo:
     """Describes one series of a TIFF file from its tags and OME-XML, without reading pixels.
 
+    ``series=None``: the file's one image series (see :func:`image_series`; a file of several is a
+    ``TiffError`` listing them); an index picks one.
+
     Raises:
-        TiffError: not a TIFF, truncated, unsupported compression or axes, no such series.
+        TiffError: not a TIFF, truncated, unsupported compression or axes, no such series, several
+            image series and none chosen.
     """
     with _open_tifffile(path) as tif:
         return _info(tif, series, str(path))
 
 
-def _info(tif: tifffile.TiffFile, series: int, path: str) -> TiffInfo:
+def _info(tif: tifffile.TiffFile, series: int | None, path: str) -> TiffInfo:
     if not tif.series:
         raise TiffError(path, "no image series found")
+    series = _choose_series(tif, series, path)
     if not 0 <= series < len(tif.series):
         raise TiffError(path, f"series {series} out of range (file has {len(tif.series)})")
     s = tif.series[series]
@@ -250,21 +294,27 @@ class LazyTiffArray:
 
 
 def open_tiff_array(
-    path: str | os.PathLike[str], series: int = 0, level: int = 0, axes: str | None = None
+    path: str | os.PathLike[str], series: int | None = None, level: int = 0, axes: str | None = None
 ) -> LazyTiffArray:
     """A lazy array over one level of one series, in NGFF order (``"tczyx"`` subset) by default.
+    ``series=None``: the file's one image series (as :func:`tiff_info`).
 
     Raises:
-        TiffError: not a TIFF, truncated, unsupported compression, bad series / level.
+        TiffError: not a TIFF, truncated, unsupported compression, bad series / level, several
+            image series and none chosen.
     """
     info = tiff_info(path, series)  # validates compression and truncation before any read
     if not 0 <= level < len(info.levels):
         raise TiffError(path, f"level {level} out of range (series has {len(info.levels)})")
-    return LazyTiffArray(path, series, level, axes)
+    return LazyTiffArray(path, info.series, level, axes)
 
 
-def read_tiff(path: str | os.PathLike[str], series: int = 0, level: int = 0) -> ImageData:
+def read_tiff(path: str | os.PathLike[str], series: int | None = None, level: int = 0) -> ImageData:
     """Reads one pyramid level of one TIFF series as a lazy :class:`ImageData`.
+
+    ``series=None``: the file's one image series; a file holding several (an OME-TIFF of several
+    images, a multi-series TIFF) is a ``TiffError`` naming their count and shapes, never its first
+    series silently. A slide's associated images (thumbnail, label, macro) are not image series.
 
     The array is a :class:`LazyTiffArray` in ``x, y, z[, c][, t]`` order (``z`` is always present,
     length 1 for a 2D image), matching the medical-image convention of :class:`ImageData`;
@@ -272,17 +322,18 @@ def read_tiff(path: str | os.PathLike[str], series: int = 0, level: int = 0) -> 
     native physical sizes and units, the NGFF axes, channel names / colors and the pyramid shapes.
 
     Raises:
-        TiffError: not a TIFF, truncated, unsupported compression, bad series / level.
+        TiffError: not a TIFF, truncated, unsupported compression, bad series / level, several
+            image series and none chosen.
     """
     info = tiff_info(path, series)
     if not 0 <= level < len(info.levels):
         raise TiffError(path, f"level {level} out of range (series has {len(info.levels)})")
     axes = "xyz" + ("c" if "c" in info.axes else "") + ("t" if "t" in info.axes else "")
-    array = LazyTiffArray(path, series, level, axes)
+    array = LazyTiffArray(path, info.series, level, axes)
     metadata: dict[str, Any] = {
         "format": "tiff",
         "tiff_kind": info.kind,
-        "series": series,
+        "series": info.series,
         "level": level,
         "n_series": info.n_series,
         "axes": axes,

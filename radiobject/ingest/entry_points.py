@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from radiobject.errors import AlignmentError, DuplicateIdError, StoreExistsError
+from radiobject.errors import DuplicateIdError, StoreExistsError
 from radiobject.formats.nifti import NIFTI_SUFFIXES
 from radiobject.ingest.cohort import run_ingest
-from radiobject.ingest.manifest import CohortPlan
+from radiobject.ingest.manifest import PAIRING_HINT, CohortPlan, check_pairing
 from radiobject.ingest.target import COLLECTION_NAMES, check_target
 from radiobject.ingest.tasks import VolumeTask, find_problems, to_ingest_item
 from radiobject.model.alignment import check_alignment, file_geometry
@@ -35,7 +35,51 @@ from radiobject.model.radi_object import RadiObject
 from radiobject.model.subjects import SUBJECT, subject_table
 from radiobject.storage.options import StorageOptions, as_location
 
-__all__ = ["check_pairing", "collection_from_files", "collection_tasks", "store_from_files", "store_plan"]
+__all__ = [
+    "PAIRING_HINT",
+    "check_pairing",
+    "collection_from_files",
+    "collection_tasks",
+    "plan_files",
+    "store_from_files",
+    "store_plan",
+]
+
+
+def plan_files(
+    name: str,
+    spec: CollectionSpec,
+    *,
+    fmt: str = "auto",
+    subject_pattern: str | None = None,
+    folder_ids: bool = False,
+) -> list[VolumeTask]:
+    """The tasks of one collection: the one planner of the Python file constructors.
+
+    ``spec``: a ``{subject: file}`` mapping (IDs checked here), or files / a glob / a folder with
+    the IDs from the paths (``subject_id_from_path``: ``subject_pattern``, the glob's wildcards, the
+    file name); ``folder_ids``: the ID is the folder's name (``VolumeCollection.from_dicoms``). For
+    ``fmt="dicom"`` a folder is one series, not a folder of files. Two files with one ID are a
+    ``DuplicateIdError`` naming both, before anything is read."""
+    if isinstance(spec, Mapping):
+        pairs = [(validate_id(str(k), f"subject ID of collection {name!r}"), os.fspath(f)) for k, f in spec.items()]
+    else:
+        if fmt == "dicom" and isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec):
+            paths = [os.fspath(spec)]
+        else:
+            paths = _paths(spec, fmt)
+        if folder_ids:
+            pairs = [(Path(p.rstrip("/")).name, p) for p in paths]
+        else:
+            pairs = [(subject_id_from_path(p, spec, subject_pattern), p) for p in paths]
+    seen: dict[str, str] = {}
+    tasks: list[VolumeTask] = []
+    for sid, p in pairs:
+        if sid in seen:
+            raise DuplicateIdError("subject ID", sid, f"the files of collection {name!r}: {seen[sid]} and {p}")
+        seen[sid] = p
+        tasks.append(VolumeTask(name, sid, sid, p, fmt, row=f"{name}: {p}"))
+    return tasks
 
 
 def _paths(spec: PathSpec, fmt: str) -> list[str]:
@@ -48,37 +92,10 @@ def store_plan(
     fmt: str = "auto",
     subject_pattern: str | None = None,
 ) -> CohortPlan:
-    """One task per file (obs ID = subject ID from the path, or the key of a ``{subject: file}``
-    mapping); two files of one subject in one collection are an ``AlignmentError`` naming both."""
-    plan = CohortPlan()
-    for name, spec in images.items():
-        per: dict[str, str] = {}
-        if isinstance(spec, Mapping):
-            pairs = [(validate_id(str(k), f"subject ID of collection {name!r}"), os.fspath(f)) for k, f in spec.items()]
-        else:
-            pairs = [(subject_id_from_path(p, spec, subject_pattern), p) for p in _paths(spec, fmt)]
-        for sid, p in pairs:
-            if sid in per:
-                raise AlignmentError(sid, f"two files for collection {name!r}: {per[sid]} and {p}")
-            per[sid] = p
-            plan.tasks.append(VolumeTask(name, sid, sid, p, fmt, row=f"{name}: {p}"))
-    return plan
-
-
-def check_pairing(plan: CohortPlan) -> None:
-    """Several collections of which no subject has every one are an ``AlignmentError``: subject
-    IDs taken from file names that never pair (``sub-01_T1w`` and ``sub-01_seg``)."""
-    ids: dict[str, set[str]] = {}
-    for t in plan.tasks:
-        ids.setdefault(t.collection, set()).add(t.subject_id)
-    if len(ids) > 1 and not set.intersection(*ids.values()):
-        examples = "; ".join(f"{n!r}: {min(v)!r}" for n, v in ids.items())
-        raise AlignmentError(
-            min(next(iter(ids.values()))),
-            f"no subject has a volume in every collection ({examples}): the subject IDs taken from the "
-            "file names never pair; pass subject_pattern=r'(sub-[^_/]+)' (CLI --subject-pattern) or "
-            "{subject: file} mappings (or validate_alignment=False for collections of different subjects)",
-        )
+    """The plan of a new store: :func:`plan_files` per collection (obs ID = subject ID)."""
+    return CohortPlan(
+        [t for name, spec in images.items() for t in plan_files(name, spec, fmt=fmt, subject_pattern=subject_pattern)]
+    )
 
 
 def store_from_files(
@@ -123,6 +140,7 @@ def store_from_files(
         options=ingest.options,
         storage=storage,
         canonical=canonical,
+        validate_alignment=False,  # checked above (or turned off): AlignmentError, from the headers
         fail_fast=True,
         progress=ingest.progress,
         raise_errors=True,
@@ -154,19 +172,9 @@ def _raise_first(tasks: list[VolumeTask], options: WriteOptions | None) -> None:
 def collection_tasks(
     spec: PathSpec | Mapping[str, str], *, fmt: str = "auto", subject_pattern: str | None = None, name: str = ""
 ) -> list[VolumeTask]:
-    """Tasks of one collection: files / a glob / a folder (IDs from the paths), or for DICOM
-    ``{obs_id: series folder}`` / folders (obs ID = folder name)."""
-    if isinstance(spec, Mapping):
-        return [VolumeTask(name, str(k), str(k), str(f), fmt) for k, f in spec.items()]
-    if fmt == "dicom":
-        one = isinstance(spec, (str, os.PathLike)) and os.path.isdir(spec)
-        folders = [str(spec)] if one else expand_paths(spec)
-        return [VolumeTask(name, k, k, f, fmt) for f in folders for k in [Path(str(f).rstrip("/")).name]]
-    out = []
-    for p in _paths(spec, fmt):
-        sid = subject_id_from_path(p, spec, subject_pattern)
-        out.append(VolumeTask(name, sid, sid, p, fmt))
-    return out
+    """Tasks of one collection (:func:`plan_files`): files / a glob / a folder (IDs from the paths),
+    or for DICOM ``{obs_id: series folder}`` / folders (obs ID = folder name)."""
+    return plan_files(name, spec, fmt=fmt, subject_pattern=subject_pattern, folder_ids=fmt == "dicom")
 
 
 def collection_from_files(
@@ -179,11 +187,6 @@ def collection_from_files(
     tasks = collection_tasks(spec, fmt=ingest.fmt, subject_pattern=ingest.subject_pattern, name=cname)
     if ingest.dicom_options:
         tasks = [replace(t, dicom_options=dict(ingest.dicom_options)) for t in tasks]
-    seen: set[str] = set()
-    for t in tasks:
-        if t.obs_id in seen:
-            raise DuplicateIdError("obs_id", t.obs_id, f"files for collection {uri} ({t.path})")
-        seen.add(t.obs_id)
     _raise_first(tasks, ingest.options)
     storage, options = ingest.storage, ingest.options
     if check_target(uri, storage or StorageOptions(), marker="collection.json", allowed=COLLECTION_NAMES):

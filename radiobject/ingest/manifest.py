@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from radiobject.errors import ImageReadError, ManifestError, SubjectTableError
+from radiobject.errors import AlignmentError, ImageReadError, ManifestError, SubjectTableError
 from radiobject.ingest.table_checks import (
     check_header_names,
     check_scalar_columns,
@@ -39,9 +39,11 @@ from radiobject.model.volume_info import CATALOG_COLUMNS
 
 __all__ = [
     "MISSING_VALUES",
+    "PAIRING_HINT",
     "SUBJECT_COLUMNS",
     "CohortPlan",
     "check_join",
+    "check_pairing",
     "plan_from_dicom_root",
     "plan_from_globs",
     "plan_from_manifest",
@@ -68,6 +70,29 @@ class CohortPlan:
     def collections(self) -> list[str]:
         """Collection names in order of first appearance."""
         return list(dict.fromkeys(t.collection for t in self.tasks))
+
+
+#: How to pair IDs, said by the never-pair error of the Python constructors (the CLI says its options).
+PAIRING_HINT = (
+    "pass subject_pattern=r'(sub-[^_/]+)' (CLI --subject-pattern) or {subject: file} mappings "
+    "(or validate_alignment=False for collections of different subjects)"
+)
+
+
+def check_pairing(plan: CohortPlan, hint: str = PAIRING_HINT) -> None:
+    """Several collections of which no subject has every one are an ``AlignmentError`` naming
+    each collection with an example ID: subject IDs taken from file names that never pair
+    (``sub-01_T1w`` and ``sub-01_seg``); ``hint`` says how to pair them."""
+    ids: dict[str, set[str]] = {}
+    for t in plan.tasks:
+        ids.setdefault(t.collection, set()).add(t.subject_id)
+    if len(ids) > 1 and not set.intersection(*ids.values()):
+        examples = "; ".join(f"{n!r}: {min(v)!r}" for n, v in ids.items())
+        raise AlignmentError(
+            min(next(iter(ids.values()))),
+            f"no subject has a volume in every collection ({examples}): the subject IDs taken from the "
+            f"file names never pair; {hint}",
+        )
 
 
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -23,7 +23,7 @@ from typing import Any
 
 from radiobject._version import __version__
 from radiobject.errors import ImageReadError
-from radiobject.formats.detect import detect_format, read_image
+from radiobject.formats.detect import canonicalize, detect_format, read_image
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
 
@@ -32,6 +32,7 @@ __all__ = [
     "compare",
     "fingerprint",
     "load_fingerprinted",
+    "read_source",
     "reader_name",
     "recorded_paths",
     "source_files",
@@ -130,16 +131,36 @@ def _stats(paths: Sequence[str]) -> list[tuple[int, int]]:
     return [_stat(p) for p in paths]
 
 
+def read_source(
+    path: str,
+    fmt: str,
+    canonical: bool = False,
+    files: Sequence[str] = (),
+    dicom_options: dict[str, Any] | None = None,
+    tiff_series: int | None = None,
+) -> ImageData:
+    """One volume by ``formats.detect.read_image``; a TIFF of the series ``tiff_series`` when one
+    is chosen (``None``: its one image series, else a ``TiffError`` listing them)."""
+    if fmt != "tiff" or tiff_series is None:
+        return read_image(path, fmt, canonical, files, dicom_options)
+    from radiobject.formats.tiff import read_tiff
+
+    image = read_tiff(path, tiff_series)
+    return canonicalize(image) if canonical else image
+
+
 def load_fingerprinted(
     path: str,
     fmt: str = "auto",
     canonical: bool = False,
     files: Sequence[str] = (),
     dicom_options: dict[str, Any] | None = None,
+    tiff_series: int | None = None,
 ) -> ImageData:
-    """Reads one volume (``formats.detect.read_image``) and adds ``metadata["sources"]``.
+    """Reads one volume (:func:`read_source`) and adds ``metadata["sources"]``.
 
-    ``dicom_options``: keyword options of the DICOM reader (e.g. ``philips_scaling``).
+    ``dicom_options``: keyword options of the DICOM reader (e.g. ``philips_scaling``);
+    ``tiff_series``: the series of a TIFF holding several images.
 
     The sources are stat'ed before and after the read and hashed; a source that changes during
     the read (size or mtime differ) is an ``ImageReadError`` naming it, never a mixed record.
@@ -148,7 +169,7 @@ def load_fingerprinted(
     paths = source_files(path, files)
     before = _stats(paths)
     record = fingerprint(paths, fmt)
-    image = read_image(path, fmt, canonical, files, dicom_options)
+    image = read_source(path, fmt, canonical, files, dicom_options, tiff_series)
     after = _stats(paths)
     for p, b, a in zip(paths, before, after, strict=True):
         if a != b:

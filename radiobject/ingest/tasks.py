@@ -28,7 +28,7 @@ from radiobject.formats.detect import FORMATS, canonicalize, detect_format
 from radiobject.formats.detect import read_image as load_image
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import regular_file_size
-from radiobject.ingest.sources import load_fingerprinted
+from radiobject.ingest.sources import load_fingerprinted, read_source
 from radiobject.model.alignment import misalignment
 from radiobject.model.bulk import IngestItem, call_within
 from radiobject.model.ids import validate_collection_name, validate_id
@@ -76,6 +76,8 @@ class VolumeTask:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: keyword options of the DICOM reader (``read_dicom_series``), e.g. ``philips_scaling``.
     dicom_options: dict[str, Any] = field(default_factory=dict)
+    #: the series of a TIFF that holds several images (``None``: its one image series, else an error).
+    tiff_series: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ def image_geometry(task: VolumeTask, canonical: bool = False) -> tuple[tuple[int
             img = nib.as_closest_canonical(img)
         shape = tuple(int(s) for s in img.shape[:3])
         return shape + (1,) * (3 - len(shape)), np.asarray(img.affine, dtype=np.float64)
-    image = load_image(task.path, fmt, False, task.files)  # TIFF stays lazy: no pixel I/O
+    # the geometry of what is stored (a tilt-corrected series, the chosen TIFF series); TIFF stays lazy
+    image = read_source(task.path, fmt, False, task.files, dict(task.dicom_options) or None, task.tiff_series)
     shape = tuple(int(s) for s in image.shape[:3])
     return _canonical_geometry(shape, image.affine) if canonical else (shape, image.affine)
 
@@ -131,7 +134,13 @@ def to_ingest_item(task: VolumeTask, canonical: bool = False) -> IngestItem:
     """The store's lazy ``IngestItem`` for a task (pixels are read when it is written)."""
     # reads the image and records its source fingerprint (radiobject.ingest.sources)
     loader: Callable[[], ImageData] = partial(
-        load_fingerprinted, task.path, task.format, canonical, tuple(task.files), dict(task.dicom_options) or None
+        load_fingerprinted,
+        task.path,
+        task.format,
+        canonical,
+        tuple(task.files),
+        dict(task.dicom_options) or None,
+        task.tiff_series,
     )
     if task.metadata:
         loader = partial(_with_metadata, loader, dict(task.metadata))
@@ -226,6 +235,13 @@ def _check_paths(
             return exc.reason
         if t.format not in ("auto", fmt):
             return f"wrong format: expected {t.format}, the content is {fmt}"
+        if fmt == "tiff":  # tags only: a file of several image series and none chosen is refused here
+            from radiobject.formats.tiff import tiff_info
+
+            try:
+                tiff_info(t.path, t.tiff_series)
+            except ImageReadError as exc:
+                return exc.reason
         return None
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -288,9 +304,10 @@ def find_problems(
     item_timeout_s: float | Literal["default"] | None = "default",
 ) -> tuple[list[VolumeTask], list[Problem]]:
     """Splits tasks into (to write, problems): invalid IDs, duplicate subject/collection rows,
-    missing / unreadable / wrong-format files and, with ``validate_alignment``, subjects whose
-    volumes differ in shape or affine (every volume of such a subject is held back, so no image is
-    stored without its label). Order of the remaining tasks is kept.
+    missing / unreadable / wrong-format files (a TIFF of several image series and none chosen too)
+    and, with ``validate_alignment``, subjects whose volumes differ in shape or affine (every
+    volume of such a subject is held back, so no image is stored without its label). Order of the
+    remaining tasks is kept.
 
     ``item_timeout_s``: seconds each file's check may take (``"default"``:
     ``$RADIOBJECT_ITEM_TIMEOUT``, else 900 s; ``None``: no limit); a check past it is a problem

@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -30,7 +33,7 @@ from radiobject.formats.nifti import write_nifti
 from radiobject.ingest.layouts.plan import LayoutPlan, find_incomplete
 from radiobject.ingest.manifest import CohortPlan
 from radiobject.ingest.tasks import Problem, VolumeTask
-from radiobject.model.labels import LabelMap, get_label_map, label_values
+from radiobject.model.labels import LabelMap, get_label_map
 
 __all__ = ["LABEL_COLLECTION", "export_nnunet", "plan_msd", "plan_nnunet", "read_dataset_json"]
 
@@ -181,7 +184,12 @@ def export_nnunet(
     (``channel_names``, ``labels`` from the label map, ``numTraining``, ``file_ending``).
     Only subjects with every channel (and a label) are written; geometry and dtype as stored.
     ``channels=None``: every collection that is not ``label`` nor a label collection, in the channel
-    order recorded at ingest (else store order)."""
+    order recorded at ingest (else store order).
+
+    Checked before anything is written (``LayoutError``): the collections exist, each channel has
+    one channel count, every label volume is of an integer dtype, ``out`` is new or empty. The
+    dataset is written beside ``out`` and moved there once complete, so a failed export leaves no
+    ``out``; ``dataset.json``'s labels are the values the written labels hold plus the label map's."""
     from radiobject.model.labels import is_label_collection, read_collection_meta
 
     if channels is None:  # the channel order recorded at ingest (``channel_index``), else store order
@@ -199,11 +207,58 @@ def export_nnunet(
         raise LayoutError(radi.uri, f"no collection(s) {missing}")
     by_coll = {n: dict(zip(radi[n].obs_subject_ids, radi[n].obs_ids, strict=True)) for n in names}
     cases = [s for s in radi.obs_subject_ids if all(s in by_coll[n] for n in names)]
-    root = Path(out)
-    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
-    if label:
-        (root / "labelsTr").mkdir(parents=True, exist_ok=True)
     widths = {ch: _channels_of(radi, ch, [by_coll[ch][c] for c in cases]) for ch in channels}
+    if label:
+        _check_integer_labels(radi, label, {c: by_coll[label][c] for c in cases})
+    root = Path(out)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise LayoutError(str(root), "exists and is not an empty folder: export into a new (or empty) one")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # written into a hidden sibling, moved to ``out`` once complete: a failed export leaves no dataset
+    stage = root.parent / f".{root.name}.partial-{uuid.uuid4().hex[:12]}"
+    stage.mkdir()  # the mode a plain mkdir gives (umask), as ``out`` would have
+    try:
+        present = _write_cases(radi, stage, cases, channels, label, by_coll, widths, file_ending, progress)
+        ds = _dataset_json(radi, channels, label, widths, present, len(cases), file_ending)
+        (stage / "dataset.json").write_text(json.dumps(ds, indent=2))
+        if root.exists():
+            root.rmdir()  # empty (checked above)
+        os.replace(stage, root)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return root
+
+
+def _check_integer_labels(radi: Any, label: str, obs_ids: dict[str, str]) -> None:
+    """nnU-Net labels are integer class values: a label volume of another dtype (float) is a
+    ``LayoutError`` naming the collection and the subject, before anything is written."""
+    for case, oid in obs_ids.items():
+        dtype = np.dtype(radi[label].volume(oid).dtype)
+        if dtype.kind not in "biu":
+            raise LayoutError(
+                radi.uri,
+                f"label collection {label!r}, subject {case!r}: dtype {dtype} is not an integer label; nnU-Net "
+                "labels are integer class values (store the label as an integer collection, or pass another --label)",
+            )
+
+
+def _write_cases(
+    radi: Any,
+    root: Path,
+    cases: Sequence[str],
+    channels: Sequence[str],
+    label: str | None,
+    by_coll: dict[str, dict[str, str]],
+    widths: dict[str, int],
+    file_ending: str,
+    progress: bool,
+) -> set[int]:
+    """Writes imagesTr / labelsTr; returns the label values present in the written labels."""
+    (root / "imagesTr").mkdir()
+    if label:
+        (root / "labelsTr").mkdir()
+    present: set[int] = set()
     for case in tqdm(cases, desc="export nnU-Net", disable=not progress):
         first = 0
         for ch in channels:
@@ -217,7 +272,25 @@ def export_nnunet(
                     write_nifti(path, data[..., c], vol.affine, vol.metadata)
             first += widths[ch]
         if label:
-            radi[label].volume(by_coll[label][case]).to_nifti(root / "labelsTr" / f"{case}{file_ending}")
+            lab = radi[label].volume(by_coll[label][case])
+            data = lab.to_numpy()
+            present.update(int(v) for v in np.unique(data))
+            write_nifti(root / "labelsTr" / f"{case}{file_ending}", data, lab.affine, lab.metadata)
+    return present
+
+
+def _dataset_json(
+    radi: Any,
+    channels: Sequence[str],
+    label: str | None,
+    widths: dict[str, int],
+    present: set[int],
+    n_cases: int,
+    file_ending: str,
+) -> dict[str, Any]:
+    """``dataset.json``: channel names, labels (the values written and the label map's), counts."""
+    from radiobject.model.labels import read_collection_meta
+
     channel_names: dict[str, str] = {}
     for ch in channels:
         stored = [str(n) for n in read_collection_meta(radi[ch]).get("channel_names") or []]
@@ -230,7 +303,7 @@ def export_nnunet(
         lm = get_label_map(radi[label])
         label_meta = read_collection_meta(radi[label])
         regions = label_meta.get("label_regions") or {}
-        values = sorted(set(label_values(radi[label])) | (set(lm.names) if lm else set()) | {0})
+        values = sorted(present | (set(lm.names) if lm else set()) | {0})
         if regions:  # region-based labels: a value is named by its regions, not as a class of its own
             values = [v for v in values if v == 0 or (lm is not None and v in lm.names)]
         labels = {
@@ -239,11 +312,10 @@ def export_nnunet(
         }
         labels.update(regions)
         region_order = label_meta.get("regions_class_order") if regions else None
-    ds = {"channel_names": channel_names, "labels": labels, "numTraining": len(cases), "file_ending": file_ending}
+    ds = {"channel_names": channel_names, "labels": labels, "numTraining": n_cases, "file_ending": file_ending}
     if region_order is not None:
         ds["regions_class_order"] = region_order
-    (root / "dataset.json").write_text(json.dumps(ds, indent=2))
-    return root
+    return ds
 
 
 def _channels_of(radi: Any, collection: str, obs_ids: Sequence[str]) -> int:
