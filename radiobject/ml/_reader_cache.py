@@ -15,6 +15,13 @@ same budget in Python chunk entries gave 0.96-1.03x (64 lookups and short copies
 what they save). Shared-memory and disk caches (shared by processes) and TileDB stores keep chunk
 entries.
 
+Bounded by the memory this process may still use (``ml.cache.limits.memory_headroom``: address
+space limit, memory cgroup, RAM): whole volumes are cached only when they fit it (the cohort for an
+in-memory cache, one volume for a shared / disk cache; else chunks, with a ``CacheMemoryWarning``),
+the chunk pool is grown to at most half of it, and a read larger than it (a whole volume bigger
+than the memory left) is an ``OutputTooLargeError`` naming the subject before anything is
+allocated, never the OOM killer.
+
 Every read takes its data from :meth:`_source`: the volume itself, or a read the prefetch window
 (:mod:`radiobject.ml._reader_prefetch`) started ahead for this very region, so the cache sees the
 same lookups, hits and admissions with or without prefetch.
@@ -26,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from radiobject.ml.cache import InMemoryCache, NoCache, cache_key
+from radiobject.errors import OutputTooLargeError
+from radiobject.ml.cache import InMemoryCache, NoCache, cache_key, limits
 from radiobject.ml.cache import chunks as chunk_cache
 from radiobject.ml.cache.chunks import ChunkSource, chunk_key_prefix, read_chunked, read_whole, whole_key
 from radiobject.ml.regions import Region
@@ -37,7 +45,10 @@ if TYPE_CHECKING:
     from radiobject.model.volume import Volume
     from radiobject.storage.location import StoreLocation
 
-__all__: list[str] = []
+__all__ = ["LARGE_READ_BYTES"]
+
+#: Reads of at least this many bytes are checked against the memory this process may still use.
+LARGE_READ_BYTES = 64 << 20
 
 
 class CacheReads:
@@ -47,6 +58,7 @@ class CacheReads:
         location: StoreLocation
         modalities: tuple[str, ...]
         label: str | None
+        subject_ids: tuple[str, ...]
         obs_ids: tuple[tuple[str, ...], ...]
         shapes: tuple[tuple[int, ...], ...]
         cache: Cache
@@ -74,6 +86,7 @@ class CacheReads:
             for r, n in zip(tuple(region)[:3], vol.shape[:3], strict=True)
         )
         out_shape = tuple(r.stop - r.start for r in spatial) + vol.shape[3:]
+        self._check_fits(index, collection, int(np.prod(out_shape, dtype=np.int64)) * vol.dtype.itemsize)
         if not isinstance(self.cache, NoCache) and self._whole_volumes():
             out = np.empty(out_shape, dtype=vol.dtype)
             self._read_whole(index, collection, spatial, out)
@@ -135,7 +148,7 @@ class CacheReads:
                 return False  # decided again if whole volumes stop fitting
             names = [*self.modalities, self.label] if self.label else list(self.modalities)
             pooled = all(self.volume(0, name).info.backend == "zarr" for name in names)
-            if pooled and zarr_backend.reserve_chunk_pool(self.cache.max_bytes):
+            if pooled and zarr_backend.reserve_chunk_pool(self._pool_bytes()):
                 local["volumes"].clear()  # handles opened from now on share the grown pool
             local["pooled"] = pooled
         return bool(pooled)
@@ -167,8 +180,58 @@ class CacheReads:
                 vol = self.volume(0, name)
                 per_voxel += vol.dtype.itemsize * int(np.prod(vol.shape[3:], dtype=np.int64))
             cohort = sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes) * per_voxel
-            whole = local["whole"] = 0 < cohort <= chunk_cache.WHOLE_VOLUMES_UP_TO * self.cache.max_bytes
+            whole = 0 < cohort <= chunk_cache.WHOLE_VOLUMES_UP_TO * self.cache.max_bytes
+            largest = max(int(np.prod(s, dtype=np.int64)) for s in self.shapes) * per_voxel
+            local["whole"] = whole = whole and self._whole_fits(cohort, largest)
         return bool(whole)
+
+    def _whole_fits(self, cohort: int, largest: int) -> bool:
+        """Whether whole volumes fit the memory this process may still take (``memory_headroom``):
+        an in-memory cache then holds the whole cohort (at most half of it), a shared or disk cache
+        decodes one volume at a time per reading thread (at most a quarter). Otherwise patches are
+        read by chunks (never a volume decoded whole), with a ``CacheMemoryWarning``."""
+        headroom = limits.memory_headroom()
+        if headroom is None:
+            return True
+        held, share = (cohort, 2) if isinstance(self.cache, InMemoryCache) else (largest, 4)
+        if held * share <= headroom:
+            return True
+        what = f"the cohort ({cohort / 2**20:.0f} MiB)" if share == 2 else f"a volume ({largest / 2**20:.0f} MiB)"
+        limits.warn(
+            f"{type(self.cache).__name__} over {self.location.uri}: {what} does not fit the "
+            f"{headroom / 2**20:.0f} MiB this process may still use (memory limit / cgroup / RAM); "
+            "caching chunks instead of whole volumes",
+        )
+        return False
+
+    def _pool_bytes(self) -> int:
+        """The decoded-chunk pool for an in-memory cache: its budget, at most half the memory this
+        process may still use (a ``CacheMemoryWarning`` says when it was cut)."""
+        budget = self.cache.max_bytes
+        headroom = limits.memory_headroom()
+        if headroom is not None and budget > headroom // 2:
+            limits.warn(
+                f"InMemoryCache budget {budget / 2**20:.0f} MiB exceeds half the {headroom / 2**20:.0f} MiB this "
+                f"process may still use; its chunk pool is cut to {headroom // 2 / 2**20:.0f} MiB",
+            )
+            return headroom // 2
+        return budget
+
+    def _check_fits(self, index: int, collection: str, nbytes: int) -> None:
+        """``OutputTooLargeError`` before a read of ``nbytes`` that the memory this process may still
+        use cannot hold (reads under :data:`LARGE_READ_BYTES` are not checked: no ``/proc`` reads
+        per patch)."""
+        if nbytes < LARGE_READ_BYTES:
+            return
+        headroom = limits.memory_headroom()
+        if headroom is not None and nbytes > headroom:
+            sid = self.subject_ids[index]
+            raise OutputTooLargeError(
+                self.volume(index, collection).uri,
+                f"reading {nbytes / 2**20:.1f} MiB of subject {sid!r} (collection {collection!r}, store "
+                f"{self.location.uri}) needs more than the {headroom / 2**20:.1f} MiB this process may still use "
+                "(memory limit / cgroup / RAM); read patches (patch_size=...) instead of whole volumes",
+            )
 
     def _read_whole(self, index: int, collection: str, spatial: Region, out: np.ndarray) -> None:
         """Fill ``out`` (``(*region, *trailing)``) from the cached whole volume (read and stored on a miss)."""

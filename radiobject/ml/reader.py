@@ -7,6 +7,10 @@ and is re-created when the process ID changes, so one reader may be pickled into
 under ``fork``, ``spawn`` or ``forkserver``, or inherited by a forked child, without ever sharing a
 TileDB context or a tensorstore handle across processes.
 
+Per process a reader keeps at most ``MAX_OPEN_VOLUMES`` volumes open (least recently used closed)
+and opens the versions it was built on by their paths, without loading the catalogs again
+(:mod:`radiobject.ml._reader_open`): memory per process does not grow with the cohort.
+
 Reads go through the cache at the granularity of the volume's storage chunks (the mixin
 :class:`radiobject.ml._reader_cache.CacheReads`); a sampler may start the reads of the next patches
 ahead (the mixin :class:`radiobject.ml._reader_prefetch.PrefetchReads`: ``prefetch_patch``,
@@ -26,7 +30,7 @@ import numpy as np
 from radiobject.errors import AlignmentError, NotFoundError
 from radiobject.geometry import plane_axis
 from radiobject.ml._reader_cache import CacheReads
-from radiobject.ml._reader_open import check_geometry, pinned_volume
+from radiobject.ml._reader_open import OpenVolumes, catalog_rows, open_volume
 from radiobject.ml._reader_prefetch import PrefetchReads
 from radiobject.ml.cache import Cache, NoCache
 from radiobject.ml.cache.chunks import CacheUse
@@ -92,43 +96,23 @@ class VolumeReader(CacheReads, PrefetchReads):
             raise ValueError("VolumeReader: give at least one image collection in modalities")
         names = [*mods, label] if label else list(mods)
         wanted = list(subjects) if subjects is not None else radi.obs_subject_ids
-        rows: dict[str, dict[str, tuple[str, tuple[int, ...], tuple[float, ...], str]]] = {}
-        for name in names:
-            obs = radi[name].obs
-            per: dict[str, tuple[str, tuple[int, ...], tuple[float, ...], str]] = {}
-            for r in obs.to_dict("records"):
-                sid = str(r["obs_subject_id"])
-                if sid in per:
-                    raise AlignmentError(sid, f"has several volumes in collection {name!r}; select one per subject")
-                shape = tuple(int(s) for s in r["shape"])
-                if len(shape) < 3 or min(shape) < 1:
-                    raise AlignmentError(
-                        sid,
-                        f"volume {r['obs_id']!r} of collection {name!r} has shape {shape}: the loaders need 3D "
-                        "(x, y, z) or 4D (x, y, z, t) volumes",
-                    )
-                if name == label and len(shape) > 3 and int(np.prod(shape[3:])) != 1:
-                    raise AlignmentError(
-                        sid,
-                        f"label volume {r['obs_id']!r} of collection {name!r} has shape {shape}: a label "
-                        "must be one 3D map (x, y, z)",
-                    )
-                version = "" if r.get("version") is None else str(r.get("version"))
-                per[sid] = (str(r["obs_id"]), shape, tuple(float(v) for v in r["affine"]), version)
-            rows[name] = per
+        rows = {name: catalog_rows(radi[name].obs, name, name == label) for name in names}
         obs_ids, shapes, affines, versions = [], [], [], []
         for sid in wanted:
             missing = [name for name in names if sid not in rows[name]]
             if missing:
                 raise NotFoundError("subject", sid, f"collection {missing[0]!r} of {radi.uri}")
             found = [(name, *rows[name][sid]) for name in names]
-            reason = misalignment([(name, "", shape, np.asarray(aff)) for name, _, shape, aff, _ in found], atol)
-            if reason is not None:
-                raise AlignmentError(sid, reason)
+            first = found[0]
+            same = all(f[2][:3] == first[2][:3] and f[3] == first[3] for f in found[1:])  # equal: aligned
+            if not same:
+                reason = misalignment([(name, "", shape, np.asarray(aff)) for name, _, shape, aff, _ in found], atol)
+                if reason is not None:
+                    raise AlignmentError(sid, reason)
             obs_ids.append(tuple(oid for _, oid, _, _, _ in found))
             versions.append(tuple(v for *_, v in found))
-            shapes.append(tuple(found[0][2][:3]))
-            affines.append(found[0][3])
+            shapes.append(tuple(first[2][:3]))
+            affines.append(first[3])
         return cls(
             radi.location,
             mods,
@@ -185,7 +169,7 @@ class VolumeReader(CacheReads, PrefetchReads):
             local = {
                 "pid": os.getpid(),
                 "radi": None,
-                "volumes": {},
+                "volumes": OpenVolumes(),
                 "channels": {},
                 "prefixes": {},
                 "policy": CacheUse(),
@@ -209,23 +193,13 @@ class VolumeReader(CacheReads, PrefetchReads):
         return local["radi"]
 
     def volume(self, index: int, collection: str) -> Volume:
-        """The ``Volume`` of subject ``index`` in ``collection`` (opened once per process)."""
-        local = self._local()
+        """The ``Volume`` of subject ``index`` in ``collection``: opened once per process, kept open
+        among the :data:`~radiobject.ml._reader_open.MAX_OPEN_VOLUMES` most recently read."""
         key = (index, collection)
-        vol = local["volumes"].get(key)
+        opened: OpenVolumes = self._local()["volumes"]
+        vol = opened.get(key)
         if vol is None:
-            names = [*self.modalities, self.label] if self.label else list(self.modalities)
-            try:
-                col = names.index(collection)
-            except ValueError:
-                raise NotFoundError("collection", collection, "this reader") from None
-            oid = self.obs_ids[index][col]
-            vol = self.radi[collection].volume(oid)
-            pinned = self.versions[index][col] if self.versions else ""
-            if pinned and vol.info.version and vol.info.version != pinned:
-                vol = pinned_volume(self, index, collection, vol, pinned)
-            check_geometry(self, index, collection, vol)
-            local["volumes"][key] = vol
+            vol = opened.put(key, open_volume(self, index, collection))
         return vol
 
     # -------------------------------------------------------------------- facts

@@ -37,8 +37,24 @@ from radiobject.storage.base import (
 from radiobject.storage.faults import remote_errors, remote_failure
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
-#: Bytes of decoded chunks each process keeps (tensorstore's LRU cache pool).
-CHUNK_CACHE_BYTES = 64 << 20
+
+def _pool_setting(default: int) -> int:
+    raw = os.environ.get("RADIOBJECT_CHUNK_CACHE_BYTES", "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"RADIOBJECT_CHUNK_CACHE_BYTES must be a number of bytes, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"RADIOBJECT_CHUNK_CACHE_BYTES must be >= 0, got {value}")
+    return value
+
+
+#: Bytes of decoded chunks (and shard indexes) each process keeps: tensorstore's LRU cache pool,
+#: one per process, shared by every array it opens. ``RADIOBJECT_CHUNK_CACHE_BYTES`` (read at
+#: import, so worker processes inherit it) sets it; 64 MiB by default.
+CHUNK_CACHE_BYTES = _pool_setting(64 << 20)
 
 
 def kvstore_spec(uri: str, storage: StorageOptions) -> dict[str, Any]:

@@ -12,18 +12,23 @@ for a writable copy) and refuses values larger than its budget. Keys come from :
 * :class:`SharedMemoryCache` — the same files in ``/dev/shm`` (tmpfs): every process maps the same
   pages, so N workers reading a cached volume hold one copy, not N (:mod:`ml.cache.shared`).
 * :class:`CacheStrategy` / :func:`make_cache` — pick one by name (:mod:`ml.cache.strategy`).
+* :func:`memory_headroom` / :class:`CacheMemoryWarning` — the memory this process may still take
+  (address-space limit, memory cgroup, RAM) and the warning of a setting that does not fit it
+  (:mod:`ml.cache.limits`).
 """
 
 from __future__ import annotations
 
 from radiobject.ml.cache.base import Cache, NoCache, cache_key
 from radiobject.ml.cache.disk import DiskCache
+from radiobject.ml.cache.limits import CacheMemoryWarning, memory_headroom
 from radiobject.ml.cache.memory import InMemoryCache
 from radiobject.ml.cache.shared import SharedMemoryCache, sweep_stale
 from radiobject.ml.cache.strategy import CacheStrategy, make_cache
 
 __all__ = [
     "Cache",
+    "CacheMemoryWarning",
     "CacheStrategy",
     "DiskCache",
     "InMemoryCache",
@@ -31,5 +36,6 @@ __all__ = [
     "SharedMemoryCache",
     "cache_key",
     "make_cache",
+    "memory_headroom",
     "sweep_stale",
 ]

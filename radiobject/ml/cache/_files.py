@@ -14,6 +14,11 @@ CRC32 once per process per file; a file that fails any check is ignored (a miss)
 running byte total kept in ``.bytes`` (under an ``flock``) makes ``put`` O(1): the directory is only
 listed when the total passes the budget, and then evicted down to a low-water mark, so listings are
 rare (amortised O(1) per put).
+
+A writer killed while writing (SIGKILL, the OOM killer, a preempted job) leaves its temporary
+file; such files are not entries (never counted, never evicted), so each would hold its bytes
+beyond the budget for good. :func:`sweep_temps` removes those whose writer is gone and that nobody
+wrote for :data:`STALE_TEMP_SECONDS`; it runs with every eviction and when a cache is created.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ LOCK_STRIPES = 64
 
 #: Eviction deletes least recently used entries until the total is this fraction of the budget.
 LOW_WATER = 0.8
+
+#: A temporary file whose writer process is gone and that nobody wrote for this long is removed.
+STALE_TEMP_SECONDS = 600.0
 
 MAGIC = b"RADICH01"
 _FIXED = struct.Struct("<8sII32sIQ")  # magic, header length, header crc, key digest, payload crc, payload len
@@ -134,7 +142,10 @@ def publish(file: Path, key: str, value: np.ndarray) -> int | None:
             old = os.lstat(file).st_size
         except FileNotFoundError:
             old = 0
-        os.replace(tmp, file)
+        try:
+            os.replace(tmp, file)
+        except FileNotFoundError:  # the cache was cleared or removed meanwhile: keep nothing
+            return None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -236,6 +247,45 @@ def entries(directory: Path) -> Iterator[tuple[float, int, Path]]:
                         yield st.st_mtime, st.st_size, Path(entry.path)
 
 
+def _writer_gone(name: str) -> bool:
+    """Whether the process that named temporary file ``name`` (``.<entry>.<pid>.<thread>.<token>.tmp``)
+    no longer runs (in this pid namespace; a writer seen elsewhere is judged by age alone)."""
+    parts = name.split(".")
+    if len(parts) != 7 or not parts[3].isdigit() or int(parts[3]) <= 0:
+        return False
+    pid = int(parts[3])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    return False
+
+
+def sweep_temps(directory: Path, *, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Remove the temporary files of writers that are gone and that nobody wrote for
+    ``older_than`` seconds (left by a writer killed mid-write); returns the bytes freed."""
+    now, freed = time.time(), 0
+    try:
+        subs = [s for s in os.scandir(directory) if s.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return 0
+    for sub in subs:
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(sub.path):
+                if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than and _writer_gone(entry.name):
+                        os.unlink(entry.path)
+                        freed += st.st_size
+    return freed
+
+
 def evict_lru(directory: Path, max_bytes: int) -> None:
     """Under the directory lock, delete least recently accessed entries down to the low-water mark.
 
@@ -243,6 +293,7 @@ def evict_lru(directory: Path, max_bytes: int) -> None:
     by hand).
     """
     with locked(directory):
+        sweep_temps(directory)
         listed = sorted(entries(directory))
         total = sum(size for _, size, _ in listed)
         target = int(max_bytes * LOW_WATER) if total > max_bytes else total

@@ -10,11 +10,20 @@ memory maps: a read touches only its pages. The reader stores *chunks* (see
 LRU by last access (``mtime``, bumped at most once per second per entry; ``atime`` is unreliable
 under ``relatime``). ``put`` is O(1): a running byte total is kept in the directory, and the
 directory is listed only when the total passes the budget, then evicted to 80 % of it.
+
+Each process keeps the maps of the entries it read (a hit then costs a ``stat``, not a new map),
+bounded in count (``max_maps``) and in bytes (``max_map_bytes``; by default the budget, at most a
+quarter of the memory the process may still use, :func:`~ml.cache.limits.memory_headroom`, measured
+again every ``SWEEP_SECONDS``): mapped
+pages count in its address space (``RLIMIT_AS``) and its resident memory, so a cache larger than
+that memory is never mapped whole. A map the kernel refuses (``ENOMEM``) drops this process's maps
+and is tried once more; refused again, the lookup is a miss (the store is read), never an error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -24,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radiobject.ml.cache import _files
+from radiobject.ml.cache import _files, limits
 from radiobject.ml.cache.base import Cache
 
 __all__ = ["DiskCache"]
@@ -40,12 +49,26 @@ class DiskCache(Cache):
     #: A hit re-stamps an entry's access time only when it is older than this (seconds).
     TOUCH_SECONDS = 1.0
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes: int, *, max_maps: int = 8192) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_bytes: int,
+        *,
+        max_maps: int = 8192,
+        max_map_bytes: int | None = None,
+    ) -> None:
+        self._setup(path, max_bytes, max_maps, max_map_bytes)
+        _files.sweep_temps(self.path)  # left by writers killed mid-write (in the creating process only)
+
+    def _setup(self, path: str | os.PathLike[str], max_bytes: int, max_maps: int, max_map_bytes: int | None) -> None:
         if max_bytes < 0:
             raise ValueError(f"{type(self).__name__}: max_bytes must be >= 0, got {max_bytes}")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.max_maps = int(max_maps)
+        #: Bytes of entry files one process keeps mapped (``None``: the budget, at most a quarter of
+        #: the memory the process may still use, measured at its first map and every SWEEP_SECONDS).
+        self.max_map_bytes = None if max_map_bytes is None else int(max_map_bytes)
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:  # a file in the way, no permission, a read-only disk
@@ -62,15 +85,22 @@ class DiskCache(Cache):
         # Per-process open maps: a hit on a mapped file costs a stat, not a new mmap whose pages
         # all fault again (~3 ms for a 96^3 crop of a BraTS volume vs ~0.7 ms mapped).
         self._maps: OrderedDict[str, tuple[np.ndarray, tuple[int, int, int]]] = OrderedDict()
+        self._mapped = 0  # bytes of the files in _maps
+        self._map_limit: int | None = self.max_map_bytes
         self._maps_lock = threading.Lock()
         self._maps_pid = os.getpid()
         self._last_sweep = time.monotonic()
 
     def __getstate__(self) -> dict:
-        return {"path": str(self.path), "max_bytes": self.max_bytes, "max_maps": self.max_maps}
+        return {
+            "path": str(self.path),
+            "max_bytes": self.max_bytes,
+            "max_maps": self.max_maps,
+            "max_map_bytes": self.max_map_bytes,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 8192))
+        self._setup(state["path"], state["max_bytes"], state.get("max_maps", 8192), state.get("max_map_bytes"))
 
     def _file(self, key: str) -> Path:
         return _files.entry_file(self.path, key)
@@ -98,7 +128,7 @@ class DiskCache(Cache):
                 value = None
         fresh = value is None
         if value is None:
-            loaded = _files.load(file, key)
+            loaded = self._load(file, key)
             if loaded is None:
                 self.misses += 1
                 return None
@@ -116,18 +146,51 @@ class DiskCache(Cache):
         """Whether an entry file for ``key`` exists (one ``stat``; not a use, not verified)."""
         return self._file(key).exists()
 
+    def _load(self, file: Path, key: str) -> tuple[np.ndarray, os.stat_result] | None:
+        """``_files.load``; a map the kernel refuses (``ENOMEM``: address space or memory) drops this
+        process's maps and is tried once more, then counts as a miss."""
+        for _ in range(2):
+            try:
+                return _files.load(file, key)
+            except OSError as exc:
+                if exc.errno != errno.ENOMEM:
+                    raise
+                self._drop_maps()
+        return None
+
+    def _drop_maps(self) -> None:
+        with self._maps_lock:
+            self._maps.clear()
+            self._mapped = 0
+
+    def _map_budget(self) -> int:
+        limit = self._map_limit
+        if limit is None:  # measured in each process (workers have limits of their own), again at each sweep
+            headroom = limits.memory_headroom()  # what this process has mapped is its own: counted as free
+            limit = self.max_bytes if headroom is None else min(self.max_bytes, (headroom + self._mapped) // 4)
+            self._map_limit = limit
+        return limit
+
     def _remember(self, key: str, value: np.ndarray, st: os.stat_result) -> None:
         if self.max_maps <= 0:
             return
+        budget = self._map_budget()
         with self._maps_lock:
-            self._maps[key] = (value, _files.identity(st))
-            self._maps.move_to_end(key)
-            while len(self._maps) > self.max_maps:
-                self._maps.popitem(last=False)
+            old = self._maps.pop(key, None)
+            if old is not None:
+                self._mapped -= old[1][2]
+            ident = _files.identity(st)
+            self._maps[key] = (value, ident)
+            self._mapped += ident[2]
+            while self._maps and (len(self._maps) > self.max_maps or self._mapped > budget):
+                _, (_, dropped) = self._maps.popitem(last=False)
+                self._mapped -= dropped[2]
 
     def _forget(self, key: str) -> None:
         with self._maps_lock:
-            self._maps.pop(key, None)
+            old = self._maps.pop(key, None)
+            if old is not None:
+                self._mapped -= old[1][2]
 
     def _sweep(self, force: bool = False) -> None:
         """Drop maps of files that were evicted or replaced, so they do not pin memory."""
@@ -135,6 +198,7 @@ class DiskCache(Cache):
         if not force and now - self._last_sweep < self.SWEEP_SECONDS:
             return
         self._last_sweep = now
+        self._map_limit = self.max_map_bytes  # the default budget is measured again
         with self._maps_lock:
             keys = list(self._maps)
         for key in keys:
@@ -201,5 +265,4 @@ class DiskCache(Cache):
     def clear(self) -> None:
         """Delete every entry (other processes' mapped arrays stay valid until unmapped)."""
         _files.remove_all(self.path)
-        with self._maps_lock:
-            self._maps.clear()
+        self._drop_maps()

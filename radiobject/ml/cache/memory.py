@@ -50,10 +50,16 @@ class InMemoryCache(Cache):
         return key in self._items
 
     def put(self, key: str, value: np.ndarray) -> None:
-        """Insert (or refresh) ``key``, evicting least recently used entries beyond the budget."""
-        value = _readonly(np.asarray(value))
+        """Insert (or refresh) ``key``, evicting least recently used entries beyond the budget.
+
+        A view (a crop of a larger array, a memory map) is copied first: kept as it is, it would
+        hold its whole base alive, beyond what the budget counts."""
+        value = np.asarray(value)
         if value.nbytes > self.max_bytes:
             return
+        if not value.flags.owndata:
+            value = value.copy()
+        value = _readonly(value)
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:

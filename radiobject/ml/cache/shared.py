@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 from radiobject.errors import UnsafePathError
+from radiobject.ml.cache import limits
 from radiobject.ml.cache.disk import DiskCache
 
 __all__ = ["SharedMemoryCache", "sweep_stale"]
@@ -55,6 +56,7 @@ class SharedMemoryCache(DiskCache):
         root: a tmpfs mount, ``/dev/shm`` by default (falls back to the temp dir if absent).
         cleanup: remove the directory when the creating process exits (default: only for a
             generated name).
+        max_map_bytes: bytes of entries one process keeps mapped (see ``DiskCache``).
 
     Raises:
         UnsafePathError: ``name`` exists but is a link, not a directory, not owned by this user,
@@ -68,6 +70,7 @@ class SharedMemoryCache(DiskCache):
         *,
         root: str | os.PathLike[str] | None = None,
         cleanup: bool | None = None,
+        max_map_bytes: int | None = None,
     ) -> None:
         base = Path(root) if root is not None else (_SHM_ROOT if _SHM_ROOT.is_dir() else Path(tempfile.gettempdir()))
         generated = name is None
@@ -75,9 +78,18 @@ class SharedMemoryCache(DiskCache):
             raise ValueError(f"SharedMemoryCache: invalid name {name!r}")
         free = shutil.disk_usage(base).free if base.is_dir() else 0
         if max_bytes > free:
-            raise ValueError(
+            from radiobject.ml.errors import LoaderConfigError
+
+            raise LoaderConfigError(
                 f"SharedMemoryCache: max_bytes {max_bytes} exceeds the {free} bytes free in {base} "
                 "(in Docker raise --shm-size)"
+            )
+        headroom = limits.memory_headroom()
+        if headroom is not None and max_bytes > headroom:  # tmpfs pages are memory (the cgroup's too)
+            limits.warn(
+                f"SharedMemoryCache: max_bytes {max_bytes / 2**20:.0f} MiB exceeds the {headroom / 2**20:.0f} MiB "
+                "this process may still use (memory limit / cgroup / RAM); its pages are memory: a full cache "
+                "may end in the OOM killer (choose a smaller cache_bytes)",
             )
         if name is None:
             sweep_stale(base)
@@ -91,7 +103,7 @@ class SharedMemoryCache(DiskCache):
         else:
             _make_or_join(base / name)
         self.name = name
-        super().__init__(base / self.name, max_bytes)
+        super().__init__(base / self.name, max_bytes, max_map_bytes=max_map_bytes)
         self._owner = os.getpid()
         if generated if cleanup is None else cleanup:
             atexit.register(_remove_if_owner, str(self.path), self._owner)
@@ -104,13 +116,12 @@ class SharedMemoryCache(DiskCache):
 
     def __setstate__(self, state: dict) -> None:
         _check_private(Path(state["path"]))  # a worker re-checks what it is about to trust
-        DiskCache.__init__(self, state["path"], state["max_bytes"], max_maps=state.get("max_maps", 8192))
+        self._setup(state["path"], state["max_bytes"], state.get("max_maps", 8192), state.get("max_map_bytes"))
         self.name, self._owner = state["name"], state["owner"]
 
     def close(self) -> None:
         """Remove the shared directory now (only from the creating process)."""
-        with self._maps_lock:
-            self._maps.clear()
+        self._drop_maps()
         _remove_if_owner(str(self.path), self._owner)
 
 
