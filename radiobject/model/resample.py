@@ -67,6 +67,8 @@ def resample_image(image: ImageData, target: Sequence[float], *, order: int = 1)
         **image.metadata,
         "resampled_from": {"spacing": list(affine_spacing(image.affine)), "shape": [int(s) for s in data.shape]},
     }
+    if isinstance(meta.get("zooms"), list) and len(meta["zooms"]) >= 3:  # a NIfTI's pixdim: the new grid's
+        meta["zooms"] = [*affine_spacing(new_affine), *meta["zooms"][3:]]
     if order:  # interpolated values are already scaled
         meta.pop("scl_slope", None)
         meta.pop("scl_inter", None)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from radiobject import geometry
-from radiobject.errors import CorruptDataError, StoreNotFoundError, VersionMismatchError
+from radiobject.errors import CorruptDataError, StoreError, StoreNotFoundError, VersionMismatchError
 from radiobject.formats.image import ImageData
 from radiobject.geometry import Plane
 from radiobject.model.checks import located
@@ -332,10 +332,43 @@ class Volume:
         return ImageData(self.to_numpy(), self.affine, self.metadata, self._info.source)
 
     def to_nifti(self, path: str | os.PathLike[str]) -> None:
-        """Writes a NIfTI file with the exact affine and dtype (scaling written back to the header)."""
+        """Writes a NIfTI file with the exact affine and dtype (scaling written back to the header).
+
+        A volume read from a NIfTI gets its header back field for field; any other (DICOM, TIFF,
+        NumPy) says ``xyz_units = mm``, the unit of every stored affine. A dtype NIfTI cannot hold
+        (float16) is a ``StoreError`` naming the volume, never a silent conversion (bool is written
+        as uint8, NIfTI's smallest integer type).
+        """
         from radiobject.formats.nifti import write_nifti
 
-        write_nifti(path, self.to_numpy(), self.affine, self.metadata)
+        if self.dtype not in _NIFTI_DTYPES and self.dtype != np.bool_:
+            raise StoreError(
+                self.uri,
+                f"{self.dtype} voxels have no NIfTI data type, so {os.fspath(path)} cannot hold them "
+                f"unchanged; convert explicitly (formats.nifti.write_nifti(path, volume.to_numpy()"
+                f".astype(...), volume.affine, volume.metadata))",
+            )
+        write_nifti(path, self.to_numpy(), self.affine, nifti_export_metadata(self.metadata))
+
+
+#: Voxel dtypes a NIfTI-1 / NIfTI-2 file holds (native byte order).
+_NIFTI_DTYPES = frozenset(
+    np.dtype(t)
+    for t in (
+        "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+        "float32", "float64", "complex64", "complex128",
+    )
+)  # fmt: skip
+
+
+def nifti_export_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a volume is exported to NIfTI with: its own, plus ``xyz_units = "mm"`` when
+    it came from no NIfTI (no captured header, no recorded units): stored affines are in mm."""
+    from radiobject.formats.nifti_header import HEADER_KEY
+
+    if HEADER_KEY in metadata or "xyz_units" in metadata:
+        return metadata
+    return {**metadata, "xyz_units": "mm"}
 
 
 class _LocatedRead:
