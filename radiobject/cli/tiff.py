@@ -70,7 +70,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--labels", action="store_true", help="inputs are label images (mode downsampling)")
     p.add_argument("--downsample-z", action="store_true", help="also halve z at each level (volumes)")
-    p.add_argument("--series", type=int, default=0, help="TIFF series to convert (default 0)")
+    p.add_argument(
+        "--series",
+        type=int_in(0, None, "series"),
+        default=None,
+        metavar="N",
+        help="the TIFF series to convert of files that hold several images (default: a file's one "
+        "image series; a file of several is an error listing them)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument(
         "--skip-existing",

@@ -30,7 +30,9 @@ class ConvertOptions:
         downsample_z: also halve ``z`` at each level (volumes).
         block_bytes: upper bound on the bytes one worker holds for one output block (a shard
             for 0.5); peak memory is about ``workers * 3 * block_bytes`` plus the decoder's tiles.
-        series: which TIFF series to convert.
+        series: which TIFF series to convert; ``None`` (default) = each file's one image series,
+            and a file of several image series is refused (a ``TiffError`` listing them) unless
+            an index is given.
         overwrite: replace an existing output; otherwise an existing output is an error.
         skip_existing: leave an existing complete output as it is and report it as present (to
             resume an interrupted run); ignored with ``overwrite``.
@@ -47,7 +49,7 @@ class ConvertOptions:
     labels: bool = False
     downsample_z: bool = False
     block_bytes: int = 64 * 2**20
-    series: int = 0
+    series: int | None = None
     overwrite: bool = False
     skip_existing: bool = False
 
@@ -66,6 +68,8 @@ class ConvertOptions:
             raise ValueError(f"chunk_size must be 16-65536 pixels, got {self.chunk_size}")
         if self.pyramid_levels is not None and self.pyramid_levels < 1:
             raise ValueError(f"pyramid_levels must be >= 1, got {self.pyramid_levels}")
+        if self.series is not None and self.series < 0:
+            raise ValueError(f"series must be >= 0, got {self.series}")
         if self.min_size < 1 or self.block_bytes < 2**16:
             raise ValueError("min_size must be >= 1 and block_bytes >= 64 KiB")
 

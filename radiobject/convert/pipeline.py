@@ -214,6 +214,7 @@ def execute_plan(
             "physical_size": src.info.physical_size,
             "units": src.info.units,
             "tiff_kind": src.info.kind,
+            "tiff_series": src.info.series,
         }
         finalize_image(
             layout,

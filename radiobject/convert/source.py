@@ -97,17 +97,21 @@ class RegionSource:
     c_offsets: list[int] = field(default_factory=list)
 
     @classmethod
-    def open(cls, region: Region, series: int = 0) -> RegionSource:
+    def open(cls, region: Region, series: int | None = None) -> RegionSource:
         """Opens every file of ``region`` (tags only) and checks that they stack.
 
+        ``series``: the TIFF series to read of every file; ``None`` = each file's one image series
+        (a file of several image series is refused, see ``formats.tiff.tiff_info``).
+
         Raises:
-            TiffError: a file cannot be read, or the files do not match.
+            TiffError: a file cannot be read, holds several image series and none is chosen, or
+                the files do not match.
         """
         infos = [tiff_info(p, series) for p in region.inputs]
         first = infos[0]
         stacked = len(infos) > 1
         axes = first.axes if not stacked or "c" in first.axes else "".join(a for a in "tczyx" if a in first.axes + "c")
-        parts = [open_tiff_array(p, series, 0, axes) for p in region.inputs]
+        parts = [open_tiff_array(p, info.series, 0, axes) for p, info in zip(region.inputs, infos, strict=True)]
         for info, part in zip(infos[1:], parts[1:], strict=True):
             if info.dtype != first.dtype:
                 raise TiffError(info.path, f"dtype {info.dtype} differs from {first.path} ({first.dtype})")

@@ -100,10 +100,13 @@ def read_image(
     canonical: bool = False,
     files: Sequence[str] = (),
     dicom_options: Mapping[str, Any] | None = None,
+    tiff_series: int | None = None,
 ) -> ImageData:
     """Reads one volume (NIfTI file, DICOM series folder / files, or TIFF); RAS+ when ``canonical``.
 
     ``dicom_options``: keyword options of ``read_dicom_series`` (e.g. ``philips_scaling``).
+    ``tiff_series``: the series of a TIFF to read; ``None`` = its one image series, and a TIFF of
+    several image series is a ``TiffError`` listing them (see ``formats.tiff.read_tiff``).
     """
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "nifti":
@@ -117,7 +120,7 @@ def read_image(
     elif fmt == "tiff":
         from radiobject.formats.tiff import read_tiff
 
-        image = read_tiff(path)
+        image = read_tiff(path, tiff_series)
     else:
         raise ImageReadError(path, f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return canonicalize(image) if canonical else image

@@ -187,6 +187,8 @@ def collection_from_files(
     tasks = collection_tasks(spec, fmt=ingest.fmt, subject_pattern=ingest.subject_pattern, name=cname)
     if ingest.dicom_options:
         tasks = [replace(t, dicom_options=dict(ingest.dicom_options)) for t in tasks]
+    if ingest.tiff_series is not None:
+        tasks = [replace(t, tiff_series=ingest.tiff_series) for t in tasks]
     _raise_first(tasks, ingest.options)
     storage, options = ingest.storage, ingest.options
     if check_target(uri, storage or StorageOptions(), marker="collection.json", allowed=COLLECTION_NAMES):

@@ -73,11 +73,19 @@ class FileConstructors:
         paths_or_glob: PathSpec,
         *,
         name: str | None = None,
+        series: int | None = None,
         **kw: Unpack[FileKeywords],
     ) -> VolumeCollection:
-        """Ingests TIFF / OME-TIFF files (level 0 of series 0, copied block by block); ``**kw``: ``FileKeywords``."""
+        """Ingests TIFF / OME-TIFF files (level 0 of one series, copied block by block).
+
+        ``series``: the series read of every file; ``None`` (default) = each file's one image series,
+        and a file of several image series (a multi-image OME-TIFF, pages of several shapes) is
+        refused before anything is written, with an ``ImageReadError`` listing them;
+        ``**kw``: ``FileKeywords``.
+        """
         uri = as_location(uri)
-        return engine.collection_from_files(uri, paths_or_glob, FileIngest(fmt="tiff", **kw), name=name)
+        ingest = FileIngest(fmt="tiff", tiff_series=series, **kw)
+        return engine.collection_from_files(uri, paths_or_glob, ingest, name=name)
 
     @classmethod
     def from_files(

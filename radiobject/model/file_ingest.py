@@ -77,6 +77,8 @@ class FileIngest:
         storage: see :class:`WriteKeywords`.
         progress: see :class:`WriteKeywords`.
         dicom_options: keyword options of the DICOM reader (e.g. ``philips_scaling``).
+        tiff_series: the series read of every TIFF (``from_tiffs(series=N)``); ``None`` = each
+            TIFF's one image series, and a TIFF of several image series is refused, listing them.
     """
 
     fmt: str = "auto"
@@ -86,6 +88,11 @@ class FileIngest:
     storage: StorageOptions | None = None
     progress: bool = False
     dicom_options: Mapping[str, Any] | None = None
+    tiff_series: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tiff_series is not None and (isinstance(self.tiff_series, bool) or self.tiff_series < 0):
+            raise ValueError(f"a TIFF series must be an index >= 0, not {self.tiff_series!r}")
 
 
 @dataclass(frozen=True)

@@ -136,12 +136,14 @@ class Volume:
         *,
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
+        series: int | None = None,
     ) -> Volume:
-        """Ingests a TIFF / OME-TIFF (level 0 of series 0), copied block by block."""
+        """Ingests level 0 of one series of a TIFF / OME-TIFF, copied block by block. ``series``:
+        ``None`` = the file's one image series (several: a ``TiffError`` listing them), or an index."""
         uri = as_location(uri)
         from radiobject.formats.tiff import read_tiff
 
-        return cls.from_image(uri, read_tiff(path), options=options, storage=storage)
+        return cls.from_image(uri, read_tiff(path, series), options=options, storage=storage)
 
     # --------------------------------------------------------------- properties
     @property

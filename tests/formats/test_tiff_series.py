@@ -100,3 +100,59 @@ def test_collection_from_tiffs_refuses_a_file_of_several_series_before_writing(t
     with pytest.raises(ImageReadError, match=r"two.tif: holds 2 image series"):
         VolumeCollection.from_tiffs(str(tmp_path / "c"), [str(tmp_path / "one.tif"), str(tmp_path / "two.tif")])
     assert not (tmp_path / "c").exists()  # checked with the other files, before the collection is created
+
+
+def test_read_image_passes_the_chosen_tiff_series(tmp_path: Path) -> None:
+    from radiobject.formats.detect import read_image
+
+    a, b = _two_series(tmp_path / "two.tif")
+    with pytest.raises(TiffError, match="holds 2 image series"):
+        read_image(str(tmp_path / "two.tif"))
+    np.testing.assert_array_equal(np.asarray(read_image(str(tmp_path / "two.tif"), tiff_series=1).array), b.T)
+
+
+def test_volume_from_tiff_refuses_several_series_and_reads_the_chosen_one(tmp_path: Path) -> None:
+    from radiobject import Volume
+
+    _, b = _two_series(tmp_path / "two.tif")
+    with pytest.raises(TiffError, match=r"two.tif: holds 2 image series.*\(7, 16, 12\)"):
+        Volume.from_tiff(str(tmp_path / "v0"), tmp_path / "two.tif")
+    vol = Volume.from_tiff(str(tmp_path / "v1"), tmp_path / "two.tif", series=1)
+    assert vol.shape == (12, 16, 7) and vol.metadata["series"] == 1
+    np.testing.assert_array_equal(Volume(str(tmp_path / "v1")).to_numpy(), b.T)
+
+
+@pytest.mark.parametrize("ome", [False, True])
+def test_collection_from_tiffs_reads_the_chosen_series_of_every_file(tmp_path: Path, ome: bool) -> None:
+    from radiobject import Volume, VolumeCollection, WriteOptions
+
+    names = ["s0.tif", "s1.tif"]  # OME-XML or not by the content (tifffile's ``ome=``), not the name
+    want = {}
+    rng = np.random.default_rng(2)
+    for name in names:
+        b = rng.integers(0, 60000, (7, 16, 12), dtype=np.uint16)  # each file its own second series
+        with tifffile.TiffWriter(tmp_path / name, ome=ome) as w:
+            w.write(np.zeros((5, 32, 24), np.uint16), metadata={"axes": "ZYX"})
+            w.write(b, metadata={"axes": "ZYX"})
+        want[name[:-4]] = b
+    paths = [str(tmp_path / n) for n in names]
+    coll = VolumeCollection.from_tiffs(str(tmp_path / "c"), paths, series=1, options=WriteOptions(workers=2))
+    assert sorted(coll.obs_ids) == ["s0", "s1"]
+    for obs_id, b in want.items():
+        vol = coll.loc[obs_id]
+        assert isinstance(vol, Volume)
+        assert vol.shape == (12, 16, 7) and vol.metadata["series"] == 1
+        assert vol.metadata["tiff_kind"] == ("ome" if ome else "generic")
+        np.testing.assert_array_equal(vol.to_numpy(), b.T)
+
+
+def test_a_negative_series_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    from radiobject import VolumeCollection
+    from radiobject.model.file_ingest import FileIngest
+
+    with pytest.raises(ValueError, match="index >= 0"):
+        FileIngest(tiff_series=-1)
+    _two_series(tmp_path / "two.tif")
+    with pytest.raises(ValueError, match="index >= 0"):
+        VolumeCollection.from_tiffs(str(tmp_path / "c"), [str(tmp_path / "two.tif")], series=-1)
+    assert not (tmp_path / "c").exists()
