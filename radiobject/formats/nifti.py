@@ -34,14 +34,13 @@ import nibabel as nib
 import numpy as np
 from nibabel.batteryrunners import BatteryRunner
 from nibabel.filebasedimages import ImageFileError
-from nibabel.orientations import apply_orientation
 from nibabel.spatialimages import HeaderDataError, HeaderTypeError
 
 from radiobject.errors import NiftiReadError
 from radiobject.formats.image import ImageData
 from radiobject.formats.inputs import max_image_bytes, regular_file_size
 from radiobject.formats.nifti_header import HEADER_KEY, capture_header, read_raw_header, write_nifti_image
-from radiobject.geometry import to_canonical
+from radiobject.formats.nifti_orient import reorient_to_ras
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz")
 #: Deflate cannot compress more than about 1032:1, so a gzip stream of ``n`` bytes holds at most this many times ``n``.
@@ -348,9 +347,10 @@ def _check_finite(path: str, affine: np.ndarray, meta: dict[str, Any]) -> None:
 def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_bytes: int | None = None) -> ImageData:
     """Reads a NIfTI file: raw (unscaled) voxels in native byte order, nibabel's affine choice.
 
-    ``reorient=True`` reorders the axes to RAS+ (nibabel ``as_closest_canonical``) and records the
-    original orientation in the metadata. ``scl_slope`` / ``scl_inter`` are kept in the metadata;
-    ``Volume.to_numpy(scaled=True)`` applies them. ``max_bytes`` (default :data:`MAX_NIFTI_BYTES`)
+    ``reorient=True`` reorders the axes to RAS+ (nibabel ``as_closest_canonical``), records the
+    original orientation in the metadata and permutes ``zooms[:3]`` with the axes
+    (:mod:`radiobject.formats.nifti_orient`). ``scl_slope`` / ``scl_inter`` are kept in the
+    metadata; ``Volume.to_numpy(scaled=True)`` applies them. ``max_bytes`` (default :data:`MAX_NIFTI_BYTES`)
     bounds the voxel bytes a header may declare; a gzip file is decompressed fully and its CRC checked.
     """
     p = str(path)
@@ -384,9 +384,7 @@ def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_byte
     if raw.dtype.byteorder not in ("=", "|"):
         raw = raw.astype(raw.dtype.newbyteorder("="))
     if reorient:
-        meta["original_orientation"] = "".join(nib.aff2axcodes(affine))
-        ornt, affine, _ = to_canonical(affine, raw.shape)
-        raw = apply_orientation(raw, ornt)
+        raw, affine = reorient_to_ras(raw, affine, meta)
     return ImageData(np.ascontiguousarray(raw), affine, meta, source=os.path.abspath(p))
 
 

@@ -16,7 +16,7 @@ import tifffile
 
 from radiobject.errors import TiffError
 
-__all__ = ["NGFF_ORDER", "TiffInfo", "affine_from_info", "level_downsampling"]
+__all__ = ["NGFF_ORDER", "TiffInfo", "affine_from_info", "level_downsampling", "mm_from_unit", "unit_from_mm"]
 
 #: NGFF axis order; every reader output uses a subsequence of it.
 NGFF_ORDER = "tczyx"
@@ -40,16 +40,18 @@ _UNITS = {
     "min": "minute",
     "h": "hour",
 }
-#: size of one unit in millimetres (for the voxel -> mm affine).
-_MM_PER_UNIT = {
-    "micrometer": 1e-3,
-    "nanometer": 1e-6,
-    "millimeter": 1.0,
-    "centimeter": 10.0,
-    "meter": 1e3,
-    "picometer": 1e-9,
-    "angstrom": 1e-7,
-    "inch": 25.4,
+#: how one unit relates to a millimetre, as ``(mm per unit, units per mm)`` with one side 1: a
+#: unit smaller than a millimetre is *divided* by its exact integer count per mm (0.65 um ->
+#: ``0.65 / 1000``), never multiplied by an inexact binary fraction such as ``0.001``.
+_MM_SCALE: dict[str, tuple[float, float]] = {
+    "micrometer": (1.0, 1e3),
+    "nanometer": (1.0, 1e6),
+    "millimeter": (1.0, 1.0),
+    "centimeter": (10.0, 1.0),
+    "meter": (1e3, 1.0),
+    "picometer": (1.0, 1e9),
+    "angstrom": (1.0, 1e7),
+    "inch": (25.4, 1.0),
 }
 _RGB_COLORS = ("FF0000", "00FF00", "0000FF", "FFFFFF")
 _PALETTE = ("0000FF", "00FF00", "FF0000", "FFFFFF", "FFFF00", "FF00FF", "00FFFF", "FF8000")
@@ -185,7 +187,7 @@ def _check_pages(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: 
 def _unit(name: str | None) -> str | None:
     if not name:
         return None
-    return _UNITS.get(name, name if name in _MM_PER_UNIT else None)
+    return _UNITS.get(name, name if name in _MM_SCALE else None)
 
 
 def _ome_pixels(tif: tifffile.TiffFile, series: int) -> ET.Element | None:
@@ -301,17 +303,38 @@ def _channels(
     return tuple(str(x) for x in names), tuple(str(c) for c in colors)
 
 
+def mm_from_unit(value: float, unit: str | None) -> float:
+    """``value`` in NGFF length ``unit`` as millimetres; ``None`` or an unknown unit counts as mm.
+
+    Sub-millimetre units are divided by their exact count per mm (``0.65 um -> 0.65 / 1000``).
+    """
+    per_unit, per_mm = _MM_SCALE.get(unit or "millimeter", (1.0, 1.0))
+    return float(value) / per_mm if per_mm != 1.0 else float(value) * per_unit
+
+
+def unit_from_mm(mm: float, unit: str | None) -> float:
+    """Inverse of :func:`mm_from_unit`: millimetres in ``unit`` (``mm * 1000`` for micrometres).
+
+    Two roundings cannot always undo each other: for about 1 size in 70 the result is one binary
+    step from the original, so the exact native sizes are the ones kept in ``physical_size``."""
+    per_unit, per_mm = _MM_SCALE.get(unit or "millimeter", (1.0, 1.0))
+    return float(mm) * per_mm if per_mm != 1.0 else float(mm) / per_unit
+
+
 def affine_from_info(info: TiffInfo, level: int = 0) -> np.ndarray:
-    """Voxel (x, y, z) -> millimetre affine; unknown units count as millimetres."""
+    """Voxel (x, y, z) -> millimetre affine; unknown units count as millimetres.
+
+    Each diagonal entry is ``mm_from_unit(size * downsampling, unit)``: level 0 of a 0.65 um
+    image gives exactly ``0.65 / 1000``.
+    """
     affine = np.eye(4)
     for i, ax in enumerate("xyz"):
         spacing = info.physical_size.get(ax, 1.0)
-        unit = info.units.get(ax)
         factor = 1.0
         if ax in "xy" and level:
             base = info.levels[0][info.axes.index(ax)]
             factor = base / max(info.levels[level][info.axes.index(ax)], 1)
-        affine[i, i] = spacing * factor * (_MM_PER_UNIT.get(unit, 1.0) if unit else 1.0)
+        affine[i, i] = mm_from_unit(spacing * factor, info.units.get(ax))
     return affine
 
 

@@ -5,7 +5,8 @@ Public entry points::
     read_dicom_series(folder_or_files, *, series_uid=None, resample_tilt=False,
                       resample_gaps=False, include_patient=False, decoder="auto") -> ImageData
         metadata: warnings, slice gaps, tilt_correction / spacing_equalised (when resampled),
-        diffusion (b-values, FSL bvecs of the stored frame) for DWI series
+        diffusion (b-values, FSL bvecs of the stored frame) for DWI series, NIfTI-style
+        zooms / xyz_units / t_units (4D: pixdim[4] = RepetitionTime in s, as dcm2niix)
     read_dicom_folder(root, ...) -> list[(SeriesInfo, ImageData | DicomError)]
     discover_series(folder_or_files) -> Discovery
     is_dicom(path) -> bool                     # file or folder, cheap (for auto-detection)

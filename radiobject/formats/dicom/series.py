@@ -56,6 +56,7 @@ from radiobject.formats.dicom.mosaic import (
 from radiobject.formats.dicom.multiframe import enhanced_frames, is_enhanced
 from radiobject.formats.dicom.philips import apply_philips, is_philips, philips_mode
 from radiobject.formats.dicom.resample import resample_series
+from radiobject.formats.dicom.timing import nifti_spacing
 from radiobject.formats.image import ImageData
 
 PathLike = str | os.PathLike[str]
@@ -185,6 +186,8 @@ def series_to_image(
     warnings.extend(more)
     diffusion, notes = series_diffusion([[g[t] for g in groups] for t in range(nt)], info.datasets, affine)
     warnings.extend(notes)
+    spacing_meta, notes = nifti_spacing(first, affine, nt)
+    warnings.extend(notes)
     meta: dict[str, Any] = {
         "format": "dicom",
         "series_uid": info.series_uid,
@@ -201,6 +204,7 @@ def series_to_image(
         "n_missing_instance_numbers": len(missing),
         **resampled_meta,
         "n_volumes": nt,
+        **spacing_meta,
         "samples_per_pixel": spp,
         **rescale,
         "warnings": warnings,
