@@ -330,7 +330,8 @@ class SliceDataset(RadiDataset):
     """Every 2D slice along ``plane`` of every subject (``LoadingMode.SLICE_2D``).
 
     ``plane``: ``"axial"``, ``"coronal"``, ``"sagittal"`` (resolved per subject from its affine) or
-    an array axis (0, 1, 2). Images are ``(C, a, b)``: the two remaining array axes, in array order.
+    an array axis (0, 1, 2). Images are ``(C, a, b)``: the two remaining array axes, in array order;
+    ``slice_axis`` (the normal axis) gives MONAI the 3x3 affine of ``SqueezeDimd`` (``ml.adapters.monai``).
     """
 
     def __init__(
@@ -355,7 +356,7 @@ class SliceDataset(RadiDataset):
         label = None
         if self.reader.label:
             label = np.ascontiguousarray(np.squeeze(self.reader.read_label(subj, region), axis=1 + axis))
-        return self._sample(index, subj, image, label, [r.start for r in region])
+        return {**self._sample(index, subj, image, label, [r.start for r in region]), "slice_axis": axis}
 
 
 class GridPatchDataset(RadiDataset):

@@ -38,7 +38,7 @@ class RadiObjectDataModule(pl.LightningDataModule):
     Args:
         store: a ``RadiObject``, its ``StoreLocation`` or a URI.
         modalities / label: image collections (input channels) and the label collection (the
-            target; never an input channel unless named in ``modalities``).
+            target; never an input channel: naming it in ``modalities`` too is a ``LoaderConfigError``).
         train_subjects / val_subjects / test_subjects / predict_subjects: subject IDs per stage
             (``None``: all subjects for train and predict; no val / test loader).
         split / fold: take train / val / test subjects from ``obs_meta`` (``split`` column values

@@ -11,9 +11,9 @@ Settings come as a handful of config objects (:mod:`radiobject.ml.config`: ``pat
 keywords of the seed API (``patch_size=``, ``batch_size=``, ``num_workers=``, ``cache_strategy=``,
 ``rank=``, ``world_size=``, ...), which fill the same configs.
 
-**Roles.** ``modalities`` are the input channels, ``label`` the target: a label collection never
-becomes an input channel unless named in ``modalities``. With ``modalities=None`` the inputs are the
-collections that are not labels (see :mod:`radiobject.ml.selection`).
+**Roles.** ``modalities`` are the input channels, ``label`` the target: a label collection is an
+input only when named in ``modalities``, the ``label`` never (in both: ``LoaderConfigError``). With
+``modalities=None`` the inputs are the collections that are not labels (:mod:`radiobject.ml.selection`).
 
 **Geometry.** ``meta_tensors=True`` gives ``image`` / ``label`` as MONAI ``MetaTensor`` s with the
 sample's real affine (MONAI spatial transforms then act in millimetres and update it); ``None``
@@ -79,6 +79,11 @@ def build_reader(
         raise LoaderConfigError(f"{radi.uri}: modalities is empty; name at least one image collection")
     if label is not None and not isinstance(label, str):
         raise LoaderArgumentError(f"label must be a collection name (str) or None, got {type(label).__name__}")
+    if label is not None and label in mods:  # the target would also be an input channel
+        raise LoaderConfigError(
+            f"{radi.uri}: collection {label!r} is the label and also named in modalities: the target would "
+            f"be an input channel; pass it as label={label!r} only (modalities are the inputs)"
+        )
     if subjects is not None:
         subjects = names_of("subjects", subjects, radi.uri)
     chosen = split_subjects(radi, split, fold)
@@ -179,24 +184,29 @@ def create_training_dataloader(
     Args:
         radi: a ``RadiObject`` (or a view of one) or a ``VolumeReader``.
         modalities: image collections stacked as input channels (default: every non-label collection).
-        label: the label collection (``None``: images only); never an input channel unless it is
-            also named in ``modalities``.
-        patch / cache / loader / distributed: settings (``ml.config``); or the flat keywords
-            ``patch_size`` (default ``(64, 64, 64)``; ``None``: whole volumes), ``patches_per_volume``,
-            ``sampler``, ``foreground_prob``, ``loading_mode``, ``plane``, ``cache_strategy``,
-            ``cache_bytes``, ``cache_path``, ``batch_size`` (2), ``num_workers``, ``worker_mode``,
-            ``device``, ``pin_memory``, ``persistent_workers``, ``prefetch_factor``, ``timeout``,
-            ``multiprocessing_context``, ``drop_last``, ``prefetch_patches`` (patches read ahead;
-            default 2 x ``batch_size``, 0: off), ``rank``, ``world_size``, ``shard_mode``.
+        label: the label collection (``None``: images only); never an input channel (naming it in
+            ``modalities`` too is a ``LoaderConfigError``).
+        patch: patch settings (``ml.config.PatchConfig``).
+        cache: cache settings (``ml.config.CacheConfig``).
+        loader: ``DataLoader`` settings (``ml.config.LoaderConfig``).
+        distributed: rank / world settings (``ml.config.DistributedConfig``).
         transforms: per-sample transform (MONAI or TorchIO dict transforms).
         seed: patches and order are functions of ``(seed, epoch, index)``; call
             ``radiobject.ml.set_epoch(loader, epoch)`` each epoch (a second pass over one epoch warns).
-        subjects / split / fold: which subjects (``split`` / ``fold`` read ``obs_meta``; see
-            ``ml.selection``).
+        subjects: which subjects (IDs; default all).
+        split: the ``obs_meta`` split to take (see ``ml.selection``).
+        fold: the ``obs_meta`` fold to take (see ``ml.selection``).
         incomplete: ``"error"`` (default: ``IncompleteSubjectsError`` listing subjects lacking a
             collection) or ``"skip"`` (leave them out, with a warning saying how many).
         meta_tensors: samples as MONAI ``MetaTensor`` s with the real affine (``None``: when
             ``transforms`` is a MONAI transform).
+        **options: the flat keywords of the seed API, filling the configs above: ``patch_size``
+            (default ``(64, 64, 64)``; ``None``: whole volumes), ``patches_per_volume``, ``sampler``,
+            ``foreground_prob``, ``loading_mode``, ``plane``, ``cache_strategy``, ``cache_bytes``,
+            ``cache_path``, ``batch_size`` (2), ``num_workers``, ``worker_mode``, ``device``,
+            ``pin_memory``, ``persistent_workers``, ``prefetch_factor``, ``timeout``,
+            ``multiprocessing_context``, ``drop_last``, ``prefetch_patches`` (patches read ahead;
+            default 2 x ``batch_size``, 0: off), ``rank``, ``world_size``, ``shard_mode``.
     """
     p, c, lc, d = resolve(
         options, patch=patch, cache=cache, loader=loader, distributed=distributed, caller="create_training_dataloader"

@@ -129,7 +129,7 @@ def test_monai_2d_slices_get_monai_own_slice_geometry(radi: RadiObject, sources:
     reader = build_reader(radi, "ct", "seg")
     axis = reader.slice_region(0, plane, 0)[1]
     raw = SliceDataset(reader, plane)[3]
-    raw["slice_axis"] = axis
+    assert raw["slice_axis"] == axis  # every slice sample names its normal axis
     ours = to_meta(raw)
     start, end = [0, 0, 0], list(SHAPE)
     start[axis], end[axis] = 3, 4
@@ -157,8 +157,31 @@ def test_monai_2d_slices_get_monai_own_slice_geometry(radi: RadiObject, sources:
     np.testing.assert_allclose(got["spacing"].numpy(), np.sqrt((full[:3, :3] ** 2).sum(axis=0)), atol=1e-12)
 
 
+def test_the_slice_dataset_hands_monai_its_2d_geometry(radi: RadiObject) -> None:
+    """Through the dataset itself (meta tensors on, a 2D MONAI transform): the image's affine is the
+    3x3 slice affine, and the plain ``affine`` stays 4x4 with the normal axis unchanged."""
+    from monai import transforms as mt
+
+    reader = build_reader(radi, "ct", "seg")
+    axis = reader.slice_region(0, "axial", 0)[1]
+    plain = SliceDataset(reader, "axial")[2]
+    ds = SliceDataset(
+        reader, "axial", transforms=mt.Spacingd(keys=KEYS, pixdim=(1.0, 1.0), mode=("bilinear", "nearest"))
+    )
+    ds.meta_tensors = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = ds[2]
+    assert tuple(got["image"].affine.shape) == (3, 3)
+    full = got["affine"].numpy()
+    assert full.shape == (4, 4)
+    np.testing.assert_allclose(slice_affine(full, axis).numpy(), got["image"].affine.numpy(), atol=1e-9)
+    np.testing.assert_allclose(full[:3, axis], plain["affine"].numpy()[:3, axis], atol=1e-12)
+
+
 def test_a_2d_sample_without_slice_axis_keeps_its_4x4_affine(radi: RadiObject) -> None:
     raw = SliceDataset(build_reader(radi, "ct", None), "axial")[0]
+    del raw["slice_axis"]  # a sample built elsewhere, naming no axis
     meta = to_meta(raw)
     np.testing.assert_array_equal(meta["image"].affine.numpy(), raw["affine"].numpy())
 

@@ -252,3 +252,33 @@ def test_a_writer_killed_mid_write_does_not_hold_bytes_beyond_the_budget(tmp_pat
     for i in range(40):  # over the budget: the eviction sweeps too
         cache.put(f"k{i}", np.zeros(8192))
     assert not again.exists() and cache.nbytes <= cache.max_bytes
+
+
+@pytest.mark.parametrize("backend", ["zarr", "tiledb"])
+@pytest.mark.parametrize("change", ["delete", "replace"])
+def test_a_reader_reads_its_snapshot_until_gc(tmp_path: Path, backend: str, change: str) -> None:
+    """A subject deleted or replaced while a loader runs is read in the version the reader was built
+    on (whole, in a fresh worker too); once garbage collection removes that version, a typed error
+    (deleted: ``NotFoundError``; replaced: ``CorruptDataError``), never zeros or the new data."""
+    from radiobject.errors import CorruptDataError, NotFoundError
+    from radiobject.formats.image import ImageData
+
+    radi = make_store(tmp_path / "s", backend=backend, n=3, shape=SHAPE)
+    reader = VolumeReader.from_radi(radi, ["T1w"], "seg")
+    k = reader.subject_ids.index("sub-01")
+    want = coded_volume(1, SHAPE)
+    again = RadiObject(str(tmp_path / "s"))
+    if change == "delete":
+        again.delete_subject("sub-01")
+    else:
+        affine = np.asarray(again["T1w"].volume("sub-01").affine)
+        new = ImageData(coded_volume(7, SHAPE), affine, {}, "synthetic/new")
+        lab = ImageData(np.zeros(SHAPE, np.uint8), affine, {}, "synthetic/new-seg")
+        again.replace_subject("sub-01", {"T1w": new, "seg": lab})
+    worker = pickle.loads(pickle.dumps(reader))  # a fresh process's view: nothing opened yet
+    np.testing.assert_array_equal(worker.read_raw(k, "T1w"), want)
+    for name in ("T1w", "seg"):
+        RadiObject(str(tmp_path / "s"))[name].collect_garbage(grace_seconds=0)
+    late = pickle.loads(pickle.dumps(reader))
+    with pytest.raises(NotFoundError if change == "delete" else CorruptDataError, match="sub-01"):
+        late.read_raw(k, "T1w")

@@ -54,6 +54,17 @@ def test_default_loader_never_stacks_the_label_as_an_input_channel(radi):
     assert b["image"].shape[1] == 2
 
 
+def test_the_label_also_named_as_an_input_is_a_typed_error(radi):
+    from radiobject.ml import LoaderConfigError
+    from radiobject.ml.adapters.torchio import subjects_dataset
+
+    for make in (create_training_dataloader, create_validation_dataloader):
+        with pytest.raises(LoaderConfigError, match="'seg' is the label and also named in modalities"):
+            make(radi, modalities=["T1w", "seg"], label="seg", patch_size=(4, 4, 4))
+    with pytest.raises(LoaderConfigError, match="label='seg' only"):
+        subjects_dataset(radi, modalities="seg", label="seg")
+
+
 def test_a_label_named_like_an_image_is_still_excluded_by_role(tmp_path):
     from radiobject.ml.selection import default_modalities, is_label_collection
 
