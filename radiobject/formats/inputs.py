@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
+from radiobject._memory import process_memory_left
 from radiobject.errors import ImageReadError
 
 __all__ = ["file_kind", "regular_file_size"]
@@ -51,8 +52,10 @@ def regular_file_size(path: str | os.PathLike[str], error: type[ImageReadError] 
 
 
 def max_image_bytes() -> int:
-    """The memory budget of one image read (bytes): ``RADIOBJECT_MAX_IMAGE_BYTES``, else min(16 GiB,
-    half the RAM). Read at each call; every reader (NIfTI, DICOM, TIFF) refuses more up front."""
+    """The memory budget of one image read (bytes): ``RADIOBJECT_MAX_IMAGE_BYTES``, else the least of
+    16 GiB, half the RAM and what this process may still allocate under its address-space limit
+    (``RLIMIT_AS``) and memory cgroups (``radiobject._memory.process_memory_left``). Read at each
+    call; every reader (NIfTI, DICOM, TIFF) refuses more up front."""
     env = os.environ.get("RADIOBJECT_MAX_IMAGE_BYTES")
     if env:
         return int(env)
@@ -60,4 +63,6 @@ def max_image_bytes() -> int:
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         physical = 32 << 30
-    return int(min(16 << 30, physical // 2))
+    budget = min(16 << 30, physical // 2)
+    left = process_memory_left()
+    return int(budget if left is None else min(budget, left))

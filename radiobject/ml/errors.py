@@ -21,7 +21,7 @@ process with its type and fields intact.
 from __future__ import annotations
 
 import pickle
-from typing import Any
+from typing import Any, cast
 
 from radiobject.errors import RadiObjectError
 
@@ -75,11 +75,35 @@ def _combined(cause: type[RadiObjectError]) -> type[SampleError]:
     return cls
 
 
+def _new(cls: type[SampleError], message: str) -> SampleError:
+    """An instance of ``cls`` made without running any ``__init__``, ``args`` set to ``(message,)``.
+
+    ``cls.__new__(cls, message)`` first; when that raises ``TypeError`` (a cause whose ``__new__``
+    takes other arguments, or a builtin base whose ``__new__`` CPython calls unsafe for a combined
+    class: ``MemoryError``'s), the ``__new__`` of each builtin base in the MRO, most derived first
+    (``OSError.__new__`` for an ``OSError``'s layout, else ``BaseException.__new__``)."""
+    try:
+        exc = cls.__new__(cls, message)
+    except TypeError as first:
+        for base in cls.__mro__:
+            if base.__module__ != "builtins" or "__new__" not in vars(base) or base is object:
+                continue
+            try:
+                exc = cast(Any, base).__new__(cls, message)  # a builtin exception's __new__
+                break
+            except TypeError:
+                continue
+        else:
+            raise first
+    exc.args = (message,)
+    return exc
+
+
 def _rebuild(
     cause: type[RadiObjectError] | None, message: str, subject: str, store: str, fields: dict[str, Any]
 ) -> SampleError:
     cls = _combined(cause) if cause is not None else SampleError
-    exc = cls.__new__(cls, message)
+    exc = _new(cls, message)
     SampleError.__init__(exc, message, subject=subject, store=store)
     exc.__dict__.update(fields)
     exc.subject, exc.store = subject, store

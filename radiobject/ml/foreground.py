@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,15 +23,54 @@ from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampling import DEFAULT_MAX_PER_CLASS, ForegroundIndex
 from radiobject.storage import files
 
-__all__ = ["FOLDER", "build_foreground_indices", "foreground_uri", "load_foreground", "foreground_index"]
+__all__ = [
+    "FOLDER",
+    "MEMO_BYTES",
+    "MEMO_ENTRIES",
+    "build_foreground_indices",
+    "foreground_index",
+    "foreground_uri",
+    "load_foreground",
+]
 
 #: Folder under the label collection holding the indices.
 FOLDER = "foreground"
 #: Bumped when the stored layout changes (older files are recomputed).
 VERSION = 1
 
-_MEMO: dict[tuple[int, str], ForegroundIndex] = {}
+#: Bytes of foreground indices each process keeps in memory (their index arrays plus
+#: :data:`_ENTRY_OVERHEAD` per entry and label), least recently used dropped first: a label map
+#: of many classes is ~80 KB per class (10,000 uint64 locations), so a count cap alone could pile
+#: up gigabytes. An index larger than this is used but not kept.
+MEMO_BYTES = 64 << 20
+#: At most this many indices are kept, whatever their size.
+MEMO_ENTRIES = 4096
+_ENTRY_OVERHEAD = 256  # the key, the dataclass, the tuples and each array's header (approximate)
+
+_MEMO: OrderedDict[tuple[int, str], tuple[ForegroundIndex, int]] = OrderedDict()
+_MEMO_SIZE = [0]  # bytes held by _MEMO (under _LOCK)
 _LOCK = threading.Lock()
+
+
+def _nbytes(fg: ForegroundIndex) -> int:
+    """What ``fg`` holds in memory, as counted against :data:`MEMO_BYTES`."""
+    return _ENTRY_OVERHEAD * (1 + len(fg.labels)) + sum(int(a.nbytes) for a in fg.indices)
+
+
+def _remember(key: tuple[int, str], fg: ForegroundIndex) -> None:
+    """Keeps ``fg`` in the memo (under ``_LOCK``), dropping the least recently used to stay within
+    :data:`MEMO_BYTES` / :data:`MEMO_ENTRIES`."""
+    size = _nbytes(fg)
+    old = _MEMO.pop(key, None)
+    if old is not None:
+        _MEMO_SIZE[0] -= old[1]
+    if size > MEMO_BYTES:
+        return
+    _MEMO[key] = (fg, size)
+    _MEMO_SIZE[0] += size
+    while _MEMO_SIZE[0] > MEMO_BYTES or len(_MEMO) > MEMO_ENTRIES:
+        _, (_, dropped) = _MEMO.popitem(last=False)
+        _MEMO_SIZE[0] -= dropped
 
 
 def foreground_uri(reader: VolumeReader, index: int) -> str:
@@ -88,8 +128,9 @@ def foreground_index(
     key = (os.getpid(), uri + f"#{max_per_class}")
     with _LOCK:
         hit = _MEMO.get(key)
-    if hit is not None:
-        return hit
+        if hit is not None:
+            _MEMO.move_to_end(key)
+            return hit[0]
     fg = load_foreground(uri, reader, index, max_per_class)
     if fg is None:
         fg = _compute(reader, index, max_per_class)
@@ -99,9 +140,7 @@ def foreground_index(
             except OSError:  # read-only store: keep it in memory
                 pass
     with _LOCK:
-        _MEMO[key] = fg
-        if len(_MEMO) > 4096:
-            _MEMO.pop(next(iter(_MEMO)))
+        _remember(key, fg)
     return fg
 
 

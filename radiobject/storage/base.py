@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
 
+from radiobject.errors import StoreError
 from radiobject.storage import groups
 from radiobject.storage.options import StorageOptions
 
@@ -47,6 +48,34 @@ class Codec:
         name, _, lvl = text.partition(":")
         default = 3 if name in ("zstd", "blosc-zstd") else 5
         return cls(name, level if level is not None else int(lvl or default))
+
+
+#: Voxel dtypes every backend stores, in any byte order (arrays hold the native one): booleans,
+#: 8-64-bit integers and float16/32/64 -- what a Zarr v3 array written by tensorstore holds.
+#: Refused everywhere (``StoreError``, before anything is written): complex (no Zarr v3 fill value
+#: of ours), datetime / timedelta, strings, records, objects, ``longdouble``.
+VOXEL_DTYPES: frozenset[np.dtype] = frozenset(
+    np.dtype(t)
+    for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+              "float16", "float32", "float64")
+)  # fmt: skip
+
+
+def voxel_dtype(uri: str, dtype: Any, backend: str, missing: frozenset[np.dtype] = frozenset()) -> np.dtype:
+    """The native-byte-order dtype an array of ``backend`` at ``uri`` stores ``dtype`` voxels as.
+
+    ``StoreError`` naming the array, the dtype and the backend when it is not one of
+    :data:`VOXEL_DTYPES`, or is one of ``missing`` (those the engine has no type for: TileDB's
+    ``float16``). Called before a backend creates (or deletes) anything."""
+    try:
+        native = np.dtype(dtype).newbyteorder("=")
+    except (TypeError, ValueError) as exc:
+        raise StoreError(uri, f"{dtype!r} is not a voxel dtype ({exc})") from None
+    if native in VOXEL_DTYPES and native not in missing:
+        return native
+    allowed = ", ".join(sorted(t.name for t in VOXEL_DTYPES - missing))
+    engine = f"the {backend} backend has no {native.name} type" if native in missing else "not a supported voxel dtype"
+    raise StoreError(uri, f"{np.dtype(dtype)} voxels cannot be stored ({engine}); {backend} arrays hold {allowed}")
 
 
 @dataclass(frozen=True)

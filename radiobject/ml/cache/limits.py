@@ -5,107 +5,22 @@ A loader often runs under a limit smaller than the machine: an address-space lim
 available. :func:`memory_headroom` is the smallest of what is left under each of them, so a
 cohort larger than that memory is read by chunks (never decoded whole), a chunk pool is not
 grown past it, and a read that cannot fit is refused with a typed error before it is allocated
-instead of ending in the kernel's OOM killer.
+instead of ending in the kernel's OOM killer. The limits are read by ``radiobject._memory``
+(shared with the image readers of ``formats``); this module adds the warning the caches give.
 """
 
 from __future__ import annotations
 
-import resource
 import warnings
-from pathlib import Path
+
+from radiobject._memory import memory_headroom
 
 __all__ = ["CacheMemoryWarning", "memory_headroom", "warn"]
-
-_CGROUP = Path("/sys/fs/cgroup")
-_UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a number near 2**63
 
 
 class CacheMemoryWarning(ResourceWarning):
     """A cache setting does not fit the memory this process may use; the loader falls back
     (chunk reads instead of whole volumes, a smaller chunk pool) and says so."""
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _status_kib(key: str) -> int | None:
-    text = _read(Path("/proc/self/status")) or ""
-    for line in text.splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _address_space_left() -> int | None:
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    used = _status_kib("VmSize")
-    return max(0, soft - (used or 0))
-
-
-def _mem_available() -> int | None:
-    text = _read(Path("/proc/meminfo")) or ""
-    for line in text.splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
-def _stat_value(text: str | None, key: str) -> int:
-    for line in (text or "").splitlines():
-        name, _, value = line.partition(" ")
-        if name == key and value.strip().isdigit():
-            return int(value)
-    return 0
-
-
-def _cgroup_left() -> int | None:
-    """What the memory cgroups of this process (and their ancestors) leave, reclaimable page cache
-    counted as free; ``None`` without a limit."""
-    text = _read(Path("/proc/self/cgroup")) or ""
-    best: int | None = None
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, rel = parts
-        if controllers == "":  # cgroup v2
-            base, limit_file, usage_file, inactive = _CGROUP, "memory.max", "memory.current", "inactive_file"
-        elif "memory" in controllers.split(","):  # cgroup v1
-            base, limit_file = _CGROUP / "memory", "memory.limit_in_bytes"
-            usage_file, inactive = "memory.usage_in_bytes", "total_inactive_file"
-        else:
-            continue
-        node = Path(rel.lstrip("/"))
-        seen: set[Path] = set()
-        while True:  # this cgroup and every ancestor visible here (a namespace shows its root)
-            folder = base / node
-            if folder not in seen:
-                seen.add(folder)
-                limit = _read(folder / limit_file)
-                if limit is not None and limit.isdigit() and int(limit) < _UNLIMITED:
-                    usage = _read(folder / usage_file)
-                    used = int(usage) if usage and usage.isdigit() else 0
-                    used -= _stat_value(_read(folder / "memory.stat"), inactive)
-                    left = max(0, int(limit) - max(0, used))
-                    best = left if best is None else min(best, left)
-            if node == Path("."):
-                break
-            node = node.parent
-    return best
-
-
-def memory_headroom() -> int | None:
-    """Bytes this process may still allocate: the least of what its address-space limit
-    (``RLIMIT_AS``), its memory cgroups and the machine's available memory leave; ``None`` where
-    none of them can be read (not Linux). Read at each call (a few small ``/proc`` files)."""
-    known = [v for v in (_address_space_left(), _cgroup_left(), _mem_available()) if v is not None]
-    return min(known) if known else None
 
 
 def warn(message: str) -> None:
