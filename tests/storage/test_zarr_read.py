@@ -62,9 +62,11 @@ def _array(tmp_path: Path) -> tuple[ZarrBackend, str, np.ndarray]:
     return be, uri, data
 
 
+@pytest.mark.parametrize("plain", [True, False], ids=["own-reader", "tensorstore"])
 @pytest.mark.parametrize("threads", [1, 2, 5])
-def test_split_reads_equal_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+def test_split_reads_equal_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int, plain: bool) -> None:
     monkeypatch.setattr(zarr_backend, "DECODE_THREADS", threads)
+    monkeypatch.setattr(zarr_backend, "PLAIN_READS", plain)
     be, uri, data = _array(tmp_path)
     arr = be.open_array(uri)
     rng = np.random.default_rng(threads)
@@ -78,8 +80,10 @@ def test_split_reads_equal_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         np.testing.assert_array_equal(out, data[region])
 
 
-def test_a_damaged_chunk_in_any_piece_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("plain", [True, False], ids=["own-reader", "tensorstore"])
+def test_a_damaged_chunk_in_any_piece_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plain: bool) -> None:
     monkeypatch.setattr(zarr_backend, "DECODE_THREADS", 4)
+    monkeypatch.setattr(zarr_backend, "PLAIN_READS", plain)
     be, uri, data = _array(tmp_path)
     shard = next(p for p in Path(uri).rglob("*") if p.is_file() and p.parent.name != Path(uri).name)
     raw = bytearray(shard.read_bytes())
