@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 zarr_backend.DECODE_THREADS = threads
                 for k in kinds:
                     res = {}
-                    for name in (("own", "tensorstore") if rnd % 2 == 0 else ("tensorstore", "own")):
+                    for name in ("own", "tensorstore") if rnd % 2 == 0 else ("tensorstore", "own"):
                         arrs, regs = engines[name], regions[k]
                         res[name] = _time(lambda i, a=arrs, r=regs: a[i % len(a)].read(r[i]), len(regs))
                     ratios[k, threads].append(res["tensorstore"][0] / res["own"][0])
