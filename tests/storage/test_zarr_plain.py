@@ -63,6 +63,7 @@ def test_the_own_reader_returns_exactly_what_tensorstore_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: tuple, threads: int
 ) -> None:
     monkeypatch.setattr(zarr_backend, "DECODE_THREADS", threads)
+    monkeypatch.setattr(plain, "MIN_CHUNKS_PER_PIECE", 2)  # small test arrays: reads cut for the pool too
     uri, data = _make(tmp_path, case)
     ours = ZarrBackend().open_array(uri)
     assert isinstance(ours, plain.PlainZarrArray)
@@ -171,7 +172,7 @@ def test_a_lying_blosc_header_is_refused_before_it_is_decoded(tmp_path: Path) ->
         fd = os.open(tmp_path / "chunk", os.O_CREAT | os.O_RDWR)
         try:
             os.write(fd, bytes(body) + struct.pack("<I", __import__("google_crc32c").value(bytes(body))))
-            reader._chunk(fd, 0, len(body) + 4, 10_000, "c/0/0/0", (0, 0, 0))
+            reader._chunk(fd, 0, len(body) + 4, 10_000, "c/0/0/0", (0, 0, 0), np.empty(16**3 * 2, np.uint8))
         finally:
             os.close(fd)
 
@@ -183,8 +184,44 @@ def test_the_chunk_lru_is_bounded_in_bytes(tmp_path: Path, monkeypatch: pytest.M
     plain._CHUNKS.clear()
     arr = ZarrBackend().open_array(uri)
     np.testing.assert_array_equal(arr.read(FULL), data)
-    assert 0 < plain._CHUNKS._bytes <= budget and len(plain._CHUNKS._items) == 3
+    assert 0 < plain._CHUNKS.nbytes <= budget and len(plain._CHUNKS) == 3
     np.testing.assert_array_equal(arr.read(FULL), data)  # evicted chunks are decoded again
+
+
+def test_recycled_buffers_never_mix_chunks_under_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny LRU (constant eviction, buffers decoded into again) read by 4 threads at once: every
+    read is exact (an entry being copied from is never reused)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    uri, data = _make(tmp_path, CASE)
+    monkeypatch.setattr(zarr_backend, "chunk_pool_bytes", lambda: 4 * 16**3 * 2)
+    plain._CHUNKS.clear()
+    arr = ZarrBackend().open_array(uri)
+    regions = _regions(CASE[0], 400, 5)
+
+    def check(region: tuple[slice, ...]) -> bool:
+        return bool(np.array_equal(arr.read(region), data[region]))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(check, regions))
+
+
+def test_a_pinned_evicted_buffer_is_not_handed_out() -> None:
+    from radiobject.storage._chunk_pool import ChunkPool
+
+    pool = ChunkPool()
+    a_buf = pool.buffer(8)
+    a = pool.put(("a",), a_buf.view(np.int16), a_buf, budget=8)
+    assert a is not None
+    reader = pool.pin(("a",))  # a second reader copies from it ...
+    pool.unpin(a)
+    b_buf = pool.buffer(8)
+    assert b_buf is not a_buf
+    pool.put(("b",), b_buf.view(np.int16), b_buf, budget=8)  # ... while it is evicted
+    assert pool.buffer(8) is not a_buf  # still pinned: not reused
+    assert reader is not None
+    pool.unpin(reader)
+    assert pool.buffer(8) is a_buf  # now it is a spare
 
 
 def test_a_rewritten_shard_is_read_anew(tmp_path: Path) -> None:
