@@ -106,8 +106,8 @@ def plain_layout(meta: Mapping[str, Any]) -> PlainLayout | None:
         chunk = tuple(int(c) for c in cfg["chunk_shape"])
     except (KeyError, TypeError, ValueError, IndexError):
         return None
-    if comp is None or not len(shape) == len(shard) == len(chunk):
-        return None
+    if comp is None or not len(shape) == len(shard) == len(chunk) or min((*shape, *shard, *chunk), default=0) < 1:
+        return None  # tensorstore decides (and names what is wrong)
     if any(s % c for s, c in zip(shard, chunk, strict=True)):
         return None
     return PlainLayout(shape, dtype.newbyteorder("<"), shard, chunk, comp, crc, sep)
