@@ -125,7 +125,7 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="N",
         help="the series to read of TIFFs that hold several images (default: a TIFF's one image "
-        "series; a TIFF of several is an error listing them)",
+        "series; a TIFF of several is an error listing them); also with --layout msd|nnunet",
     )
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
@@ -297,6 +297,8 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         if args.tiff_series is not None:
             if args.tiff_series < 0:
                 raise ValueError(f"--tiff-series must be >= 0, not {args.tiff_series}")
+            if args.dicom_root:  # never accepted and then ignored
+                raise ValueError("--tiff-series does not apply to --dicom-root: it reads DICOM series, no TIFF")
             plan.tasks = [replace(t, tiff_series=args.tiff_series) for t in plan.tasks]
         for name in plan.collections:  # a lossy label collection is refused before anything is written
             options.for_collection(name)

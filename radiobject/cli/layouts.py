@@ -52,6 +52,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--suffixes", nargs="+", metavar="SUFFIX", help="BIDS: only these suffixes (T1w dwi ...)")
     p.add_argument("--datatypes", nargs="+", metavar="DIR", help="BIDS: only these datatype folders (anat dwi ...)")
     p.add_argument("--include-test", action="store_true", help="MSD: also ingest the test images (no labels)")
+    p.add_argument(
+        "--tiff-series",
+        type=int,
+        default=None,
+        metavar="N",
+        help="MSD / nnU-Net: the series to read of TIFFs that hold several images (default: a TIFF's "
+        "one image series; a TIFF of several is an error listing them); refused for BIDS (NIfTI only)",
+    )
     p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
     p.add_argument("--workers", type=positive_int, default=2, help="parallel writers (default 2)")
     p.add_argument(
@@ -113,7 +121,7 @@ def _options(args: argparse.Namespace) -> Any:
 def run_ingest_layout(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest-layout``."""
     from radiobject.errors import LayoutError, RadiObjectError
-    from radiobject.ingest.layouts import ingest_layout
+    from radiobject.ingest.layouts import apply_tiff_series, ingest_layout
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -122,7 +130,10 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         check_store_uri(args.out)
         if args.json:
             check_report_path(args.json, args.out)
-        lp = _plan(args)
+        series = getattr(args, "tiff_series", None)  # `ingest --layout` passes its own --tiff-series
+        if series is not None and series < 0:
+            raise ValueError(f"--tiff-series must be >= 0, not {series}")
+        lp = apply_tiff_series(_plan(args), series, "--tiff-series")
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from radiobject.errors import DuplicateIdError, StoreExistsError
@@ -23,7 +24,7 @@ from radiobject.formats.nifti import NIFTI_SUFFIXES
 from radiobject.ingest.cohort import run_ingest
 from radiobject.ingest.manifest import PAIRING_HINT, CohortPlan, check_pairing
 from radiobject.ingest.target import COLLECTION_NAMES, check_target
-from radiobject.ingest.tasks import VolumeTask, find_problems, to_ingest_item
+from radiobject.ingest.tasks import VolumeTask, find_problems, image_geometry, to_ingest_item
 from radiobject.model.alignment import check_alignment, file_geometry
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.engine import register_file_engine
@@ -114,14 +115,17 @@ def store_from_files(
         raise StoreExistsError(uri, "a radiobject store already exists here")
     meta = None if ingest.obs_meta is None else subject_table(ingest.obs_meta)  # checked before any write
     plan = store_plan(images, fmt=fmt, subject_pattern=ingest.subject_pattern)
+    if ingest.tiff_series is not None:  # travels with each task: the file checks, the geometry, the read
+        plan.tasks = [replace(t, tiff_series=ingest.tiff_series) for t in plan.tasks]
     if ingest.validate_alignment:
         check_pairing(plan)
     _raise_first(plan.tasks, ingest.options)
     if ingest.validate_alignment:
         by_coll: dict[str, dict[str, str]] = {}
+        geo: dict[str, dict[str, tuple[tuple[int, ...], np.ndarray]]] = {}
         for t in plan.tasks:
             by_coll.setdefault(t.collection, {})[t.subject_id] = t.path
-        geo = {name: {s: file_geometry(p, fmt, canonical) for s, p in per.items()} for name, per in by_coll.items()}
+            geo.setdefault(t.collection, {})[t.subject_id] = _geometry(t, canonical)
         check_alignment(geo, paths=by_coll)
     plan.obs_meta = meta
     if meta is not None:
@@ -152,6 +156,13 @@ def store_from_files(
             radi.add_subjects(rest)
             radi = RadiObject(uri, storage=storage)
     return radi
+
+
+def _geometry(task: VolumeTask, canonical: bool) -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, affine) of what a task stores: of its chosen TIFF series when it has one."""
+    if task.tiff_series is None:
+        return file_geometry(task.path, task.format, canonical)
+    return image_geometry(task, canonical)
 
 
 def _raise_first(tasks: list[VolumeTask], options: WriteOptions | None) -> None:

@@ -95,11 +95,16 @@ class FileConstructors:
         *,
         canonical: bool = False,
         name: str | None = None,
+        tiff_series: int | None = None,
         **kw: Unpack[FileKeywords],
     ) -> VolumeCollection:
         """Ingests files of any supported format (NIfTI, DICOM series folder, TIFF), detected by content.
 
-        ``canonical=True`` stores every volume in RAS+ axis order; ``**kw``: ``FileKeywords``.
+        ``canonical=True`` stores every volume in RAS+ axis order; ``tiff_series``: the series read
+        of every TIFF (as ``from_tiffs(series=N)``); ``None`` (default) = each TIFF's one image
+        series, and a TIFF of several image series is refused before anything is written, with an
+        ``ImageReadError`` listing them (a negative one is a ``ValueError``); ``**kw``: ``FileKeywords``.
         """
         uri = as_location(uri)
-        return engine.collection_from_files(uri, paths_or_glob, FileIngest(canonical=canonical, **kw), name=name)
+        ingest = FileIngest(canonical=canonical, tiff_series=tiff_series, **kw)
+        return engine.collection_from_files(uri, paths_or_glob, ingest, name=name)

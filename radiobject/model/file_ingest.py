@@ -77,8 +77,10 @@ class FileIngest:
         storage: see :class:`WriteKeywords`.
         progress: see :class:`WriteKeywords`.
         dicom_options: keyword options of the DICOM reader (e.g. ``philips_scaling``).
-        tiff_series: the series read of every TIFF (``from_tiffs(series=N)``); ``None`` = each
-            TIFF's one image series, and a TIFF of several image series is refused, listing them.
+        tiff_series: the series read of every TIFF (``from_tiffs(series=N)``, ``from_files(tiff_series=N)``
+            of a collection or a store); ``None`` = each TIFF's one image series, and a TIFF of several
+            image series is refused, listing them. ``ValueError`` when < 0, or with a ``fmt`` that
+            reads no TIFF (``nifti``, ``dicom``).
     """
 
     fmt: str = "auto"
@@ -93,6 +95,8 @@ class FileIngest:
     def __post_init__(self) -> None:
         if self.tiff_series is not None and (isinstance(self.tiff_series, bool) or self.tiff_series < 0):
             raise ValueError(f"a TIFF series must be an index >= 0, not {self.tiff_series!r}")
+        if self.tiff_series is not None and self.fmt not in ("auto", "tiff"):  # never accepted, then ignored
+            raise ValueError(f"a TIFF series does not apply to fmt={self.fmt!r}: it reads no TIFF")
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,7 @@ class RadiObjectWrites:
         *,
         fmt: str = "auto",
         canonical: bool = False,
+        tiff_series: int | None = None,
         **kw: Unpack[StoreKeywords],
     ) -> RadiObject:
         """From image files per collection, each a glob, a folder or a list; the format (NIfTI,
@@ -199,12 +200,17 @@ class RadiObjectWrites:
         ``subject_pattern`` regex, or the file name. With ``validate_alignment`` (the default)
         every subject's volumes must share shape and affine, checked before any pixel is written
         (from the header for NIfTI). ``canonical=True`` stores every volume in RAS+ axis order.
+        ``tiff_series``: the series read of every TIFF (CLI ``--tiff-series N``); ``None`` (default)
+        = each TIFF's one image series, and a TIFF of several image series (a multi-image OME-TIFF,
+        pages of several shapes) is refused before anything is written, with an ``ImageReadError``
+        listing them; a negative one, or one with ``fmt="nifti"`` / ``"dicom"``, is a ``ValueError``.
         ``**kw``: ``StoreKeywords`` (``obs_meta``, ``validate_alignment``, ``subject_pattern``,
         ``options``, ``storage``, ``progress``).
         """
         # the one ingest engine (radiobject.ingest, registered in radiobject.model.engine)
         uri = as_location(uri)
-        return engine.store_from_files(uri, images, StoreIngest(fmt=fmt, canonical=canonical, **kw))
+        ingest = StoreIngest(fmt=fmt, canonical=canonical, tiff_series=tiff_series, **kw)
+        return engine.store_from_files(uri, images, ingest)
 
     @classmethod
     def from_dicoms(

@@ -10,6 +10,7 @@ label collections. ``export_nnunet`` writes a store back as an nnU-Net raw datas
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from radiobject.ingest.layouts.plan import (
@@ -26,6 +27,7 @@ __all__ = [
     "Incomplete",
     "LayoutPlan",
     "apply_incomplete_policy",
+    "apply_tiff_series",
     "find_incomplete",
     "incomplete_report",
     "ingest_bids",
@@ -35,6 +37,21 @@ __all__ = [
 ]
 
 
+def apply_tiff_series(lp: LayoutPlan, series: int | None, what: str = "tiff_series") -> LayoutPlan:
+    """``lp`` whose every task reads TIFF series ``series`` (``None``: ``lp`` unchanged, each TIFF's
+    one image series). ``ValueError`` (naming ``what``, e.g. the CLI's ``--tiff-series``) for a
+    series that is not an index >= 0, or for BIDS, whose images are NIfTI only: a series is never
+    accepted and then ignored."""
+    if series is None:
+        return lp
+    if isinstance(series, bool) or not isinstance(series, int) or series < 0:
+        raise ValueError(f"{what} must be >= 0, not {series!r}")
+    if lp.layout == "bids":
+        raise ValueError(f"{what} does not apply to a BIDS dataset: its images are NIfTI (.nii / .nii.gz), no TIFF")
+    plan = replace(lp.plan, tasks=[replace(t, tiff_series=series) for t in lp.plan.tasks])
+    return replace(lp, plan=plan)
+
+
 def ingest_layout(
     uri: str,
     lp: LayoutPlan,
@@ -42,6 +59,7 @@ def ingest_layout(
     incomplete: str = "keep",
     class_counts: bool = True,
     log: Callable[[str], None] | None = None,
+    tiff_series: int | None = None,
     **run_kwargs: Any,
 ) -> Any:
     """Ingests a :class:`LayoutPlan` with ``run_ingest`` (``run_kwargs``: options, workers,
@@ -49,11 +67,17 @@ def ingest_layout(
     collection facts (channel names) and records its ``class_counts``. Returns the
     ``CohortReport``. Incomplete subjects are reported through ``log`` before anything is written.
     Alignment (every volume of a subject on one grid) is checked for layouts with labels (MSD,
-    nnU-Net: images and labels must align); BIDS modalities keep their own grids."""
+    nnU-Net: images and labels must align); BIDS modalities keep their own grids.
+
+    ``tiff_series``: the series read of every TIFF holding several image series (an nnU-Net
+    dataset whose ``file_ending`` is ``.tif``); ``None`` (default) = each TIFF's one image series,
+    and a TIFF of several fails its item with a ``TiffError`` listing them. Checked before anything
+    is written (:func:`apply_tiff_series`: >= 0, not for BIDS)."""
     from radiobject.ingest.cohort import run_ingest
     from radiobject.model.labels import record_class_counts, set_label_map, update_collection_meta
     from radiobject.model.radi_object import RadiObject
 
+    lp = apply_tiff_series(lp, tiff_series)
     if lp.incomplete and log is not None:
         log(f"{len(lp.incomplete)} incomplete subject(s) ({incomplete}):")
         for i in lp.incomplete[:50]:
