@@ -55,10 +55,6 @@ _LAYOUTS: dict[int, tuple[int, int, str, int, bytes]] = {
 }
 
 
-#: Memory budget of one image read: a header declaring more voxel bytes is refused before reading.
-#: Default ``min(16 GiB, half the physical memory)``; the environment variable
-#: ``RADIOBJECT_MAX_IMAGE_BYTES`` overrides it, ``read_nifti(max_bytes=...)`` per call.
-MAX_NIFTI_BYTES = max_image_bytes()
 _LOG = logging.getLogger(__name__)
 _LOG.addHandler(logging.NullHandler())  # shown where the application sets up logging, never by the last resort
 _READING = threading.local()  # per thread: how deep inside this module's reads (nibabel's records dropped)
@@ -96,10 +92,11 @@ def _is_gzip(path: str) -> bool:
 
 def check_layout(path: str | os.PathLike[str], max_bytes: int | None = None) -> None:
     """Checks a single-file NIfTI's header from its bytes, before nibabel parses it: the voxel
-    bytes its dims declare (non-empty axes, scalar type, at most ``max_bytes``, default
-    :data:`MAX_NIFTI_BYTES`), then where header, extensions and voxel data lie (module docstring).
-    Reads the header and the 8-byte head of each extension only. ``NiftiReadError`` naming the file
-    and the field (dims, ``vox_offset``, an extension's ``esize``).
+    bytes its dims declare (non-empty axes, scalar type, at most ``max_bytes``, default the budget
+    of one image read at the time of the call, ``formats.inputs.max_image_bytes()``), then where
+    header, extensions and voxel data lie (module docstring). Reads the header and the 8-byte head
+    of each extension only. ``NiftiReadError`` naming the file and the field (dims, ``vox_offset``,
+    an extension's ``esize``).
 
     What this does not decide (not a NIfTI, a header cut short, a damaged gzip stream) is left to
     the reader, which reports it."""
@@ -108,7 +105,7 @@ def check_layout(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
     gz = _is_gzip(p)
     try:
         with gzip.open(p, "rb") if gz else open(p, "rb") as f:
-            _check_layout(p, f, size, gz, MAX_NIFTI_BYTES if max_bytes is None else int(max_bytes))
+            _check_layout(p, f, size, gz, max_image_bytes() if max_bytes is None else int(max_bytes))
     except (OSError, EOFError, zlib.error, HeaderDataError):
         return  # an unreadable stream or header: the reader names the cause
 
@@ -181,7 +178,7 @@ def _check_layout(path: str, f: Any, size: int, gz: bool, max_bytes: int) -> Non
 @_quiet()
 def load_header(path: str | os.PathLike[str], max_bytes: int | None = None) -> nib.Nifti1Image:
     """Opens a NIfTI lazily (header only); typed error naming the file when it is not one, when it
-    declares more than ``max_bytes`` voxel bytes (default :data:`MAX_NIFTI_BYTES`) or when its
+    declares more than ``max_bytes`` voxel bytes (default ``max_image_bytes()``) or when its
     layout is damaged (:func:`check_layout`)."""
     p = str(path)
     check_layout(p, max_bytes)
@@ -350,11 +347,13 @@ def read_nifti(path: str | os.PathLike[str], *, reorient: bool = False, max_byte
     ``reorient=True`` reorders the axes to RAS+ (nibabel ``as_closest_canonical``), records the
     original orientation in the metadata and permutes ``zooms[:3]`` with the axes
     (:mod:`radiobject.formats.nifti_orient`). ``scl_slope`` / ``scl_inter`` are kept in the
-    metadata; ``Volume.to_numpy(scaled=True)`` applies them. ``max_bytes`` (default :data:`MAX_NIFTI_BYTES`)
-    bounds the voxel bytes a header may declare; a gzip file is decompressed fully and its CRC checked.
+    metadata; ``Volume.to_numpy(scaled=True)`` applies them. ``max_bytes`` bounds the voxel bytes a header
+    may declare: by default the memory budget of one image read, ``formats.inputs.max_image_bytes()``
+    (``RADIOBJECT_MAX_IMAGE_BYTES``, else what RAM and this process's limits allow), read at each
+    call so that a limit set after import counts. A gzip file is decompressed fully and its CRC checked.
     """
     p = str(path)
-    budget = MAX_NIFTI_BYTES if max_bytes is None else int(max_bytes)
+    budget = max_image_bytes() if max_bytes is None else int(max_bytes)
     regular_file_size(p, NiftiReadError)
     if gz := _is_gzip(p):
         raw, header, nifti2 = _read_gzip(p, budget)

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from radiobject.errors import StoreError
-from radiobject.formats.image import ImageData
+from radiobject.formats.image import ArrayLike, ImageData
 from radiobject.geometry import validate_affine
 from radiobject.model.lossy import Lossy, prepare_lossy
 from radiobject.model.options import WriteOptions
@@ -80,22 +79,19 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-#: Axes a Zarr volume can name (x, y, z, t, c): more would be refused by the array metadata.
-ZARR_MAX_AXES = 5
+class _NativeOrder:
+    """A lazy source read in native byte order (``ArrayLike``): what the store holds, and what
+    lossy rounding works on (it reads the float bits)."""
 
+    def __init__(self, source: ArrayLike, dtype: np.dtype) -> None:
+        self.source, self.dtype = source, dtype
 
-def _check_storable(uri: str, source: str | None, shape: tuple[int, ...], dtype: np.dtype, backend: str) -> None:
-    """``StoreError`` naming the source before any array is created, for voxels the backend's
-    arrays cannot hold (rather than the array library's parse error)."""
-    where = f"{source}: " if source else ""
-    if backend == "zarr" and len(shape) > ZARR_MAX_AXES:
-        raise StoreError(
-            uri, f"{where}{len(shape)} axes {shape}: a zarr store holds at most {ZARR_MAX_AXES} (x, y, z, t, c)"
-        )
-    if backend == "zarr" and dtype.kind == "c":
-        raise StoreError(uri, f"{where}{dtype.name} (complex) voxels cannot be stored in a zarr store")
-    if dtype.kind not in "biufc":
-        raise StoreError(uri, f"{where}{dtype} voxels are not numbers; the store holds numeric voxels")
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self.source.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.source[key]).astype(self.dtype, copy=False)
 
 
 def write_image(
@@ -111,17 +107,23 @@ def write_image(
     NumPy arrays are written in one call; lazy arrays (TIFF, zarr) are copied shard-aligned block
     by block, so memory stays bounded by ``BLOCK_BYTES``. With ``options.lossy`` (a resolved
     ``Lossy``) the voxels are rounded first and the achieved quality is recorded in the metadata.
+
+    Raises (before anything is created, naming ``uri`` and the image's source):
+        StoreError: the backend cannot hold the image (``Backend.check_storable``: its dtype, its
+            number of axes); the same text from every write path and backend.
+        LossyError: ``options.lossy`` does not apply to the image (``LossyLabelError``: a label map).
     """
     affine = validate_affine(image.affine, f"{image.source or uri}: affine")
-    image = ImageData(image.array, affine, image.metadata, image.source)
-    if isinstance(options.lossy, Lossy):
-        image = prepare_lossy(image, options.lossy, image.source or uri)
-    elif options.lossy is not None:
+    if options.lossy is not None and not isinstance(options.lossy, Lossy):
         raise ValueError(f"{uri}: per-collection lossy settings must be resolved (WriteOptions.for_collection)")
-    shape, dtype = image.shape, image.dtype
-    if dtype.byteorder not in ("=", "|"):
-        dtype = dtype.newbyteorder("=")
-    _check_storable(uri, image.source, shape, dtype, backend.name)
+    shape = image.shape
+    dtype = backend.check_storable(uri, shape, image.dtype, image.source)  # before any work, whatever the backend
+    array: ArrayLike = image.array
+    if np.dtype(image.dtype) != dtype:  # another byte order: converted once, here
+        array = array.astype(dtype) if isinstance(array, np.ndarray) else _NativeOrder(array, dtype)
+    image = ImageData(array, affine, image.metadata, image.source)
+    if isinstance(options.lossy, Lossy):
+        image = prepare_lossy(image, options.lossy, f"{uri}: {image.source}" if image.source else uri)
     chunks = _chunks_for(shape, options)
     eager = isinstance(image.array, np.ndarray)
     cap = MAX_SHARD_VOXELS if eager else max(1, min(MAX_SHARD_VOXELS, BLOCK_BYTES // dtype.itemsize))

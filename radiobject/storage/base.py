@@ -50,10 +50,11 @@ class Codec:
         return cls(name, level if level is not None else int(lvl or default))
 
 
-#: Voxel dtypes every backend stores, in any byte order (arrays hold the native one): booleans,
-#: 8-64-bit integers and float16/32/64 -- what a Zarr v3 array written by tensorstore holds.
-#: Refused everywhere (``StoreError``, before anything is written): complex (no Zarr v3 fill value
-#: of ours), datetime / timedelta, strings, records, objects, ``longdouble``.
+#: Voxel dtypes the backends store, in any byte order (arrays hold the native one): booleans,
+#: 8-64-bit integers and float16/32/64 -- what a Zarr v3 array written by tensorstore holds (TileDB
+#: lacks float16: ``Backend.missing_dtypes``). Refused everywhere (``StoreError``, before anything
+#: is written): complex (no Zarr v3 fill value of ours), datetime / timedelta, strings, records,
+#: objects, ``longdouble``.
 VOXEL_DTYPES: frozenset[np.dtype] = frozenset(
     np.dtype(t)
     for t in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -61,21 +62,33 @@ VOXEL_DTYPES: frozenset[np.dtype] = frozenset(
 )  # fmt: skip
 
 
-def voxel_dtype(uri: str, dtype: Any, backend: str, missing: frozenset[np.dtype] = frozenset()) -> np.dtype:
+def voxel_dtype(
+    uri: str, dtype: Any, backend: str, missing: frozenset[np.dtype] = frozenset(), source: str | None = None
+) -> np.dtype:
     """The native-byte-order dtype an array of ``backend`` at ``uri`` stores ``dtype`` voxels as.
 
-    ``StoreError`` naming the array, the dtype and the backend when it is not one of
-    :data:`VOXEL_DTYPES`, or is one of ``missing`` (those the engine has no type for: TileDB's
-    ``float16``). Called before a backend creates (or deletes) anything."""
+    ``StoreError`` naming the array (and ``source``, the file the voxels come from, when given),
+    the dtype, why it is refused and the backend when it is not one of :data:`VOXEL_DTYPES`, or is
+    one of ``missing`` (those the engine has no type for: TileDB's ``float16``). The one dtype
+    check of every write path (:meth:`Backend.check_storable`), before anything is created or
+    deleted."""
+    where = f"{source}: " if source else ""
     try:
         native = np.dtype(dtype).newbyteorder("=")
     except (TypeError, ValueError) as exc:
-        raise StoreError(uri, f"{dtype!r} is not a voxel dtype ({exc})") from None
+        raise StoreError(uri, f"{where}{dtype!r} is not a voxel dtype ({exc})") from None
     if native in VOXEL_DTYPES and native not in missing:
         return native
+    if native in missing:
+        why = f"the {backend} backend has no {native.name} type"
+    elif native.kind == "c":
+        why = "complex voxels are not stored: write the real and imaginary parts as two volumes"
+    elif native.kind not in "biuf":
+        why = "they are not numbers"
+    else:
+        why = "not a supported voxel dtype"
     allowed = ", ".join(sorted(t.name for t in VOXEL_DTYPES - missing))
-    engine = f"the {backend} backend has no {native.name} type" if native in missing else "not a supported voxel dtype"
-    raise StoreError(uri, f"{np.dtype(dtype)} voxels cannot be stored ({engine}); {backend} arrays hold {allowed}")
+    raise StoreError(uri, f"{where}{np.dtype(dtype)} voxels cannot be stored ({why}); {backend} arrays hold {allowed}")
 
 
 @dataclass(frozen=True)
@@ -204,6 +217,8 @@ class ArrayHandle(ABC):
 
     spec: ArraySpec
     attrs: Mapping[str, Any]
+    #: Where the array lives: named in the errors of its reads and writes.
+    _uri: str = ""
     #: ``True`` when :meth:`read_async` returns before the data is read and decoded (the engine
     #: works on its own threads); ``False``: the default, which reads synchronously.
     async_reads: ClassVar[bool] = False
@@ -234,7 +249,19 @@ class ArrayHandle(ABC):
 
     @abstractmethod
     def write(self, region: Region, data: np.ndarray) -> None:
-        """Writes ``data`` into a normalised region."""
+        """Writes ``data`` into a normalised region; ``StoreError`` before writing when its dtype
+        does not cast safely to the array's (:meth:`writable`)."""
+
+    def writable(self, data: np.ndarray) -> np.ndarray:
+        """``data`` as a C-contiguous array of this array's dtype, ready for :meth:`write`.
+
+        ``StoreError`` naming the array, before anything is written, when ``data``'s dtype does
+        not cast safely to the array's: the write would lose values (floats truncated to integers,
+        ``int32`` overflowing ``int16``, imaginary parts dropped), whatever the backend."""
+        data = np.asarray(data)
+        if not np.can_cast(data.dtype, self.dtype, casting="safe"):
+            raise StoreError(self._uri, f"cannot write {data.dtype} voxels into a {self.dtype} array without loss")
+        return np.ascontiguousarray(data, dtype=self.dtype)
 
     def seal(self) -> str:
         """Records what the written array consists of (its integrity record; see
@@ -250,9 +277,32 @@ class Backend(ABC):
     #: Engine-level checksums on new arrays (Zarr ``crc32c`` per chunk, TileDB SHA-256 filter).
     #: Only the checksum-overhead benchmark turns them off, on its own instance.
     checksums: bool = True
+    #: Voxel dtypes of :data:`VOXEL_DTYPES` the engine has no type for (refused by :meth:`check_storable`).
+    missing_dtypes: ClassVar[frozenset[np.dtype]] = frozenset()
+    #: The names of the axes an array can have, in order (``None``: any number of axes).
+    axis_names: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, storage: StorageOptions | None = None) -> None:
         self.storage = storage or StorageOptions()
+
+    def check_storable(self, uri: str, shape: tuple[int, ...], dtype: Any, source: str | None = None) -> np.dtype:
+        """The native-byte-order dtype an array at ``uri`` of this backend stores ``dtype`` voxels
+        as, once it is sure it can hold an array of ``shape`` and ``dtype``.
+
+        ``StoreError`` naming the array (and ``source``, the file the voxels come from, when given)
+        otherwise: more axes than :attr:`axis_names`, or a dtype :func:`voxel_dtype` refuses (not
+        one of :data:`VOXEL_DTYPES`, or one of :attr:`missing_dtypes`). Run by every write path
+        (``model.writer.write_image``, each backend's :meth:`create_array`) before anything is
+        created or deleted, so a volume is refused with the same text whichever way it comes."""
+        where = f"{source}: " if source else ""
+        names = self.axis_names
+        if names is not None and len(shape) > len(names):
+            raise StoreError(
+                uri,
+                f"{where}{len(shape)} axes {tuple(shape)}: a {self.name} array holds at most {len(names)} "
+                f"({', '.join(names)})",
+            )
+        return voxel_dtype(uri, dtype, self.name, self.missing_dtypes, source)
 
     @abstractmethod
     def create_array(self, uri: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> ArrayHandle:

@@ -37,7 +37,7 @@ import tiledb
 
 from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
 from radiobject.storage import checksums, files, groups, integrity
-from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Region, voxel_dtype
+from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Region
 from radiobject.storage.faults import remote_errors, remote_failure
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
@@ -171,13 +171,12 @@ class TileDBArray(ArrayHandle):
 
     def write(self, region: Region, data: np.ndarray) -> None:
         """Writes ``data``; ``StoreError`` before writing when its dtype does not cast safely to the
-        array's (TileDB would truncate floats to integers, drop imaginary parts: Zarr refuses too)."""
-        data = np.asarray(data)
-        if not np.can_cast(data.dtype, self.dtype, casting="safe"):
-            raise StoreError(self._uri, f"cannot write {data.dtype} voxels into a {self.dtype} array without loss")
+        array's (:meth:`~radiobject.storage.base.ArrayHandle.writable`: TileDB would truncate floats
+        to integers, drop imaginary parts)."""
+        data = self.writable(data)
         ctx, _ = self._context.query()
         with remote_errors(self._uri), tiledb.open(self._uri, mode="w", ctx=ctx) as arr:
-            arr[region] = np.ascontiguousarray(data, dtype=self.dtype)
+            arr[region] = data
         with self._lock:
             self._close_reader()
 
@@ -203,6 +202,7 @@ class TileDBBackend(Backend):
     """TileDB dense arrays with array metadata for the attributes."""
 
     name = "tiledb"
+    missing_dtypes = MISSING_DTYPES
 
     def _context(self) -> _Context:
         return _context(self.storage.resolved(), os.getpid())  # resolved: env changes give a new context
@@ -212,7 +212,7 @@ class TileDBBackend(Backend):
         return self._context().current()[0]
 
     def create_array(self, uri: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> ArrayHandle:
-        dtype = voxel_dtype(uri, spec.dtype, self.name, MISSING_DTYPES)  # before anything is deleted
+        dtype = self.check_storable(uri, spec.shape, spec.dtype)  # StoreError before anything is deleted
         context = self._context()
         ctx, _ = context.query()
         dims = [

@@ -35,7 +35,6 @@ from radiobject.storage.base import (
     Region,
     default_shards,
     region_shape,
-    voxel_dtype,
 )
 from radiobject.storage.faults import remote_errors, remote_failure
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
@@ -210,7 +209,7 @@ class ZarrArray(ArrayHandle):
 
     def write(self, region: Region, data: np.ndarray) -> None:
         with remote_errors(self._uri):
-            self._store[region].write(np.ascontiguousarray(data)).result()
+            self._store[region].write(self.writable(data)).result()
 
 
 class ZarrPythonArray(ArrayHandle):
@@ -238,7 +237,7 @@ class ZarrPythonArray(ArrayHandle):
         return out
 
     def write(self, region: Region, data: np.ndarray) -> None:
-        self._array[region] = data
+        self._array[region] = self.writable(data)
 
     def seal(self) -> str:
         return _seal(self._uri, self._storage, self)
@@ -262,13 +261,14 @@ class ZarrBackend(Backend):
     """Zarr v3 + sharding through tensorstore."""
 
     name = "zarr"
+    axis_names = DIMENSION_NAMES  # x, y, z, t, c: more axes than names are refused
 
     def _kv(self, uri: str) -> dict[str, Any]:
         return kvstore_spec(uri, self.storage)
 
     def create_array(self, uri: str, spec: ArraySpec, attrs: Mapping[str, Any]) -> ArrayHandle:
         shards = spec.shards or default_shards(spec.shape, spec.chunks)
-        dtype = voxel_dtype(uri, spec.dtype, self.name)  # StoreError before anything is deleted
+        dtype = self.check_storable(uri, spec.shape, spec.dtype)  # StoreError before anything is deleted
         metadata = {
             "shape": list(spec.shape),
             "data_type": dtype.name,

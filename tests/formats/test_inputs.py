@@ -18,22 +18,22 @@ from radiobject.formats.inputs import max_image_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: Run in a child: the limit is lowered there, after the heavy imports, before radiobject is
-#: imported (``formats.nifti`` takes its default budget, ``MAX_NIFTI_BYTES``, at import).
+#: Run in a child: the limit is lowered there after radiobject is imported (as tests/scale/_trials.py
+#: does), so the NIfTI reader must take its default budget when it reads, not at import.
 CHILD = textwrap.dedent(
     """
     import json, resource, sys
     import nibabel, numpy
+    from radiobject.errors import NiftiReadError
+    from radiobject.formats.inputs import max_image_bytes
+    from radiobject.formats.nifti import read_nifti
 
     vm = next(int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmSize:"))
     left = 1536 << 20
     limit = vm + left
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    from radiobject.errors import NiftiReadError
-    from radiobject.formats.inputs import max_image_bytes
-    from radiobject.formats.nifti import MAX_NIFTI_BYTES, read_nifti
 
-    out = {"limit": limit, "left": left, "budget": max_image_bytes(), "nifti_budget": MAX_NIFTI_BYTES}
+    out = {"limit": limit, "left": left, "budget": max_image_bytes()}
     try:
         read_nifti(sys.argv[1])
         out["error"] = None
@@ -75,7 +75,6 @@ def test_lowered_address_space_lowers_the_budget_and_refuses_a_larger_nifti(tmp_
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 0 < out["budget"] <= out["left"] < out["limit"]
-    assert 0 < out["nifti_budget"] <= out["left"]
     assert out["error"] is not None and str(path) in out["error"]
     assert "would need 2.0 GiB" in out["error"], out["error"]  # the header check, not an allocation failure
 
@@ -102,3 +101,29 @@ def test_limits_module_reexports_the_shared_reading() -> None:
 
     assert limits.memory_headroom is _memory.memory_headroom
     assert "CacheMemoryWarning" in limits.__all__ and not hasattr(_memory, "CacheMemoryWarning")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_nifti_default_budget_is_read_at_each_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gz: bool) -> None:
+    """A budget lowered after ``formats.nifti`` was imported (an environment setting here, a
+    process limit in the child above) applies to the next read, plain and gzip alike."""
+    import nibabel as nib
+    import numpy as np
+
+    from radiobject.errors import NiftiReadError
+    from radiobject.formats.nifti import check_layout, read_nifti
+
+    path = tmp_path / ("v.nii.gz" if gz else "v.nii")
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 16), np.int16), np.eye(4)), str(path))  # 8 KiB of voxels
+    monkeypatch.delenv("RADIOBJECT_MAX_IMAGE_BYTES", raising=False)
+    assert read_nifti(path).array.shape == (16, 16, 16)
+    monkeypatch.setenv("RADIOBJECT_MAX_IMAGE_BYTES", str(4 << 10))
+    with pytest.raises(NiftiReadError, match="would need") as info:
+        read_nifti(path)
+    assert str(path) in str(info.value)
+    if not gz:
+        with pytest.raises(NiftiReadError, match="would need"):
+            check_layout(path)
+    assert read_nifti(path, max_bytes=1 << 20).array.shape == (16, 16, 16)  # the argument still wins
+    monkeypatch.setenv("RADIOBJECT_MAX_IMAGE_BYTES", str(1 << 20))
+    assert read_nifti(path).array.shape == (16, 16, 16)
