@@ -10,25 +10,11 @@ from __future__ import annotations
 import os
 import stat
 
+from radiobject._fs import file_kind
 from radiobject._memory import process_memory_left
 from radiobject.errors import ImageReadError
 
 __all__ = ["file_kind", "regular_file_size"]
-
-
-def file_kind(mode: int) -> str:
-    """A short name of what a ``stat`` mode describes (``regular file``, ``FIFO``, ``device``, ...)."""
-    if stat.S_ISREG(mode):
-        return "regular file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
 
 
 def regular_file_size(path: str | os.PathLike[str], error: type[ImageReadError] = ImageReadError) -> int:

@@ -104,8 +104,8 @@ def _check_documents(
                     report.add("error", rel, str(exc))
         elif name.endswith(".parquet"):
             report.files_checked += 1
-            data = files.read_bytes(uri, storage)
             try:
+                data = files.read_bytes(uri, storage)
                 sealed = checksums.check_fragment(name, data, uri)
             except CorruptDataError as exc:
                 report.add("error", rel, exc.reason)
@@ -153,7 +153,11 @@ def _check_group(report: VerifyReport, store: str, storage: StorageOptions, grou
     report.files_checked += len(record.get("files", {}))
     for rel, reason in integrity.problems(uri, record, storage, hash_file=lambda r: True):
         report.add("error", prefix + rel, reason)
-    extra = set(group_files(uri, storage)) - set(record.get("files", {}))
+    try:
+        extra = set(group_files(uri, storage)) - set(record.get("files", {}))
+    except CorruptDataError as exc:  # a group file that is not a regular file (reported above too)
+        report.add("error", prefix + _rel(uri, exc.uri), exc.reason)
+        return
     if extra:
         report.add(
             "note",

@@ -37,6 +37,7 @@ import google_crc32c
 import numpy as np
 from numcodecs import blosc as _blosc
 
+from radiobject._fs import open_regular
 from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage._chunk_pool import ChunkPool
 from radiobject.storage.base import ArrayHandle, ArraySpec, Region, region_shape
@@ -247,7 +248,9 @@ class PlainReader:
         rel = "/".join(["c", *map(str, shard)]) if self.layout.separator == "/" else "c." + ".".join(map(str, shard))
         path = os.path.join(self.root, *rel.split("/"))
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd, _ = open_regular(
+                path, lambda reason: CorruptDataError(self.uri, f"damaged chunk data: {reason}", part=rel)
+            )
         except FileNotFoundError:
             if self.sealed:
                 raise CorruptDataError(self.uri, "a shard file of the array is missing", part=rel) from None

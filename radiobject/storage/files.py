@@ -13,6 +13,8 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
+from radiobject._fs import read_regular
+from radiobject.errors import CorruptDataError
 from radiobject.storage.checksums import parse_checked_json, seal_json
 from radiobject.storage.faults import remote_errors
 from radiobject.storage.options import StorageOptions, as_location, is_remote, strip_file_scheme
@@ -51,12 +53,13 @@ def exists(uri: str, storage: StorageOptions) -> bool:
 
 
 def read_bytes(uri: str, storage: StorageOptions) -> bytes:
-    """The content of one object; ``FileNotFoundError`` when absent."""
+    """The content of one object; ``FileNotFoundError`` when absent, ``CorruptDataError`` when a
+    local path is not a regular file (a FIFO, device, socket or folder: never opened blocking)."""
     if is_remote(uri):
         with remote_errors(uri):
             return bytes(remote_fs(storage).cat_file(_remote_path(uri)))
-    with open(strip_file_scheme(uri), "rb") as f:
-        return f.read()
+    path = strip_file_scheme(uri)
+    return read_regular(path, lambda reason: CorruptDataError(path, reason))  # a FIFO would block forever
 
 
 def write_bytes_atomic(uri: str, data: bytes, storage: StorageOptions) -> None:

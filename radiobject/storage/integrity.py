@@ -163,7 +163,12 @@ def problems(
             yield rel, f"size {size} bytes, recorded {want['size']} (truncated or replaced)"
             continue
         if hash_file(rel):
-            data = known[rel] if known is not None and rel in known else files.read_bytes(files.join(uri, rel), storage)
+            try:
+                held = known.get(rel) if known is not None else None
+                data = held if held is not None else files.read_bytes(files.join(uri, rel), storage)
+            except CorruptDataError as exc:  # not a regular file
+                yield rel, exc.reason
+                continue
             if not entry_matches(data, want):
                 yield rel, "content does not match its recorded checksum"
     if listing is not None:

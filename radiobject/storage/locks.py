@@ -17,12 +17,14 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from radiobject.errors import StoreLockedError
+from radiobject._fs import file_kind
+from radiobject.errors import StoreLockedError, UnsafePathError
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 
 LOCK_NAME = ".radiobject.lock"
@@ -113,11 +115,13 @@ def write_lock(root: str, storage: StorageOptions | None = None, timeout: float 
 
 def _acquire(root: str, path: str, deadline: float, wait: float) -> int:
     if os.path.islink(path):
-        from radiobject.errors import UnsafePathError
-
         raise UnsafePathError(root, f"{LOCK_NAME} is a symbolic link")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # a FIFO / device planted as the lock: never written through
+        os.close(fd)
+        raise UnsafePathError(root, f"{LOCK_NAME} is not a regular file (a {file_kind(mode)})")
     pause = 0.002
     while True:
         try:

@@ -15,6 +15,7 @@ import struct
 
 import google_crc32c
 
+from radiobject.errors import CorruptDataError
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
 
@@ -35,6 +36,8 @@ def diagnose_shard(array_uri: str, rel: str, storage: StorageOptions) -> str:
             s // c for s, c in zip(meta["chunk_grid"]["configuration"]["chunk_shape"], cfg["chunk_shape"], strict=True)
         ]
         data = files.read_bytes(files.join(array_uri, rel), storage)
+    except CorruptDataError as exc:  # not a regular file
+        return exc.reason
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return ""
     n = math.prod(grid)
