@@ -24,7 +24,7 @@ RANK = {
     "errors": 0,
     "geometry": 0,
     "_version": 0,
-    "_memory": 0,
+    "_os": 0,
 }
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import stat
 
-from radiobject._fs import file_kind
-from radiobject._memory import process_memory_left
+from radiobject._os.files import file_kind
+from radiobject._os.memory import process_memory_left
 from radiobject.errors import ImageReadError
 
 __all__ = ["file_kind", "regular_file_size"]
@@ -40,7 +40,7 @@ def regular_file_size(path: str | os.PathLike[str], error: type[ImageReadError] 
 def max_image_bytes() -> int:
     """The memory budget of one image read (bytes): ``RADIOBJECT_MAX_IMAGE_BYTES``, else the least of
     16 GiB, half the RAM and what this process may still allocate under its address-space limit
-    (``RLIMIT_AS``) and memory cgroups (``radiobject._memory.process_memory_left``). Read at each
+    (``RLIMIT_AS``) and memory cgroups (``radiobject._os.memory.process_memory_left``). Read at each
     call; every reader (NIfTI, DICOM, TIFF) refuses more up front."""
     env = os.environ.get("RADIOBJECT_MAX_IMAGE_BYTES")
     if env:

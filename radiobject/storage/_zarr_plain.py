@@ -37,7 +37,7 @@ import google_crc32c
 import numpy as np
 from numcodecs import blosc as _blosc
 
-from radiobject._fs import open_regular
+from radiobject._os.files import open_regular
 from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage._chunk_pool import ChunkPool
 from radiobject.storage.base import ArrayHandle, ArraySpec, Region, region_shape

@@ -13,7 +13,7 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-from radiobject._fs import read_regular
+from radiobject._os.files import read_regular
 from radiobject.errors import CorruptDataError
 from radiobject.storage.checksums import parse_checked_json, seal_json
 from radiobject.storage.faults import remote_errors

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from radiobject._fs import file_kind
+from radiobject._os.files import file_kind
 from radiobject.errors import StoreLockedError, UnsafePathError
 from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from radiobject import _memory
+from radiobject._os import memory as _memory
 from radiobject.formats.inputs import max_image_bytes
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ A loader often runs under a limit smaller than the machine: an address-space lim
 available. :func:`memory_headroom` is the smallest of what is left under each of them, so a
 cohort larger than that memory is read by chunks (never decoded whole), a chunk pool is not
 grown past it, and a read that cannot fit is refused with a typed error before it is allocated
-instead of ending in the kernel's OOM killer. The limits are read by ``radiobject._memory``
+instead of ending in the kernel's OOM killer. The limits are read by ``radiobject._os.memory``
 (shared with the image readers of ``formats``); this module adds the warning the caches give.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 
-from radiobject._memory import memory_headroom
+from radiobject._os.memory import memory_headroom
 
 __all__ = ["CacheMemoryWarning", "memory_headroom", "warn"]
 

@@ -1,0 +1,5 @@
+"""What the operating system allows this process (rank 0: imports nothing of radiobject).
+
+``memory``: the memory this process may still allocate (address-space limit, cgroups, RAM);
+``files``: local files opened without blocking on a FIFO, device or socket.
+"""
