@@ -4,9 +4,9 @@
 
 Cohort: ``--volumes`` MRI-like float32 volumes (``radiobject.bench.synthetic.mri_like``) of
 ``--shape`` (default 160x192x144, 17.7 MB each: the cohort exceeds tensorstore's 64 MB chunk pool),
-written with the store's defaults; random ``--patch``^3 patches, batch 2, no cache, ``--per-volume``
-patches per subject per epoch in random order (``PatchDataset`` without its per-process volume
-buffer, so every patch is a store read; built with ``ml.dataloader.make_loader``, the factories'
+written with the store's defaults; random ``--patch``^3 patches, batch ``--batch`` (default 2), no
+cache, ``--per-volume`` patches per subject per epoch in random order (``PatchDataset`` without
+its per-process volume buffer, so every patch is a store read; built with ``ml.dataloader.make_loader``, the factories'
 path). All configurations run in **one** process, in this order,
 so the process-worker rows see what a training script sees: a parent that has already read through
 tensorstore (the 0-worker row runs first).
@@ -54,7 +54,15 @@ def prepare(work: Path, n: int, shape: tuple[int, int, int]) -> Path:
 
 
 def measure(
-    store: Path, workers: int, mode: str, context: str | None, patch: int, patches: int, passes: int, per_volume: int
+    store: Path,
+    workers: int,
+    mode: str,
+    context: str | None,
+    patch: int,
+    patches: int,
+    passes: int,
+    per_volume: int,
+    batch_size: int = 2,
 ) -> dict:
     """Patches/s (best pass after the first) and seconds to the first batch of one loader."""
     from radiobject import RadiObject
@@ -70,7 +78,7 @@ def measure(
     loader = make_loader(
         dataset,
         RadiSampler(dataset, 1, 0, shuffle=True, seed=1),
-        batch_size=2,
+        batch_size=batch_size,
         num_workers=workers,
         pin_memory=False,
         device=None,
@@ -109,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patches", type=int, default=160)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--per-volume", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=2, help="batch size (each batch is one hand-over from a worker)")
     ap.add_argument("--contexts", default="fork,forkserver,spawn,auto")
     ap.add_argument("--workdir", default="/tmp/radiobject-loader-workers")
     args = ap.parse_args(argv)
@@ -116,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     store = prepare(Path(args.workdir), args.volumes, shape)  # type: ignore[arg-type]
     print(header())
     print(
-        f"cohort: {args.volumes} x {shape} float32, patch {args.patch}^3, batch 2, no cache, "
+        f"cohort: {args.volumes} x {shape} float32, patch {args.patch}^3, batch {args.batch}, no cache, "
         f"{args.patches} patches/pass, {args.passes} passes (pid {os.getpid()})"
     )
     configs: list[tuple[int, str, str | None]] = [(0, "threads", None), (1, "threads", None), (2, "threads", None)]
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     base = None
     print(f"{'workers':28s} {'patches/s':>10s} {'vs 0':>6s} {'start s':>8s} {'main CPU ms/patch':>18s}")
     for workers, mode, ctx in configs:
-        r = measure(store, workers, mode, ctx, args.patch, args.patches, args.passes, args.per_volume)
+        r = measure(store, workers, mode, ctx, args.patch, args.patches, args.passes, args.per_volume, args.batch)
         base = base or r["rate"]
         name = "0" if workers == 0 else f"{workers} {mode}" + (f" ({ctx})" if ctx else "")
         print(
