@@ -116,6 +116,21 @@ def item_timeout_options(args: argparse.Namespace) -> dict[str, Any]:
     return {} if value is None else {"item_timeout_s": value or None}
 
 
+def lossy_arg(values: list[str] | None) -> Any:
+    """``--lossy`` values -> ``WriteOptions.lossy`` (one ``Lossy`` or ``{collection: Lossy}``;
+    ``None`` when not given)."""
+    from radiobject.model.lossy import Lossy
+
+    if not values:
+        return None
+    pairs = [v.split("=", 1) if "=" in v and ":" in v.split("=", 1)[1] else ["", v] for v in values]
+    if len(pairs) == 1 and not pairs[0][0]:
+        return Lossy.parse(pairs[0][1])
+    if any(not name for name, _ in pairs):
+        raise ValueError("--lossy: give COLLECTION=SPEC for each value when there are several")
+    return {name: Lossy.parse(spec) for name, spec in pairs}
+
+
 def human_bytes(n: float) -> str:
     """``1234567`` -> ``"1.2 MB"`` (decimal units)."""
     for unit in ("B", "KB", "MB", "GB"):

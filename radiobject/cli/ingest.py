@@ -21,6 +21,7 @@ from radiobject.cli._args import (
     check_report_path,
     check_store_uri,
     item_timeout_options,
+    lossy_arg,
     regex,
     storage_from_args,
     write_report,
@@ -176,7 +177,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_item_timeout_argument(p)
     add_storage_arguments(p)
+    # what each option is when left out: ``--layout`` refuses the options it cannot apply, given ones only
     p.set_defaults(func=run_ingest_command)
+    p.set_defaults(option_defaults={a.dest: a.default for a in p._actions if a.dest != "help"})
 
     s = subparsers.add_parser(
         "sample-cohort",
@@ -233,20 +236,6 @@ _PAIRING_HINT = (
 )
 
 
-def _lossy_arg(values: list[str] | None) -> Any:
-    """``--lossy`` values -> ``WriteOptions.lossy`` (one ``Lossy`` or ``{collection: Lossy}``)."""
-    from radiobject.model.lossy import Lossy
-
-    if not values:
-        return None
-    pairs = [v.split("=", 1) if "=" in v and ":" in v.split("=", 1)[1] else ["", v] for v in values]
-    if len(pairs) == 1 and not pairs[0][0]:
-        return Lossy.parse(pairs[0][1])
-    if any(not name for name, _ in pairs):
-        raise ValueError("--lossy: give COLLECTION=SPEC for each value when there are several")
-    return {name: Lossy.parse(spec) for name, spec in pairs}
-
-
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
@@ -281,7 +270,7 @@ def run_ingest_command(args: argparse.Namespace) -> int:
             codec,
             args.workers,
             args.commit_every,
-            lossy=_lossy_arg(args.lossy),
+            lossy=lossy_arg(args.lossy),
             **item_timeout_options(args),
         )
         plan = _plan(args)

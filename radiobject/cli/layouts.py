@@ -7,8 +7,10 @@ incomplete subjects), 2 on bad arguments or a folder that is not the named layou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from radiobject.cli._args import (
@@ -17,15 +19,52 @@ from radiobject.cli._args import (
     check_report_path,
     check_store_uri,
     item_timeout_options,
+    lossy_arg,
     positive_int,
     storage_from_args,
     write_report,
 )
 from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
 
-__all__ = ["register", "run_export_nnunet", "run_ingest_layout", "run_layout_from_ingest"]
+__all__ = [
+    "LAYOUT_APPLIED",
+    "LAYOUT_REFUSED",
+    "layout_flag_error",
+    "register",
+    "run_export_nnunet",
+    "run_ingest_layout",
+    "run_layout_from_ingest",
+]
 
 LAYOUTS: tuple[str, ...] = ("bids", "msd", "nnunet")
+
+#: ``radiobject ingest`` options (argparse dests) that ``--layout`` applies as the plain ingest
+#: does, plus the positional / source ones. Any other option given (not at its parser default)
+#: is refused with exit 2 before anything is written: never accepted and then ignored.
+LAYOUT_APPLIED: frozenset[str] = frozenset(
+    {
+        *("command", "func", "out", "layout", "manifest", "images", "dicom_root"),  # what and where
+        *("incomplete", "subjects", "philips_scaling", "resample_tilt", "tiff_series"),  # the plan
+        *("backend", "workers", "executor", "compression", "level", "lossy", "chunks", "commit_every"),
+        *("canonical", "validate_alignment", "fail_fast", "on_changed", "rehash", "json", "scheduler"),
+        *("no_progress", "item_timeout", "s3_endpoint", "s3_key", "s3_secret", "s3_region", "s3_anon"),
+        *("s3_timeout", "s3_retries"),
+    }
+)
+#: Why an ``ingest`` option does not apply with ``--layout`` (and what to use instead).
+LAYOUT_REFUSED: dict[str, str] = {
+    "obs_columns": "it picks --manifest columns; a layout's columns come from its own files",
+    "subject_pattern": "a layout names its subjects itself (BIDS sub-XX, MSD / nnU-Net case IDs); "
+    "use --images for subjects named by a regex",
+    "dicom_collection_key": "it names the series of a --dicom-root; a layout names its collections itself",
+}
+#: Applied options that one layout kind cannot apply: (dest, kind) -> why.
+_KIND_REFUSED: dict[tuple[str, str], str] = {
+    ("philips_scaling", "bids"): "a BIDS dataset's images are NIfTI, no DICOM",
+    ("resample_tilt", "bids"): "a BIDS dataset's images are NIfTI, no DICOM",
+}
+#: ``run_ingest`` keywords that ``ingest --layout`` passes on (``ingest-layout``: their defaults).
+_RUN_OPTIONS: tuple[str, ...] = ("canonical", "fail_fast", "on_changed", "rehash", "executor")
 
 
 def register(subparsers: Any) -> None:
@@ -107,21 +146,44 @@ def _plan(args: argparse.Namespace) -> Any:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    """Write options; ``radiobject ingest --layout`` also passes its codec / chunk arguments."""
+    """Write options; ``radiobject ingest --layout`` also passes its codec / chunk / lossy arguments."""
     from radiobject.model.options import WriteOptions
     from radiobject.storage.base import Codec
 
     limit = item_timeout_options(args)
     if getattr(args, "compression", None):
         codec = Codec.parse(args.compression, args.level)
-        return WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every, **limit)
+        lossy = lossy_arg(args.lossy)
+        return WriteOptions(args.backend, args.chunks, codec, args.workers, args.commit_every, lossy=lossy, **limit)
     return WriteOptions(args.backend, workers=args.workers, **limit)
+
+
+def _dicom_options(args: argparse.Namespace) -> dict[str, str]:
+    """``ingest --layout``'s DICOM reader options (``--philips-scaling``, ``--resample-tilt``) given."""
+    pairs = ((k, getattr(args, k, None)) for k in ("philips_scaling", "resample_tilt"))
+    return {k: v for k, v in pairs if v}
+
+
+def _ingest_plan(args: argparse.Namespace) -> Any:
+    """The layout plan with what ``ingest --layout`` adds: ``--tiff-series``, ``--subjects`` and
+    the DICOM reader options, each travelling with its tasks as on the plain ingest path."""
+    from radiobject.ingest.layouts import apply_subjects, apply_tiff_series
+
+    series = getattr(args, "tiff_series", None)  # `ingest --layout` passes its own --tiff-series
+    if series is not None and series < 0:
+        raise ValueError(f"--tiff-series must be >= 0, not {series}")
+    lp = apply_subjects(apply_tiff_series(_plan(args), series, "--tiff-series"), getattr(args, "subjects", None))
+    dicom = _dicom_options(args)
+    if dicom:
+        tasks = [replace(t, dicom_options={**t.dicom_options, **dicom}) for t in lp.plan.tasks]
+        lp = replace(lp, plan=replace(lp.plan, tasks=tasks))
+    return lp
 
 
 def run_ingest_layout(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest-layout``."""
     from radiobject.errors import LayoutError, RadiObjectError
-    from radiobject.ingest.layouts import apply_tiff_series, ingest_layout
+    from radiobject.ingest.layouts import ingest_layout
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -130,10 +192,10 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         check_store_uri(args.out)
         if args.json:
             check_report_path(args.json, args.out)
-        series = getattr(args, "tiff_series", None)  # `ingest --layout` passes its own --tiff-series
-        if series is not None and series < 0:
-            raise ValueError(f"--tiff-series must be >= 0, not {series}")
-        lp = apply_tiff_series(_plan(args), series, "--tiff-series")
+        lp = _ingest_plan(args)
+        options = _options(args)
+        for name in lp.plan.collections:  # a lossy label collection is refused before anything is written
+            options.for_collection(name)
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -142,17 +204,27 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         f"collection(s) {lp.plan.collections}, {len(lp.plan.problems)} problem(s)",
         file=sys.stderr,
     )
+    run = {k: getattr(args, k) for k in _RUN_OPTIONS if hasattr(args, k)}
     try:
-        report = ingest_layout(
-            args.out,
-            lp,
-            incomplete=args.incomplete,
-            log=log,
-            options=_options(args),
-            storage=storage_from_args(args),
-            validate_alignment=args.validate_alignment,
-            progress=not args.no_progress,
-        )
+        with contextlib.ExitStack() as stack:
+            scheduler = getattr(args, "scheduler", None)
+            if scheduler:  # every volume written by a Dask worker, as `ingest --scheduler`
+                from distributed import Client
+
+                from radiobject.ingest.dask import dask_submitter
+
+                run["submitter"] = dask_submitter(stack.enter_context(Client(scheduler, timeout="30s")))
+            report = ingest_layout(
+                args.out,
+                lp,
+                incomplete=args.incomplete,
+                log=log,
+                options=options,
+                storage=storage_from_args(args),
+                validate_alignment=args.validate_alignment,
+                progress=not args.no_progress,
+                **run,
+            )
     except LayoutError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -160,16 +232,44 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.summary_table())
+    dicom = _dicom_options(args)
+    if dicom.get("philips_scaling"):
+        print(f"Philips DICOM scaling: {dicom['philips_scaling']} (per volume: metadata philips_scaling)")
     if args.json:
-        write_report(args.json, report.to_dict())
+        payload = report.to_dict()
+        if dicom:  # the reader options every DICOM volume was read with
+            payload["dicom_options"] = dicom
+        write_report(args.json, payload)
     return 0 if report.ok else 1
 
 
+def layout_flag_error(args: argparse.Namespace, kind: str) -> str | None:
+    """Why ``radiobject ingest --layout KIND`` refuses ``args``: the first option given (not at its
+    parser default) that the layout path does not apply (``LAYOUT_REFUSED``, or one of
+    ``LAYOUT_APPLIED`` that ``kind`` cannot apply); ``None`` when every option given applies."""
+    defaults = getattr(args, "option_defaults", {})  # set by ``radiobject ingest``'s parser
+    for dest, value in vars(args).items():
+        if dest in ("command", "func", "option_defaults") or value == defaults.get(dest):
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if dest not in LAYOUT_APPLIED:
+            why = LAYOUT_REFUSED.get(dest, "the layout ingest has no such option")
+            return f"{flag} does not apply with --layout ({why})"
+        if (dest, kind) in _KIND_REFUSED:
+            return f"{flag} does not apply with --layout {kind} ({_KIND_REFUSED[dest, kind]})"
+    return None
+
+
 def run_layout_from_ingest(args: argparse.Namespace) -> int:
-    """``radiobject ingest STORE --layout KIND DIR``: the same as ``ingest-layout KIND DIR -o STORE``."""
+    """``radiobject ingest STORE --layout KIND DIR``: ``ingest-layout KIND DIR -o STORE`` with
+    ``ingest``'s options (``LAYOUT_APPLIED``); one that does not apply exits 2, nothing written."""
     kind, path = args.layout
     if kind not in LAYOUTS:
         print(f"error: --layout KIND must be one of {', '.join(LAYOUTS)}, not {kind!r}", file=sys.stderr)
+        return 2
+    problem = layout_flag_error(args, kind)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     ns = argparse.Namespace(**vars(args))
     ns.layout, ns.path, ns.out = kind, path, args.out

@@ -18,6 +18,7 @@ from radiobject.ingest.layouts.plan import (
     Incomplete,
     LayoutPlan,
     apply_incomplete_policy,
+    apply_subjects,
     find_incomplete,
     incomplete_report,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Incomplete",
     "LayoutPlan",
     "apply_incomplete_policy",
+    "apply_subjects",
     "apply_tiff_series",
     "find_incomplete",
     "incomplete_report",

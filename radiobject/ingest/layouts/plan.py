@@ -3,8 +3,9 @@ channel names and the incomplete subjects found up front) and the incomplete-sub
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -106,6 +107,35 @@ def apply_incomplete_policy(lp: LayoutPlan, policy: str) -> LayoutPlan:
         meta = meta[~meta["obs_subject_id"].isin(bad)].reset_index(drop=True)
     new = CohortPlan(keep, meta, list(plan.problems))
     return LayoutPlan(lp.layout, lp.root, new, lp.label_maps, lp.collection_meta, lp.incomplete)
+
+
+def apply_subjects(lp: LayoutPlan, subjects: pd.DataFrame | str | os.PathLike[str] | None) -> LayoutPlan:
+    """``lp`` with the subject table ``subjects`` (a path or DataFrame, as ``radiobject ingest
+    --subjects``; ``None``: ``lp`` unchanged) joined into its ``obs_meta`` as the cohort plans join
+    it: by subject ID, a column the layout already has kept and the table's renamed ``*_subjects``.
+    BIDS session samples (``sub-01_ses-pre``) join a table of subjects (``sub-01``) on
+    ``participant_id``. Table rows without images are added to ``lp.incomplete``.
+    ``SubjectTableError`` (before anything is written) when no table ID matches a subject."""
+    if subjects is None:
+        return lp
+    from radiobject.ingest.manifest import _merge_meta, _subject_table, check_join
+
+    table = _subject_table(subjects)
+    if table is None:
+        return lp
+    seen = list(dict.fromkeys(t.subject_id for t in lp.plan.tasks))
+    meta = lp.plan.obs_meta if lp.plan.obs_meta is not None else pd.DataFrame({"obs_subject_id": seen})
+    ids = [str(v) for v in table["obs_subject_id"]]
+    participants = [str(v) for v in meta["participant_id"].dropna()] if "participant_id" in meta.columns else []
+    if participants and not set(ids) & set(seen):  # BIDS sessions: the table names subjects
+        check_join(ids, participants)
+        extra = table.rename(columns={"obs_subject_id": "participant_id"})
+        meta = meta.merge(extra, on="participant_id", how="left", suffixes=("", "_subjects"))
+    else:
+        meta = _merge_meta(meta, table, seen)
+    known = set(seen) | set(participants) | {i.subject_id for i in lp.incomplete}
+    missing = find_incomplete(CohortPlan(), [], [s for s in ids if s not in known])
+    return replace(lp, plan=replace(lp.plan, obs_meta=meta), incomplete=[*lp.incomplete, *missing])
 
 
 def obs_meta_frame(rows: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
