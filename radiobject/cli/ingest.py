@@ -258,6 +258,9 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         from radiobject.cli.layouts import run_layout_from_ingest
 
         return run_layout_from_ingest(args)
+    if args.incomplete != "keep":  # never ignored: it decides what a layout does with partial subjects
+        print(f"error: --incomplete {args.incomplete} applies only with --layout", file=sys.stderr)
+        return 2
     from radiobject.ingest.cohort import run_ingest
     from radiobject.model.options import WriteOptions
 

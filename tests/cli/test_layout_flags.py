@@ -243,3 +243,10 @@ def test_scheduler_writes_on_dask_workers(tmp_path: Path) -> None:
         assert _ingest(tmp_path / "s", "nnunet", ds, "--scheduler", cluster.scheduler_address) == 0
     assert len([t for t in stream.data if str(t["key"]).startswith("write_one")]) == 6
     assert RadiObject(str(tmp_path / "s"))["label"].obs_ids == ["C_000", "C_001"]
+
+
+def test_incomplete_without_layout_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s"
+    rc = main(["ingest", str(out), "--images", f"CT={tmp_path}/*.nii.gz", "--incomplete", "skip", "--no-progress"])
+    assert rc == 2 and "--incomplete skip applies only with --layout" in capsys.readouterr().err
+    assert not out.exists()
