@@ -7,12 +7,15 @@ runner (``radiobject.ingest.cohort.run_ingest``: ``ingest.json`` marker, report,
 
 Unlike the CLI's cohort ingest, these constructors create a *new* store or collection
 (``StoreExistsError`` when one exists) and raise the first error, typed, instead of reporting it.
+A call that fails removes what it created (``model.collection_writes.NewTarget``), so nothing that
+looks complete is left and a retry on the same path starts afresh.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,7 +29,9 @@ from radiobject.ingest.manifest import PAIRING_HINT, CohortPlan, check_pairing
 from radiobject.ingest.target import COLLECTION_NAMES, check_target
 from radiobject.ingest.tasks import VolumeTask, find_problems, image_geometry, to_ingest_item
 from radiobject.model.alignment import check_alignment, file_geometry
+from radiobject.model.bulk import Submitter, executor_submitter
 from radiobject.model.collection import VolumeCollection
+from radiobject.model.collection_writes import NewTarget
 from radiobject.model.engine import register_file_engine
 from radiobject.model.file_ingest import FileIngest, StoreIngest
 from radiobject.model.ids import validate_collection_name, validate_id
@@ -138,24 +143,41 @@ def store_from_files(
             # joined on participant_id, as `radiobject ingest --subjects` does
             plan.obs_meta = _merge_meta(pd.DataFrame({SUBJECT: sids}), meta, sids)
             meta = None
+    if not plan.tasks:  # nothing to write: run_ingest creates nothing either
+        _run_store_ingest(uri, plan, ingest, storage, None)
+        return RadiObject(uri, storage=storage)
+    target = NewTarget.before(uri, storage)
+    RadiObject.create(uri, options=ingest.options, storage=storage)  # ours (StoreExistsError on a race)
+    with target.removed_on_failure():  # a failed call leaves nothing: a retry starts afresh
+        pool = ThreadPoolExecutor(max_workers=(ingest.options or WriteOptions()).workers)
+        try:
+            _run_store_ingest(uri, plan, ingest, storage, executor_submitter(pool))
+        finally:  # no write of a running item may land after the removal
+            pool.shutdown(wait=True, cancel_futures=True)
+        radi = RadiObject(uri, storage=storage)
+        if meta is not None:  # subjects of obs_meta without a volume are kept too
+            rest = meta[~meta[SUBJECT].isin(set(radi.obs_subject_ids))]
+            if len(rest):
+                radi.add_subjects(rest)
+                radi = RadiObject(uri, storage=storage)
+    return radi
+
+
+def _run_store_ingest(
+    uri: str, plan: CohortPlan, ingest: StoreIngest, storage: StorageOptions, submitter: Submitter | None
+) -> None:
     run_ingest(
         uri,
         plan,
         options=ingest.options,
         storage=storage,
-        canonical=canonical,
+        canonical=ingest.canonical,
         validate_alignment=False,  # checked above (or turned off): AlignmentError, from the headers
         fail_fast=True,
+        submitter=submitter,
         progress=ingest.progress,
         raise_errors=True,
     )
-    radi = RadiObject(uri, storage=storage)
-    if meta is not None:  # subjects of obs_meta without a volume are kept too
-        rest = meta[~meta[SUBJECT].isin(set(radi.obs_subject_ids))]
-        if len(rest):
-            radi.add_subjects(rest)
-            radi = RadiObject(uri, storage=storage)
-    return radi
 
 
 def _geometry(task: VolumeTask, canonical: bool) -> tuple[tuple[int, ...], np.ndarray]:
@@ -204,9 +226,12 @@ def collection_from_files(
     storage, options = ingest.storage, ingest.options
     if check_target(uri, storage or StorageOptions(), marker="collection.json", allowed=COLLECTION_NAMES):
         raise StoreExistsError(uri, "a collection already exists here")
-    coll = VolumeCollection.create(uri, name=name, options=options, storage=storage)
-    coll.write([to_ingest_item(t, ingest.canonical) for t in tasks], options=options, progress=ingest.progress)
-    coll.compact()
+    storage = storage or StorageOptions()
+    target = NewTarget.before(uri, storage)
+    coll = VolumeCollection.create(uri, name=name, options=options, storage=storage)  # ours from here on
+    with target.removed_on_failure():  # a failed call leaves nothing: a retry starts afresh
+        coll.write([to_ingest_item(t, ingest.canonical) for t in tasks], options=options, progress=ingest.progress)
+        coll.compact()
     return coll
 
 

@@ -14,7 +14,7 @@ from radiobject.formats.image import ImageData
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter, write_items
 from radiobject.model.catalog import FORMAT, MARKER, CatalogState
 from radiobject.model.collection_files import FileConstructors
-from radiobject.model.collection_writes import VersionedWrites
+from radiobject.model.collection_writes import NewTarget, VersionedWrites
 from radiobject.model.frames import CatalogFrame
 from radiobject.model.ids import validate_collection_name, validate_id
 from radiobject.model.indexing import Indexer, positions
@@ -113,11 +113,19 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         storage: StorageOptions | None = None,
         progress: bool = False,
     ) -> VolumeCollection:
-        """Creates a collection and writes ``items`` into it (the bulk path every ``from_*`` uses)."""
+        """Creates a collection and writes ``items`` into it (the bulk path every ``from_*`` uses).
+
+        All or nothing: when an item fails (or the call is interrupted), what this call created is
+        removed (the whole folder when it did not exist) and the error is raised, so a retry on
+        the same path starts afresh. ``StoreExistsError`` (nothing touched) when a collection exists.
+        """
         uri = as_location(uri)
-        coll = cls.create(uri, name=name, options=options, storage=storage)
-        coll.write(items, options=options, progress=progress)
-        coll.compact()
+        storage = storage or StorageOptions()
+        target = NewTarget.before(uri, storage)
+        coll = cls.create(uri, name=name, options=options, storage=storage)  # ours from here on
+        with target.removed_on_failure():
+            coll.write(items, options=options, progress=progress)
+            coll.compact()
         return coll
 
     @classmethod

@@ -6,7 +6,10 @@ write lock (see ``radiobject.model.versions`` and docs/integrity.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -22,6 +25,7 @@ from radiobject.model.volume_info import CATALOG_COLUMNS
 from radiobject.storage import files
 from radiobject.storage.location import StoreLocation
 from radiobject.storage.locks import write_lock
+from radiobject.storage.options import StorageOptions, is_remote, strip_file_scheme
 from radiobject.storage.tables import FragmentTable
 
 if TYPE_CHECKING:
@@ -138,3 +142,58 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # lists / arrays: present
         return False
+
+
+@dataclass(frozen=True)
+class NewTarget:
+    """What lay at the path of a store or collection before a constructor (``from_*``) created it
+    there, so that a constructor that fails removes what it created and nothing else.
+
+    Take it with :meth:`before` just before the ``create`` that must succeed (``exist_ok=False``:
+    the path is then this call's), and run the writes in :meth:`removed_on_failure`.
+    """
+
+    uri: str
+    storage: StorageOptions
+    entries: frozenset[str] | None  # the names in the folder before; None: there was no folder
+    parents: tuple[str, ...]  # local folders above it that did not exist either (innermost first)
+
+    @classmethod
+    def before(cls, uri: str, storage: StorageOptions) -> NewTarget:
+        """The state of ``uri`` now (its entries, and which local folders above it are missing)."""
+        entries = frozenset(files.listdir(uri, storage)) if files.exists(uri, storage) else None
+        parents: list[str] = []
+        if entries is None and not is_remote(uri):
+            here = os.path.dirname(os.path.abspath(strip_file_scheme(uri)))
+            while here != os.path.dirname(here) and not os.path.lexists(here):
+                parents.append(here)
+                here = os.path.dirname(here)
+        return cls(uri, storage, entries, tuple(parents))
+
+    @contextmanager
+    def removed_on_failure(self) -> Iterator[None]:
+        """Runs the block; when it raises (also ``KeyboardInterrupt``), removes what was created
+        at ``uri`` since :meth:`before`, then re-raises. A failed removal is added to the error as
+        a note, never raised instead of it."""
+        try:
+            yield
+        except BaseException as exc:
+            try:
+                self.remove()
+            except Exception as cleanup:  # noqa: BLE001 - the write's error is the one to raise
+                exc.add_note(f"the partial write at {self.uri} could not be removed: {cleanup}")
+            raise
+
+    def remove(self) -> None:
+        """Removes the entries created since :meth:`before` (links themselves, never their targets),
+        then the folder and the folders above it when this call created them and they are empty."""
+        for name in files.listdir(self.uri, self.storage):
+            if self.entries is None or name not in self.entries:
+                files.remove(files.join(self.uri, name), self.storage)
+        if self.entries is not None or is_remote(self.uri):
+            return
+        for folder in (os.path.abspath(strip_file_scheme(self.uri)), *self.parents):
+            try:
+                os.rmdir(folder)  # only when empty: something else put there is kept
+            except OSError:
+                return

@@ -120,8 +120,8 @@ class Lossy:
         return f"max_error={self.max_error:g}" if self.max_error is not None else f"keep_bits={self.keep_bits}"
 
     def check_dtype(self, dtype: np.dtype, where: str) -> None:
-        """Raises :class:`LossyError` when the setting does not apply to ``dtype``."""
-        dtype = np.dtype(dtype)
+        """Raises :class:`LossyError` when the setting does not apply to ``dtype`` (of any byte order)."""
+        dtype = np.dtype(dtype).newbyteorder("=")
         if dtype == np.bool_:
             raise LossyLabelError(where, "a boolean volume is a mask")
         if dtype.kind in "iu":
@@ -181,10 +181,13 @@ def _bits_rounded(a: np.ndarray, drop: np.ndarray | int, nbits: int) -> np.ndarr
 
 
 def reduce_precision(array: np.ndarray, lossy: Lossy) -> np.ndarray:
-    """The rounded copy of ``array`` (same dtype and shape); elementwise, so any block of a volume
-    is rounded exactly as the whole volume would be."""
+    """The rounded copy of ``array`` (same shape and dtype, in native byte order: a big-endian
+    ``>f4`` gives ``float32``); elementwise, so any block of a volume is rounded exactly as the
+    whole volume would be."""
     a = np.asarray(array)
     lossy.check_dtype(a.dtype, "volume")
+    if not a.dtype.isnative:  # the float bits are read through a view: native order first
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype.kind in "iu":
         assert lossy.max_error is not None
         k = int(math.floor(math.log2(lossy.max_error))) + 1 if lossy.max_error >= 1 else 0

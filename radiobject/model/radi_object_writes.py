@@ -20,6 +20,7 @@ from radiobject.model import engine
 from radiobject.model.alignment import check_alignment, geometry_of
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter
 from radiobject.model.collection import VolumeCollection
+from radiobject.model.collection_writes import NewTarget
 from radiobject.model.file_ingest import StoreIngest, StoreKeywords
 from radiobject.model.ids import validate_collection_name
 from radiobject.model.options import WriteOptions
@@ -115,13 +116,21 @@ class RadiObjectWrites:
         storage: StorageOptions | None = None,
         progress: bool = False,
     ) -> Self:
-        """Creates a store from ``{collection: items}`` (the path every ``from_*`` takes)."""
+        """Creates a store from ``{collection: items}`` (the path every ``from_*`` takes).
+
+        All or nothing: when an item fails (or the call is interrupted), the store this call
+        created is removed and the error is raised, so a retry on the same path starts afresh.
+        """
         uri = as_location(uri)
+        storage = storage or StorageOptions()
         obs_meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
-        radi = cls.create(uri, options=options, storage=storage)
-        for name, its in items.items():
-            radi.add_collection(name, its, options=options, progress=progress)
-        radi.add_subjects(obs_meta if obs_meta is not None else pd.DataFrame({SUBJECT: radi._collection_subjects()}))
+        target = NewTarget.before(uri, storage)
+        radi = cls.create(uri, options=options, storage=storage)  # StoreExistsError: nothing touched
+        with target.removed_on_failure():
+            for name, its in items.items():
+                radi.add_collection(name, its, options=options, progress=progress)
+            subjects = obs_meta if obs_meta is not None else pd.DataFrame({SUBJECT: radi._collection_subjects()})
+            radi.add_subjects(subjects)
         return cls(uri, storage=storage)
 
     @classmethod
@@ -242,7 +251,10 @@ class RadiObjectWrites:
         """Creates (or extends) collection ``name`` with ``items``; see ``VolumeCollection.write``.
 
         Idempotent and race-free: N processes adding the same new collection at once create it
-        once (under its write lock) and each commits its own volumes.
+        once (under its write lock) and each commits its own volumes. Into an existing store a
+        failure is not undone (other writers may share the collection): the volumes committed
+        before it stay, and so does a collection it created (recorded, possibly empty); a retry
+        with ``skip_existing=True`` writes the rest.
         """
         name = validate_collection_name(name)
         opts = replace(options or WriteOptions(), backend=self._backend)

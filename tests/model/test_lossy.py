@@ -56,6 +56,24 @@ def test_keep_bits_relative_bound_and_trailing_zeros(keep: int) -> None:
     assert np.all(b.view(np.uint32) & np.uint32((1 << (23 - keep)) - 1) == 0)
 
 
+@pytest.mark.parametrize(
+    ("dtype", "setting"),
+    [(d, s) for d in ("float32", "float64") for s in (Lossy(max_error=3.0), Lossy(keep_bits=6))]
+    + [("int16", Lossy(max_error=3.0))],
+)
+def test_any_byte_order_rounds_as_native(dtype: str, setting: Lossy) -> None:
+    """``reduce_precision`` called directly on big- or little-endian voxels: the same values as on
+    native ones, returned in native order (was: ``LossyError ... not >f4``)."""
+    native = _mri(dtype=dtype) if dtype != "int16" else _ct()
+    expected = reduce_precision(native, setting)
+    for order in (">", "<"):
+        swapped = native.astype(native.dtype.newbyteorder(order))
+        got = reduce_precision(swapped, setting)
+        assert got.dtype == np.dtype(dtype) and got.dtype.isnative
+        np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(expected, native)  # it does round
+
+
 @pytest.mark.parametrize("dtype", ["int16", "uint16", "int32", "uint8"])
 def test_integer_rounding_to_power_of_two_steps(dtype: str) -> None:
     info = np.iinfo(dtype)
