@@ -112,6 +112,10 @@ def write_image(
         StoreError: the backend cannot hold the image (``Backend.check_storable``: its dtype, its
             number of axes); the same text from every write path and backend.
         LossyError: ``options.lossy`` does not apply to the image (``LossyLabelError``: a label map).
+
+    When the copy fails after the array was created (a lazy source that raises part-way, Ctrl-C),
+    the partial array is removed before the error propagates: nothing is left that reads as a
+    volume with fill values where the copy stopped.
     """
     affine = validate_affine(image.affine, f"{image.source or uri}: affine")
     if options.lossy is not None and not isinstance(options.lossy, Lossy):
@@ -130,13 +134,20 @@ def write_image(
     shards = default_shards(shape, chunks, cap) if backend.name == "zarr" else None
     spec = ArraySpec(shape, dtype.name, chunks, options.codec, shards)
     handle = backend.create_array(uri, spec, volume_attrs(image, obs_id, version))
-    full = tuple(slice(0, s) for s in shape)
-    if isinstance(image.array, np.ndarray):  # eager
-        handle.write(full, image.array.astype(dtype, copy=False))
-    else:
-        for region in blocks(shape, copy_blocks(shape, shards or chunks, dtype.itemsize)):
-            handle.write(region, np.asarray(image.array[region]).astype(dtype, copy=False))
-    handle.seal()  # integrity record: what the array consists of (checked by readers and verify)
+    try:
+        full = tuple(slice(0, s) for s in shape)
+        if isinstance(image.array, np.ndarray):  # eager
+            handle.write(full, image.array.astype(dtype, copy=False))
+        else:
+            for region in blocks(shape, copy_blocks(shape, shards or chunks, dtype.itemsize)):
+                handle.write(region, np.asarray(image.array[region]).astype(dtype, copy=False))
+        handle.seal()  # integrity record: what the array consists of (checked by readers and verify)
+    except BaseException as exc:  # a source failing mid-copy, Ctrl-C: no partial array that reads as fill
+        try:
+            backend.delete_array(uri)
+        except Exception as cleanup:  # noqa: BLE001 - the write's error is the one to raise
+            exc.add_note(f"the partial array at {uri} could not be removed: {cleanup}")
+        raise
     return VolumeInfo.from_attrs(obs_id, backend.name, spec, handle.attrs)
 
 
