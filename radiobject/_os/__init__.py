@@ -1,5 +1,6 @@
 """What the operating system allows this process (rank 0: imports nothing of radiobject).
 
 ``memory``: the memory this process may still allocate (address-space limit, cgroups, RAM);
-``files``: local files opened without blocking on a FIFO, device or socket.
+``files``: local files opened without blocking on a FIFO, device or socket; ``forks``: locks a
+forked child gets new and unheld.
 """

@@ -22,12 +22,12 @@ Bounded per process, whatever the cohort:
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
+from radiobject._os.forks import ForkSafeLock
 from radiobject.errors import AlignmentError, CorruptDataError, NotFoundError, StoreNotFoundError, VersionMismatchError
 from radiobject.model.volume import Volume
 
@@ -44,7 +44,7 @@ class OpenVolumes:
 
     def __init__(self) -> None:
         self._items: OrderedDict[tuple[int, str], Volume] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def get(self, key: tuple[int, str]) -> Volume | None:
         """The open volume (now the most recently used), or ``None``."""

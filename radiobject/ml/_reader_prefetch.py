@@ -30,7 +30,6 @@ evicted meanwhile) it reads that box from the store, as without prefetch. Whole-
 from __future__ import annotations
 
 import itertools
-import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from radiobject._os.forks import ForkSafeLock
 from radiobject.ml.cache import NoCache
 from radiobject.ml.cache.chunks import ChunkSource
 from radiobject.ml.regions import Region, _patch_slices
@@ -57,7 +57,7 @@ PREFETCH_THREADS = 2
 STALE_WINDOWS = 4
 
 _Key = tuple[int, tuple[tuple[int, int], ...]]
-_CREATE = threading.Lock()  # creating a process's window (loader threads may race to it)
+_CREATE = ForkSafeLock()  # creating a process's window (loader threads may race to it)
 
 
 class PrefetchedSource:
@@ -116,7 +116,7 @@ class _Window:
     """This process's reads in flight for one reader: at most ``capacity`` patches, oldest first."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = ForkSafeLock()
         #: (subject, region) -> {"reads": {collection: (box, future, version)}, "ordinal", "touched"}
         self.entries: OrderedDict[_Key, dict[str, Any]] = OrderedDict()
         self.stats = {"started": 0, "used": 0, "dropped": 0}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from radiobject._os.forks import ForkSafeLock
 from radiobject.ml.reader import VolumeReader
 from radiobject.ml.sampling import DEFAULT_MAX_PER_CLASS, ForegroundIndex
 from radiobject.storage import files
@@ -49,7 +49,7 @@ _ENTRY_OVERHEAD = 256  # the key, the dataclass, the tuples and each array's hea
 
 _MEMO: OrderedDict[tuple[int, str], tuple[ForegroundIndex, int]] = OrderedDict()
 _MEMO_SIZE = [0]  # bytes held by _MEMO (under _LOCK)
-_LOCK = threading.Lock()
+_LOCK = ForkSafeLock()
 
 
 def _nbytes(fg: ForegroundIndex) -> int:

@@ -6,11 +6,11 @@ kept current by this process's own commits, so an append never re-reads the tabl
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pandas as pd
 
+from radiobject._os.forks import ForkSafeLock
 from radiobject.errors import CorruptDataError, NotFoundError, RadiObjectError, StoreError, StoreNotFoundError
 from radiobject.model.checks import check_backend_name, check_marker
 from radiobject.model.indexing import single_chunk
@@ -21,7 +21,7 @@ from radiobject.storage.table_head import read_head
 from radiobject.storage.tables import FragmentTable
 
 #: Guards the lazy load and merges of every CatalogState in the process (rare, short).
-_STATE_LOCK = threading.RLock()
+_STATE_LOCK = ForkSafeLock(reentrant=True)
 
 MARKER = "collection.json"
 FORMAT = "radiobject-collection"

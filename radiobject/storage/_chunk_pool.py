@@ -14,11 +14,12 @@ copy never sees another chunk's bytes.
 from __future__ import annotations
 
 import random
-import threading
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+
+from radiobject._os.forks import ForkSafeLock
 
 __all__ = ["ChunkPool", "Entry"]
 
@@ -45,7 +46,7 @@ class ChunkPool:
         self._items: OrderedDict[tuple[Any, ...], Entry] = OrderedDict()
         self._bytes = 0
         self._spare: dict[int, list[np.ndarray]] = {}
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     @property
     def nbytes(self) -> int:
@@ -118,7 +119,7 @@ class ChunkPool:
             return entry
 
     def clear(self) -> None:
-        """Drops every chunk and spare buffer (after fork, in tests)."""
+        """Drops every chunk and spare buffer (after fork: its lock is a ``ForkSafeLock``; in tests)."""
         with self._lock:
             self._items.clear()
             self._spare.clear()

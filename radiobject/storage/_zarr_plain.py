@@ -38,6 +38,7 @@ import numpy as np
 from numcodecs import blosc as _blosc
 
 from radiobject._os.files import open_regular
+from radiobject._os.forks import ForkSafeLock
 from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage._chunk_pool import ChunkPool
 from radiobject.storage.base import ArrayHandle, ArraySpec, Region, region_shape
@@ -127,7 +128,7 @@ def _scratch(nbytes: int) -> np.ndarray:
 
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+_POOLS_LOCK = ForkSafeLock()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
@@ -140,7 +141,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-def _after_fork_in_child() -> None:
+def _after_fork_in_child() -> None:  # after radiobject._os.forks renewed the locks (imported first)
     _POOLS.clear()
     _CHUNKS.clear()
 

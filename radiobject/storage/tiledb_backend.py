@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import tiledb
 
+from radiobject._os.forks import ForkSafeLock
 from radiobject.errors import CorruptDataError, RemoteStorageError, StoreError, StoreNotFoundError
 from radiobject.storage import checksums, files, groups, integrity
 from radiobject.storage.base import ArrayHandle, ArraySpec, Backend, Codec, Region
@@ -58,7 +58,7 @@ class _Context:
     queries. ``generation`` counts the replacements; thread-safe (one lock)."""
 
     def __init__(self, storage: StorageOptions) -> None:
-        self._storage, self._lock = storage, threading.Lock()
+        self._storage, self._lock = storage, ForkSafeLock()
         self.ctx, self.generation, self._queries = self._new(), 0, 0
 
     def _new(self) -> tiledb.Ctx:
@@ -141,7 +141,7 @@ class TileDBArray(ArrayHandle):
         self.spec, self.attrs = spec, attrs
         self._reader: tiledb.DenseArray | None = None
         self._generation = -1  # of the context self._reader was opened on
-        self._lock = threading.Lock()  # one query at a time per open array (loader threads share it)
+        self._lock = ForkSafeLock()  # one query at a time per open array (loader threads share it)
 
     def _close_reader(self) -> None:
         reader, self._reader = self._reader, None

@@ -255,3 +255,42 @@ def test_a_forked_child_reads_through_the_own_reader(tmp_path: Path) -> None:
     got = os.read(r, 1)
     os.waitpid(pid, 0)
     assert got == b"1"
+
+
+def test_a_fork_while_another_thread_holds_the_readers_locks_does_not_deadlock(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    uri, data = _make(tmp_path, CASE)
+    arr = ZarrBackend().open_array(uri)
+    arr.read(FULL)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # a reader thread of the parent, mid-read at the moment of the fork
+        with plain._CHUNKS._lock, plain._POOLS_LOCK:
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            ok = False
+            try:
+                child = ZarrBackend().open_array(uri)
+                ok = np.array_equal(child.read(FULL), data) and np.array_equal(child.read_async(FULL).result(), data)
+            finally:
+                os._exit(0 if ok else 1)
+        deadline = time.monotonic() + 30
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child deadlocked on a lock its parent's thread held at the fork")
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        t.join()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 
 import numpy as np
 
+from radiobject._os.forks import ForkSafeLock
 from radiobject.ml.cache.base import Cache, _readonly
 
 __all__ = ["InMemoryCache"]
@@ -24,7 +24,7 @@ class InMemoryCache(Cache):
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self.hits = 0
         self.misses = 0
 
