@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from radiobject._os.forks import ForkSafeLock
+from tests.forking import in_forked_child
 
 
 def _child_acquires_all(locks: list[Any]) -> bool:
@@ -29,18 +28,7 @@ def _child_acquires_all(locks: list[Any]) -> bool:
     t.start()
     assert held.wait(10)
     try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            ok = all(lock.acquire(timeout=2) for lock in locks)
-            os._exit(0 if ok else 1)
-        deadline = time.monotonic() + 30
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if done[0] == 0:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            return False
-        return os.waitstatus_to_exitcode(done[1]) == 0
+        return in_forked_child(lambda: all(lock.acquire(timeout=2) for lock in locks)) is True
     finally:
         release.set()
         t.join()

@@ -29,3 +29,24 @@ def write_nifti_cohort(root, subjects, shape=(12, 14, 10), label_shape=None) -> 
         nib.save(nib.Nifti1Image(seg, aff), d / "seg.nii.gz")
         out[sid] = {"t1": t1, "seg": seg}
     return out
+
+
+class LazyArray:
+    """A lazy source (``ArrayLike``) over ``data``: what TIFF and zarr readers hand the writer.
+    ``largest`` is the most bytes one read took from it."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data, self.largest = data, 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._data.dtype
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        out = self._data[key]
+        self.largest = max(self.largest, out.nbytes)
+        return out

@@ -188,13 +188,18 @@ def test_store_failing_loader_in_second_collection_leaves_nothing(tmp_path: Path
     _assert_good_store(uri)
 
 
-def test_store_from_files_failure_leaves_nothing(tmp_path: Path, backend: str) -> None:
-    src = tmp_path / "src"
-    good = _good()
+def _nifti_sources(tmp_path: Path, bad: str) -> Path:
+    """``src/<id>/t1.nii.gz`` of the good images, the one of ``bad`` complex (unstorable)."""
+    src, good = tmp_path / "src", _good()
     for k in IDS:
         (src / k).mkdir(parents=True)
         nib.save(nib.Nifti1Image(good[k].array, good[k].affine), src / k / "t1.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros((12, 14, 10), np.complex64), good["s2"].affine), src / "s2" / "t1.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((12, 14, 10), np.complex64), good[bad].affine), src / bad / "t1.nii.gz")
+    return src
+
+
+def test_store_from_files_failure_leaves_nothing(tmp_path: Path, backend: str) -> None:
+    src, good = _nifti_sources(tmp_path, bad="s2"), _good()
     uri = str(tmp_path / "store")
     spec = {"T1w": str(src / "*" / "t1.nii.gz")}
     with pytest.raises(StoreError, match="complex"):
@@ -245,12 +250,7 @@ def test_item_running_at_the_failure_writes_nothing_after_the_removal(tmp_path: 
 def test_store_from_files_waits_for_running_items(
     tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = tmp_path / "src"
-    good = _good()
-    for k in IDS:
-        (src / k).mkdir(parents=True)
-        nib.save(nib.Nifti1Image(good[k].array, good[k].affine), src / k / "t1.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros((12, 14, 10), np.complex64), good["s1"].affine), src / "s1" / "t1.nii.gz")
+    src = _nifti_sources(tmp_path, bad="s1")
     real = cohort.to_ingest_item
 
     def slow_first(task: Any, canonical: bool) -> IngestItem:

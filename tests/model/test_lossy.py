@@ -15,6 +15,7 @@ from radiobject import Codec, ImageData, Lossy, LossyLabelError, RadiObject, Vol
 from radiobject.cli.main import main
 from radiobject.ingest import make_sample_cohort
 from radiobject.model.lossy import LossyError, central_crop, reduce_precision
+from tests.model.helpers import LazyArray
 
 
 def _mri(shape: tuple[int, int, int] = (60, 64, 40), dtype: str = "float32") -> np.ndarray:
@@ -150,22 +151,6 @@ def test_lossy_stores_smaller(tmp_path: Path) -> None:
     VolumeCollection.from_images(str(tmp_path / "x"), img, options=WriteOptions(codec=codec))
     lossy, exact = _stored_bytes(str(tmp_path / "l"), None), _stored_bytes(str(tmp_path / "x"), None)
     assert lossy is not None and exact is not None and lossy < 0.75 * exact
-
-
-class LazyArray:
-    def __init__(self, data: np.ndarray) -> None:
-        self._data = data
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._data.dtype
-
-    def __getitem__(self, key):
-        return self._data[key]
 
 
 def test_lazy_source_rounded_like_an_eager_one(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from radiobject.errors import StoreError
 from radiobject.model.lossy import LossyError, reduce_precision
 from radiobject.model.writer import write_image
 from radiobject.storage import ArraySpec, get_backend
+from tests.model.helpers import LazyArray
 
 SHAPE = (6, 5, 4)
 SOURCE = "/data/x.nii"
@@ -95,22 +96,9 @@ def test_lossy_writes_same_outcome_on_both_backends(
     assert not Path(uri).exists()  # nothing written
 
 
-class _BigEndian:
+def _BigEndian(data: np.ndarray) -> LazyArray:  # noqa: N802 - reads as the source it stands for
     """A lazy big-endian source (a memory-mapped file of another machine)."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self._data = data.astype(data.dtype.newbyteorder(">"))
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._data.dtype
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        return self._data[key]
+    return LazyArray(data.astype(data.dtype.newbyteorder(">")))
 
 
 @pytest.mark.parametrize("lazy", [False, True])

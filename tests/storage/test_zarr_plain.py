@@ -15,6 +15,7 @@ from radiobject.errors import CorruptDataError
 from radiobject.storage import ArraySpec, Codec, zarr_backend
 from radiobject.storage import _zarr_plain as plain
 from radiobject.storage.zarr_backend import ZarrArray, ZarrBackend
+from tests.forking import in_forked_child
 
 CASES = [  # shape, dtype, chunks, shards, codec
     ((70, 64, 45), "int16", (16, 16, 16), None, Codec("blosc-lz4hc", 5)),
@@ -241,25 +242,17 @@ def test_a_forked_child_reads_through_the_own_reader(tmp_path: Path) -> None:
     uri, data = _make(tmp_path, CASE)
     arr = ZarrBackend().open_array(uri)
     arr.read(FULL)  # pool and LRU in use in the parent
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            child = ZarrBackend().open_array(uri)
-            ok = isinstance(child, plain.PlainZarrArray) and np.array_equal(child.read(FULL), data)
-            ok = ok and np.array_equal(arr.read((slice(3, 40), slice(0, 64), slice(7, 9))), data[3:40, :, 7:9])
-            os.write(w, b"1" if ok else b"0")
-        finally:
-            os._exit(0)
-    os.close(w)
-    got = os.read(r, 1)
-    os.waitpid(pid, 0)
-    assert got == b"1"
+
+    def child_reads() -> bool:
+        child = ZarrBackend().open_array(uri)
+        ok = isinstance(child, plain.PlainZarrArray) and np.array_equal(child.read(FULL), data)
+        return ok and np.array_equal(arr.read((slice(3, 40), slice(0, 64), slice(7, 9))), data[3:40, :, 7:9])
+
+    assert in_forked_child(child_reads) is True
 
 
 def test_a_fork_while_another_thread_holds_the_readers_locks_does_not_deadlock(tmp_path: Path) -> None:
     import threading
-    import time
 
     uri, data = _make(tmp_path, CASE)
     arr = ZarrBackend().open_array(uri)
@@ -275,22 +268,14 @@ def test_a_fork_while_another_thread_holds_the_readers_locks_does_not_deadlock(t
     t.start()
     held.wait(10)
     try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            ok = False
-            try:
-                child = ZarrBackend().open_array(uri)
-                ok = np.array_equal(child.read(FULL), data) and np.array_equal(child.read_async(FULL).result(), data)
-            finally:
-                os._exit(0 if ok else 1)
-        deadline = time.monotonic() + 30
-        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if done[0] == 0:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child deadlocked on a lock its parent's thread held at the fork")
-        assert os.waitstatus_to_exitcode(done[1]) == 0
+
+        def child_reads() -> bool:
+            child = ZarrBackend().open_array(uri)
+            return np.array_equal(child.read(FULL), data) and np.array_equal(child.read_async(FULL).result(), data)
+
+        got = in_forked_child(child_reads)
+        assert got is not None, "the forked child deadlocked on a lock its parent's thread held at the fork"
+        assert got
     finally:
         release.set()
         t.join()
