@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from radiobject.storage.options import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, StorageOptions
@@ -178,3 +182,35 @@ def storage_from_args(args: argparse.Namespace) -> StorageOptions:
         timeout_s=timeout,
         retries=getattr(args, "s3_retries", DEFAULT_RETRIES),
     )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that an ingest stops the same way."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main
+    thread; the previous handler is restored after. Elsewhere than the main thread: nothing."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_ingest(exc: KeyboardInterrupt, out: str) -> int:
+    """Says that the store ``out`` is consistent and how to resume; the exit code: 143 after
+    SIGTERM, 130 after Ctrl-C."""
+    print(
+        f"interrupted: {out} is consistent (committed volumes are complete, ingest.json says "
+        f"complete: false); re-run the same command to resume",
+        file=sys.stderr,
+    )
+    return 143 if isinstance(exc, Terminated) else 130

@@ -9,9 +9,7 @@ Ctrl-C (SIGINT) and 143 after SIGTERM — the store is consistent and a re-run r
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from dataclasses import replace
 from typing import Any
 
@@ -20,9 +18,11 @@ from radiobject.cli._args import (
     add_storage_arguments,
     check_report_path,
     check_store_uri,
+    interrupted_ingest,
     item_timeout_options,
     lossy_arg,
     regex,
+    sigterm_as_interrupt,
     storage_from_args,
     write_report,
 )
@@ -240,18 +240,6 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C so that the ingest stops the same way."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise _Terminated(f"signal {signum}")
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 def run_ingest_command(args: argparse.Namespace) -> int:
     """Runs ``radiobject ingest``."""
     if getattr(args, "layout", None):  # --layout KIND DIR: the layout command's path (labels, channels)
@@ -322,28 +310,19 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         "rehash": args.rehash,
         "log": log,
     }
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
-        if args.scheduler:
-            from radiobject.ingest.dask import run_ingest_dask
+        with sigterm_as_interrupt():
+            if args.scheduler:
+                from radiobject.ingest.dask import run_ingest_dask
 
-            report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
-        else:
-            report = run_ingest(args.out, plan, executor=args.executor, **common)
+                report = run_ingest_dask(args.out, plan, scheduler=args.scheduler, **common)
+            else:
+                report = run_ingest(args.out, plan, executor=args.executor, **common)
     except (ValueError, OSError, RadiObjectError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        code = 143 if isinstance(exc, _Terminated) else 130
-        print(
-            f"interrupted: {args.out} is consistent (committed volumes are complete, ingest.json says "
-            f"complete: false); re-run the same command to resume",
-            file=sys.stderr,
-        )
-        return code
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        return interrupted_ingest(exc, args.out)
     print(report.summary_table())
     if args.philips_scaling:
         print(f"Philips DICOM scaling: {args.philips_scaling} (per volume: metadata philips_scaling)")

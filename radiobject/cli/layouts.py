@@ -18,9 +18,11 @@ from radiobject.cli._args import (
     add_storage_arguments,
     check_report_path,
     check_store_uri,
+    interrupted_ingest,
     item_timeout_options,
     lossy_arg,
     positive_int,
+    sigterm_as_interrupt,
     storage_from_args,
     write_report,
 )
@@ -206,7 +208,7 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
     )
     run = {k: getattr(args, k) for k in _RUN_OPTIONS if hasattr(args, k)}
     try:
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack, sigterm_as_interrupt():
             scheduler = getattr(args, "scheduler", None)
             if scheduler:  # every volume written by a Dask worker, as `ingest --scheduler`
                 from distributed import Client
@@ -231,6 +233,8 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
     except (RadiObjectError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: consistent, and a re-run resumes
+        return interrupted_ingest(exc, args.out)
     print(report.summary_table())
     dicom = _dicom_options(args)
     if dicom.get("philips_scaling"):

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from typing import Any
 
-from radiobject.cli._args import add_storage_arguments, human_bytes, int_in, positive_int, storage_from_args
+from radiobject.cli._args import (
+    Terminated,
+    add_storage_arguments,
+    human_bytes,
+    int_in,
+    positive_int,
+    sigterm_as_interrupt,
+    storage_from_args,
+)
 from radiobject.convert import (
     COMPRESSIONS,
     ConversionPlan,
@@ -157,14 +163,6 @@ def _print_summary(results: list[RegionResult], out: Any) -> None:
     )
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C so that the conversion cleans up the same way."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise _Terminated(f"signal {signum}")
-
-
 def run_convert(args: argparse.Namespace) -> int:
     """Runs ``convert-tiff``; 0 when every region converted, 1 when any failed, 2 on bad input,
     130 after Ctrl-C and 143 after SIGTERM (the image being written is removed; finished images
@@ -196,18 +194,17 @@ def run_convert(args: argparse.Namespace) -> int:
     from radiobject.errors import RadiObjectError
 
     bar = tqdm(total=0, unit="block", desc="convert-tiff", disable=args.no_progress, file=sys.stderr)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        results = convert_regions(
-            args.inputs,
-            args.output,
-            options,
-            regions=args.regions,
-            progress=bar,
-            on_plan=lambda plans: _print_settings(options, plans, sys.stdout),
-            storage=storage_from_args(args),
-        )
+        with sigterm_as_interrupt():
+            results = convert_regions(
+                args.inputs,
+                args.output,
+                options,
+                regions=args.regions,
+                progress=bar,
+                on_plan=lambda plans: _print_settings(options, plans, sys.stdout),
+                storage=storage_from_args(args),
+            )
     except (ValueError, RadiObjectError) as exc:  # e.g. --regions naming a region that is not there
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -217,11 +214,9 @@ def run_convert(args: argparse.Namespace) -> int:
             "re-run with --skip-existing to convert the rest",
             file=sys.stderr,
         )
-        return 143 if isinstance(exc, _Terminated) else 130
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
         bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     _print_summary(results, sys.stdout)
     if not results:
         print(f"error: no TIFF files found in the inputs ({', '.join(map(str, args.inputs))})", file=sys.stderr)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,12 +61,15 @@ def _n_arrays(uri: str) -> int:
     )
 
 
-def _kill_after(cmd: list[str], n_arrays: int, uri: str, timeout: float = 60.0, sig: int = signal.SIGKILL) -> bool:
+def _kill_after(
+    cmd: list[str], n_arrays: int, uri: str, timeout: float = 60.0, sig: int = signal.SIGKILL, exact: bool = False
+) -> bool:
     """Starts the ingest, sends ``sig`` once ``n_arrays`` arrays exist; False when it finished first.
 
     A SIGTERM / SIGINT must end the run promptly (90 s bound on a loaded machine) with exit code
     143 / 130 and leave
-    ``ingest.json`` saying ``complete: false``."""
+    ``ingest.json`` saying ``complete: false``. ``exact``: the exit code must be 143 / 130 (the
+    signal arrived mid-run, after the handler was installed), not death by the signal itself."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
     deadline = time.monotonic() + timeout
@@ -74,7 +78,7 @@ def _kill_after(cmd: list[str], n_arrays: int, uri: str, timeout: float = 60.0, 
             if _n_arrays(uri) >= n_arrays:
                 os.kill(proc.pid, sig)
                 _, err = proc.communicate(timeout=90)  # generous: the test machine is shared and loaded
-                if sig != signal.SIGKILL and proc.returncode != -sig:  # -sig: it ended before Python's handler ran
+                if sig != signal.SIGKILL and (exact or proc.returncode != -sig):  # -sig: before Python's handler
                     assert proc.returncode == {signal.SIGTERM: 143, signal.SIGINT: 130}[sig], err
                     assert "re-run" in err and "Traceback" not in err, err
                 marker = Path(uri, MARKER)
@@ -106,11 +110,24 @@ def _visible_volumes_are_complete(uri: str, reference: str) -> int:
     return n
 
 
-def _crash_and_resume(tmp_path: Path, backend: str, kill_points: list[int], sig: int = signal.SIGKILL) -> None:
+def _layout_cmd(cohort: Path, uri: str, backend: str) -> list[str]:
+    """The same cohort through ``ingest --layout bids`` (the layout path's own signal handling)."""
+    plain = _ingest_cmd(cohort, uri, backend)
+    return [*plain[:5], "--layout", "bids", str(cohort), *plain[9:]]
+
+
+def _crash_and_resume(
+    tmp_path: Path,
+    backend: str,
+    kill_points: list[int],
+    sig: int = signal.SIGKILL,
+    command: Any = _ingest_cmd,
+    exact: bool = False,
+) -> None:
     cohort = make_sample_cohort(tmp_path / "cohort", 12, (40, 44, 36)).folder
     reference = str(tmp_path / "reference")
     subprocess.run(
-        _ingest_cmd(cohort, reference, backend),
+        command(cohort, reference, backend),
         check=True,
         cwd=ROOT,
         capture_output=True,
@@ -118,10 +135,10 @@ def _crash_and_resume(tmp_path: Path, backend: str, kill_points: list[int], sig:
         timeout=120,
     )
     uri = str(tmp_path / "crashed")
-    cmd = _ingest_cmd(cohort, uri, backend)
+    cmd = command(cohort, uri, backend)
     killed = 0
     for k in kill_points:
-        if _kill_after(cmd, k, uri, sig=sig):
+        if _kill_after(cmd, k, uri, sig=sig, exact=exact):
             killed += 1
         _visible_volumes_are_complete(uri, reference)
     assert killed >= 2, "the ingest finished before the kill points; make it slower"
@@ -154,6 +171,10 @@ def test_kill9_then_resume_tiledb(tmp_path: Path) -> None:
 
 def test_sigterm_then_resume_zarr(tmp_path: Path) -> None:
     _crash_and_resume(tmp_path, "zarr", [1, 14, 27], sig=signal.SIGTERM)
+
+
+def test_sigterm_of_a_layout_ingest_then_resume(tmp_path: Path) -> None:
+    _crash_and_resume(tmp_path, "zarr", [1, 14, 27], sig=signal.SIGTERM, command=_layout_cmd, exact=True)
 
 
 @pytest.mark.slow
