@@ -1,6 +1,7 @@
 """``radiobject stats | split | resample | labels``: cohort tools over a store.
 
-Exit codes: 0 success, 2 when the store cannot be opened or the arguments are wrong.
+Exit codes: 0 success, 2 when the store cannot be opened or the arguments are wrong; ``resample``:
+130 after Ctrl-C, 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from radiobject.cli._args import add_storage_arguments, int_in, storage_from_args
+from radiobject.cli._args import Terminated, add_storage_arguments, int_in, sigterm_as_interrupt, storage_from_args
 
 __all__ = ["register", "run_labels", "run_resample", "run_split", "run_stats"]
 
@@ -189,16 +190,21 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_resample(args: argparse.Namespace) -> int:
-    """Writes the resampled collection."""
+    """Writes the resampled collection; 130 after Ctrl-C, 143 after SIGTERM (a collection the run
+    created is removed again, as after any failure: the same command retried starts afresh)."""
     from radiobject.model.resample import resample_collection
 
     try:
         radi = _open(args)
         if args.collection not in radi.collection_names:
             raise ValueError(f"no collection {args.collection!r} in {args.uri}")
-        out = resample_collection(
-            radi, args.collection, args.spacing, out=args.out, order=args.order, progress=not args.no_progress
-        )
+        with sigterm_as_interrupt():
+            out = resample_collection(
+                radi, args.collection, args.spacing, out=args.out, order=args.order, progress=not args.no_progress
+            )
+    except KeyboardInterrupt as exc:
+        print("interrupted: a collection this run created was removed; re-run the command", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,11 +11,19 @@ import json
 import os
 import sys
 from collections import Counter
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 
-from radiobject.cli._args import add_storage_arguments, human_bytes, positive_int, storage_from_args
+from radiobject.cli._args import (
+    Terminated,
+    add_storage_arguments,
+    human_bytes,
+    positive_int,
+    sigterm_as_interrupt,
+    storage_from_args,
+)
 from radiobject.errors import RadiObjectError
 from radiobject.ingest.target import refuse_inside_store
 from radiobject.storage import files
@@ -262,9 +270,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Writes OUT/<collection>/<obs_id>.nii[.gz] (and .bval / .bvec of DWI volumes)."""
-    from radiobject.formats.dicom.dwi import write_fsl_gradients
-
+    """Writes OUT/<collection>/<obs_id>.nii[.gz] (and .bval / .bvec of DWI volumes); 1 when a
+    volume failed (reported, the others written), 2 on a store error, 130 after Ctrl-C and 143
+    after SIGTERM. A run that stops (store error, interrupt) removes the files and folders it
+    created (``NewTarget``): no export that looks complete is left; files it replaced stay."""
     try:
         radi = _open(args)
         if args.subjects:
@@ -280,25 +289,45 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ext = ".nii" if args.uncompressed else ".nii.gz"
-    written = failed = 0
-    for name in names:
-        try:  # every output path stays inside OUT: plain names, no link below OUT; IDs checked on read
-            os.makedirs(files.contained_path(args.out, name), exist_ok=True)
-            vols = list(radi[name])
-        except RadiObjectError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        for vol in vols:
-            try:
-                path = files.contained_path(args.out, name, f"{vol.obs_id}{ext}")
-                vol.to_nifti(path)
-                write_fsl_gradients(vol.metadata, path)  # .bval / .bvec of a DWI volume
-                written += 1
-            except Exception as exc:  # noqa: BLE001 - reported per volume
-                failed += 1
-                print(f"{name}/{vol.obs_id}: {exc}", file=sys.stderr)
+    try:
+        with sigterm_as_interrupt():
+            written, failed = _export_volumes(radi, names, args.out, ext)
+    except KeyboardInterrupt as exc:
+        print("interrupted: the files this run created were removed; re-run the command", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except RadiObjectError as exc:
+        print(f"error: {exc} (the files this run created were removed)", file=sys.stderr)
+        return 2
     print(f"exported {written} volume(s) to {args.out}" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _export_volumes(radi: Any, names: list[str], out: str, ext: str) -> tuple[int, int]:
+    """Writes the volumes of ``names`` below ``out``: (written, failed). A volume that fails is
+    reported and skipped; anything else that stops the run removes what it created, folder by folder."""
+    from radiobject.formats.dicom.dwi import write_fsl_gradients
+    from radiobject.model.collection_writes import NewTarget
+    from radiobject.storage.options import StorageOptions
+
+    written = failed = 0
+    with ExitStack() as created:  # each folder's new entries go when the run stops; innermost first
+        created.enter_context(NewTarget.before(out, StorageOptions()).removed_on_failure())
+        os.makedirs(out, exist_ok=True)
+        for name in names:
+            # every output path stays inside OUT: plain names, no link below OUT; IDs checked on read
+            folder = files.contained_path(out, name)
+            created.enter_context(NewTarget.before(folder, StorageOptions()).removed_on_failure())
+            os.makedirs(folder, exist_ok=True)
+            for vol in list(radi[name]):
+                try:
+                    path = files.contained_path(out, name, f"{vol.obs_id}{ext}")
+                    vol.to_nifti(path)
+                    write_fsl_gradients(vol.metadata, path)  # .bval / .bvec of a DWI volume
+                    written += 1
+                except Exception as exc:  # noqa: BLE001 - reported per volume
+                    failed += 1
+                    print(f"{name}/{vol.obs_id}: {exc}", file=sys.stderr)
+    return written, failed
 
 
 def _is_label(obs: Any) -> bool:

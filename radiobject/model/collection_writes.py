@@ -7,7 +7,7 @@ write lock (see ``radiobject.model.versions`` and docs/integrity.md).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -171,14 +171,17 @@ class NewTarget:
         return cls(uri, storage, entries, tuple(parents))
 
     @contextmanager
-    def removed_on_failure(self) -> Iterator[None]:
-        """Runs the block; when it raises (also ``KeyboardInterrupt``), removes what was created
-        at ``uri`` since :meth:`before`, then re-raises. A failed removal is added to the error as
-        a note, never raised instead of it."""
+    def removed_on_failure(self, first: Callable[[], None] | None = None) -> Iterator[None]:
+        """Runs the block; when it raises (also ``KeyboardInterrupt``), runs ``first`` (e.g. drop
+        the record that names the target, so that nothing names a removed path), removes what was
+        created at ``uri`` since :meth:`before`, then re-raises. A failed removal is added to the
+        error as a note, never raised instead of it."""
         try:
             yield
         except BaseException as exc:
             try:
+                if first is not None:
+                    first()
                 self.remove()
             except Exception as cleanup:  # noqa: BLE001 - the write's error is the one to raise
                 exc.add_note(f"the partial write at {self.uri} could not be removed: {cleanup}")

@@ -8,7 +8,8 @@ A mixin of ``RadiObject``: file constructors are thin calls into the one ingest 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Self, Unpack
 
@@ -256,10 +257,7 @@ class RadiObjectWrites:
         before it stay, and so does a collection it created (recorded, possibly empty); a retry
         with ``skip_existing=True`` writes the rest.
         """
-        name = validate_collection_name(name)
-        opts = replace(options or WriteOptions(), backend=self._backend)
-        opts.for_collection(name)  # a lossy label collection is refused before anything is created
-        files.check_no_symlinks(self.uri, self._coll_uri(name))  # never write through a planted link
+        name, opts = self._checked_collection(name, options)
         if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
             VolumeCollection.create(
                 self._coll_uri(name), name=name, options=opts, storage=self._location.storage, exist_ok=True
@@ -276,10 +274,39 @@ class RadiObjectWrites:
             submitter=submitter,
         )
 
-    def _record_collection(self, name: str) -> None:
-        """Adds ``name`` to the collections ``radiobject.json`` records (under the store's write lock),
-        so that a collection deleted later is an error rather than silently absent. A store from
-        before the record starts one with the collections it holds now."""
+    @contextmanager
+    def creating_collection(self, name: str, *, options: WriteOptions | None = None) -> Iterator[bool]:
+        """Creates collection ``name`` for the block when the store lacks it; when the block raises
+        (also ``KeyboardInterrupt``), removes it and its record again, so that a command deriving a
+        collection (``resample``) leaves no partial one that looks complete and its retry starts
+        afresh. Yields whether this call created it: one that existed before is never removed."""
+        name, opts = self._checked_collection(name, options)
+        self._names = None  # fresh: another process may have created it
+        if name in self._all_collection_names():
+            yield False
+            return
+        uri, storage = self._coll_uri(name), self._location.storage
+        target = NewTarget.before(uri, storage)
+        VolumeCollection.create(uri, name=name, options=opts, storage=storage)  # StoreExistsError: not ours
+        with target.removed_on_failure(first=lambda: self._record_collection(name, recorded=False)):
+            self._names = None
+            self._record_collection(name)
+            yield True
+
+    def _checked_collection(self, name: str, options: WriteOptions | None) -> tuple[str, WriteOptions]:
+        """The checked name and the write options (of this store's backend) of a collection to create."""
+        name = validate_collection_name(name)
+        opts = replace(options or WriteOptions(), backend=self._backend)
+        opts.for_collection(name)  # a lossy label collection is refused before anything is created
+        files.check_no_symlinks(self.uri, self._coll_uri(name))  # never write through a planted link
+        return name, opts
+
+    def _record_collection(self, name: str, recorded: bool = True) -> None:
+        """Adds ``name`` to (``recorded=False``: drops it from) the collections ``radiobject.json``
+        records, under the store's write lock: a collection deleted later is an error rather than
+        silently absent, and one a failed call created is dropped before it is removed (the store
+        never names a missing collection). A store from before the record starts one with the
+        collections it holds now."""
         storage = self._location.storage
         marker = files.join(self.uri, MARKER)
         with write_lock(self.uri, storage):
@@ -288,10 +315,13 @@ class RadiObjectWrites:
             if not isinstance(names, list):
                 self._names = None
                 names = sorted(set(self._listed_collection_names()))
-            if name not in names:
-                meta["collections"] = [*names, name]
+            if (name in names) != recorded:
+                meta["collections"] = [*names, name] if recorded else [n for n in names if n != name]
                 files.write_json_atomic(marker, meta, storage)
                 self._recorded = list(meta["collections"])
+        if not recorded:
+            self._names = None
+            self._collections.pop(name, None)
 
     def replace_subject(
         self, subject_id: str, images: Mapping[str, ImageData], options: WriteOptions | None = None

@@ -107,7 +107,8 @@ def resample_collection(
 ) -> VolumeCollection:
     """Writes collection ``name`` resampled to ``spacing`` (mm) as collection ``out`` (default
     ``{name}_{x}x{y}x{z}mm``) of the same store and returns it. ``order``: default 0 for label
-    collections (nearest; label map and class counts carried over), else 1 (linear)."""
+    collections (nearest; label map and class counts carried over), else 1 (linear). A call that
+    fails (or is interrupted) removes the collection it created; an existing ``out`` is resumed."""
     src = radi[name]
     label = is_label_collection(src)
     order = (0 if label else 1) if order is None else int(order)
@@ -131,11 +132,14 @@ def resample_collection(
         )
         for r in src.obs.to_dict("records")
     ]
-    radi.add_collection(out, items, options=options, skip_existing=True, progress=out if progress else False)
-    dest = radi[out]
-    if label:
-        lm = get_label_map(src)
-        if lm is not None:
-            set_label_map(dest, lm)
-        record_class_counts(dest, progress=progress)
+    # a collection this call creates is removed again when the call fails (or is interrupted);
+    # one that existed (a run killed outright) is resumed: its volumes are kept, the rest written
+    with radi.creating_collection(out, options=options):
+        radi.add_collection(out, items, options=options, skip_existing=True, progress=out if progress else False)
+        dest = radi[out]
+        if label:
+            lm = get_label_map(src)
+            if lm is not None:
+                set_label_map(dest, lm)
+            record_class_counts(dest, progress=progress)
     return dest
