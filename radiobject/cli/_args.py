@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from radiobject._os import interrupts
+from radiobject._os.interrupts import Interrupted
 from radiobject.storage.options import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, StorageOptions
 
 
@@ -184,25 +186,40 @@ def storage_from_args(args: argparse.Namespace) -> StorageOptions:
     )
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread like Ctrl-C so that an ingest stops the same way."""
+class Terminated(Interrupted):
+    """SIGTERM, raised in the main thread like Ctrl-C so that a command stops the same way."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(signal.SIGTERM)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated(f"signal {signum}")
+def _on_stop_signal(signum: int, frame: Any) -> None:
+    interrupts.received(signum)  # honoured at the next item even if this exception is swallowed
+    raise Terminated() if signum == signal.SIGTERM else Interrupted(signum)
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """For the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main
-    thread; the previous handler is restored after. Elsewhere than the main thread: nothing."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+def stop_signals() -> Iterator[None]:
+    """For the block, Ctrl-C (SIGINT) raises :class:`~radiobject._os.interrupts.Interrupted` and
+    SIGTERM :class:`Terminated` (both ``KeyboardInterrupt``) in the main thread, and both are
+    recorded so that bulk writes stop at their next item even when a library swallowed the
+    exception (``radiobject._os.interrupts``); the previous handlers are restored after.
+    Elsewhere than the main thread: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _on_stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        interrupts.reset()
+
+
+def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
+    """143 after SIGTERM, 130 after Ctrl-C (or any other ``KeyboardInterrupt``)."""
+    return 143 if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else 130
 
 
 def interrupted_ingest(exc: KeyboardInterrupt, out: str) -> int:
@@ -213,4 +230,4 @@ def interrupted_ingest(exc: KeyboardInterrupt, out: str) -> int:
         f"complete: false); re-run the same command to resume",
         file=sys.stderr,
     )
-    return 143 if isinstance(exc, Terminated) else 130
+    return interrupt_exit_code(exc)

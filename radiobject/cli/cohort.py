@@ -11,7 +11,13 @@ import json
 import sys
 from typing import Any
 
-from radiobject.cli._args import Terminated, add_storage_arguments, int_in, sigterm_as_interrupt, storage_from_args
+from radiobject.cli._args import (
+    add_storage_arguments,
+    int_in,
+    interrupt_exit_code,
+    stop_signals,
+    storage_from_args,
+)
 
 __all__ = ["register", "run_labels", "run_resample", "run_split", "run_stats"]
 
@@ -198,13 +204,13 @@ def run_resample(args: argparse.Namespace) -> int:
         radi = _open(args)
         if args.collection not in radi.collection_names:
             raise ValueError(f"no collection {args.collection!r} in {args.uri}")
-        with sigterm_as_interrupt():
+        with stop_signals():
             out = resample_collection(
                 radi, args.collection, args.spacing, out=args.out, order=args.order, progress=not args.no_progress
             )
     except KeyboardInterrupt as exc:
         print("interrupted: a collection this run created was removed; re-run the command", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return interrupt_exit_code(exc)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from radiobject.cli._args import (
     item_timeout_options,
     lossy_arg,
     regex,
-    sigterm_as_interrupt,
+    stop_signals,
     storage_from_args,
     write_report,
 )
@@ -311,7 +311,7 @@ def run_ingest_command(args: argparse.Namespace) -> int:
         "log": log,
     }
     try:
-        with sigterm_as_interrupt():
+        with stop_signals():
             if args.scheduler:
                 from radiobject.ingest.dask import run_ingest_dask
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from radiobject.cli._args import (
-    Terminated,
     add_storage_arguments,
     human_bytes,
+    interrupt_exit_code,
     positive_int,
-    sigterm_as_interrupt,
+    stop_signals,
     storage_from_args,
 )
 from radiobject.errors import RadiObjectError
@@ -290,11 +290,11 @@ def run_export(args: argparse.Namespace) -> int:
         return 2
     ext = ".nii" if args.uncompressed else ".nii.gz"
     try:
-        with sigterm_as_interrupt():
+        with stop_signals():
             written, failed = _export_volumes(radi, names, args.out, ext)
     except KeyboardInterrupt as exc:
         print("interrupted: the files this run created were removed; re-run the command", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return interrupt_exit_code(exc)
     except RadiObjectError as exc:
         print(f"error: {exc} (the files this run created were removed)", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from radiobject.cli._args import (
     item_timeout_options,
     lossy_arg,
     positive_int,
-    sigterm_as_interrupt,
+    stop_signals,
     storage_from_args,
     write_report,
 )
@@ -208,7 +208,7 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
     )
     run = {k: getattr(args, k) for k in _RUN_OPTIONS if hasattr(args, k)}
     try:
-        with contextlib.ExitStack() as stack, sigterm_as_interrupt():
+        with contextlib.ExitStack() as stack, stop_signals():
             scheduler = getattr(args, "scheduler", None)
             if scheduler:  # every volume written by a Dask worker, as `ingest --scheduler`
                 from distributed import Client

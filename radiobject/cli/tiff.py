@@ -8,12 +8,12 @@ import sys
 from typing import Any
 
 from radiobject.cli._args import (
-    Terminated,
     add_storage_arguments,
     human_bytes,
     int_in,
+    interrupt_exit_code,
     positive_int,
-    sigterm_as_interrupt,
+    stop_signals,
     storage_from_args,
 )
 from radiobject.convert import (
@@ -195,7 +195,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=0, unit="block", desc="convert-tiff", disable=args.no_progress, file=sys.stderr)
     try:
-        with sigterm_as_interrupt():
+        with stop_signals():
             results = convert_regions(
                 args.inputs,
                 args.output,
@@ -214,7 +214,7 @@ def run_convert(args: argparse.Namespace) -> int:
             "re-run with --skip-existing to convert the rest",
             file=sys.stderr,
         )
-        return 143 if isinstance(exc, Terminated) else 130
+        return interrupt_exit_code(exc)
     finally:
         bar.close()
     _print_summary(results, sys.stdout)

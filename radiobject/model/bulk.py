@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from radiobject._os.interrupts import raise_if_stopped
 from radiobject.errors import DuplicateIdError, RadiObjectError, SourceTimeoutError
 from radiobject.formats.image import ImageData
 from radiobject.model.ids import validate_id
@@ -352,6 +353,7 @@ class _Run:
             except Exception as exc:  # noqa: BLE001 - a worker died or could not run the task
                 res = VolumeWritten(item.obs_id, None, 0.0, 0, f"{type(exc).__name__}: {exc}")
             bar.update(1)
+            raise_if_stopped()  # a Ctrl-C / SIGTERM whose KeyboardInterrupt a library swallowed
             finished[pos] = res.row
             status = "failed" if res.row is None else "written"
             result = ItemResult(

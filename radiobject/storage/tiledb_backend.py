@@ -62,7 +62,13 @@ class _Context:
         self.ctx, self.generation, self._queries = self._new(), 0, 0
 
     def _new(self) -> tiledb.Ctx:
-        cfg: dict[str, str] = {"sm.compute_concurrency_level": "2", "sm.io_concurrency_level": "2"}
+        cfg: dict[str, str] = {
+            "sm.compute_concurrency_level": "2",
+            "sm.io_concurrency_level": "2",
+            # else TileDB's first context replaces Python's SIGINT handler for the whole process:
+            # Ctrl-C no longer raises KeyboardInterrupt (an ingest or a training loop runs on)
+            "sm.enable_signal_handlers": "false",
+        }
         cfg.update(self._storage.tiledb_config())
         return tiledb.Ctx(tiledb.Config(cfg))
 
@@ -86,19 +92,20 @@ def _context(storage: StorageOptions, pid: int) -> _Context:
     return _Context(storage)
 
 
-def _filters(codec: Codec, checksum: bool = True) -> tiledb.FilterList:
+def _filters(codec: Codec, ctx: tiledb.Ctx, checksum: bool = True) -> tiledb.FilterList:
+    # built on our context: TileDB-Py's default one would be created with TileDB's signal handlers
     fl: list[Any] = []
     if codec.shuffle and codec.name != "none":
-        fl.append(tiledb.ByteShuffleFilter())
+        fl.append(tiledb.ByteShuffleFilter(ctx=ctx))
     if codec.name in ("zstd", "blosc-zstd"):
-        fl.append(tiledb.ZstdFilter(level=codec.level))
+        fl.append(tiledb.ZstdFilter(level=codec.level, ctx=ctx))
     elif codec.name in ("blosc-lz4", "blosc-lz4hc"):  # TileDB's LZ4 filter has no HC mode
-        fl.append(tiledb.LZ4Filter(level=codec.level))
+        fl.append(tiledb.LZ4Filter(level=codec.level, ctx=ctx))
     elif codec.name == "gzip":
-        fl.append(tiledb.GzipFilter(level=codec.level))
+        fl.append(tiledb.GzipFilter(level=codec.level, ctx=ctx))
     if checksum:
-        fl.append(tiledb.ChecksumSHA256Filter())
-    return tiledb.FilterList(fl)
+        fl.append(tiledb.ChecksumSHA256Filter(ctx=ctx))
+    return tiledb.FilterList(fl, ctx=ctx)
 
 
 def _data_file(rel: str) -> bool:
@@ -223,7 +230,11 @@ class TileDBBackend(Backend):
             domain=tiledb.Domain(*dims, ctx=ctx),
             attrs=[
                 tiledb.Attr(
-                    name=ATTR, dtype=dtype, filters=_filters(spec.codec, self.checksums), fill=dtype.type(0), ctx=ctx
+                    name=ATTR,
+                    dtype=dtype,
+                    filters=_filters(spec.codec, ctx, self.checksums),
+                    fill=dtype.type(0),
+                    ctx=ctx,
                 )
             ],
             sparse=False,

@@ -149,3 +149,27 @@ def test_memory_stays_bounded_over_many_reads(array_uri: str) -> None:
     growth = _rss() - start
     # one context kept ~13 KiB per read: ~64 MiB over these 5,000 reads (module doc)
     assert growth < 24 << 20, f"RSS grew {growth / 2**20:.1f} MiB over {5 * CONTEXT_QUERIES} reads"
+
+
+_CTRL_C = """
+import os, signal, sys, time
+import numpy as np
+from radiobject import Volume, WriteOptions
+v = Volume.from_numpy(sys.argv[1], np.arange(512, dtype=np.int16).reshape(8, 8, 8), options=WriteOptions(backend="tiledb"))
+assert (Volume(sys.argv[1]).to_numpy() == np.arange(512).reshape(8, 8, 8)).all()
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # a Ctrl-C that TileDB's own handler took would end here, silently
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+def test_ctrl_c_still_interrupts_a_process_that_used_tiledb(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _CTRL_C, str(tmp_path / "v")], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "KeyboardInterrupt", out.stdout + out.stderr
