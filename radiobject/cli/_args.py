@@ -222,12 +222,17 @@ def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
     return 143 if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM else 130
 
 
-def interrupted_ingest(exc: KeyboardInterrupt, out: str) -> int:
-    """Says that the store ``out`` is consistent and how to resume; the exit code: 143 after
-    SIGTERM, 130 after Ctrl-C."""
-    print(
-        f"interrupted: {out} is consistent (committed volumes are complete, ingest.json says "
-        f"complete: false); re-run the same command to resume",
-        file=sys.stderr,
-    )
+def interrupted(exc: KeyboardInterrupt, message: str) -> int:
+    """Prints ``interrupted: <message>`` and returns the exit code: 143 after SIGTERM, 130 after
+    Ctrl-C (or any other ``KeyboardInterrupt``)."""
+    print(f"interrupted: {message}", file=sys.stderr)
     return interrupt_exit_code(exc)
+
+
+def interrupted_ingest(exc: KeyboardInterrupt, out: str) -> int:
+    """Says that the store ``out`` is consistent and how to resume (:func:`interrupted`)."""
+    return interrupted(
+        exc,
+        f"{out} is consistent (committed volumes are complete, ingest.json says complete: false); "
+        "re-run the same command to resume",
+    )

@@ -14,7 +14,7 @@ from typing import Any
 from radiobject.cli._args import (
     add_storage_arguments,
     int_in,
-    interrupt_exit_code,
+    interrupted,
     stop_signals,
     storage_from_args,
 )
@@ -209,8 +209,7 @@ def run_resample(args: argparse.Namespace) -> int:
                 radi, args.collection, args.spacing, out=args.out, order=args.order, progress=not args.no_progress
             )
     except KeyboardInterrupt as exc:
-        print("interrupted: a collection this run created was removed; re-run the command", file=sys.stderr)
-        return interrupt_exit_code(exc)
+        return interrupted(exc, "a collection this run created was removed; re-run the command")
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

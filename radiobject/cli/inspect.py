@@ -19,7 +19,7 @@ import numpy as np
 from radiobject.cli._args import (
     add_storage_arguments,
     human_bytes,
-    interrupt_exit_code,
+    interrupted,
     positive_int,
     stop_signals,
     storage_from_args,
@@ -293,8 +293,7 @@ def run_export(args: argparse.Namespace) -> int:
         with stop_signals():
             written, failed = _export_volumes(radi, names, args.out, ext)
     except KeyboardInterrupt as exc:
-        print("interrupted: the files this run created were removed; re-run the command", file=sys.stderr)
-        return interrupt_exit_code(exc)
+        return interrupted(exc, "the files this run created were removed; re-run the command")
     except RadiObjectError as exc:
         print(f"error: {exc} (the files this run created were removed)", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from radiobject.cli._args import (
     add_storage_arguments,
     human_bytes,
     int_in,
-    interrupt_exit_code,
+    interrupted,
     positive_int,
     stop_signals,
     storage_from_args,
@@ -209,12 +209,11 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(
-            "interrupted: the image being written was removed; images already converted are complete; "
+        return interrupted(
+            exc,
+            "the image being written was removed; images already converted are complete; "
             "re-run with --skip-existing to convert the rest",
-            file=sys.stderr,
         )
-        return interrupt_exit_code(exc)
     finally:
         bar.close()
     _print_summary(results, sys.stdout)
