@@ -11,12 +11,15 @@ Inside a DataLoader worker process, a collated dict batch leaves as a :class:`Wi
 tensors (``index``, ``affine``, ``spacing``, ``patch_origin``: at most :data:`INLINE_BYTES` each)
 travel inside the pickle, and only the large ones through torch's shared memory (each
 shared-memory tensor costs the main process a file-descriptor hand-over, more than the bytes of a
-small one). The main process receives a plain ``dict`` with the same keys, order, values, dtypes
-and shapes.
+small one). The large ones are written into reused shared-memory slots
+(:mod:`radiobject.ml._slots`; a worker no longer pays for new pages with every batch), which the
+main process frees when it drops the batch. The main process receives a plain ``dict`` with the
+same keys, order, values, dtypes and shapes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +28,7 @@ import torch
 from torch.utils.data import default_collate, get_worker_info
 
 from radiobject.errors import RadiObjectError
+from radiobject.ml import _slots
 from radiobject.ml.errors import WorkerFailure, sample_error
 
 __all__ = [
@@ -97,39 +101,76 @@ def batch_buffer(shape: tuple[int, ...], dtype: Any) -> tuple[torch.Tensor, np.n
 
     Inside a DataLoader worker process it lies in shared memory (as ``default_collate`` allocates
     there), so handing the batch to the main process copies nothing.
+    Large buffers are reused slots (:mod:`radiobject.ml._slots`): the training process frees one
+    when it drops the batch.
     """
     if get_worker_info() is None:
         arr = np.empty(shape, dtype)
         return torch.from_numpy(arr), arr
-    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    storage = torch.UntypedStorage._new_shared(nbytes)
-    tensor = torch.empty(0, dtype=torch.from_numpy(np.empty(0, dtype)).dtype).set_(storage).view(shape)
+    tensor = _shared_tensor(tuple(int(d) for d in shape), torch.from_numpy(np.empty(0, dtype)).dtype)
     return tensor, tensor.numpy()
+
+
+@functools.cache
+def _numpy_dtype(dtype: torch.dtype) -> bool:
+    try:
+        torch.empty(0, dtype=dtype).numpy()
+    except (TypeError, RuntimeError):
+        return False
+    return True
+
+
+def _shared_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor in shared memory: a reused slot (:mod:`radiobject.ml._slots`) or new memory."""
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    nbytes = int(np.prod(shape, dtype=np.int64)) * itemsize
+    taken = _slots.take(nbytes) if _numpy_dtype(dtype) else None  # a slot is received as a numpy array
+    if taken is None:
+        storage, offset = torch.UntypedStorage._new_shared(nbytes), 0
+    else:
+        storage, offset = taken
+    strides: list[int] = []
+    step = 1
+    for size in reversed(shape):  # C order
+        strides.insert(0, step)
+        step *= size
+    return torch.empty(0, dtype=dtype).set_(storage, offset // itemsize, shape, strides)
 
 
 class WireBatch(dict):
     """A collated batch leaving a worker process: unpickles as a plain ``dict`` (see the module doc)."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        items = []
+        items: list[tuple[Any, Any, int | None]] = []
         for key, value in self.items():
-            inline = None
-            if (
-                type(value) is torch.Tensor
-                and value.device.type == "cpu"
-                and not value.requires_grad
-                and value.nbytes <= INLINE_BYTES
-            ):
-                try:  # dtypes numpy lacks (bfloat16, ...) or conj / neg views travel as tensors
-                    inline = value.numpy()
-                except (TypeError, RuntimeError):
-                    inline = None
-            items.append((key, value if inline is None else inline, inline is not None))
+            how: int | None = None  # None: as it is; INLINE: a numpy array; >= 1: a slot's generation
+            if type(value) is torch.Tensor and value.device.type == "cpu" and not value.requires_grad:
+                if _slots.is_slot(value):
+                    how = _slots.mark_sent(value)
+                    if how is None:  # a second tensor over one slot: its memory would be unprotected
+                        value = value.clone()
+                elif value.nbytes <= INLINE_BYTES:
+                    try:  # dtypes numpy lacks (bfloat16, ...) or conj / neg views travel as tensors
+                        value, how = value.numpy(), _INLINE
+                    except (TypeError, RuntimeError):
+                        how = None
+            items.append((key, value, how))
         return (_unwire, (items,))
 
 
-def _unwire(items: list[tuple[Any, Any, bool]]) -> dict[Any, Any]:
-    return {key: torch.from_numpy(value) if inline else value for key, value, inline in items}
+_INLINE = 0
+
+
+def _unwire(items: list[tuple[Any, Any, int | None]]) -> dict[Any, Any]:
+    out = {}
+    for key, value, how in items:
+        if how is None:
+            out[key] = value
+        elif how == _INLINE:
+            out[key] = torch.from_numpy(value)
+        else:
+            out[key] = _slots.receive(value, how)
+    return out
 
 
 def _outgoing(batch: Any) -> Any:
@@ -227,7 +268,38 @@ def _collate(batch: Any) -> Any:
         from monai.data.utils import list_data_collate
 
         return list_data_collate(batch)
-    return _outgoing(default_collate(batch))
+    return _outgoing(_stack(batch))
+
+
+def _stack(batch: Any) -> Any:
+    """``default_collate(batch)``; in a worker, the large tensors of dict samples are stacked into slots.
+
+    Same keys, values, dtypes and shapes as ``default_collate``, which would put each stacked
+    tensor into new shared memory (see :mod:`radiobject.ml._slots`).
+    """
+    if get_worker_info() is None or not _slots.ENABLED or not batch or any(type(s) is not dict for s in batch):
+        return default_collate(batch)
+    out = {}
+    for key in batch[0]:
+        values = [s[key] for s in batch]
+        first = values[0]
+        if (
+            type(first) is torch.Tensor
+            and first.device.type == "cpu"
+            and first.nbytes * len(values) >= _slots.MIN_BYTES
+            and all(
+                type(v) is torch.Tensor
+                and v.dtype == first.dtype
+                and v.shape == first.shape
+                and v.device.type == "cpu"
+                and not v.requires_grad
+                for v in values
+            )
+        ):
+            out[key] = torch.stack(values, 0, out=_shared_tensor((len(values), *first.shape), first.dtype))
+        else:
+            out[key] = default_collate(values)
+    return out
 
 
 def _pad_collate(batch: Any) -> Any:

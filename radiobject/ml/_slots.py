@@ -1,0 +1,173 @@
+"""Reused shared-memory batch buffers ("slots") of DataLoader worker processes.
+
+**Why.** A worker process writes each batch into shared memory so that the training process maps
+it instead of copying it. torch allocates *new* shared memory for every batch, and writing new
+tmpfs pages costs first-touch page faults and zeroing: 3.4 ms of CPU per 8 MB against 0.6 ms for
+pages already mapped, which made a worker about 1.4x slower per patch than the main process
+(docs/benchmarks.md, "Batch size and the hand-over"). A worker therefore keeps a few slots per
+batch size and writes its next batches into slots the training process has let go of.
+
+**Protocol** (one header of :data:`HEADER_BYTES` in front of each slot's data: a magic number, a
+generation and a state):
+
+1. :func:`take` (worker) returns a slot whose state is ``FREE``, now ``WORKER``, with a new
+   generation; or a new slot; or ``None`` (the caller allocates as torch does).
+2. :func:`mark_sent` (worker, while the batch is pickled for the training process): ``SENT``.
+3. :func:`receive` (training process, while the batch is unpickled) checks magic, generation and
+   state and returns a tensor over the same memory whose last reference, when dropped, sets the
+   state back to ``FREE`` (a ``weakref.finalize`` on the array the tensor wraps: views, slices and
+   tensors kept anywhere keep the slot taken).
+
+A worker writes only into slots in state ``FREE``, so a batch the training process still holds
+(kept in a list, reordered by the DataLoader, used by a transform) is never overwritten: the
+worker uses another slot, or new memory when all its slots are taken. A slot that was never sent
+(a failed batch, another collate function) stays taken until the worker forgets it, which only
+drops the worker's reference. The training process's release is a store after its last reads of
+the slot, and the worker's reuse is a load before its writes; x86-64 keeps both orders (TSO), so
+slots are used there only (:data:`ENABLED`); elsewhere every batch gets new memory as in torch.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import weakref
+from collections import deque
+
+import numpy as np
+import torch
+
+from radiobject._os.forks import ForkSafeLock
+from radiobject.ml.errors import WorkerError
+
+__all__ = ["ENABLED", "HEADER_BYTES", "MIN_BYTES", "SLOTS_PER_SIZE", "is_slot", "mark_sent", "receive", "take"]
+
+#: Bytes in front of each slot's data (int64 words: magic, generation, state); a multiple of every
+#: dtype's size, so the data starts aligned.
+HEADER_BYTES = 64
+#: Smaller batch tensors are allocated as torch does (their page faults cost little).
+MIN_BYTES = 1 << 20
+#: Slots kept per batch size and worker: the batches in flight (``prefetch_factor``, 2 by default),
+#: the one being trained on and one more.
+SLOTS_PER_SIZE = 4
+#: Slots are reused only where the CPU keeps loads before later stores in order (see the module doc).
+ENABLED = platform.machine().lower() in ("x86_64", "amd64")
+
+_MAGIC = 0x52414449534C4F54  # "RADISLOT"
+_FREE, _WORKER, _SENT = 0, 1, 2
+_MAGIC_AT, _GEN_AT, _STATE_AT = 0, 1, 2
+
+
+class _Slot:
+    __slots__ = ("header", "nbytes", "storage")
+
+    def __init__(self, nbytes: int) -> None:
+        self.nbytes = nbytes
+        self.storage = torch.UntypedStorage._new_shared(HEADER_BYTES + nbytes)
+        self.header = _header(self.storage)
+        self.header[:] = 0
+        self.header[_MAGIC_AT] = _MAGIC
+
+
+def _header(storage: torch.UntypedStorage) -> np.ndarray:
+    words = HEADER_BYTES // 8
+    return torch.empty(0, dtype=torch.int64).set_(storage, 0, (words,), (1,)).numpy()
+
+
+class _Pool:
+    """One worker process's slots, by data size (oldest first)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.sizes: dict[int, deque[_Slot]] = {}
+        self.by_ptr: dict[int, _Slot] = {}
+        self.generation = 0
+
+
+_lock = ForkSafeLock()
+_pool: _Pool | None = None
+
+
+def _this_pool() -> _Pool:
+    global _pool
+    if _pool is None or _pool.pid != os.getpid():  # a forked child never writes its parent's slots
+        _pool = _Pool()
+    return _pool
+
+
+def take(nbytes: int) -> tuple[torch.UntypedStorage, int] | None:
+    """A slot of ``nbytes`` data bytes, now taken: ``(storage, data byte offset)``, or ``None``.
+
+    ``None`` when slots are not used (:data:`ENABLED`, or below :data:`MIN_BYTES`). When every
+    slot of this size is taken, the oldest is forgotten (never reused) and a new one made.
+    """
+    if not ENABLED or nbytes < MIN_BYTES:
+        return None
+    with _lock:
+        pool = _this_pool()
+        ring = pool.sizes.setdefault(nbytes, deque())
+        slot = next((s for s in ring if int(s.header[_STATE_AT]) == _FREE), None)
+        if slot is None:
+            if len(ring) >= SLOTS_PER_SIZE:
+                old = ring.popleft()
+                pool.by_ptr.pop(old.storage.data_ptr(), None)
+            slot = _Slot(nbytes)
+            pool.by_ptr[slot.storage.data_ptr()] = slot
+        else:
+            ring.remove(slot)
+        ring.append(slot)  # most recently used last
+        pool.generation += 1
+        slot.header[_GEN_AT] = pool.generation
+        slot.header[_STATE_AT] = _WORKER
+        return slot.storage, HEADER_BYTES
+
+
+def mark_sent(tensor: torch.Tensor) -> int | None:
+    """The slot generation of ``tensor`` when it is a taken slot of this process (now ``SENT``), else ``None``.
+
+    A slot is sent once: a second tensor over the same slot gets ``None`` (and travels as a plain
+    shared-memory tensor, whose memory the slot protocol then does not protect, so callers copy it).
+    """
+    if not ENABLED or tensor.device.type != "cpu":
+        return None
+    with _lock:
+        pool = _pool
+        if pool is None or pool.pid != os.getpid():
+            return None
+        slot = pool.by_ptr.get(tensor.untyped_storage().data_ptr())
+        if slot is None or int(slot.header[_STATE_AT]) != _WORKER:
+            return None
+        slot.header[_STATE_AT] = _SENT
+        return int(slot.header[_GEN_AT])
+
+
+def is_slot(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` lies in one of this process's slots (in any state)."""
+    pool = _pool
+    if pool is None or pool.pid != os.getpid() or tensor.device.type != "cpu":
+        return False
+    return tensor.untyped_storage().data_ptr() in pool.by_ptr
+
+
+def _release(header: np.ndarray, generation: int) -> None:
+    if int(header[_GEN_AT]) == generation and int(header[_STATE_AT]) == _SENT:
+        header[_STATE_AT] = _FREE
+
+
+def receive(tensor: torch.Tensor, generation: int) -> torch.Tensor:
+    """The training process's tensor over a received slot; dropping its last view frees the slot.
+
+    Raises :class:`WorkerError` when the slot's header does not show this batch as sent (the
+    memory was reused or damaged): never a batch of other voxels.
+    """
+    header = _header(tensor.untyped_storage())
+    magic, gen, state = (int(header[i]) for i in (_MAGIC_AT, _GEN_AT, _STATE_AT))
+    if magic != _MAGIC or gen != generation or state != _SENT:
+        raise WorkerError(
+            f"a batch from a DataLoader worker lies in shared memory that no longer holds it (slot "
+            f"generation {gen}, state {state}, expected generation {generation} sent); the batch is refused"
+        )
+    array = tensor.numpy()
+    out = torch.from_numpy(array)
+    weakref.finalize(array, _release, header, generation)
+    return out
