@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import platform
 import weakref
-from collections import deque
 
 import numpy as np
 import torch
@@ -40,7 +39,17 @@ import torch
 from radiobject._os.forks import ForkSafeLock
 from radiobject.ml.errors import WorkerError
 
-__all__ = ["ENABLED", "HEADER_BYTES", "MIN_BYTES", "SLOTS_PER_SIZE", "is_slot", "mark_sent", "receive", "take"]
+__all__ = [
+    "ENABLED",
+    "HEADER_BYTES",
+    "MIN_BYTES",
+    "POOL_BYTES",
+    "SLOTS_PER_SIZE",
+    "is_slot",
+    "mark_sent",
+    "receive",
+    "take",
+]
 
 #: Bytes in front of each slot's data (int64 words: magic, generation, state); a multiple of every
 #: dtype's size, so the data starts aligned.
@@ -50,6 +59,8 @@ MIN_BYTES = 1 << 20
 #: Slots kept per batch size and worker: the batches in flight (``prefetch_factor``, 2 by default),
 #: the one being trained on and one more.
 SLOTS_PER_SIZE = 4
+#: Shared memory a worker keeps in slots at most (beyond it, the least recently taken are forgotten).
+POOL_BYTES = 1 << 30
 #: Slots are reused only where the CPU keeps loads before later stores in order (see the module doc).
 ENABLED = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -75,13 +86,25 @@ def _header(storage: torch.UntypedStorage) -> np.ndarray:
 
 
 class _Pool:
-    """One worker process's slots, by data size (oldest first)."""
+    """One worker process's slots, least recently taken first."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.sizes: dict[int, deque[_Slot]] = {}
+        self.slots: list[_Slot] = []
         self.by_ptr: dict[int, _Slot] = {}
         self.generation = 0
+
+    def forget(self, slot: _Slot) -> None:
+        """Drops this process's reference (the memory lives on while the training process holds it)."""
+        self.slots.remove(slot)
+        self.by_ptr.pop(slot.storage.data_ptr(), None)
+
+    def room_for(self, nbytes: int) -> None:
+        """Forgets the least recently taken slots until one more of ``nbytes`` fits both limits."""
+        while sum(s.nbytes == nbytes for s in self.slots) >= SLOTS_PER_SIZE:
+            self.forget(next(s for s in self.slots if s.nbytes == nbytes))
+        while self.slots and sum(s.nbytes for s in self.slots) + nbytes > POOL_BYTES:
+            self.forget(self.slots[0])
 
 
 _lock = ForkSafeLock()
@@ -98,24 +121,22 @@ def _this_pool() -> _Pool:
 def take(nbytes: int) -> tuple[torch.UntypedStorage, int] | None:
     """A slot of ``nbytes`` data bytes, now taken: ``(storage, data byte offset)``, or ``None``.
 
-    ``None`` when slots are not used (:data:`ENABLED`, or below :data:`MIN_BYTES`). When every
-    slot of this size is taken, the oldest is forgotten (never reused) and a new one made.
+    ``None`` when slots are not used (:data:`ENABLED`, below :data:`MIN_BYTES`, above
+    :data:`POOL_BYTES`). Without a free slot of this size a new one is made; the least recently
+    taken slots are forgotten (never reused) to keep :data:`SLOTS_PER_SIZE` and :data:`POOL_BYTES`.
     """
-    if not ENABLED or nbytes < MIN_BYTES:
+    if not ENABLED or not MIN_BYTES <= nbytes <= POOL_BYTES:
         return None
     with _lock:
         pool = _this_pool()
-        ring = pool.sizes.setdefault(nbytes, deque())
-        slot = next((s for s in ring if int(s.header[_STATE_AT]) == _FREE), None)
+        slot = next((s for s in pool.slots if s.nbytes == nbytes and int(s.header[_STATE_AT]) == _FREE), None)
         if slot is None:
-            if len(ring) >= SLOTS_PER_SIZE:
-                old = ring.popleft()
-                pool.by_ptr.pop(old.storage.data_ptr(), None)
+            pool.room_for(nbytes)
             slot = _Slot(nbytes)
             pool.by_ptr[slot.storage.data_ptr()] = slot
         else:
-            ring.remove(slot)
-        ring.append(slot)  # most recently used last
+            pool.slots.remove(slot)
+        pool.slots.append(slot)
         pool.generation += 1
         slot.header[_GEN_AT] = pool.generation
         slot.header[_STATE_AT] = _WORKER
@@ -149,8 +170,10 @@ def is_slot(tensor: torch.Tensor) -> bool:
     return tensor.untyped_storage().data_ptr() in pool.by_ptr
 
 
-def _release(header: np.ndarray, generation: int) -> None:
-    if int(header[_GEN_AT]) == generation and int(header[_STATE_AT]) == _SENT:
+def _release(header: np.ndarray, generation: int, pid: int) -> None:
+    # only in the process that received the batch: a forked child's copy of the array must not free
+    # the slot its parent still holds
+    if os.getpid() == pid and int(header[_GEN_AT]) == generation and int(header[_STATE_AT]) == _SENT:
         header[_STATE_AT] = _FREE
 
 
@@ -169,5 +192,5 @@ def receive(tensor: torch.Tensor, generation: int) -> torch.Tensor:
         )
     array = tensor.numpy()
     out = torch.from_numpy(array)
-    weakref.finalize(array, _release, header, generation)
+    weakref.finalize(array, _release, header, generation, os.getpid()).atexit = False
     return out

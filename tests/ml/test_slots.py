@@ -75,11 +75,45 @@ def test_a_slot_never_sent_is_not_reused_and_the_pool_stays_bounded(in_worker):
     taken = [batch_buffer(SHAPE, np.float32)[0] for _ in range(_slots.SLOTS_PER_SIZE + 3)]
     assert len({_ptr(t) for t in taken}) == len(taken)  # none written twice while held
     pool = _slots._pool
-    assert pool is not None and len(pool.sizes[int(np.prod(SHAPE)) * 4]) == _slots.SLOTS_PER_SIZE
+    assert pool is not None and len(pool.slots) == _slots.SLOTS_PER_SIZE
     del taken
     gc.collect()
     fresh = batch_buffer(SHAPE, np.float32)[0]  # never sent: never freed by the training process
-    assert _ptr(fresh) not in {s.storage.data_ptr() for s in list(pool.sizes[int(np.prod(SHAPE)) * 4])[:-1]}
+    assert _ptr(fresh) not in {s.storage.data_ptr() for s in pool.slots[:-1]}
+
+
+def test_the_pool_keeps_at_most_pool_bytes(in_worker, monkeypatch):
+    nbytes = int(np.prod(SHAPE)) * 4
+    monkeypatch.setattr(_slots, "POOL_BYTES", 3 * nbytes)
+    for shape in (SHAPE, (3, *SHAPE[1:]), SHAPE, (4, *SHAPE[1:])):
+        batch_buffer(shape, np.float32)
+    pool = _slots._pool
+    assert pool is not None and sum(s.nbytes for s in pool.slots) <= 3 * nbytes
+    assert [s.nbytes / nbytes for s in pool.slots] == [1, 2]  # the least recently taken were forgotten
+    again, _ = batch_buffer((4, *SHAPE[1:]), np.float32)
+    assert _slots.is_slot(again) and [s.nbytes / nbytes for s in pool.slots] == [2]
+    assert not _slots.is_slot(batch_buffer((8, *SHAPE[1:]), np.float32)[0])  # 4x nbytes > POOL_BYTES
+
+
+def test_a_forked_child_never_frees_a_slot_its_parent_holds(in_worker):
+    from tests.forking import in_forked_child
+
+    tensor, array = batch_buffer(SHAPE, np.float32)
+    array[:] = 5.0
+    got = _send({"image": tensor})
+    del tensor, array
+
+    def child() -> bool:
+        got.pop("image")  # the child's copy of the batch dies
+        gc.collect()
+        return True
+
+    assert in_forked_child(child) is True
+    pool = _slots._pool
+    assert pool is not None and int(pool.slots[0].header[2]) == 2  # still SENT: the parent holds the batch
+    got.pop("image")
+    gc.collect()
+    assert int(pool.slots[0].header[2]) == 0  # FREE once the parent dropped it
 
 
 def test_small_buffers_and_the_training_process_use_no_slots(in_worker, monkeypatch):
