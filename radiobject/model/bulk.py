@@ -185,14 +185,8 @@ def write_one(
         info = write_image(uri, image, be, options, item.obs_id, version)
         row = obs_row(info, item)
     except Exception as exc:  # noqa: BLE001 - reported per item
-        return VolumeWritten(
-            item.obs_id,
-            None,
-            time.perf_counter() - t0,
-            0,
-            f"{type(exc).__name__}: {exc}",
-            exc if _pickles(exc) else None,
-        )
+        error, original = f"{type(exc).__name__}: {exc}", exc if _pickles(exc) else None
+        return VolumeWritten(item.obs_id, None, time.perf_counter() - t0, 0, error, original)
     nbytes = math.prod(info.shape) * np.dtype(info.dtype).itemsize
     return VolumeWritten(item.obs_id, row, time.perf_counter() - t0, nbytes)
 
@@ -210,6 +204,22 @@ def executor_submitter(executor: Executor) -> Submitter:
     return executor.submit, futures_as_completed
 
 
+def checked_items(collection_uri: str, items: Iterable[IngestItem]) -> list[IngestItem]:
+    """``items`` as a list; ``TypeError`` (before anything is written) unless each is an ``IngestItem``."""
+    hint = "build IngestItem(obs_id, subject_id, image) entries, or use from_images for a mapping of ID to ImageData"
+    if isinstance(items, (Mapping, str, bytes)) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"a write to {collection_uri} takes an iterable of IngestItem, not a {type(items).__name__}; {hint}"
+        )
+    out = list(items)
+    for item in out:
+        if not isinstance(item, IngestItem):
+            raise TypeError(
+                f"a write to {collection_uri} takes IngestItem entries, got {type(item).__name__} {item!r:.80}; {hint}"
+            )
+    return out
+
+
 def _plan(
     collection_uri: str,
     items: Iterable[IngestItem],
@@ -219,7 +229,7 @@ def _plan(
 ) -> tuple[list[IngestItem], IngestReport]:
     """Validates IDs, rejects duplicates, and sets aside what is already committed."""
     report, seen, todo = IngestReport(), set(), []
-    for item in items:
+    for item in checked_items(collection_uri, items):
         validate_id(item.obs_id, "obs_id")
         validate_id(item.obs_subject_id, "subject id")
         if item.obs_id in seen:

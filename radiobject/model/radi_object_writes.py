@@ -19,7 +19,7 @@ from radiobject.errors import NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
 from radiobject.model import engine
 from radiobject.model.alignment import check_alignment, geometry_of
-from radiobject.model.bulk import IngestItem, IngestReport, Submitter
+from radiobject.model.bulk import IngestItem, IngestReport, Submitter, checked_items
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.collection_writes import NewTarget
 from radiobject.model.file_ingest import StoreIngest, StoreKeywords
@@ -258,6 +258,7 @@ class RadiObjectWrites:
         with ``skip_existing=True`` writes the rest.
         """
         name, opts = self._checked_collection(name, options)
+        items = checked_items(self._coll_uri(name), items)  # a wrong argument creates nothing
         if name not in self._all_collection_names():  # the cached list may be stale: create is exist_ok
             VolumeCollection.create(
                 self._coll_uri(name), name=name, options=opts, storage=self._location.storage, exist_ok=True

@@ -65,7 +65,11 @@ def resample_image(image: ImageData, target: Sequence[float], *, order: int = 1)
     out = out.reshape(new_shape + data.shape[3:])
     meta = {
         **image.metadata,
-        "resampled_from": {"spacing": list(affine_spacing(image.affine)), "shape": [int(s) for s in data.shape]},
+        "resampled_from": {
+            "spacing": list(affine_spacing(image.affine)),
+            "shape": [int(s) for s in data.shape],
+            "order": int(order),
+        },
     }
     if isinstance(meta.get("zooms"), list) and len(meta["zooms"]) >= 3:  # a NIfTI's pixdim: the new grid's
         meta["zooms"] = [*affine_spacing(new_affine), *meta["zooms"][3:]]
@@ -86,6 +90,42 @@ def _check_budget(where: str, new_shape: Sequence[int], shape: Sequence[int], dt
             f"resampled to shape {tuple(int(n) for n in new_shape)} it would need {nbytes / 2**30:.1f} GiB "
             f"(limit {budget / 2**30:.1f} GiB, RADIOBJECT_MAX_IMAGE_BYTES); choose a coarser spacing",
         )
+
+
+def _check_resumable(dest: VolumeCollection, vols: dict[str, Volume], target: tuple[float, ...], order: int) -> None:
+    """``GeometryError`` unless every volume of ``dest`` is the resampling of its source volume in ``vols``.
+
+    A resumed run keeps the volumes already written; one written at another spacing, with another
+    interpolation order (dtype) or from another source would leave a collection of mixed grids.
+    """
+    for row in dest.obs.to_dict("records"):
+        oid = row["obs_id"]
+        have = dest.volume(oid)
+        vol = vols.get(oid)
+        if vol is None:
+            raise GeometryError(
+                f"resample: collection {dest.name!r} of {dest.uri} already holds volume {oid!r}, which is not in "
+                "the source collection; name another output (--out) or delete that collection"
+            )
+        shape, affine, _ = resampled_grid(vol.shape, vol.affine, target)
+        dtype = vol.dtype if order == 0 else np.dtype(np.float32)
+        found = (tuple(have.shape[:3]), np.asarray(have.affine, dtype=np.float64), np.dtype(have.dtype))
+        made = have.metadata.get("resampled_from")
+        other_order = isinstance(made, dict) and made.get("order", order) != order
+        if (
+            found[0] != shape
+            or found[2] != dtype
+            or other_order
+            or not np.allclose(found[1], affine, rtol=0, atol=1e-9)
+        ):
+            spacing = tuple(round(x, 6) for x in affine_spacing(found[1]))
+            was = made.get("order", "?") if isinstance(made, dict) else "?"
+            raise GeometryError(
+                f"resample: collection {dest.name!r} of {dest.uri} already holds volume {oid!r} on another grid "
+                f"(shape {found[0]}, spacing {spacing}, dtype {found[2]}, order {was}) than {target} mm with "
+                f"order {order} gives (shape {shape}, dtype {dtype}); name another output (--out) or delete "
+                "that collection"
+            )
 
 
 def _load_resampled(volume: Volume, target: tuple[float, float, float], order: int) -> ImageData:
@@ -122,6 +162,8 @@ def resample_collection(
     for oid, vol in vols.items():  # every output fits the memory budget, checked before anything is written
         new_shape = resampled_grid(vol.shape, vol.affine, target)[0]
         _check_budget(f"{src.uri}/{oid}", new_shape, vol.shape, vol.dtype if order == 0 else np.dtype(np.float32))
+    if out in radi.collection_names:  # resumed: what is there must be this resampling, else a mixed collection
+        _check_resumable(radi[out], vols, target, order)
     items = [
         IngestItem(
             r["obs_id"],

@@ -61,3 +61,31 @@ def test_label_collection(tmp_path: Path) -> None:
     assert np.array_equal(data[..., ::2], seg) and get_label_map(out).names == {2: "organ"}
     img = resample_collection(radi, "img", (2.0, 2.0, 2.0), out="img2")
     assert img.volume("a").shape == (4, 4, 4) and img.volume("a").dtype == np.float32
+
+
+def test_resuming_into_an_output_of_another_grid_is_refused(tmp_path: Path) -> None:
+    """An existing output written at another spacing or order is never topped up into a mixed collection."""
+    from radiobject.errors import GeometryError
+
+    aff = np.diag([1.0, 1.0, 2.0, 1.0])
+    rng = np.random.default_rng(1)
+    imgs = {s: ImageData(rng.normal(size=(8, 8, 4)).astype(np.float32), aff) for s in ("a", "b")}
+    radi = RadiObject.from_images(str(tmp_path / "st"), {"img": imgs})
+    first = resample_collection(radi, "img", (2.0, 2.0, 2.0), out="out")
+    before = {oid: first.volume(oid).to_numpy() for oid in ("a", "b")}
+    for spacing, order in (((1.0, 1.0, 1.0), 1), ((2.0, 2.0, 2.0), 0)):
+        with pytest.raises(GeometryError, match="another grid"):
+            resample_collection(radi, "img", spacing, out="out", order=order)
+    again = resample_collection(RadiObject(radi.uri), "img", (2.0, 2.0, 2.0), out="out")  # the same: resumed
+    for oid, data in before.items():
+        assert np.array_equal(again.volume(oid).to_numpy(), data)
+    from radiobject.model.bulk import IngestItem
+
+    with pytest.raises(TypeError, match="not a dict"):
+        radi.add_collection("other", {"z": ImageData(np.zeros((4, 4, 4), np.float32), aff)})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes IngestItem entries, got str"):
+        radi.add_collection("other", ["z"])  # type: ignore[list-item]
+    assert "other" not in RadiObject(radi.uri).collection_names  # a wrong argument created nothing
+    radi.add_collection("other", [IngestItem("z", "z", ImageData(np.zeros((4, 4, 4), np.float32), aff))])
+    with pytest.raises(GeometryError, match="not in the source"):
+        resample_collection(RadiObject(radi.uri), "img", (2.0, 2.0, 2.0), out="other")
