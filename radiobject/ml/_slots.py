@@ -8,23 +8,28 @@ pages already mapped, which made a worker about 1.4x slower per patch than the m
 batch size and writes its next batches into slots the training process has let go of.
 
 **Protocol** (one header of :data:`HEADER_BYTES` in front of each slot's data: a magic number, a
-generation and a state):
+generation, a state and whether the training process can open the slot through ``/proc``):
 
 1. :func:`take` (worker) returns a slot whose state is ``FREE``, now ``WORKER``, with a new
    generation; or a new slot; or ``None`` (the caller allocates as torch does).
-2. :func:`mark_sent` (worker, while the batch is pickled for the training process): ``SENT``.
-3. :func:`receive` (training process, while the batch is unpickled) checks magic, generation and
+2. :func:`outgoing` (worker, while the batch is pickled for the training process): ``SENT``, and
+   the slot's description: the tensor itself (torch hands its file descriptor over, a socket
+   round trip of about 0.4 ms of the training process's CPU), or, once the training process has
+   shown it can, only the worker's pid and descriptor number, which it opens as
+   ``/proc/<pid>/fd/<n>`` (checked against the file's device and inode).
+3. :func:`incoming` (training process, while the batch is unpickled) checks magic, generation and
    state and returns a tensor over the same memory whose last reference, when dropped, sets the
    state back to ``FREE`` (a ``weakref.finalize`` on the array the tensor wraps: views, slices and
    tensors kept anywhere keep the slot taken).
 
 A worker writes only into slots in state ``FREE``, so a batch the training process still holds
 (kept in a list, reordered by the DataLoader, used by a transform) is never overwritten: the
-worker uses another slot, or new memory when all its slots are taken. A slot that was never sent
-(a failed batch, another collate function) stays taken until the worker forgets it, which only
-drops the worker's reference. The training process's release is a store after its last reads of
-the slot, and the worker's reuse is a load before its writes; x86-64 keeps both orders (TSO), so
-slots are used there only (:data:`ENABLED`); elsewhere every batch gets new memory as in torch.
+worker uses another slot, or new memory when all its slots are taken. A sent slot stays in the
+worker's pool (its descriptor open) until it is free again; a slot that was never sent (a failed
+batch, another collate function) stays taken until the worker forgets it, which only drops the
+worker's reference. The training process's release is a store after its last reads of the slot,
+and the worker's reuse is a load before its writes; x86-64 keeps both orders (TSO), so slots are
+used there only (:data:`ENABLED`); elsewhere every batch gets new memory as in torch.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from __future__ import annotations
 import os
 import platform
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,13 +51,15 @@ __all__ = [
     "MIN_BYTES",
     "POOL_BYTES",
     "SLOTS_PER_SIZE",
+    "Wire",
+    "c_strides",
+    "incoming",
     "is_slot",
-    "mark_sent",
-    "receive",
+    "outgoing",
     "take",
 ]
 
-#: Bytes in front of each slot's data (int64 words: magic, generation, state); a multiple of every
+#: Bytes in front of each slot's data (int64 words: magic, generation, state, /proc); a multiple of every
 #: dtype's size, so the data starts aligned.
 HEADER_BYTES = 64
 #: Smaller batch tensors are allocated as torch does (their page faults cost little).
@@ -66,15 +74,18 @@ ENABLED = platform.machine().lower() in ("x86_64", "amd64")
 
 _MAGIC = 0x52414449534C4F54  # "RADISLOT"
 _FREE, _WORKER, _SENT = 0, 1, 2
-_MAGIC_AT, _GEN_AT, _STATE_AT = 0, 1, 2
+_MAGIC_AT, _GEN_AT, _STATE_AT, _PROC_AT = 0, 1, 2, 3
 
 
 class _Slot:
-    __slots__ = ("header", "nbytes", "storage")
+    __slots__ = ("fd", "header", "ident", "nbytes", "storage")
 
     def __init__(self, nbytes: int) -> None:
         self.nbytes = nbytes
         self.storage = torch.UntypedStorage._new_shared(HEADER_BYTES + nbytes)
+        self.fd = int(self.storage._share_fd_cpu_()[0])  # kept open by the storage while it lives
+        st = os.fstat(self.fd)
+        self.ident = (st.st_dev, st.st_ino)
         self.header = _header(self.storage)
         self.header[:] = 0
         self.header[_MAGIC_AT] = _MAGIC
@@ -94,17 +105,25 @@ class _Pool:
         self.by_ptr: dict[int, _Slot] = {}
         self.generation = 0
 
-    def forget(self, slot: _Slot) -> None:
-        """Drops this process's reference (the memory lives on while the training process holds it)."""
-        self.slots.remove(slot)
-        self.by_ptr.pop(slot.storage.data_ptr(), None)
+    def room_for(self, nbytes: int) -> bool:
+        """Forgets the least recently taken slots not sent (the worker's reference only) until one
+        more of ``nbytes`` fits both limits; ``False`` when it cannot (slots held by the training process)."""
 
-    def room_for(self, nbytes: int) -> None:
-        """Forgets the least recently taken slots until one more of ``nbytes`` fits both limits."""
-        while sum(s.nbytes == nbytes for s in self.slots) >= SLOTS_PER_SIZE:
-            self.forget(next(s for s in self.slots if s.nbytes == nbytes))
-        while self.slots and sum(s.nbytes for s in self.slots) + nbytes > POOL_BYTES:
-            self.forget(self.slots[0])
+        def over() -> bool:
+            same = sum(s.nbytes == nbytes for s in self.slots)
+            return same >= SLOTS_PER_SIZE or sum(s.nbytes for s in self.slots) + nbytes > POOL_BYTES
+
+        while over():
+            same_full = sum(s.nbytes == nbytes for s in self.slots) >= SLOTS_PER_SIZE
+            old = next(
+                (s for s in self.slots if int(s.header[_STATE_AT]) != _SENT and (s.nbytes == nbytes or not same_full)),
+                None,
+            )
+            if old is None:
+                return False
+            self.slots.remove(old)
+            self.by_ptr.pop(old.storage.data_ptr(), None)
+        return True
 
 
 _lock = ForkSafeLock()
@@ -122,8 +141,9 @@ def take(nbytes: int) -> tuple[torch.UntypedStorage, int] | None:
     """A slot of ``nbytes`` data bytes, now taken: ``(storage, data byte offset)``, or ``None``.
 
     ``None`` when slots are not used (:data:`ENABLED`, below :data:`MIN_BYTES`, above
-    :data:`POOL_BYTES`). Without a free slot of this size a new one is made; the least recently
-    taken slots are forgotten (never reused) to keep :data:`SLOTS_PER_SIZE` and :data:`POOL_BYTES`.
+    :data:`POOL_BYTES`) or all of them are held by the training process. Without a free slot of
+    this size a new one is made; the least recently taken slots not sent are forgotten (never
+    reused) to keep :data:`SLOTS_PER_SIZE` and :data:`POOL_BYTES`.
     """
     if not ENABLED or not MIN_BYTES <= nbytes <= POOL_BYTES:
         return None
@@ -131,7 +151,8 @@ def take(nbytes: int) -> tuple[torch.UntypedStorage, int] | None:
         pool = _this_pool()
         slot = next((s for s in pool.slots if s.nbytes == nbytes and int(s.header[_STATE_AT]) == _FREE), None)
         if slot is None:
-            pool.room_for(nbytes)
+            if not pool.room_for(nbytes):
+                return None
             slot = _Slot(nbytes)
             pool.by_ptr[slot.storage.data_ptr()] = slot
         else:
@@ -143,23 +164,20 @@ def take(nbytes: int) -> tuple[torch.UntypedStorage, int] | None:
         return slot.storage, HEADER_BYTES
 
 
-def mark_sent(tensor: torch.Tensor) -> int | None:
-    """The slot generation of ``tensor`` when it is a taken slot of this process (now ``SENT``), else ``None``.
+@dataclass(frozen=True)
+class Wire:
+    """A slot tensor as it travels: the worker's pid, descriptor and file identity, the view, and
+    ``tensor`` (``None`` once the training process opens the slot through ``/proc``)."""
 
-    A slot is sent once: a second tensor over the same slot gets ``None`` (and travels as a plain
-    shared-memory tensor, whose memory the slot protocol then does not protect, so callers copy it).
-    """
-    if not ENABLED or tensor.device.type != "cpu":
-        return None
-    with _lock:
-        pool = _pool
-        if pool is None or pool.pid != os.getpid():
-            return None
-        slot = pool.by_ptr.get(tensor.untyped_storage().data_ptr())
-        if slot is None or int(slot.header[_STATE_AT]) != _WORKER:
-            return None
-        slot.header[_STATE_AT] = _SENT
-        return int(slot.header[_GEN_AT])
+    pid: int
+    fd: int
+    ident: tuple[int, int]
+    size: int
+    generation: int
+    offset: int
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    tensor: torch.Tensor | None
 
 
 def is_slot(tensor: torch.Tensor) -> bool:
@@ -170,6 +188,49 @@ def is_slot(tensor: torch.Tensor) -> bool:
     return tensor.untyped_storage().data_ptr() in pool.by_ptr
 
 
+def outgoing(tensor: torch.Tensor) -> Wire | None:
+    """``tensor``'s slot, now ``SENT``, as it travels; ``None`` unless it is a contiguous view of a
+    slot of this process taken and not sent yet (a second tensor over one slot: callers copy it)."""
+    if not ENABLED or tensor.device.type != "cpu" or not tensor.is_contiguous():
+        return None
+    with _lock:
+        pool = _pool
+        if pool is None or pool.pid != os.getpid():
+            return None
+        slot = pool.by_ptr.get(tensor.untyped_storage().data_ptr())
+        if slot is None or int(slot.header[_STATE_AT]) != _WORKER:
+            return None
+        slot.header[_STATE_AT] = _SENT
+        by_proc = int(slot.header[_PROC_AT]) == 1
+        return Wire(
+            pool.pid,
+            slot.fd,
+            slot.ident,
+            HEADER_BYTES + slot.nbytes,
+            int(slot.header[_GEN_AT]),
+            int(tensor.storage_offset()),
+            tuple(tensor.shape),
+            tensor.dtype,
+            None if by_proc else tensor,
+        )
+
+
+def _open_by_proc(wire: Wire) -> torch.UntypedStorage | None:
+    """The slot's memory opened as ``/proc/<pid>/fd/<n>`` when that is the same file, else ``None``."""
+    try:
+        fd = os.open(f"/proc/{wire.pid}/fd/{wire.fd}", os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != wire.ident or st.st_size != wire.size:
+            return None
+        # torch's own rebuild of a received descriptor (torch.multiprocessing.reductions)
+        return torch.UntypedStorage._new_shared_fd_cpu(fd, wire.size)  # type: ignore[attr-defined]
+    finally:
+        os.close(fd)
+
+
 def _release(header: np.ndarray, generation: int, pid: int) -> None:
     # only in the process that received the batch: a forked child's copy of the array must not free
     # the slot its parent still holds
@@ -177,20 +238,47 @@ def _release(header: np.ndarray, generation: int, pid: int) -> None:
         header[_STATE_AT] = _FREE
 
 
-def receive(tensor: torch.Tensor, generation: int) -> torch.Tensor:
+def incoming(wire: Wire) -> torch.Tensor:
     """The training process's tensor over a received slot; dropping its last view frees the slot.
 
-    Raises :class:`WorkerError` when the slot's header does not show this batch as sent (the
-    memory was reused or damaged): never a batch of other voxels.
+    Raises :class:`WorkerError` when the slot cannot be opened or its header does not show this
+    batch as sent (the memory was reused or damaged): never a batch of other voxels.
     """
-    header = _header(tensor.untyped_storage())
+    where = f"a batch from DataLoader worker process {wire.pid}"
+    if wire.tensor is not None:
+        storage = wire.tensor.untyped_storage()
+        header = _header(storage)
+        if int(header[_PROC_AT]) == 0 and _open_by_proc(wire) is not None:
+            header[_PROC_AT] = 1  # the worker's next sends of this slot: pid and descriptor only
+    else:
+        opened = _open_by_proc(wire)
+        if opened is None:
+            raise WorkerError(f"{where}: its shared memory /proc/{wire.pid}/fd/{wire.fd} cannot be opened any more")
+        storage = opened
+        header = _header(storage)
     magic, gen, state = (int(header[i]) for i in (_MAGIC_AT, _GEN_AT, _STATE_AT))
-    if magic != _MAGIC or gen != generation or state != _SENT:
+    if magic != _MAGIC or gen != wire.generation or state != _SENT:
         raise WorkerError(
-            f"a batch from a DataLoader worker lies in shared memory that no longer holds it (slot "
-            f"generation {gen}, state {state}, expected generation {generation} sent); the batch is refused"
+            f"{where} lies in shared memory that no longer holds it (slot generation {gen}, state {state}, "
+            f"expected generation {wire.generation} sent); the batch is refused"
         )
-    array = tensor.numpy()
+    view = torch.empty(0, dtype=wire.dtype).set_(storage, wire.offset, wire.shape, c_strides(wire.shape))
+    array = view.numpy()
     out = torch.from_numpy(array)
-    weakref.finalize(array, _release, header, generation, os.getpid()).atexit = False
+    _hold(array, header, wire.generation)
     return out
+
+
+def _hold(array: np.ndarray, header: np.ndarray, generation: int) -> None:
+    """The slot stays ``SENT`` while ``array`` (wrapped by every view handed out) lives."""
+    weakref.finalize(array, _release, header, generation, os.getpid()).atexit = False
+
+
+def c_strides(shape: tuple[int, ...]) -> list[int]:
+    """The strides (in elements) of a C-contiguous array of ``shape``."""
+    strides: list[int] = []
+    step = 1
+    for size in reversed(shape):
+        strides.insert(0, step)
+        step *= size
+    return strides

@@ -129,12 +129,7 @@ def _shared_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         storage, offset = torch.UntypedStorage._new_shared(nbytes), 0
     else:
         storage, offset = taken
-    strides: list[int] = []
-    step = 1
-    for size in reversed(shape):  # C order
-        strides.insert(0, step)
-        step *= size
-    return torch.empty(0, dtype=dtype).set_(storage, offset // itemsize, shape, strides)
+    return torch.empty(0, dtype=dtype).set_(storage, offset // itemsize, shape, _slots.c_strides(shape))
 
 
 class WireBatch(dict):
@@ -143,12 +138,14 @@ class WireBatch(dict):
     def __reduce__(self) -> tuple[Any, ...]:
         items: list[tuple[Any, Any, int | None]] = []
         for key, value in self.items():
-            how: int | None = None  # None: as it is; INLINE: a numpy array; >= 1: a slot's generation
+            how: int | None = None  # None: as it is; _INLINE: a numpy array; _SLOT: a slot (_slots.Wire)
             if type(value) is torch.Tensor and value.device.type == "cpu" and not value.requires_grad:
                 if _slots.is_slot(value):
-                    how = _slots.mark_sent(value)
-                    if how is None:  # a second tensor over one slot: its memory would be unprotected
+                    wire = _slots.outgoing(value)
+                    if wire is None:  # a second tensor over one slot: its memory would be unprotected
                         value = value.clone()
+                    else:
+                        value, how = wire, _SLOT
                 elif value.nbytes <= INLINE_BYTES:
                     try:  # dtypes numpy lacks (bfloat16, ...) or conj / neg views travel as tensors
                         value, how = value.numpy(), _INLINE
@@ -158,7 +155,7 @@ class WireBatch(dict):
         return (_unwire, (items,))
 
 
-_INLINE = 0
+_INLINE, _SLOT = 0, 1
 
 
 def _unwire(items: list[tuple[Any, Any, int | None]]) -> dict[Any, Any]:
@@ -169,7 +166,7 @@ def _unwire(items: list[tuple[Any, Any, int | None]]) -> dict[Any, Any]:
         elif how == _INLINE:
             out[key] = torch.from_numpy(value)
         else:
-            out[key] = _slots.receive(value, how)
+            out[key] = _slots.incoming(value)
     return out
 
 

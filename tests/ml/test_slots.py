@@ -116,6 +116,55 @@ def test_a_forked_child_never_frees_a_slot_its_parent_holds(in_worker):
     assert int(pool.slots[0].header[2]) == 0  # FREE once the parent dropped it
 
 
+def test_after_the_first_hand_over_a_slot_travels_as_pid_and_descriptor(in_worker):
+    tensor, array = batch_buffer(SHAPE, np.float32)
+    first = _slots.outgoing(tensor)
+    assert first is not None and first.tensor is not None  # torch hands the descriptor over once
+    array[:] = 2.0
+    got = _slots.incoming(first)
+    assert torch.equal(got, torch.full(SHAPE, 2.0))
+    del got
+    gc.collect()
+    tensor, array = batch_buffer(SHAPE, np.float32)
+    array[:] = 4.0
+    wire = _slots.outgoing(tensor)
+    assert wire is not None and wire.tensor is None and wire.fd == first.fd  # the same slot, by /proc
+    got = _slots.incoming(pickle.loads(pickle.dumps(wire)))
+    assert torch.equal(got, torch.full(SHAPE, 4.0))
+
+
+def test_without_proc_access_the_tensor_keeps_travelling(in_worker, monkeypatch):
+    monkeypatch.setattr(_slots, "_open_by_proc", lambda wire: None)
+    for value in (1.0, 2.0, 3.0):
+        tensor, array = batch_buffer(SHAPE, np.float32)
+        array[:] = value
+        wire = _slots.outgoing(tensor)
+        assert wire is not None and wire.tensor is not None
+        got = _slots.incoming(wire)
+        assert torch.equal(got, torch.full(SHAPE, value))
+        del got, tensor, array, wire
+        gc.collect()
+
+
+def test_slots_held_by_the_training_process_are_kept_and_not_reused(in_worker):
+    held = []
+    for i in range(_slots.SLOTS_PER_SIZE):
+        tensor, array = batch_buffer(SHAPE, np.float32)
+        array[:] = i
+        held.append(_send({"image": tensor})["image"])
+    del tensor, array
+    extra, _ = batch_buffer(SHAPE, np.float32)  # every slot held: new memory, not a slot
+    assert not _slots.is_slot(extra)
+    pool = _slots._pool
+    assert pool is not None and len(pool.slots) == _slots.SLOTS_PER_SIZE
+    for i, got in enumerate(held):
+        assert torch.equal(got, torch.full(SHAPE, float(i)))
+    held.pop(0)
+    gc.collect()
+    again, _ = batch_buffer(SHAPE, np.float32)
+    assert _slots.is_slot(again)
+
+
 def test_small_buffers_and_the_training_process_use_no_slots(in_worker, monkeypatch):
     small, _ = batch_buffer((2, 1, 8, 8, 8), np.float32)
     assert not _slots.is_slot(small)
@@ -202,11 +251,10 @@ def test_held_batches_keep_their_voxels_with_worker_processes(context):
 def test_the_check_fails_when_slots_are_freed_too_early(monkeypatch):
     """The test above can fail: freeing a slot on arrival lets a worker overwrite held batches."""
 
-    def too_early(tensor: torch.Tensor, generation: int) -> torch.Tensor:
-        _slots._header(tensor.untyped_storage())[2] = 0  # FREE while the batch is still held
-        return tensor
+    def too_early(array: np.ndarray, header: np.ndarray, generation: int) -> None:
+        header[2] = 0  # FREE while the batch is still held
 
-    monkeypatch.setattr(_slots, "receive", too_early)
+    monkeypatch.setattr(_slots, "_hold", too_early)
     loader = DataLoader(_Coded(), batch_size=2, num_workers=2, collate_fn=collate, multiprocessing_context="fork")
     held = list(loader)
     assert _check_held(held) > 0
