@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import weakref
 from dataclasses import dataclass
 
@@ -69,8 +70,9 @@ MIN_BYTES = 1 << 20
 SLOTS_PER_SIZE = 4
 #: Shared memory a worker keeps in slots at most (beyond it, the least recently taken are forgotten).
 POOL_BYTES = 1 << 30
-#: Slots are reused only where the CPU keeps loads before later stores in order (see the module doc).
-ENABLED = platform.machine().lower() in ("x86_64", "amd64")
+#: Slots are reused only where the CPU keeps loads before later stores in order (see the module doc),
+#: on Linux (descriptor sharing and ``/proc``).
+ENABLED = sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
 
 _MAGIC = 0x52414449534C4F54  # "RADISLOT"
 _FREE, _WORKER, _SENT = 0, 1, 2
