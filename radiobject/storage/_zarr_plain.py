@@ -249,7 +249,7 @@ class PlainReader:
         rel = "/".join(["c", *map(str, shard)]) if self.layout.separator == "/" else "c." + ".".join(map(str, shard))
         path = os.path.join(self.root, *rel.split("/"))
         try:
-            fd, _ = open_regular(
+            fd, st = open_regular(
                 path, lambda reason: CorruptDataError(self.uri, f"damaged chunk data: {reason}", part=rel)
             )
         except FileNotFoundError:
@@ -261,15 +261,16 @@ class PlainReader:
         except OSError as exc:
             raise StoreError(self.uri, f"cannot read {rel}: {exc}") from None
         try:
-            self._fill(fd, shard, rel, items, out)
+            self._fill(fd, st, shard, rel, items, out)
         except OSError as exc:  # an I/O error mid-read: typed, named
             raise StoreError(self.uri, f"cannot read {rel}: {exc}") from None
         finally:
             os.close(fd)
 
-    def _fill(self, fd: int, shard: tuple[int, ...], rel: str, items: list[Any], out: np.ndarray) -> None:
-        """The touched chunks of one open shard file into ``out`` (from the LRU where held)."""
-        st = os.fstat(fd)
+    def _fill(
+        self, fd: int, st: os.stat_result, shard: tuple[int, ...], rel: str, items: list[Any], out: np.ndarray
+    ) -> None:
+        """The touched chunks of one open shard file (``st``: its ``fstat``) into ``out`` (from the LRU where held)."""
         ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         offsets, sizes = self._index(fd, ident, shard, rel)
         budget = self._pool_bytes()

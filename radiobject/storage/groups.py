@@ -16,16 +16,13 @@ from radiobject.storage.options import StorageOptions
 GROUP_RECORD = "radiobject-group.json"
 
 
-def group_files(uri: str, storage: StorageOptions) -> dict[str, int]:
-    """``{relative path: size}`` of a TileDB group's own files (not its members')."""
-    out: dict[str, int] = {}
+def group_files(uri: str, storage: StorageOptions) -> list[str]:
+    """Relative paths of a TileDB group's own files (not its members'), from listings only."""
+    out: list[str] = []
     for sub in ("__meta", "__group"):
-        for name in files.listdir(files.join(uri, sub), storage):
-            if not name.startswith("."):
-                rel = f"{sub}/{name}"
-                out[rel] = len(files.read_bytes(files.join(uri, rel), storage))
+        out += [f"{sub}/{name}" for name in files.listdir(files.join(uri, sub), storage) if not name.startswith(".")]
     if files.exists(files.join(uri, "__tiledb_group.tdb"), storage):
-        out["__tiledb_group.tdb"] = len(files.read_bytes(files.join(uri, "__tiledb_group.tdb"), storage))
+        out.append("__tiledb_group.tdb")
     return out
 
 
