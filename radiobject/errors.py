@@ -131,6 +131,11 @@ class StoreLockedError(StoreError, TimeoutError):
     """Another writer holds the store's write lock longer than the timeout (names its holder)."""
 
 
+class IncompleteStoreError(StoreError):
+    """A store or collection is still being built by a constructor (``from_*``, ``resample``), or its
+    builder ended before finishing (killed): it holds part of its data and is not opened as if whole."""
+
+
 class VersionMismatchError(StoreError):
     """A volume's stored data and its catalog row disagree on the version (a torn or tampered store)."""
 

@@ -28,6 +28,7 @@ from radiobject.ingest.cohort import run_ingest
 from radiobject.ingest.manifest import PAIRING_HINT, CohortPlan, check_pairing
 from radiobject.ingest.target import COLLECTION_NAMES, check_target
 from radiobject.ingest.tasks import VolumeTask, find_problems, image_geometry, to_ingest_item
+from radiobject.model import building
 from radiobject.model.alignment import check_alignment, file_geometry
 from radiobject.model.bulk import Submitter, executor_submitter
 from radiobject.model.collection import VolumeCollection
@@ -116,6 +117,7 @@ def store_from_files(
     uri = as_location(uri)
     fmt, canonical = ingest.fmt, ingest.canonical
     storage = ingest.storage or StorageOptions()
+    building.clear_abandoned_store(uri, storage)  # a killed constructor's leftover (see model.building)
     if check_target(uri, storage):  # a user's non-store folder with files: StoreExistsError too
         raise StoreExistsError(uri, "a radiobject store already exists here")
     meta = None if ingest.obs_meta is None else subject_table(ingest.obs_meta)  # checked before any write
@@ -149,6 +151,7 @@ def store_from_files(
     target = NewTarget.before(uri, storage)
     RadiObject.create(uri, options=ingest.options, storage=storage)  # ours (StoreExistsError on a race)
     with target.removed_on_failure():  # a failed call leaves nothing: a retry starts afresh
+        building.set_building(uri, storage, None, True)
         pool = ThreadPoolExecutor(max_workers=(ingest.options or WriteOptions()).workers)
         try:
             _run_store_ingest(uri, plan, ingest, storage, executor_submitter(pool))
@@ -159,8 +162,8 @@ def store_from_files(
             rest = meta[~meta[SUBJECT].isin(set(radi.obs_subject_ids))]
             if len(rest):
                 radi.add_subjects(rest)
-                radi = RadiObject(uri, storage=storage)
-    return radi
+        building.set_building(uri, storage, None, False)
+    return RadiObject(uri, storage=storage)
 
 
 def _run_store_ingest(

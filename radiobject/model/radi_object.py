@@ -16,6 +16,7 @@ from radiobject.errors import (
     StoreError,
     StoreNotFoundError,
 )
+from radiobject.model import building
 from radiobject.model.checks import check_backend_name, check_marker
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.frames import CatalogFrame
@@ -57,6 +58,7 @@ class RadiObject(RadiObjectWrites):
             raise StoreNotFoundError(uri, f"{MARKER} is not a radiobject store marker")
         check_marker(uri, meta, MARKER)  # a newer format is refused, never half-read
         check_backend_name(uri, meta.get("backend"), MARKER)
+        building.check(uri, meta)  # still being built, or left unfinished by a killed constructor
         self._location = location
         self._backend: str = meta["backend"]
         self._subjects: tuple[str, ...] | None = None
@@ -66,6 +68,7 @@ class RadiObject(RadiObjectWrites):
         recorded = meta.get("collections")
         #: The collections the marker records (``None``: a store from before the record).
         self._recorded: list[str] | None = [str(n) for n in recorded] if isinstance(recorded, list) else None
+        self._building = meta.get(building.COLLECTIONS_KEY) or {}  # collections being built at open
 
     def _view(self, subjects: Sequence[str]) -> RadiObject:
         obj = RadiObject.__new__(RadiObject)
@@ -151,6 +154,10 @@ class RadiObject(RadiObjectWrites):
 
     def _collection(self, name: str) -> VolumeCollection:
         if name not in self._collections:
+            if name in self._building:  # read again: it may have been finished since this store was opened
+                meta = files.read_json(files.join(self.uri, MARKER), self._location.storage)
+                building.check(self.uri, meta, name)
+                self._building = meta.get(building.COLLECTIONS_KEY) or {}
             self._collections[name] = VolumeCollection(self._coll_uri(name), storage=self._location.storage)
         return self._collections[name]
 

@@ -17,8 +17,9 @@ import pandas as pd
 
 from radiobject.errors import NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
-from radiobject.model import engine
+from radiobject.model import building, engine
 from radiobject.model.alignment import check_alignment, geometry_of
+from radiobject.model.building import MARKER
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter, checked_items
 from radiobject.model.collection import VolumeCollection
 from radiobject.model.collection_writes import NewTarget
@@ -32,7 +33,6 @@ from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions, as_location
 from radiobject.storage.registry import get_backend
 
-MARKER = "radiobject.json"
 FORMAT = "radiobject"
 
 if TYPE_CHECKING:
@@ -125,13 +125,16 @@ class RadiObjectWrites:
         uri = as_location(uri)
         storage = storage or StorageOptions()
         obs_meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
+        building.clear_abandoned_store(uri, storage)  # a killed constructor's leftover (see model.building)
         target = NewTarget.before(uri, storage)
         radi = cls.create(uri, options=options, storage=storage)  # StoreExistsError: nothing touched
         with target.removed_on_failure():
+            building.set_building(uri, storage, None, True)
             for name, its in items.items():
                 radi.add_collection(name, its, options=options, progress=progress)
             subjects = obs_meta if obs_meta is not None else pd.DataFrame({SUBJECT: radi._collection_subjects()})
             radi.add_subjects(subjects)
+            building.set_building(uri, storage, None, False)
         return cls(uri, storage=storage)
 
     @classmethod
@@ -280,19 +283,10 @@ class RadiObjectWrites:
         """Creates collection ``name`` for the block when the store lacks it; when the block raises
         (also ``KeyboardInterrupt``), removes it and its record again, so that a command deriving a
         collection (``resample``) leaves no partial one that looks complete and its retry starts
-        afresh. Yields whether this call created it: one that existed before is never removed."""
-        name, opts = self._checked_collection(name, options)
-        self._names = None  # fresh: another process may have created it
-        if name in self._all_collection_names():
-            yield False
-            return
-        uri, storage = self._coll_uri(name), self._location.storage
-        target = NewTarget.before(uri, storage)
-        VolumeCollection.create(uri, name=name, options=opts, storage=storage)  # StoreExistsError: not ours
-        with target.removed_on_failure(first=lambda: self._record_collection(name, recorded=False)):
-            self._names = None
-            self._record_collection(name)
-            yield True
+        afresh. Yields whether this call created it: one that existed before is never removed (one
+        a killed process left unfinished is made afresh: see ``radiobject.model.building``)."""
+        with building.creating_collection(self, name, options) as created:
+            yield created
 
     def _checked_collection(self, name: str, options: WriteOptions | None) -> tuple[str, WriteOptions]:
         """The checked name and the write options (of this store's backend) of a collection to create."""
@@ -306,20 +300,23 @@ class RadiObjectWrites:
         """Adds ``name`` to (``recorded=False``: drops it from) the collections ``radiobject.json``
         records, under the store's write lock: a collection deleted later is an error rather than
         silently absent, and one a failed call created is dropped before it is removed (the store
-        never names a missing collection). A store from before the record starts one with the
-        collections it holds now."""
-        storage = self._location.storage
-        marker = files.join(self.uri, MARKER)
-        with write_lock(self.uri, storage):
-            meta = files.read_json(marker, storage)
+        never names a missing collection; nor a builder of it). A store from before the record
+        starts one with the collections it holds now."""
+
+        def change(meta: dict) -> bool:
             names = meta.get("collections")
             if not isinstance(names, list):
                 self._names = None
                 names = sorted(set(self._listed_collection_names()))
-            if (name in names) != recorded:
-                meta["collections"] = [*names, name] if recorded else [n for n in names if n != name]
-                files.write_json_atomic(marker, meta, storage)
-                self._recorded = list(meta["collections"])
+            if not recorded:
+                meta.get(building.COLLECTIONS_KEY, {}).pop(name, None)
+            if (name in names) == recorded:
+                return not recorded
+            meta["collections"] = [*names, name] if recorded else [n for n in names if n != name]
+            self._recorded = list(meta["collections"])
+            return True
+
+        building.update_marker(self.uri, self._location.storage, change)
         if not recorded:
             self._names = None
             self._collections.pop(name, None)

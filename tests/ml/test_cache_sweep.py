@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from radiobject._os import owners
 from radiobject.ml.cache import SharedMemoryCache, sweep_stale
-from radiobject.ml.cache import shared as shared_mod
 
 _CHILD = """
 import os, sys, signal
@@ -43,11 +43,11 @@ def test_live_named_foreign_and_unmarked_directories_stay(tmp_path: Path) -> Non
     named = SharedMemoryCache(1 << 20, "radiobject-cache-" + "ab" * 16, root=tmp_path, cleanup=True)  # no .owner
     other_ns = tmp_path / ("radiobject-cache-" + "cd" * 16)
     other_ns.mkdir(mode=0o700)
-    (other_ns / ".owner").write_text(f"{shared_mod._boot_id()} pid:[1] 999999999 1")  # another pid namespace
+    (other_ns / ".owner").write_text(f"{owners._boot_id()} pid:[1] 999999999 1")  # another pid namespace
     public = tmp_path / ("radiobject-cache-" + "ef" * 16)
     public.mkdir(mode=0o755)
     os.chmod(public, 0o755)
-    (public / ".owner").write_text(f"{shared_mod._boot_id()} {shared_mod._pid_namespace()} 999999999 1")
+    (public / ".owner").write_text(f"{owners._boot_id()} {owners._pid_namespace()} 999999999 1")
     assert sweep_stale(tmp_path) == []
     for p in (live.path, named.path, other_ns, public):
         assert p.is_dir()
@@ -56,7 +56,7 @@ def test_live_named_foreign_and_unmarked_directories_stay(tmp_path: Path) -> Non
 
 
 def test_a_reused_pid_or_an_earlier_boot_is_stale(tmp_path: Path) -> None:
-    me = shared_mod._identity(os.getpid())
+    me = owners.identity(os.getpid())
     assert me is not None
     boot, ns, pid, start = me.split()
     reused = tmp_path / ("radiobject-cache-" + "01" * 16)  # our pid, but another start time

@@ -34,6 +34,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from radiobject._os import owners
 from radiobject.errors import UnsafePathError
 from radiobject.ml.cache import limits
 from radiobject.ml.cache.disk import DiskCache
@@ -107,7 +108,7 @@ class SharedMemoryCache(DiskCache):
         self._owner = os.getpid()
         if generated if cleanup is None else cleanup:
             atexit.register(_remove_if_owner, str(self.path), self._owner)
-            me = _identity(self._owner)
+            me = owners.identity(self._owner)
             if generated and me is not None:
                 _write_private(self.path / _OWNER_FILE, me)
 
@@ -150,31 +151,6 @@ def _check_private(path: Path) -> None:
         )
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def _identity(pid: int) -> str | None:
-    """``"<boot id> <pid namespace> <pid> <start time>"`` of a running process of this pid namespace
-    (``None``: gone, or no ``/proc``)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-        start = raw.rsplit(b")", 1)[1].split()[19].decode()  # field 22, starttime (comm may hold spaces)
-    except (OSError, IndexError, UnicodeDecodeError):
-        return None
-    return f"{_boot_id()} {_pid_namespace()} {pid} {start}"
-
-
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -190,7 +166,6 @@ def sweep_stale(root: str | os.PathLike[str]) -> list[Path]:
     are left alone: named caches, and caches of processes in other pid namespaces (containers
     sharing ``/dev/shm``), whose liveness cannot be seen from here. Returns the directories removed.
     """
-    boot, namespace = _boot_id(), _pid_namespace()
     removed: list[Path] = []
     with contextlib.suppress(OSError):
         candidates = [e for e in os.scandir(root) if _GENERATED.fullmatch(e.name)]
@@ -203,10 +178,7 @@ def sweep_stale(root: str | os.PathLike[str]) -> list[Path]:
                     owner = f.read(200).split()
             except (UnsafePathError, OSError):
                 continue
-            if len(owner) != 4 or not owner[2].isdigit() or not boot or not namespace:
-                continue
-            gone = owner[0] != boot or (owner[1] == namespace and _identity(int(owner[2])) != " ".join(owner))
-            if gone:
+            if owners.owner_state(" ".join(owner)) == owners.GONE:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     return removed
