@@ -174,16 +174,20 @@ class CacheReads:
         local = self._local()
         whole = local["whole"]
         if whole is None:
-            names = [*self.modalities, self.label] if self.label else list(self.modalities)
-            per_voxel = 0
-            for name in names:  # dtype and trailing axes per collection, from its first volume
-                vol = self.volume(0, name)
-                per_voxel += vol.dtype.itemsize * int(np.prod(vol.shape[3:], dtype=np.int64))
-            cohort = sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes) * per_voxel
+            cohort, largest = self.cohort_bytes()
             whole = 0 < cohort <= chunk_cache.WHOLE_VOLUMES_UP_TO * self.cache.max_bytes
-            largest = max(int(np.prod(s, dtype=np.int64)) for s in self.shapes) * per_voxel
             local["whole"] = whole = whole and self._whole_fits(cohort, largest)
         return bool(whole)
+
+    def cohort_bytes(self) -> tuple[int, int]:
+        """Decoded bytes of this reader's cohort (every collection it reads) and of its largest subject."""
+        names = [*self.modalities, self.label] if self.label else list(self.modalities)
+        per_voxel = 0
+        for name in names:  # dtype and trailing axes per collection, from its first volume
+            vol = self.volume(0, name)
+            per_voxel += vol.dtype.itemsize * int(np.prod(vol.shape[3:], dtype=np.int64))
+        sizes = [int(np.prod(s, dtype=np.int64)) * per_voxel for s in self.shapes]
+        return sum(sizes), max(sizes, default=0)
 
     def _whole_fits(self, cohort: int, largest: int) -> bool:
         """Whether whole volumes fit the memory this process may still take (``memory_headroom``):

@@ -116,8 +116,10 @@ class LoaderConfig:
     Attributes:
         batch_size: samples per batch.
         num_workers: worker threads or processes (see ``worker_mode``).
-        worker_mode: ``"auto"`` (processes with per-sample transforms or an explicit
-            ``multiprocessing_context``, threads otherwise), ``"threads"`` or ``"processes"``.
+        worker_mode: ``"auto"`` (processes with per-sample transforms, an explicit
+            ``multiprocessing_context``, or a cohort larger than the cache and 256 MiB, when
+            ``/dev/shm`` has room; threads otherwise: see ``radiobject.ml._worker_mode``),
+            ``"threads"`` or ``"processes"``.
         device: deliver batches on this device (non-blocking copies from pinned memory).
         pin_memory: default ``True`` when CUDA is present.
         persistent_workers / prefetch_factor / timeout / multiprocessing_context: as in ``DataLoader``

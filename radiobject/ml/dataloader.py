@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from radiobject.ml._worker_mode import auto_worker_mode
 from radiobject.ml.collate import collate as default_collate_fn
 from radiobject.ml.collate import pad_collate
 from radiobject.ml.datasets import RadiDataset
@@ -302,9 +303,12 @@ def make_loader(
         pin_memory = cuda and (dev is None or dev.type == "cuda")
     if worker_mode not in ("auto", "processes", "threads"):
         raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {worker_mode!r}")
-    if worker_mode == "auto":  # measured: threads win unless per-sample Python transforms hold the GIL
-        explicit = multiprocessing_context is not None or getattr(dataset, "transforms", None) is not None
-        worker_mode = "processes" if explicit else "threads"
+    if worker_mode == "auto":  # measured: see radiobject.ml._worker_mode
+        worker_mode = (
+            "processes"
+            if multiprocessing_context is not None
+            else auto_worker_mode(dataset, num_workers, batch_size, prefetch_factor)
+        )
     threads = num_workers if worker_mode == "threads" else 0
     if threads:
         num_workers = 0

@@ -208,10 +208,23 @@ def test_thread_workers_give_the_same_batches(radi):
         create_training_dataloader(radi, num_workers=2, worker_mode="fibers", **kw)
 
 
-def test_auto_worker_mode(radi, tmp_path):
+def test_auto_worker_mode(radi, tmp_path, monkeypatch):
+    from radiobject.ml import _worker_mode
+
     kw = dict(modalities=["T1w"], label="seg", patch_size=(6, 6, 6), batch_size=2)
     plain = create_training_dataloader(radi, num_workers=2, **kw)
-    assert plain.threads == 2 and plain.num_workers == 0  # no per-sample Python: threads (measured faster)
+    assert plain.threads == 2 and plain.num_workers == 0  # a small cohort, no per-sample Python: threads
+    monkeypatch.setattr(_worker_mode, "PROCESS_COHORT_BYTES", 0)  # as if the cohort were large
+    out_of_core = create_training_dataloader(radi, num_workers=2, **kw)
+    assert out_of_core.threads == 0 and out_of_core.num_workers == 2  # decoding dominates: processes
+    cohort = plain.dataset.reader.cohort_bytes()[0]
+    cached = create_training_dataloader(radi, num_workers=2, cache_strategy=CacheStrategy.IN_MEMORY, **kw)
+    assert cached.dataset.reader.cache.max_bytes >= cohort and cached.threads == 2  # served from memory
+    monkeypatch.setattr(_worker_mode, "_SHM", str(tmp_path / "no-shm"))  # no /dev/shm: processes anyway
+    assert create_training_dataloader(radi, num_workers=2, **kw).num_workers == 2
+    tiny = type("Usage", (), {"free": 1 << 10})()  # too small a /dev/shm for the batches: threads need none
+    monkeypatch.setattr(_worker_mode.shutil, "disk_usage", lambda path: tiny)
+    assert create_training_dataloader(radi, num_workers=2, **kw).threads == 2
     with_tf = create_training_dataloader(radi, num_workers=2, transforms=lambda s: s, **kw)
     assert with_tf.threads == 0 and with_tf.num_workers == 2  # transforms hold the GIL: processes
     ctx = create_training_dataloader(radi, num_workers=2, multiprocessing_context="spawn", **kw)
