@@ -25,7 +25,7 @@ from typing import Any
 __all__ = ["PROCESS_COHORT_BYTES", "auto_worker_mode", "batch_bytes"]
 
 #: Smaller decoded cohorts use threads (worker processes take a start-up; the data is small).
-PROCESS_COHORT_BYTES = 256 << 20
+PROCESS_COHORT_BYTES = 64 << 20
 _SHM = "/dev/shm"
 
 

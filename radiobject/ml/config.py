@@ -117,7 +117,7 @@ class LoaderConfig:
         batch_size: samples per batch.
         num_workers: worker threads or processes (see ``worker_mode``).
         worker_mode: ``"auto"`` (processes with per-sample transforms, an explicit
-            ``multiprocessing_context``, or a cohort larger than the cache and 256 MiB, when
+            ``multiprocessing_context``, or a cohort larger than the cache and 64 MiB, when
             ``/dev/shm`` has room; threads otherwise: see ``radiobject.ml._worker_mode``),
             ``"threads"`` or ``"processes"``.
         device: deliver batches on this device (non-blocking copies from pinned memory).
