@@ -14,40 +14,22 @@ from dataclasses import replace
 from typing import Any
 
 from radiobject.cli._args import (
-    add_item_timeout_argument,
-    add_storage_arguments,
     check_report_path,
     check_store_uri,
     interrupted_ingest,
     item_timeout_options,
     lossy_arg,
+    positive_int,
     regex,
     stop_signals,
     storage_from_args,
     write_report,
 )
+from radiobject.cli._write_args import add_write_arguments, triple
 from radiobject.errors import RadiObjectError
-from radiobject.storage.base import CODECS, Codec
-from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
+from radiobject.storage.base import Codec
 
 __all__ = ["register", "run_ingest_command", "run_sample_cohort"]
-
-
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
-def _triple(value: str) -> tuple[int, ...]:
-    try:
-        parts = tuple(int(v) for v in value.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y,Z integers, got {value!r}") from None
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected three positive integers X,Y,Z, got {value!r}")
-    return parts
 
 
 def _image_spec(value: str) -> tuple[str, str]:
@@ -107,20 +89,6 @@ def register(subparsers: Any) -> None:
         help="what names a DICOM series' collection (default: description)",
     )
     p.add_argument(
-        "--philips-scaling",
-        choices=("display", "precise"),
-        default=None,
-        help="Philips DICOM values: display (modality LUT, default) or precise floating-point "
-        "scaling (dcm2niix -p y); recorded in each volume's metadata",
-    )
-    p.add_argument(
-        "--resample-tilt",
-        choices=("exact", "dcm2niix"),
-        default=None,
-        help="resample gantry-tilted CT like dcm2niix _Tilt / _Tilt_Eq (exact: origin from the "
-        "DICOM geometry; dcm2niix: dcm2niix's origin); default: raw slices, sheared affine",
-    )
-    p.add_argument(
         "--tiff-series",
         type=int,
         default=None,
@@ -128,55 +96,11 @@ def register(subparsers: Any) -> None:
         help="the series to read of TIFFs that hold several images (default: a TIFF's one image "
         "series; a TIFF of several is an error listing them); also with --layout msd|nnunet",
     )
-    p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
-    p.add_argument("--workers", type=_positive, default=2, help="parallel writers (default 2)")
-    p.add_argument(
-        "--executor", choices=("thread", "process"), default="thread", help="local worker kind (default thread)"
-    )
-    p.add_argument(
-        "--compression",
-        choices=CODECS,
-        default=Codec().name,  # the library's one default
-        help=f"codec (default {Codec().name})",
-    )
-    p.add_argument("--level", type=int, default=None, help="codec level (default 5; zstd 3)")
-    p.add_argument(
-        "--lossy",
-        nargs="+",
-        default=None,
-        metavar="[COLLECTION=]SPEC",
-        help="precision reduction before the codec, per image collection: T1w=abs:2 (error bound "
-        "in data units) or CT=bits:10 (float mantissa bits); a bare SPEC applies to every "
-        "collection (label collections are refused)",
-    )
-    p.add_argument("--chunks", type=_triple, default=None, metavar="X,Y,Z", help="chunk shape (default 32,32,32)")
-    p.add_argument("--commit-every", type=_positive, default=16, help="volumes per committed obs fragment")
-    p.add_argument("--canonical", action="store_true", help="reorient every image to RAS+")
-    p.add_argument(
-        "--validate-alignment",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="hold back subjects whose volumes differ in shape or affine, and refuse collections whose "
+    add_write_arguments(
+        p,
+        alignment_help="hold back subjects whose volumes differ in shape or affine, and refuse collections whose "
         "subject IDs never pair (default on, as in Python)",
     )
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first invalid or failing item")
-    p.add_argument(
-        "--on-changed",
-        choices=("replace", "error", "skip"),
-        default="replace",
-        help="a stored volume whose source files changed since it was ingested: replace it "
-        "(a new version, published atomically; default), fail it, or keep it",
-    )
-    p.add_argument(
-        "--rehash",
-        action="store_true",
-        help="hash every stored volume's sources to find changes (default: only when size / mtime differ)",
-    )
-    p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
-    p.add_argument("--scheduler", metavar="ADDR", help="run on a Dask cluster, e.g. tcp://10.0.0.1:8786")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_item_timeout_argument(p)
-    add_storage_arguments(p)
     # what each option is when left out: ``--layout`` refuses the options it cannot apply, given ones only
     p.set_defaults(func=run_ingest_command)
     p.set_defaults(option_defaults={a.dest: a.default for a in p._actions if a.dest != "help"})
@@ -188,8 +112,8 @@ def register(subparsers: Any) -> None:
         "DIR/participants.csv and DIR/manifest.csv.",
     )
     s.add_argument("dir", metavar="DIR")
-    s.add_argument("--subjects", type=_positive, default=8, help="number of subjects (default 8)")
-    s.add_argument("--shape", type=_triple, default=(48, 56, 40), metavar="X,Y,Z", help="default 48,56,40")
+    s.add_argument("--subjects", type=positive_int, default=8, help="number of subjects (default 8)")
+    s.add_argument("--shape", type=triple, default=(48, 56, 40), metavar="X,Y,Z", help="default 48,56,40")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=run_sample_cohort)
 

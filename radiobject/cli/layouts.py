@@ -14,19 +14,17 @@ from dataclasses import replace
 from typing import Any
 
 from radiobject.cli._args import (
-    add_item_timeout_argument,
     add_storage_arguments,
     check_report_path,
     check_store_uri,
     interrupted_ingest,
     item_timeout_options,
     lossy_arg,
-    positive_int,
     stop_signals,
     storage_from_args,
     write_report,
 )
-from radiobject.storage.registry import BACKEND_NAMES, DEFAULT_BACKEND
+from radiobject.cli._write_args import add_write_arguments
 
 __all__ = [
     "LAYOUT_APPLIED",
@@ -65,7 +63,7 @@ _KIND_REFUSED: dict[tuple[str, str], str] = {
     ("philips_scaling", "bids"): "a BIDS dataset's images are NIfTI, no DICOM",
     ("resample_tilt", "bids"): "a BIDS dataset's images are NIfTI, no DICOM",
 }
-#: ``run_ingest`` keywords that ``ingest --layout`` passes on (``ingest-layout``: their defaults).
+#: ``run_ingest`` keywords that ``ingest-layout`` and ``ingest --layout`` pass on.
 _RUN_OPTIONS: tuple[str, ...] = ("canonical", "fail_fast", "on_changed", "rehash", "executor")
 
 
@@ -101,19 +99,12 @@ def register(subparsers: Any) -> None:
         help="MSD / nnU-Net: the series to read of TIFFs that hold several images (default: a TIFF's "
         "one image series; a TIFF of several is an error listing them); refused for BIDS (NIfTI only)",
     )
-    p.add_argument("--backend", choices=BACKEND_NAMES, default=DEFAULT_BACKEND, help=f"default {DEFAULT_BACKEND}")
-    p.add_argument("--workers", type=positive_int, default=2, help="parallel writers (default 2)")
-    p.add_argument(
-        "--validate-alignment",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="hold back subjects whose volumes differ in shape or affine (default on; BIDS "
+    p.add_argument("--subjects", metavar="TABLE", help="subject table (e.g. participants.csv) joined into obs_meta")
+    add_write_arguments(
+        p,
+        alignment_help="hold back subjects whose volumes differ in shape or affine (default on; BIDS "
         "modalities keep their own grids and are not checked)",
     )
-    p.add_argument("--json", metavar="REPORT", help="write the per-item report as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_item_timeout_argument(p)
-    add_storage_arguments(p)
     p.set_defaults(func=run_ingest_layout)
 
     e = subparsers.add_parser(
@@ -190,6 +181,10 @@ def run_ingest_layout(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
+    for (dest, kind), why in _KIND_REFUSED.items():
+        if kind == args.layout and getattr(args, dest, None):
+            print(f"error: --{dest.replace('_', '-')} does not apply to a {kind} dataset ({why})", file=sys.stderr)
+            return 2
     try:
         check_store_uri(args.out)
         if args.json:

@@ -250,3 +250,23 @@ def test_incomplete_without_layout_exits_2(tmp_path: Path, capsys: pytest.Captur
     rc = main(["ingest", str(out), "--images", f"CT={tmp_path}/*.nii.gz", "--incomplete", "skip", "--no-progress"])
     assert rc == 2 and "--incomplete skip applies only with --layout" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ingest_layout_takes_the_same_write_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ingest-layout`` has every option ``ingest --layout`` applies (one definition), with its effect."""
+    layout_dests = set(vars(build_parser().parse_args(["ingest-layout", "msd", "d", "-o", "s"])))
+    missing = LAYOUT_APPLIED - layout_dests - {"manifest", "images", "dicom_root"}  # ingest's other sources
+    assert missing == set()
+    ds = _nnunet(tmp_path / "ds", 2)
+    argv = ["ingest-layout", "nnunet", str(ds), "-o", str(tmp_path / "s"), "--no-progress", "--canonical"]
+    argv += ["--compression", "blosc-zstd", "--chunks", "2,2,2", "--lossy", "T1=bits:8", "--commit-every", "1"]
+    assert main(argv) == 0
+    radi = RadiObject(str(tmp_path / "s"))
+    vol = radi["T1"].loc["C_000"]
+    assert nib.aff2axcodes(vol.affine) == ("R", "A", "S") and vol.metadata["lossy"]["setting"] == "keep_bits=8"
+    assert vol.chunks[:3] == (2, 2, 2) and "zstd" in str(vol.info.codec)
+    capsys.readouterr()
+    bids = _bids(tmp_path / "bids")
+    assert main(["ingest-layout", "bids", str(bids), "-o", str(tmp_path / "b"), "--philips-scaling", "precise"]) == 2
+    assert "--philips-scaling does not apply to a bids dataset" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
