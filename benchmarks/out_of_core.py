@@ -18,7 +18,8 @@ application caches) and two warm passes (best reported), each of ``--patches`` f
 
 ``--drop`` also runs every file-reading configuration with the page cache dropped before each pass
 (``sync; echo 1 > /proc/sys/vm/drop_caches``, needs root): every format then really reads the disk.
-``--workers`` adds figure (c): the training DataLoader with 0 / 1 / 2 workers, threads and processes.
+``--workers`` adds figure (c): the training DataLoader with 0 / 1 / 2 workers, threads, processes and
+``worker_mode="auto"`` (the mode it picked in brackets).
 ``--per-volume K`` draws K consecutive patches from each randomly chosen subject (the loader's
 ``patches_per_volume``, TorchIO's ``samples_per_volume``): chunk caches then serve the overlap.
 Date, machine and load are printed: the machine may be shared with other work.
@@ -176,7 +177,8 @@ def run_workers(work: Path, patches: int) -> list[dict]:
 
     radi = RadiObject(str(work / "store"))
     res = []
-    for workers, mode in [(0, "threads"), (1, "threads"), (2, "threads"), (1, "processes"), (2, "processes")]:
+    rows = [(0, "threads"), (1, "threads"), (2, "threads"), (1, "processes"), (2, "processes"), (2, "auto")]
+    for workers, mode in rows:
         kw = {"worker_mode": mode} if workers else {}
         loader = create_training_dataloader(
             radi,
@@ -195,7 +197,9 @@ def run_workers(work: Path, patches: int) -> list[dict]:
                 if got >= patches:
                     break
             best = max(best, got / (time.perf_counter() - t0))
-        res.append({"workers": workers, "mode": mode, "patches_s": best})
+        picked = "threads" if loader.threads else ("processes" if loader.num_workers else "-")
+        res.append({"workers": workers, "mode": mode, "picked": picked, "patches_s": best})
+        del loader
     return res
 
 
@@ -266,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         base = wres[0]["patches_s"]
         for r in wres:
             print(
-                f"loader workers={r['workers']} {r['mode']:9s} "
+                f"loader workers={r['workers']} {r['mode']:9s} ({r['picked']:9s}) "
                 f"{r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}"
             )
         results.append({"workers": wres})
