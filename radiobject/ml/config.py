@@ -129,7 +129,9 @@ class LoaderConfig:
             tensorstore, ``forkserver`` (see ``ml.dataloader.default_context``).
         drop_last: drop a short last batch (training only).
         prefetch_patches: patches read ahead of the one being built (``None``: 2 x ``batch_size``;
-            0: off); see ``ml.sampler.RadiSampler``.
+            0: off), while the consumer's step between batches leaves time to overlap them with
+            (``ml.dataloader.Pace``: a loop that asks for the next batch at once gets none); see
+            ``ml.sampler.RadiSampler``.
         pad_collate: validation batches of volumes with different shapes are zero-padded to the
             largest shape (``False``: such a batch raises ``BatchShapeError`` naming the subjects).
     """

@@ -165,7 +165,7 @@ class RadiSampler(DistributedSampler):
         stream = self._streams(epoch, segs)[self.rank][segs[-1][1] :].tolist()
         ahead = Lookahead.start(self.dataset, epoch, stream, self.prefetch_patches)
         for j, i in enumerate(stream):
-            if ahead is not None:
+            if ahead is not None and self.overlap:
                 ahead.step(j)
             yield (epoch, i)
 
@@ -176,6 +176,11 @@ class RadiSampler(DistributedSampler):
         if self.len_counts_consumed:
             n += sum(p for _, p in segs)
         return n
+
+    #: Whether reads ahead pay now (set by ``RadiDataLoader`` from the time its consumer spends
+    #: between batches): a consumer that asks for the next batch at once leaves nothing to overlap
+    #: with, and reads ahead then only compete with the batch being read (the GIL, the cores).
+    overlap: bool = True
 
     #: Optional: where the epoch really comes from (the Lightning DataModule passes the trainer's
     #: ``current_epoch``, since Lightning's ``set_epoch`` argument runs one ahead after some restarts).

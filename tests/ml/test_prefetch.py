@@ -31,6 +31,15 @@ SHAPE = (20, 24, 16)
 PATCH = (10, 9, 12)  # unaligned to the 8^3 chunks; some origins pad
 
 
+@pytest.fixture(autouse=True)
+def _always_ahead(monkeypatch):
+    """These tests read in tight loops, which leave nothing to overlap with (``Pace`` would turn the
+    reads ahead off): they are forced on, to test what prefetch serves."""
+    from radiobject.ml.dataloader import Pace
+
+    monkeypatch.setattr(Pace, "SHARE", 0.0)
+
+
 @pytest.fixture
 def store(tmp_path: Path, backend: str) -> RadiObject:
     return make_store(tmp_path / "radi", backend, n=4, shape=SHAPE, chunks=(8, 8, 8))
@@ -218,3 +227,48 @@ def test_a_damaged_chunk_raises_through_the_pooled_in_memory_cache(tmp_path: Pat
             reader.read_patch_into(1, (0, 0, 0), SHAPE, image)
         assert info.value.subject == "sub-01"
     assert reader._pooled()
+
+
+def test_pace_reads_ahead_only_while_the_consumer_leaves_time(monkeypatch) -> None:
+    """``Pace``: reads ahead pay while the consumer's step is at least a quarter of the load time."""
+    from radiobject.ml.dataloader import Pace
+
+    monkeypatch.setattr(Pace, "SHARE", 0.25)
+
+    now = [0.0]
+    pace = Pace(clock=lambda: now[0])
+    now[0] += 0.010
+    assert pace.arrived()  # no consumer seen yet: read ahead
+    for _ in range(20):  # a consumer that asks again at once
+        now[0] += 0.00001
+        pace.asked()
+        now[0] += 0.010
+        busy = pace.arrived()
+    assert not busy
+    for _ in range(20):  # a training step as long as the load
+        now[0] += 0.010
+        pace.asked()
+        now[0] += 0.010
+        busy = pace.arrived()
+    assert busy
+
+
+def test_a_tight_loop_turns_reads_ahead_off_and_a_step_back_on(tmp_path: Path, monkeypatch) -> None:
+    import time
+
+    from radiobject.ml.dataloader import Pace
+
+    monkeypatch.setattr(Pace, "SHARE", 0.25)
+
+    radi = make_store(tmp_path / "radi", "zarr", n=4, shape=SHAPE, chunks=(8, 8, 8))
+    loader = create_training_dataloader(radi, modalities="T1w", patch_size=PATCH, batch_size=2, prefetch_patches=4)
+    for epoch in range(3):
+        set_epoch(loader, epoch)
+        for _ in loader:
+            pass
+    assert loader.sampler.overlap is False  # nothing to overlap with: reads ahead would only compete
+    for epoch in range(3, 8):
+        set_epoch(loader, epoch)
+        for _ in loader:
+            time.sleep(0.02)  # a training step, far longer than a read of this tiny store
+    assert loader.sampler.overlap is True
