@@ -149,9 +149,8 @@ def store_from_files(
         _run_store_ingest(uri, plan, ingest, storage, None)
         return RadiObject(uri, storage=storage)
     target = NewTarget.before(uri, storage)
-    RadiObject.create(uri, options=ingest.options, storage=storage)  # ours (StoreExistsError on a race)
+    RadiObject.create(uri, options=ingest.options, storage=storage, being_built=True)  # StoreExistsError on a race
     with target.removed_on_failure():  # a failed call leaves nothing: a retry starts afresh
-        building.set_building(uri, storage, None, True)
         pool = ThreadPoolExecutor(max_workers=(ingest.options or WriteOptions()).workers)
         try:
             _run_store_ingest(uri, plan, ingest, storage, executor_submitter(pool))

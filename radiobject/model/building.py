@@ -131,8 +131,8 @@ def creating_collection(radi: Any, name: str, options: WriteOptions | None) -> I
     VolumeCollection.create(uri, name=name, options=opts, storage=storage)  # StoreExistsError: not ours
     with target.removed_on_failure(first=lambda: radi._record_collection(name, recorded=False)):
         radi._names = None
+        set_building(radi.uri, storage, name, True)  # first: a kill right after leaves a marked leftover
         radi._record_collection(name)
-        set_building(radi.uri, storage, name, True)
         yield True
         set_building(radi.uri, storage, name, False)
 

@@ -83,8 +83,10 @@ class RadiObjectWrites:
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         exist_ok: bool = False,
+        being_built: bool = False,
     ) -> Self:
-        """Creates an empty store with the backend of ``options`` (recorded, detected on open)."""
+        """Creates an empty store with the backend of ``options`` (recorded, detected on open);
+        ``being_built``: recorded as built by this process (``radiobject.model.building``)."""
         uri = as_location(uri)
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         marker = files.join(uri, MARKER)
@@ -101,8 +103,9 @@ class RadiObjectWrites:
             backend = get_backend(opts.backend, storage)
             backend.create_group(uri, {"radiobject": {"kind": "store", "version": 1}})
             backend.create_group(files.join(uri, "collections"), {"radiobject": {"kind": "collections"}})
+            meta = {"format": FORMAT, "version": 1, "backend": opts.backend, "collections": []}
             files.write_json_atomic(
-                marker, {"format": FORMAT, "version": 1, "backend": opts.backend, "collections": []}, storage
+                marker, {**meta, building.STORE_KEY: building.record()} if being_built else meta, storage
             )
         return cls(uri, storage=storage)
 
@@ -127,9 +130,8 @@ class RadiObjectWrites:
         obs_meta = None if obs_meta is None else subject_table(obs_meta)  # checked before any write
         building.clear_abandoned_store(uri, storage)  # a killed constructor's leftover (see model.building)
         target = NewTarget.before(uri, storage)
-        radi = cls.create(uri, options=options, storage=storage)  # StoreExistsError: nothing touched
+        radi = cls.create(uri, options=options, storage=storage, being_built=True)  # StoreExistsError: untouched
         with target.removed_on_failure():
-            building.set_building(uri, storage, None, True)
             for name, its in items.items():
                 radi.add_collection(name, its, options=options, progress=progress)
             subjects = obs_meta if obs_meta is not None else pd.DataFrame({SUBJECT: radi._collection_subjects()})
