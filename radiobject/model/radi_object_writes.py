@@ -310,8 +310,8 @@ class RadiObjectWrites:
             if not isinstance(names, list):
                 self._names = None
                 names = sorted(set(self._listed_collection_names()))
-            if not recorded:
-                meta.get(building.COLLECTIONS_KEY, {}).pop(name, None)
+            if not recorded and isinstance(meta.get(building.COLLECTIONS_KEY), dict):
+                meta[building.COLLECTIONS_KEY].pop(name, None)
             if (name in names) == recorded:
                 return not recorded
             meta["collections"] = [*names, name] if recorded else [n for n in names if n != name]
