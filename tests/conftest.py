@@ -13,6 +13,10 @@ SHARED_DATA = Path(os.environ.get("RADIOBJECT_TEST_DATA", REPO_ROOT.parent / "sh
 
 BACKENDS = ("zarr", "tiledb")
 
+# every process a test starts prints its Python stacks on a native crash (SIGSEGV, SIGABRT), so a
+# rare crash in CI names where it happened
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:

@@ -35,7 +35,13 @@ __all__ = ["register", "run_ingest_command", "run_sample_cohort"]
 def _image_spec(value: str) -> tuple[str, str]:
     name, sep, pattern = value.partition("=")
     if not sep or not name or not pattern:
-        raise argparse.ArgumentTypeError(f"expected NAME=GLOB, got {value!r}")
+        hint = (
+            ""
+            if sep
+            else " (--images takes every word after it: put OUT_URI first, "
+            "radiobject ingest OUT_URI --images NAME=GLOB ...)"
+        )
+        raise argparse.ArgumentTypeError(f"expected NAME=GLOB, got {value!r}{hint}")
     return name, pattern
 
 

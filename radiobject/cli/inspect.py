@@ -10,11 +10,8 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from contextlib import ExitStack
 from typing import Any
-
-import numpy as np
 
 from radiobject.cli._args import (
     add_storage_arguments,
@@ -24,6 +21,7 @@ from radiobject.cli._args import (
     stop_signals,
     storage_from_args,
 )
+from radiobject.cli._info import store_info
 from radiobject.errors import RadiObjectError
 from radiobject.ingest.target import refuse_inside_store
 from radiobject.storage import files
@@ -84,114 +82,33 @@ def _open(args: argparse.Namespace) -> Any:
     return RadiObject(args.uri, storage=storage_from_args(args))
 
 
-def _stored_bytes(uri: str, storage: Any) -> int | None:
-    from radiobject.storage import files
-    from radiobject.storage.options import is_remote, strip_file_scheme
+def _open_any(args: argparse.Namespace) -> Any:
+    """The store at ``args.uri``, or the standalone collection there (``info``, ``verify``)."""
+    from radiobject.model.catalog import MARKER
+    from radiobject.model.collection import VolumeCollection
 
-    try:
-        if is_remote(uri):
-            return int(files.remote_fs(storage).du(uri.split("://", 1)[1]))
-        total = 0
-        for dirpath, _, names in os.walk(strip_file_scheme(uri)):
-            total += sum(os.path.getsize(os.path.join(dirpath, n)) for n in names)
-        return total
-    except (OSError, ValueError):
-        return None
-
-
-def store_info(radi: Any) -> dict[str, Any]:
-    """Summary of a store from its tables only (no pixel reads)."""
-    out: dict[str, Any] = {
-        "uri": radi.uri,
-        "backend": radi.backend_name,
-        "subjects": len(radi.obs_subject_ids),
-        "obs_meta_columns": [c for c in radi.obs_meta.columns if c != "obs_subject_id"],
-        "collections": {},
-    }
-    for name in radi.collection_names:
-        coll = radi[name]
-        obs = coll.obs
-        shapes = Counter(tuple(int(v) for v in s) for s in obs["shape"]) if len(obs) else Counter()
-        dtypes = Counter(obs["dtype"]) if len(obs) else Counter()
-        raw = (
-            sum(
-                int(np.prod([int(v) for v in s])) * np.dtype(d).itemsize
-                for s, d in zip(obs["shape"], obs["dtype"], strict=True)
-            )
-            if len(obs)
-            else 0
-        )
-        stored = _stored_bytes(coll.uri, radi.location.storage)
-        out["collections"][name] = {
-            "volumes": len(obs),
-            "subjects": obs["obs_subject_id"].nunique() if len(obs) else 0,
-            "shapes": {"x".join(map(str, k)): v for k, v in shapes.most_common()},
-            "dtypes": dict(dtypes),
-            "codecs": dict(Counter(obs["codec"])) if len(obs) else {},
-            "orientations": dict(Counter(obs["orientation"])) if len(obs) else {},
-            "spacings": dict(Counter("x".join(f"{float(v):.3g}" for v in sp) for sp in obs["spacing"]))
-            if len(obs)
-            else {},
-            **_label_info(coll),
-            "raw_bytes": raw,
-            "stored_bytes": stored,
-            "ratio": round(raw / stored, 2) if stored else None,
-        }
-        lossy = lossy_summary(obs) if len(obs) else None
-        if lossy:
-            out["collections"][name]["lossy"] = lossy
-    return out
-
-
-def lossy_summary(obs: Any) -> dict[str, Any] | None:
-    """Quality recorded at write by lossy storage (``metadata["lossy"]``), over a collection's
-    volumes: settings, count, worst / mean PSNR and SSIM, largest error; ``None`` when lossless."""
-    entries = []
-    for text in obs["metadata"] if "metadata" in obs else []:
-        meta = json.loads(text) if isinstance(text, str) and text else (text or {})
-        if isinstance(meta, dict) and isinstance(meta.get("lossy"), dict):
-            entries.append(meta["lossy"])
-    if not entries:
-        return None
-    psnr = [e["psnr_db"] for e in entries if e.get("psnr_db") is not None]
-    ssim = [e["ssim"] for e in entries if e.get("ssim") is not None]
-    return {
-        "volumes": len(entries),
-        "settings": sorted({str(e.get("setting")) for e in entries}),
-        "psnr_db_min": min(psnr) if psnr else None,
-        "psnr_db_mean": round(sum(psnr) / len(psnr), 3) if psnr else None,
-        "ssim_min": min(ssim) if ssim else None,
-        "ssim_mean": round(sum(ssim) / len(ssim), 6) if ssim else None,
-        "max_abs_error": max(float(e.get("max_abs_error") or 0.0) for e in entries),
-    }
-
-
-def _label_info(coll: Any) -> dict[str, Any]:
-    """``channel_names`` when recorded (MSD / nnU-Net), and ``labels`` (value -> name) and
-    ``label_values`` of a label collection."""
-    from radiobject.model.labels import get_label_map, is_label_collection, label_values, read_collection_meta
-
-    out: dict[str, Any] = {}
-    channels = read_collection_meta(coll).get("channel_names")
-    if channels:
-        out["channel_names"] = list(channels)
-    if not is_label_collection(coll):
-        return out
-    lm = get_label_map(coll)
-    return {**out, "labels": {str(k): v for k, v in lm.names.items()} if lm else {}, "label_values": label_values(coll)}
+    storage = storage_from_args(args)
+    if not files.exists(files.join(args.uri, "radiobject.json"), storage) and files.exists(
+        files.join(args.uri, MARKER), storage
+    ):
+        return VolumeCollection(args.uri, storage=storage)
+    return _open(args)
 
 
 def run_info(args: argparse.Namespace) -> int:
     """Prints the store summary (``--json`` for machine use)."""
     try:
-        info = store_info(_open(args))
+        info = store_info(_open_any(args))
     except Exception as exc:  # noqa: BLE001 - any open failure is a usage error here
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(info, indent=1, default=str))
         return 0
-    print(f"{info['uri']}  ({info['backend']})  {info['subjects']} subjects, {len(info['collections'])} collections")
+    what = "a collection" if info["kind"] == "collection" else f"{len(info['collections'])} collections"
+    print(f"{info['uri']}  ({info['backend']})  {info['subjects']} subjects, {what}")
+    unreadable = {n: c["unreadable"] for n, c in info["collections"].items() if "unreadable" in c}
+    info["collections"] = {n: c for n, c in info["collections"].items() if "unreadable" not in c}
     if info["obs_meta_columns"]:
         print(f"subject columns: {', '.join(info['obs_meta_columns'])}")
     print(
@@ -219,6 +136,15 @@ def run_info(args: argparse.Namespace) -> int:
                 f"{psnr}{ssim}; max |error| {q['max_abs_error']:.4g}"
             )
     _print_geometry_and_labels(info)
+    for name, reason in unreadable.items():
+        print(f"{name}: cannot be read: {reason}")
+    ingest = info.get("ingest") or {}
+    if ingest.get("complete") is not True and ingest:
+        failed = (ingest.get("counts") or {}).get("failed")
+        why = ingest.get("unreadable") or (
+            f"{failed} item(s) failed, or it was interrupted" if failed else "interrupted"
+        )
+        print(f"the last ingest did not complete ({why}): re-run it to resume; committed volumes are intact")
     return 0
 
 
@@ -240,7 +166,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     try:
         storage = storage_from_args(args)
-        radi = _open(args)
+        radi = _open_any(args)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

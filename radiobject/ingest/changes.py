@@ -132,14 +132,25 @@ def _array_problem(coll: VolumeCollection, limit_s: float | None, obs_id: str) -
     return None
 
 
-def verify_sources(radi: RadiObject, *, rehash: bool = True, workers: int = 4) -> list[SourceFinding]:
-    """Every stored volume whose recorded sources changed or vanished (``verify --sources``).
+def verify_sources(
+    radi: RadiObject | VolumeCollection, *, rehash: bool = True, workers: int = 4
+) -> list[SourceFinding]:
+    """Every stored volume of a store (or of one collection) whose recorded sources changed or
+    vanished (``verify --sources``).
 
     ``rehash=False`` compares only size and mtime (fast, misses an edit that kept both).
     """
     findings: list[SourceFinding] = []
-    for name in radi.collection_names:
-        coll = VolumeCollection(files.join(radi.uri, "collections", name), storage=radi.location.storage)
+    colls = (
+        [VolumeCollection(radi.uri, storage=radi.location.storage)]
+        if isinstance(radi, VolumeCollection)
+        else [
+            VolumeCollection(files.join(radi.uri, "collections", n), storage=radi.location.storage)
+            for n in radi.collection_names
+        ]
+    )
+    for coll in colls:
+        name = coll.name
         records = _records(coll)  # every stored volume, also one whose subject row is missing
         todo = [(oid, sid, rec) for oid, (sid, rec) in records.items() if rec is not None]
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from radiobject.ml.config import CacheConfig
     from radiobject.ml.reader import VolumeReader
 
-__all__ = ["check_cache_path", "names_of", "nonempty", "typed"]
+__all__ = ["check_cache_path", "names_of", "nonempty", "not_a_source", "typed"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -74,3 +74,12 @@ def typed(fn: _F) -> _F:
             raise LoaderConfigError(f"{fn.__name__}: {exc}") from exc
 
     return cast(_F, wrapper)
+
+
+def not_a_source(radi: Any) -> LoaderArgumentError:
+    """The error for a loader source that is not a store, a view of one, a reader or a path."""
+    hint = " (a collection: RadiObject.from_volume_collections(uri, {name: it}) makes a store)"
+    return LoaderArgumentError(
+        f"the loaders take a RadiObject (or a view), a VolumeReader or a store path, not {type(radi).__name__}"
+        + (hint if hasattr(radi, "obs_ids") else "")
+    )

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import torch
 
-from radiobject.ml._loader_checks import check_cache_path, names_of, nonempty, typed
+from radiobject.ml._loader_checks import check_cache_path, names_of, nonempty, not_a_source, typed
 from radiobject.ml.cache import Cache, CacheStrategy, make_cache
 from radiobject.ml.config import CacheConfig, DistributedConfig, LoaderConfig, PatchConfig, _integer, resolve
 from radiobject.ml.dataloader import RadiDataLoader, make_loader, to_device
@@ -69,9 +69,7 @@ def build_reader(
     if isinstance(radi, (str, os.PathLike)):  # a store location: opened here
         radi = RadiObject(radi)
     elif not hasattr(radi, "collection_names"):
-        raise LoaderArgumentError(
-            f"the loaders take a RadiObject (or a view), a VolumeReader or a store path, not {type(radi).__name__}"
-        )
+        raise not_a_source(radi)
     if modalities is None:
         modalities = default_modalities(radi, label)
     mods = names_of("modalities", modalities, radi.uri)

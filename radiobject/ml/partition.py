@@ -22,6 +22,9 @@ rebuilds every rank's stream of the last segment from it: a same-world resume co
 exactly where it stopped (padding included); an elastic resume re-shards exactly the samples no rank
 had consumed (:func:`unseen`) over the new world. ``sample_in_epoch`` is the number of samples
 consumed by all ranks together (informational; the segments are what resume reads).
+
+A bad argument (a negative epoch, a rank outside the world, an unknown mode) raises
+:class:`~radiobject.ml.errors.LoaderConfigError` (a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, NotRequired, TypedDict, Unpack
 
 import numpy as np
+
+from radiobject.ml.errors import LoaderConfigError
 
 __all__ = [
     "EpochRun",
@@ -51,7 +56,7 @@ _ORDER_DOMAIN = 0x4F524452  # separates epoch-order streams from ml.sampling.ite
 def _check(name: str, value: int, lo: int = 0) -> int:
     value = int(value)
     if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
+        raise LoaderConfigError(f"{name} must be >= {lo}, got {value}")
     return value
 
 
@@ -86,7 +91,7 @@ def rank_indices(
     world = _check("world_size", world_size, 1)
     r = _check("rank", rank)
     if r >= world:
-        raise ValueError(f"rank {r} out of range for world_size {world}")
+        raise LoaderConfigError(f"rank {r} out of range for world_size {world}")
     order = np.asarray(order, dtype=np.int64)
     n = order.size
     if mode == "pad":
@@ -96,7 +101,7 @@ def rank_indices(
     elif mode == "drop":
         order = order[: (n // world) * world]
     elif mode != "exact":
-        raise ValueError(f"mode must be 'pad', 'drop' or 'exact', got {mode!r}")
+        raise LoaderConfigError(f"mode must be 'pad', 'drop' or 'exact', got {mode!r}")
     return order[r::world]
 
 
@@ -165,9 +170,9 @@ class _Run:
         """Every rank's full stream in each segment, segment by segment."""
         g = _check("group_size", self.group_size, 1)
         if _check("num_samples", self.num_samples) % g:
-            raise ValueError(f"num_samples={self.num_samples} is not a multiple of group_size={g}")
+            raise LoaderConfigError(f"num_samples={self.num_samples} is not a multiple of group_size={g}")
         if not self.segments:
-            raise ValueError("segments must name at least one [world_size, position]")
+            raise LoaderConfigError("segments must name at least one [world_size, position]")
         groups = epoch_order(self.num_samples // g, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
         world = _check("world_size", self.segments[0][0], 1)
         streams = [_expand(rank_indices(groups, rank=r, world_size=world, mode=self.mode), g) for r in range(world)]

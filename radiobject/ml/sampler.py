@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from radiobject.ml._reader_prefetch import DEFAULT_PREFETCH_PATCHES, Lookahead
-from radiobject.ml.errors import ResumeStateError
+from radiobject.ml.errors import LoaderConfigError, ResumeStateError
 from radiobject.ml.partition import ShardMode, resume_state, segment_streams
 
 __all__ = ["EpochNotSetWarning", "RadiSampler", "check_state", "dataset_fingerprint", "set_epoch"]
@@ -42,7 +42,7 @@ def _dist_default(num_replicas: int | None, rank: int | None) -> tuple[int, int]
     world = num_replicas if num_replicas is not None else (dist.get_world_size() if ready else 1)
     r = rank if rank is not None else (dist.get_rank() if ready else 0)
     if not 0 <= r < world:
-        raise ValueError(f"rank {r} out of range for world_size {world}")
+        raise LoaderConfigError(f"rank {r} out of range for world_size {world}")
     return int(world), int(r)
 
 

@@ -1,12 +1,14 @@
-"""A store or collection a constructor is still building, recorded in the store's ``radiobject.json``.
+"""A store or collection a constructor is still building, recorded in the store's ``radiobject.json``
+(a standalone collection's: its ``collection.json``).
 
-Constructors (``RadiObject.from_*``, ``store_from_files``) and derived collections
-(``RadiObject.creating_collection``: ``resample``) are all or nothing: a failure or Ctrl-C removes
-what they created. A process killed outright (``SIGKILL``, the out-of-memory killer, a preempted
-job) cannot clean up, and its leftover holds part of the data while looking like a store. So the
-builder records itself first (``"building"`` for the store, ``"building_collections"`` for a
-collection: its process identity, host and start, see ``radiobject._os.owners``) and drops the
-record as its last step:
+Constructors (``RadiObject.from_*``, ``VolumeCollection.from_*``, ``store_from_files``) and derived
+collections (``RadiObject.creating_collection``: ``resample``, see
+``radiobject.model.building_collection``) are all or nothing: a failure or Ctrl-C removes what they
+created. A process killed outright (``SIGKILL``, the out-of-memory killer, a preempted job) cannot
+clean up, and its leftover holds part of the data while looking like a store. So the builder
+records itself first (``"building"`` for a store or standalone collection,
+``"building_collections"`` for a collection of a store: its process identity, host and start, see
+``radiobject._os.owners``) and drops the record as its last step:
 
 * another process opening what is being built gets :class:`~radiobject.errors.IncompleteStoreError`
   naming the builder and whether it still runs (the builder itself opens it freely);
@@ -17,15 +19,11 @@ record as its last step:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from radiobject._os import owners
 from radiobject.errors import IncompleteStoreError, StoreExistsError
-from radiobject.model.collection import VolumeCollection
-from radiobject.model.collection_writes import NewTarget
-from radiobject.model.options import WriteOptions
 from radiobject.storage import files
 from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
@@ -37,8 +35,8 @@ __all__ = [
     "abandoned",
     "check",
     "clear_abandoned_store",
-    "creating_collection",
     "entry_of",
+    "mine",
     "record",
     "refusal",
     "set_building",
@@ -60,7 +58,8 @@ def record() -> dict[str, Any]:
     }
 
 
-def _mine(entry: dict[str, Any]) -> bool:
+def mine(entry: dict[str, Any]) -> bool:
+    """Whether a builder record names this process."""
     return entry.get("owner") == owners.this_process() and entry.get("host") == owners.this_host()
 
 
@@ -108,39 +107,17 @@ def check(uri: str, meta: Any, collection: str | None = None) -> None:
     """Raises :func:`refusal` when ``meta`` (a ``radiobject.json``) shows the store (or ``collection``)
     being built by another process."""
     entry = entry_of(meta, collection)
-    if entry is not None and not _mine(entry):
+    if entry is not None and not mine(entry):
         raise refusal(uri, entry, "this store" if collection is None else f"collection {collection!r}")
 
 
-@contextmanager
-def creating_collection(radi: Any, name: str, options: WriteOptions | None) -> Iterator[bool]:
-    """``RadiObject.creating_collection``: the collection is recorded as being built for the block."""
-    name, opts = radi._checked_collection(name, options)
-    radi._names = None  # fresh: another process may have created it
-    uri, storage = radi._coll_uri(name), radi.location.storage
-    if name in radi._all_collection_names():
-        entry = entry_of(files.read_json(files.join(radi.uri, MARKER), storage), name)
-        if entry is None or not abandoned(entry):  # complete (resumed), or being built now (refused)
-            if entry is not None and not _mine(entry):
-                raise refusal(radi.uri, entry, f"collection {name!r}")
-            yield False
-            return
-        radi._record_collection(name, recorded=False)  # a killed builder's leftover: made afresh
-        files.remove(uri, storage, root=radi.uri)
-    target = NewTarget.before(uri, storage)
-    VolumeCollection.create(uri, name=name, options=opts, storage=storage)  # StoreExistsError: not ours
-    with target.removed_on_failure(first=lambda: radi._record_collection(name, recorded=False)):
-        radi._names = None
-        set_building(radi.uri, storage, name, True)  # first: a kill right after leaves a marked leftover
-        radi._record_collection(name)
-        yield True
-        set_building(radi.uri, storage, name, False)
-
-
-def update_marker(store_uri: str, storage: StorageOptions, change: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """Reads ``radiobject.json`` under the store's write lock, lets ``change`` edit it, and writes it
-    (atomically) when ``change`` returns ``True``; returns the record as it now is."""
-    marker = files.join(store_uri, MARKER)
+def update_marker(
+    store_uri: str, storage: StorageOptions, change: Callable[[dict[str, Any]], bool], marker_name: str = MARKER
+) -> dict[str, Any]:
+    """Reads the marker (``radiobject.json``; a standalone collection's ``collection.json``) under
+    the write lock of ``store_uri``, lets ``change`` edit it, and writes it (atomically) when
+    ``change`` returns ``True``; returns the record as it now is."""
+    marker = files.join(store_uri, marker_name)
     with write_lock(store_uri, storage):
         meta = files.read_json(marker, storage)
         if change(meta):
@@ -148,9 +125,12 @@ def update_marker(store_uri: str, storage: StorageOptions, change: Callable[[dic
     return dict(meta)
 
 
-def set_building(store_uri: str, storage: StorageOptions, collection: str | None, on: bool) -> None:
-    """Records this process as the builder of the store (``collection=None``) or of ``collection``
-    (``on=True``), or drops that record (``on=False``, the builder's last step)."""
+def set_building(
+    store_uri: str, storage: StorageOptions, collection: str | None, on: bool, marker_name: str = MARKER
+) -> None:
+    """Records this process as the builder of the store (``collection=None``; a standalone
+    collection: ``marker_name="collection.json"``) or of ``collection`` in the store (``on=True``),
+    or drops that record (``on=False``, the builder's last step)."""
 
     def change(meta: dict[str, Any]) -> bool:
         if collection is None:
@@ -171,13 +151,14 @@ def set_building(store_uri: str, storage: StorageOptions, collection: str | None
             meta.pop(COLLECTIONS_KEY, None)
         return True
 
-    update_marker(store_uri, storage, change)
+    update_marker(store_uri, storage, change, marker_name)
 
 
-def clear_abandoned_store(uri: str, storage: StorageOptions) -> None:
-    """Before a constructor creates a store at ``uri``: removes a leftover store whose builder has
-    certainly ended; ``StoreExistsError`` naming the builder when one is building it now."""
-    marker = files.join(uri, MARKER)
+def clear_abandoned_store(uri: str, storage: StorageOptions, marker_name: str = MARKER) -> None:
+    """Before a constructor creates a store (or, with ``marker_name="collection.json"``, a
+    standalone collection) at ``uri``: removes a leftover whose builder has certainly ended;
+    ``StoreExistsError`` naming the builder when one is building it now."""
+    marker = files.join(uri, marker_name)
     try:
         meta = files.read_json(marker, storage)
     except (OSError, ValueError):
@@ -186,5 +167,5 @@ def clear_abandoned_store(uri: str, storage: StorageOptions) -> None:
     if not isinstance(entry, dict):
         return
     if not abandoned(entry):
-        raise StoreExistsError(uri, refusal(uri, entry, "a store").reason)
+        raise StoreExistsError(uri, refusal(uri, entry, "a store" if marker_name == MARKER else "a collection").reason)
     files.remove(uri, storage)

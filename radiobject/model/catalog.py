@@ -12,6 +12,7 @@ import pandas as pd
 
 from radiobject._os.forks import ForkSafeLock
 from radiobject.errors import CorruptDataError, NotFoundError, RadiObjectError, StoreError, StoreNotFoundError
+from radiobject.model import building
 from radiobject.model.checks import check_backend_name, check_marker
 from radiobject.model.indexing import single_chunk
 from radiobject.model.versions import validate_rows, volume_uri
@@ -49,6 +50,9 @@ class CatalogState:
         check_backend_name(location.uri, meta.get("backend"), MARKER)
         if not isinstance(meta.get("name"), str):
             raise CorruptDataError(location.uri, f"{MARKER} has no collection name", part=MARKER)
+        entry = building.entry_of(meta)  # a standalone collection a constructor is building (or left)
+        if entry is not None and not building.mine(entry):
+            raise building.refusal(location.uri, entry, "this collection")
         self.location = location
         self.name: str = meta["name"]
         self.backend: str = meta["backend"]

@@ -11,6 +11,7 @@ import pandas as pd
 
 from radiobject.errors import DuplicateIdError, NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
+from radiobject.model import building
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter, write_items
 from radiobject.model.catalog import FORMAT, MARKER, CatalogState
 from radiobject.model.collection_files import FileConstructors
@@ -64,8 +65,12 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         options: WriteOptions | None = None,
         storage: StorageOptions | None = None,
         exist_ok: bool = False,
+        being_built: bool = False,
     ) -> VolumeCollection:
-        """Creates an empty collection (its name defaults to the last path component)."""
+        """Creates an empty collection (its name defaults to the last path component).
+
+        ``being_built``: recorded as built by this process until :meth:`from_items` finishes
+        (``radiobject.model.building``): other processes are refused it meanwhile."""
         uri = as_location(uri)
         opts, storage = options or WriteOptions(), storage or StorageOptions()
         name = validate_collection_name(name or uri.rstrip("/").rsplit("/", 1)[-1])
@@ -97,6 +102,7 @@ class VolumeCollection(FileConstructors, VersionedWrites):
                     "name": name,
                     "backend": opts.backend,
                     "catalog": 1,
+                    **({building.STORE_KEY: building.record()} if being_built else {}),
                 },
                 storage,
             )
@@ -118,14 +124,18 @@ class VolumeCollection(FileConstructors, VersionedWrites):
         All or nothing: when an item fails (or the call is interrupted), what this call created is
         removed (the whole folder when it did not exist) and the error is raised, so a retry on
         the same path starts afresh. ``StoreExistsError`` (nothing touched) when a collection exists.
+        A process killed mid-way leaves a collection that others are refused
+        (``IncompleteStoreError``) and that the same call run again removes first.
         """
         uri = as_location(uri)
         storage = storage or StorageOptions()
+        building.clear_abandoned_store(uri, storage, MARKER)  # a killed constructor's leftover
         target = NewTarget.before(uri, storage)
-        coll = cls.create(uri, name=name, options=options, storage=storage)  # ours from here on
+        coll = cls.create(uri, name=name, options=options, storage=storage, being_built=True)  # ours from here on
         with target.removed_on_failure():
             coll.write(items, options=options, progress=progress)
             coll.compact()
+            building.set_building(uri, storage, None, False, MARKER)  # the last step: complete
         return coll
 
     @classmethod

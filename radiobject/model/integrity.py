@@ -11,64 +11,17 @@ checksums existed ("no checksum record").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from io import BytesIO
 from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
 from radiobject.model.checks import INGEST_MARKER, MARKER_VERSIONS, check_marker
+from radiobject.model.verify_report import Finding, VerifyReport, iter_lines, summary
 from radiobject.storage import checksums, files, integrity
 from radiobject.storage.groups import GROUP_RECORD, group_files
 from radiobject.storage.options import StorageOptions
 
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing ``verify`` found: ``level`` ``"error"`` or ``"note"``, ``where`` (relative to the
-    store: a file, a volume, a table), ``what`` happened."""
-
-    level: str
-    where: str
-    what: str
-
-    def __str__(self) -> str:
-        return f"{'note: ' if self.level == 'note' else ''}{self.where}: {self.what}"
-
-
-@dataclass
-class VerifyReport:
-    """What ``verify_store`` checked and found."""
-
-    uri: str
-    quick: bool
-    findings: list[Finding] = field(default_factory=list)
-    volumes: int = 0
-    collections: int = 0
-    files_checked: int = 0
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == "error"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def add(self, level: str, where: str, what: str) -> None:
-        self.findings.append(Finding(level, where, what))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "quick": self.quick,
-            "ok": self.ok,
-            "volumes": self.volumes,
-            "collections": self.collections,
-            "files_checked": self.files_checked,
-            "errors": len(self.errors),
-            "findings": [asdict(f) for f in self.findings],
-        }
+__all__ = ["Finding", "VerifyReport", "iter_lines", "summary", "verify_store"]
 
 
 def _rel(store: str, uri: str) -> str:
@@ -214,36 +167,52 @@ def _check_volume(
     return True
 
 
+def _open(uri: str, storage: StorageOptions) -> tuple[Any | None, dict[str, Any]]:
+    """The store at ``uri`` and its collections by name; ``(None, {name: collection})`` for a
+    standalone collection (a ``collection.json`` and no ``radiobject.json``)."""
+    from radiobject.model.catalog import MARKER as COLLECTION_MARKER
+    from radiobject.model.collection import VolumeCollection
+    from radiobject.model.radi_object import RadiObject
+
+    if not files.exists(files.join(uri, "radiobject.json"), storage) and files.exists(
+        files.join(uri, COLLECTION_MARKER), storage
+    ):
+        coll = VolumeCollection(uri, storage=storage)
+        return None, {coll.name: coll}
+    radi = RadiObject(uri, storage=storage)
+    return radi, dict.fromkeys(radi.collection_names)
+
+
 def verify_store(
     uri: str, storage: StorageOptions | None = None, *, quick: bool = False, progress: bool = False
 ) -> VerifyReport:
-    """Checks the store at ``uri``; see the module docstring. Never raises for damage: every
-    problem becomes a ``Finding`` (an unopenable store is one error finding)."""
+    """Checks the store (or standalone collection) at ``uri``; see the module docstring. Never
+    raises for damage: every problem becomes a ``Finding`` (an unopenable store is one error finding)."""
     from tqdm.auto import tqdm
-
-    from radiobject.model.radi_object import RadiObject
 
     storage = storage or StorageOptions()
     report = VerifyReport(uri, quick)
     listing = integrity.walk(uri, storage)
     try:
-        radi = RadiObject(uri, storage=storage)
-        names = radi.collection_names
+        radi, colls = _open(uri, storage)
     except RadiObjectError as exc:
         report.add("error", "radiobject.json", str(exc))
         return report
-    _check_unmarked_collections(report, listing, names)
-    _check_ingest_marker(report, uri, storage, listing)
+    if radi is not None:
+        _check_unmarked_collections(report, listing, list(colls))
+        _check_ingest_marker(report, uri, storage, listing)
     work: list[tuple[Any, dict[str, Any]]] = []
-    for name in names:
+    for name in colls:
         report.collections += 1
         try:
-            coll = radi[name]
+            coll = colls[name]
+            if coll is None and radi is not None:  # a store's collections open one by one
+                coll = colls[name] = radi[name]
             rows = coll.obs.to_dict("records")
         except RadiObjectError as exc:
             report.add("error", f"collections/{name}", str(exc))
             continue
-        if coll.backend_name != radi.backend_name:
+        if radi is not None and coll.backend_name != radi.backend_name:
             report.add(
                 "error",
                 f"collections/{name}/collection.json",
@@ -270,7 +239,7 @@ def verify_store(
             f"collections/{name}",
             f"no checksum record on {n} volume(s) (written before checksums; only decoded)",
         )
-        if n < len(radi[name]):
+        if n < len(colls[name]):
             report.add(
                 "note",
                 f"collections/{name}",
@@ -318,17 +287,20 @@ def _check_unmarked_collections(report: VerifyReport, listing: dict[str, int], n
 
 
 def _check_catalog(
-    report: VerifyReport, radi: Any, storage: StorageOptions, work: list[tuple[Any, dict[str, Any]]]
+    report: VerifyReport, radi: Any | None, storage: StorageOptions, work: list[tuple[Any, dict[str, Any]]]
 ) -> None:
-    """Tables agree with each other: unique IDs, every subject in ``obs_meta``; leftovers noted."""
-    try:
-        meta = radi.obs_meta
-    except RadiObjectError as exc:
-        report.add("error", "obs_meta", str(exc))
-        return
-    if meta["obs_subject_id"].duplicated().any():
-        report.add("error", "obs_meta", "duplicate subject IDs")
-    subjects = set(meta["obs_subject_id"])
+    """Tables agree with each other: unique IDs, every subject in ``obs_meta`` (a store's);
+    leftovers noted."""
+    subjects: set[str] | None = None
+    if radi is not None:
+        try:
+            meta = radi.obs_meta
+        except RadiObjectError as exc:
+            report.add("error", "obs_meta", str(exc))
+            return
+        if meta["obs_subject_id"].duplicated().any():
+            report.add("error", "obs_meta", "duplicate subject IDs")
+        subjects = set(meta["obs_subject_id"])
     by_coll: dict[str, list[dict[str, Any]]] = {}
     colls = {}
     for coll, row in work:
@@ -338,7 +310,7 @@ def _check_catalog(
         ids = [str(r["obs_id"]) for r in rows]
         if len(set(ids)) != len(ids):
             report.add("error", f"collections/{name}/obs", "duplicate obs_id")
-        orphans = {str(r["obs_subject_id"]) for r in rows} - subjects
+        orphans = set() if subjects is None else {str(r["obs_subject_id"]) for r in rows} - subjects
         if orphans:
             report.add(
                 "error", f"collections/{name}/obs", f"{len(orphans)} subject(s) not in obs_meta, e.g. {min(orphans)!r}"
@@ -377,19 +349,3 @@ def _read_back(report: VerifyReport, store: str, coll: Any, row: dict[str, Any],
         report.add("error", where, f"array is {data.shape} {data.dtype}, obs says {tuple(row['shape'])} {row['dtype']}")
     elif data.dtype.kind == "f" and not np.isfinite(data).all():
         report.add("note", where, "contains NaN / inf")
-
-
-def summary(report: VerifyReport) -> str:
-    """One line: what was checked and whether it is clean."""
-    n = len(report.errors)
-    return (
-        f"verified {report.volumes} volume(s) in {report.collections} collection(s), "
-        f"{report.files_checked} file(s){' (quick: presence and sizes)' if report.quick else ''}: "
-        f"{'OK' if not n else f'{n} problem(s)'}"
-    )
-
-
-def iter_lines(report: VerifyReport) -> Iterable[str]:
-    """The findings as text lines (errors first)."""
-    for f in sorted(report.findings, key=lambda f: f.level != "error"):
-        yield str(f)

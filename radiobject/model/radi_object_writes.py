@@ -17,7 +17,7 @@ import pandas as pd
 
 from radiobject.errors import NotFoundError, StoreExistsError
 from radiobject.formats.image import ImageData
-from radiobject.model import building, engine
+from radiobject.model import building, building_collection, engine
 from radiobject.model.alignment import check_alignment, geometry_of
 from radiobject.model.building import MARKER
 from radiobject.model.bulk import IngestItem, IngestReport, Submitter, checked_items
@@ -287,7 +287,7 @@ class RadiObjectWrites:
         collection (``resample``) leaves no partial one that looks complete and its retry starts
         afresh. Yields whether this call created it: one that existed before is never removed (one
         a killed process left unfinished is made afresh: see ``radiobject.model.building``)."""
-        with building.creating_collection(self, name, options) as created:
+        with building_collection.creating_collection(self, name, options) as created:
             yield created
 
     def _checked_collection(self, name: str, options: WriteOptions | None) -> tuple[str, WriteOptions]:

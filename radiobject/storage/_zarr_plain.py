@@ -30,7 +30,6 @@ import struct
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import google_crc32c
@@ -41,6 +40,7 @@ from radiobject._os.files import open_regular
 from radiobject._os.forks import ForkSafeLock
 from radiobject.errors import CorruptDataError, StoreError
 from radiobject.storage._chunk_pool import ChunkPool
+from radiobject.storage._zarr_layout import PlainLayout, plain_layout
 from radiobject.storage.base import ArrayHandle, ArraySpec, Region, region_shape
 
 __all__ = ["PlainLayout", "PlainReader", "PlainZarrArray", "plain_layout"]
@@ -48,71 +48,16 @@ __all__ = ["PlainLayout", "PlainReader", "PlainZarrArray", "plain_layout"]
 _MISSING = (1 << 64) - 1
 #: CRC-32C of any message followed by its own CRC-32C (little-endian): the codec's check value.
 _CRC32C_RESIDUE = 0x48674BC7
+#: A blosc 1 header: flags (byte 2), uncompressed size (4), compressed size (12).
+_BLOSC_HEADER = struct.Struct("<2xB1xI4xI")
+#: The blosc flag of a chunk stored uncompressed after its 16-byte header.
+_BLOSC_MEMCPYED = 0x02
 #: A read is cut into pieces for the pool only from this many inner chunks per piece. Measured
 #: (benchmarks/zarr_reader.py, 2026-12-03, quiet 2-core VM): a 96³ patch (64 chunks) in two
 #: pieces took 3.1-3.6 ms against 2.5-2.8 ms in one (the GIL: crc32c, the copies), a whole
 #: 240x240x155 volume (320 chunks) 19-22 ms against 21-24 ms at 1.4x the CPU; so only large
 #: reads are cut, and patch reads stay on the calling thread (worker processes scale instead).
 MIN_CHUNKS_PER_PIECE = 128
-
-
-@dataclass(frozen=True)
-class PlainLayout:
-    """What this path needs of a Zarr v3 array's metadata (:func:`plain_layout`)."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    shard: tuple[int, ...]
-    chunk: tuple[int, ...]
-    compressor: str  # "blosc" | "none"
-    crc: bool
-    separator: str
-
-    @property
-    def per_shard(self) -> tuple[int, ...]:
-        """Inner chunks per shard along each axis."""
-        return tuple(s // c for s, c in zip(self.shard, self.chunk, strict=True))
-
-
-def _little(cfg: Mapping[str, Any] | None, itemsize: int) -> bool:
-    return itemsize == 1 or (cfg or {}).get("endian", "little") == "little"
-
-
-def plain_layout(meta: Mapping[str, Any]) -> PlainLayout | None:
-    """The layout of stored Zarr v3 metadata when this path reads it exactly, else ``None``."""
-    try:
-        if meta.get("zarr_format") != 3 or meta["chunk_grid"]["name"] != "regular":
-            return None
-        enc = meta.get("chunk_key_encoding", {"name": "default"})
-        sep = enc.get("configuration", {}).get("separator", "/")
-        if enc.get("name") != "default" or sep not in ("/", "."):
-            return None
-        (outer,) = meta["codecs"]
-        cfg = outer["configuration"]
-        if outer["name"] != "sharding_indexed" or cfg.get("index_location", "end") != "end":
-            return None
-        dtype = np.dtype(str(meta["data_type"]))
-        if dtype.kind not in "biuf" or meta.get("fill_value", 0) not in (0, False):
-            return None
-        index = cfg.get("index_codecs", [])
-        if [c["name"] for c in index] != ["bytes", "crc32c"] or not _little(index[0].get("configuration"), 8):
-            return None
-        names = [c["name"] for c in cfg["codecs"]]
-        crc = names[-1:] == ["crc32c"]
-        body = names[:-1] if crc else names
-        if not body or body[0] != "bytes" or not _little(cfg["codecs"][0].get("configuration"), dtype.itemsize):
-            return None
-        comp = {(): "none", ("blosc",): "blosc"}.get(tuple(body[1:]))
-        shape = tuple(int(s) for s in meta["shape"])
-        shard = tuple(int(s) for s in meta["chunk_grid"]["configuration"]["chunk_shape"])
-        chunk = tuple(int(c) for c in cfg["chunk_shape"])
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-    if comp is None or not len(shape) == len(shard) == len(chunk) or min((*shape, *shard, *chunk), default=0) < 1:
-        return None  # tensorstore decides (and names what is wrong)
-    if any(s % c for s, c in zip(shard, chunk, strict=True)):
-        return None
-    return PlainLayout(shape, dtype.newbyteorder("<"), shard, chunk, comp, crc, sep)
 
 
 _CHUNKS = ChunkPool()
@@ -181,23 +126,26 @@ class PlainReader:
     # ------------------------------------------------------------------ planning
     def _jobs(self, region: Region) -> list[_Job]:
         lay = self.layout
+        per = lay.per_shard
         axes = []
-        for r, c, origin in zip(region, lay.chunk, (r.start for r in region), strict=True):
+        for i, (r, c, p) in enumerate(zip(region, lay.chunk, per, strict=True)):
+            stride = math.prod(per[i + 1 :])
             pieces = []
             for k in range(r.start // c, (r.stop - 1) // c + 1):
                 a, b = max(r.start, k * c), min(r.stop, (k + 1) * c)
-                pieces.append((k, slice(a - k * c, b - k * c), slice(a - origin, b - origin)))
+                # (shard position, contribution to the chunk's place in its shard, grid position,
+                # source slice in the chunk, destination slice in the output) along this axis
+                pieces.append(
+                    (k // p, (k % p) * stride, k, slice(a - k * c, b - k * c), slice(a - r.start, b - r.start))
+                )
             axes.append(pieces)
-        per = lay.per_shard
-        strides = [math.prod(per[i + 1 :]) for i in range(len(per))]
         shards: dict[tuple[int, ...], list[Any]] = {}
         for combo in itertools.product(*axes):
-            pos = tuple(k for k, _, _ in combo)
-            shard = tuple(k // p for k, p in zip(pos, per, strict=True))
-            local = sum((k % p) * s for k, p, s in zip(pos, per, strides, strict=True))
-            src = tuple(s for _, s, _ in combo)
-            dst = tuple(d for _, _, d in combo)
-            shards.setdefault(shard, []).append((local, pos, src, dst))
+            shard, local, pos, src, dst = zip(*combo, strict=True)
+            items = shards.get(shard)
+            if items is None:
+                items = shards[shard] = []
+            items.append((sum(local), pos, src, dst))
         return list(shards.items())
 
     # ------------------------------------------------------------------ reads
@@ -274,24 +222,24 @@ class PlainReader:
         ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         offsets, sizes = self._index(fd, ident, shard, rel)
         budget = self._pool_bytes()
+        end = st.st_size - (16 * self._n + 4)  # where the chunks' data ends (the index follows)
         for local, pos, src, dst in items:
             key = (ident, local)
-            entry = _CHUNKS.pin(key)
+            entry = _CHUNKS.pin(key) if _CHUNKS.nbytes else None
             if entry is not None:
                 try:
                     out[dst] = entry.array[src]
                 finally:
                     _CHUNKS.unpin(entry)
                 continue
-            scratch = _scratch(self._chunk_bytes)  # decoded in this thread's buffer: hot in its CPU cache
-            chunk = self._chunk(fd, offsets[local], sizes[local], st.st_size, rel, pos, scratch)
+            chunk = self._chunk(fd, offsets[local], sizes[local], end, rel, pos)
             if chunk is None:
                 out[dst] = 0
                 continue
             out[dst] = chunk[src]
             if _CHUNKS.admits(self._chunk_bytes, budget):
                 buf = _CHUNKS.buffer(self._chunk_bytes)
-                buf[:] = scratch
+                buf[:] = chunk.reshape(-1).view(np.uint8)
                 kept = _CHUNKS.put(key, buf.view(chunk.dtype).reshape(chunk.shape), buf, budget)
                 if kept is None:
                     _CHUNKS.give_back(buf)
@@ -313,45 +261,53 @@ class PlainReader:
         self._indexes[shard] = (ident, entry)
         return entry
 
-    def _chunk(
-        self, fd: int, offset: int, nbytes: int, file_size: int, rel: str, pos: tuple[int, ...], buf: np.ndarray
-    ) -> np.ndarray | None:
-        """Inner chunk ``pos`` decoded into ``buf`` (a view of it), after its checks; ``None`` for a
-        chunk not stored in an unsealed array (the fill value)."""
-        where = f"{rel} inner chunk ({', '.join(map(str, pos))})"
+    def _chunk(self, fd: int, offset: int, nbytes: int, end: int, rel: str, pos: tuple[int, ...]) -> np.ndarray | None:
+        """Inner chunk ``pos`` (stored at ``offset``, ``nbytes`` long; ``end``: where the shard's
+        chunk data ends), decoded after its checks: a read-only view of this thread's scratch
+        buffer or of the bytes read; ``None`` for a chunk not stored in an unsealed array (the
+        fill value)."""
         if offset == _MISSING and nbytes == _MISSING:
             if self.sealed:
-                raise CorruptDataError(self.uri, "damaged chunk data: missing from the shard index", part=where)
+                raise self._damaged(rel, pos, "missing from the shard index")
             return None
-        if offset + nbytes > file_size - (16 * self._n + 4) or nbytes < (4 if self.layout.crc else 0):
-            raise CorruptDataError(self.uri, "damaged chunk data: points past the shard's data", part=where)
+        if offset + nbytes > end or nbytes < (4 if self.layout.crc else 0):
+            raise self._damaged(rel, pos, "points past the shard's data")
         raw = os.pread(fd, nbytes, offset)
         if len(raw) != nbytes:
-            raise CorruptDataError(self.uri, f"damaged chunk data: read {len(raw)} of {nbytes} bytes", part=where)
+            raise self._damaged(rel, pos, f"read {len(raw)} of {nbytes} bytes")
         size = nbytes
         if self.layout.crc:  # the CRC of data + its little-endian CRC is a constant: no copy of the data
             size -= 4
             if google_crc32c.value(raw) != _CRC32C_RESIDUE:
-                raise CorruptDataError(self.uri, "damaged chunk data: crc32c mismatch", part=where)
-        try:
-            if self.layout.compressor == "blosc":
-                # the blosc header (nbytes at 4, cbytes at 12) is checked before anything is decoded;
-                # blosc reads cbytes bytes, so the trailing checksum is never taken for data
-                declared, cbytes = struct.unpack_from("<4xI4xI", raw) if size >= 16 else (-1, -1)
-                if declared != self._chunk_bytes or cbytes != size:
-                    raise ValueError(f"the blosc header declares {declared} bytes in {cbytes}")
-                _blosc.decompress(raw, buf)
-            elif size == self._chunk_bytes:
-                buf[:] = np.frombuffer(raw, np.uint8, count=size)
+                raise self._damaged(rel, pos, "crc32c mismatch")
+        lay = self.layout
+        if lay.compressor == "blosc":
+            # the blosc header (flags at 2, nbytes at 4, cbytes at 12) is checked before anything is
+            # decoded; blosc reads cbytes bytes, so the trailing checksum is never taken for data
+            flags, declared, cbytes = _BLOSC_HEADER.unpack_from(raw) if size >= 16 else (0, -1, -1)
+            if declared != self._chunk_bytes or cbytes != size:
+                raise self._damaged(rel, pos, f"cannot decode (the blosc header declares {declared} bytes in {cbytes})")
+            if flags & _BLOSC_MEMCPYED and cbytes == declared + 16:  # stored as is: no decode, no copy
+                chunk = np.frombuffer(raw, lay.dtype, count=declared // lay.dtype.itemsize, offset=16)
             else:
-                raise ValueError(f"{size} bytes, not {self._chunk_bytes}")
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise CorruptDataError(self.uri, f"damaged chunk data: cannot decode ({exc})", part=where) from None
-        chunk = buf.view(self.layout.dtype).reshape(self.layout.chunk)
+                buf = _scratch(self._chunk_bytes)  # decoded in this thread's buffer: hot in its CPU cache
+                try:
+                    _blosc.decompress(raw, buf)
+                except (RuntimeError, ValueError, TypeError) as exc:
+                    raise self._damaged(rel, pos, f"cannot decode ({exc})") from None
+                chunk = buf.view(lay.dtype)
+        elif size == self._chunk_bytes:
+            chunk = np.frombuffer(raw, lay.dtype, count=size // lay.dtype.itemsize)
+        else:
+            raise self._damaged(rel, pos, f"cannot decode ({size} bytes, not {self._chunk_bytes})")
+        chunk = chunk.reshape(lay.chunk)
         if not chunk.dtype.isnative:  # a big-endian host
             chunk = chunk.astype(chunk.dtype.newbyteorder("="))
-        chunk.flags.writeable = False
         return chunk
+
+    def _damaged(self, rel: str, pos: tuple[int, ...], reason: str) -> CorruptDataError:
+        where = f"{rel} inner chunk ({', '.join(map(str, pos))})"
+        return CorruptDataError(self.uri, f"damaged chunk data: {reason}", part=where)
 
 
 class PlainZarrArray(ArrayHandle):

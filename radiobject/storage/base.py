@@ -290,11 +290,14 @@ class Backend(ABC):
         as, once it is sure it can hold an array of ``shape`` and ``dtype``.
 
         ``StoreError`` naming the array (and ``source``, the file the voxels come from, when given)
-        otherwise: more axes than :attr:`axis_names`, or a dtype :func:`voxel_dtype` refuses (not
+        otherwise: no axis or an empty one (a zero in ``shape``), more axes than :attr:`axis_names`,
+        or a dtype :func:`voxel_dtype` refuses (not
         one of :data:`VOXEL_DTYPES`, or one of :attr:`missing_dtypes`). Run by every write path
         (``model.writer.write_image``, each backend's :meth:`create_array`) before anything is
         created or deleted, so a volume is refused with the same text whichever way it comes."""
         where = f"{source}: " if source else ""
+        if not shape or min(int(s) for s in shape) < 1:
+            raise StoreError(uri, f"{where}shape {tuple(shape)}: a volume needs at least one voxel along every axis")
         names = self.axis_names
         if names is not None and len(shape) > len(names):
             raise StoreError(

@@ -116,3 +116,84 @@ def test_qc_montage(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[st
         == 0
     )
     assert main(["qc", store, "-o", str(tmp_path / "q3.png"), "--label", "nope"]) == 2
+
+
+def test_info_and_verify_a_standalone_collection(
+    tmp_path: Path, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from radiobject import ImageData, VolumeCollection
+    from radiobject.model.bulk import IngestItem
+
+    uri = str(tmp_path / "ct")
+    items = [
+        IngestItem(s, s, ImageData(np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4) + i, np.eye(4)))
+        for i, s in enumerate(["s1", "s2"])
+    ]
+    VolumeCollection.from_items(uri, items, options=WriteOptions(backend=backend))
+    assert main(["info", uri]) == 0
+    out = capsys.readouterr().out
+    assert "2 subjects, a collection" in out and "6x5x4" in out and "int16" in out
+    assert main(["info", uri, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "collection" and info["collections"]["ct"]["volumes"] == 2
+    assert main(["verify", uri]) == 0 and capsys.readouterr().out.rstrip().endswith("OK")
+    assert main(["verify", uri, "--sources"]) == 0
+    capsys.readouterr()
+    vol = Path(uri, "volumes", "s2")
+    target = next(
+        p
+        for p in sorted(vol.rglob("*"))
+        if p.is_file() and (p.name == "0" or p.name.endswith(".tdb") and p.parent.parent.name == "__fragments")
+    )
+    raw = bytearray(target.read_bytes())
+    raw[len(raw) // 3] ^= 0x10  # one flipped bit
+    target.write_bytes(bytes(raw))
+    assert main(["verify", uri]) == 1
+    out = capsys.readouterr().out
+    assert "volumes/s2/" in out and target.name in out
+
+
+def test_info_lists_a_collection_left_unfinished(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A collection whose builder was killed does not hide the rest of the store from ``info``."""
+    from radiobject import ImageData
+    from radiobject._os import owners
+    from radiobject.model import building
+    from radiobject.model.bulk import IngestItem
+
+    uri = str(tmp_path / "store")
+    img = ImageData(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    radi = RadiObject.from_items(uri, {"img": [IngestItem("a", "a", img)]})
+    radi.add_collection("derived", [IngestItem("a", "a", img)])
+    boot, ns, _, start = owners.this_process().split()
+    dead = {**building.record(), "owner": f"{boot} {ns} 999999999 {start}"}  # above pid_max: certainly ended
+
+    def mark(meta: dict) -> bool:
+        meta[building.COLLECTIONS_KEY] = {"derived": dead}
+        return True
+
+    building.update_marker(uri, radi.location.storage, mark)
+    assert main(["info", uri]) == 0
+    out = capsys.readouterr().out
+    assert "img " in out and "derived: cannot be read" in out and "ended before it finished" in out
+    assert main(["verify", uri]) == 1
+    assert "collections/derived" in capsys.readouterr().out
+
+
+def test_info_says_when_the_last_ingest_did_not_complete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), src / "s1.nii.gz")
+    (src / "s2.nii.gz").write_bytes(b"not a nifti at all")
+    uri = str(tmp_path / "store")
+    assert main(["ingest", uri, "--images", f"img={src}/*.nii.gz"]) == 1
+    capsys.readouterr()
+    assert main(["info", uri]) == 0
+    assert "the last ingest did not complete (1 item(s) failed" in capsys.readouterr().out
+    assert main(["info", uri, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ingest"]["complete"] is False
+    (src / "s2.nii.gz").unlink()
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), src / "s2.nii.gz")
+    assert main(["ingest", uri, "--images", f"img={src}/*.nii.gz"]) == 0
+    capsys.readouterr()
+    assert main(["info", uri]) == 0
+    assert "did not complete" not in capsys.readouterr().out

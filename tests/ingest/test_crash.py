@@ -126,14 +126,16 @@ def _crash_and_resume(
 ) -> None:
     cohort = make_sample_cohort(tmp_path / "cohort", 12, (40, 44, 36)).folder
     reference = str(tmp_path / "reference")
-    subprocess.run(
+    ref = subprocess.run(
         command(cohort, reference, backend),
-        check=True,
+        check=False,
         cwd=ROOT,
         capture_output=True,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=120,
     )
+    assert ref.returncode == 0, f"the reference ingest ended with {ref.returncode}:\n{ref.stdout}\n{ref.stderr}"
     uri = str(tmp_path / "crashed")
     cmd = command(cohort, uri, backend)
     killed = 0

@@ -325,3 +325,17 @@ def test_a_store_path_and_an_int_patch_size_are_accepted(tmp_path) -> None:
             PatchConfig(patch_size=bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="RadiObject"):
         create_training_dataloader(42, modalities=["T1w"], patch_size=8)  # type: ignore[arg-type]
+
+
+def test_a_source_that_is_not_a_store_is_a_typed_error(tmp_path: Path) -> None:
+    from radiobject import ImageData, VolumeCollection
+    from radiobject.ml.errors import LoaderArgumentError
+    from radiobject.model.bulk import IngestItem
+
+    coll = VolumeCollection.from_items(
+        str(tmp_path / "c"), [IngestItem("a", "a", ImageData(np.zeros((8, 8, 8), np.float32), np.eye(4)))]
+    )
+    with pytest.raises(LoaderArgumentError, match=r"not VolumeCollection \(a collection: RadiObject.from_volume_col"):
+        create_training_dataloader(coll, patch_size=(4, 4, 4))
+    with pytest.raises(LoaderArgumentError, match=r"store path, not int$"):
+        create_training_dataloader(3, patch_size=(4, 4, 4))

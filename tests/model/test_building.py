@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radiobject import ImageData, IncompleteStoreError, RadiObject, StoreExistsError
+from radiobject import ImageData, IncompleteStoreError, RadiObject, StoreExistsError, VolumeCollection
 from radiobject._os import owners
 from radiobject.model.bulk import IngestItem
 
@@ -28,13 +28,16 @@ _BUILDER = textwrap.dedent(
     """
     import os, sys, time
     import numpy as np
-    from radiobject import ImageData, RadiObject
+    from radiobject import ImageData, RadiObject, VolumeCollection
     from radiobject.model.bulk import IngestItem
 
     mode, uri, flags = sys.argv[1], sys.argv[2], sys.argv[3]
 
     def blocking():
-        RadiObject(uri) if mode == "store" else None  # the builder itself opens what it builds
+        if mode == "store":  # the builder itself opens what it builds
+            RadiObject(uri)
+        elif mode == "standalone":
+            VolumeCollection(uri)
         open(os.path.join(flags, "ready"), "w").close()
         deadline = time.monotonic() + 60
         while not os.path.exists(os.path.join(flags, "go")) and time.monotonic() < deadline:
@@ -45,6 +48,8 @@ _BUILDER = textwrap.dedent(
              IngestItem("b", "b", blocking)]
     if mode == "store":
         RadiObject.from_items(uri, {"img": items})
+    elif mode == "standalone":
+        VolumeCollection.from_items(uri, items)
     else:
         radi = RadiObject(uri)
         with radi.creating_collection("derived"):
@@ -123,6 +128,27 @@ def test_a_collection_being_built_and_a_killed_builders_leftover(tmp_path: Path)
         radi.add_collection("derived", _items()["img"])
     assert sorted(RadiObject(str(uri))["derived"].obs_ids) == ["a", "b"]
     assert "building" not in (uri / "radiobject.json").read_text()
+
+
+def test_a_standalone_collection_being_built_and_a_killed_builders_leftover(tmp_path: Path) -> None:
+    uri = tmp_path / "coll"
+    proc, _ = _start(tmp_path, "standalone", uri)
+    try:
+        with pytest.raises(IncompleteStoreError, match=rf"this collection is being built by process {proc.pid}"):
+            VolumeCollection(str(uri))
+        with pytest.raises(StoreExistsError, match=f"being built by process {proc.pid}"):
+            VolumeCollection.from_items(str(uri), _items()["img"])  # never removed while its builder runs
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    with pytest.raises(IncompleteStoreError, match="ended before it finished"):
+        VolumeCollection(str(uri))
+    coll = VolumeCollection.from_items(str(uri), _items()["img"])  # the retry removes the leftover first
+    assert sorted(coll.obs_ids) == ["a", "b"]
+    assert float(VolumeCollection(str(uri)).loc["b"].to_numpy()[0, 0, 0]) == 1.0
+    assert "building" not in (uri / "collection.json").read_text()
+    with pytest.raises(StoreExistsError):  # a finished one is never replaced
+        VolumeCollection.from_items(str(uri), _items()["img"])
 
 
 def test_owner_states() -> None:

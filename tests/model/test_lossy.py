@@ -143,7 +143,7 @@ def test_collection_round_trip_every_reader_and_recorded_quality(tmp_path: Path,
 
 
 def test_lossy_stores_smaller(tmp_path: Path) -> None:
-    from radiobject.cli.inspect import _stored_bytes
+    from radiobject.cli._info import _stored_bytes
 
     img = {"a": ImageData(_mri((96, 96, 64)), np.eye(4))}
     codec = Codec("blosc-zstd", 3)

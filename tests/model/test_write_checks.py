@@ -121,3 +121,17 @@ def test_wrong_argument_types_stay_type_errors() -> None:
         WriteOptions(lossy="abs:2")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"lossy\['T1w'\] must be a Lossy"):
         WriteOptions(lossy={"T1w": 2.0})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("shape", [(4, 0, 4), (0,), ()])
+def test_an_empty_volume_is_refused_by_every_write_path(backend: str, tmp_path: Path, shape: tuple[int, ...]) -> None:
+    data = np.zeros(shape, np.float32)
+    opts = WriteOptions(backend=backend)
+    image = ImageData(data, np.eye(4), {}, SOURCE)
+    with pytest.raises(StoreError, match=rf"{SOURCE}: shape .*: a volume needs at least one voxel along every axis"):
+        write_image(str(tmp_path / "w"), image, get_backend(backend), opts)
+    with pytest.raises(StoreError, match="at least one voxel"):
+        Volume.from_numpy(str(tmp_path / "n"), data, options=opts)
+    with pytest.raises(StoreError, match=rf"{SOURCE}: shape"):
+        VolumeCollection.from_images(str(tmp_path / "c"), {"s1": image}, options=opts)
+    assert not any(tmp_path.iterdir())  # nothing created
