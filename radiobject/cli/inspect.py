@@ -279,6 +279,9 @@ def run_qc(args: argparse.Namespace) -> int:
         if not str(args.output).strip():
             raise ValueError("-o/--output is empty; give a PNG file name (e.g. qc.png)")
         refuse_inside_store(args.output, "the QC image")
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if not os.path.isdir(folder):
+            raise ValueError(f"{args.output}: the folder {folder} does not exist (create it first)")
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

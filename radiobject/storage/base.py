@@ -153,6 +153,8 @@ def normalize_region(region: Any, shape: tuple[int, ...]) -> tuple[Region, tuple
     out: list[slice] = []
     squeeze: list[int] = []
     for axis, (r, n) in enumerate(zip(region, shape, strict=True)):
+        if isinstance(r, (bool, np.bool_)):  # numpy reads True as a new axis, not as index 1
+            raise IndexError(f"unsupported index {r!r} (a bool): use ints and step-1 slices")
         if isinstance(r, (int, np.integer)):
             i = int(r) + n if r < 0 else int(r)
             if not 0 <= i < n:

@@ -91,6 +91,8 @@ def test_export_nifti_keeps_affine_and_dtype(store: str, tmp_path: Path, capsys:
 
 
 def test_qc_montage(store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["qc", store, "-o", str(tmp_path / "no" / "qc.png")]) == 2
+    assert f"the folder {tmp_path / 'no'} does not exist" in capsys.readouterr().err
     png = tmp_path / "qc.png"
     assert main(["qc", store, "-o", str(png)]) == 0
     assert "3 subject(s) x 2 collection(s) x 3 planes" in capsys.readouterr().out  # seg found as the label
