@@ -79,23 +79,33 @@ def _items() -> dict[str, list[IngestItem]]:
     }
 
 
-def test_a_store_being_built_and_a_killed_builders_leftover(tmp_path: Path) -> None:
-    uri = tmp_path / "store"
-    proc, _ = _start(tmp_path, "store", uri)
+@pytest.mark.parametrize("mode", ["store", "standalone"])
+def test_a_store_being_built_and_a_killed_builders_leftover(tmp_path: Path, mode: str) -> None:
+    """A store (``RadiObject.from_items``) or a standalone collection (``VolumeCollection.from_items``)."""
+    if mode == "store":
+        uri, what, marker = tmp_path / "store", "this store", "radiobject.json"
+        opened, build = RadiObject, lambda u: RadiObject.from_items(u, _items())
+    else:
+        uri, what, marker = tmp_path / "coll", "this collection", "collection.json"
+        opened, build = VolumeCollection, lambda u: VolumeCollection.from_items(u, _items()["img"])
+    proc, _ = _start(tmp_path, mode, uri)
     try:
-        with pytest.raises(IncompleteStoreError, match=rf"being built by process {proc.pid} .*when that has finished"):
-            RadiObject(str(uri))
+        with pytest.raises(IncompleteStoreError, match=rf"{what} is being built by process {proc.pid} .*has finished"):
+            opened(str(uri))
         with pytest.raises(StoreExistsError, match=f"being built by process {proc.pid}"):
-            RadiObject.from_items(str(uri), _items())  # a running builder's store is never removed
+            build(str(uri))  # a running builder's leftover is never removed
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     with pytest.raises(IncompleteStoreError, match="ended before it finished"):
-        RadiObject(str(uri))
-    radi = RadiObject.from_items(str(uri), _items())  # the retry removes the leftover first
-    assert sorted(radi.img.obs_ids) == ["a", "b"]
-    assert float(radi.img.volume("b").to_numpy()[0, 0, 0]) == 1.0
-    assert "building" not in (uri / "radiobject.json").read_text()
+        opened(str(uri))
+    made = build(str(uri))  # the retry removes the leftover first
+    coll = made.img if mode == "store" else made
+    assert sorted(coll.obs_ids) == ["a", "b"]
+    assert float(coll.loc["b"].to_numpy()[0, 0, 0]) == 1.0
+    assert "building" not in (uri / marker).read_text()
+    with pytest.raises(StoreExistsError):  # a finished one is never replaced
+        build(str(uri))
 
 
 def test_a_finished_build_opens_anywhere(tmp_path: Path) -> None:
@@ -128,27 +138,6 @@ def test_a_collection_being_built_and_a_killed_builders_leftover(tmp_path: Path)
         radi.add_collection("derived", _items()["img"])
     assert sorted(RadiObject(str(uri))["derived"].obs_ids) == ["a", "b"]
     assert "building" not in (uri / "radiobject.json").read_text()
-
-
-def test_a_standalone_collection_being_built_and_a_killed_builders_leftover(tmp_path: Path) -> None:
-    uri = tmp_path / "coll"
-    proc, _ = _start(tmp_path, "standalone", uri)
-    try:
-        with pytest.raises(IncompleteStoreError, match=rf"this collection is being built by process {proc.pid}"):
-            VolumeCollection(str(uri))
-        with pytest.raises(StoreExistsError, match=f"being built by process {proc.pid}"):
-            VolumeCollection.from_items(str(uri), _items()["img"])  # never removed while its builder runs
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-    with pytest.raises(IncompleteStoreError, match="ended before it finished"):
-        VolumeCollection(str(uri))
-    coll = VolumeCollection.from_items(str(uri), _items()["img"])  # the retry removes the leftover first
-    assert sorted(coll.obs_ids) == ["a", "b"]
-    assert float(VolumeCollection(str(uri)).loc["b"].to_numpy()[0, 0, 0]) == 1.0
-    assert "building" not in (uri / "collection.json").read_text()
-    with pytest.raises(StoreExistsError):  # a finished one is never replaced
-        VolumeCollection.from_items(str(uri), _items()["img"])
 
 
 def test_owner_states() -> None:
