@@ -15,9 +15,16 @@ import threading
 import weakref
 from typing import Any
 
-__all__ = ["ForkSafeLock"]
+__all__ = ["ForkSafeLock", "forked"]
 
 _LIVE: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
+_FORKED = {"yes": False}
+
+
+def forked() -> bool:
+    """Whether this process was made by ``os.fork`` (without exec) after this module was imported:
+    native thread pools its parent started (OpenMP's) are then unusable here."""
+    return _FORKED["yes"]
 
 
 class ForkSafeLock:
@@ -49,6 +56,7 @@ class ForkSafeLock:
 
 
 def _after_fork_in_child() -> None:
+    _FORKED["yes"] = True
     for lock in list(_LIVE):
         lock._renew()
 

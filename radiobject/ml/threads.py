@@ -14,6 +14,8 @@ machine, a 2-core node runs dozens of threads and every worker slows down. Insid
 
 The training loader gives each of its W worker processes ``worker_share(W)`` threads (the cores
 divided among the workers). TileDB sizes its pools per context: see :func:`tiledb_config`.
+In a forked worker (``fork`` start method) OpenMP and torch's intra-op pool stay at 1 thread
+whatever ``n`` is: libgomp cannot start a team in a child of a process that ran one (it hangs).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+
+from radiobject._os import forks
 
 __all__ = [
     "THREAD_ENV_VARS",
@@ -57,13 +61,17 @@ def limit_threads(n: int = 1) -> dict[str, object]:
     if n < 1:
         raise ValueError(f"limit_threads: n must be >= 1, got {n}")
     applied: dict[str, object] = {}
+    # libgomp is not fork-safe: a forked child that runs an OpenMP team of 2+ threads after its
+    # parent ran one waits in the team barrier forever; so OpenMP (torch's intra-op pool) stays at
+    # 1 thread in a forked child, and only the fork-safe pools get n
+    omp = 1 if forks.forked() else n
     for var in THREAD_ENV_VARS:
-        os.environ[var] = str(n)
+        os.environ[var] = str(omp if var == "OMP_NUM_THREADS" else n)
     applied["env"] = list(THREAD_ENV_VARS)
 
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.set_num_threads(n)
+        torch.set_num_threads(omp)
         applied["torch"] = torch.get_num_threads()
         try:  # allowed only before any inter-op work in this process
             torch.set_num_interop_threads(n)
@@ -76,8 +84,8 @@ def limit_threads(n: int = 1) -> dict[str, object]:
     except ImportError:
         pass
     else:
-        threadpool_limits(limits=n)
-        applied["threadpoolctl"] = n
+        threadpool_limits(limits={"blas": n, "openmp": omp})
+        applied["threadpoolctl"] = {"blas": n, "openmp": omp}
 
     blosc = sys.modules.get("numcodecs.blosc")
     if blosc is not None:

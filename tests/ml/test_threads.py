@@ -92,3 +92,42 @@ def test_worker_share_divides_the_cores_among_workers_and_local_ranks(monkeypatc
     for bad in ("", "zero", "-3"):
         monkeypatch.setenv("LOCAL_WORLD_SIZE", bad)
         assert threads.local_ranks() == 1
+
+
+_AFTER_OPENMP = """
+import torch
+from torch.utils.data import DataLoader
+from radiobject.ml.threads import make_worker_init_fn
+
+torch.set_num_threads(2)
+x = torch.ones(1 << 23)
+for _ in range(5):  # the parent runs OpenMP teams of 2 threads (libgomp's pool now exists)
+    torch.stack([x, x]).sum()
+
+class Data(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        big = torch.ones(1 << 22)
+        return torch.stack([big, big]).sum()  # OpenMP inside the forked worker
+
+loader = DataLoader(Data(), num_workers=1, multiprocessing_context="fork", worker_init_fn=make_worker_init_fn(2))
+print(sum(float(v) for v in loader))
+"""
+
+
+def test_a_forked_worker_never_runs_openmp_teams_after_its_parent_did(tmp_path) -> None:
+    """libgomp is not fork-safe: a forked child that starts a team of 2+ threads after its parent
+    ran one waits in the team barrier forever. The worker gets more threads only where that is
+    safe (BLAS, blosc, tensorstore), OpenMP / torch stay at 1 in a forked child."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "after_openmp.py"
+    script.write_text(_AFTER_OPENMP)
+    try:
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the forked worker hung in an OpenMP barrier")
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip()) == 4 * 2 * (1 << 22)
