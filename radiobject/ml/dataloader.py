@@ -103,10 +103,13 @@ def worker_error(exc: RuntimeError, where: str) -> WorkerError | None:
     if text.startswith("Caught ") and "DataLoader worker" in text:  # an error torch could not re-raise typed
         return WorkerError(f"{where}: {text.splitlines()[0]}; {text.strip().splitlines()[-1]}")
     if "DataLoader worker" in text and any(w in text for w in ("exited unexpectedly", "killed by signal")):
-        return WorkerError(
-            f"{where}: {text.splitlines()[0]} (killed, e.g. by the out-of-memory killer, or crashed); "
-            "the epoch was not completed"
+        why = (
+            "it raised at start-up (its traceback is on stderr): with spawn / forkserver a script needs "
+            "`if __name__ == '__main__':`, or the worker_init_fn failed"
+            if "exit code 1." in f"{text} {exc.__cause__}"  # torch's last word hides the code its first had
+            else "killed, e.g. by the out-of-memory killer, or crashed"
         )
+        return WorkerError(f"{where}: {text.splitlines()[0]} ({why}); the epoch was not completed")
     return None
 
 

@@ -198,3 +198,19 @@ def test_no_read_ahead_in_the_main_process_of_process_workers(store):
         store, num_workers=1, worker_mode="processes", multiprocessing_context="spawn", persistent_workers=False, **kw
     )
     assert procs.sampler.prefetch_patches == 0
+
+
+def test_worker_error_says_why_a_worker_ended() -> None:
+    """torch's texts for a worker that raised at start-up (exit code 1, e.g. a spawn script without
+    a main guard) and for one that was killed get different reasons; the code may only be in the
+    first of torch's chained errors."""
+    from radiobject.ml.dataloader import worker_error
+
+    started = RuntimeError("DataLoader worker (pid 7) exited unexpectedly with exit code 1. Details are lost")
+    assert "raised at start-up" in str(worker_error(started, "here"))
+    last = RuntimeError("DataLoader worker (pid(s) 7) exited unexpectedly")
+    last.__cause__ = started
+    assert "`if __name__ == '__main__':`" in str(worker_error(last, "here"))
+    killed = RuntimeError("DataLoader worker (pid 7) is killed by signal: Killed.")
+    assert "out-of-memory killer" in str(worker_error(killed, "here"))
+    assert worker_error(RuntimeError("something else"), "here") is None
