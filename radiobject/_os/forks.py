@@ -18,13 +18,14 @@ from typing import Any
 __all__ = ["ForkSafeLock", "forked"]
 
 _LIVE: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
-_FORKED = {"yes": False}
+_IMPORTED_BY = os.getpid()
 
 
 def forked() -> bool:
-    """Whether this process was made by ``os.fork`` (without exec) after this module was imported:
-    native thread pools its parent started (OpenMP's) are then unusable here."""
-    return _FORKED["yes"]
+    """Whether this process was made by ``os.fork`` (without exec) after this module was imported
+    (a spawned process imports it afresh): native thread pools its parent started (OpenMP's) are
+    then unusable here."""
+    return os.getpid() != _IMPORTED_BY
 
 
 class ForkSafeLock:
@@ -56,7 +57,6 @@ class ForkSafeLock:
 
 
 def _after_fork_in_child() -> None:
-    _FORKED["yes"] = True
     for lock in list(_LIVE):
         lock._renew()
 

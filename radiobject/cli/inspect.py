@@ -84,15 +84,9 @@ def _open(args: argparse.Namespace) -> Any:
 
 def _open_any(args: argparse.Namespace) -> Any:
     """The store at ``args.uri``, or the standalone collection there (``info``, ``verify``)."""
-    from radiobject.model.catalog import MARKER
-    from radiobject.model.collection import VolumeCollection
+    from radiobject.model.opening import open_store_or_collection
 
-    storage = storage_from_args(args)
-    if not files.exists(files.join(args.uri, "radiobject.json"), storage) and files.exists(
-        files.join(args.uri, MARKER), storage
-    ):
-        return VolumeCollection(args.uri, storage=storage)
-    return _open(args)
+    return open_store_or_collection(args.uri, storage_from_args(args))
 
 
 def run_info(args: argparse.Namespace) -> int:

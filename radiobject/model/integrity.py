@@ -168,19 +168,15 @@ def _check_volume(
 
 
 def _open(uri: str, storage: StorageOptions) -> tuple[Any | None, dict[str, Any]]:
-    """The store at ``uri`` and its collections by name; ``(None, {name: collection})`` for a
-    standalone collection (a ``collection.json`` and no ``radiobject.json``)."""
-    from radiobject.model.catalog import MARKER as COLLECTION_MARKER
+    """The store at ``uri`` and its collections by name (opened later, one by one);
+    ``(None, {name: collection})`` for a standalone collection."""
     from radiobject.model.collection import VolumeCollection
-    from radiobject.model.radi_object import RadiObject
+    from radiobject.model.opening import open_store_or_collection
 
-    if not files.exists(files.join(uri, "radiobject.json"), storage) and files.exists(
-        files.join(uri, COLLECTION_MARKER), storage
-    ):
-        coll = VolumeCollection(uri, storage=storage)
-        return None, {coll.name: coll}
-    radi = RadiObject(uri, storage=storage)
-    return radi, dict.fromkeys(radi.collection_names)
+    opened = open_store_or_collection(uri, storage)
+    if isinstance(opened, VolumeCollection):
+        return None, {opened.name: opened}
+    return opened, dict.fromkeys(opened.collection_names)
 
 
 def verify_store(
@@ -195,8 +191,13 @@ def verify_store(
     listing = integrity.walk(uri, storage)
     try:
         radi, colls = _open(uri, storage)
-    except RadiObjectError as exc:
-        report.add("error", "radiobject.json", str(exc))
+    except RadiObjectError as exc:  # named by the marker it lacks or refuses
+        where = (
+            "collection.json"
+            if "collection.json" in listing and "radiobject.json" not in listing
+            else "radiobject.json"
+        )
+        report.add("error", where, str(exc))
         return report
     if radi is not None:
         _check_unmarked_collections(report, listing, list(colls))

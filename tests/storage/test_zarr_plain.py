@@ -209,8 +209,17 @@ def test_a_chunk_stored_as_is_is_read_without_decoding_and_its_header_checked(tm
         finally:
             os.close(fd)
 
-    got = feed(struct.pack("<BBBBIII", 2, 1, 0x02 | 0x01, 2, nbytes, nbytes, nbytes + 16), chunk.tobytes())
+    header = struct.pack("<BBBBIII", 2, 1, 0x02 | 0x01, 2, nbytes, nbytes, nbytes + 16)
+    got = feed(header, chunk.tobytes())
     assert got is not None and np.array_equal(got, chunk)
+    # a flipped byte in the stored voxels of such a chunk (of the real array too): never read as data
+    raw = bytearray(shard)
+    o = next(o for o, f in zip(pairs[0::2], flags, strict=True) if f & plain._BLOSC_MEMCPYED)
+    raw[o + 100] ^= 0x01
+    Path(uri, "c", "0", "0", "0").write_bytes(bytes(raw))
+    reader = plain.PlainReader(uri, uri, layout, True, lambda: 1, lambda: 0)
+    with pytest.raises(CorruptDataError, match="crc32c mismatch"):
+        reader.read(tuple(slice(0, s) for s in data.shape), np.empty(data.shape, data.dtype))
     # the flag with sizes that do not add up: handed to blosc, which refuses it (typed, named)
     with pytest.raises(CorruptDataError, match=r"c/0/0/0 inner chunk \(0, 0, 0\)"):
         feed(struct.pack("<BBBBIII", 2, 1, 0x02, 2, nbytes, nbytes, nbytes - 8), chunk.tobytes()[:-24])
