@@ -19,7 +19,9 @@ application caches) and two warm passes (best reported), each of ``--patches`` f
 ``--drop`` also runs every file-reading configuration with the page cache dropped before each pass
 (``sync; echo 1 > /proc/sys/vm/drop_caches``, needs root): every format then really reads the disk.
 ``--workers`` adds figure (c): the training DataLoader with 0 / 1 / 2 workers, threads, processes and
-``worker_mode="auto"`` (the mode it picked in brackets).
+``worker_mode="auto"`` (the mode it picked in brackets), and 2 processes without running ahead into
+the next epoch (``run_ahead = False``: PyTorch's own epoch start); ``--repeat N`` runs these rows N
+times in turn and prints each row's median ratio to the 0-worker row of the same repetition.
 ``--per-volume K`` draws K consecutive patches from each randomly chosen subject (the loader's
 ``patches_per_volume``, TorchIO's ``samples_per_volume``): chunk caches then serve the overlap.
 Date, machine and load are printed: the machine may be shared with other work.
@@ -171,39 +173,103 @@ def run_one(name: str, work: Path, n: int, patches: int, drop: bool, per_volume:
     return {"name": name, "drop": drop, "cold": rates[0], "warm": max(rates[1:])}
 
 
-def run_workers(work: Path, patches: int) -> list[dict]:
+def run_window(name: str, work: Path, n: int, start: float, seconds: float) -> dict:
+    """Patch reads per second of ``name`` in the window ``[start, start + seconds]`` (wall clock),
+    after a warm-up pass: processes started together measure the same moment."""
+    reader = make_reader(name, work, n)
+    out = np.empty((1, *PATCH), np.float32)
+    todo = draws(n, 4000, seed=7)
+    for s_, o in todo[:50]:
+        reader(s_, o, out)
+    time.sleep(max(0.0, start - time.time()))
+    got, end = 0, start + seconds
+    while time.time() < end:
+        s_, o = todo[got % len(todo)]
+        reader(s_, o, out)
+        got += 1
+    return {"name": name, "rate": got / seconds}
+
+
+def parallel_ceiling(work: Path, n: int, seconds: float = 4.0) -> float:
+    """What two cores give here: the patch reads of the loader (``radi_nocache_pool64``) in two
+    independent processes during the same window, against one process alone. No loader, no
+    hand-over: the scaling the machine itself allows at that moment (a VM's vCPUs are shared with
+    other guests)."""
+
+    def window(count: int) -> float:
+        start = time.time() + 8.0  # time to import and warm up
+        cmd = [sys.executable, __file__, "--window", f"{start},{seconds}", "--workdir", str(work)]
+        cmd += ["--volumes", str(n)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+        return sum(json.loads(p.communicate()[0].splitlines()[-1])["rate"] for p in procs)
+
+    two, one = window(2), window(1)
+    print(f"  machine: two reader processes {two:.0f} patches/s together, one alone {one:.0f}")
+    return two / one
+
+
+def run_workers(work: Path, volumes: int, patches: int, repeat: int = 1) -> list[dict]:
+    """Figure (c): the rows below, all of them ``repeat`` times in turn (the VM's speed drifts between
+    minutes: each row's ratio is taken against the 0-worker row of the same repetition, median shown)."""
+    import statistics
+
     from radiobject import RadiObject
     from radiobject.ml import set_epoch
     from radiobject.ml.loaders import create_training_dataloader
 
     radi = RadiObject(str(work / "store"))
-    res = []
-    rows = [(0, "threads"), (1, "threads"), (2, "threads"), (1, "processes"), (2, "processes"), (2, "auto")]
-    for workers, mode in rows:
-        kw = {"worker_mode": mode} if workers else {}
-        loader = create_training_dataloader(
-            radi,
-            modalities="img",
-            patch_size=PATCH,
-            batch_size=2,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            **kw,
+    rows = [
+        (0, "threads", True),
+        (1, "threads", True),
+        (2, "threads", True),
+        (1, "processes", True),
+        (2, "processes", True),
+        (2, "processes", False),  # PyTorch's own epoch start: the workers idle at each epoch boundary
+        (2, "auto", True),
+    ]
+    rates: dict[int, list[float]] = {k: [] for k in range(len(rows))}
+    picked: dict[int, str] = {}
+    machine: list[float] = []
+    for _ in range(repeat):
+        machine.append(parallel_ceiling(work, volumes))
+        for k, (workers, mode, ahead) in enumerate(rows):
+            kw = {"worker_mode": mode} if workers else {}
+            loader = create_training_dataloader(
+                radi,
+                modalities="img",
+                patch_size=PATCH,
+                batch_size=2,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+                **kw,
+            )
+            loader.run_ahead = ahead
+            best, epoch = 0.0, 0
+            for _ in range(3):  # the first round starts the workers; an epoch is one patch per subject
+                t0, got = time.perf_counter(), 0
+                while got < patches:  # whole epochs: a pass left mid-way makes torch drain its workers
+                    set_epoch(loader, epoch)
+                    epoch += 1
+                    for batch in loader:
+                        got += batch["image"].shape[0]
+                best = max(best, got / (time.perf_counter() - t0))
+            picked[k] = "threads" if loader.threads else ("processes" if loader.num_workers else "-")
+            rates[k].append(best)
+            del loader
+    res = [{"machine": "two reader processes", "ratio": statistics.median(machine), "ratios": machine}]
+    for k, (workers, mode, ahead) in enumerate(rows):
+        ratios = [r / base for r, base in zip(rates[k], rates[0], strict=True)]
+        res.append(
+            {
+                "workers": workers,
+                "mode": mode,
+                "run_ahead": ahead,
+                "picked": picked[k],
+                "patches_s": statistics.median(rates[k]),
+                "ratio": statistics.median(ratios),
+                "ratios": ratios,
+            }
         )
-        best, epoch = 0.0, 0
-        for _ in range(3):  # the first pass starts the workers; an epoch is one patch per subject
-            t0, got = time.perf_counter(), 0
-            while got < patches:
-                set_epoch(loader, epoch)
-                epoch += 1
-                for batch in loader:
-                    got += batch["image"].shape[0]
-                    if got >= patches:
-                        break
-            best = max(best, got / (time.perf_counter() - t0))
-        picked = "threads" if loader.threads else ("processes" if loader.num_workers else "-")
-        res.append({"workers": workers, "mode": mode, "picked": picked, "patches_s": best})
-        del loader
     return res
 
 
@@ -217,12 +283,18 @@ def main(argv: list[str] | None = None) -> int:
         "--per-volume", type=int, default=1, help="consecutive patches per subject (loader patches_per_volume)"
     )
     ap.add_argument("--workers", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="figure (c): run its rows this many times in turn")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--window", help=argparse.SUPPRESS)
     ap.add_argument("--one-drop", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
+    if args.window:
+        start, seconds = (float(x) for x in args.window.split(","))
+        print(json.dumps(run_window("radi_nocache_pool64", work, args.volumes, start, seconds)))
+        return 0
     if args.one:
         print(json.dumps(run_one(args.one, work, args.volumes, args.patches, args.one_drop, args.per_volume)))
         return 0
@@ -237,20 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.drop:
         variants += [(c, True) for c in args.configs.split(",") if c in FILE_CONFIGS]
     for name, drop in variants:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            name,
-            "--workdir",
-            str(work),
-            "--volumes",
-            str(args.volumes),
-            "--patches",
-            str(args.patches),
-            "--per-volume",
-            str(args.per_volume),
-        ] + (["--one-drop"] if drop else [])
+        cmd = [sys.executable, __file__, "--one", name, "--workdir", str(work), "--volumes", str(args.volumes)]
+        cmd += ["--patches", str(args.patches), "--per-volume", str(args.per_volume)]
+        cmd += ["--one-drop"] if drop else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"{name}: failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -270,14 +331,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['warm'] / ref['warm'] if ref else float('nan'):15.2f}"
         )
     if args.workers:
-        wres = run_workers(work, args.patches)
-        base = wres[0]["patches_s"]
+        wres = run_workers(work, args.volumes, args.patches, args.repeat)
+        top = wres.pop(0)
+        print(
+            f"machine: 2 independent reader processes x{top['ratio']:4.2f} of one "
+            f"(median of {len(top['ratios'])}: {', '.join(f'{x:.2f}' for x in top['ratios'])})"
+        )
         for r in wres:
             print(
                 f"loader workers={r['workers']} {r['mode']:9s} ({r['picked']:9s}) "
-                f"{r['patches_s']:7.0f} patches/s  x{r['patches_s'] / base:4.2f}"
+                f"{'' if r['run_ahead'] else 'no run-ahead '}{r['patches_s']:7.0f} patches/s  "
+                f"x{r['ratio']:4.2f} (median of {len(r['ratios'])}: "
+                f"{', '.join(f'{x:.2f}' for x in r['ratios'])})"
             )
-        results.append({"workers": wres})
+        results.append({"workers": wres, "machine": top})
     print(header())
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import pickle
 import sys
-import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 
+from radiobject.ml._epochs import EpochStream
+from radiobject.ml._pace import Pace
+from radiobject.ml._worker_errors import stop_workers_with, typed_sigchld, worker_error
 from radiobject.ml._worker_mode import auto_worker_mode
 from radiobject.ml.collate import collate as default_collate_fn
 from radiobject.ml.collate import pad_collate
 from radiobject.ml.datasets import RadiDataset
-from radiobject.ml.errors import LoaderConfigError, WorkerError, WorkerFailure, WorkerTimeoutError
+from radiobject.ml.errors import LoaderConfigError, WorkerFailure
 from radiobject.ml.sampler import RadiSampler
 from radiobject.ml.threads import make_worker_init_fn, worker_share
 
@@ -92,56 +93,11 @@ def default_context(dataset: Any = None) -> str | None:
     return "forkserver"
 
 
-def worker_error(exc: RuntimeError, where: str) -> WorkerError | None:
-    """The typed error for torch's ``RuntimeError`` about a worker (died, killed, timed out), else ``None``."""
-    text = str(exc)
-    if "DataLoader timed out" in text:
-        return WorkerTimeoutError(
-            f"{where}: {text} (a worker did not deliver its batch in time: a stuck read, a hung "
-            "transform or an overloaded machine; raise timeout= or check the store)"
-        )
-    if text.startswith("Caught ") and "DataLoader worker" in text:  # an error torch could not re-raise typed
-        return WorkerError(f"{where}: {text.splitlines()[0]}; {text.strip().splitlines()[-1]}")
-    if "DataLoader worker" in text and any(w in text for w in ("exited unexpectedly", "killed by signal")):
-        why = (
-            "it raised at start-up (its traceback is on stderr): with spawn / forkserver a script needs "
-            "`if __name__ == '__main__':`, or the worker_init_fn failed"
-            if "exit code 1." in f"{text} {exc.__cause__}"  # torch's last word hides the code its first had
-            else "killed, e.g. by the out-of-memory killer, or crashed"
-        )
-        return WorkerError(f"{where}: {text.splitlines()[0]} ({why}); the epoch was not completed")
-    return None
-
-
 def _method(context: Any) -> str:
     """The start method's name of a ``multiprocessing_context`` (a name or a context object)."""
     if context is None:
         return "the default start method's"
     return str(getattr(context, "_name", None) or context)
-
-
-def _typed_sigchld() -> None:
-    """Wraps torch's ``SIGCHLD`` handler (which raises a bare ``RuntimeError`` wherever the main
-    thread is when a worker dies) so that it raises a :class:`WorkerError` instead."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
-        return
-    previous = signal.getsignal(signal.SIGCHLD)
-    if not callable(previous) or getattr(previous, "_radiobject", False):
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        try:
-            previous(signum, frame)
-        except RuntimeError as exc:
-            error = worker_error(exc, "a radiobject DataLoader")
-            if error is None:
-                raise
-            raise error from exc
-
-    handler._radiobject = True  # type: ignore[attr-defined]
-    signal.signal(signal.SIGCHLD, handler)
 
 
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
@@ -157,39 +113,6 @@ def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True)
             else type(batch)(*(to_device(v, device, non_blocking) for v in batch))
         )
     return batch
-
-
-class Pace:
-    """Whether the consumer of a loader leaves time to overlap reads with (``RadiSampler.overlap``).
-
-    Running averages of the time a batch takes to arrive and of the time the consumer spends before
-    asking for the next one (its training step); reads ahead pay while the step is at least
-    :attr:`SHARE` of the load. Measured (docs/benchmarks.md, "Prefetch"): with a step, reads ahead
-    gain 1.2x; in a loop without one, they cost 17-31 % (the GIL, the cores).
-    """
-
-    SHARE = 0.25
-
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.clock = clock
-        self.load: float | None = None
-        self.gap: float | None = None
-        self.mark = clock()
-
-    @staticmethod
-    def _avg(old: float | None, new: float) -> float:
-        return new if old is None else 0.8 * old + 0.2 * new
-
-    def arrived(self) -> bool:
-        """A batch arrived: whether reads ahead pay (until the consumer has been seen: yes)."""
-        now = self.clock()
-        self.load, self.mark = self._avg(self.load, now - self.mark), now
-        return self.gap is None or self.gap >= self.SHARE * self.load
-
-    def asked(self) -> None:
-        """The consumer asked for the next batch."""
-        now = self.clock()
-        self.gap, self.mark = self._avg(self.gap, now - self.mark), now
 
 
 class RadiDataLoader(DataLoader):
@@ -211,7 +134,51 @@ class RadiDataLoader(DataLoader):
     #: Process workers without an explicit context: the start method is chosen when they start
     #: (:func:`default_context`).
     auto_context: bool = False
+    #: Persistent process workers build the next epoch's first batches while this one drains
+    #: (:mod:`radiobject.ml._epochs`; the same batches either way). ``False``: PyTorch's epoch start.
+    run_ahead: bool = True
     _steps: int = 0
+
+    def _runs_ahead(self) -> bool:
+        return (
+            self.run_ahead
+            and self.num_workers > 0
+            and self.persistent_workers
+            and isinstance(self.sampler, RadiSampler)
+            and type(self.batch_sampler) is BatchSampler
+        )
+
+    @property
+    def _index_sampler(self) -> Any:  # the worker iterator's indices: the epoch stream when running ahead
+        stream = self.__dict__.get("_epoch_stream")
+        return stream if stream is not None and self._runs_ahead() else DataLoader._index_sampler.fget(self)  # type: ignore[attr-defined]
+
+    def _worker_passes(self) -> Iterator[Any]:
+        """This pass's batches from persistent workers that may have begun them during the last pass."""
+        sampler = self.sampler
+        assert isinstance(sampler, RadiSampler)  # noqa: S101 - checked by _runs_ahead
+        stream = self.__dict__.get("_epoch_stream")
+        if stream is None:
+            stream = self._epoch_stream = EpochStream(
+                self.batch_size or 1,
+                self.drop_last,
+                sampler.fresh_pass,
+                # not a closure over the loader: a loader in a reference cycle is freed by the garbage
+                # collector, which closes its worker queues before torch's shutdown can use them
+                # (each worker then waits out its 5 s join timeout)
+                self.batch_sampler.__len__,  # type: ignore[union-attr]
+            )
+        epoch, indices = sampler.begin_pass()
+        it = self._iterator
+        if it is None or not stream.follows(epoch, indices):
+            stream.restart(epoch, indices)
+            if it is None:
+                it = self._iterator = self._get_iterator()
+            else:
+                it._reset(self)
+        for _ in range(stream.batches(len(indices))):
+            yield next(it)
+        stream.delivered = True
 
     def _get_iterator(self) -> Any:
         if self.num_workers > 0 and self.auto_context:
@@ -221,7 +188,9 @@ class RadiDataLoader(DataLoader):
                 self.auto_context = False
         it = super()._get_iterator()
         if self.num_workers > 0:
-            _typed_sigchld()
+            typed_sigchld()
+            if self.persistent_workers:  # the loader holds the iterator (others are freed with their loop)
+                stop_workers_with(self, it)
         return it
 
     # the ignore below: torch types DataLoader.__iter__ as returning its own iterator class
@@ -232,7 +201,10 @@ class RadiDataLoader(DataLoader):
         pace = self.__dict__.setdefault("_pace", Pace())  # kept across epochs: so is the consumer
         pace.mark = pace.clock()
         try:
-            source = self._threaded() if self.threads > 0 and self.num_workers == 0 else super().__iter__()
+            if self.threads > 0 and self.num_workers == 0:
+                source = self._threaded()
+            else:
+                source = self._worker_passes() if self._runs_ahead() else super().__iter__()
             for batch in source:
                 if isinstance(batch, WorkerFailure):  # an error inside a worker process, sent intact
                     raise batch.error

@@ -143,7 +143,12 @@ class RadiSampler(DistributedSampler):
         epoch, segs = self._current()
         return self._streams(epoch, segs)[self.rank][segs[-1][1] :]
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def begin_pass(self) -> tuple[int, np.ndarray]:
+        """Starts a pass: ``(epoch, the sample indices this rank yields)``, with ``__iter__``'s bookkeeping.
+
+        Warns with :class:`EpochNotSetWarning` for a shuffled epoch iterated again without
+        ``set_epoch``; a loaded resume point is used up by the pass it starts.
+        """
         if (
             not self._epoch_set
             and self._last_pass == self.epoch
@@ -154,7 +159,7 @@ class RadiSampler(DistributedSampler):
                 f"epoch {self.epoch} iterated again without set_epoch: the same order and patches as "
                 "the last pass; call radiobject.ml.set_epoch(loader, epoch) at the start of every epoch",
                 EpochNotSetWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         epoch, segs = self._current()
         segs = [list(x) for x in segs]
@@ -162,7 +167,19 @@ class RadiSampler(DistributedSampler):
         self._epoch_set, self._last_pass = False, epoch
         self._pending = None
         self._active = (epoch, segs)
-        stream = self._streams(epoch, segs)[self.rank][segs[-1][1] :].tolist()
+        return epoch, self._streams(epoch, segs)[self.rank][segs[-1][1] :]
+
+    def fresh_pass(self, epoch: int) -> np.ndarray:
+        """What a pass of ``epoch`` from its start yields on this rank (pure: no state changes).
+
+        The loader's worker processes run ahead into the epoch it predicts with this
+        (:mod:`radiobject.ml._epochs`).
+        """
+        return self._streams(int(epoch), [[self.num_replicas, 0]])[self.rank]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, indices = self.begin_pass()
+        stream = indices.tolist()
         ahead = Lookahead.start(self.dataset, epoch, stream, self.prefetch_patches)
         for j, i in enumerate(stream):
             if ahead is not None and self.overlap:
