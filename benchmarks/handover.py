@@ -10,7 +10,10 @@ Rows (same run, same workers):
 * ``torch descriptor, small`` / ``, 1 MiB``: ``default_collate``; torch sends each tensor's shared
   memory as a file descriptor (a socket round trip through its resource sharer) in new pages;
 * ``ml slot, 1 MiB``: ``ml.collate``, the tensor in a reused slot (``radiobject.ml._slots``),
-  opened by the training process as ``/proc/<pid>/fd/<n>`` after its first hand-over.
+  opened by the training process as ``/proc/<pid>/fd/<n>`` after its first hand-over and then
+  kept mapped;
+* ``..., 7 MiB, read``: batch 2 of 96^3 float32, and the training process reads every value (as a
+  copy to the GPU or a model would): new shared memory costs a page fault per 4 KiB page there.
 
 Prints date, machine and load, CPU ms / wall ms per batch of the training process, and each row's
 CPU as a ratio against torch's descriptor hand-over of 1 MiB measured in the same run.
@@ -42,8 +45,9 @@ class _Trivial(Dataset):
         return {"x": torch.zeros(self.numel)}
 
 
-def measure(numel: int, collate_fn, batches: int, workers: int) -> tuple[float, float]:
-    """(main CPU ms, wall ms) per batch over the second pass of a persistent loader."""
+def measure(numel: int, collate_fn, batches: int, workers: int, read: bool = False) -> tuple[float, float]:
+    """(main CPU ms, wall ms) per batch over the second pass of a persistent loader; ``read``: the
+    training process reads every value of each batch (as a copy to the GPU or a model does)."""
     loader = DataLoader(
         _Trivial(numel, 2 * batches),
         batch_size=2,
@@ -55,7 +59,9 @@ def measure(numel: int, collate_fn, batches: int, workers: int) -> tuple[float, 
     for _ in loader:  # the first pass starts the workers
         pass
     c0, t0, k = time.process_time(), time.perf_counter(), 0
-    for _ in loader:
+    for batch in loader:
+        if read:
+            batch["x"].sum()
         k += 1
     return 1e3 * (time.process_time() - c0) / k, 1e3 * (time.perf_counter() - t0) / k
 
@@ -73,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         ("torch descriptor, small", 4, default_collate),
         ("torch descriptor, 1 MiB", 1 << 17, default_collate),
         ("ml slot, 1 MiB", 1 << 17, collate),
+        ("torch descriptor, 7 MiB, read", 96**3, default_collate, True),
+        ("ml slot, 7 MiB, read", 96**3, collate, True),
     ]
-    measured = [(name, *measure(numel, fn, args.batches, args.workers)) for name, numel, fn in rows]
+    measured = [(row[0], *measure(row[1], row[2], args.batches, args.workers, *row[3:])) for row in rows]
     base = measured[2][1]  # torch's descriptor hand-over of 1 MiB: the baseline of this run
     for name, cpu, wall in measured:
         print(f"{name:28s} {cpu:18.3f} {wall:14.3f} {cpu / base:19.2f}", flush=True)

@@ -54,6 +54,7 @@ __all__ = [
     "SLOTS_PER_SIZE",
     "Wire",
     "c_strides",
+    "forget",
     "incoming",
     "is_slot",
     "outgoing",
@@ -217,6 +218,74 @@ def outgoing(tensor: torch.Tensor) -> Wire | None:
         )
 
 
+#: Slot memory the training process keeps mapped (least recently received dropped beyond it).
+MAPPED_BYTES = 1 << 30
+
+
+class _Mapped:
+    """The training process's mappings of received slots, by ``(worker pid, descriptor)``.
+
+    A slot is reused for batch after batch; mapping it again for each one cost an ``open`` of
+    ``/proc/<pid>/fd/<n>``, an ``mmap`` / ``munmap`` and, when the batch is read, a page fault per
+    4 KiB page (measured 0.57 ms wall, 1.1 ms CPU to read a 7 MB batch in a new mapping, 0.06 ms in
+    one kept). A kept mapping is used only for the same file (device and inode, which cannot be
+    reused while the mapping holds the file) of the same size; the header is checked on every batch
+    as before. Mappings of workers that have exited are dropped at the next new mapping and by
+    :func:`forget`, so the memory of a finished loader's slots is not held.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.maps: dict[tuple[int, int], tuple[tuple[int, int], int, torch.UntypedStorage]] = {}
+
+    def get(self, wire: Wire) -> torch.UntypedStorage | None:
+        hit = self.maps.pop((wire.pid, wire.fd), None)
+        if hit is not None and hit[0] == wire.ident and hit[1] == wire.size:
+            self.maps[(wire.pid, wire.fd)] = hit  # now the most recent
+            return hit[2]
+        return None
+
+    def put(self, wire: Wire, storage: torch.UntypedStorage) -> None:
+        self.maps = {k: v for k, v in self.maps.items() if _alive(k[0])}
+        self.maps[(wire.pid, wire.fd)] = (wire.ident, wire.size, storage)
+        while sum(v[1] for v in self.maps.values()) > MAPPED_BYTES and len(self.maps) > 1:
+            del self.maps[next(iter(self.maps))]
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+_mapped: _Mapped | None = None
+
+
+def _maps() -> _Mapped:
+    global _mapped
+    if _mapped is None or _mapped.pid != os.getpid():  # a forked child keeps none of its parent's
+        _mapped = _Mapped()
+    return _mapped
+
+
+def forget(pids: list[int]) -> None:
+    """Drops the training process's mappings of slots of the worker processes ``pids`` (they ended)."""
+    with _lock:
+        maps = _maps()
+        maps.maps = {k: v for k, v in maps.maps.items() if k[0] not in pids}
+
+
+def _mapped_slot(wire: Wire) -> torch.UntypedStorage | None:
+    """The received slot's memory: a kept mapping of the same file, else opened (and kept)."""
+    with _lock:
+        kept = _maps().get(wire)
+    if kept is not None:
+        return kept
+    opened = _open_by_proc(wire)
+    if opened is not None:
+        with _lock:
+            _maps().put(wire, opened)
+    return opened
+
+
 def _open_by_proc(wire: Wire) -> torch.UntypedStorage | None:
     """The slot's memory opened as ``/proc/<pid>/fd/<n>`` when that is the same file, else ``None``."""
     try:
@@ -250,10 +319,10 @@ def incoming(wire: Wire) -> torch.Tensor:
     if wire.tensor is not None:
         storage = wire.tensor.untyped_storage()
         header = _header(storage)
-        if int(header[_PROC_AT]) == 0 and _open_by_proc(wire) is not None:
+        if int(header[_PROC_AT]) == 0 and _mapped_slot(wire) is not None:
             header[_PROC_AT] = 1  # the worker's next sends of this slot: pid and descriptor only
     else:
-        opened = _open_by_proc(wire)
+        opened = _mapped_slot(wire)
         if opened is None:
             raise WorkerError(f"{where}: its shared memory /proc/{wire.pid}/fd/{wire.fd} cannot be opened any more")
         storage = opened

@@ -9,7 +9,7 @@ from typing import Any
 
 from radiobject.ml.errors import WorkerError, WorkerTimeoutError
 
-__all__ = ["stop_workers_with", "typed_sigchld", "worker_error"]
+__all__ = ["stop_workers", "stop_workers_with", "typed_sigchld", "worker_error"]
 
 
 def worker_error(exc: RuntimeError, where: str) -> WorkerError | None:
@@ -57,10 +57,14 @@ def typed_sigchld() -> None:
     signal.signal(signal.SIGCHLD, handler)
 
 
-def _stop(iterator: Any) -> None:
+def stop_workers(iterator: Any) -> None:
+    """Stops a torch worker iterator's processes; this process forgets its mappings of their batch slots."""
+    from radiobject.ml import _slots
+
     shutdown = getattr(iterator, "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()
+    _slots.forget([w.pid for w in getattr(iterator, "_workers", ())])
 
 
 def stop_workers_with(loader: Any, iterator: Any) -> None:
@@ -77,6 +81,6 @@ def stop_workers_with(loader: Any, iterator: Any) -> None:
     old = getattr(loader, "_stop_workers", None)
     if old is not None:
         old.detach()
-    finalizer = weakref.finalize(loader, _stop, iterator)
+    finalizer = weakref.finalize(loader, stop_workers, iterator)
     finalizer.atexit = False  # at exit torch's own handlers stop the workers
     loader.__dict__["_stop_workers"] = finalizer

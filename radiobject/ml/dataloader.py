@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader
 
+from radiobject.ml import _slots
 from radiobject.ml._epochs import EpochStream
 from radiobject.ml._pace import Pace
-from radiobject.ml._worker_errors import stop_workers_with, typed_sigchld, worker_error
+from radiobject.ml._worker_errors import stop_workers, stop_workers_with, typed_sigchld, worker_error
 from radiobject.ml._worker_mode import auto_worker_mode
 from radiobject.ml.collate import collate as default_collate_fn
 from radiobject.ml.collate import pad_collate
@@ -213,6 +214,8 @@ class RadiDataLoader(DataLoader):
                     sampler.overlap = pace.arrived()
                 yield to_device(batch, device) if device is not None else batch
                 pace.asked()
+            if self.num_workers > 0 and not self.persistent_workers:  # its workers ended with the pass
+                _slots.forget([w.pid for w in getattr(source, "_workers", ())])
         except RuntimeError as exc:
             error = worker_error(exc, self._where())
             if error is None:
@@ -241,12 +244,10 @@ class RadiDataLoader(DataLoader):
         """After a worker died or timed out: shut the rest down; the next pass starts new workers."""
         it = getattr(self, "_iterator", None)
         if it is not None:
-            shutdown = getattr(it, "_shutdown_workers", None)
-            if shutdown is not None:
-                try:
-                    shutdown()
-                except Exception:  # noqa: BLE001 - best effort: the workers are broken already
-                    pass
+            try:
+                stop_workers(it)
+            except Exception:  # noqa: BLE001 - best effort: the workers are broken already
+                pass
             self._iterator = None
 
     def _threaded(self) -> Iterator[Any]:

@@ -38,6 +38,7 @@ def in_worker(monkeypatch):
     """This process acts as a DataLoader worker (batch buffers in shared memory, slots in use)."""
     monkeypatch.setattr(collate_module, "get_worker_info", lambda: SimpleNamespace(id=0))
     monkeypatch.setattr(_slots, "_pool", None)
+    monkeypatch.setattr(_slots, "_mapped", None)
 
 
 def _send(batch: dict) -> dict:
@@ -131,6 +132,65 @@ def test_after_the_first_hand_over_a_slot_travels_as_pid_and_descriptor(in_worke
     assert wire is not None and wire.tensor is None and wire.fd == first.fd  # the same slot, by /proc
     got = _slots.incoming(pickle.loads(pickle.dumps(wire)))
     assert torch.equal(got, torch.full(SHAPE, 4.0))
+
+
+def test_a_reused_slot_is_mapped_once_by_the_training_process(in_worker, monkeypatch):
+    """No ``open`` / ``mmap`` (and no page faults when the batch is read) per batch of a reused slot."""
+    opens = []
+    real = _slots._open_by_proc
+    monkeypatch.setattr(_slots, "_open_by_proc", lambda wire: opens.append(wire.fd) or real(wire))
+    for value in (1.0, 2.0, 3.0, 4.0, 5.0):
+        tensor, array = batch_buffer(SHAPE, np.float32)
+        array[:] = value
+        got = _send({"image": tensor})
+        del tensor, array
+        assert torch.equal(got["image"], torch.full(SHAPE, value))  # the kept mapping shows the new voxels
+        del got
+        gc.collect()
+    assert len(opens) == 1  # the first hand-over's probe of /proc; then the kept mapping
+
+
+def test_a_kept_mapping_is_used_only_for_the_same_file():
+    storage = torch.UntypedStorage(64)
+    wire = _slots.Wire(1, 5, (10, 20), 64, 1, 0, (16,), torch.float32, None)
+    maps = _slots._Mapped()
+    maps.maps[(1, 5)] = ((10, 20), 64, storage)
+    assert maps.get(wire) is storage
+    assert maps.get(_slots.Wire(1, 5, (10, 21), 64, 1, 0, (16,), torch.float32, None)) is None  # another inode
+    assert maps.get(_slots.Wire(1, 5, (10, 20), 128, 1, 0, (16,), torch.float32, None)) is None  # another size
+    assert maps.get(wire) is None  # a failed match dropped the stale mapping
+
+
+def test_mappings_of_ended_workers_are_dropped():
+    loader = DataLoader(
+        _Coded(), batch_size=2, num_workers=2, collate_fn=collate, multiprocessing_context="fork", timeout=60
+    )
+    assert len(list(loader)) == 12  # a plain DataLoader, not persistent: the workers end with the pass
+    ended = {pid for pid, _ in _slots._maps().maps}
+    assert ended  # kept until the next new mapping (a plain DataLoader does not say when its workers end)
+    from radiobject.ml.dataloader import RadiDataLoader
+    from radiobject.ml.sampler import RadiSampler
+
+    class Keyed(_Coded):  # a RadiSampler yields (epoch, index) keys
+        def __getitem__(self, key: tuple[int, int]) -> dict:  # type: ignore[override]
+            return super().__getitem__(key[1])
+
+    data = Keyed()
+    loader = RadiDataLoader(
+        data,
+        batch_size=2,
+        sampler=RadiSampler(data, num_replicas=1, rank=0, shuffle=False),
+        num_workers=2,
+        collate_fn=collate,
+        persistent_workers=True,
+        multiprocessing_context="fork",
+        timeout=60,
+    )
+    assert len(list(loader)) == 12
+    pids = {w.pid for w in loader._iterator._workers}
+    assert {pid for pid, _ in _slots._maps().maps} <= pids  # the ended workers' mappings were dropped
+    del loader
+    assert not {pid for pid, _ in _slots._maps().maps} & pids
 
 
 def test_without_proc_access_the_tensor_keeps_travelling(in_worker, monkeypatch):
