@@ -38,9 +38,11 @@ __all__ = [
     "DERIVED_DROP",
     "HEADER_KEY",
     "MAX_EXTENSION_BYTES",
+    "NIFTI_DTYPES",
     "build_header",
     "capture_header",
     "derived_metadata",
+    "nifti_export_metadata",
     "read_raw_header",
     "write_nifti_image",
 ]
@@ -312,3 +314,21 @@ def read_raw_header(path: str | os.PathLike[str], cls: type[nib.Nifti1Header] = 
             return cls.from_fileobj(f)
     except (OSError, EOFError, ValueError, nib.spatialimages.HeaderDataError) as exc:
         raise NiftiReadError(p, f"unreadable header or extensions ({exc})") from exc
+
+
+#: Voxel dtypes a NIfTI-1 / NIfTI-2 file holds (native byte order).
+NIFTI_DTYPES = frozenset(
+    np.dtype(t)
+    for t in (
+        "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+        "float32", "float64", "complex64", "complex128",
+    )
+)  # fmt: skip
+
+
+def nifti_export_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a volume is exported to NIfTI with: its own, plus ``xyz_units = "mm"`` when
+    it came from no NIfTI (no captured header, no recorded units): stored affines are in mm."""
+    if HEADER_KEY in metadata or "xyz_units" in metadata:
+        return metadata
+    return {**metadata, "xyz_units": "mm"}

@@ -9,7 +9,8 @@ stateful loaders) resumes exactly mid-epoch.
 (its thread pools do not survive ``fork``); such children read through zarr-python, measured 4-8x
 slower. Without an explicit ``multiprocessing_context`` the loader therefore picks the start method
 when its workers start (:func:`default_context`): the default (``fork`` on Linux) while this
-process has not used tensorstore, ``forkserver`` once it has (the fork server preloads torch and
+process has not used tensorstore or when the dataset's reads never use it (local stores: the own
+Zarr reader, TileDB), ``forkserver`` otherwise (remote Zarr; the fork server preloads torch and
 radiobject, so each worker starts in a fraction of a ``spawn``'s time). Process workers are
 persistent by default, so they start once per loader, not once per epoch.
 """
@@ -58,12 +59,32 @@ def _tensorstore_used() -> bool:
     return bool(zb is not None and zb.tensorstore_used())
 
 
+def _reads_fork_safe(dataset: Any) -> bool:
+    """Whether forked workers read ``dataset`` at full speed although this process has used
+    tensorstore: a local store whose volumes are read by the own Zarr reader, or TileDB (one volume
+    of each collection the reader reads is checked; a volume that is not is read through
+    zarr-python there: correct, slower)."""
+    from radiobject.storage.options import is_remote
+
+    reader = getattr(dataset, "reader", None)
+    location = getattr(reader, "location", None)
+    if reader is None or location is None or is_remote(location.uri) or not len(reader):
+        return False
+    names = [*getattr(reader, "modalities", ()), *([reader.label] if getattr(reader, "label", None) else [])]
+    try:
+        return all(reader.volume(0, name).fork_safe_reads for name in names)
+    except Exception:  # noqa: BLE001 - undecided: the workers start as before (forkserver)
+        return False
+
+
 def default_context(dataset: Any = None) -> str | None:
     """The start method for process workers: ``None`` (the default, ``fork`` on Linux) or ``"forkserver"``.
 
     ``"forkserver"`` once this process has used tensorstore and would fork its workers (its preload
     list set to :data:`FORKSERVER_PRELOAD` when the fork server is not running yet), since forked
-    children of such a process cannot use tensorstore. An explicit global start method other than
+    children of such a process cannot use tensorstore; but ``None`` for a ``dataset`` whose reads
+    never use it (a local store read by the own Zarr reader, TileDB): forked workers start in a
+    fraction of the time and take unpicklable transforms. An explicit global start method other than
     ``fork`` is kept (``None``). When ``dataset`` cannot be pickled (e.g. a lambda transform):
     ``None`` with a ``RuntimeWarning``, since its forked workers read through zarr-python (several
     times slower; make the transforms picklable, or pass ``multiprocessing_context``).
@@ -73,6 +94,8 @@ def default_context(dataset: Any = None) -> str | None:
     if not _tensorstore_used() or multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
         return None
     if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    if dataset is not None and _reads_fork_safe(dataset):
         return None
     if dataset is not None:
         try:
@@ -366,7 +389,8 @@ def make_loader(
     loader.device = dev
     loader.threads = threads
     loader.auto_context = num_workers > 0 and multiprocessing_context is None
-    if loader.auto_context and default_context() == "forkserver":  # its imports overlap the caller's work
+    if loader.auto_context and default_context() == "forkserver" and not _reads_fork_safe(dataset):
+        # the fork server's imports overlap the caller's work
         from multiprocessing import forkserver
 
         forkserver.ensure_running()

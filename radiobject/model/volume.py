@@ -231,6 +231,12 @@ class Volume:
             self._handle, self._pid = handle, os.getpid()
         return self._handle
 
+    @property
+    def fork_safe_reads(self) -> bool:
+        """Whether a child forked after this process used tensorstore reads this volume at full speed
+        (``ArrayHandle.fork_safe``: local Zarr through the own reader, TileDB; not remote Zarr)."""
+        return bool(self._array().fork_safe)
+
     def read(self, region: Region | Any = (), out: np.ndarray | None = None, *, scaled: bool = False) -> np.ndarray:
         """Reads a region (ints, step-1 slices, Ellipsis), only the chunks it touches.
 
@@ -342,8 +348,9 @@ class Volume:
         as uint8, NIfTI's smallest integer type).
         """
         from radiobject.formats.nifti import write_nifti
+        from radiobject.formats.nifti_header import NIFTI_DTYPES, nifti_export_metadata
 
-        if self.dtype not in _NIFTI_DTYPES and self.dtype != np.bool_:
+        if self.dtype not in NIFTI_DTYPES and self.dtype != np.bool_:
             raise StoreError(
                 self.uri,
                 f"{self.dtype} voxels have no NIfTI data type, so {os.fspath(path)} cannot hold them "
@@ -351,26 +358,6 @@ class Volume:
                 f".astype(...), volume.affine, volume.metadata))",
             )
         write_nifti(path, self.to_numpy(), self.affine, nifti_export_metadata(self.metadata))
-
-
-#: Voxel dtypes a NIfTI-1 / NIfTI-2 file holds (native byte order).
-_NIFTI_DTYPES = frozenset(
-    np.dtype(t)
-    for t in (
-        "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-        "float32", "float64", "complex64", "complex128",
-    )
-)  # fmt: skip
-
-
-def nifti_export_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The metadata a volume is exported to NIfTI with: its own, plus ``xyz_units = "mm"`` when
-    it came from no NIfTI (no captured header, no recorded units): stored affines are in mm."""
-    from radiobject.formats.nifti_header import HEADER_KEY
-
-    if HEADER_KEY in metadata or "xyz_units" in metadata:
-        return metadata
-    return {**metadata, "xyz_units": "mm"}
 
 
 class _LocatedRead:

@@ -224,6 +224,10 @@ class ArrayHandle(ABC):
     #: ``True`` when :meth:`read_async` returns before the data is read and decoded (the engine
     #: works on its own threads); ``False``: the default, which reads synchronously.
     async_reads: ClassVar[bool] = False
+    #: ``True`` when a child forked from a process that has used tensorstore reads this array at full
+    #: speed (it never touches tensorstore); ``False`` for tensorstore's reads, which such a child
+    #: cannot use (it falls back to zarr-python, several times slower).
+    fork_safe: ClassVar[bool] = True
 
     @property
     def shape(self) -> tuple[int, ...]:

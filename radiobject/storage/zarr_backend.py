@@ -159,6 +159,7 @@ class ZarrArray(ArrayHandle):
     """An open Zarr v3 array (a tensorstore handle)."""
 
     async_reads = True
+    fork_safe = False
 
     def __init__(
         self,

@@ -150,39 +150,69 @@ def test_process_workers_give_exactly_the_zero_worker_batches(tmp_path, context)
         store, num_workers=2, worker_mode="processes", multiprocessing_context=context, timeout=60, **kw
     )
     got = _batches(loader)
-    assert loader.multiprocessing_context.get_start_method() == (context or "forkserver")
+    if context is None:  # a local store read by the own reader: forked workers never touch tensorstore
+        assert loader.multiprocessing_context is None
+    else:
+        assert loader.multiprocessing_context.get_start_method() == context
     assert loader.persistent_workers  # the default for process workers: started once per loader
     _same(got, ref)
+
+
+_ZARR_PYTHON_OPENS: list[str] = []  # in a forked worker: its own copy
 
 
 def _reads_through(sample):
     from radiobject.storage.zarr_backend import tensorstore_usable
 
     sample["tensorstore"] = int(tensorstore_usable())
+    sample["zarr_python"] = len(_ZARR_PYTHON_OPENS)
     return sample
 
 
 @pytest.mark.slow
-def test_default_context_workers_read_through_tensorstore(tmp_path):
+def test_default_context_forks_where_reads_never_use_tensorstore(tmp_path, monkeypatch):
+    """After this process used tensorstore: a local store read by the own Zarr reader gets forked
+    workers (fast to start, no zarr-python fallback); one read through tensorstore gets forkserver
+    workers, which can use it."""
+    from radiobject.storage import zarr_backend
+
+    real = zarr_backend.ZarrBackend._zarr_python
+    monkeypatch.setattr(
+        zarr_backend.ZarrBackend, "_zarr_python", lambda self, uri: _ZARR_PYTHON_OPENS.append(uri) or real(self, uri)
+    )
     store = make_store(tmp_path / "s", "zarr", n=4, shape=SHAPE)
     kw = dict(modalities="T1w", patch_size=(4, 4, 4), batch_size=2, seed=2, transforms=_reads_through)
-    next(iter(create_training_dataloader(store, num_workers=0, **kw)))  # the parent uses tensorstore
-    forked = create_training_dataloader(store, num_workers=1, multiprocessing_context="fork", timeout=60, **kw)
-    assert next(iter(forked))["tensorstore"].tolist() == [0, 0]  # forked after use: zarr-python
+    ref = next(iter(create_training_dataloader(store, num_workers=0, **kw)))  # the parent uses tensorstore
+    auto = create_training_dataloader(store, num_workers=1, timeout=60, **kw)
+    got = next(iter(auto))
+    assert auto.multiprocessing_context is None  # fork
+    assert got["tensorstore"].tolist() == [0, 0] and got["zarr_python"].tolist() == [0, 0]  # the own reader
+    assert torch.equal(got["image"], ref["image"])
+    monkeypatch.setattr(zarr_backend, "PLAIN_READS", False)  # this process now reads through tensorstore
+    store = make_store(tmp_path / "t", "zarr", n=4, shape=SHAPE)
     auto = create_training_dataloader(store, num_workers=1, timeout=60, **kw)
     assert next(iter(auto))["tensorstore"].tolist() == [1, 1]
+    assert auto.multiprocessing_context.get_start_method() == "forkserver"
 
 
-def test_default_context_falls_back_to_fork_for_an_unpicklable_dataset(store):
+def test_default_context_falls_back_to_fork_for_an_unpicklable_dataset(store, backend, monkeypatch):
+    """A lambda transform: forked workers. Silently where reads never use tensorstore (local stores);
+    with a warning where they would (they read through zarr-python there, several times slower)."""
+    import warnings
+
     from radiobject.ml.dataloader import default_context
+    from radiobject.storage import zarr_backend
 
     loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), transforms=lambda s: s)
-    next(iter(loader))  # 0 workers: this process has used tensorstore (zarr) or not (tiledb)
-    from radiobject.storage.zarr_backend import tensorstore_used
-
-    if not tensorstore_used():
+    next(iter(loader))  # 0 workers: this process may have used tensorstore (zarr writes) or not (tiledb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert default_context(loader.dataset) is None  # the default start method (fork on Linux)
+    if backend != "zarr":
         return
+    assert zarr_backend.tensorstore_used()  # the store was written through tensorstore
+    monkeypatch.setattr(zarr_backend, "PLAIN_READS", False)  # reads through tensorstore from now on
+    loader = create_training_dataloader(store, modalities="T1w", patch_size=(4, 4, 4), transforms=lambda s: s)
     with pytest.warns(RuntimeWarning, match="cannot be pickled"):
         assert default_context(loader.dataset) is None
     assert default_context() == "forkserver"
