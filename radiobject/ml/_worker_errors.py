@@ -3,17 +3,26 @@ killed, timed out), and their prompt shutdown when the loader is freed."""
 
 from __future__ import annotations
 
+import re
+import signal
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from radiobject.ml.errors import WorkerError, WorkerTimeoutError
 
-__all__ = ["stop_workers", "stop_workers_with", "typed_sigchld", "worker_error"]
+__all__ = ["exit_codes", "stop_workers", "stop_workers_with", "typed_sigchld", "worker_error"]
 
 
-def worker_error(exc: RuntimeError, where: str) -> WorkerError | None:
-    """The typed error for torch's ``RuntimeError`` about a worker (died, killed, timed out), else ``None``."""
+def worker_error(
+    exc: RuntimeError, where: str, exit_codes: Mapping[int, int | None] | None = None
+) -> WorkerError | None:
+    """The typed error for torch's ``RuntimeError`` about a worker (died, killed, timed out), else ``None``.
+
+    ``exit_codes`` (worker pid -> exit code, :func:`exit_codes`) says why a worker ended where
+    torch's message does not (its "exited unexpectedly" after a failed wait names no code).
+    """
     text = str(exc)
     if "DataLoader timed out" in text:
         return WorkerTimeoutError(
@@ -23,21 +32,34 @@ def worker_error(exc: RuntimeError, where: str) -> WorkerError | None:
     if text.startswith("Caught ") and "DataLoader worker" in text:  # an error torch could not re-raise typed
         return WorkerError(f"{where}: {text.splitlines()[0]}; {text.strip().splitlines()[-1]}")
     if "DataLoader worker" in text and any(w in text for w in ("exited unexpectedly", "killed by signal")):
-        why = (
-            "it raised at start-up (its traceback is on stderr): with spawn / forkserver a script needs "
-            "`if __name__ == '__main__':`, or the worker_init_fn failed"
-            if "exit code 1." in f"{text} {exc.__cause__}"  # torch's last word hides the code its first had
-            else "killed, e.g. by the out-of-memory killer, or crashed"
-        )
+        named = re.search(r"pid(?:\(s\))? ([\d, ]+)", text)  # "(pid 12)", "(pid(s) 12, 13)"
+        pids = {int(p) for p in re.findall(r"\d+", named.group(1))} if named else set()
+        codes = {c for pid, c in (exit_codes or {}).items() if pid in pids and c is not None}
+        started = "exit code 1." in f"{text} {exc.__cause__}" or codes == {1}  # torch's last word hides the code
+        if started:
+            why = (
+                "it raised at start-up (its traceback is on stderr): with spawn / forkserver a script needs "
+                "`if __name__ == '__main__':`, or the worker_init_fn failed"
+            )
+        elif codes and all(c < 0 for c in codes):
+            names = sorted({signal.Signals(-c).name if -c in signal.valid_signals() else str(-c) for c in codes})
+            why = f"killed by {', '.join(names)}" + (": e.g. the out-of-memory killer" if "SIGKILL" in names else "")
+        elif codes:
+            why = f"exit code {', '.join(map(str, sorted(codes)))}"
+        else:
+            why = "killed, e.g. by the out-of-memory killer, or crashed"
         return WorkerError(f"{where}: {text.splitlines()[0]} ({why}); the epoch was not completed")
     return None
+
+
+def exit_codes(iterator: Any) -> dict[int, int | None]:
+    """Worker pid -> exit code (``None`` while it runs; negative: the signal) of a torch worker iterator."""
+    return {w.pid: w.exitcode for w in getattr(iterator, "_workers", ()) if w.pid is not None}
 
 
 def typed_sigchld() -> None:
     """Wraps torch's ``SIGCHLD`` handler (which raises a bare ``RuntimeError`` wherever the main
     thread is when a worker dies) so that it raises a :class:`WorkerError` instead."""
-    import signal
-
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
         return
     previous = signal.getsignal(signal.SIGCHLD)

@@ -29,7 +29,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from radiobject.ml import _slots
 from radiobject.ml._epochs import EpochStream
 from radiobject.ml._pace import Pace
-from radiobject.ml._worker_errors import stop_workers, stop_workers_with, typed_sigchld, worker_error
+from radiobject.ml._worker_errors import exit_codes, stop_workers, stop_workers_with, typed_sigchld, worker_error
 from radiobject.ml._worker_mode import auto_worker_mode
 from radiobject.ml.collate import collate as default_collate_fn
 from radiobject.ml.collate import pad_collate
@@ -224,6 +224,7 @@ class RadiDataLoader(DataLoader):
         sampler = self.sampler if isinstance(self.sampler, RadiSampler) else None
         pace = self.__dict__.setdefault("_pace", Pace())  # kept across epochs: so is the consumer
         pace.mark = pace.clock()
+        source: Any = None
         try:
             if self.threads > 0 and self.num_workers == 0:
                 source = self._threaded()
@@ -240,7 +241,9 @@ class RadiDataLoader(DataLoader):
             if self.num_workers > 0 and not self.persistent_workers:  # its workers ended with the pass
                 _slots.forget([w.pid for w in getattr(source, "_workers", ())])
         except RuntimeError as exc:
-            error = worker_error(exc, self._where())
+            error = worker_error(
+                exc, self._where(), exit_codes(self.__dict__.get("_iterator") or locals().get("source"))
+            )
             if error is None:
                 raise
             self._drop_workers()

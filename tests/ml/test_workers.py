@@ -244,3 +244,42 @@ def test_worker_error_says_why_a_worker_ended() -> None:
     killed = RuntimeError("DataLoader worker (pid 7) is killed by signal: Killed.")
     assert "out-of-memory killer" in str(worker_error(killed, "here"))
     assert worker_error(RuntimeError("something else"), "here") is None
+    # torch's message after a failed wait names no code: the workers' own exit codes say why
+    bare = RuntimeError("DataLoader worker (pid(s) 7, 8) exited unexpectedly")
+    assert "raised at start-up" in str(worker_error(bare, "here", {7: 1, 8: 1, 9: None}))
+    assert "killed by SIGKILL: e.g. the out-of-memory killer" in str(worker_error(bare, "here", {7: -9}))
+    assert "exit code 3" in str(worker_error(bare, "here", {7: 3, 99: 1}))  # pid 99 is not named
+    assert "killed, e.g. by the out-of-memory killer, or crashed" in str(worker_error(bare, "here", {}))
+
+
+def test_a_worker_of_a_script_without_main_guard_is_reported_as_such(tmp_path):
+    """A new user's script: no ``if __name__ == "__main__":``, forkserver workers (which re-run the
+    script; torch's message then names no exit code): the error says what to do, not that the
+    workers were killed."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from radiobject.ml.dataloader import RadiDataLoader
+            from radiobject.ml.sampler import RadiSampler
+
+            class D(torch.utils.data.Dataset):
+                def __len__(self):
+                    return 4
+                def __getitem__(self, key):
+                    return torch.tensor(key)
+
+            loader = RadiDataLoader(D(), batch_size=2, sampler=RadiSampler(D(), num_replicas=1, rank=0),
+                                    num_workers=1, persistent_workers=True, multiprocessing_context="forkserver")
+            next(iter(loader))
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "WorkerError" in proc.stderr and "raised at start-up" in proc.stderr, proc.stderr[-2000:]
