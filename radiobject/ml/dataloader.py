@@ -183,15 +183,8 @@ class RadiDataLoader(DataLoader):
         assert isinstance(sampler, RadiSampler)  # noqa: S101 - checked by _runs_ahead
         stream = self.__dict__.get("_epoch_stream")
         if stream is None:
-            stream = self._epoch_stream = EpochStream(
-                self.batch_size or 1,
-                self.drop_last,
-                sampler.fresh_pass,
-                # not a closure over the loader: a loader in a reference cycle is freed by the garbage
-                # collector, which closes its worker queues before torch's shutdown can use them
-                # (each worker then waits out its 5 s join timeout)
-                self.batch_sampler.__len__,  # type: ignore[union-attr]
-            )
+            length = self.batch_sampler.__len__  # type: ignore[union-attr]  # no closure: no reference cycle
+            stream = self._epoch_stream = EpochStream(self.batch_size or 1, self.drop_last, sampler.fresh_pass, length)
         epoch, indices = sampler.begin_pass()
         it = self._iterator
         if it is None or not stream.follows(epoch, indices):
@@ -200,9 +193,12 @@ class RadiDataLoader(DataLoader):
                 it = self._iterator = self._get_iterator()
             else:
                 it._reset(self)
-        for _ in range(stream.batches(len(indices))):
-            yield next(it)
-        stream.delivered = True
+        count = stream.batches(len(indices))
+        stream.delivered = count == 0
+        for k in range(count):
+            batch = next(it)
+            stream.delivered = k == count - 1  # on receipt: Lightning never asks past the last batch
+            yield batch
 
     def _get_iterator(self) -> Any:
         if self.num_workers > 0 and self.auto_context:

@@ -116,12 +116,20 @@ def test_resume_point_after_run_ahead():
     assert sorted(epoch2) == list(range(12))  # the resumed pass: exactly the samples not yet seen
 
 
-def test_workers_begin_the_next_epoch_before_it_is_asked_for(tmp_path: Path):
+@pytest.mark.parametrize("consumer", ["exhausts", "counts"])
+def test_workers_begin_the_next_epoch_before_it_is_asked_for(tmp_path: Path, consumer: str):
+    """``counts``: a trainer that knows the length (Lightning) never asks past the last batch; the
+    pass still counts as delivered, and what was read ahead is used, never read again."""
     log = tmp_path / "reads.log"
     loader = _loader(n=12, batch_size=2, log=str(log))
     loader.sampler.set_epoch(0)
-    for _ in loader:
-        pass
+    if consumer == "exhausts":
+        for _ in loader:
+            pass
+    else:
+        it = iter(loader)
+        for _ in range(len(loader)):
+            next(it)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # the next epoch's first batches are read with nobody asking
         if log.exists() and any(line.split()[0] == "1" for line in log.read_text().splitlines()):
@@ -134,6 +142,8 @@ def test_workers_begin_the_next_epoch_before_it_is_asked_for(tmp_path: Path):
     second = [i for b in loader for _, i in b.tolist()]
     assert early <= set(second[:8])  # what was read ahead is the start of the pass that followed
     assert sorted(second) == list(range(12))
+    reads = [tuple(line.split()[:2]) for line in log.read_text().splitlines() if line.split()[0] == "1"]
+    assert len(reads) == len(set(reads)) == 12  # each read once: nothing built ahead was discarded
     off = _loader(n=12, batch_size=2, log=str(tmp_path / "off.log"), run_ahead=False)
     off.sampler.set_epoch(0)
     for _ in off:
