@@ -186,6 +186,8 @@ class RadiDataLoader(DataLoader):
             length = self.batch_sampler.__len__  # type: ignore[union-attr]  # no closure: no reference cycle
             stream = self._epoch_stream = EpochStream(self.batch_size or 1, self.drop_last, sampler.fresh_pass, length)
         epoch, indices = sampler.begin_pass()
+        if getattr(self._iterator, "_index_sampler", stream) is not stream:  # started without run-ahead
+            self._drop_workers()
         it = self._iterator
         if it is None or not stream.follows(epoch, indices):
             stream.restart(epoch, indices)
@@ -225,6 +227,8 @@ class RadiDataLoader(DataLoader):
             if self.threads > 0 and self.num_workers == 0:
                 source = self._threaded()
             else:
+                if not self._runs_ahead() and isinstance(getattr(self._iterator, "_index_sampler", None), EpochStream):
+                    self._drop_workers()  # run_ahead turned off: the workers' iterator follows the epoch stream
                 source = self._worker_passes() if self._runs_ahead() else super().__iter__()
             for batch in source:
                 if isinstance(batch, WorkerFailure):  # an error inside a worker process, sent intact

@@ -214,3 +214,15 @@ def test_a_loader_in_a_reference_cycle_stops_its_workers_promptly(run_ahead):
         w.join(timeout=15)
     assert not any(w.is_alive() for w in workers)
     assert time.monotonic() - t0 < 4
+
+
+def test_run_ahead_switched_between_epochs():
+    """``run_ahead`` turned off and on again between epochs: the same batches, every pass ends."""
+    ref = _passes(_loader(run_ahead=False), [0, 1, 2, 3])
+    loader = _loader()
+    got = _passes(loader, [0])
+    loader.run_ahead = False
+    got += _passes(loader, [1])
+    loader.run_ahead = True
+    got += _passes(loader, [2, 3])
+    assert got == ref
