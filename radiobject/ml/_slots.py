@@ -218,8 +218,17 @@ def outgoing(tensor: torch.Tensor) -> Wire | None:
         )
 
 
-#: Slot memory the training process keeps mapped (least recently received dropped beyond it).
-MAPPED_BYTES = 1 << 30
+def _mapped_budget() -> int:
+    try:
+        shm = os.statvfs("/dev/shm")
+        return min(1 << 30, shm.f_blocks * shm.f_frsize // 4)
+    except OSError:
+        return 1 << 30
+
+
+#: Slot memory the training process keeps mapped (least recently received dropped beyond it): 1 GiB,
+#: at most a quarter of ``/dev/shm`` (a mapping the worker has let go of still holds its memory).
+MAPPED_BYTES = _mapped_budget()
 
 
 class _Mapped:
@@ -267,10 +276,13 @@ def _maps() -> _Mapped:
 
 
 def forget(pids: list[int]) -> None:
-    """Drops the training process's mappings of slots of the worker processes ``pids`` (they ended)."""
-    with _lock:
-        maps = _maps()
-        maps.maps = {k: v for k, v in maps.maps.items() if k[0] not in pids}
+    """Drops the training process's mappings of slots of the worker processes ``pids`` (they ended).
+
+    Takes no lock: it runs in a loader's finaliser, which the garbage collector may call in a thread
+    that holds ``_lock``; one rebinding is atomic, and a prune lost to a concurrent ``put`` only
+    keeps a mapping until the next one."""
+    maps = _maps()
+    maps.maps = {k: v for k, v in list(maps.maps.items()) if k[0] not in pids}
 
 
 def _mapped_slot(wire: Wire) -> torch.UntypedStorage | None:
