@@ -20,7 +20,7 @@ same keys, order, values, dtypes and shapes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ __all__ = [
     "batch_buffer",
     "collate",
     "pad_collate",
+    "to_device",
 ]
 
 #: Tensors of a worker's batch up to this size travel inside the pickle (see :class:`WireBatch`).
@@ -324,3 +325,18 @@ def _pad_collate(batch: Any) -> Any:
     out = _collate(padded)
     out["shape"] = shapes
     return out  # a WireBatch in a worker (from collate): "shape" travels inline too
+
+
+def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
+    """Moves every tensor in a (nested) batch to ``device``; other values are left as they are."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not isinstance(batch, str):
+        return (
+            type(batch)(to_device(v, device, non_blocking) for v in batch)
+            if not hasattr(batch, "_fields")
+            else type(batch)(*(to_device(v, device, non_blocking) for v in batch))
+        )
+    return batch

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pickle
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ from radiobject.ml._pace import Pace
 from radiobject.ml._worker_errors import exit_codes, stop_workers, stop_workers_with, typed_sigchld, worker_error
 from radiobject.ml._worker_mode import auto_worker_mode
 from radiobject.ml.collate import collate as default_collate_fn
-from radiobject.ml.collate import pad_collate
+from radiobject.ml.collate import pad_collate, to_device
 from radiobject.ml.datasets import RadiDataset
 from radiobject.ml.errors import LoaderConfigError, WorkerFailure
 from radiobject.ml.sampler import RadiSampler
@@ -124,21 +124,6 @@ def _method(context: Any) -> str:
     return str(getattr(context, "_name", None) or context)
 
 
-def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True) -> Any:
-    """Moves every tensor in a (nested) batch to ``device``; other values are left as they are."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and not isinstance(batch, str):
-        return (
-            type(batch)(to_device(v, device, non_blocking) for v in batch)
-            if not hasattr(batch, "_fields")
-            else type(batch)(*(to_device(v, device, non_blocking) for v in batch))
-        )
-    return batch
-
-
 class RadiDataLoader(DataLoader):
     """A ``DataLoader`` with resumable progress and optional device delivery.
 
@@ -224,6 +209,9 @@ class RadiDataLoader(DataLoader):
         pace.mark = pace.clock()
         source: Any = None
         try:
+            it = self.__dict__.get("_iterator")
+            if it is not None and any(not w.is_alive() for w in getattr(it, "_workers", ())):
+                self._drop_workers()  # a worker died between passes (torch's SIGCHLD error raised elsewhere)
             if self.threads > 0 and self.num_workers == 0:
                 source = self._threaded()
             else:

@@ -226,3 +226,24 @@ def test_run_ahead_switched_between_epochs():
     loader.run_ahead = True
     got += _passes(loader, [2, 3])
     assert got == ref
+
+
+def test_a_worker_killed_between_passes_gets_new_workers_for_the_next():
+    """A forked worker is a child of this process: torch's SIGCHLD handler raises (typed) wherever the
+    main thread is when it dies, possibly outside the loader's loop. The next pass must not reuse
+    the broken workers: it starts new ones and delivers every batch."""
+    import os
+    import signal
+
+    from radiobject.ml.errors import WorkerError
+
+    ref = _passes(_loader(run_ahead=False), [0, 1])
+    loader = _loader()
+    got = _passes(loader, [0])
+    os.kill(loader._iterator._workers[0].pid, signal.SIGKILL)
+    try:
+        time.sleep(1.0)  # the SIGCHLD error, if raised here, is the caller's to see
+    except WorkerError:
+        pass
+    got += _passes(loader, [1])
+    assert got == ref
