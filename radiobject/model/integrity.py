@@ -11,7 +11,6 @@ checksums existed ("no checksum record").
 
 from __future__ import annotations
 
-from io import BytesIO
 from typing import Any
 
 from radiobject.errors import CorruptDataError, RadiObjectError
@@ -20,6 +19,7 @@ from radiobject.model.verify_report import Finding, VerifyReport, iter_lines, su
 from radiobject.storage import checksums, files, integrity
 from radiobject.storage.groups import GROUP_RECORD, group_files
 from radiobject.storage.options import StorageOptions
+from radiobject.storage.parquet_bytes import read_parquet
 
 __all__ = ["Finding", "VerifyReport", "iter_lines", "summary", "verify_store"]
 
@@ -67,9 +67,7 @@ def _check_documents(
                 unsealed.append(rel)
                 if full:
                     try:
-                        import pyarrow.parquet as pq
-
-                        pq.read_table(BytesIO(data))
+                        read_parquet(data)
                     except Exception as exc:  # noqa: BLE001 - any parse failure is damage
                         report.add("error", rel, f"unreadable table fragment ({type(exc).__name__}: {exc})")
     if unsealed:

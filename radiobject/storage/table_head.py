@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from io import BytesIO
-
-import pyarrow.parquet as pq
 
 from radiobject.errors import CorruptDataError, FormatVersionError
 from radiobject.storage import files
 from radiobject.storage.options import StorageOptions
+from radiobject.storage.parquet_bytes import parquet_file
 
 PREFIX, SUFFIX = "part-", ".parquet"
 BASE = "-base"  # in the name of a compacted fragment, before the digest
@@ -225,7 +223,7 @@ def scan(table_uri: str, storage: StorageOptions) -> list[tuple[str, str, str]]:
     for name in visible(names):
         uri = files.join(table_uri, name)
         try:
-            meta = pq.ParquetFile(BytesIO(files.read_bytes(uri, storage))).metadata
+            meta = parquet_file(files.read_bytes(uri, storage)).metadata
             links[name] = read_link(meta.metadata, uri, name)
         except (OSError, ValueError, CorruptDataError):
             continue

@@ -32,6 +32,7 @@ from radiobject.storage import files
 from radiobject.storage.checksums import check_fragment, fragment_name_digest
 from radiobject.storage.locks import write_lock
 from radiobject.storage.options import StorageOptions
+from radiobject.storage.parquet_bytes import read_parquet
 from radiobject.storage.table_head import BASE as _BASE
 from radiobject.storage.table_head import PREFIX as _PREFIX
 from radiobject.storage.table_head import (
@@ -133,7 +134,7 @@ class FragmentTable:
             data = files.read_bytes(uri, self.storage)
             check_fragment(name, data, uri)
             try:
-                part = pq.read_table(io.BytesIO(data))
+                part = read_parquet(data)
             except (pa.ArrowException, OSError, ValueError) as exc:
                 raise CorruptDataError(uri, f"unreadable table fragment ({exc})", part=name) from None
             self._parts[name] = part
