@@ -5,21 +5,15 @@ Built by the factories of :mod:`radiobject.ml.loaders` (:func:`make_loader`). ``
 (:mod:`radiobject.ml.partition`'s resume model), so Lightning's own checkpointing (which calls them on
 stateful loaders) resumes exactly mid-epoch.
 
-**Worker processes.** tensorstore cannot be used in a child forked from a process that has used it
-(its thread pools do not survive ``fork``); such children read through zarr-python, measured 4-8x
-slower. Without an explicit ``multiprocessing_context`` the loader therefore picks the start method
-when its workers start (:func:`default_context`): the default (``fork`` on Linux) while this
-process has not used tensorstore or when the dataset's reads never use it (local stores: the own
-Zarr reader, TileDB), ``forkserver`` otherwise (remote Zarr; the fork server preloads torch and
-radiobject, so each worker starts in a fraction of a ``spawn``'s time). Process workers are
-persistent by default, so they start once per loader, not once per epoch.
+**Worker processes.** Without an explicit ``multiprocessing_context`` the loader picks the start
+method when its workers start (:func:`default_context`: ``fork`` unless
+this process has used tensorstore and the dataset's reads would use it, then ``forkserver``).
+Process workers are persistent by default, so they start once per loader, not once per epoch.
 """
 
 from __future__ import annotations
 
 import pickle
-import sys
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +23,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from radiobject.ml import _slots
 from radiobject.ml._epochs import EpochStream
 from radiobject.ml._pace import Pace
+from radiobject.ml._start_method import FORKSERVER_PRELOAD, default_context, reads_fork_safe
 from radiobject.ml._worker_errors import exit_codes, stop_workers, stop_workers_with, typed_sigchld, worker_error
 from radiobject.ml._worker_mode import auto_worker_mode
 from radiobject.ml.collate import collate as default_collate_fn
@@ -47,74 +42,6 @@ __all__ = [
     "to_device",
     "worker_error",
 ]
-
-#: Modules the fork server imports once, so that each worker forked from it starts with them loaded
-#: (not ``__main__``: a script's unguarded top-level reads would run in the server, and its children
-#: would then be forked after a tensorstore use).
-FORKSERVER_PRELOAD: tuple[str, ...] = ("torch", "numpy", "radiobject.ml.loaders")
-
-
-def _tensorstore_used() -> bool:
-    zb = sys.modules.get("radiobject.storage.zarr_backend")  # not imported: tensorstore never used here
-    return bool(zb is not None and zb.tensorstore_used())
-
-
-def _reads_fork_safe(dataset: Any) -> bool:
-    """Whether forked workers read ``dataset`` at full speed although this process has used
-    tensorstore: a local store whose volumes are read by the own Zarr reader, or TileDB (one volume
-    of each collection the reader reads is checked; a volume that is not is read through
-    zarr-python there: correct, slower)."""
-    from radiobject.storage.options import is_remote
-
-    reader = getattr(dataset, "reader", None)
-    location = getattr(reader, "location", None)
-    if reader is None or location is None or is_remote(location.uri) or not len(reader):
-        return False
-    names = [*getattr(reader, "modalities", ()), *([reader.label] if getattr(reader, "label", None) else [])]
-    try:
-        return all(reader.volume(0, name).fork_safe_reads for name in names)
-    except Exception:  # noqa: BLE001 - undecided: the workers start as before (forkserver)
-        return False
-
-
-def default_context(dataset: Any = None) -> str | None:
-    """The start method for process workers: ``None`` (the default, ``fork`` on Linux) or ``"forkserver"``.
-
-    ``"forkserver"`` once this process has used tensorstore and would fork its workers (its preload
-    list set to :data:`FORKSERVER_PRELOAD` when the fork server is not running yet), since forked
-    children of such a process cannot use tensorstore; but ``None`` for a ``dataset`` whose reads
-    never use it (a local store read by the own Zarr reader, TileDB): forked workers start in a
-    fraction of the time and take unpicklable transforms. An explicit global start method other than
-    ``fork`` is kept (``None``). When ``dataset`` cannot be pickled (e.g. a lambda transform):
-    ``None`` with a ``RuntimeWarning``, since its forked workers read through zarr-python (several
-    times slower; make the transforms picklable, or pass ``multiprocessing_context``).
-    """
-    import multiprocessing
-
-    if not _tensorstore_used() or multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
-        return None
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return None
-    if dataset is not None and _reads_fork_safe(dataset):
-        return None
-    if dataset is not None:
-        try:
-            pickle.dumps(dataset)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure: fall back to the default
-            warnings.warn(
-                f"process workers: the dataset cannot be pickled ({type(exc).__name__}: {exc}), so they are "
-                "forked from a process that has used tensorstore and read through zarr-python (several "
-                "times slower); make the transforms picklable or pass multiprocessing_context",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return None
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    if server is not None and getattr(server, "_forkserver_pid", None) is None:  # not started yet
-        forkserver.set_forkserver_preload(list(FORKSERVER_PRELOAD))
-    return "forkserver"
 
 
 def _method(context: Any) -> str:
@@ -341,6 +268,7 @@ def make_loader(
         pin_memory = cuda and (dev is None or dev.type == "cuda")
     if worker_mode not in ("auto", "processes", "threads"):
         raise ValueError(f"worker_mode must be 'auto', 'processes' or 'threads', got {worker_mode!r}")
+    prefetch_factor = prefetch_factor or 2
     if worker_mode == "auto":  # measured: see radiobject.ml._worker_mode
         worker_mode = (
             "processes"
@@ -358,7 +286,7 @@ def make_loader(
     if num_workers > 0:
         kwargs.update(  # persistent by default: workers start once per loader, not once per epoch
             persistent_workers=bool(persistent_workers) if persistent_workers is not None else True,
-            prefetch_factor=prefetch_factor or 2,
+            prefetch_factor=prefetch_factor,
             timeout=timeout,
             multiprocessing_context=multiprocessing_context,
             # each worker's libraries (torch, BLAS, blosc, tensorstore) get its share of the cores
@@ -380,7 +308,7 @@ def make_loader(
     loader.device = dev
     loader.threads = threads
     loader.auto_context = num_workers > 0 and multiprocessing_context is None
-    if loader.auto_context and default_context() == "forkserver" and not _reads_fork_safe(dataset):
+    if loader.auto_context and default_context() == "forkserver" and not reads_fork_safe(dataset):
         # the fork server's imports overlap the caller's work
         from multiprocessing import forkserver
 
